@@ -1,0 +1,359 @@
+"""Detect the instance the gateway runs on: usable CPUs and usable memory.
+
+"Usable" means what this process may actually consume, not what the host has: in a container the
+scheduler affinity mask and the cgroup quota/limit are what matter (a 64-core host running us under
+`--cpus=2 --memory=4g` must be sized as a 2 vCPU / 4 GB machine).
+
+CPUs  = min(len(sched_getaffinity), cgroup quota / period)   (cgroup v2 ``cpu.max``, v1 ``cfs_*``)
+Memory = min(cgroup limit, MemTotal)                         (v2 ``memory.max``, v1 ``limit_in_bytes``)
+
+Limits are hierarchical, so the cgroup of this process *and every ancestor up to the mount* is read
+and the smallest limit wins. Every reader takes a ``root`` path so tests point it at a fake tree.
+Nothing here raises: a missing or garbled file just means "no limit from that source", and the
+final fallbacks (``os.cpu_count``, ``sysconf``, Windows ``GlobalMemoryStatusEx``) cover macOS and
+Windows, where there is no cgroup.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["InstanceInfo", "detect_cpus", "detect_instance", "detect_memory"]
+
+# cgroup v1 reports "no limit" as a page-rounded LONG_MAX (9223372036854771712); anything at or above
+# 2**60 bytes (1 EiB) is that sentinel, never a real limit.
+_UNLIMITED_BYTES = 1 << 60
+
+_GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """What the gateway may use here. ``cpus`` may be fractional (cgroup quota of 1.5 CPUs)."""
+
+    cpus: float
+    memory_bytes: int | None  # None only when no source at all could be read
+    cpu_source: str
+    memory_source: str
+
+    @property
+    def usable_cpus(self) -> int:
+        """Whole CPUs for process/worker counts.
+
+        Rounded down: a worker per fractional CPU would only make the quota throttle all of them.
+        """
+        return max(1, math.floor(self.cpus + 1e-9))
+
+    @property
+    def memory_gib(self) -> float | None:
+        return None if self.memory_bytes is None else self.memory_bytes / _GIB
+
+    def describe(self) -> str:
+        cpus = f"{self.cpus:g} vCPU"
+        mem = "unknown memory" if self.memory_gib is None else f"{self.memory_gib:.1f} GiB"
+        return f"{cpus}, {mem}"
+
+
+# --------------------------------------------------------------------------------------------------
+# small readers: return None instead of raising
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii", errors="replace").strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    text = _read(path)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _under(root: Path, absolute: str) -> Path:
+    """``absolute`` (a path as the kernel reports it) re-rooted under ``root``."""
+    return root / absolute.lstrip("/")
+
+
+# --------------------------------------------------------------------------------------------------
+# where this process's cgroups are
+
+
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    mount_point: str  # absolute, as in /proc/self/mountinfo
+    mount_root: str  # the cgroup path this mount exposes at mount_point ("/" unless bind-mounted)
+    fstype: str  # "cgroup" or "cgroup2"
+    controllers: frozenset[str]  # v1 controllers in the super options; empty for v2
+
+
+def _mounts(root: Path) -> list[_Mount]:
+    text = _read(_under(root, "/proc/self/mountinfo"))
+    if text is None:
+        return []
+    found: list[_Mount] = []
+    for line in text.splitlines():
+        # "36 25 0:32 / /sys/fs/cgroup/cpu rw,relatime shared:11 - cgroup cgroup rw,cpu,cpuacct"
+        pre, sep, post = line.partition(" - ")
+        if not sep:
+            continue
+        pre_fields, post_fields = pre.split(), post.split()
+        if len(pre_fields) < 5 or len(post_fields) < 3:
+            continue
+        fstype = post_fields[0]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        controllers = frozenset(post_fields[2].split(",")) if fstype == "cgroup" else frozenset()
+        found.append(_Mount(pre_fields[4], pre_fields[3], fstype, controllers))
+    return found
+
+
+def _membership(root: Path) -> dict[str, str]:
+    """Controller name -> cgroup path from /proc/self/cgroup; the v2 unified entry is under ""."""
+    text = _read(_under(root, "/proc/self/cgroup"))
+    if text is None:
+        return {}
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            paths[""] = path
+        for name in controllers.split(","):
+            if name:
+                paths[name] = path
+    return paths
+
+
+# Used when /proc/self/mountinfo is unreadable: the layouts systemd and Docker create.
+_DEFAULT_V2_MOUNTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
+_DEFAULT_V1_MOUNTS = {
+    "cpu": ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuacct,cpu"),
+    "memory": ("/sys/fs/cgroup/memory",),
+}
+
+
+def _chain(root: Path, mount_point: str, mount_root: str, cgroup_path: str | None) -> list[Path]:
+    """Directories holding limits for this process, innermost first, ending at the mount itself.
+
+    When the process's cgroup path lies outside what the mount exposes (a container with its own
+    cgroup namespace sees "/" or a host path), only the mount directory is used: in a namespaced
+    container that directory *is* the container's cgroup.
+    """
+    top = _under(root, mount_point)
+    dirs: list[Path] = []
+    if cgroup_path is not None:
+        rel = os.path.relpath(cgroup_path, mount_root) if cgroup_path.startswith(mount_root) else None
+        if rel is not None and rel != "." and not rel.startswith(".."):
+            here = top / rel
+            if here.is_dir():
+                while here != top:
+                    dirs.append(here)
+                    here = here.parent
+    dirs.append(top)
+    return dirs
+
+
+def _v2_dirs(root: Path, mounts: list[_Mount], membership: dict[str, str]) -> list[Path]:
+    v2 = [m for m in mounts if m.fstype == "cgroup2"]
+    path = membership.get("")
+    if v2:
+        return [d for m in v2 for d in _chain(root, m.mount_point, m.mount_root, path)]
+    if mounts:  # mountinfo was readable and lists no cgroup2 mount
+        return []
+    return [d for mp in _DEFAULT_V2_MOUNTS for d in _chain(root, mp, "/", path)]
+
+
+def _v1_dirs(root: Path, mounts: list[_Mount], membership: dict[str, str], controller: str) -> list[Path]:
+    v1 = [m for m in mounts if m.fstype == "cgroup" and controller in m.controllers]
+    path = membership.get(controller)
+    if v1:
+        return [d for m in v1 for d in _chain(root, m.mount_point, m.mount_root, path)]
+    if mounts:
+        return []
+    return [d for mp in _DEFAULT_V1_MOUNTS[controller] for d in _chain(root, mp, "/", path)]
+
+
+# --------------------------------------------------------------------------------------------------
+# CPU
+
+
+def _affinity_count() -> tuple[int, str]:
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return len(os.sched_getaffinity(0)), "sched_getaffinity"
+        except OSError:
+            pass
+    return os.cpu_count() or 1, "os.cpu_count"
+
+
+def _v2_cpu_quota(d: Path) -> float | None:
+    text = _read(d / "cpu.max")  # "max 100000" or "150000 100000"
+    if text is None:
+        return None
+    parts = text.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _v1_cpu_quota(d: Path) -> float | None:
+    quota = _read_int(d / "cpu.cfs_quota_us")  # -1 = unlimited
+    period = _read_int(d / "cpu.cfs_period_us")
+    if quota is None or period is None or quota <= 0 or period <= 0:
+        return None
+    return quota / period
+
+
+def detect_cpus(root: str | os.PathLike[str] = "/", affinity: int | None = None) -> tuple[float, str]:
+    """Usable CPUs and a note saying where the number came from.
+
+    ``affinity`` replaces ``sched_getaffinity`` (tests; the mask belongs to the live process, so it
+    cannot come from a fake tree).
+    """
+    base = Path(root)
+    if affinity is None:
+        count, source = _affinity_count()
+    else:
+        count, source = affinity, "affinity"
+    cpus: float = float(max(1, count))
+    note = f"{source} ({count})"
+
+    mounts, membership = _mounts(base), _membership(base)
+    quotas: list[tuple[float, str]] = []
+    for d in _v2_dirs(base, mounts, membership):
+        q = _v2_cpu_quota(d)
+        if q is not None:
+            quotas.append((q, "cgroup v2 cpu.max"))
+    for d in _v1_dirs(base, mounts, membership, "cpu"):
+        q = _v1_cpu_quota(d)
+        if q is not None:
+            quotas.append((q, "cgroup v1 cfs quota"))
+    if quotas:
+        quota, qsource = min(quotas)
+        if quota < cpus:
+            cpus, note = quota, f"{qsource} ({quota:g} of {count} CPUs)"
+    return cpus, note
+
+
+# --------------------------------------------------------------------------------------------------
+# memory
+
+
+def _meminfo_total(root: Path) -> int | None:
+    text = _read(_under(root, "/proc/meminfo"))
+    if text is None:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            fields = line.split()  # "MemTotal:  16326428 kB"
+            try:
+                return int(fields[1]) * 1024
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def _physical_memory() -> tuple[int | None, str]:
+    """Host memory without /proc: sysconf on macOS/BSD, GlobalMemoryStatusEx on Windows."""
+    if sys.platform == "win32":
+        return _windows_memory(), "GlobalMemoryStatusEx"
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        if pages > 0 and size > 0:
+            return pages * size, "sysconf"
+    except (AttributeError, ValueError, OSError):
+        pass
+    return None, "unknown"
+
+
+def _windows_memory() -> int | None:
+    try:
+        import ctypes
+
+        class _MemoryStatusEx(ctypes.Structure):
+            _fields_ = [
+                ("dwLength", ctypes.c_ulong),
+                ("dwMemoryLoad", ctypes.c_ulong),
+                ("ullTotalPhys", ctypes.c_ulonglong),
+                ("ullAvailPhys", ctypes.c_ulonglong),
+                ("ullTotalPageFile", ctypes.c_ulonglong),
+                ("ullAvailPageFile", ctypes.c_ulonglong),
+                ("ullTotalVirtual", ctypes.c_ulonglong),
+                ("ullAvailVirtual", ctypes.c_ulonglong),
+                ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
+            ]
+
+        status = _MemoryStatusEx()
+        status.dwLength = ctypes.sizeof(_MemoryStatusEx)
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
+            return int(status.ullTotalPhys)
+    except Exception:  # any ctypes failure means "unknown", never a crash at start-up
+        return None
+    return None
+
+
+def _v2_memory_limit(d: Path) -> int | None:
+    text = _read(d / "memory.max")  # "max" or bytes
+    if text is None or text == "max":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if 0 < value < _UNLIMITED_BYTES else None
+
+
+def _v1_memory_limit(d: Path) -> int | None:
+    value = _read_int(d / "memory.limit_in_bytes")
+    return value if value is not None and 0 < value < _UNLIMITED_BYTES else None
+
+
+def detect_memory(root: str | os.PathLike[str] = "/") -> tuple[int | None, str]:
+    """Usable memory in bytes and a note saying where the number came from."""
+    base = Path(root)
+    total = _meminfo_total(base)
+    if total is not None:
+        source = "/proc/meminfo MemTotal"
+    elif base == Path("/"):
+        total, source = _physical_memory()
+    else:  # a fake tree without meminfo: do not leak the real host's numbers into a test
+        source = "unknown"
+
+    mounts, membership = _mounts(base), _membership(base)
+    limits: list[tuple[int, str]] = []
+    for d in _v2_dirs(base, mounts, membership):
+        v = _v2_memory_limit(d)
+        if v is not None:
+            limits.append((v, "cgroup v2 memory.max"))
+    for d in _v1_dirs(base, mounts, membership, "memory"):
+        v = _v1_memory_limit(d)
+        if v is not None:
+            limits.append((v, "cgroup v1 memory.limit_in_bytes"))
+    if limits:
+        limit, lsource = min(limits)
+        # A limit above physical memory (common: a cgroup sized for a bigger host) is no limit at all.
+        if total is None or limit < total:
+            return limit, lsource
+    return total, source
+
+
+def detect_instance(root: str | os.PathLike[str] = "/", affinity: int | None = None) -> InstanceInfo:
+    cpus, cpu_source = detect_cpus(root, affinity)
+    memory, memory_source = detect_memory(root)
+    return InstanceInfo(cpus=cpus, memory_bytes=memory, cpu_source=cpu_source, memory_source=memory_source)
