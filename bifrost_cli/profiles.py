@@ -12,16 +12,17 @@ What the knobs mean in *this* runtime (Python, one event loop per worker process
 - ``concurrency`` - per provider and worker: upstream requests in flight at once (the lane's
   permits). This is what "concurrency" means in Go Bifrost's ``concurrency_and_buffer_size``.
 - ``buffer_size`` - per provider and worker: requests allowed to *wait* for a lane permit (the
-  bounded wait queue). When it is full the request is rejected with 429 ``queue_full`` if
-  ``drop_excess_requests``, else it waits for queue room (back-pressure instead of shedding).
+  lane's FIFO wait queue). It is a hard bound only with ``drop_excess_requests``: a request that
+  finds it full gets 429 ``queue_full`` at once. Without it the request waits anyway, bounded by
+  its request timeout, as Go Bifrost's blocking channel send does.
 - ``initial_pool_size`` - records the request-log buffer holds between writer flushes before it
   drops (and counts) new ones; the writer pre-sizes for it. In Go Bifrost it pre-warms sync.Pools
   of request objects; Python has no such pool, and the log buffer is the one memory pool that
   scales with load, so the benchmark figure is kept for it.
-- ``connector_limit`` / ``connector_limit_per_host`` - the one aiohttp ``TCPConnector``: open
-  upstream sockets in total and per (host, port, TLS). Per host matches ``concurrency`` so a lane
-  permit never waits for a socket.
-- ``upstream_keepalive_s`` - how long an idle upstream socket is kept for reuse (TCPConnector
+- ``connection_pool_limit`` / ``connection_pool_limit_per_host`` - the one aiohttp
+  ``TCPConnector`` of a worker: open upstream sockets in total and per (host, port, TLS). Per host
+  matches ``concurrency`` so a lane permit never waits for a socket.
+- ``keepalive_timeout_s`` - how long an idle upstream socket is kept for reuse (``TCPConnector``
   ``keepalive_timeout``). Longer keeps TLS handshakes off the request path but holds sockets and
   their buffers.
 - ``listen_backlog`` - the listen(2) backlog of the server socket: connections the kernel queues
@@ -69,9 +70,9 @@ class Profile:
     concurrency: int
     buffer_size: int
     initial_pool_size: int
-    connector_limit: int
-    connector_limit_per_host: int
-    upstream_keepalive_s: float
+    connection_pool_limit: int
+    connection_pool_limit_per_host: int
+    keepalive_timeout_s: float
     listen_backlog: int
     log_batch_size: int
     log_flush_interval_ms: int
@@ -95,9 +96,9 @@ PROFILES: dict[str, Profile] = {
         concurrency=1000,
         buffer_size=15000,
         initial_pool_size=10000,
-        connector_limit=2000,
-        connector_limit_per_host=1000,
-        upstream_keepalive_s=15.0,
+        connection_pool_limit=2000,
+        connection_pool_limit_per_host=1000,
+        keepalive_timeout_s=15.0,
         listen_backlog=1024,
         log_batch_size=500,
         log_flush_interval_ms=200,
@@ -111,9 +112,9 @@ PROFILES: dict[str, Profile] = {
         concurrency=2500,
         buffer_size=20000,
         initial_pool_size=15000,
-        connector_limit=8000,
-        connector_limit_per_host=2500,
-        upstream_keepalive_s=60.0,
+        connection_pool_limit=8000,
+        connection_pool_limit_per_host=2500,
+        keepalive_timeout_s=60.0,
         listen_backlog=4096,
         log_batch_size=1000,
         log_flush_interval_ms=100,
@@ -128,9 +129,9 @@ KNOB_HELP: dict[str, str] = {
     "concurrency": "upstream requests in flight, per provider and worker",
     "buffer_size": "requests waiting for a lane, per provider and worker",
     "initial_pool_size": "request-log records buffered between flushes",
-    "connector_limit": "open upstream sockets in total, per worker",
-    "connector_limit_per_host": "open upstream sockets per host, per worker",
-    "upstream_keepalive_s": "idle upstream socket kept for reuse (s)",
+    "connection_pool_limit": "open upstream sockets in total, per worker",
+    "connection_pool_limit_per_host": "open upstream sockets per host, per worker",
+    "keepalive_timeout_s": "idle upstream socket kept for reuse (s)",
     "listen_backlog": "kernel queue of not-yet-accepted connections",
     "log_batch_size": "request-log records per SQLite transaction",
     "log_flush_interval_ms": "longest wait before a log flush (ms)",

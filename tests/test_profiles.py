@@ -43,15 +43,21 @@ def test_every_knob_is_documented_and_set() -> None:
 def test_profiles_trade_memory_for_latency() -> None:
     cost, speed = PROFILES["cost"], PROFILES["speed"]
     # every size-like knob is larger (or equal) in speed; cost sheds load, speed queues
-    for knob in ("concurrency", "buffer_size", "initial_pool_size", "connector_limit", "listen_backlog"):
+    for knob in (
+        "concurrency",
+        "buffer_size",
+        "initial_pool_size",
+        "connection_pool_limit",
+        "listen_backlog",
+    ):
         assert getattr(cost, knob) < getattr(speed, knob), knob
-    assert cost.upstream_keepalive_s < speed.upstream_keepalive_s
+    assert cost.keepalive_timeout_s < speed.keepalive_timeout_s
     assert cost.log_flush_interval_ms > speed.log_flush_interval_ms
     assert cost.drop_excess_requests and not speed.drop_excess_requests
     # a lane permit never waits for a socket
     for p in PROFILES.values():
-        assert p.connector_limit_per_host >= p.concurrency
-        assert p.connector_limit >= p.connector_limit_per_host
+        assert p.connection_pool_limit_per_host >= p.concurrency
+        assert p.connection_pool_limit >= p.connection_pool_limit_per_host
 
 
 def test_workers_follow_cpus_only_for_speed() -> None:
