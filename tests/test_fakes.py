@@ -289,3 +289,26 @@ def test_reset_clears_script_and_records(fake_openai: FakeOpenAI) -> None:
         client.chat.completions.create(model="m", messages=MESSAGES)
     assert len(fake_openai.requests) == 1
     assert fake_openai.recorder.statuses == {200: 1}
+
+
+async def test_trickled_json_body_arrives_whole(fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply(chunk_delay=0.2))
+    url = fake_openai.url + "/v1/chat/completions"
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": "Bearer sk-fake-1"}) as session,
+        session.post(url, json={"model": "m", "messages": MESSAGES}) as resp,
+    ):
+        started = time.monotonic()
+        answer = await resp.json()
+        body_time = time.monotonic() - started
+    assert answer["choices"][0]["message"]["content"] == "fake-openai: hello fake world"
+    assert body_time >= 0.3, "the body should have arrived in parts after the headers"
+
+
+def test_extra_prefixes() -> None:
+    fake = FakeOpenAI(prefixes=("/v1", "/api/v1")).start()
+    try:
+        with openai.OpenAI(base_url=fake.url + "/api/v1", api_key="sk-fake-1", max_retries=0) as client:
+            assert client.chat.completions.create(model="a/b/c", messages=MESSAGES).model == "a/b/c"
+    finally:
+        fake.stop()

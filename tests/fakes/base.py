@@ -179,8 +179,24 @@ class FakeProvider:
         if not isinstance(response, web.Response):
             return response  # streams count themselves
         self.recorder.status(response.status)
+        if reply.chunk_delay > 0 and response.body:
+            response = await _trickle(request, response, reply.chunk_delay)
         self.recorder.count("served")
         return response
+
+
+async def _trickle(request: web.Request, response: web.Response, delay: float) -> web.StreamResponse:
+    """Send a JSON answer's headers at once and its body in three parts, `delay` apart."""
+    body = bytes(response.body)  # type: ignore[arg-type]
+    out = web.StreamResponse(status=response.status, headers=response.headers)
+    await out.prepare(request)
+    third = max(1, len(body) // 3)
+    for start in range(0, len(body), third):
+        if start:
+            await asyncio.sleep(delay)
+        await out.write(body[start : start + third])
+    await out.write_eof()
+    return out
 
 
 def _parse(raw: bytes) -> Any:

@@ -41,25 +41,27 @@ class FakeOpenAI(FakeProvider):
         *,
         name: str = "fake-openai",
         models: Sequence[str] = DEFAULT_MODELS,
-        prefix: str = "/v1",
+        prefixes: Sequence[str] = ("/v1",),
         embedding_dimensions: int = 8,
     ) -> None:
         super().__init__()
         self.keys = set(keys)
         self.name = name
         self.models = list(models)
-        self.prefix = prefix
+        self.prefixes = tuple(prefixes)  # e.g. ("/v1", "/api/v1") for OpenRouter-style paths
         self.embedding_dimensions = embedding_dimensions
         self._ids = itertools.count(1)
 
     def routes(self) -> Iterable[tuple[str, str, Handler]]:
-        p = self.prefix
-        return [
-            ("POST", f"{p}/chat/completions", self.chat),
-            ("POST", f"{p}/completions", self.completions),
-            ("POST", f"{p}/embeddings", self.embeddings),
-            ("GET", f"{p}/models", self.list_models),
-        ]
+        routes: list[tuple[str, str, Handler]] = []
+        for p in self.prefixes:
+            routes += [
+                ("POST", f"{p}/chat/completions", self.chat),
+                ("POST", f"{p}/completions", self.completions),
+                ("POST", f"{p}/embeddings", self.embeddings),
+                ("GET", f"{p}/models", self.list_models),
+            ]
+        return routes
 
     # ---- auth and headers ----
 

@@ -33,7 +33,8 @@ class Reply:
     tool_calls: tuple[Mapping[str, str], ...] | None = None
     # Usage to report instead of the computed one.
     usage: Mapping[str, int] | None = None
-    # Streaming: seconds between every two SSE events.
+    # Streaming: seconds between every two SSE events. A JSON answer is then sent as headers at
+    # once and the body in three parts this far apart (slow body, fast first byte).
     chunk_delay: float = 0.0
     # Streaming: after this many events, stall once for `stall` seconds.
     stall_after: int | None = None
