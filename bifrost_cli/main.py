@@ -1,0 +1,28 @@
+"""The `bifrost` command group. Bare `bifrost` serves, as `bifrost serve` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import runtime
+from bifrost_cli.commands.serve import run_serve, serve, serve_options
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(runtime.__version__, "--version", "-V", prog_name="bifrost")
+@serve_options
+@click.pass_context
+def cli(ctx: click.Context, host: str, port: int, app_dir: Path | None, log_level: str,
+        workers: int | None) -> None:
+    """Bifrost: an OpenAI-compatible LLM gateway. With no command, starts the gateway."""
+    if ctx.invoked_subcommand is None:
+        run_serve(host, port, app_dir, log_level, workers)
+
+
+cli.add_command(serve)
+
+
+def main() -> None:
+    cli(prog_name="bifrost")

@@ -1,0 +1,69 @@
+"""create_app(config): the aiohttp application — routes, typed state, and what it owns.
+
+The app owns exactly one upstream ClientSession and one request-log writer, both created and closed
+by `cleanup_ctx` so that shutdown drains them in order (requests first, then the log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from runtime.config.model import GatewayConfig
+from runtime.core.gateway import Gateway
+from runtime.core.upstream import make_session
+from runtime.errors import GatewayError
+from runtime.http import health, openai
+from runtime.http.errors import error_response
+from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
+from runtime.plugins.base import Hooks
+from runtime.plugins.logging import RequestLogPlugin
+from runtime.requestlog.writer import LogWriter
+
+# Route modules, in order; each has add_routes(app). Later features append theirs here.
+ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, openai.add_routes]
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return error_response(GatewayError(f"no route for {request.method} {request.path}", status=404,
+                                       type="invalid_request_error", code="not_found"))
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
+    app = web.Application(client_max_size=body_limit)
+    app[CONFIG] = config
+    plugins: list = []
+    writer: LogWriter | None = None
+    if config.client.enable_logging:
+        writer = LogWriter(config.log_db_path, capacity=config.client.initial_pool_size,
+                           batch_size=config.tuning.log_batch_size,
+                           flush_interval_s=config.tuning.log_flush_interval_ms / 1000.0,
+                           retention_days=config.client.log_retention_days)
+        app[LOG_WRITER] = writer
+        plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging))
+    gateway = Gateway(config, Hooks(plugins))
+    app[GATEWAY] = gateway
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        t = config.tuning
+        session = make_session(t.connection_pool_limit, t.connection_pool_limit_per_host, t.keepalive_timeout_s)
+        gateway.engine.session = session
+        yield
+        await session.close()
+
+    async def request_log(app: web.Application) -> AsyncIterator[None]:
+        if writer is not None:
+            await writer.start()
+        yield
+        if writer is not None:
+            await writer.close()
+
+    # Order matters: cleanup runs in reverse, so the log (entered first) is drained last.
+    app.cleanup_ctx.append(request_log)
+    app.cleanup_ctx.append(upstream_session)
+    for add_routes in ROUTE_MODULES:
+        add_routes(app)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app

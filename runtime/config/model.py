@@ -1,0 +1,138 @@
+"""The gateway's configuration as frozen, slotted dataclasses.
+
+Everything here is built once at start-up (or on an admin change) and then only read, so the hot path
+can look fields up without locks or copies. The shapes follow the Go Bifrost `config.json` schema for
+every part this runtime implements, so a user can bring their file across.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+
+def _frozen_map(value: Mapping | None = None) -> Mapping:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class AzureKeyConfig:
+    """Where an Azure OpenAI key is valid: the resource endpoint and its model -> deployment map."""
+
+    endpoint: str
+    deployments: Mapping[str, str] = field(default_factory=_frozen_map)
+    api_version: str = "2024-10-21"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """One provider credential. `models` empty means the key may serve every model."""
+
+    name: str
+    value: str
+    models: tuple[str, ...] = ()
+    weight: float = 1.0
+    azure: AzureKeyConfig | None = None
+    # Native providers (issue 4) keep their extra credential fields here, untouched by the core.
+    extra: Mapping[str, object] = field(default_factory=_frozen_map)
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """How to reach a provider and how patient to be with it.
+
+    Timeouts: `connect_timeout_in_seconds` bounds the TCP/TLS connect; `first_byte_timeout_in_seconds`
+    bounds the wait for the response headers; `default_request_timeout_in_seconds` bounds a whole
+    non-streaming attempt; `stream_idle_timeout_in_seconds` bounds the gap between two stream chunks.
+    A stream has no total bound: long generations are legitimate, a silent upstream is not.
+    """
+
+    base_url: str | None = None
+    extra_headers: Mapping[str, str] = field(default_factory=_frozen_map)
+    default_request_timeout_in_seconds: float = 30.0
+    connect_timeout_in_seconds: float = 10.0
+    first_byte_timeout_in_seconds: float | None = None  # None: the request timeout
+    stream_idle_timeout_in_seconds: float = 60.0
+    max_retries: int = 0
+    retry_backoff_initial_ms: int = 500
+    retry_backoff_max_ms: int = 5000
+
+    @property
+    def first_byte_timeout(self) -> float:
+        if self.first_byte_timeout_in_seconds is None:
+            return self.default_request_timeout_in_seconds
+        return self.first_byte_timeout_in_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """A configured provider: `name` is what users write before the slash, `kind` picks the adapter."""
+
+    name: str
+    kind: str
+    keys: tuple[KeyConfig, ...] = ()
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    concurrency: int = 1000
+    buffer_size: int = 5000
+    # Models this provider is known to serve (from config); empty means "whatever the upstream has".
+    models: tuple[str, ...] = ()
+    # Whether the concurrency/buffer figures came from the user's file (they then beat the profile).
+    explicit_lane: bool = False
+    extra: Mapping[str, object] = field(default_factory=_frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Gateway-wide behaviour (the Go schema's `client` block)."""
+
+    drop_excess_requests: bool = False
+    initial_pool_size: int = 10_000
+    enable_logging: bool = True
+    disable_content_logging: bool = False
+    log_retention_days: int = 30
+    max_request_body_size_mb: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Knobs a tuning profile sets (see bifrost_cli/profiles.py); defaults suit a small machine."""
+
+    profile: str = "default"
+    default_concurrency: int = 1000
+    default_buffer_size: int = 5000
+    connection_pool_limit: int = 0  # 0 = unlimited sockets in the upstream pool
+    connection_pool_limit_per_host: int = 0
+    keepalive_timeout_s: float = 30.0
+    listen_backlog: int = 2048
+    log_batch_size: int = 1000
+    log_flush_interval_ms: int = 100
+    shutdown_grace_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything `runtime.run` needs. Built by the CLI (or a test) and never mutated."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    app_dir: Path = Path(".")
+    log_level: str = "info"
+    workers: int = 1
+    providers: Mapping[str, ProviderConfig] = field(default_factory=_frozen_map)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    tuning: Tuning = field(default_factory=Tuning)
+    # The parsed config.json as loaded (secrets still as `env.NAME`), so the admin API can persist it.
+    raw: Mapping[str, object] = field(default_factory=_frozen_map)
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.app_dir) / "config.json"
+
+    @property
+    def log_db_path(self) -> Path:
+        return Path(self.app_dir) / "logs.db"

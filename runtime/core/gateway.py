@@ -1,0 +1,86 @@
+"""The Gateway: the per-app state every ingress handler works through.
+
+It owns the router (swapped atomically when providers change), the engine, the frozen plugin hooks
+and request ids. Ingress modules (OpenAI, Anthropic, GenAI, Responses) translate their wire format to
+the internal one, then call `targets`, `complete` / `open_stream` and `finish`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import ujson
+
+from runtime.config.model import GatewayConfig
+from runtime.core.context import RequestContext
+from runtime.core.pipeline import ChunkStream, Engine
+from runtime.core.router import ProviderHandle, Router
+from runtime.errors import InvalidRequest
+from runtime.plugins.base import Hooks
+from runtime.providers.base import ParsedResponse
+
+
+def encode_json(obj: Any) -> bytes:
+    """The hot-path JSON encoder: compact, UTF-8, no escaped slashes."""
+    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, hooks: Hooks) -> None:
+        self.config = config
+        self.router = Router.build(config.providers, config.client)
+        self.engine = Engine(self.router, None, encode_json)
+        self.hooks = hooks
+        self.body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
+        # Request ids: unique across workers and restarts, cheap to make (no uuid per request).
+        self._id_prefix = os.urandom(6).hex()
+        self._ids = itertools.count(1)
+
+    def new_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
+    def set_router(self, router: Router) -> None:
+        """Swap the routing table; requests already running keep the handles they resolved."""
+        self.router = router
+        self.engine.router = router
+
+    def targets(self, ctx: RequestContext, body: dict[str, Any]) -> list[tuple[ProviderHandle, str]]:
+        """Resolve `model` and `fallbacks` (removed from the body: they are ours, not the provider's)."""
+        model = body.get("model")
+        if model is None or model == "":
+            raise InvalidRequest("'model' is required, as provider/model (e.g. openai/gpt-4o-mini)",
+                                 param="model", code="missing_required_parameter")
+        if not isinstance(model, str):
+            raise InvalidRequest(f"'model' must be a string, got {type(model).__name__}", param="model",
+                                 code="invalid_type")
+        ctx.model_requested = model
+        router = self.router
+        targets = [router.resolve(model)]
+        fallbacks = body.pop("fallbacks", None)
+        if fallbacks is not None:
+            if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
+                raise InvalidRequest("'fallbacks' must be a list of provider/model strings", param="fallbacks",
+                                     code="invalid_type")
+            targets.extend(router.resolve(f) for f in fallbacks)
+            ctx.fallbacks = tuple(fallbacks)
+        handle, upstream_model = targets[0]
+        ctx.provider = handle.name
+        ctx.model = upstream_model
+        return targets
+
+    async def complete(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ParsedResponse:
+        hooks = self.hooks
+        if not hooks.pre and not hooks.post:
+            return await self.engine.complete(ctx, targets)
+        cached, ran = await hooks.run_pre(ctx)
+        response = cached if cached is not None else await self.engine.complete(ctx, targets)
+        await hooks.run_post(ctx, response, ran)
+        return response
+
+    async def open_stream(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ChunkStream:
+        return await self.engine.open_stream(ctx, targets)
+
+    def finish(self, ctx: RequestContext) -> None:
+        self.hooks.on_finish(ctx)

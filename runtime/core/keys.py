@@ -1,0 +1,49 @@
+"""Key selection: weighted random among the keys a model may use.
+
+The candidate list and cumulative weights for each model are computed once and cached, so a
+selection is one random draw and one bisect. A retry can exclude the key that just failed.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from itertools import accumulate
+
+from runtime.config.model import KeyConfig
+
+# Providers that need no key (local servers, the mock) still go through selection with this one.
+NO_KEY = KeyConfig(name="none", value="")
+
+
+class KeySelector:
+    __slots__ = ("_cache", "_keys", "_random")
+
+    def __init__(self, keys: tuple[KeyConfig, ...], rng: random.Random | None = None) -> None:
+        self._keys = keys or (NO_KEY,)
+        self._cache: dict[str, tuple[tuple[KeyConfig, ...], tuple[float, ...]]] = {}
+        self._random = (rng or random.Random()).random
+
+    def candidates(self, model: str) -> tuple[KeyConfig, ...]:
+        return self._entry(model)[0]
+
+    def _entry(self, model: str) -> tuple[tuple[KeyConfig, ...], tuple[float, ...]]:
+        entry = self._cache.get(model)
+        if entry is None:
+            keys = tuple(k for k in self._keys if k.allows(model))
+            entry = (keys, tuple(accumulate(k.weight for k in keys)))
+            if len(self._cache) < 10_000:  # model names come from clients: bound the cache
+                self._cache[model] = entry
+        return entry
+
+    def select(self, model: str, exclude: KeyConfig | None = None) -> KeyConfig | None:
+        keys, cumulative = self._entry(model)
+        if not keys:
+            return None
+        if exclude is not None and len(keys) > 1 and exclude in keys:
+            keys = tuple(k for k in keys if k is not exclude)
+            cumulative = tuple(accumulate(k.weight for k in keys))
+        if len(keys) == 1:
+            return keys[0]
+        i = bisect_right(cumulative, self._random() * cumulative[-1])
+        return keys[min(i, len(keys) - 1)]

@@ -1,0 +1,273 @@
+"""The engine: run one request against its targets (primary, then fallbacks) with lanes, keys and
+retries, timing every stage into the RequestContext.
+
+    for each target (primary, fallbacks...):
+        for each attempt (1 + max_retries):
+            lane slot -> key -> adapter.build_request -> encode -> upstream -> adapter.parse_*
+            on failure: record the attempt; retry after backoff / Retry-After, or move on
+    all failed -> raise the primary's error; every attempt is listed in ctx.attempts
+
+Streams are opened the same way, and an opened stream only counts as a success once its first events
+parsed; until then nothing has reached the client, so falling back is still allowed. After that, a
+failure is the ingress's to report as an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+import aiohttp
+
+from runtime.config.model import KeyConfig
+from runtime.core.context import RequestContext
+from runtime.core.retry import retry_delay
+from runtime.core.router import ProviderHandle, Router
+from runtime.core.upstream import TRANSPORT_ERRORS, transport_error
+from runtime.errors import GatewayError, UnknownModel, UnsupportedOperation, UpstreamGarbage, UpstreamTimeout
+from runtime.providers.base import ParsedResponse, StreamTranslator, UpstreamRequest, Usage
+
+Encoder = Callable[[Any], bytes]
+
+
+class ChunkStream:
+    """An opened stream: the events parsed so far, and more on demand. Holds a lane slot until closed."""
+
+    __slots__ = ("_closed", "_idle_s", "_lane", "_provider", "_response", "_translator", "first", "usage")
+
+    def __init__(self, first: list[dict[str, Any]], translator: StreamTranslator | None,
+                 response: aiohttp.ClientResponse | None, lane: Any, provider: str, idle_s: float,
+                 usage: Usage | None = None) -> None:
+        self.first = first
+        self._translator = translator
+        self._response = response
+        self._lane = lane
+        self._provider = provider
+        self._idle_s = idle_s
+        self._closed = False
+        self.usage = usage if translator is None else translator.usage
+
+    async def next(self) -> list[dict[str, Any]] | None:
+        """The next batch of events; None once the upstream ended properly. Raises GatewayError."""
+        translator = self._translator
+        if translator is None or self._response is None:
+            return None
+        while True:
+            if translator.finished:
+                self.usage = translator.usage
+                return None
+            try:
+                data = await self._response.content.readany()
+            except TRANSPORT_ERRORS as exc:
+                raise transport_error(exc, self._provider, "stream data", self._idle_s) from None
+            if not data:
+                tail = translator.close()
+                self.usage = translator.usage
+                if not translator.finished:
+                    raise UpstreamGarbage(f"provider '{self._provider}' ended the stream without its end "
+                                          "marker: the answer is incomplete")
+                return tail or None
+            chunks = translator.feed(data)
+            self.usage = translator.usage
+            if chunks:
+                return chunks
+
+    def close(self) -> None:
+        """Release the lane slot and the upstream connection (closing it if the body was not finished,
+        which tells the provider to stop generating)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._response is not None:
+            if self._translator is not None and self._translator.finished:
+                self._response.release()
+            else:
+                self._response.close()
+        if self._lane is not None:
+            self._lane.release()
+
+
+class Engine:
+    __slots__ = ("encode", "router", "session")
+
+    def __init__(self, router: Router, session: aiohttp.ClientSession | None, encode: Encoder) -> None:
+        self.router = router
+        self.session = session
+        self.encode = encode
+
+    # -- the attempt loop ----------------------------------------------------------------------------
+    async def complete(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ParsedResponse:
+        return await self._run(ctx, targets, self._complete_once)
+
+    async def open_stream(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ChunkStream:
+        return await self._run(ctx, targets, self._open_stream_once)
+
+    async def _run(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], once: Any) -> Any:
+        first_error: GatewayError | None = None
+        for index, (handle, model) in enumerate(targets):
+            ctx.fallback_index = index
+            ctx.provider = handle.name
+            ctx.model = model
+            if ctx.endpoint not in handle.adapter.operations:
+                err: GatewayError = UnsupportedOperation(
+                    f"provider '{handle.name}' does not support the {ctx.endpoint} endpoint", param="model")
+                self._record(ctx, handle, model, err, None)
+                first_error = first_error or err
+                continue
+            failed_key: KeyConfig | None = None
+            attempt = 0
+            while True:
+                try:
+                    return await once(ctx, handle, model, failed_key)
+                except GatewayError as err:
+                    self._record(ctx, handle, model, err, ctx.key_name)
+                    first_error = first_error or err
+                    attempt += 1
+                    delay = retry_delay(err, attempt, handle.config.network)
+                    if delay is None:
+                        break
+                    ctx.retries += 1
+                    failed_key = _key_named(handle, ctx.key_name)
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+        assert first_error is not None
+        raise first_error
+
+    @staticmethod
+    def _record(ctx: RequestContext, handle: ProviderHandle, model: str, err: GatewayError,
+                key_name: str | None) -> None:
+        entry = err.describe()
+        entry["provider"] = handle.name
+        entry["model"] = model
+        entry["key"] = key_name
+        entry["fallback_index"] = ctx.fallback_index
+        ctx.attempts.append(entry)
+
+    # -- one attempt ---------------------------------------------------------------------------------
+    async def _prepare(self, ctx: RequestContext, handle: ProviderHandle, model: str,
+                       exclude: KeyConfig | None, stream: bool) -> tuple[KeyConfig, UpstreamRequest | None]:
+        """Lane slot already held. Key selection, build and encode, each timed."""
+        t1 = perf_counter_ns()
+        key = handle.keys.select(model, exclude)
+        if key is None:
+            raise UnknownModel(f"no key of provider '{handle.name}' may serve model '{model}'", param="model")
+        ctx.key_name = key.name
+        t2 = perf_counter_ns()
+        ctx.key_select_ns += t2 - t1
+        if handle.adapter.local:
+            return key, None
+        request = handle.adapter.build_request(handle.config, handle.spec, ctx.endpoint, ctx.body, model, key,
+                                               stream)
+        t3 = perf_counter_ns()
+        ctx.build_ns += t3 - t2
+        if request.body is None:
+            request.body = self.encode(request.payload)
+        sign = getattr(handle.adapter, "sign", None)
+        if sign is not None:
+            await sign(request, key, handle.config)
+        ctx.encode_ns += perf_counter_ns() - t3
+        return key, request
+
+    async def _acquire(self, ctx: RequestContext, handle: ProviderHandle) -> None:
+        t0 = perf_counter_ns()
+        lane = handle.lane
+        if not lane.try_acquire():
+            await lane.acquire(handle.config.network.default_request_timeout_in_seconds)
+        ctx.queue_wait_ns += perf_counter_ns() - t0
+
+    async def _complete_once(self, ctx: RequestContext, handle: ProviderHandle, model: str,
+                             exclude: KeyConfig | None) -> ParsedResponse:
+        await self._acquire(ctx, handle)
+        try:
+            _key, request = await self._prepare(ctx, handle, model, exclude, False)
+            adapter = handle.adapter
+            if request is None:
+                return adapter.respond(ctx.endpoint, ctx.body, model)  # type: ignore[attr-defined]
+            net = handle.config.network
+            t4 = perf_counter_ns()
+            phase = "response headers"
+            try:
+                if net.first_byte_timeout_in_seconds is not None:
+                    async with asyncio.timeout(net.first_byte_timeout):
+                        response = await self._send(request, handle.timeout)
+                else:
+                    response = await self._send(request, handle.timeout)
+                phase = "response body"
+                async with response:
+                    raw = await response.read()
+                    status = response.status
+                    headers = response.headers
+            except TRANSPORT_ERRORS as exc:
+                ctx.upstream_ns += perf_counter_ns() - t4
+                bound = net.first_byte_timeout if phase == "response headers" \
+                    and net.first_byte_timeout_in_seconds is not None else net.default_request_timeout_in_seconds
+                raise transport_error(exc, handle.name, phase, bound) from None
+            t5 = perf_counter_ns()
+            ctx.upstream_ns += t5 - t4
+            if status >= 400:
+                raise adapter.parse_error(status, headers, raw)
+            parsed = adapter.parse_response(ctx.endpoint, model, raw)
+            ctx.parse_ns += perf_counter_ns() - t5
+            return parsed
+        finally:
+            handle.lane.release()
+
+    def _send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Any:
+        assert self.session is not None
+        return self.session.request(request.method, request.url, headers=request.headers, data=request.body,
+                                    timeout=timeout)
+
+    async def _open_stream_once(self, ctx: RequestContext, handle: ProviderHandle, model: str,
+                                exclude: KeyConfig | None) -> ChunkStream:
+        await self._acquire(ctx, handle)
+        response: aiohttp.ClientResponse | None = None
+        try:
+            _key, request = await self._prepare(ctx, handle, model, exclude, True)
+            adapter = handle.adapter
+            if request is None:
+                chunks, usage = adapter.respond_stream(ctx.endpoint, ctx.body, model)  # type: ignore[attr-defined]
+                return ChunkStream(chunks, None, None, handle.lane, handle.name, 0.0, usage)
+            net = handle.config.network
+            t4 = perf_counter_ns()
+            try:
+                async with asyncio.timeout(net.first_byte_timeout):
+                    response = await self._send(request, handle.stream_timeout)
+            except TRANSPORT_ERRORS as exc:
+                ctx.upstream_ns += perf_counter_ns() - t4
+                raise transport_error(exc, handle.name, "response headers", net.first_byte_timeout) from None
+            if response.status >= 400:
+                try:
+                    raw = await response.read()
+                except TRANSPORT_ERRORS:
+                    raw = b""
+                ctx.upstream_ns += perf_counter_ns() - t4
+                raise adapter.parse_error(response.status, response.headers, raw)
+            translator = adapter.stream_translator(ctx.endpoint, model)
+            stream = ChunkStream([], translator, response, handle.lane, handle.name,
+                                 net.stream_idle_timeout_in_seconds)
+            # Read until the first events parse: a failure up to here may still fall back.
+            try:
+                first = await stream.next()
+            except GatewayError:
+                ctx.upstream_ns += perf_counter_ns() - t4
+                raise
+            ctx.upstream_ns += perf_counter_ns() - t4
+            if first is None and not translator.finished:
+                raise UpstreamTimeout(f"provider '{handle.name}' sent an empty stream")
+            stream.first = first or []
+            response = None  # owned by the stream now
+            return stream
+        except BaseException:
+            if response is not None:
+                response.close()
+            handle.lane.release()
+            raise
+
+
+def _key_named(handle: ProviderHandle, name: str) -> KeyConfig | None:
+    for key in handle.config.keys:
+        if key.name == name:
+            return key
+    return None

@@ -1,0 +1,119 @@
+"""Routing: a model string -> (provider handle, upstream model name), and the per-provider handles.
+
+A `ProviderHandle` is built once per provider at start-up (and again when the admin API changes a
+provider): its config, registry row, adapter, lane, key selector and precomputed timeouts. Requests
+only read it.
+
+Model strings are `provider/model`, split on the first `/` only when the prefix names a configured or
+known provider, so `openrouter/meta-llama/llama-3-70b` keeps its slashes. A bare model name is served
+by the configured provider that lists it (in `models`, a key's allow-list or an Azure deployment map).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from runtime.config.model import ClientConfig, ProviderConfig
+from runtime.core.keys import KeySelector
+from runtime.core.lanes import Lane
+from runtime.errors import UnknownModel, UnknownProvider
+from runtime.providers import get_adapter
+from runtime.providers.base import Adapter
+from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
+
+
+class ProviderHandle:
+    __slots__ = ("adapter", "config", "keys", "lane", "listed_models", "name", "spec", "stream_timeout",
+                 "timeout")
+
+    def __init__(self, config: ProviderConfig, client: ClientConfig) -> None:
+        self.name = config.name
+        self.config = config
+        spec = PROVIDER_SPECS.get(config.name)
+        if spec is None or spec.kind != config.kind:  # a custom provider
+            spec = custom_spec(config.name, config.kind, config.network.base_url)
+        self.spec: ProviderSpec = spec
+        self.adapter: Adapter = get_adapter(config.kind)
+        self.lane = Lane(config.name, config.concurrency, config.buffer_size, client.drop_excess_requests)
+        self.keys = KeySelector(config.keys)
+        net = config.network
+        # Non-streaming: a total bound per attempt; streaming: the idle bound applies to every read.
+        self.timeout = aiohttp.ClientTimeout(total=net.default_request_timeout_in_seconds,
+                                             sock_connect=net.connect_timeout_in_seconds)
+        self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=net.connect_timeout_in_seconds,
+                                                    sock_read=net.stream_idle_timeout_in_seconds)
+        # What /v1/models advertises: configured models, else the provider's well-known ones.
+        self.listed_models = tuple(self.adapter.list_models(config)) or spec.default_models
+
+    def serves_listed(self, model: str) -> bool:
+        return model in self.listed_models
+
+
+class Router:
+    """Immutable routing table; the app swaps in a new one when providers change."""
+
+    __slots__ = ("_bare_cache", "handles")
+
+    def __init__(self, handles: Mapping[str, ProviderHandle]) -> None:
+        self.handles = dict(handles)
+        self._bare_cache: dict[str, ProviderHandle] = {}
+        for handle in handles.values():
+            for model in handle.listed_models:
+                self._bare_cache.setdefault(model, handle)
+
+    @classmethod
+    def build(cls, providers: Mapping[str, ProviderConfig], client: ClientConfig,
+              previous: Router | None = None) -> Router:
+        handles = {}
+        for name, cfg in providers.items():
+            old = previous.handles.get(name) if previous else None
+            handle = ProviderHandle(cfg, client)
+            if old is not None and old.config.concurrency == cfg.concurrency \
+                    and old.config.buffer_size == cfg.buffer_size:
+                # Keep the live lane so in-flight and queued requests stay counted.
+                handle.lane = old.lane
+                handle.lane.drop_excess = client.drop_excess_requests
+            handles[name] = handle
+        return cls(handles)
+
+    def resolve(self, model_string: str) -> tuple[ProviderHandle, str]:
+        """`provider/model` -> (handle, model). Raises UnknownProvider / UnknownModel (400)."""
+        prefix, slash, rest = model_string.partition("/")
+        if slash and rest:
+            handle = self.handles.get(prefix)
+            if handle is not None:
+                self._check_model(handle, rest)
+                return handle, rest
+            if prefix in PROVIDER_SPECS:
+                raise UnknownProvider(
+                    f"provider '{prefix}' is not configured. Configured providers: {self.configured()}. "
+                    f"Add it to config.json under providers.{prefix} (or set its API key variable"
+                    f"{' ' + PROVIDER_SPECS[prefix].env_key if PROVIDER_SPECS[prefix].env_key else ''}).",
+                    param="model")
+        handle = self._bare_cache.get(model_string)
+        if handle is not None:
+            return handle, model_string
+        if slash:
+            raise UnknownProvider(
+                f"unknown provider '{prefix}' in model '{model_string}'. Configured providers: "
+                f"{self.configured()}. Write models as provider/model, e.g. openai/gpt-4o-mini.",
+                param="model")
+        raise UnknownModel(
+            f"model '{model_string}' names no provider. Write it as provider/model (e.g. "
+            f"openai/gpt-4o-mini); configured providers: {self.configured()}.", param="model")
+
+    def _check_model(self, handle: ProviderHandle, model: str) -> None:
+        if not handle.keys.candidates(model):
+            allowed = sorted({m for k in handle.config.keys for m in k.models})
+            raise UnknownModel(
+                f"no key of provider '{handle.name}' may serve model '{model}'. Models allowed by its keys: "
+                f"{', '.join(allowed) or 'none'}.", param="model")
+        if handle.config.models and model not in handle.config.models:
+            raise UnknownModel(
+                f"model '{model}' is not among provider '{handle.name}' models: "
+                f"{', '.join(handle.config.models)}.", param="model")
+
+    def configured(self) -> str:
+        return ", ".join(sorted(self.handles)) or "none"

@@ -1,0 +1,128 @@
+"""Every error the gateway can answer with, in one place.
+
+    GatewayError                      status, type, code, message, param
+    ├── InvalidRequest        400     invalid_request_error (malformed JSON, wrong types, missing fields)
+    │   ├── UnknownProvider   400     unknown_provider: says which providers are configured
+    │   ├── UnknownModel      400     unknown_model: no key on the provider may serve the model
+    │   └── UnsupportedOperation 400  unsupported_operation: the provider lacks this endpoint
+    ├── PayloadTooLarge       413     request_too_large
+    ├── QueueFull             429     queue_full: the provider's lane buffer is full and excess is dropped
+    ├── QueueTimeout          504     timeout: waited in the lane for longer than the request timeout
+    ├── ProviderError         (upstream status) the provider answered with an error; keeps its
+    │   │                             status and message (is_bifrost_error = False)
+    │   ├── UpstreamTimeout   504     timeout (connect, first byte, total, stream idle)
+    │   ├── UpstreamUnreachable 502   connection_error
+    │   └── UpstreamGarbage   502     bad_response: the provider's body could not be understood
+    └── ClientGone            499     the client disconnected; only ever logged, never sent
+
+Each error renders as OpenAI's `{"error": {message, type, code, param}}` plus `is_bifrost_error`,
+`status_code` and `extra_fields {provider, model_requested, attempts}` (see runtime/http/errors.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "api_error"
+    code: str | None = None
+    is_bifrost_error = True
+    # Whether another attempt (a retry on the same target) may succeed.
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, type: str | None = None,
+                 code: str | None = None, param: str | None = None,
+                 retry_after_s: float | None = None, provider_body: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.retry_after_s = retry_after_s
+        self.provider_body = provider_body
+
+    def describe(self) -> dict[str, Any]:
+        """A compact record of this failure for `extra_fields.attempts` and the request log."""
+        return {"status": self.status, "type": self.type, "code": self.code, "message": self.message}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnknownProvider(InvalidRequest):
+    code = "unknown_provider"
+
+
+class UnknownModel(InvalidRequest):
+    code = "unknown_model"
+
+
+class UnsupportedOperation(InvalidRequest):
+    type = "unsupported_operation"
+    code = "unsupported_operation"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class QueueFull(GatewayError):
+    status = 429
+    type = "queue_full"
+    code = "queue_full"
+
+
+class QueueTimeout(GatewayError):
+    status = 504
+    type = "timeout"
+    code = "queue_timeout"
+
+
+class ProviderError(GatewayError):
+    """The upstream answered with an error status. Retryable on 429 and 5xx."""
+
+    is_bifrost_error = False
+
+    def __init__(self, message: str, *, status: int, **kw: Any) -> None:
+        super().__init__(message, status=status, **kw)
+        self.retryable = status == 429 or status >= 500
+
+
+class UpstreamTimeout(ProviderError):
+    is_bifrost_error = True
+
+    def __init__(self, message: str, *, code: str = "timeout") -> None:
+        super().__init__(message, status=504, type="timeout", code=code)
+        self.retryable = True
+
+
+class UpstreamUnreachable(ProviderError):
+    is_bifrost_error = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=502, type="connection_error", code="connection_error")
+        self.retryable = True
+
+
+class UpstreamGarbage(ProviderError):
+    is_bifrost_error = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=502, type="bad_response", code="bad_response")
+        self.retryable = True
+
+
+class ClientGone(GatewayError):
+    status = 499
+    type = "client_closed_request"
+    code = "client_closed_request"

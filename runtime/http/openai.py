@@ -1,0 +1,173 @@
+"""OpenAI-compatible ingress: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models.
+
+Parse the body once, check only the fields routing and the endpoint need, hand everything else to the
+provider untouched. Answers pass through byte for byte when the provider speaks OpenAI's format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from runtime.core.accumulate import StreamAccumulator
+from runtime.core.context import RequestContext
+from runtime.core.gateway import Gateway, encode_json
+from runtime.errors import GatewayError, InvalidRequest
+from runtime.http.body import check_type, read_json_object, require
+from runtime.http.errors import error_payload, error_response
+from runtime.http.keys import GATEWAY
+from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from runtime.wire.sse import DONE
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _validate(op: str, body: dict[str, Any]) -> None:
+    if op == CHAT:
+        messages = require(body, "messages", list)
+        if not messages:
+            raise_invalid("'messages' must contain at least one message", "messages")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                raise_invalid(f"'messages[{i}]' must be an object with a string 'role'", f"messages[{i}]")
+    elif op == COMPLETIONS:
+        require(body, "prompt", (str, list))
+    elif op == EMBEDDINGS:
+        require(body, "input", (str, list))
+    check_type(body, "stream", bool)
+    check_type(body, "stream_options", dict)
+
+
+def raise_invalid(message: str, param: str) -> None:
+    raise InvalidRequest(message, param=param)
+
+
+def _headers(ctx: RequestContext) -> dict[str, str]:
+    return {"x-request-id": ctx.id, "x-bf-overhead-us": str(ctx.overhead_us())}
+
+
+async def handle(request: web.Request, op: str) -> web.StreamResponse:
+    gw: Gateway = request.app[GATEWAY]
+    ctx = RequestContext(gw.new_id(), op)
+    try:
+        raw, body = await read_json_object(request, gw.body_limit)
+        ctx.input_raw = raw
+        ctx.body = body
+        targets = gw.targets(ctx, body)
+        _validate(op, body)
+        if body.get("stream") is True and op != EMBEDDINGS:
+            ctx.stream = True
+            options = body.get("stream_options")
+            ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await _stream(request, gw, ctx, targets)
+        result = await gw.complete(ctx, targets)
+        ctx.usage = result.usage
+        payload = result.raw if result.raw is not None else encode_json(result.data)
+        ctx.output = payload
+        ctx.status = 200
+        return web.Response(body=payload, content_type="application/json", headers=_headers(ctx))
+    except GatewayError as err:
+        _fail(ctx, err)
+        return error_response(err, ctx, _headers(ctx))
+    except asyncio.CancelledError:
+        _client_gone(ctx)
+        raise
+    finally:
+        gw.finish(ctx)
+
+
+def _fail(ctx: RequestContext, err: GatewayError) -> None:
+    ctx.status = err.status
+    ctx.error = err.message
+    ctx.error_type = err.type
+
+
+def _client_gone(ctx: RequestContext) -> None:
+    ctx.status = 499
+    ctx.error = "client disconnected before the response was complete"
+    ctx.error_type = "client_closed_request"
+
+
+async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, targets: list) -> web.StreamResponse:
+    stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
+    accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator()
+    wants_usage = ctx.client_wants_usage
+    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **_headers(ctx)})
+    try:
+        await response.prepare(request)
+        chunks: list[dict[str, Any]] | None = stream.first
+        while chunks is not None:
+            out = []
+            for chunk in chunks:
+                if accumulate is not None:
+                    accumulate.add(chunk)
+                # We asked upstream for usage so the log always has it; the client did not.
+                if not wants_usage and chunk.pop("usage", None) is not None and not chunk.get("choices"):
+                    continue
+                out.append(b"data: " + encode_json(chunk) + b"\n\n")
+            if out:
+                await response.write(b"".join(out))
+            chunks = await stream.next()
+        await response.write(DONE)
+        ctx.status = 200
+    except GatewayError as err:
+        # Bytes already reached the client: end the stream with an error event, never with [DONE].
+        _fail(ctx, err)
+        _record_stream_failure(ctx, err)
+        with contextlib.suppress(ConnectionError):
+            await response.write(b"data: " + encode_json(error_payload(err, ctx)) + b"\n\n")
+    except ConnectionError:
+        _client_gone(ctx)
+    except asyncio.CancelledError:
+        _client_gone(ctx)
+        raise
+    finally:
+        stream.close()
+        ctx.usage = stream.usage
+        if accumulate is not None:
+            ctx.output = accumulate.result()
+    return response
+
+
+def _record_stream_failure(ctx: RequestContext, err: GatewayError) -> None:
+    entry = err.describe()
+    entry.update(provider=ctx.provider, model=ctx.model, key=ctx.key_name, fallback_index=ctx.fallback_index,
+                 after_first_byte=True)
+    ctx.attempts.append(entry)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await handle(request, CHAT)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await handle(request, COMPLETIONS)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await handle(request, EMBEDDINGS)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    gw: Gateway = request.app[GATEWAY]
+    data = []
+    for name, handle_ in sorted(gw.router.handles.items()):
+        owner = "bifrost-mock" if handle_.adapter.local else name
+        for model in handle_.listed_models:
+            data.append({"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": owner})
+    return web.json_response({"object": "list", "data": data}, dumps=lambda o: encode_json(o).decode())
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("/v1", "/openai/v1"):
+        app.router.add_post(f"{prefix}/chat/completions", chat_completions)
+        app.router.add_post(f"{prefix}/completions", completions)
+        app.router.add_post(f"{prefix}/embeddings", embeddings)
+        app.router.add_get(f"{prefix}/models", list_models)

@@ -1,0 +1,25 @@
+"""Provider adapters, looked up by `kind` from the registry table."""
+
+from __future__ import annotations
+
+from runtime.providers.azure import AzureAdapter
+from runtime.providers.base import Adapter
+from runtime.providers.mock import MockAdapter
+from runtime.providers.openai import OpenAIAdapter
+
+ADAPTERS: dict[str, Adapter] = {
+    "openai": OpenAIAdapter(),
+    "azure": AzureAdapter(),
+    "mock": MockAdapter(),
+}
+
+
+def register_adapter(adapter: Adapter) -> None:
+    ADAPTERS[adapter.kind] = adapter
+
+
+def get_adapter(kind: str) -> Adapter:
+    return ADAPTERS[kind]
+
+
+__all__ = ["ADAPTERS", "get_adapter", "register_adapter"]

@@ -1,0 +1,40 @@
+"""Azure OpenAI: OpenAI's body format at per-resource deployment URLs, keyed with `api-key`.
+
+Each key carries its resource `endpoint`, a model -> deployment map and the `api-version`; a model
+without an entry is assumed to be deployed under its own name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from runtime.config.model import KeyConfig, ProviderConfig
+from runtime.errors import ProviderError
+from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from runtime.providers.openai import PATHS, OpenAIAdapter, openai_error
+from runtime.providers.registry import ProviderSpec
+
+
+class AzureAdapter(OpenAIAdapter):
+    kind = "azure"
+    operations = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
+
+    def url(self, provider: ProviderConfig, spec: ProviderSpec, op: str, model: str, key: KeyConfig) -> str:
+        azure = key.azure
+        assert azure is not None, "config validation guarantees azure_key_config on Azure keys"
+        endpoint = provider.network.base_url or azure.endpoint
+        deployment = azure.deployments.get(model, model)
+        return f"{endpoint}/openai/deployments/{deployment}{PATHS[op]}?api-version={azure.api_version}"
+
+    def auth_headers(self, key: KeyConfig) -> dict[str, str]:
+        return {"api-key": key.value}
+
+    def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+        return openai_error(status, headers, raw, "Azure OpenAI")
+
+    def list_models(self, provider: ProviderConfig) -> list[str]:
+        models = super().list_models(provider)
+        for key in provider.keys:
+            if key.azure:
+                models.extend(m for m in key.azure.deployments if m not in models)
+        return models

@@ -1,0 +1,119 @@
+"""The adapter interface: how the core talks to any provider.
+
+An adapter is a pure translator between the gateway's internal format (OpenAI's chat, completions and
+embeddings shapes, as parsed dicts) and one provider's wire format. `build_request`, `parse_response`,
+`parse_error` and the stream translator never touch the network, the clock or globals; the core's
+upstream step sends what `build_request` returns. That keeps every adapter testable from JSON fixtures.
+
+Adapters marked `local` (the mock) answer in-process through `respond` and never reach `upstream`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from runtime.config.model import KeyConfig, ProviderConfig
+    from runtime.errors import ProviderError
+    from runtime.providers.registry import ProviderSpec
+
+# Operations (endpoints) a provider may support.
+CHAT = "chat"
+COMPLETIONS = "completions"
+EMBEDDINGS = "embeddings"
+ALL_OPERATIONS = (CHAT, COMPLETIONS, EMBEDDINGS)
+
+
+class Usage:
+    """Token counts for one request; zeros when the provider reported none."""
+
+    __slots__ = ("cached_tokens", "completion_tokens", "prompt_tokens", "total_tokens")
+
+    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, total_tokens: int | None = None,
+                 cached_tokens: int = 0) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.total_tokens = prompt_tokens + completion_tokens if total_tokens is None else total_tokens
+        self.cached_tokens = cached_tokens
+
+    @classmethod
+    def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+        prompt = usage.get("prompt_tokens") or 0
+        completion = usage.get("completion_tokens") or 0
+        return cls(prompt, completion, usage.get("total_tokens"), cached or 0)
+
+    def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                               "total_tokens": self.total_tokens}
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
+
+
+class UpstreamRequest:
+    """What to send upstream.
+
+    Adapters fill `payload` (a JSON-able object); the core encodes it into `body` so the encode stage is
+    timed on its own, then calls the adapter's optional `sign(request, key, provider)` for schemes that
+    sign the exact bytes (SigV4) or attach a fetched token.
+    """
+
+    __slots__ = ("body", "headers", "method", "payload", "url")
+
+    def __init__(self, method: str, url: str, headers: dict[str, str], payload: Any = None,
+                 body: bytes | None = None) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.payload = payload
+        self.body = body
+
+
+class ParsedResponse:
+    """A successful non-streaming answer in OpenAI format.
+
+    `raw` is the upstream body when it already is exactly what an OpenAI client should receive, so the
+    OpenAI ingress can forward it without re-encoding; otherwise None and `data` is encoded.
+    """
+
+    __slots__ = ("data", "raw", "usage")
+
+    def __init__(self, data: dict[str, Any], usage: Usage | None, raw: bytes | None = None) -> None:
+        self.data = data
+        self.usage = usage
+        self.raw = raw
+
+
+class StreamTranslator(Protocol):
+    """State for one upstream stream: bytes in, OpenAI `chat.completion.chunk` dicts out."""
+
+    usage: Usage | None
+    finished: bool  # the upstream signalled a proper end of stream
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+    def close(self) -> list[dict[str, Any]]:
+        """Upstream EOF: flush what is left. Raises UpstreamGarbage for an unparseable tail."""
+        ...
+
+
+class Adapter(Protocol):
+    kind: str
+    operations: frozenset[str]
+    local: bool
+
+    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
+                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest: ...
+
+    def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse: ...
+
+    def stream_translator(self, op: str, model: str) -> StreamTranslator: ...
+
+    def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError: ...
+
+    def list_models(self, provider: ProviderConfig) -> list[str]: ...

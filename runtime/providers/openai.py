@@ -1,0 +1,179 @@
+"""OpenAI's wire format, and with it every OpenAI-compatible provider in the registry table.
+
+The internal format *is* OpenAI's, so translation is nearly nothing: the request gets the upstream
+model name (and, for streams, `stream_options.include_usage` so usage can always be logged); the
+response is parsed once for usage and otherwise forwarded byte for byte.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import ujson
+
+from runtime.config.model import KeyConfig, ProviderConfig
+from runtime.errors import ProviderError, UpstreamGarbage
+from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ParsedResponse, UpstreamRequest, Usage
+from runtime.providers.registry import ProviderSpec
+from runtime.wire.sse import SSEParser
+
+PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
+# The member that every successful body of an operation must have.
+_REQUIRED_MEMBER = {CHAT: "choices", COMPLETIONS: "choices", EMBEDDINGS: "data"}
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """`retry-after-ms`, else `retry-after` as seconds or an HTTP date; None when absent or unreadable."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def openai_error(status: int, headers: Mapping[str, str], raw: bytes, provider_label: str) -> ProviderError:
+    """An OpenAI-style error body (or anything else) -> ProviderError keeping status and message."""
+    message = ""
+    etype = code = param = None
+    body: Any = None
+    try:
+        body = ujson.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        message = str(err.get("message") or "")
+        etype = err.get("type")
+        code = err.get("code")
+        param = err.get("param")
+    elif isinstance(err, str):
+        message = err
+    elif isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = body["message"]
+    if not message:
+        text = raw[:500].decode("utf-8", "replace").strip()
+        message = f"{provider_label} returned HTTP {status}" + (f": {text}" if text else "")
+    return ProviderError(
+        message, status=status, type=str(etype) if etype else _default_type(status),
+        code=str(code) if code is not None else None, param=param,
+        retry_after_s=retry_after_seconds(headers), provider_body=body,
+    )
+
+
+def _default_type(status: int) -> str:
+    if status == 429:
+        return "rate_limit_error"
+    if status in (401, 403):
+        return "authentication_error"
+    if status >= 500:
+        return "api_error"
+    return "invalid_request_error"
+
+
+def parse_openai_body(op: str, raw: bytes) -> ParsedResponse:
+    try:
+        data = ujson.loads(raw)
+    except ValueError:
+        raise UpstreamGarbage(f"upstream sent a body that is not JSON: {raw[:120]!r}") from None
+    member = _REQUIRED_MEMBER[op]
+    if not isinstance(data, dict) or not isinstance(data.get(member), list):
+        raise UpstreamGarbage(f"upstream JSON has no '{member}' list: {raw[:120]!r}")
+    return ParsedResponse(data, Usage.from_openai(data.get("usage")), raw)
+
+
+class OpenAIStream:
+    """OpenAI SSE in, chunk dicts out; remembers usage and whether `[DONE]` arrived."""
+
+    __slots__ = ("_parser", "finished", "usage")
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self.usage: Usage | None = None
+        self.finished = False
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        chunks: list[dict[str, Any]] = []
+        for event in self._parser.feed(data):
+            payload = event.data
+            if payload == "[DONE]":
+                self.finished = True
+                continue
+            try:
+                chunk = ujson.loads(payload)
+            except ValueError:
+                raise UpstreamGarbage(f"upstream stream sent a non-JSON event: {payload[:120]!r}") from None
+            if not isinstance(chunk, dict):
+                raise UpstreamGarbage(f"upstream stream sent a non-object event: {payload[:120]!r}")
+            err = chunk.get("error")
+            if err is not None and "choices" not in chunk:
+                message = err.get("message") if isinstance(err, dict) else str(err)
+                raise ProviderError(f"upstream stream error: {message}", status=502,
+                                    type=(err.get("type") if isinstance(err, dict) else None) or "api_error")
+            usage = chunk.get("usage")
+            if usage:
+                self.usage = Usage.from_openai(usage)
+            chunks.append(chunk)
+        return chunks
+
+    def close(self) -> list[dict[str, Any]]:
+        if self._parser.pending:
+            # A final event without its blank line: parse it rather than lose it.
+            return self.feed(b"\n\n")
+        return []
+
+
+class OpenAIAdapter:
+    kind = "openai"
+    operations = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
+    local = False
+
+    def url(self, provider: ProviderConfig, spec: ProviderSpec, op: str, model: str, key: KeyConfig) -> str:
+        return f"{provider.network.base_url}{spec.path_prefix}{PATHS[op]}"
+
+    def auth_headers(self, key: KeyConfig) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key.value}"} if key.value else {}
+
+    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
+                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+        out = dict(body)  # shallow: never mutate the caller's body, a fallback may need it again
+        out["model"] = model
+        if stream and spec.stream_usage_option and op != EMBEDDINGS:
+            options = out.get("stream_options")
+            out["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
+                else {"include_usage": True}
+        headers = {"Content-Type": "application/json", **self.auth_headers(key)}
+        if provider.network.extra_headers:
+            headers.update(provider.network.extra_headers)
+        return UpstreamRequest("POST", self.url(provider, spec, op, model, key), headers, out)
+
+    def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse:
+        return parse_openai_body(op, raw)
+
+    def stream_translator(self, op: str, model: str) -> OpenAIStream:
+        return OpenAIStream()
+
+    def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+        return openai_error(status, headers, raw, "provider")
+
+    def list_models(self, provider: ProviderConfig) -> list[str]:
+        """Configured models (the provider's `models`, then its keys' allow-lists)."""
+        models = list(provider.models)
+        for key in provider.keys:
+            models.extend(m for m in key.models if m not in models)
+        return models

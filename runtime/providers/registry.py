@@ -1,0 +1,87 @@
+"""Known providers as one table: name -> how to reach it and which adapter speaks its format.
+
+Adding an OpenAI-compatible provider is one row. `base_url` is the default base that a user's
+`network_config.base_url` replaces as a whole (for OpenAI that is exactly the origin); the adapter
+appends `path_prefix` and the documented path (`/chat/completions`, ...). This is the Go Bifrost rule,
+so a user's existing `base_url` values keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    kind: str  # which adapter: "openai", "azure", "mock", "anthropic", "gemini", ...
+    base_url: str | None  # None: the user must give one (or it is per key, as for Azure)
+    path_prefix: str = "/v1"
+    env_key: str | None = None  # environment variable that enables the provider with no config file
+    key_required: bool = True
+    # Whether the upstream accepts `stream_options.include_usage` (so usage can always be logged).
+    stream_usage_option: bool = True
+    label: str = ""
+    # Well-known model names (from the provider's public model list), advertised by /v1/models and
+    # used to route a bare model name when the provider's config lists no models of its own.
+    default_models: tuple[str, ...] = ()
+
+
+_OPENAI_COMPATIBLE = (
+    ProviderSpec("openai", "openai", "https://api.openai.com", env_key="OPENAI_API_KEY", label="OpenAI",
+                 default_models=("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini",
+                                 "text-embedding-3-small", "text-embedding-3-large", "gpt-3.5-turbo-instruct")),
+    ProviderSpec("groq", "openai", "https://api.groq.com/openai", env_key="GROQ_API_KEY", label="Groq",
+                 default_models=("llama-3.3-70b-versatile", "llama-3.1-8b-instant")),
+    ProviderSpec("mistral", "openai", "https://api.mistral.ai", env_key="MISTRAL_API_KEY",
+                 stream_usage_option=False, label="Mistral",
+                 default_models=("mistral-large-latest", "mistral-small-latest", "mistral-embed")),
+    ProviderSpec("openrouter", "openai", "https://openrouter.ai/api", env_key="OPENROUTER_API_KEY",
+                 label="OpenRouter"),
+    ProviderSpec("together", "openai", "https://api.together.xyz", env_key="TOGETHER_API_KEY",
+                 label="Together AI"),
+    ProviderSpec("fireworks", "openai", "https://api.fireworks.ai/inference", env_key="FIREWORKS_API_KEY",
+                 label="Fireworks AI"),
+    ProviderSpec("deepseek", "openai", "https://api.deepseek.com", env_key="DEEPSEEK_API_KEY",
+                 label="DeepSeek", default_models=("deepseek-chat", "deepseek-reasoner")),
+    ProviderSpec("xai", "openai", "https://api.x.ai", env_key="XAI_API_KEY", label="xAI"),
+    ProviderSpec("cerebras", "openai", "https://api.cerebras.ai", env_key="CEREBRAS_API_KEY",
+                 label="Cerebras"),
+    # Perplexity documents its routes without the /v1 prefix.
+    ProviderSpec("perplexity", "openai", "https://api.perplexity.ai", path_prefix="",
+                 env_key="PERPLEXITY_API_KEY", stream_usage_option=False, label="Perplexity"),
+    # Local servers: no key, and a default address on this machine.
+    ProviderSpec("ollama", "openai", "http://localhost:11434", key_required=False, label="Ollama"),
+    ProviderSpec("vllm", "openai", "http://localhost:8000", key_required=False, label="vLLM"),
+    ProviderSpec("sglang", "openai", "http://localhost:30000", key_required=False, label="SGLang"),
+    ProviderSpec("lmstudio", "openai", "http://localhost:1234", key_required=False, label="LM Studio"),
+)
+
+_OTHERS = (
+    ProviderSpec("azure", "azure", None, path_prefix="", env_key="AZURE_API_KEY", label="Azure OpenAI"),
+    ProviderSpec("mock", "mock", None, path_prefix="", key_required=False, stream_usage_option=True,
+                 label="Mock (built in, no network: deterministic answers for trying and benchmarking)"),
+)
+
+PROVIDER_SPECS: dict[str, ProviderSpec] = {spec.name: spec for spec in (*_OPENAI_COMPATIBLE, *_OTHERS)}
+
+
+def register_spec(spec: ProviderSpec) -> None:
+    """Add a provider row (native adapters register theirs when their module is imported)."""
+    PROVIDER_SPECS[spec.name] = spec
+
+
+def custom_spec(name: str, base_provider_type: str, base_url: str | None) -> ProviderSpec:
+    """A user-declared provider that speaks an existing format at its own address."""
+    base = PROVIDER_SPECS.get(base_provider_type)
+    if base is None:
+        raise KeyError(base_provider_type)
+    return ProviderSpec(
+        name=name,
+        kind=base.kind,
+        base_url=base_url,
+        path_prefix=base.path_prefix if base.kind != "openai" else "/v1",
+        key_required=False,
+        stream_usage_option=base.stream_usage_option,
+        label=f"{name} (custom, {base_provider_type} format)",
+    )

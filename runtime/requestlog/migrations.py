@@ -1,0 +1,92 @@
+"""Numbered schema migrations for logs.db, each applied once and recorded in `_migrations`.
+
+Add a migration by appending a function to MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import aiosqlite
+
+Migration = Callable[[aiosqlite.Connection], object]
+
+
+async def _script(db: aiosqlite.Connection, sql: str) -> None:
+    # Statement by statement: executescript would COMMIT the surrounding migration transaction.
+    for statement in sql.split(";"):
+        if statement.strip():
+            await db.execute(statement)
+
+
+async def m001_logs(db: aiosqlite.Connection) -> None:
+    await _script(
+        db,
+        """
+        CREATE TABLE logs (
+            id TEXT PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            provider TEXT,
+            model TEXT,
+            model_requested TEXT,
+            status INTEGER NOT NULL,
+            stream INTEGER NOT NULL DEFAULT 0,
+            latency_us INTEGER NOT NULL,
+            overhead_us INTEGER NOT NULL,
+            queue_wait_us INTEGER NOT NULL DEFAULT 0,
+            key_select_us INTEGER NOT NULL DEFAULT 0,
+            build_us INTEGER NOT NULL DEFAULT 0,
+            encode_us INTEGER NOT NULL DEFAULT 0,
+            upstream_us INTEGER NOT NULL DEFAULT 0,
+            parse_us INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            cached_tokens INTEGER,
+            retries INTEGER NOT NULL DEFAULT 0,
+            fallback_index INTEGER NOT NULL DEFAULT 0,
+            key_name TEXT,
+            error TEXT,
+            error_type TEXT,
+            input TEXT,
+            output TEXT,
+            attempts TEXT,
+            ingress TEXT,
+            cost REAL,
+            extra TEXT
+        );
+        CREATE INDEX logs_ts ON logs (ts_ms);
+        CREATE INDEX logs_provider_ts ON logs (provider, ts_ms);
+        CREATE INDEX logs_model_ts ON logs (model, ts_ms);
+        CREATE INDEX logs_status_ts ON logs (status, ts_ms);
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (m001_logs,)
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Apply pending migrations in one immediate transaction (safe with several workers). Returns how
+    many ran."""
+    await db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT, "
+                     "applied_at REAL)")
+    await db.commit()
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        async with db.execute("SELECT version FROM _migrations") as cur:
+            done = {row[0] for row in await cur.fetchall()}
+        ran = 0
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            await migration(db)  # type: ignore[misc]
+            await db.execute("INSERT INTO _migrations VALUES (?, ?, ?)", (version, migration.__name__, time.time()))
+            ran += 1
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return ran
