@@ -3,6 +3,7 @@
 #
 #   packaging/build.sh                 # uses $PYTHON, else ./.venv/bin/python, else python3
 #   PYTHON=/work/venv/bin/python packaging/build.sh
+#   DIST_DIR=/tmp/out WORK_DIR=/tmp/work packaging/build.sh   # build elsewhere (the tests do)
 #
 # The Python used must have the gateway's dependencies and pyinstaller (pip install -e '.[build]').
 # It prints the build time and the size of the result on the last lines.
@@ -20,11 +21,13 @@ if ! "$PYTHON" -c "import PyInstaller" 2>/dev/null; then
     exit 1
 fi
 
+dist="${DIST_DIR:-$repo/dist}"
+work="${WORK_DIR:-$repo/build/pyinstaller}"
+
 start=$(date +%s)
 "$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
-    --distpath "$repo/dist" --workpath "$repo/build/pyinstaller" \
-    "$repo/packaging/bifrost.spec"
+    --distpath "$dist" --workpath "$work" "$repo/packaging/bifrost.spec"
 end=$(date +%s)
 
-"$repo/dist/bifrost/bifrost" --version
-echo "built dist/bifrost in $((end - start))s, size $(du -sh "$repo/dist/bifrost" | cut -f1)"
+"$dist/bifrost/bifrost" --version
+echo "built $dist/bifrost in $((end - start))s, size $(du -sh "$dist/bifrost" | cut -f1)"

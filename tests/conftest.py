@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import FakeAzure, FakeOpenAI
-from harness import Gateway, make_config, openai_provider
+from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.process import spawn
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-
-StartGateway = Callable[..., Gateway]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -34,9 +32,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
-    return any(
-        getattr(getattr(request.node, f"rep_{when}", None), "failed", False) for when in ("setup", "call")
-    )
+    return any(getattr(getattr(request.node, f"rep_{when}", None), "failed", False) for when in ("setup", "call"))
 
 
 @pytest.fixture

@@ -97,9 +97,7 @@ def test_tool_calls_plain_and_streamed(fake_openai: FakeOpenAI) -> None:
 def test_embeddings_float_and_base64_agree(fake_openai: FakeOpenAI) -> None:
     with sdk(fake_openai) as client:
         as_b64 = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
-        as_float = client.embeddings.create(
-            model="text-embedding-3-small", input=["a", "b"], encoding_format="float"
-        )
+        as_float = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"], encoding_format="float")
     assert as_b64.object == "list" and len(as_b64.data) == 2
     assert [d.embedding for d in as_b64.data] == [d.embedding for d in as_float.data]
     assert as_float.data[1].index == 1 and len(as_float.data[0].embedding) == 8
@@ -109,9 +107,7 @@ def test_embeddings_float_and_base64_agree(fake_openai: FakeOpenAI) -> None:
 def test_completions_and_models(fake_openai: FakeOpenAI) -> None:
     with sdk(fake_openai) as client:
         completion = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="say this")
-        streamed = list(
-            client.completions.create(model="gpt-3.5-turbo-instruct", prompt="say this", stream=True)
-        )
+        streamed = list(client.completions.create(model="gpt-3.5-turbo-instruct", prompt="say this", stream=True))
         models = [m.id for m in client.models.list()]
     assert completion.object == "text_completion"
     assert completion.choices[0].text == "fake-openai: say this"
@@ -247,10 +243,7 @@ def test_azure_routes_key_and_version(fake_azure: FakeAzure) -> None:
     assert answer.choices[0].message.content == "fake-azure: hello fake world"
     assert answer.model_extra and "prompt_filter_results" in answer.model_extra
     assert chunks[0].choices == [] and chunks[0].id == ""  # Azure's prompt-filter chunk
-    assert (
-        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        == "fake-azure: hello fake world"
-    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "fake-azure: hello fake world"
     assert len(embedding.data[0].embedding) == 8
     rec = fake_azure.requests[0]
     assert rec.path == "/openai/deployments/my-gpt4o-deploy/chat/completions"
@@ -274,9 +267,7 @@ async def test_azure_rejects_missing_version_bad_key_unknown_deployment(fake_azu
     ]
     async with aiohttp.ClientSession() as session:
         for url, headers, status, code in cases:
-            async with session.post(
-                url, data=body, headers={**headers, "content-type": "application/json"}
-            ) as r:
+            async with session.post(url, data=body, headers={**headers, "content-type": "application/json"}) as r:
                 assert r.status == status, url
                 assert (await r.json())["error"]["code"] == code
 

@@ -108,9 +108,7 @@ def test_explicit_auto_at_a_higher_level_still_wins() -> None:
 
 
 def test_empty_env_is_ignored_and_case_is_forgiven() -> None:
-    resolved = resolve_profile(
-        T3_MEDIUM, flag=None, config={"profile": " Speed "}, environ={"BIFROST_PROFILE": ""}
-    )
+    resolved = resolve_profile(T3_MEDIUM, flag=None, config={"profile": " Speed "}, environ={"BIFROST_PROFILE": ""})
     assert (resolved.name, resolved.source) == ("speed", "config")
 
 

@@ -208,9 +208,7 @@ def test_garbage_never_raises(tmp_path: Path, cpu_max: str, memory_max: str, mem
 
 def test_empty_tree(tmp_path: Path) -> None:
     info = detect_instance(tmp_path, affinity=1)
-    assert info == InstanceInfo(
-        cpus=1.0, memory_bytes=None, cpu_source="affinity (1)", memory_source="unknown"
-    )
+    assert info == InstanceInfo(cpus=1.0, memory_bytes=None, cpu_source="affinity (1)", memory_source="unknown")
 
 
 def test_real_machine_gives_sane_numbers() -> None:

@@ -166,7 +166,7 @@ class Engine:
             request.body = self.encode(request.payload)
         sign = getattr(handle.adapter, "sign", None)
         if sign is not None:
-            await sign(request, key, handle.config)
+            await sign(request, key, handle.config, self.session)
         ctx.encode_ns += perf_counter_ns() - t3
         return key, request
 

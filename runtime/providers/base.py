@@ -59,8 +59,8 @@ class UpstreamRequest:
     """What to send upstream.
 
     Adapters fill `payload` (a JSON-able object); the core encodes it into `body` so the encode stage is
-    timed on its own, then calls the adapter's optional `sign(request, key, provider)` for schemes that
-    sign the exact bytes (SigV4) or attach a fetched token.
+    timed on its own, then awaits the adapter's optional `sign(request, key, provider, session)` for
+    schemes that sign the exact bytes (SigV4) or attach a token fetched (and cached) with `session`.
     """
 
     __slots__ = ("body", "headers", "method", "payload", "url")

@@ -98,20 +98,14 @@ class FakeAzure(FakeOpenAI):
         return None
 
     async def chat(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
-        return await super().chat(
-            request, _with_model(rec, self.deployments[request.match_info["deployment"]]), reply
-        )
+        return await super().chat(request, _with_model(rec, self.deployments[request.match_info["deployment"]]), reply)
 
-    async def completions(
-        self, request: web.Request, rec: RecordedRequest, reply: Reply
-    ) -> web.StreamResponse:
+    async def completions(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
         return await super().completions(
             request, _with_model(rec, self.deployments[request.match_info["deployment"]]), reply
         )
 
-    async def embeddings(
-        self, request: web.Request, rec: RecordedRequest, reply: Reply
-    ) -> web.StreamResponse:
+    async def embeddings(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
         return await super().embeddings(
             request, _with_model(rec, self.deployments[request.match_info["deployment"]]), reply
         )

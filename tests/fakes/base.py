@@ -156,9 +156,7 @@ class FakeProvider:
 
         return wrapped
 
-    async def _answer(
-        self, request: web.Request, rec: RecordedRequest, handler: Handler
-    ) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, rec: RecordedRequest, handler: Handler) -> web.StreamResponse:
         denied = self.auth_error(request)
         if denied is not None:
             self.recorder.status(denied.status)
@@ -211,14 +209,10 @@ def _parse(raw: bytes) -> Any:
 def _scripted(reply: Reply, headers: dict[str, str]) -> web.Response:
     all_headers = {**headers, **reply.headers}
     if reply.raw is not None:
-        return web.Response(
-            status=reply.status, body=reply.raw, content_type=reply.content_type, headers=all_headers
-        )
+        return web.Response(status=reply.status, body=reply.raw, content_type=reply.content_type, headers=all_headers)
     body = json.dumps(reply.json if reply.json is not None else {})
     return web.Response(status=reply.status, text=body, content_type="application/json", headers=all_headers)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps(body), content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)

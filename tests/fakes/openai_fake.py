@@ -76,9 +76,7 @@ class FakeOpenAI(FakeProvider):
                 f"Incorrect API key provided: {shown}. "
                 "You can find your API key at https://platform.openai.com/account/api-keys."
             )
-            return json_response(
-                wire.error_body(message, "invalid_request_error", code="invalid_api_key"), 401
-            )
+            return json_response(wire.error_body(message, "invalid_request_error", code="invalid_api_key"), 401)
         return None
 
     def response_headers(self) -> dict[str, str]:
@@ -98,9 +96,7 @@ class FakeOpenAI(FakeProvider):
         if body is NOT_JSON or not isinstance(body, dict):
             return json_response(wire.error_body(BAD_JSON_MESSAGE, "invalid_request_error"), 400)
         if not isinstance(body.get("model"), str) or not body["model"]:
-            return json_response(
-                wire.error_body("you must provide a model parameter", "invalid_request_error"), 400
-            )
+            return json_response(wire.error_body("you must provide a model parameter", "invalid_request_error"), 400)
         for name in required:
             if name not in body:
                 return json_response(
@@ -160,9 +156,7 @@ class FakeOpenAI(FakeProvider):
         answer = self.chat_extra(wire.chat_completion(**common))
         return json_response(answer, headers={**self.response_headers(), **reply.headers})
 
-    async def completions(
-        self, request: web.Request, rec: RecordedRequest, reply: Reply
-    ) -> web.StreamResponse:
+    async def completions(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
         error = self.invalid(rec, ("prompt",))
         if error is not None:
             return error
@@ -186,13 +180,9 @@ class FakeOpenAI(FakeProvider):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = list(wire.text_completion_chunks(include_usage=include_usage, **common))
             return await send_sse(request, events, reply, self.recorder, self.response_headers())
-        return json_response(
-            wire.text_completion(**common), headers={**self.response_headers(), **reply.headers}
-        )
+        return json_response(wire.text_completion(**common), headers={**self.response_headers(), **reply.headers})
 
-    async def embeddings(
-        self, request: web.Request, rec: RecordedRequest, reply: Reply
-    ) -> web.StreamResponse:
+    async def embeddings(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
         error = self.invalid(rec, ("input",))
         if error is not None:
             return error
@@ -208,9 +198,7 @@ class FakeOpenAI(FakeProvider):
         )
         return json_response(answer, headers={**self.response_headers(), **reply.headers})
 
-    async def list_models(
-        self, request: web.Request, rec: RecordedRequest, reply: Reply
-    ) -> web.StreamResponse:
+    async def list_models(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
         return json_response(wire.models_list(self.models), headers=self.response_headers())
 
     def answer_model(self, requested: str) -> str:

@@ -70,8 +70,7 @@ class Reply:
         headers = {} if retry_after is None else {"retry-after": _fmt_seconds(retry_after)}
         return cls.error(
             429,
-            "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1. "
-            "Please try again later.",
+            "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again later.",
             "requests",
             code="rate_limit_exceeded",
             headers=headers,

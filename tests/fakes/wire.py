@@ -42,9 +42,7 @@ def text_of_messages(messages: Any) -> str:
             if isinstance(content, str):
                 parts.append(content)
             elif isinstance(content, list):
-                parts.extend(
-                    p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-                )
+                parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return " ".join(parts)
 
 
@@ -156,9 +154,7 @@ def chat_chunks(
             )
             args = tc["arguments"]
             for start in range(0, len(args), 4):
-                yield chunk(
-                    {"tool_calls": [{"index": i, "function": {"arguments": args[start : start + 4]}}]}
-                )
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": args[start : start + 4]}}]})
         yield chunk({}, "tool_calls")
     else:
         yield chunk({"role": "assistant", "content": "", "refusal": None})
@@ -226,9 +222,7 @@ def embedding_vector(text: str, dimensions: int) -> list[float]:
     return [((digest[i % len(digest)] - 128) / 128.0) for i in range(dimensions)]
 
 
-def embeddings(
-    *, model: str, inputs: Sequence[str], dimensions: int, encoding_format: str, prompt_tokens: int
-) -> Json:
+def embeddings(*, model: str, inputs: Sequence[str], dimensions: int, encoding_format: str, prompt_tokens: int) -> Json:
     data: list[Json] = []
     for i, text in enumerate(inputs):
         vector = embedding_vector(text, dimensions)

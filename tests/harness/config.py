@@ -48,9 +48,7 @@ def openai_provider(
     return provider
 
 
-def custom_provider(
-    base_url: str, keys: Iterable[Json | str] = ("sk-fake-1",), **network_overrides: Any
-) -> Json:
+def custom_provider(base_url: str, keys: Iterable[Json | str] = ("sk-fake-1",), **network_overrides: Any) -> Json:
     """An OpenAI-compatible provider declared by name (custom_provider_config)."""
     provider = openai_provider(base_url, keys, **network_overrides)
     provider["custom_provider_config"] = {"base_provider_type": "openai"}

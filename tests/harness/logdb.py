@@ -42,9 +42,7 @@ class LogDB:
         finally:
             conn.close()
 
-    def wait_rows(
-        self, n: int, timeout: float = 15.0, where: str = "", params: tuple[Any, ...] = ()
-    ) -> list[Row]:
+    def wait_rows(self, n: int, timeout: float = 15.0, where: str = "", params: tuple[Any, ...] = ()) -> list[Row]:
         """Poll until at least n rows match (the writer flushes about every 100 ms)."""
         deadline = time.monotonic() + timeout
         rows = self.rows(where, params)

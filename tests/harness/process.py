@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ _HERMETIC_DROP = (
 
 class GatewayStartError(RuntimeError):
     pass
+
+
+StartGateway = Callable[..., "Gateway"]  # the start_gateway fixture's type
 
 
 def free_port() -> int:
@@ -190,7 +193,9 @@ def spawn(
     env: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
     port: int | None = None,
+    command: Sequence[str] | None = None,
 ) -> Gateway:
+    """Start the process; `command` replaces the usual `python -m bifrost_cli serve --host … ` line."""
     if config is not None:
         write_config(app_dir, config)
     app_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,7 @@ def spawn(
     err = logs / f"gateway-{port}.stderr.log"
     with out.open("wb") as out_f, err.open("wb") as err_f:
         proc = subprocess.Popen(
-            _command(port, app_dir, args),
+            list(command) if command is not None else _command(port, app_dir, args),
             stdout=out_f,
             stderr=err_f,
             stdin=subprocess.DEVNULL,
@@ -238,9 +243,7 @@ def run_to_exit(
         code = gateway.proc.wait(timeout)
     except subprocess.TimeoutExpired:
         gateway.kill()
-        raise AssertionError(
-            f"gateway kept running; expected it to stop at start-up\n{gateway.output()}"
-        ) from None
+        raise AssertionError(f"gateway kept running; expected it to stop at start-up\n{gateway.output()}") from None
     return (
         code,
         gateway.stdout_path.read_text(errors="replace"),
