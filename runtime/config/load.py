@@ -247,11 +247,12 @@ def parse_provider(name: str, data: Any, environ: Mapping[str, str], tuning: Tun
     )
 
 
-def parse_client(data: Any, environ: Mapping[str, str]) -> ClientConfig:
+def parse_client(data: Any, environ: Mapping[str, str], defaults: ClientConfig | None = None) -> ClientConfig:
+    """The `client` block; keys it leaves out take `defaults` (a tuning profile's values), so the file wins."""
+    d = defaults or ClientConfig()
     if data is None:
-        return ClientConfig()
+        return d
     r = _Reader(data, "client", environ)
-    d = ClientConfig()
     client = ClientConfig(
         drop_excess_requests=r.get("drop_excess_requests", bool, d.drop_excess_requests),
         initial_pool_size=r.get("initial_pool_size", int, d.initial_pool_size),
@@ -322,7 +323,8 @@ def build_providers(raw: Mapping[str, Any] | None, environ: Mapping[str, str],
 
 def load_gateway_config(app_dir: Path, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info",
                         workers: int = 1, tuning: Tuning | None = None,
-                        environ: Mapping[str, str] | None = None) -> GatewayConfig:
+                        environ: Mapping[str, str] | None = None,
+                        client_defaults: ClientConfig | None = None) -> GatewayConfig:
     """The whole start-up config: `<app_dir>/config.json` (if any) + environment + tuning."""
     env = os.environ if environ is None else environ
     tuning = tuning or Tuning()
@@ -330,7 +332,7 @@ def load_gateway_config(app_dir: Path, *, host: str = "127.0.0.1", port: int = 8
     raw = read_config_file(path)
     try:
         providers = build_providers(raw, env, tuning)
-        client = parse_client(raw.get("client") if raw else None, env)
+        client = parse_client(raw.get("client") if raw else None, env, client_defaults)
     except ConfigError as exc:
         raise ConfigError(exc.path, f"{exc.args[0].split(': ', 1)[-1]} (in {path})") from None
     return GatewayConfig(
