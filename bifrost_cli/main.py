@@ -15,10 +15,10 @@ from bifrost_cli.commands.serve import run_serve, serve, serve_options
 @serve_options
 @click.pass_context
 def cli(ctx: click.Context, host: str, port: int, app_dir: Path | None, log_level: str,
-        workers: int | None) -> None:
+        workers: int | None, profile: str | None) -> None:
     """Bifrost: an OpenAI-compatible LLM gateway. With no command, starts the gateway."""
     if ctx.invoked_subcommand is None:
-        run_serve(host, port, app_dir, log_level, workers)
+        run_serve(host, port, app_dir, log_level, workers, profile)
 
 
 cli.add_command(serve)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from bifrost_cli.sizing import InstanceInfo
+from runtime.config.model import ClientConfig, Tuning
 
 __all__ = [
     "AUTO",
@@ -80,6 +81,25 @@ class Profile:
 
     def workers_for(self, instance: InstanceInfo) -> int:
         return self.workers if self.workers > 0 else instance.usable_cpus
+
+    def tuning(self) -> Tuning:
+        """The runtime's Tuning for this profile (per-provider lane figures are defaults there:
+        a provider's own ``concurrency_and_buffer_size`` in config.json beats them)."""
+        return Tuning(
+            profile=self.name,
+            default_concurrency=self.concurrency,
+            default_buffer_size=self.buffer_size,
+            connection_pool_limit=self.connection_pool_limit,
+            connection_pool_limit_per_host=self.connection_pool_limit_per_host,
+            keepalive_timeout_s=self.keepalive_timeout_s,
+            listen_backlog=self.listen_backlog,
+            log_batch_size=self.log_batch_size,
+            log_flush_interval_ms=self.log_flush_interval_ms,
+        )
+
+    def client_defaults(self) -> ClientConfig:
+        """Defaults for config.json's ``client`` block; keys the file sets win."""
+        return ClientConfig(drop_excess_requests=self.drop_excess_requests, initial_pool_size=self.initial_pool_size)
 
     def knobs(self) -> dict[str, Any]:
         """The tuning values only (no name/description), in table order."""

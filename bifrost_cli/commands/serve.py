@@ -9,8 +9,9 @@ import click
 
 import runtime
 from bifrost_cli import console
-from runtime.config.load import ConfigError, load_gateway_config
-from runtime.paths import default_app_dir
+from bifrost_cli.profiles import PROFILE_CHOICES
+from bifrost_cli.startup import build_startup
+from runtime.config.load import ConfigError
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
@@ -27,27 +28,33 @@ def serve_options(f):  # type: ignore[no-untyped-def]
         click.option("--log-level", envvar="BIFROST_LOG_LEVEL", type=LOG_LEVELS, default="info",
                      show_default=True),
         click.option("--workers", envvar="BIFROST_WORKERS", type=click.IntRange(1, 256), default=None,
-                     help="Worker processes sharing the port (SO_REUSEPORT) [default: 1]."),
+                     help="Worker processes sharing the port (SO_REUSEPORT) [default: the profile's]."),
+        # No click envvar: BIFROST_PROFILE is read by resolve_profile so the banner can say where
+        # the profile came from (flag > env > config.json > auto).
+        click.option("--profile", type=click.Choice(PROFILE_CHOICES, case_sensitive=False), default=None,
+                     help="Tuning profile for this run [env BIFROST_PROFILE; default: config.json's "
+                          "\"profile\", else auto]. See `bifrost tune`."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def run_serve(host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None) -> None:
-    app_dir = (app_dir or default_app_dir()).expanduser()
+def run_serve(host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None,
+              profile: str | None = None) -> None:
     try:
-        config = load_gateway_config(app_dir, host=host, port=port, log_level=log_level.lower(),
-                                     workers=workers or 1)
+        startup = build_startup(app_dir, host=host, port=port, log_level=log_level.lower(), workers=workers,
+                                profile_flag=profile)
     except ConfigError as exc:
         console.error(f"invalid configuration: {exc}")
         sys.exit(2)
-    console.banner(config)
-    sys.exit(runtime.run(config))
+    console.banner(startup.config, startup.banner_rows())
+    sys.exit(runtime.run(startup.config))
 
 
 @click.command("serve")
 @serve_options
-def serve(host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None) -> None:
+def serve(host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None,
+          profile: str | None) -> None:
     """Start the gateway (the default command)."""
-    run_serve(host, port, app_dir, log_level, workers)
+    run_serve(host, port, app_dir, log_level, workers, profile)
