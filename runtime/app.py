@@ -26,8 +26,10 @@ ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, ope
 
 
 async def _not_found(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
     return error_response(GatewayError(f"no route for {request.method} {request.path}", status=404,
-                                       type="invalid_request_error", code="not_found"))
+                                       type="invalid_request_error", code="not_found"),
+                          headers={"x-request-id": gw.new_id(), "x-bf-overhead-us": "0"})
 
 
 def create_app(config: GatewayConfig) -> web.Application:

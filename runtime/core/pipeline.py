@@ -133,6 +133,8 @@ class Engine:
                     if delay > 0:
                         await asyncio.sleep(delay)
         assert first_error is not None
+        # Report the failure against the primary, whose error the client gets; attempts list the rest.
+        ctx.provider, ctx.model = targets[0][0].name, targets[0][1]
         raise first_error
 
     @staticmethod

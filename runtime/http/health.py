@@ -20,7 +20,7 @@ async def health(request: web.Request) -> web.Response:
         "request_log": None if writer is None else {
             "written": writer.written, "pending": writer.pending, "dropped": writer.dropped},
     }
-    return web.json_response(body)
+    return web.json_response(body, headers={"x-request-id": gw.new_id(), "x-bf-overhead-us": "0"})
 
 
 def add_routes(app: web.Application) -> None:

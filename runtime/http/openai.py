@@ -157,12 +157,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
+    ctx = RequestContext(gw.new_id(), "models")
     data = []
     for name, handle_ in sorted(gw.router.handles.items()):
         owner = "bifrost-mock" if handle_.adapter.local else name
         for model in handle_.listed_models:
             data.append({"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": owner})
-    return web.json_response({"object": "list", "data": data}, dumps=lambda o: encode_json(o).decode())
+    return web.Response(body=encode_json({"object": "list", "data": data}), content_type="application/json",
+                        headers=_headers(ctx))
 
 
 def add_routes(app: web.Application) -> None:
