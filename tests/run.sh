@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything the full test suite needs into ./.venv, then run it (ruff + pytest).
+# This is the README's test command and what CI runs (.ci/run). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+# System packages: Chromium for the UI tests (Playwright drives Debian's build; its own download
+# cannot work offline). Root installs it; otherwise the browser tests say what is missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium (apt)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  "$PY" -m venv .venv
+fi
+echo "== installing bifrost-gateway with test and build extras"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test,build]'
+
+echo "== ruff"
+.venv/bin/ruff check .
+
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
