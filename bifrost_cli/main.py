@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 import runtime
+from bifrost_cli.commands.config import config
 from bifrost_cli.commands.serve import run_serve, serve, serve_options
+from bifrost_cli.commands.tune import tune
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +24,8 @@ def cli(ctx: click.Context, host: str, port: int, app_dir: Path | None, log_leve
 
 
 cli.add_command(serve)
+cli.add_command(tune)
+cli.add_command(config)
 
 
 def main() -> None:

@@ -144,18 +144,19 @@ PROFILES: dict[str, Profile] = {
 
 PROFILE_CHOICES: tuple[str, ...] = (*PROFILES, AUTO)
 
+# One line each for `bifrost tune`; the module docstring has the full story.
 KNOB_HELP: dict[str, str] = {
-    "workers": "gateway processes (0 = one per usable CPU)",
-    "concurrency": "upstream requests in flight, per provider and worker",
-    "buffer_size": "requests waiting for a lane, per provider and worker",
-    "initial_pool_size": "request-log records buffered between flushes",
-    "connection_pool_limit": "open upstream sockets in total, per worker",
-    "connection_pool_limit_per_host": "open upstream sockets per host, per worker",
-    "keepalive_timeout_s": "idle upstream socket kept for reuse (s)",
-    "listen_backlog": "kernel queue of not-yet-accepted connections",
-    "log_batch_size": "request-log records per SQLite transaction",
-    "log_flush_interval_ms": "longest wait before a log flush (ms)",
-    "drop_excess_requests": "429 when the queue is full instead of waiting",
+    "workers": "gateway processes",
+    "concurrency": "upstream requests in flight / provider",
+    "buffer_size": "requests queued for a lane / provider",
+    "initial_pool_size": "request-log records buffered",
+    "connection_pool_limit": "upstream sockets, total",
+    "connection_pool_limit_per_host": "upstream sockets / host",
+    "keepalive_timeout_s": "idle upstream socket kept (s)",
+    "listen_backlog": "connections queued by the kernel",
+    "log_batch_size": "log records per SQLite commit",
+    "log_flush_interval_ms": "longest wait for a log commit",
+    "drop_excess_requests": "429 when the queue is full",
 }
 
 # `auto` picks `speed` when the instance can run the speed profile's workers and their memory.

@@ -45,6 +45,8 @@ def resolve_for(
     Raises ConfigError for unreadable JSON or an unknown profile name (naming where it came from).
     """
     instance = detect_instance()
+    # load_gateway_config reads the file again; the profile must be known before it builds providers,
+    # and a second read of a small JSON file once at start-up is cheaper than a second loader API.
     raw = read_config_file(app_dir / "config.json")
     try:
         resolved = resolve_profile(instance, profile_flag, raw, environ)
