@@ -166,11 +166,11 @@ def _parse_network(r: _Reader | None, spec: ProviderSpec) -> NetworkConfig:
         if not isinstance(v, str):
             raise ConfigError(f"{r.path}.extra_headers.{k}", "expected a string")
     # Go Bifrost spells the backoff fields both with and without the `_ms` suffix.
-    initial = r.get("retry_backoff_initial_ms", int, _MISSING)
-    if initial is _MISSING:
+    initial = r.get("retry_backoff_initial_ms", int, None)
+    if initial is None:
         initial = r.get("retry_backoff_initial", int, d.retry_backoff_initial_ms)
-    cap = r.get("retry_backoff_max_ms", int, _MISSING)
-    if cap is _MISSING:
+    cap = r.get("retry_backoff_max_ms", int, None)
+    if cap is None:
         cap = r.get("retry_backoff_max", int, d.retry_backoff_max_ms)
     base_url = r.get("base_url", str, spec.base_url)
     if base_url is not None:
