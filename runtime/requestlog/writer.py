@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,11 +78,28 @@ class LogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA busy_timeout = 10000")
-        await self._db.execute("PRAGMA journal_mode = WAL")
+        await self._enable_wal()
         await self._db.execute("PRAGMA synchronous = NORMAL")
         await migrate(self._db)
         await self._sweep()
         self._task = asyncio.create_task(self._run(), name="bifrost-log-writer")
+
+    async def _enable_wal(self) -> None:
+        """Switch to WAL, retrying while another worker does the same.
+
+        Changing the journal mode of a new database needs an exclusive lock, and SQLite answers
+        SQLITE_BUSY at once instead of consulting busy_timeout, so workers started together (--workers N)
+        would otherwise lose this race and die at start-up with "database is locked".
+        """
+        assert self._db is not None
+        for attempt in range(60):
+            try:
+                await self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 59:
+                    raise
+                await asyncio.sleep(min(0.01 * (attempt + 1), 0.2))
 
     async def close(self) -> None:
         """Stop the loop and write every buffered row."""
