@@ -1,0 +1,65 @@
+"""Request bodies and raw HTTP/1.1 request bytes, built once per run.
+
+The same logical request is sent to every target; only the model name differs, because each target
+names the mock's model its own way (Bifrost ``openai/gpt-4o-mini``, LiteLLM its ``model_name`` alias,
+the mock itself anything).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+_SMALL_PROMPT = "Summarise the benefits of connection pooling in two sentences."
+# ~10 KB of prompt, the published tool's "big payload" idea: exercises body parsing and copying.
+_BIG_PROMPT = " ".join(f"Paragraph {i}: the gateway forwards this text unchanged." for i in range(180))
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A benchmarkable operation: URL path, whether it streams, and the key a good body has."""
+
+    name: str
+    path: str
+    stream: bool
+    expect: str
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "chat": Endpoint("chat", "/v1/chat/completions", False, "choices"),
+    "chat_stream": Endpoint("chat_stream", "/v1/chat/completions", True, "choices"),
+    "completions": Endpoint("completions", "/v1/completions", False, "choices"),
+    "embeddings": Endpoint("embeddings", "/v1/embeddings", False, "data"),
+}
+
+
+def request_body(endpoint: Endpoint, model: str, *, big: bool = False, max_tokens: int = 150) -> bytes:
+    """The JSON body for ``endpoint`` addressed to ``model``."""
+    prompt = _BIG_PROMPT if big else _SMALL_PROMPT
+    body: dict[str, object]
+    if endpoint.name in ("chat", "chat_stream"):
+        body = {"model": model, "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": prompt}], "max_tokens": max_tokens}
+        if endpoint.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+    elif endpoint.name == "completions":
+        body = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
+    else:
+        body = {"model": model, "input": prompt}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def http_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """A complete keep-alive POST request, ready to write to a socket."""
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        "Accept: */*",
+        "Authorization: Bearer sk-bench-not-a-secret",
+        f"Content-Length: {len(body)}",
+    ]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
