@@ -9,6 +9,7 @@ import openai
 import pytest
 from fakes import FakeAzure
 from harness import Gateway, StartGateway, azure_provider, make_config
+from harness.process import CLIENT_KEY
 
 MESSAGES = [{"role": "user", "content": "hello azure"}]
 DEPLOYMENTS = {"gpt-4o": "my-gpt4o-deploy", "text-embedding-3-small": "my-embed"}
@@ -41,6 +42,7 @@ def test_chat_goes_to_the_deployment(azure_gateway: Gateway, azure_fake: FakeAzu
     assert rec.path == "/openai/deployments/my-gpt4o-deploy/chat/completions"
     assert rec.query.get("api-version") == "2024-10-21"
     assert rec.headers.get("api-key") == "azure-fake-key"
+    assert CLIENT_KEY not in str(dict(rec.headers)), "the client's own key is not forwarded"
     assert rec.body["messages"] == MESSAGES
     assert rec.body["temperature"] == 0.5
     assert azure_fake.recorder.statuses == {200: 1}

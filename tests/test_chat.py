@@ -185,3 +185,30 @@ def test_model_with_slashes_keeps_them(start_gateway: StartGateway) -> None:
         assert second.path == "/v1/chat/completions"
     finally:
         upstream.stop()
+
+
+def test_extra_headers_reach_the_provider(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    provider = openai_provider(fake_openai.url, extra_headers={"X-Team": "search", "OpenAI-Organization": "org-x"})
+    gateway = start_gateway(make_config({"openai": provider}))
+    with gateway.client() as client:
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+    headers = fake_openai.requests[0].headers
+    assert headers.get("x-team") == "search"
+    assert headers.get("openai-organization") == "org-x"
+
+
+def test_client_credentials_are_not_forwarded(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    with gateway.client(api_key="sk-client-secret-do-not-forward") as client:
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+    rec = fake_openai.requests[0]
+    assert "sk-client-secret-do-not-forward" not in json.dumps(dict(rec.headers))
+    assert rec.bearer == "sk-fake-1"
+
+
+def test_streamed_legacy_completions(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    with gateway.client() as client:
+        chunks = list(
+            client.completions.create(model="openai/gpt-3.5-turbo-instruct", prompt="count to three", stream=True)
+        )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "fake-openai: count to three"
+    assert fake_openai.requests[0].body["stream"] is True

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import make_config, openai_provider, run_to_exit
+from fakes import FakeOpenAI, Reply
+from harness import StartGateway, make_config, openai_provider, run_to_exit
 
 GOOD = make_config({"openai": openai_provider("http://127.0.0.1:9")})
 
@@ -80,3 +81,24 @@ def test_missing_env_secret_is_named(app_dir: Path) -> None:
     config = broken("providers.openai.keys.0.value", "env.TEST_UNSET_SECRET_FOR_BIFROST")
     code, out, err = run_to_exit(app_dir, config=config, env={})
     assert_clean_failure(code, out, err, "TEST_UNSET_SECRET_FOR_BIFROST")
+
+
+def test_go_style_backoff_names_are_accepted(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    provider = openai_provider(fake_openai.url, max_retries=1)
+    network = provider["network_config"]
+    del network["retry_backoff_initial_ms"], network["retry_backoff_max_ms"]
+    network["retry_backoff_initial"] = 50
+    network["retry_backoff_max"] = 500
+    gateway = start_gateway(make_config({"openai": provider}))
+    fake_openai.enqueue(Reply.server_error(500))
+    with gateway.client() as client:
+        answer = client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert answer.choices[0].message.content == "fake-openai: x"
+    assert len(fake_openai.requests) == 2
+
+
+def test_valid_config_starts(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    config = make_config({"openai": openai_provider(fake_openai.url, concurrency=10, buffer_size=20)})
+    config["client"].update({"initial_pool_size": 500, "log_retention_days": 7, "max_request_body_size_mb": 5})
+    gateway = start_gateway(config)
+    assert gateway.running()

@@ -18,6 +18,7 @@ from harness import (
     assert_gateway_headers,
     make_config,
     openai_provider,
+    parse_sse,
 )
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -193,3 +194,23 @@ async def test_client_disconnect_while_waiting_for_upstream(gateway: Gateway, fa
     rows = await asyncio.to_thread(gateway.log.wait_rows, 1, 15.0, "status = 499")
     assert len(rows) == 1
     assert rows[0]["stream"] == 0
+
+
+async def test_health_has_gateway_headers(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as session, session.get(gateway.url("/health")) as resp:
+        assert resp.status == 200
+        assert_gateway_headers(resp.headers)
+
+
+async def test_stream_with_garbage_upstream_is_not_a_success(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply.garbage())
+    body = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    async with aiohttp.ClientSession() as session, session.post(gateway.url(CHAT), json=body) as resp:
+        raw = await resp.read()
+    if resp.status == 200:
+        events = parse_sse(raw.decode(errors="replace"))
+        assert not any(e.is_done for e in events), "garbage from upstream must not become a successful stream"
+        assert events and events[-1].is_error
+    else:
+        assert resp.status >= 500
+        assert_error_shape(json.loads(raw), resp.status)

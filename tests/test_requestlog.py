@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -180,3 +182,30 @@ async def test_sigterm_lets_an_inflight_stream_finish(start_gateway: StartGatewa
     assert code == 0
     rows = gateway.log.rows()
     assert len(rows) == 1 and rows[0]["status"] == 200
+
+
+def test_retention_deletes_old_rows(start_gateway: StartGateway, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    app_dir = tmp_path / "retained"
+    provider = openai_provider(fake_openai.url, keys=[key("sk-fake-1", name="k1")])
+    first = start_gateway(make_config({"openai": provider}, log_retention_days=30), app_dir=app_dir)
+    assert first.stop() == 0
+    now_ms = int(time.time() * 1000)
+    conn = sqlite3.connect(app_dir / "logs.db")
+    try:
+        with conn:
+            for row_id, age_days in (("old-row", 45), ("recent-row", 2)):
+                conn.execute(
+                    "INSERT INTO logs (id, ts_ms, endpoint, provider, model, status, stream, latency_us, overhead_us)"
+                    " VALUES (?, ?, 'chat', 'openai', 'gpt-4o-mini', 200, 0, 1000, 10)",
+                    (row_id, now_ms - age_days * 86_400_000),
+                )
+    finally:
+        conn.close()
+    second = start_gateway(make_config({"openai": provider}, log_retention_days=30), app_dir=app_dir)
+    deadline = time.monotonic() + 20
+    ids = {r["id"] for r in second.log.rows()}
+    while "old-row" in ids and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ids = {r["id"] for r in second.log.rows()}
+    assert "old-row" not in ids, "a row older than log_retention_days is removed"
+    assert "recent-row" in ids, "a row inside the retention window is kept"

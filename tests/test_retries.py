@@ -3,6 +3,8 @@ never on a 400; attempts listed when they all fail."""
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 from fakes import FakeOpenAI, Reply
@@ -110,3 +112,28 @@ def test_retry_is_logged(start_gateway: StartGateway, fake_openai: FakeOpenAI) -
     assert row["retries"] == 1
     assert row["status"] == 200
     assert row["error"] is None
+
+
+def test_backoff_grows_between_attempts(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    provider = openai_provider(
+        fake_openai.url, max_retries=2, retry_backoff_initial_ms=300, retry_backoff_max_ms=10_000
+    )
+    gateway = start_gateway(make_config({"openai": provider}))
+    fake_openai.enqueue(Reply.server_error(500), Reply.server_error(500))
+    assert chat(gateway) == "fake-openai: retry me"
+    a, b, c = (r.at for r in fake_openai.requests)
+    # Exponential from 300 ms with ±20% jitter: first wait >= 240 ms, second >= 480 ms.
+    assert b - a >= 0.24, f"first backoff {b - a:.3f}s"
+    assert c - b >= 0.48, f"second backoff {c - b:.3f}s"
+
+
+def test_retry_after_beyond_the_cap_is_not_waited_out(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    gateway = start(start_gateway, fake_openai, max_retries=1, backoff_max_ms=500)
+    fake_openai.enqueue(Reply.rate_limited(retry_after=90))
+    started = time.monotonic()
+    with gateway.client() as client:
+        try:
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+        except openai.RateLimitError as err:
+            assert_error_shape(err.response.json(), 429)
+    assert time.monotonic() - started < 45, "a Retry-After longer than the backoff cap must not stall the request"
