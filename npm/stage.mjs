@@ -47,4 +47,4 @@ cpSync(dist, target, { recursive: true, dereference: true });
 if (executable === "bifrost") chmodSync(join(target, executable), 0o755);
 
 const mb = (statSync(join(target, executable)).size / 1e6).toFixed(1);
-console.log(`staged ${dist} -> ${target} (${pkg.name}@${pkg.version}, launcher executable ${mb} MB)`);
+console.log(`staged ${dist} -> ${target} (${pkg.name}@${pkg.version}, gateway executable ${mb} MB)`);
