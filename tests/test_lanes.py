@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from fakes import FakeOpenAI, Reply
-from harness import Gateway, StartGateway, assert_error_shape, make_config, openai_provider
+from fakes import FakeOpenAI, Reply, wait_until
+from harness import Gateway, StartGateway, assert_error_shape, custom_provider, make_config, openai_provider
 from harness.config import key
 
 MESSAGES = [{"role": "user", "content": "lane"}]
@@ -102,3 +102,42 @@ def test_key_with_empty_models_serves_everything(start_gateway: StartGateway, fa
         for _ in range(5):
             client.chat.completions.create(model="openai/some-other-model", messages=MESSAGES)
     assert {r.bearer for r in fake_openai.requests} == {"sk-any"}
+
+
+async def test_lanes_are_per_provider(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
+) -> None:
+    gateway = start_gateway(
+        make_config(
+            {
+                "openai": openai_provider(fake_openai.url, concurrency=1, buffer_size=10),
+                "backup": custom_provider(fake_openai_2.url, keys=("sk-fake-2",)),
+            }
+        )
+    )
+    fake_openai.always(Reply(delay=4))
+    slow = asyncio.ensure_future(post_many(gateway, 3))
+    assert await asyncio.to_thread(lambda: wait_until(lambda: fake_openai.recorder.in_flight == 1, 20))
+    fast = await post_many(gateway, 2, model="backup/gpt-4o-mini")
+    assert [status for status, _ in fast] == [200, 200]
+    assert fake_openai.counts.get("served", 0) == 0, "a busy provider's lane must not hold up another provider"
+    assert [status for status, _ in await slow] == [200, 200, 200]
+
+
+async def test_client_leaving_while_queued_never_reaches_upstream(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = start_gateway(make_config({"openai": openai_provider(fake_openai.url, concurrency=1, buffer_size=10)}))
+    fake_openai.always(Reply(delay=3))
+    holder = asyncio.ensure_future(post_many(gateway, 1))
+    assert await asyncio.to_thread(lambda: wait_until(lambda: fake_openai.recorder.in_flight == 1, 20))
+    body = {"model": "openai/gpt-4o-mini", "messages": MESSAGES}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        with pytest.raises(asyncio.TimeoutError):
+            async with session.post(gateway.url("/v1/chat/completions"), json=body) as resp:
+                await resp.read()
+    assert [status for status, _ in await holder] == [200]
+    rows = await asyncio.to_thread(gateway.log.wait_rows, 1, 15.0, "status = 499")
+    assert len(rows) == 1, "the request whose client left while queued is logged with 499"
+    await asyncio.sleep(1.0)
+    assert fake_openai.counts.get("served", 0) == 1, "the abandoned request must not be served upstream"

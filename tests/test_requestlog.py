@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from fakes import FakeOpenAI, Reply
+from fakes import FakeOpenAI, Reply, wait_until
 from harness import Gateway, StartGateway, make_config, openai_provider, read_sse
 from harness.config import key
 
@@ -209,3 +209,21 @@ def test_retention_deletes_old_rows(start_gateway: StartGateway, fake_openai: Fa
         ids = {r["id"] for r in second.log.rows()}
     assert "old-row" not in ids, "a row older than log_retention_days is removed"
     assert "recent-row" in ids, "a row inside the retention window is kept"
+
+
+async def test_sigterm_with_200_requests_in_flight(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    gateway = logged_gateway(start_gateway, fake_openai)
+    fake_openai.always(Reply(delay=2))
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=100)) as session:
+        sending = asyncio.gather(*(send(session, gateway, i, stream=i % 2 == 0) for i in range(200)))
+        arrived = await asyncio.to_thread(lambda: wait_until(lambda: len(fake_openai.requests) == 200, 60))
+        assert arrived, f"only {len(fake_openai.requests)} requests reached the fake"
+        stopping = asyncio.ensure_future(asyncio.to_thread(gateway.stop, signal.SIGTERM))
+        results = await sending
+        code = await stopping
+    assert [status for _, status, _ in results] == [200] * 200, "in-flight requests finish during the drain"
+    assert code == 0
+    rows = gateway.log.rows()
+    assert len(rows) == 200
+    assert {r["id"] for r in rows} == {rid for rid, _, _ in results}

@@ -132,3 +132,19 @@ async def test_stream_request_error_before_first_byte_is_plain_json(gateway: Gat
         assert resp.headers["Content-Type"].startswith("application/json")
         answer = await resp.json()
     assert "temperature" in answer["error"]["message"]
+
+
+async def test_chunks_are_forwarded_as_they_arrive(gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply(chunk_delay=1.0, content="one two three four"))
+    body = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gateway.url("/v1/chat/completions"), json=body) as resp,
+    ):
+        first = await resp.content.readline()
+        assert first.startswith(b"data:")
+        assert fake_openai.counts.get("streams_completed", 0) == 0, (
+            "the first chunk only arrived after the upstream stream ended: the gateway buffers the stream"
+        )
+        events, error = await read_sse(resp)
+    assert error is None and events[-1].is_done
