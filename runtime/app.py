@@ -12,9 +12,9 @@ from aiohttp import web
 
 from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
-from runtime.core.upstream import make_session
+from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
-from runtime.http import health, openai
+from runtime.http import anthropic, health, openai
 from runtime.http.errors import error_response
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
@@ -23,6 +23,7 @@ from runtime.requestlog.writer import LogWriter
 
 # Route modules, in order; each has add_routes(app). Later features append theirs here.
 ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, openai.add_routes]
+ROUTE_MODULES.append(anthropic.add_routes)  # /anthropic/v1/messages (issue 4)
 
 
 async def _not_found(request: web.Request) -> web.Response:
@@ -50,9 +51,12 @@ def create_app(config: GatewayConfig) -> web.Application:
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         t = config.tuning
-        session = make_session(t.connection_pool_limit, t.connection_pool_limit_per_host, t.keepalive_timeout_s)
+        client = make_client(t.connection_pool_limit_per_host, t.keepalive_timeout_s)
+        session = make_session()
+        gateway.engine.client = client
         gateway.engine.session = session
         yield
+        await client.close()
         await session.close()
 
     async def request_log(app: web.Application) -> AsyncIterator[None]:

@@ -23,6 +23,7 @@ import aiohttp
 
 from runtime.config.model import KeyConfig
 from runtime.core.context import RequestContext
+from runtime.core.httpclient import HTTPClient, Response
 from runtime.core.retry import retry_delay
 from runtime.core.router import ProviderHandle, Router
 from runtime.core.upstream import TRANSPORT_ERRORS, transport_error
@@ -38,7 +39,7 @@ class ChunkStream:
     __slots__ = ("_closed", "_idle_s", "_lane", "_provider", "_response", "_translator", "first", "usage")
 
     def __init__(self, first: list[dict[str, Any]], translator: StreamTranslator | None,
-                 response: aiohttp.ClientResponse | None, lane: Any, provider: str, idle_s: float,
+                 response: Response | None, lane: Any, provider: str, idle_s: float,
                  usage: Usage | None = None) -> None:
         self.first = first
         self._translator = translator
@@ -59,7 +60,7 @@ class ChunkStream:
                 self.usage = translator.usage
                 return None
             try:
-                data = await self._response.content.readany()
+                data = await self._response.readany()
             except TRANSPORT_ERRORS as exc:
                 raise transport_error(exc, self._provider, "stream data", self._idle_s) from None
             if not data:
@@ -81,7 +82,7 @@ class ChunkStream:
             return
         self._closed = True
         if self._response is not None:
-            if self._translator is not None and self._translator.finished:
+            if self._response.finished:
                 self._response.release()
             else:
                 self._response.close()
@@ -90,11 +91,13 @@ class ChunkStream:
 
 
 class Engine:
-    __slots__ = ("encode", "router", "session")
+    __slots__ = ("client", "encode", "router", "session")
 
-    def __init__(self, router: Router, session: aiohttp.ClientSession | None, encode: Encoder) -> None:
+    def __init__(self, router: Router, client: HTTPClient | None, encode: Encoder,
+                 session: aiohttp.ClientSession | None = None) -> None:
         self.router = router
-        self.session = session
+        self.client = client  # the hot-path upstream client
+        self.session = session  # aiohttp, for adapters' auxiliary calls (token fetches)
         self.encode = encode
 
     # -- the attempt loop ----------------------------------------------------------------------------
@@ -190,22 +193,29 @@ class Engine:
             net = handle.config.network
             t4 = perf_counter_ns()
             phase = "response headers"
+            response: Response | None = None
             try:
-                if net.first_byte_timeout_in_seconds is not None:
-                    async with asyncio.timeout(net.first_byte_timeout):
-                        response = await self._send(request, handle.timeout)
-                else:
-                    response = await self._send(request, handle.timeout)
-                phase = "response body"
-                async with response:
+                async with asyncio.timeout(net.default_request_timeout_in_seconds):
+                    if net.first_byte_timeout_in_seconds is not None:
+                        async with asyncio.timeout(net.first_byte_timeout):
+                            response = await self._send(request, net.connect_timeout_in_seconds, None)
+                    else:
+                        response = await self._send(request, net.connect_timeout_in_seconds, None)
+                    phase = "response body"
                     raw = await response.read()
-                    status = response.status
-                    headers = response.headers
+                status = response.status
+                headers = response.headers
             except TRANSPORT_ERRORS as exc:
+                if response is not None:
+                    response.close()
                 ctx.upstream_ns += perf_counter_ns() - t4
                 bound = net.first_byte_timeout if phase == "response headers" \
                     and net.first_byte_timeout_in_seconds is not None else net.default_request_timeout_in_seconds
                 raise transport_error(exc, handle.name, phase, bound) from None
+            except BaseException:
+                if response is not None:
+                    response.close()
+                raise
             t5 = perf_counter_ns()
             ctx.upstream_ns += t5 - t4
             if status >= 400:
@@ -216,15 +226,15 @@ class Engine:
         finally:
             handle.lane.release()
 
-    def _send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Any:
-        assert self.session is not None
-        return self.session.request(request.method, request.url, headers=request.headers, data=request.body,
-                                    timeout=timeout)
+    def _send(self, request: UpstreamRequest, connect_timeout: float, read_timeout: float | None) -> Any:
+        assert self.client is not None
+        return self.client.request(request.method, request.url, request.headers, request.body,
+                                   connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     async def _open_stream_once(self, ctx: RequestContext, handle: ProviderHandle, model: str,
                                 exclude: KeyConfig | None) -> ChunkStream:
         await self._acquire(ctx, handle)
-        response: aiohttp.ClientResponse | None = None
+        response: Response | None = None
         try:
             _key, request = await self._prepare(ctx, handle, model, exclude, True)
             adapter = handle.adapter
@@ -235,13 +245,15 @@ class Engine:
             t4 = perf_counter_ns()
             try:
                 async with asyncio.timeout(net.first_byte_timeout):
-                    response = await self._send(request, handle.stream_timeout)
+                    response = await self._send(request, net.connect_timeout_in_seconds,
+                                                net.stream_idle_timeout_in_seconds)
             except TRANSPORT_ERRORS as exc:
                 ctx.upstream_ns += perf_counter_ns() - t4
                 raise transport_error(exc, handle.name, "response headers", net.first_byte_timeout) from None
             if response.status >= 400:
                 try:
-                    raw = await response.read()
+                    async with asyncio.timeout(net.default_request_timeout_in_seconds):
+                        raw = await response.read()
                 except TRANSPORT_ERRORS:
                     raw = b""
                 ctx.upstream_ns += perf_counter_ns() - t4

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import aiohttp
-
 from runtime.config.model import ClientConfig, ProviderConfig
 from runtime.core.keys import KeySelector
 from runtime.core.lanes import Lane
@@ -25,8 +23,7 @@ from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
 
 
 class ProviderHandle:
-    __slots__ = ("adapter", "config", "keys", "lane", "listed_models", "name", "spec", "stream_timeout",
-                 "timeout")
+    __slots__ = ("adapter", "config", "keys", "lane", "listed_models", "name", "spec")
 
     def __init__(self, config: ProviderConfig, client: ClientConfig) -> None:
         self.name = config.name
@@ -38,12 +35,6 @@ class ProviderHandle:
         self.adapter: Adapter = get_adapter(config.kind)
         self.lane = Lane(config.name, config.concurrency, config.buffer_size, client.drop_excess_requests)
         self.keys = KeySelector(config.keys)
-        net = config.network
-        # Non-streaming: a total bound per attempt; streaming: the idle bound applies to every read.
-        self.timeout = aiohttp.ClientTimeout(total=net.default_request_timeout_in_seconds,
-                                             sock_connect=net.connect_timeout_in_seconds)
-        self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=net.connect_timeout_in_seconds,
-                                                    sock_read=net.stream_idle_timeout_in_seconds)
         # What /v1/models advertises: configured models, else the provider's well-known ones.
         self.listed_models = tuple(self.adapter.list_models(config)) or spec.default_models
 

@@ -21,6 +21,15 @@ ATTEMPTS_COL = COLUMNS.index("attempts")
 INSERT_SQL = f"INSERT OR REPLACE INTO logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
+def _input_of(ctx: RequestContext) -> Any:
+    """The content part of the request: chat messages, a completion prompt or embedding input."""
+    body = ctx.body
+    for field in ("messages", "prompt", "input"):
+        if field in body:
+            return body[field]
+    return ctx.input_raw
+
+
 def to_row(ctx: RequestContext, with_content: bool) -> tuple[Any, ...]:
     latency_ns = ctx.elapsed_ns()
     usage = ctx.usage
@@ -32,6 +41,6 @@ def to_row(ctx: RequestContext, with_content: bool) -> tuple[Any, ...]:
         usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None,
         usage.total_tokens if usage else None, usage.cached_tokens if usage else None,
         ctx.retries, ctx.fallback_index, ctx.key_name or None, ctx.error, ctx.error_type,
-        ctx.input_raw if with_content else None, ctx.output if with_content else None,
+        _input_of(ctx) if with_content else None, ctx.output if with_content else None,
         ctx.attempts or None, ctx.ingress,
     )

@@ -30,12 +30,11 @@ RETENTION_SWEEP_S = 3600.0
 
 
 def _text(value: Any) -> str | None:
+    """Content columns hold JSON text: raw JSON bodies are decoded, Python values encoded."""
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, str):
-        return value
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
 
 

@@ -1,0 +1,167 @@
+"""Log filters: query-string parameters -> a validated LogFilter -> a SQL WHERE clause.
+
+Every value reaches SQLite as a bound parameter; column names come only from the tables below.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Named status classes the UI offers, as SQL on the integer `status` column.
+STATUS_CLASSES = {
+    "success": "status < 400",
+    "error": "status >= 400",
+    "2xx": "status BETWEEN 200 AND 299",
+    "4xx": "status BETWEEN 400 AND 499",
+    "5xx": "status BETWEEN 500 AND 599",
+}
+SORTS = {"ts": "ts_ms", "latency": "latency_us", "overhead": "overhead_us", "tokens": "total_tokens",
+         "status": "status"}
+MAX_LIMIT = 500
+
+
+class FilterError(ValueError):
+    """A query parameter is malformed; `param` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(f"{param}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    since_ms: int | None = None
+    until_ms: int | None = None
+    providers: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()  # class names or exact codes, OR-ed
+    stream: bool | None = None
+    endpoint: str | None = None
+    min_latency_us: int | None = None
+    max_latency_us: int | None = None
+    text: str | None = None
+
+    @property
+    def needs_table(self) -> bool:
+        """Whether the filter reads columns the covering indexes lack (the text search does)."""
+        return bool(self.text) or self.endpoint is not None
+
+    def where(self, alias: str = "") -> tuple[str, list[object]]:
+        """`(sql, params)`; sql is "1" when nothing filters."""
+        a = f"{alias}." if alias else ""
+        clauses: list[str] = []
+        params: list[object] = []
+        if self.since_ms is not None:
+            clauses.append(f"{a}ts_ms >= ?")
+            params.append(self.since_ms)
+        if self.until_ms is not None:
+            clauses.append(f"{a}ts_ms < ?")
+            params.append(self.until_ms)
+        for column, values in ((f"{a}provider", self.providers), (f"{a}model", self.models)):
+            if values:
+                clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        if self.statuses:
+            parts = []
+            for status in self.statuses:
+                if status in STATUS_CLASSES:
+                    parts.append(STATUS_CLASSES[status].replace("status", f"{a}status"))
+                else:
+                    parts.append(f"{a}status = ?")
+                    params.append(int(status))
+            clauses.append("(" + " OR ".join(parts) + ")")
+        if self.stream is not None:
+            clauses.append(f"{a}stream = ?")
+            params.append(1 if self.stream else 0)
+        if self.endpoint is not None:
+            clauses.append(f"{a}endpoint = ?")
+            params.append(self.endpoint)
+        if self.min_latency_us is not None:
+            clauses.append(f"{a}latency_us >= ?")
+            params.append(self.min_latency_us)
+        if self.max_latency_us is not None:
+            clauses.append(f"{a}latency_us <= ?")
+            params.append(self.max_latency_us)
+        if self.text:
+            pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append(f"({a}input LIKE ? ESCAPE '\\' OR {a}output LIKE ? ESCAPE '\\' "
+                           f"OR {a}error LIKE ? ESCAPE '\\' OR {a}id = ?)")
+            params.extend((pattern, pattern, pattern, self.text))
+        return (" AND ".join(clauses) or "1"), params
+
+
+def _list(query: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = query.get(name, "")
+    return tuple(v.strip() for v in raw.split(",") if v.strip())
+
+
+def _int(query: Mapping[str, str], name: str, minimum: int | None = None) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise FilterError(name, f"expected a number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise FilterError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _ms_to_us(value: int | None) -> int | None:
+    return None if value is None else value * 1000
+
+
+def parse_filter(query: Mapping[str, str], default_window_ms: int | None = None) -> LogFilter:
+    """Build a LogFilter from query parameters (see the OpenAPI document for their meaning).
+
+    `since`/`until` are unix milliseconds; `last` is a window in seconds ending now (e.g. 3600)."""
+    since = _int(query, "since", 0)
+    until = _int(query, "until", 0)
+    last = _int(query, "last", 1)
+    if last is not None:
+        since = int(time.time() * 1000) - last * 1000
+    elif since is None and default_window_ms is not None:
+        since = int(time.time() * 1000) - default_window_ms
+    if since is not None and until is not None and until <= since:
+        raise FilterError("until", "must be later than since")
+    statuses = _list(query, "status")
+    for s in statuses:
+        if s not in STATUS_CLASSES and not s.isdigit():
+            raise FilterError("status", f"expected one of {', '.join(STATUS_CLASSES)} or an HTTP code, got {s!r}")
+    stream_raw = query.get("stream")
+    stream = None
+    if stream_raw not in (None, ""):
+        if stream_raw.lower() not in ("true", "false", "1", "0"):
+            raise FilterError("stream", f"expected true or false, got {stream_raw!r}")
+        stream = stream_raw.lower() in ("true", "1")
+    text = (query.get("q") or "").strip() or None
+    return LogFilter(
+        since_ms=since, until_ms=until, providers=_list(query, "provider"), models=_list(query, "model"),
+        statuses=statuses, stream=stream, endpoint=query.get("endpoint") or None,
+        min_latency_us=_ms_to_us(_int(query, "min_latency_ms", 0)),
+        max_latency_us=_ms_to_us(_int(query, "max_latency_ms", 0)), text=text,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    sort: str = "ts"
+    descending: bool = True
+    limit: int = 50
+    offset: int = 0
+
+
+def parse_page(query: Mapping[str, str]) -> Page:
+    sort = query.get("sort", "ts")
+    if sort not in SORTS:
+        raise FilterError("sort", f"expected one of {', '.join(SORTS)}, got {sort!r}")
+    order = query.get("order", "desc").lower()
+    if order not in ("asc", "desc"):
+        raise FilterError("order", f"expected asc or desc, got {order!r}")
+    limit = _int(query, "limit", 1) or 50
+    if limit > MAX_LIMIT:
+        raise FilterError("limit", f"must be at most {MAX_LIMIT}, got {limit}")
+    return Page(sort=sort, descending=order == "desc", limit=limit, offset=_int(query, "offset", 0) or 0)

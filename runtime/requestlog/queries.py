@@ -1,0 +1,323 @@
+"""Read side of the request log: list, one record, stats and time histograms for the admin API.
+
+Reads go through their own read-only aiosqlite connections (never the writer's), so a slow query
+never delays a flush; WAL lets them read while the writer commits. Every view is shaped to be
+answered from the covering indexes of migration m002 (see bench/logs_query.py for the numbers on
+1,000,000 rows):
+
+- totals: one aggregate over `logs_ts_cover`'s time range;
+- per provider/model: one correlated range seek into `logs_pm_cover` per distinct (provider, model),
+  so there is no GROUP BY sort over the range;
+- histograms: one correlated range seek per time bucket (a recursive CTE generates the buckets),
+  again without a sort;
+- p50/p99: exact up to SAMPLE_TARGET rows, otherwise over every k-th rowid (a uniform sample that
+  still only reads the index), and the answer says it was sampled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from runtime.requestlog.filters import SORTS, LogFilter, Page
+from runtime.requestlog.record import COLUMNS
+
+SAMPLE_TARGET = 20_000
+LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("input", "output", "attempts"))
+STAGES = ("queue_wait_us", "key_select_us", "build_us", "encode_us", "upstream_us", "parse_us")
+TRIM = 2000  # characters of input/output a live-feed record carries
+
+
+def _json_or_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _percentile(sorted_values: list[int], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def _ms(us: float | None) -> float | None:
+    return None if us is None else round(us / 1000.0, 3)
+
+
+def row_summary(row: tuple[Any, ...] | dict[str, Any], trim: int = TRIM) -> dict[str, Any]:
+    """A log row (tuple in record.COLUMNS order, or dict) as the live feed's JSON object."""
+    record = dict(zip(COLUMNS, row, strict=False)) if isinstance(row, tuple) else dict(row)
+    for name in ("input", "output"):
+        value = record.get(name)
+        if isinstance(value, str) and len(value) > trim:
+            record[name] = value[:trim]
+            record[f"{name}_truncated"] = True
+    record["stream"] = bool(record.get("stream"))
+    return record
+
+
+class LogQueries:
+    """A small pool of read-only connections to logs.db, opened on first use."""
+
+    def __init__(self, path: Path, pool_size: int = 2) -> None:
+        self.path = Path(path)
+        self.pool_size = pool_size
+        self._pool: asyncio.Queue[aiosqlite.Connection] | None = None
+        self._all: list[aiosqlite.Connection] = []
+        self._opening = asyncio.Lock()
+
+    def available(self) -> bool:
+        return self.path.exists()
+
+    async def _open(self) -> asyncio.Queue[aiosqlite.Connection]:
+        async with self._opening:
+            if self._pool is None:
+                pool: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+                for _ in range(self.pool_size):
+                    db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+                    await db.execute("PRAGMA busy_timeout = 5000")
+                    await db.execute("PRAGMA query_only = 1")
+                    self._all.append(db)
+                    pool.put_nowait(db)
+                self._pool = pool
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        pool = self._pool or await self._open()
+        db = await pool.get()
+        try:
+            yield db
+        finally:
+            pool.put_nowait(db)
+
+    async def close(self) -> None:
+        for db in self._all:
+            with contextlib.suppress(Exception):
+                await db.close()
+        self._all.clear()
+        self._pool = None
+
+    async def _fetch(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        async with self.connection() as db, db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    # -- list and detail -----------------------------------------------------------------------------
+    async def list(self, f: LogFilter, page: Page) -> dict[str, Any]:
+        where, params = f.where()
+        column = SORTS[page.sort]
+        direction = "DESC" if page.descending else "ASC"
+        select = ", ".join(LIST_COLUMNS)
+        sql = (f"SELECT {select}, substr(input, 1, 240), substr(output, 1, 240) FROM logs WHERE {where} "
+               f"ORDER BY {column} {direction}, rowid {direction} LIMIT ? OFFSET ?")
+        rows = await self._fetch(sql, [*params, page.limit + 1, page.offset])
+        items = []
+        for row in rows[: page.limit]:
+            item = dict(zip(LIST_COLUMNS, row, strict=False))
+            item["stream"] = bool(item["stream"])
+            item["input_preview"], item["output_preview"] = row[-2], row[-1]
+            items.append(item)
+        total = None
+        if not f.text:  # a count over the covering index is cheap; over a content search it is not
+            total = (await self._fetch(f"SELECT count(*) FROM logs WHERE {where}", params))[0][0]
+        return {"items": items, "total": total, "limit": page.limit, "offset": page.offset,
+                "has_more": len(rows) > page.limit, "sort": page.sort,
+                "order": "desc" if page.descending else "asc"}
+
+    async def get(self, log_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, cost, extra FROM logs WHERE id = ?", (log_id,))
+        if not rows:
+            return None
+        record = dict(zip((*COLUMNS, "cost", "extra"), rows[0], strict=False))
+        record["stream"] = bool(record["stream"])
+        for name in ("input", "output", "attempts", "extra"):
+            record[name] = _json_or_text(record[name])
+        return record
+
+    async def tail(self, after_rowid: int, limit: int = 500) -> list[tuple[int, tuple[Any, ...]]]:
+        """Rows written after `after_rowid` (any worker's), oldest first: the multi-worker live feed."""
+        rows = await self._fetch(f"SELECT rowid, {', '.join(COLUMNS)} FROM logs WHERE rowid > ? ORDER BY rowid "
+                                 "LIMIT ?", (after_rowid, limit))
+        return [(r[0], tuple(r[1:])) for r in rows]
+
+    async def last_rowid(self) -> int:
+        rows = await self._fetch("SELECT max(rowid) FROM logs")
+        return int(rows[0][0] or 0)
+
+    # -- stats ---------------------------------------------------------------------------------------
+    async def stats(self, f: LogFilter) -> dict[str, Any]:
+        where, params = f.where()
+        index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
+        stage_avgs = ", ".join(f"avg({s})" for s in STAGES)
+        totals = (await self._fetch(
+            f"SELECT count(*), sum(status < 400), avg(latency_us), avg(overhead_us), sum(prompt_tokens), "
+            f"sum(completion_tokens), sum(total_tokens), sum(stream), {stage_avgs} FROM logs {index} WHERE {where}",
+            params))[0]
+        count = int(totals[0] or 0)
+        p50, p99, sampled, sample_size = await self._percentiles(f, count)
+        groups = await self._by_provider_model(f)
+        return {
+            "range": {"since": f.since_ms, "until": f.until_ms},
+            "count": count,
+            "success": int(totals[1] or 0),
+            "errors": count - int(totals[1] or 0),
+            "success_rate": (totals[1] or 0) / count if count else None,
+            "avg_latency_ms": _ms(totals[2]),
+            "p50_latency_ms": _ms(p50),
+            "p99_latency_ms": _ms(p99),
+            "avg_overhead_us": None if totals[3] is None else round(totals[3], 1),
+            "prompt_tokens": int(totals[4] or 0),
+            "completion_tokens": int(totals[5] or 0),
+            "total_tokens": int(totals[6] or 0),
+            "streams": int(totals[7] or 0),
+            "stages_avg_us": {s[:-3]: None if v is None else round(v, 1) for s, v in zip(STAGES, totals[8:],
+                                                                                          strict=True)},
+            "percentiles": {"sampled": sampled, "sample_size": sample_size},
+            "by_model": groups,
+            "by_provider": _roll_up(groups),
+        }
+
+    async def _sample(self, f: LogFilter, count: int, target: int, columns: str) -> tuple[list[tuple], bool]:
+        where, params = f.where()
+        index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
+        step = max(1, count // target)
+        if step > 1:
+            where += " AND (rowid % ?) = 0"
+            params = [*params, step]
+        rows = await self._fetch(f"SELECT {columns} FROM logs {index} WHERE {where}", params)
+        return rows, step > 1
+
+    async def _percentiles(self, f: LogFilter, count: int) -> tuple[float | None, float | None, bool, int]:
+        if count == 0:
+            return None, None, False, 0
+        rows, sampled = await self._sample(f, count, SAMPLE_TARGET, "latency_us")
+        values = sorted(r[0] for r in rows)
+        return _percentile(values, 0.5), _percentile(values, 0.99), sampled, len(values)
+
+    async def _by_provider_model(self, f: LogFilter) -> list[dict[str, Any]]:
+        where, params = f.where("l")
+        pairs_where, pairs_params = "1", []
+        if f.providers:
+            pairs_where = f"provider IN ({', '.join('?' * len(f.providers))})"
+            pairs_params = list(f.providers)
+        index = "" if f.needs_table else "INDEXED BY logs_pm_cover"
+        sql = (
+            "SELECT d.provider, d.model, (SELECT json_array(count(*), sum(l.status < 400), avg(l.latency_us), "
+            "avg(l.overhead_us), sum(l.prompt_tokens), sum(l.completion_tokens), sum(l.total_tokens)) "
+            f"FROM logs l {index} WHERE l.provider IS d.provider AND l.model IS d.model AND {where}) "
+            f"FROM (SELECT DISTINCT provider, model FROM logs INDEXED BY logs_pm_cover WHERE {pairs_where}) d"
+        )
+        out = []
+        for provider, model, packed in await self._fetch(sql, [*params, *pairs_params]):
+            n, ok, lat, over, prompt, completion, total = json.loads(packed)
+            if not n:
+                continue
+            out.append({"provider": provider, "model": model, "count": n, "success": ok or 0,
+                        "success_rate": (ok or 0) / n, "avg_latency_ms": _ms(lat),
+                        "avg_overhead_us": None if over is None else round(over, 1),
+                        "prompt_tokens": prompt or 0, "completion_tokens": completion or 0,
+                        "total_tokens": total or 0})
+        out.sort(key=lambda g: -g["count"])
+        return out
+
+    # -- histograms ----------------------------------------------------------------------------------
+    async def histogram(self, f: LogFilter, buckets: int = 60) -> dict[str, Any]:
+        """Per-bucket requests, errors, latency (avg/p50/p99), tokens and overhead, overall and per
+        provider, over [since, until)."""
+        assert f.since_ms is not None and f.until_ms is not None
+        width = max(1, -(-(f.until_ms - f.since_ms) // buckets))
+        where, params = f.where("l")
+        index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
+        bucket_cte = ("WITH RECURSIVE b(lo) AS (SELECT ? UNION ALL SELECT lo + ? FROM b WHERE lo + ? < ?) ")
+        cte_params = [f.since_ms, width, width, f.until_ms]
+        agg = ("json_array(count(*), sum(l.status >= 400), avg(l.latency_us), sum(l.total_tokens), "
+               "avg(l.overhead_us), sum(l.prompt_tokens), sum(l.completion_tokens))")
+        sql = (bucket_cte + f"SELECT lo, (SELECT {agg} FROM logs l {index} WHERE l.ts_ms >= b.lo AND "
+               f"l.ts_ms < b.lo + ? AND {where}) FROM b")
+        rows = await self._fetch(sql, [*cte_params, width, *params])
+        series = []
+        total = 0
+        for lo, packed in rows:
+            n, err, lat, tokens, over, prompt, completion = json.loads(packed)
+            total += n
+            series.append({"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat),
+                           "p50_latency_ms": None, "p99_latency_ms": None, "tokens": tokens or 0,
+                           "prompt_tokens": prompt or 0, "completion_tokens": completion or 0,
+                           "avg_overhead_us": None if over is None else round(over, 1)})
+        sampled = False
+        if total:
+            samples, sampled = await self._sample(f, total, SAMPLE_TARGET * 2, "ts_ms, latency_us")
+            per_bucket: dict[int, list[int]] = {}
+            for ts, latency in samples:
+                per_bucket.setdefault((ts - f.since_ms) // width, []).append(latency)
+            for i, values in per_bucket.items():
+                if 0 <= i < len(series):
+                    values.sort()
+                    series[i]["p50_latency_ms"] = _ms(_percentile(values, 0.5))
+                    series[i]["p99_latency_ms"] = _ms(_percentile(values, 0.99))
+        by_provider = await self._provider_series(f, width, bucket_cte, cte_params)
+        return {"since": f.since_ms, "until": f.until_ms, "bucket_ms": width, "series": series,
+                "by_provider": by_provider, "percentiles": {"sampled": sampled}}
+
+    async def _provider_series(self, f: LogFilter, width: int, cte: str, cte_params: list[Any]) -> dict[str, Any]:
+        pairs = await self._fetch("SELECT DISTINCT provider, model FROM logs INDEXED BY logs_pm_cover "
+                                  "WHERE provider IS NOT NULL")
+        models: dict[str, list[str]] = {}
+        for provider, model in pairs:
+            if model is not None and (not f.providers or provider in f.providers):
+                models.setdefault(provider, []).append(model)
+        where, params = f.where("l")
+        index = "" if f.needs_table else "INDEXED BY logs_pm_cover"
+        out: dict[str, Any] = {}
+        for provider, names in sorted(models.items()):
+            # provider = ? AND model IN (...) turns into one range seek per model on logs_pm_cover.
+            in_models = "l.model IN (" + ", ".join("?" * len(names)) + ")"
+            sql = (cte + "SELECT lo, (SELECT json_array(count(*), sum(l.status >= 400), avg(l.latency_us), "
+                   f"sum(l.total_tokens)) FROM logs l {index} WHERE l.provider = ? AND {in_models} AND "
+                   f"l.ts_ms >= b.lo AND l.ts_ms < b.lo + ? AND {where}) FROM b")
+            rows = await self._fetch(sql, [*cte_params, provider, *names, width, *params])
+            series = []
+            for lo, packed in rows:
+                n, err, lat, tokens = json.loads(packed)
+                series.append({"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat),
+                               "tokens": tokens or 0})
+            out[provider] = series
+        return out
+
+    async def facets(self) -> dict[str, Any]:
+        """Distinct providers and models in the log (a skip-scan of logs_pm_cover: milliseconds)."""
+        pairs = await self._fetch("SELECT DISTINCT provider, model FROM logs INDEXED BY logs_pm_cover")
+        providers = sorted({p for p, _ in pairs if p})
+        models = sorted({m for _, m in pairs if m})
+        return {"providers": providers, "models": models}
+
+
+def _roll_up(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        p = by.setdefault(g["provider"] or "", {"provider": g["provider"], "count": 0, "success": 0,
+                                                "_lat": 0.0, "total_tokens": 0, "prompt_tokens": 0,
+                                                "completion_tokens": 0})
+        p["count"] += g["count"]
+        p["success"] += g["success"]
+        p["_lat"] += (g["avg_latency_ms"] or 0) * g["count"]
+        for k in ("total_tokens", "prompt_tokens", "completion_tokens"):
+            p[k] += g[k]
+    out = []
+    for p in by.values():
+        lat = p.pop("_lat")
+        p["success_rate"] = p["success"] / p["count"] if p["count"] else None
+        p["avg_latency_ms"] = round(lat / p["count"], 3) if p["count"] else None
+        out.append(p)
+    out.sort(key=lambda g: -g["count"])
+    return out
