@@ -214,3 +214,9 @@ async def test_stream_with_garbage_upstream_is_not_a_success(gateway: Gateway, f
     else:
         assert resp.status >= 500
         assert_error_shape(json.loads(raw), resp.status)
+
+
+async def test_known_but_unconfigured_provider_names_configured_ones(gateway: Gateway) -> None:
+    status, _, body = await post_json(gateway, {"model": "groq/llama-3.1-8b-instant", "messages": MESSAGES})
+    assert status == 400
+    assert "openai" in assert_error_shape(body, 400)["message"]

@@ -227,3 +227,49 @@ async def test_sigterm_with_200_requests_in_flight(start_gateway: StartGateway, 
     rows = gateway.log.rows()
     assert len(rows) == 200
     assert {r["id"] for r in rows} == {rid for rid, _, _ in results}
+
+
+def test_overhead_excludes_the_upstream_wait(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    gateway = logged_gateway(start_gateway, fake_openai)
+    fake_openai.enqueue(Reply(delay=2))
+    with gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "slow one"}]
+        )
+    header_overhead = int(raw.headers["x-bf-overhead-us"])
+    row = gateway.log.row_for(raw.headers["x-request-id"])
+    assert row["upstream_us"] >= 1_900_000, "the 2 s upstream wait is counted as upstream time"
+    assert row["latency_us"] >= row["upstream_us"]
+    assert header_overhead < 1_900_000, "x-bf-overhead-us is total minus the upstream wait"
+    assert row["overhead_us"] < 1_900_000
+
+
+def test_attempts_are_logged(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    provider = openai_provider(fake_openai.url, keys=[key("sk-fake-1", name="k1")], max_retries=2)
+    gateway = start_gateway(make_config({"openai": provider}))
+    fake_openai.enqueue(Reply.server_error(502), Reply.rate_limited(retry_after=0))
+    with gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    row = gateway.log.row_for(raw.headers["x-request-id"])
+    assert row["retries"] == 2
+    attempts = json.loads(row["attempts"])
+    assert isinstance(attempts, list) and len(attempts) >= 2, attempts
+    assert "502" in row["attempts"] and "429" in row["attempts"]
+
+
+async def test_queue_full_rows(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    provider = openai_provider(fake_openai.url, concurrency=1, buffer_size=1)
+    gateway = start_gateway(make_config({"openai": provider}, drop_excess_requests=True))
+    fake_openai.always(Reply(delay=2))
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        results = await asyncio.gather(*(send(session, gateway, i, stream=False) for i in range(5)))
+    dropped = {rid for rid, status, _ in results if status == 429}
+    assert dropped
+    rows = await asyncio.to_thread(gateway.log.wait_rows, 5)
+    assert len(rows) == 5, "dropped requests are logged too"
+    for row in rows:
+        if row["id"] in dropped:
+            assert row["status"] == 429 and row["error_type"] == "queue_full"
