@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import resource
 import signal
 import sys
@@ -239,7 +240,15 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def serve(host: str, port: int, settings: MockSettings) -> None:
+def _watch_parent(loop: asyncio.AbstractEventLoop, parent: int, stop: asyncio.Event) -> None:
+    # A suite that crashes must not leave mocks behind: exit when the parent that started us is gone.
+    if os.getppid() != parent:
+        stop.set()
+        return
+    loop.call_later(1.0, _watch_parent, loop, parent, stop)
+
+
+async def serve(host: str, port: int, settings: MockSettings, parent_pid: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT; prints ``listening on host:port`` once bound (port 0 allowed)."""
     loop = asyncio.get_running_loop()
     state = MockState(settings)
@@ -250,6 +259,8 @@ async def serve(host: str, port: int, settings: MockSettings) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if parent_pid:
+        _watch_parent(loop, parent_pid, stop)
     await stop.wait()
     server.close()
 
@@ -263,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-chunks", type=int, default=20, help="content chunks per SSE stream")
     p.add_argument("--chunk-interval-ms", type=float, default=10.0, help="gap between SSE chunks")
     p.add_argument("--embedding-dim", type=int, default=256)
+    p.add_argument("--parent-pid", type=int, default=None, help="exit when this parent process is gone")
     return p
 
 
@@ -283,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         uvloop = None
     with contextlib.suppress(KeyboardInterrupt):
         if uvloop is not None:
-            uvloop.run(serve(args.host, args.port, settings))
+            uvloop.run(serve(args.host, args.port, settings, args.parent_pid))
         else:
-            asyncio.run(serve(args.host, args.port, settings))
+            asyncio.run(serve(args.host, args.port, settings, args.parent_pid))
     return 0
 
 

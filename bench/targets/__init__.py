@@ -1,0 +1,29 @@
+"""Benchmark targets: direct-to-mock, Bifrost, LiteLLM's proxy (a table, not an if-chain)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.targets.base import Running, Target, TargetUnavailable
+from bench.targets.bifrost import BifrostTarget
+from bench.targets.direct import DirectTarget
+from bench.targets.litellm import LiteLLMTarget
+
+TARGETS: dict[str, Callable[..., Target]] = {
+    "direct": DirectTarget,
+    "bifrost": BifrostTarget,
+    "litellm": LiteLLMTarget,
+}
+
+
+def make(name: str, **kwargs: Any) -> Target:
+    """Build target ``name`` with only the options it understands."""
+    cls = TARGETS[name]
+    accepted = {"direct": {"mock_pid"}, "bifrost": {"profile", "logging", "workers", "label"},
+                "litellm": {"workers", "auto_install"}}[name]
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+__all__ = ["TARGETS", "BifrostTarget", "DirectTarget", "LiteLLMTarget", "Running", "Target",
+           "TargetUnavailable", "make"]

@@ -1,0 +1,112 @@
+"""Bifrost as a subprocess: ``python -m bifrost_cli serve`` with a config.json the suite writes.
+
+The provider ``openai`` points at the mock (``network_config.base_url``) with a fake key.  With a
+profile, lane sizes and client knobs are left to the profile (the gateway lets config.json beat the
+profile, so writing them would silently override it); without one, they are made large.
+After SIGTERM the gateway flushes its request log, which ``requestlog.read_stages`` then reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from bench import control
+from bench.mockproc import REPO_ROOT, child_env
+from bench.pinning import Layout, gateway_preexec
+from bench.targets.base import Running, Target, TargetUnavailable
+
+
+@functools.lru_cache(maxsize=1)
+def serve_help() -> str:
+    """``serve --help`` text, or raise TargetUnavailable when the gateway cannot start at all."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "bifrost_cli", "serve", "--help"], cwd=REPO_ROOT,
+                             env=child_env(), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetUnavailable(f"bifrost: cannot run `python -m bifrost_cli serve --help`: {exc}") from None
+    if out.returncode != 0:
+        raise TargetUnavailable("bifrost: `python -m bifrost_cli serve --help` failed: "
+                                + (out.stderr or out.stdout).strip()[-500:])
+    return out.stdout
+
+
+def supports(flag: str) -> bool:
+    return flag in serve_help()
+
+
+def write_config(app_dir: str, mock_origin: str, *, logging: bool, profile: str | None) -> str:
+    provider: dict[str, object] = {
+        "keys": [{"name": "bench", "value": "sk-bench-fake", "models": [], "weight": 1.0}],
+        "network_config": {"base_url": mock_origin, "default_request_timeout_in_seconds": 30,
+                           "max_retries": 0},
+    }
+    client: dict[str, object] = {"enable_logging": logging}
+    if profile is None:
+        provider["concurrency_and_buffer_size"] = {"concurrency": 2000, "buffer_size": 20000}
+        client.update({"drop_excess_requests": False, "initial_pool_size": 20000})
+    path = os.path.join(app_dir, "config.json")
+    with open(path, "w") as fh:
+        json.dump({"providers": {"openai": provider}, "client": client}, fh, indent=2)
+    return path
+
+
+class BifrostTarget(Target):
+    """One gateway process (``--workers 1`` unless told otherwise), pinned to the gateway CPU."""
+
+    name = "bifrost"
+
+    def __init__(self, *, profile: str | None = None, logging: bool = True, workers: int = 1,
+                 label: str | None = None) -> None:
+        super().__init__()
+        self.profile = profile
+        self.logging = logging
+        self.workers = workers
+        self.app_dir = ""
+        if label:
+            self.name = label
+
+    def start(self, mock_origin: str, layout: Layout, port: int | None = None) -> Running:
+        help_text = serve_help()
+        notes = []
+        profile = self.profile
+        if profile and "--profile" not in help_text:
+            notes.append(f"gateway has no --profile flag; ran without profile {profile!r}")
+            print(f"bench: WARNING {notes[-1]}", file=sys.stderr)
+            profile = None
+        self.app_dir = tempfile.mkdtemp(prefix="bench-bifrost-")
+        write_config(self.app_dir, mock_origin, logging=self.logging, profile=profile)
+        port = port or control.free_port()
+        cmd = [*layout.gateway_prefix(), sys.executable, "-m", "bifrost_cli", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--app-dir", self.app_dir, "--log-level", "warning"]
+        if "--workers" in help_text:
+            cmd += ["--workers", str(self.workers)]
+        if profile:
+            cmd += ["--profile", profile]
+        env = child_env()
+        for key in [k for k in env if k.startswith("BIFROST_")]:
+            del env[key]  # the suite's flags and config.json are the whole truth
+        proc = self._spawn(cmd, env, os.path.join(self.app_dir, "gateway.log"), cwd=REPO_ROOT,
+                           preexec=gateway_preexec(layout))
+        try:
+            control.wait_ready(port, "/health", 60, proc)
+        except RuntimeError as exc:
+            self.stop(5)
+            raise TargetUnavailable(f"bifrost did not start: {exc}\n{self.log_tail()}") from None
+        return Running(name=self.name, port=port, model="openai/gpt-4o-mini", pid=proc.pid,
+                       embedding_model="openai/text-embedding-3-small", notes=notes)
+
+    @property
+    def log_db(self) -> str:
+        return os.path.join(self.app_dir, "logs.db")
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            with open(os.path.join(self.app_dir, "gateway.log"), errors="replace") as fh:
+                return fh.read()[-n:]
+        except OSError:
+            return ""

@@ -1,0 +1,79 @@
+"""LiteLLM's proxy as the peer: one worker, offline, no database, warning-level logs.
+
+``config.yaml`` maps the model name ``gpt-4o-mini`` to ``openai/gpt-4o-mini`` at the mock's
+``/v1`` with a fake key, so LiteLLM does the same work as Bifrost: parse, route, call OpenAI, answer.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from bench import control
+from bench.pinning import Layout, gateway_preexec
+from bench.targets import litellm_env
+from bench.targets.base import Running, Target, TargetUnavailable
+
+_CONFIG = """\
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {origin}/v1
+      api_key: sk-bench-fake
+  - model_name: text-embedding-3-small
+    litellm_params:
+      model: openai/text-embedding-3-small
+      api_base: {origin}/v1
+      api_key: sk-bench-fake
+litellm_settings:
+  telemetry: false
+  drop_params: true
+  request_timeout: 30
+"""
+
+
+class LiteLLMTarget(Target):
+    """``litellm --config ... --num_workers N`` from bench/.venvs/litellm."""
+
+    name = "litellm"
+
+    def __init__(self, *, workers: int = 1, auto_install: bool = True) -> None:
+        super().__init__()
+        self.workers = workers
+        self.auto_install = auto_install
+        self.work_dir = ""
+
+    def start(self, mock_origin: str, layout: Layout, port: int | None = None) -> Running:
+        binary = litellm_env.ensure(self.auto_install)
+        self.work_dir = tempfile.mkdtemp(prefix="bench-litellm-")
+        cfg = os.path.join(self.work_dir, "config.yaml")
+        with open(cfg, "w") as fh:
+            fh.write(_CONFIG.format(origin=mock_origin))
+        port = port or control.free_port()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("LITELLM_", "DATABASE_URL", "OPENAI_", "PYTHONPATH"))}
+        # Offline: the bundled cost map, no DB, no telemetry, quiet logs.
+        env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "WARNING",
+                    "LITELLM_TELEMETRY": "False", "NO_PROXY": "127.0.0.1,localhost"})
+        cmd = [*layout.gateway_prefix(), binary, "--config", cfg, "--host", "127.0.0.1", "--port", str(port),
+               "--num_workers", str(self.workers)]
+        proc = self._spawn(cmd, env, os.path.join(self.work_dir, "litellm.log"), cwd=self.work_dir,
+                           preexec=gateway_preexec(layout))
+        try:
+            control.wait_ready(port, "/health/liveliness", 180, proc)
+        except RuntimeError as exc:
+            self.stop(5)
+            raise TargetUnavailable(f"litellm did not start: {exc}\n{self.log_tail()}") from None
+        return Running(name=self.name, port=port, model="gpt-4o-mini", pid=proc.pid,
+                       notes=[f"litellm {litellm_env.version() or '?'}, {self.workers} worker(s)"])
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            with open(os.path.join(self.work_dir, "litellm.log"), errors="replace") as fh:
+                return fh.read()[-n:]
+        except OSError:
+            return ""
+
+
+__all__ = ["LiteLLMTarget"]
