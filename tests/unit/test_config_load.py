@@ -41,8 +41,17 @@ def test_unknown_provider_needs_custom_config(tmp_path: Path) -> None:
     app = write(tmp_path, {"providers": {"acme": {"keys": []}}})
     with pytest.raises(ConfigError, match=r"providers\.acme: unknown provider"):
         load_gateway_config(app, environ={})
-    app = write(tmp_path, {"providers": {"acme": {"custom_provider_config": {"base_provider_type": "openai"},
-                                                  "network_config": {"base_url": "http://127.0.0.1:9"}}}})
+    app = write(
+        tmp_path,
+        {
+            "providers": {
+                "acme": {
+                    "custom_provider_config": {"base_provider_type": "openai"},
+                    "network_config": {"base_url": "http://127.0.0.1:9"},
+                }
+            }
+        },
+    )
     cfg = load_gateway_config(app, environ={})
     assert cfg.providers["acme"].kind == "openai"
     assert cfg.providers["acme"].network.base_url == "http://127.0.0.1:9"
@@ -55,8 +64,17 @@ def test_providers_come_from_environment_without_a_file(tmp_path: Path) -> None:
 
 
 def test_backoff_aliases_and_defaults(tmp_path: Path) -> None:
-    app = write(tmp_path, {"providers": {"openai": {"keys": [{"value": "k"}], "network_config": {
-        "retry_backoff_initial": 50, "retry_backoff_max": 400, "max_retries": 2}}}})
+    app = write(
+        tmp_path,
+        {
+            "providers": {
+                "openai": {
+                    "keys": [{"value": "k"}],
+                    "network_config": {"retry_backoff_initial": 50, "retry_backoff_max": 400, "max_retries": 2},
+                }
+            }
+        },
+    )
     net = load_gateway_config(app, environ={}).providers["openai"].network
     assert (net.retry_backoff_initial_ms, net.retry_backoff_max_ms, net.max_retries) == (50, 400, 2)
     app = write(tmp_path, {"providers": {"openai": {"keys": [{"value": "k"}], "network_config": {}}}})
@@ -64,11 +82,14 @@ def test_backoff_aliases_and_defaults(tmp_path: Path) -> None:
     assert net.retry_backoff_initial_ms == 500
 
 
-@pytest.mark.parametrize(("client", "path"), [
-    ({"drop_excess_requests": "yes"}, "client.drop_excess_requests"),
-    ({"max_request_body_size_mb": 0}, "client.max_request_body_size_mb"),
-    ({"initial_pool_size": True}, "client.initial_pool_size"),
-])
+@pytest.mark.parametrize(
+    ("client", "path"),
+    [
+        ({"drop_excess_requests": "yes"}, "client.drop_excess_requests"),
+        ({"max_request_body_size_mb": 0}, "client.max_request_body_size_mb"),
+        ({"initial_pool_size": True}, "client.initial_pool_size"),
+    ],
+)
 def test_client_block_is_validated(tmp_path: Path, client: dict, path: str) -> None:
     app = write(tmp_path, {"client": client})
     with pytest.raises(ConfigError, match=path.replace(".", r"\.")):

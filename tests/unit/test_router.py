@@ -14,8 +14,9 @@ def router() -> Router:
     providers = {
         "openai": ProviderConfig("openai", "openai", keys=(KeyConfig("k", "v"),), network=net),
         "openrouter": ProviderConfig("openrouter", "openai", keys=(KeyConfig("k", "v"),), network=net),
-        "groq": ProviderConfig("groq", "openai", keys=(KeyConfig("only", "v", models=("llama-3.1-8b-instant",)),),
-                               network=net),
+        "groq": ProviderConfig(
+            "groq", "openai", keys=(KeyConfig("only", "v", models=("llama-3.1-8b-instant",)),), network=net
+        ),
         "mock": ProviderConfig("mock", "mock"),
     }
     return Router.build(providers, ClientConfig())
@@ -55,6 +56,9 @@ def test_rebuild_keeps_live_lanes() -> None:
     lane = first.handles["openai"].lane
     lane.try_acquire()
     net = NetworkConfig(base_url="http://127.0.0.1:10")
-    second = Router.build({"openai": ProviderConfig("openai", "openai", keys=(KeyConfig("k", "v"),), network=net)},
-                          ClientConfig(), previous=first)
+    second = Router.build(
+        {"openai": ProviderConfig("openai", "openai", keys=(KeyConfig("k", "v"),), network=net)},
+        ClientConfig(),
+        previous=first,
+    )
     assert second.handles["openai"].lane is lane and lane.in_flight == 1

@@ -10,7 +10,7 @@ STREAM = b'event: message_start\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\ndata: li
 def events(parser: SSEParser, data: bytes, step: int) -> list[tuple[str | None, str]]:
     out = []
     for i in range(0, len(data), step):
-        out.extend((e.event, e.data) for e in parser.feed(data[i:i + step]))
+        out.extend((e.event, e.data) for e in parser.feed(data[i : i + step]))
     return out
 
 
