@@ -28,6 +28,8 @@ import psutil
 import pytest
 from harness.process import free_port, gateway_env
 
+import runtime
+
 REPO = Path(__file__).resolve().parents[1]
 BUILD_TIMEOUT = 900  # a cold PyInstaller build or pipx install on a slow CI machine
 START_TIMEOUT = 300.0  # the first `pipx run` creates a venv and installs the dependencies
@@ -228,6 +230,16 @@ def test_wheel_runs_under_pipx(wheel: Path, tmp_path: Path, started: list[Starte
     assert gw.proc.wait(timeout=60) == 0
     assert_drained(gw, 1)
     gw.wait_group_gone()
+
+
+@pytest.mark.parametrize("spec_and_app", ["wheel:bifrost-gateway", "repo:bifrost"])
+def test_pipx_run_by_distribution_name_and_from_a_checkout(wheel: Path, tmp_path: Path, spec_and_app: str) -> None:
+    """`pipx run bifrost-gateway` finds the one console script, `bifrost`; `pipx run --spec . bifrost` builds
+    the checkout. (The distribution is not on PyPI yet, so the first uses the wheel as its spec.)"""
+    spec, app = spec_and_app.split(":")
+    env = child_env(PIPX_HOME=str(tmp_path / "pipx"), PIPX_BIN_DIR=str(tmp_path / "pipx" / "bin"))
+    cmd = [sys.executable, "-m", "pipx", "run", "--spec", wheel if spec == "wheel" else REPO, app, "--version"]
+    assert run(cmd, env=env).strip().endswith("bifrost, version " + runtime.__version__)
 
 
 # ----------------------------------------------------------------------------------- PyInstaller
