@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runtime.providers.anthropic import AnthropicAdapter
 from runtime.providers.azure import AzureAdapter
 from runtime.providers.base import Adapter
 from runtime.providers.mock import MockAdapter
@@ -11,6 +12,7 @@ ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
     "azure": AzureAdapter(),
     "mock": MockAdapter(),
+    "anthropic": AnthropicAdapter(),
 }
 
 

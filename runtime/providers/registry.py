@@ -63,7 +63,17 @@ _OTHERS = (
                  label="Mock (built in, no network: deterministic answers for trying and benchmarking)"),
 )
 
-PROVIDER_SPECS: dict[str, ProviderSpec] = {spec.name: spec for spec in (*_OPENAI_COMPATIBLE, *_OTHERS)}
+# Native formats (runtime/providers/<kind>.py). `{region}` in a base URL is filled from the key's config;
+# a user's network_config.base_url replaces the whole origin (tests point it at 127.0.0.1).
+_NATIVE = (
+    ProviderSpec("anthropic", "anthropic", "https://api.anthropic.com", env_key="ANTHROPIC_API_KEY",
+                 stream_usage_option=False, label="Anthropic",
+                 default_models=("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest")),
+)
+
+PROVIDER_SPECS: dict[str, ProviderSpec] = {
+    spec.name: spec for spec in (*_OPENAI_COMPATIBLE, *_OTHERS, *_NATIVE)
+}
 
 
 def register_spec(spec: ProviderSpec) -> None:
