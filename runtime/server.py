@@ -59,6 +59,9 @@ async def serve(config: GatewayConfig, reuse_port: bool = False) -> None:
     # full collections under load stay short.
     gc.collect()
     gc.freeze()
+    threshold = os.environ.get("BIFROST_GC_THRESHOLD")
+    if threshold:
+        gc.set_threshold(*(int(x) for x in threshold.split(",")))
     try:
         await stop.wait()
         log.info("worker %d stopping: draining in-flight requests (up to %gs)", os.getpid(),
