@@ -115,6 +115,7 @@ def _save(app_dir: Path, name: str) -> None:
         data = {**data, CONFIG_KEY: name} if CONFIG_KEY in data else {CONFIG_KEY: name, **data}
         _write_json_atomically(path, data)
         out.print(f"saved profile: [bold]{before_saved or 'none (auto)'}[/] -> [bold]{name}[/] in {path}")
+        out.print("a running gateway keeps its profile; it takes effect at the next start")
 
     changes = Table(title=f"Effect here: {before.name} -> {after.name}", title_justify="left")
     changes.add_column("knob", no_wrap=True)
