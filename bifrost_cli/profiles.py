@@ -19,12 +19,11 @@ What the knobs mean in *this* runtime (Python, one event loop per worker process
   drops (and counts) new ones; the writer pre-sizes for it. In Go Bifrost it pre-warms sync.Pools
   of request objects; Python has no such pool, and the log buffer is the one memory pool that
   scales with load, so the benchmark figure is kept for it.
-- ``connection_pool_limit`` / ``connection_pool_limit_per_host`` - the one aiohttp
-  ``TCPConnector`` of a worker: open upstream sockets in total and per (host, port, TLS). Per host
-  matches ``concurrency`` so a lane permit never waits for a socket.
-- ``keepalive_timeout_s`` - how long an idle upstream socket is kept for reuse (``TCPConnector``
-  ``keepalive_timeout``). Longer keeps TLS handshakes off the request path but holds sockets and
-  their buffers.
+- ``connection_pool_limit`` / ``connection_pool_limit_per_host`` - the worker's upstream HTTP
+  client (runtime/core/httpclient.py): open upstream sockets in total and per origin (scheme, host,
+  port). Per host matches ``concurrency`` so a lane permit never waits for a socket.
+- ``keepalive_timeout_s`` - how long an idle upstream socket is kept in the pool for reuse. Longer
+  keeps TLS handshakes off the request path but holds sockets and their buffers.
 - ``listen_backlog`` - the listen(2) backlog of the server socket: connections the kernel queues
   before the gateway accepts them (bursts of new clients).
 - ``log_batch_size`` / ``log_flush_interval_ms`` - the request-log writer commits when it has this

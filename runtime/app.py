@@ -51,7 +51,7 @@ def create_app(config: GatewayConfig) -> web.Application:
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         t = config.tuning
-        client = make_client(t.connection_pool_limit_per_host, t.keepalive_timeout_s)
+        client = make_client(t.connection_pool_limit, t.connection_pool_limit_per_host, t.keepalive_timeout_s)
         session = make_session()
         gateway.engine.client = client
         gateway.engine.session = session

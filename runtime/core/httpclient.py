@@ -399,8 +399,10 @@ class HTTPClient:
     """Pools of keep-alive connections per origin. Create and close inside the running loop."""
 
     def __init__(self, limit_per_host: int = 0, keepalive_s: float = 30.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, limit: int = 0) -> None:
         self.limit_per_host = limit_per_host
+        # Caps on open sockets (0 = none); lanes already bound requests per provider, these bound sockets.
+        self._total = Lane("upstream", limit, 1 << 30, False) if limit > 0 else None
         self.keepalive_s = keepalive_s
         self._ssl = ssl_context
         self._origins: dict[str, _Origin] = {}
@@ -450,8 +452,7 @@ class HTTPClient:
             head.append(b"Content-Length: %d\r\n" % len(body))
         head.append(b"\r\n")
         data = b"".join(head) + body if body else b"".join(head)
-        if origin.limiter is not None:
-            await origin.limiter.acquire(connect_timeout)
+        await self._acquire_slots(origin, connect_timeout)
         try:
             conn = await self._connection(origin, connect_timeout)
             response = Response(conn, method, read_timeout)
@@ -464,11 +465,29 @@ class HTTPClient:
             except BaseException:
                 self._discard(conn, response)
                 raise
-            return response  # the per-origin slot now belongs to the response
+            return response  # the socket slots now belong to the response
         except BaseException:
-            if origin.limiter is not None:
-                origin.limiter.release()
+            self._release_slots(origin)
             raise
+
+    async def _acquire_slots(self, origin: _Origin, timeout: float) -> None:
+        total = self._total
+        if total is not None and not total.try_acquire():
+            await total.acquire(timeout)
+        limiter = origin.limiter
+        if limiter is not None and not limiter.try_acquire():
+            try:
+                await limiter.acquire(timeout)
+            except BaseException:
+                if total is not None:
+                    total.release()
+                raise
+
+    def _release_slots(self, origin: _Origin) -> None:
+        if origin.limiter is not None:
+            origin.limiter.release()
+        if self._total is not None:
+            self._total.release()
 
     def _discard(self, conn: _Connection, response: Response) -> None:
         response._released = True
@@ -507,8 +526,7 @@ class HTTPClient:
         else:
             conn.close()
             self._all.discard(conn)
-        if origin.limiter is not None:
-            origin.limiter.release()
+        self._release_slots(origin)
 
     async def close(self) -> None:
         self.closed = True

@@ -14,9 +14,9 @@ from runtime.core.httpclient import ConnectError, ConnectTimeout, HTTPClient, HT
 from runtime.errors import GatewayError, UpstreamGarbage, UpstreamTimeout, UpstreamUnreachable
 
 
-def make_client(pool_limit_per_host: int, keepalive_s: float) -> HTTPClient:
+def make_client(pool_limit: int, pool_limit_per_host: int, keepalive_s: float) -> HTTPClient:
     """The app's upstream client (hot path). Created inside the running loop (cleanup_ctx)."""
-    return HTTPClient(limit_per_host=pool_limit_per_host, keepalive_s=keepalive_s)
+    return HTTPClient(limit=pool_limit, limit_per_host=pool_limit_per_host, keepalive_s=keepalive_s)
 
 
 def make_session() -> aiohttp.ClientSession:
