@@ -1,0 +1,192 @@
+"""Persist admin edits to `<app_dir>/config.json` and reload edits made by others.
+
+    ConfigStore.mutate(change)  read-modify-write under a cross-process lock:
+        1. re-read config.json if another worker (or a person) changed it since we last looked
+        2. apply `change` to a deep copy of the raw document (secrets still written as `env.NAME`)
+        3. validate the whole document into a new GatewayConfig (ConfigError names the field path)
+        4. write a temp file, fsync, os.replace: readers see the old file or the new one, never half
+    ConfigStore.poll()          what another process wrote, validated (None when nothing changed)
+
+Only the raw document is ever written, so an `env.NAME` reference the edit did not touch stays a
+reference and its secret never lands on disk. If validation or the write fails, the file on disk and
+the in-memory state are both left as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from runtime.config.load import ConfigError, build_providers, parse_client, read_config_file
+from runtime.config.model import ClientConfig, GatewayConfig
+from runtime.providers.registry import PROVIDER_SPECS
+
+try:  # POSIX: serialise writers across worker processes
+    import fcntl
+except ImportError:  # pragma: no cover - Windows runs one worker
+    fcntl = None  # type: ignore[assignment]
+
+Raw = dict[str, Any]
+Signature = tuple[int, int, int]
+
+
+class ConfigWriteError(OSError):
+    """config.json could not be written; the previous file is still in place."""
+
+
+def file_signature(path: Path) -> Signature | None:
+    """What changes whenever the file is replaced or rewritten (mtime, size, inode)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a crash or a full disk never leaves a partial file behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o600  # the file holds provider keys: owner only
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            data = text.encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ConfigWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+    # Make the rename itself durable; not possible (nor needed) on every platform.
+    with contextlib.suppress(OSError, AttributeError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def env_providers_raw(config: GatewayConfig) -> Raw:
+    """The providers a file-less start took from the environment, written as `env.NAME` references,
+    so that the first saved edit does not silently drop them on the next start."""
+    block: Raw = {}
+    for name, provider in config.providers.items():
+        spec = PROVIDER_SPECS.get(name)
+        if name == "mock" or spec is None or not spec.env_key:
+            continue
+        key: Raw = {"name": spec.env_key.lower(), "value": f"env.{spec.env_key}"}
+        if provider.keys and provider.keys[0].azure is not None:
+            key["azure_key_config"] = {"endpoint": provider.keys[0].azure.endpoint,
+                                       "api_version": provider.keys[0].azure.api_version}
+        block[name] = {"keys": [key]}
+    return block
+
+
+class ConfigStore:
+    """The raw config document of one app dir, and the validated GatewayConfig it yields."""
+
+    def __init__(self, config: GatewayConfig, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+        self.path = config.config_path
+        self.lock_path = self.path.with_name(".config.json.lock")
+        self.current = config
+        self.raw: Raw = copy.deepcopy(dict(config.raw))
+        # Keys the file leaves out of `client` keep the values start-up chose (a profile's defaults).
+        self._client_defaults: ClientConfig = config.client
+        self.signature = file_signature(self.path)
+        self._lock = threading.Lock()
+
+    # -- building ------------------------------------------------------------------------------------
+    def build(self, raw: Mapping[str, Any]) -> GatewayConfig:
+        """Validate a whole raw document into a GatewayConfig (raises ConfigError)."""
+        tuning = self.current.tuning
+        providers = build_providers(raw, self.environ, tuning)
+        client = parse_client(raw.get("client"), self.environ, self._client_defaults)
+        admin = raw.get("admin")
+        if admin is not None and not isinstance(admin, dict):
+            raise ConfigError("admin", "expected an object")
+        return dataclasses.replace(self.current, providers=MappingProxyType(providers), client=client,
+                                   raw=MappingProxyType(copy.deepcopy(dict(raw))))
+
+    # -- writing -------------------------------------------------------------------------------------
+    def mutate(self, change: Callable[[Raw], Any]) -> tuple[GatewayConfig, Any]:
+        """Apply `change(raw)` and persist. Blocking (file lock, fsync): call it in a thread.
+
+        Returns (the new config, whatever `change` returned). Raises ConfigError (nothing written)
+        or ConfigWriteError (the old file kept)."""
+        with self._lock, _locked(self.lock_path):
+            self._refresh_from_disk()
+            draft = copy.deepcopy(self.raw)
+            if not isinstance(draft.get("providers"), dict):
+                draft["providers"] = env_providers_raw(self.current)
+            result = change(draft)
+            new = self.build(draft)
+            write_atomic(self.path, json.dumps(draft, indent=2, ensure_ascii=False) + "\n")
+            self.raw = draft
+            self.current = new
+            self.signature = file_signature(self.path)
+            return new, result
+
+    def _refresh_from_disk(self) -> None:
+        """Adopt what another process wrote, so this edit does not undo theirs."""
+        if file_signature(self.path) == self.signature:
+            return
+        raw = read_config_file(self.path)
+        if raw is None:
+            return  # deleted by hand: keep ours; the write below recreates it
+        self.current = self.build(raw)
+        self.raw = raw
+        self.signature = file_signature(self.path)
+
+    # -- reading others' edits -----------------------------------------------------------------------
+    def changed_on_disk(self) -> bool:
+        """Cheap (one stat): whether `poll` would find something new."""
+        signature = file_signature(self.path)
+        return signature is not None and signature != self.signature
+
+    def poll(self) -> GatewayConfig | None:
+        """The new config if config.json changed since we last read or wrote it, else None.
+
+        Raises ConfigError when the changed file is invalid (the caller keeps the running config;
+        the signature is remembered so the same bad file is reported once)."""
+        signature = file_signature(self.path)
+        if signature == self.signature or signature is None:
+            return None
+        with self._lock:
+            self.signature = signature
+            raw = read_config_file(self.path)
+            if raw is None:
+                return None
+            new = self.build(raw)
+            self.raw = raw
+            self.current = new
+            return new

@@ -1,0 +1,83 @@
+"""The management surface: /api (JSON, described at /api/openapi.json), /ws (live log feed).
+
+`add_routes(app)` builds the admin state for this worker (config store + watcher, read-only log
+queries, live hub, admin auth) and mounts the route modules. Every admin handler is wrapped by the
+auth guard when the gateway listens off loopback; inference routes are untouched, so they pay
+nothing for any of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+
+from aiohttp import web
+
+from runtime.config.live import ConfigWatcher
+from runtime.config.store import ConfigStore
+from runtime.http import admin_logs, admin_providers, admin_ws, openapi
+from runtime.http.admin_auth import COOKIE, AdminAuth, guard
+from runtime.http.admin_common import ADMIN, AdminBadRequest, AdminState, fail, json_response, read_object
+from runtime.http.admin_ws import LiveHub
+from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
+from runtime.requestlog.queries import LogQueries
+
+
+async def get_session(request: web.Request) -> web.Response:
+    auth = request.app[ADMIN].auth
+    return json_response({"auth_required": auth.required, "authenticated": auth.allowed(request)})
+
+
+async def create_session(request: web.Request) -> web.Response:
+    """Exchange the admin token for an HttpOnly cookie (the UI's sign-in form)."""
+    auth = request.app[ADMIN].auth
+    try:
+        body = await read_object(request)
+    except AdminBadRequest as exc:
+        return exc.response()
+    token = body.get("token")
+    if not auth.required:
+        return json_response({"auth_required": False, "authenticated": True})
+    if not isinstance(token, str) or not auth.valid(token):
+        return fail("that is not the admin token", 401, code="invalid_admin_token", type="authentication_error")
+    response = json_response({"auth_required": True, "authenticated": True})
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", max_age=30 * 86400)
+    return response
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    response = json_response({"authenticated": False})
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    config = app[CONFIG]
+    gateway = app[GATEWAY]
+    writer = app.get(LOG_WRITER)
+    store = ConfigStore(config)
+    auth = AdminAuth.for_config(config)
+    queries = LogQueries(config.log_db_path) if writer is not None else None
+    hub = LiveHub(queries, poll=config.workers > 1)
+    if writer is not None:
+        writer.listeners.append(hub.on_batch)
+    app[ADMIN] = AdminState(store=store, auth=auth, queries=queries, hub=hub)
+    watcher = ConfigWatcher(store, gateway, writer)
+
+    async def read_side(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await hub.close()
+        if queries is not None:
+            await queries.close()
+
+    app.cleanup_ctx.append(watcher.lifespan)
+    app.cleanup_ctx.append(read_side)
+    wrap = partial(guard, auth)
+    r = app.router
+    r.add_get("/api/session", get_session)  # public: the UI asks it whether to show the sign-in form
+    r.add_post("/api/session", create_session)
+    r.add_delete("/api/session", delete_session)
+    admin_providers.add_routes(app, wrap)
+    admin_logs.add_routes(app, wrap)
+    admin_ws.add_routes(app, wrap)
+    r.add_get("/api/openapi.json", wrap(openapi.serve))

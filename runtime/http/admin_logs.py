@@ -1,0 +1,108 @@
+"""/api/logs: list with filters, one record in full, stats and time histograms (see queries.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+from aiohttp import web
+
+from runtime.http.admin_common import ADMIN, fail, json_response
+from runtime.requestlog.filters import FilterError, parse_filter, parse_page
+from runtime.requestlog.queries import LogQueries
+
+DAY_MS = 86_400_000
+MAX_BUCKETS = 500
+
+
+def _queries(request: web.Request) -> LogQueries | None:
+    queries = request.app[ADMIN].queries
+    return queries if queries is not None and queries.available() else None
+
+
+def _no_log() -> web.Response:
+    return fail("the request log is off (client.enable_logging is false) or empty", 404, code="no_request_log")
+
+
+def _bad(exc: FilterError) -> web.Response:
+    return fail(str(exc), 400, param=exc.param, code="invalid_filter")
+
+
+def _timed(data: dict[str, Any], started: float) -> web.Response:
+    data["query_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return json_response(data)
+
+
+async def list_logs(request: web.Request) -> web.Response:
+    queries = _queries(request)
+    if queries is None:
+        return json_response({"items": [], "total": 0, "limit": 50, "offset": 0, "has_more": False})
+    try:
+        f = parse_filter(request.query)
+        page = parse_page(request.query)
+    except FilterError as exc:
+        return _bad(exc)
+    started = time.perf_counter()
+    try:
+        return _timed(await queries.list(f, page), started)
+    except aiosqlite.OperationalError as exc:
+        return fail(f"log query failed: {exc}", 503, code="log_query_failed", type="api_error")
+
+
+async def get_log(request: web.Request) -> web.Response:
+    queries = _queries(request)
+    if queries is None:
+        return _no_log()
+    record = await queries.get(request.match_info["id"])
+    if record is None:
+        return fail(f"no log record with id {request.match_info['id']!r} (it may not be flushed yet)", 404,
+                    code="not_found")
+    return json_response(record)
+
+
+async def log_stats(request: web.Request) -> web.Response:
+    queries = _queries(request)
+    if queries is None:
+        return _no_log()
+    try:
+        f = parse_filter(request.query, default_window_ms=DAY_MS)
+    except FilterError as exc:
+        return _bad(exc)
+    started = time.perf_counter()
+    return _timed(await queries.stats(f), started)
+
+
+async def log_histogram(request: web.Request) -> web.Response:
+    queries = _queries(request)
+    if queries is None:
+        return _no_log()
+    try:
+        f = parse_filter(request.query, default_window_ms=3_600_000)
+        raw = request.query.get("buckets", "60")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_BUCKETS:
+            raise FilterError("buckets", f"expected a whole number from 1 to {MAX_BUCKETS}, got {raw!r}")
+    except FilterError as exc:
+        return _bad(exc)
+    if f.until_ms is None:
+        f = dataclasses.replace(f, until_ms=int(time.time() * 1000) + 1)  # buckets need both ends
+    started = time.perf_counter()
+    return _timed(await queries.histogram(f, int(raw)), started)
+
+
+async def log_facets(request: web.Request) -> web.Response:
+    queries = _queries(request)
+    if queries is None:
+        return json_response({"providers": [], "models": []})
+    return json_response(await queries.facets())
+
+
+def add_routes(app: web.Application, wrap: Callable[[Any], Any]) -> None:
+    r = app.router
+    r.add_get("/api/logs", wrap(list_logs))
+    r.add_get("/api/logs/stats", wrap(log_stats))
+    r.add_get("/api/logs/histogram", wrap(log_histogram))
+    r.add_get("/api/logs/facets", wrap(log_facets))
+    r.add_get("/api/logs/{id}", wrap(get_log))
