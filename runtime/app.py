@@ -14,7 +14,7 @@ from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
 from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
-from runtime.http import admin, anthropic, health, openai, ui
+from runtime.http import admin, anthropic, genai, health, openai, ui
 from runtime.http.errors import error_response
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
@@ -24,6 +24,7 @@ from runtime.requestlog.writer import LogWriter
 # Route modules, in order; each has add_routes(app). Later features append theirs here.
 ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, openai.add_routes]
 ROUTE_MODULES.append(anthropic.add_routes)  # /anthropic/v1/messages (issue 4)
+ROUTE_MODULES.append(genai.add_routes)  # /genai/v1beta/models/... for google-genai (issue 4)
 ROUTE_MODULES.append(admin.add_routes)  # /api, /ws (issue 6)
 ROUTE_MODULES.append(ui.add_routes)  # the web UI at / (issue 6)
 

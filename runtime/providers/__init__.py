@@ -5,6 +5,7 @@ from __future__ import annotations
 from runtime.providers.anthropic import AnthropicAdapter
 from runtime.providers.azure import AzureAdapter
 from runtime.providers.base import Adapter
+from runtime.providers.gemini import GeminiAdapter
 from runtime.providers.mock import MockAdapter
 from runtime.providers.openai import OpenAIAdapter
 
@@ -13,6 +14,7 @@ ADAPTERS: dict[str, Adapter] = {
     "azure": AzureAdapter(),
     "mock": MockAdapter(),
     "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
 }
 
 

@@ -69,6 +69,10 @@ _NATIVE = (
     ProviderSpec("anthropic", "anthropic", "https://api.anthropic.com", env_key="ANTHROPIC_API_KEY",
                  stream_usage_option=False, label="Anthropic",
                  default_models=("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest")),
+    ProviderSpec("gemini", "gemini", "https://generativelanguage.googleapis.com", path_prefix="/v1beta",
+                 env_key="GEMINI_API_KEY", stream_usage_option=False, label="Google Gemini",
+                 default_models=("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash", "gemini-embedding-001",
+                                 "text-embedding-004")),
 )
 
 PROVIDER_SPECS: dict[str, ProviderSpec] = {

@@ -9,12 +9,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes.native import FakeAnthropic
+from fakes.native import FakeAnthropic, FakeGemini
 
 
 @pytest.fixture
 def fake_anthropic() -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[FakeGemini]:
+    fake = FakeGemini().start()
     try:
         yield fake
     finally:

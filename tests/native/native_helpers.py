@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+from google import genai
+from google.genai import types
 from harness import Gateway
 from harness.config import DEFAULT_NETWORK
 from harness.process import CLIENT_KEY
@@ -35,6 +37,17 @@ def native_provider(base_url: str, keys: list[Json], **network: Any) -> Json:
 
 def anthropic_provider(base_url: str, key: str = "sk-ant-fake-1", **network: Any) -> Json:
     return native_provider(base_url, [{"name": "ant", "value": key, "models": [], "weight": 1}], **network)
+
+
+def gemini_provider(base_url: str, key: str = "gemini-fake-key", **network: Any) -> Json:
+    return native_provider(base_url, [{"name": "gem", "value": key, "models": [], "weight": 1}], **network)
+
+
+def genai_client(gateway: Gateway) -> genai.Client:
+    """The google-genai SDK pointed at the gateway's /genai ingress, without SDK-side retries."""
+    options = types.HttpOptions(base_url=gateway.base_url + "/genai", timeout=60_000,
+                                retry_options=types.HttpRetryOptions(attempts=1))
+    return genai.Client(api_key=CLIENT_KEY, http_options=options)
 
 
 def anthropic_client(gateway: Gateway, **kwargs: Any) -> anthropic.Anthropic:

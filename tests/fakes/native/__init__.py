@@ -2,5 +2,6 @@
 
 from .anthropic_fake import FakeAnthropic
 from .common import NativeReply, native_error
+from .gemini_fake import FakeGemini
 
-__all__ = ["FakeAnthropic", "NativeReply", "native_error"]
+__all__ = ["FakeAnthropic", "FakeGemini", "NativeReply", "native_error"]

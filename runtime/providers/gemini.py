@@ -1,0 +1,91 @@
+"""Google Gemini through the Generative Language API, keyed with `x-goog-api-key`:
+
+    POST {base}/v1beta/models/{model}:generateContent
+    POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse
+    POST {base}/v1beta/models/{model}:batchEmbedContents
+    POST {base}/v1beta/models/{model}:countTokens
+
+Translation lives in gemini_request / gemini_response (Vertex AI reuses both).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runtime.config.model import KeyConfig, ProviderConfig
+from runtime.errors import ProviderError
+from runtime.providers import gemini_request as request
+from runtime.providers import gemini_response as response
+from runtime.providers.base import EMBEDDINGS, ParsedResponse, UpstreamRequest
+from runtime.providers.capabilities import COUNT_TOKENS, operations_for
+from runtime.providers.common import error_body, loads_object, raw_text
+from runtime.providers.openai import retry_after_seconds
+from runtime.providers.registry import ProviderSpec
+
+
+def model_path(model: str) -> str:
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+def parse_count(raw: bytes) -> ParsedResponse:
+    data = loads_object(raw, "countTokens response")
+    return ParsedResponse({"object": "token_count", "input_tokens": int(data.get("totalTokens") or 0)}, None)
+
+
+def google_error(status: int, headers: Mapping[str, str], raw: bytes, label: str) -> ProviderError:
+    body = error_body(raw)
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        text = raw_text(raw)
+        body = {"error": {"message": f"{label} returned HTTP {status}" + (f": {text}" if text else "")}}
+    return response.error_from_body(status, body, retry_after_s=retry_after_seconds(headers))
+
+
+class GeminiAdapter:
+    kind = "gemini"
+    operations = operations_for("gemini")
+    local = False
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # only for the `created` stamp of translated answers
+
+    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
+                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+        path = model_path(model)
+        base = f"{provider.network.base_url}{spec.path_prefix}/{path}"
+        headers = {"Content-Type": "application/json", "x-goog-api-key": key.value}
+        if provider.network.extra_headers:
+            headers.update(provider.network.extra_headers)
+        if op == EMBEDDINGS:
+            return UpstreamRequest("POST", f"{base}:batchEmbedContents", headers,
+                                   request.build_batch_embed_body(body, path))
+        if op == COUNT_TOKENS:
+            return UpstreamRequest("POST", f"{base}:countTokens", headers, request.build_count_body(body, path))
+        payload = request.build_generate_body(body)
+        url = f"{base}:streamGenerateContent?alt=sse" if stream else f"{base}:generateContent"
+        return UpstreamRequest("POST", url, headers, payload)
+
+    def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse:
+        if op == EMBEDDINGS:
+            data, usage = response.parse_embeddings(raw, model)
+            return ParsedResponse(data, usage)
+        if op == COUNT_TOKENS:
+            return parse_count(raw)
+        answer, usage = response.parse_generate(raw, model, int(self.clock()))
+        return ParsedResponse(answer, usage)
+
+    def stream_translator(self, op: str, model: str) -> response.GenerateStream:
+        return response.GenerateStream(model, int(self.clock()))
+
+    def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+        return google_error(status, headers, raw, "Gemini")
+
+    def list_models(self, provider: ProviderConfig) -> list[str]:
+        models = list(provider.models)
+        for key in provider.keys:
+            models.extend(m for m in key.models if m not in models)
+        return models
+
+
+__all__ = ["GeminiAdapter", "google_error", "model_path", "parse_count"]
