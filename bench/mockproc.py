@@ -23,7 +23,7 @@ def child_env() -> dict[str, str]:
 class MockProcess:
     """A running ``bench.mock_provider``; settings change live through ``/control``."""
 
-    def __init__(self, settings: MockSettings | None = None, port: int = 0) -> None:
+    def __init__(self, settings: MockSettings | None = None, port: int = 0, cpus: list[int] | None = None) -> None:
         s = settings or MockSettings()
         cmd = [
             sys.executable, "-m", "bench.mock_provider", "--port", str(port),
@@ -31,11 +31,15 @@ class MockProcess:
             "--stream-chunks", str(s.stream_chunks), "--chunk-interval-ms", str(s.chunk_interval_ms),
             "--embedding-dim", str(s.embedding_dim), "--parent-pid", str(os.getpid()),
         ]
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, text=True)
+        pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=pin)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("listening on"):
             self.proc.kill()
+            self.proc.wait()
+            self.proc.stdout.close()
             raise RuntimeError(f"mock provider failed to start: {line!r}")
         self.port = int(line.rsplit(":", 1)[1])
         self.origin = f"http://127.0.0.1:{self.port}"
@@ -60,6 +64,8 @@ class MockProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def __enter__(self) -> MockProcess:
         return self

@@ -62,6 +62,7 @@ class LoadResult:
     ttft: np.ndarray
     max_gap: np.ndarray
     gaps: np.ndarray
+    lag: np.ndarray  # send time - scheduled time, per sent request (the harness's own lateness)
     sent: int
     conns_opened: int
     wall_s: float
@@ -125,6 +126,9 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def run_load(spec: LoadSpec, monitor: Monitor | None = None) -> LoadResult:
@@ -150,8 +154,8 @@ def run_load(spec: LoadSpec, monitor: Monitor | None = None) -> LoadResult:
 
 def _merge(spec: LoadSpec, parts: list[dict], wall: float) -> LoadResult:
     kinds: list[str] = ["ok"]
-    arrays: dict[str, list[np.ndarray]] = {k: [] for k in
-                                           ("sched", "latency", "kind", "overhead_us", "ttft", "max_gap", "gaps")}
+    names = ("sched", "latency", "kind", "overhead_us", "ttft", "max_gap", "gaps", "lag")
+    arrays: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for part in parts:
         remap = []
         for name in part["kinds"]:
@@ -160,7 +164,7 @@ def _merge(spec: LoadSpec, parts: list[dict], wall: float) -> LoadResult:
             remap.append(kinds.index(name))
         codes = np.frombuffer(part["kind"], dtype=np.int16)
         arrays["kind"].append(np.asarray(remap, dtype=np.int16)[codes] if len(codes) else codes)
-        for name in ("sched", "latency", "ttft", "max_gap", "gaps"):
+        for name in ("sched", "latency", "ttft", "max_gap", "gaps", "lag"):
             arrays[name].append(np.frombuffer(part[name], dtype=np.float64))
         arrays["overhead_us"].append(np.frombuffer(part["overhead_us"], dtype=np.int64))
     cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in arrays.items()}
@@ -168,6 +172,6 @@ def _merge(spec: LoadSpec, parts: list[dict], wall: float) -> LoadResult:
     return LoadResult(
         spec=spec, kinds=kinds, sched=cat["sched"][order], latency=cat["latency"][order],
         kind=cat["kind"][order], overhead_us=cat["overhead_us"][order], ttft=cat["ttft"][order],
-        max_gap=cat["max_gap"][order], gaps=cat["gaps"], sent=sum(p["sent"] for p in parts),
+        max_gap=cat["max_gap"][order], gaps=cat["gaps"], lag=cat["lag"], sent=sum(p["sent"] for p in parts),
         conns_opened=sum(p["conns_opened"] for p in parts), wall_s=wall,
     )

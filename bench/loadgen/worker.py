@@ -59,6 +59,7 @@ class Recorder:
     ttft: array = field(default_factory=lambda: array("d"))
     max_gap: array = field(default_factory=lambda: array("d"))
     gaps: array = field(default_factory=lambda: array("d"))
+    lag: array = field(default_factory=lambda: array("d"))
     sent: int = 0
     pending: int = 0
 
@@ -75,6 +76,7 @@ class Recorder:
         self.overhead_us.append(req.overhead_us)
         if req.t_sent:
             self.sent += 1
+            self.lag.append(req.t_sent - req.sched)
         ev = req.event_times
         if ev:
             self.ttft.append(ev[0] - req.sched)
@@ -92,7 +94,7 @@ class Recorder:
         return {
             "kinds": self.kinds, "sent": self.sent, "conns_opened": conns_opened,
             **{name: getattr(self, name).tobytes() for name in
-               ("sched", "latency", "kind", "overhead_us", "ttft", "max_gap", "gaps")},
+               ("sched", "latency", "kind", "overhead_us", "ttft", "max_gap", "gaps", "lag")},
         }
 
 

@@ -33,6 +33,7 @@ class Context:
     out_dir: str = RESULTS_DIR
     smoke: bool = False
     targets: list[str] = field(default_factory=lambda: ["direct", "bifrost", "litellm"])
+    explicit_targets: bool = False  # --targets was given (opt-in extras such as LiteLLM in xlarge)
     processes: int = 1
     auto_install: bool = True
     workers: int = 1

@@ -2,7 +2,8 @@
 and 1,500 ms; and the same at 50 RPS, where no gateway saturates, to show pure overhead.
 
 Targets run interleaved cell by cell (direct, Bifrost, LiteLLM for each latency x rate), each
-gateway started fresh per cell so a melted-down run cannot spill into the next.
+gateway started fresh per cell so a melted-down run cannot spill into the next (smoke mode starts
+each once).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from bench.mock_responses import MockSettings
+from bench.mockproc import MockProcess
 from bench.scenarios.common import Context, by, diff, load_spec, measure, mock, ratio, save, target
+from bench.targets import Running
 
 NAME = "medium"
 
@@ -21,25 +24,36 @@ def run(ctx: Context, rate: float | None = None) -> str:
     duration = ctx.dur(60.0, 2.0)
     timeout = 30.0 if not ctx.smoke else 5.0
     cells: list[dict[str, Any]] = []
+    grid = [(lat, r) for lat in latencies for r in rates]
     with mock(MockSettings()) as m:
-        for lat in latencies:
-            m.configure(latency_ms=lat)
-            for r in rates:
-                for name in ("direct", "bifrost", "litellm"):
-                    if not ctx.want(name):
-                        continue
+        if ctx.smoke:
+            # Smoke: one start per target (LiteLLM takes seconds to boot); cells share it.
+            for name in ("direct", "bifrost", "litellm"):
+                if ctx.want(name):
                     with target(ctx, name, m, profile="cost") as running:
-                        if running is None:
-                            continue
-                        spec_kw = dict(rate=r, duration=duration, timeout=timeout,
-                                       latency_hint_s=lat / 1000 + 0.005)
-                        out, _res = measure(ctx, running, load_spec(ctx, running, **spec_kw),
-                                            timeline=True, rss_series=True)
-                        out.update(mock_latency_ms=lat, rate=r)
-                        cells.append(out)
+                        for lat, r in grid:
+                            if running is not None:
+                                cells.append(_cell(ctx, m, running, lat, r, duration, timeout))
+        else:
+            # Full: interleaved cell by cell, each gateway fresh per cell.
+            for lat, r in grid:
+                for name in ("direct", "bifrost", "litellm"):
+                    if ctx.want(name):
+                        with target(ctx, name, m, profile="cost") as running:
+                            if running is not None:
+                                cells.append(_cell(ctx, m, running, lat, r, duration, timeout))
     derived = _derive(cells, latencies, rates)
     return save(ctx, NAME, {"latencies_ms": latencies, "rates": rates, "duration_s": duration,
                             "profile": "cost", "timeout_s": timeout}, cells, derived)
+
+
+def _cell(ctx: Context, m: MockProcess, running: Running, lat: float, r: float, duration: float,
+          timeout: float) -> dict[str, Any]:
+    m.configure(latency_ms=lat)
+    spec = load_spec(ctx, running, rate=r, duration=duration, timeout=timeout, latency_hint_s=lat / 1000 + 0.005)
+    out, _res = measure(ctx, running, spec, timeline=True, rss_series=True)
+    out.update(mock_latency_ms=lat, rate=r)
+    return out
 
 
 def _derive(cells: list[dict[str, Any]], latencies: list[float], rates: list[float]) -> dict[str, Any]:

@@ -30,6 +30,10 @@ litellm_settings:
   telemetry: false
   drop_params: true
   request_timeout: 30
+general_settings:
+  # Like-for-like with Bifrost's bench config, which has no client auth either (recent LiteLLM
+  # refuses to start without a master key unless told this is deliberate).
+  dangerously_permit_weak_or_unset_master_key: true
 """
 
 

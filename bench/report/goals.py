@@ -1,0 +1,172 @@
+"""The issue's speed targets, checked against the results JSON (never as timed unit-test asserts).
+
+Each goal reads one scenario's document and returns (status, measured, detail); status is "PASS",
+"FAIL" or "n/a" (scenario not run, target skipped, or a smoke run whose tiny rates prove nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Doc = dict[str, Any]
+Verdict = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    scenario: str
+    name: str
+    target: str
+    check: Callable[[Doc], Verdict]
+
+
+def _na(why: str) -> Verdict:
+    return "n/a", "-", why
+
+
+def _cell(doc: Doc, **match: Any) -> dict[str, Any] | None:
+    for c in doc.get("cells", []):
+        if all(c.get(k) == v for k, v in match.items()):
+            return c
+    return None
+
+
+def _medium_top(doc: Doc) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    rate = doc["params"]["rates"][0]
+    return _cell(doc, target="bifrost", mock_latency_ms=0.0, rate=rate), \
+        _cell(doc, target="direct", mock_latency_ms=0.0, rate=rate)
+
+
+def medium_success(doc: Doc) -> Verdict:
+    b, _ = _medium_top(doc)
+    if b is None:
+        return _na("no bifrost cell")
+    sr = b["success_rate"] or 0.0
+    return ("PASS" if sr == 1.0 else "FAIL"), f"{sr * 100:.3f}%", f"{b['ok']}/{b['scheduled']} ok"
+
+
+def medium_p99(doc: Doc) -> Verdict:
+    b, d = _medium_top(doc)
+    if b is None or d is None:
+        return _na("needs bifrost and direct cells")
+    added = b["latency_ms"]["p99"] - d["latency_ms"]["p99"]
+    return ("PASS" if added <= 5.0 else "FAIL"), f"+{added:.2f} ms", \
+        f"p99 {b['latency_ms']['p99']:.2f} vs direct {d['latency_ms']['p99']:.2f} ms"
+
+
+def medium_rss(doc: Doc) -> Verdict:
+    b, _ = _medium_top(doc)
+    if b is None or b["resources"]["peak_rss_mb"] is None:
+        return _na("no RSS sample")
+    rss = b["resources"]["peak_rss_mb"]
+    return ("PASS" if rss <= 120 else "FAIL"), f"{rss:.1f} MB", "whole process tree"
+
+
+def overhead_p50(doc: Doc) -> Verdict:
+    d = doc.get("derived", {}).get("bifrost")
+    if not d:
+        return _na("no bifrost result")
+    v = d["added_p50_us"]
+    return ("PASS" if v <= 300 else "FAIL"), f"{v:.0f} µs", f"x-bf-overhead-us p50 {d['x_bf_overhead_us']['p50']}"
+
+
+def overhead_p99(doc: Doc) -> Verdict:
+    d = doc.get("derived", {}).get("bifrost")
+    if not d:
+        return _na("no bifrost result")
+    v = d["added_p99_us"]
+    return ("PASS" if v <= 1000 else "FAIL"), f"{v:.0f} µs", f"x-bf-overhead-us p99 {d['x_bf_overhead_us']['p99']}"
+
+
+def frontier_abs(doc: Doc) -> Verdict:
+    d = doc.get("derived", {}).get("bifrost")
+    if not d:
+        return _na("no bifrost result")
+    v = d["max_sustained_rps"]
+    return ("PASS" if v >= 2500 else "FAIL"), f"{v:.0f} RPS", f"p99 at max {d['p99_at_max_ms']} ms"
+
+
+def frontier_ratio(doc: Doc) -> Verdict:
+    x = doc.get("derived", {}).get("bifrost_over_litellm")
+    if x is None:
+        return _na("needs bifrost and litellm in the same run")
+    ll = doc["derived"]["litellm"]["max_sustained_rps"]
+    return ("PASS" if x >= 25 else "FAIL"), f"{x:.1f}x", f"LiteLLM sustained {ll} RPS"
+
+
+def _streams_top(doc: Doc) -> dict[str, Any] | None:
+    rows = doc.get("derived", {}).get("bifrost") or []
+    return max(rows, key=lambda r: r["concurrency"]) if rows else None
+
+
+def streams_clean(doc: Doc) -> Verdict:
+    r = _streams_top(doc)
+    if r is None:
+        return _na("no bifrost result")
+    bad = r["stalled"] + r["cut"] + r["errors"]
+    ok = r["concurrency"] >= 512 and bad == 0
+    return ("PASS" if ok else "FAIL"), f"{r['concurrency']} streams, {bad} bad", \
+        f"stalled {r['stalled']}, cut {r['cut']}, errors {r['errors']}"
+
+
+def streams_ttft(doc: Doc) -> Verdict:
+    r = _streams_top(doc)
+    if r is None or r["added_ttft_p99_ms"] is None:
+        return _na("needs bifrost and direct")
+    v = r["added_ttft_p99_ms"]
+    return ("PASS" if v <= 2.0 else "FAIL"), f"+{v:.2f} ms", f"at {r['concurrency']} concurrent streams"
+
+
+def soak_rss(doc: Doc) -> Verdict:
+    d = doc.get("derived", {}).get("bifrost")
+    if not d or d.get("growth_pct") is None:
+        return _na("no bifrost result")
+    v = d["growth_pct"]
+    return ("PASS" if v < 5.0 else "FAIL"), f"{v:+.2f}%", \
+        f"{d['rss_after_warmup_mb']} -> {d['rss_end_mb']} MB over {doc['params']['duration_s']:.0f} s"
+
+
+def logging_cost(doc: Doc) -> Verdict:
+    d = doc.get("derived", {})
+    if "cost_pct" not in d:
+        return _na("no on/off pair")
+    v = d["cost_pct"]
+    return ("PASS" if v < 10.0 else "FAIL"), f"{v:.1f}%", \
+        f"{d['throughput_on_rps']} vs {d['throughput_off_rps']} RPS (on vs off)"
+
+
+GOALS: list[Goal] = [
+    Goal("medium", "medium 0 ms: success", "100%", medium_success),
+    Goal("medium", "medium 0 ms: p99 vs direct", "<= +5 ms", medium_p99),
+    Goal("medium", "medium 0 ms: peak RSS", "<= 120 MB", medium_rss),
+    Goal("overhead", "overhead: added p50", "<= 300 µs", overhead_p50),
+    Goal("overhead", "overhead: added p99", "<= 1 ms", overhead_p99),
+    Goal("frontier", "frontier: sustained rate", ">= 2,500 RPS", frontier_abs),
+    Goal("frontier", "frontier: vs LiteLLM", ">= 25x", frontier_ratio),
+    Goal("streams", "streams: 512 concurrent, none stalled/cut", "0 bad", streams_clean),
+    Goal("streams", "streams: added TTFT p99", "<= 2 ms", streams_ttft),
+    Goal("soak", "soak: RSS growth after warm-up", "< 5%", soak_rss),
+    Goal("logging", "logging: throughput cost", "< 10%", logging_cost),
+]
+
+
+def evaluate(docs: dict[str, Doc]) -> list[dict[str, str]]:
+    """One row per goal: scenario, goal, target, status, measured, detail."""
+    rows = []
+    for g in GOALS:
+        doc = docs.get(g.scenario)
+        if doc is None:
+            status, measured, detail = _na("scenario not run")
+        else:
+            try:
+                status, measured, detail = g.check(doc)
+            except (KeyError, TypeError, IndexError, ValueError) as exc:
+                status, measured, detail = _na(f"incomplete result ({type(exc).__name__}: {exc})")
+            if doc.get("smoke") and status != "n/a":
+                detail = f"smoke run, not judged ({measured})"
+                status, measured = "n/a", "-"
+        rows.append({"scenario": g.scenario, "goal": g.name, "target": g.target, "status": status,
+                     "measured": measured, "detail": detail})
+    return rows

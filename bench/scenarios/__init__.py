@@ -1,0 +1,24 @@
+"""Scenarios, by name: each is one command (``python -m bench <name>``) writing results/<name>.json."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.scenarios import breakdown, frontier, medium, overhead, reqlog, soak, streams, xlarge
+
+# Order matters for `all`/`smoke`: breakdown reads frontier's result.
+SCENARIOS: dict[str, Callable[..., str]] = {
+    "overhead": overhead.run,
+    "medium": medium.run,
+    "frontier": frontier.run,
+    "breakdown": breakdown.run,
+    "streams": streams.run,
+    "logging": reqlog.run,
+    "xlarge": xlarge.run,
+    "soak": soak.run,
+}
+
+# Scenarios whose run() takes a rate override.
+TAKES_RATE = {"medium", "xlarge", "soak", "breakdown"}
+
+__all__ = ["SCENARIOS", "TAKES_RATE"]
