@@ -39,6 +39,32 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() or None
 
 
+_TCP_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPSynRetrans", "TCPTimeouts")
+
+
+def tcp_counters() -> dict[str, int]:
+    """Kernel TCP counters that explain 1 s / 3 s latency spikes (a full accept queue drops SYNs,
+    the client retransmits after 1 s).  Machine-wide, so other processes' traffic counts too."""
+    try:
+        with open("/proc/net/netstat") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return {}
+    for head, vals in zip(lines[::2], lines[1::2], strict=False):
+        if head.startswith("TcpExt:"):
+            table = dict(zip(head.split()[1:], (int(v) for v in vals.split()[1:]), strict=False))
+            return {k: table[k] for k in _TCP_COUNTERS if k in table}
+    return {}
+
+
+def loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: this machine is shared, so busy neighbours show up here."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def describe() -> dict[str, Any]:
     """CPU, cores, memory, kernel, Python and the commit measured."""
     return {
@@ -50,4 +76,5 @@ def describe() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "commit": _git("rev-parse", "--short", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--", "runtime", "bifrost_cli")),
+        "loadavg_at_save": loadavg(),
     }

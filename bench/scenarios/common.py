@@ -108,7 +108,7 @@ def warm_up(ctx: Context, running: Running, spec: LoadSpec) -> None:
     warm = LoadSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__},
                        "duration": secs, "timeout": min(spec.timeout, 10.0)})
     if warm.mode == "open":
-        warm.rate = min(spec.rate, 200.0)
+        warm.rate = min(spec.rate, 1000.0)
     run_load(warm)
 
 
@@ -118,21 +118,26 @@ def measure(ctx: Context, running: Running, spec: LoadSpec, *, warm: bool = True
     if warm:
         warm_up(ctx, running, spec)
     mon = TreeMonitor(running.pid, interval=0.25 if spec.duration < 120 else 1.0).start()
+    tcp0, load0 = machine.tcp_counters(), machine.loadavg()
     try:
         res = run_load(spec, monitor=mon)
     finally:
         mon.stop()
+    tcp1 = machine.tcp_counters()
     out = summarize(res, with_timeline=timeline, bucket_s=bucket_s)
     out["resources"] = mon.summary(out["ok"])
     if rss_series:
         out["rss_series"] = mon.rss_series()
     out["target"] = running.name
     out["notes"] = list(running.notes)
+    out["tcp_counters_delta"] = {k: tcp1[k] - tcp0.get(k, 0) for k in tcp1}
+    out["loadavg_before"] = load0
     lat = out["latency_ms"]
     log(f"{running.name:8s} {spec.mode} rate={spec.rate if spec.mode == 'open' else '-'} "
         f"conc={spec.concurrency if spec.mode == 'closed' else '-'} ok={out['ok']}/{out['scheduled']} "
         f"thr={out['throughput_rps']}/s p50={lat['p50']} p99={lat['p99']} ms "
-        f"rss={out['resources']['peak_rss_mb']} MB errors={out['errors']}")
+        f"rss={out['resources']['peak_rss_mb']} MB errors={out['errors']} load={load0} "
+        f"syn_drops={out['tcp_counters_delta'].get('ListenOverflows')}")
     return out, res
 
 
