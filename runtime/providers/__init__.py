@@ -5,6 +5,7 @@ from __future__ import annotations
 from runtime.providers.anthropic import AnthropicAdapter
 from runtime.providers.azure import AzureAdapter
 from runtime.providers.base import Adapter
+from runtime.providers.bedrock import BedrockAdapter
 from runtime.providers.gemini import GeminiAdapter
 from runtime.providers.mock import MockAdapter
 from runtime.providers.openai import OpenAIAdapter
@@ -15,6 +16,7 @@ ADAPTERS: dict[str, Adapter] = {
     "mock": MockAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+    "bedrock": BedrockAdapter(),
 }
 
 

@@ -73,6 +73,12 @@ _NATIVE = (
                  env_key="GEMINI_API_KEY", stream_usage_option=False, label="Google Gemini",
                  default_models=("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash", "gemini-embedding-001",
                                  "text-embedding-004")),
+    # Keys hold SigV4 credentials in bedrock_key_config (or a Bedrock API key in `value`).
+    ProviderSpec("bedrock", "bedrock", "https://bedrock-runtime.{region}.amazonaws.com", path_prefix="",
+                 key_required=False, stream_usage_option=False, label="AWS Bedrock",
+                 default_models=("anthropic.claude-3-5-sonnet-20240620-v1:0", "amazon.nova-pro-v1:0",
+                                 "meta.llama3-1-70b-instruct-v1:0", "amazon.titan-embed-text-v2:0",
+                                 "cohere.embed-english-v3")),
 )
 
 PROVIDER_SPECS: dict[str, ProviderSpec] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes.native import FakeAnthropic, FakeGemini
+from fakes.native import FakeAnthropic, FakeBedrock, FakeGemini
 
 
 @pytest.fixture
@@ -24,6 +24,15 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
 @pytest.fixture
 def fake_gemini() -> Iterator[FakeGemini]:
     fake = FakeGemini().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_bedrock() -> Iterator[FakeBedrock]:
+    fake = FakeBedrock().start()
     try:
         yield fake
     finally:

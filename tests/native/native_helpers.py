@@ -80,3 +80,11 @@ def finish_reason(chunks: list[Any]) -> str | None:
     reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(reasons) == 1, f"expected exactly one finish_reason, got {reasons}"
     return reasons[0]
+
+
+BEDROCK_KEY = {"access_key": "AKIAFAKEEXAMPLE", "secret_key": "fake/secret+key", "region": "us-west-2"}
+
+
+def bedrock_provider(base_url: str, **network: Any) -> Json:
+    key = {"name": "aws", "value": "", "models": [], "weight": 1, "bedrock_key_config": dict(BEDROCK_KEY)}
+    return native_provider(base_url, [key], **network)
