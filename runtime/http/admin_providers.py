@@ -27,6 +27,7 @@ from runtime.errors import GatewayError
 from runtime.http.admin_common import ADMIN, AdminBadRequest, AdminState, fail, json_response, read_object
 from runtime.http.admin_views import NAME_RE, clean_entry, lane_view, merge_secrets, provider_view
 from runtime.http.keys import GATEWAY, LOG_WRITER
+from runtime.http.metrics import WORKER_METRICS, WorkerMetrics
 from runtime.providers.registry import PROVIDER_SPECS
 
 _EDIT_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("admin_edit_lock")
@@ -264,6 +265,7 @@ async def get_system(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     state = request.app[ADMIN]
     writer = request.app.get(LOG_WRITER)
+    worker = request.app.get(WORKER_METRICS)
     lanes = [{"provider": name, **(lane_view(h) or {})} for name, h in sorted(gw.router.handles.items())]
     return json_response({
         "pid": os.getpid(), "workers": gw.config.workers, "profile": gw.config.tuning.profile,
@@ -271,7 +273,16 @@ async def get_system(request: web.Request) -> web.Response:
         "request_log": None if writer is None else {"written": writer.written, "pending": writer.pending,
                                                     "dropped": writer.dropped, "failed": writer.failed},
         "lanes": lanes,
+        # All workers together (with one worker: this one), and a 5-second history for the dashboard.
+        "totals": None if worker is None else _totals(worker),
+        "history": [] if worker is None else list(worker.history),
     })
+
+
+def _totals(worker: WorkerMetrics) -> dict[str, Any]:
+    merged = worker.merged()
+    return {"workers": merged["workers"], "requests": sum(s[0] for s in merged["series"].values()),
+            "log_written": merged["log"][0], "log_dropped": merged["log"][1], "log_pending": merged["log"][2]}
 
 
 def add_routes(app: web.Application, wrap: Callable[[Any], Any]) -> None:

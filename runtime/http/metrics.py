@@ -1,0 +1,270 @@
+"""GET /metrics: Prometheus text format, built at scrape time from the metrics plugin's counters.
+
+Several workers (`--workers N`): the kernel hands each scrape to any one worker, so every worker
+writes its counters to `<app_dir>/metrics/<supervisor pid>/<worker pid>.json` once a second
+(atomically) and the worker that answers a scrape adds up its own live numbers and the other
+workers' files. Counters and histograms of a worker that died keep counting (as Prometheus'
+multiprocess mode does); its gauges are dropped. Other workers' numbers are at most ~1 s old.
+Directories of earlier runs (whose supervisor is gone) are removed at start-up.
+
+Exposed families (all prefixed `bifrost_`): requests_total{provider,model,status},
+request_duration_seconds{provider,model}, gateway_overhead_seconds{provider},
+upstream_duration_seconds{provider}, tokens_total{provider,model,type}, retries_total{provider},
+fallbacks_total{provider}, lane_in_flight / lane_queued / lane_concurrency{provider},
+lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total,
+requestlog_pending, workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from runtime.config.store import write_atomic
+from runtime.core.gateway import Gateway
+from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
+from runtime.plugins import metrics as m
+from runtime.plugins.metrics import METRICS, MetricsPlugin
+from runtime.requestlog.writer import LogWriter
+
+PUBLISH_INTERVAL_S = 1.0
+HISTORY_INTERVAL_S = 5.0
+HISTORY_POINTS = 720  # one hour at 5 s
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class WorkerMetrics:
+    """This worker's numbers, and (with several workers) everyone's, merged."""
+
+    def __init__(self, plugin: MetricsPlugin, gateway: Gateway, writer: LogWriter | None,
+                 shared_dir: Path | None) -> None:
+        self.plugin = plugin
+        self.gateway = gateway
+        self.writer = writer
+        self.shared_dir = shared_dir
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_POINTS)
+
+    # -- this worker ---------------------------------------------------------------------------------
+    def local(self) -> dict[str, Any]:
+        lanes = {name: [h.lane.in_flight, h.lane.queued, h.lane.concurrency, h.lane.dropped]
+                 for name, h in self.gateway.router.handles.items()}
+        w = self.writer
+        return {"pid": os.getpid(), "series": self.plugin.snapshot(), "lanes": lanes,
+                "log": [w.written, w.dropped, w.pending] if w is not None else [0, 0, 0]}
+
+    def publish(self) -> None:
+        if self.shared_dir is None:
+            return
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.shared_dir / f"{os.getpid()}.json", json.dumps(self.local()))
+
+    # -- everyone ------------------------------------------------------------------------------------
+    def snapshots(self) -> list[tuple[dict[str, Any], bool]]:
+        """(snapshot, alive) for every worker of this run; ours is live, not read from disk."""
+        out = [(self.local(), True)]
+        if self.shared_dir is None or not self.shared_dir.is_dir():
+            return out
+        me = os.getpid()
+        for path in self.shared_dir.glob("*.json"):
+            if not path.stem.isdigit() or int(path.stem) == me:
+                continue
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # replaced while we read it: its next version comes within a second
+            out.append((data, _alive(int(path.stem))))
+        return out
+
+    def merged(self) -> dict[str, Any]:
+        series: dict[tuple[str, str, int], list[int]] = {}
+        lanes: dict[str, list[int]] = {}
+        log = [0, 0, 0]
+        workers = 0
+        for snap, alive in self.snapshots():
+            for provider, model, status, values in snap["series"]:
+                total = series.setdefault((provider, model, status), [0] * m.SERIES_LEN)
+                for i, v in enumerate(values[: m.SERIES_LEN]):
+                    total[i] += v
+            log[0] += snap["log"][0]
+            log[1] += snap["log"][1]
+            if alive:
+                workers += 1
+                log[2] += snap["log"][2]
+                for name, values in snap["lanes"].items():
+                    lane = lanes.setdefault(name, [0, 0, 0, 0])
+                    for i, v in enumerate(values):
+                        lane[i] += v
+        return {"series": series, "lanes": lanes, "log": log, "workers": workers}
+
+    def sample_history(self) -> None:
+        merged = self.merged()
+        series = merged["series"].values()
+        self.history.append({
+            "t": int(time.time() * 1000), "requests": sum(s[m.COUNT] for s in series),
+            "log_written": merged["log"][0], "log_dropped": merged["log"][1], "log_pending": merged["log"][2],
+            "in_flight": sum(v[0] for v in merged["lanes"].values()),
+            "queued": sum(v[1] for v in merged["lanes"].values())})
+
+    async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._run(), name="bifrost-metrics")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(OSError):
+            self.publish()  # final numbers, so counters of a stopped worker are not lost
+
+    async def _run(self) -> None:
+        last_history = 0.0
+        while True:
+            with contextlib.suppress(OSError):
+                self.publish()
+            now = time.monotonic()
+            if now - last_history >= HISTORY_INTERVAL_S:
+                last_history = now
+                self.sample_history()
+            await asyncio.sleep(PUBLISH_INTERVAL_S)
+
+
+def _histogram(name: str, doc: str, labels: list[str], bounds: tuple[int, ...],
+               rows: dict[tuple[str, ...], tuple[list[int], float]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for label_values, (counts, total_us) in sorted(rows.items()):
+        cumulative = 0
+        buckets = []
+        for bound, count in zip((*bounds, None), counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound is None else repr(bound / 1e6), cumulative))
+        family.add_metric(list(label_values), buckets, total_us / 1e6)
+    return family
+
+
+def _add(rows: dict[tuple[str, ...], tuple[list[int], float]], key: tuple[str, ...], counts: list[int],
+         total: int) -> None:
+    existing = rows.get(key)
+    if existing is None:
+        rows[key] = (list(counts), float(total))
+    else:
+        for i, c in enumerate(counts):
+            existing[0][i] += c
+        rows[key] = (existing[0], existing[1] + total)
+
+
+class GatewayCollector:
+    def __init__(self, worker: WorkerMetrics) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        merged = self.worker.merged()
+        requests = CounterMetricFamily("bifrost_requests", "Finished requests", labels=["provider", "model", "status"])
+        tokens = CounterMetricFamily("bifrost_tokens", "Tokens reported by providers",
+                                     labels=["provider", "model", "type"])
+        retries: dict[str, int] = {}
+        fallbacks: dict[str, int] = {}
+        latency: dict[tuple[str, ...], tuple[list[int], float]] = {}
+        overhead: dict[tuple[str, ...], tuple[list[int], float]] = {}
+        upstream: dict[tuple[str, ...], tuple[list[int], float]] = {}
+        nl, no, nu = len(m.LATENCY_BOUNDS_US) + 1, len(m.OVERHEAD_BOUNDS_US) + 1, len(m.UPSTREAM_BOUNDS_US) + 1
+        for (provider, model, status), s in sorted(merged["series"].items()):
+            retries[provider] = retries.get(provider, 0) + s[m.RETRIES]
+            if status == 0:
+                continue  # a retry-count row, not requests
+            requests.add_metric([provider, model, str(status)], s[m.COUNT])
+            _add(latency, (provider, model), s[m.LATENCY_BUCKETS:m.LATENCY_BUCKETS + nl], s[m.LATENCY_SUM])
+            _add(overhead, (provider,), s[m.OVERHEAD_BUCKETS:m.OVERHEAD_BUCKETS + no], s[m.OVERHEAD_SUM])
+            if s[m.UPSTREAM_COUNT]:
+                _add(upstream, (provider,), s[m.UPSTREAM_BUCKETS:m.UPSTREAM_BUCKETS + nu], s[m.UPSTREAM_SUM])
+            fallbacks[provider] = fallbacks.get(provider, 0) + s[m.FALLBACKS]
+        token_rows: dict[tuple[str, str, str], int] = {}
+        for (provider, model, _status), s in merged["series"].items():
+            for kind, index in (("prompt", m.PROMPT), ("completion", m.COMPLETION)):
+                if s[index]:
+                    token_rows[(provider, model, kind)] = token_rows.get((provider, model, kind), 0) + s[index]
+        for labels, value in sorted(token_rows.items()):
+            tokens.add_metric(list(labels), value)
+        yield requests
+        yield _histogram("bifrost_request_duration_seconds", "Total request latency as the client saw it",
+                         ["provider", "model"], m.LATENCY_BOUNDS_US, latency)
+        yield _histogram("bifrost_gateway_overhead_seconds", "Time spent in the gateway (total minus upstream wait)",
+                         ["provider"], m.OVERHEAD_BOUNDS_US, overhead)
+        yield _histogram("bifrost_upstream_duration_seconds", "Time waiting on the provider", ["provider"],
+                         m.UPSTREAM_BOUNDS_US, upstream)
+        yield tokens
+        for name, doc, values in (("bifrost_retries", "Retries after a failed attempt", retries),
+                                  ("bifrost_fallbacks", "Requests answered by a fallback target", fallbacks)):
+            family = CounterMetricFamily(name, doc, labels=["provider"])
+            for provider, value in sorted(values.items()):
+                family.add_metric([provider], value)
+            yield family
+        lane_families = (
+            GaugeMetricFamily("bifrost_lane_in_flight", "Upstream requests in flight", labels=["provider"]),
+            GaugeMetricFamily("bifrost_lane_queued", "Requests waiting for a lane slot", labels=["provider"]),
+            GaugeMetricFamily("bifrost_lane_concurrency", "Lane slots (summed over workers)", labels=["provider"]),
+            CounterMetricFamily("bifrost_lane_rejected", "Requests refused because the lane queue was full",
+                                labels=["provider"]),
+        )
+        for provider, values in sorted(merged["lanes"].items()):
+            for family, value in zip(lane_families, values, strict=True):
+                family.add_metric([provider], value)
+        yield from lane_families
+        written, dropped, pending = merged["log"]
+        yield CounterMetricFamily("bifrost_requestlog_written", "Request-log rows written", value=written)
+        yield CounterMetricFamily("bifrost_requestlog_dropped", "Request-log rows dropped (buffer full)",
+                                  value=dropped)
+        yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
+        yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
+
+
+WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
+_REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("metrics_registry")
+
+
+def _shared_dir(app_dir: Path, workers: int) -> Path | None:
+    if workers <= 1:
+        return None
+    root = Path(app_dir) / "metrics"
+    with contextlib.suppress(OSError):
+        for old in root.iterdir():
+            if old.name.isdigit() and not _alive(int(old.name)):
+                shutil.rmtree(old, ignore_errors=True)
+    return root / str(os.getppid())  # one directory per run: the supervisor's pid
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    plugin = app.get(METRICS)
+    if plugin is None:
+        return
+    config = app[CONFIG]
+    worker = WorkerMetrics(plugin, app[GATEWAY], app.get(LOG_WRITER), _shared_dir(config.app_dir, config.workers))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(worker))  # type: ignore[arg-type]
+    app[WORKER_METRICS] = worker
+    app[_REGISTRY] = registry
+    app.cleanup_ctx.append(worker.lifespan)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,106 @@
+"""The metrics plugin: count every finished request into plain Python lists, nothing more.
+
+`on_finish` costs one dict look-up, a few integer additions and three C bisects: no locks, no
+label resolution, no allocation once a (provider, model, status) series exists. Turning these
+numbers into Prometheus families happens only when /metrics is scraped (runtime/http/metrics.py).
+
+One series is a flat list, laid out as below; the histogram parts hold per-bucket counts (not yet
+cumulative) with a last slot for +Inf.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+from aiohttp import web
+
+from runtime.core.context import RequestContext
+
+# Bucket upper bounds in microseconds (exposed in seconds).
+LATENCY_BOUNDS_US = (5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+                     5_000_000, 10_000_000, 30_000_000, 60_000_000)
+OVERHEAD_BOUNDS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000)
+UPSTREAM_BOUNDS_US = LATENCY_BOUNDS_US
+
+# Flat series layout.
+COUNT, LATENCY_SUM, OVERHEAD_SUM, UPSTREAM_SUM, UPSTREAM_COUNT, PROMPT, COMPLETION, RETRIES, FALLBACKS = range(9)
+# RETRIES is only set on the per-provider retry rows (model "", status 0) that snapshot() adds.
+LATENCY_BUCKETS = 9
+OVERHEAD_BUCKETS = LATENCY_BUCKETS + len(LATENCY_BOUNDS_US) + 1
+UPSTREAM_BUCKETS = OVERHEAD_BUCKETS + len(OVERHEAD_BOUNDS_US) + 1
+SERIES_LEN = UPSTREAM_BUCKETS + len(UPSTREAM_BOUNDS_US) + 1
+
+# Model names come from clients; past this many series new ones share an "other" series.
+MAX_SERIES = 2_000
+
+SeriesKey = tuple[str, str, int]
+
+
+class MetricsPlugin:
+    name = "metrics"
+
+    def __init__(self) -> None:
+        self.series: dict[SeriesKey, list[int]] = {}
+        self.retries: dict[str, int] = {}
+
+    def _new(self, key: SeriesKey) -> list[int]:
+        if len(self.series) >= MAX_SERIES:
+            key = ("other", "other", key[2])
+            existing = self.series.get(key)
+            if existing is not None:
+                return existing
+        values = [0] * SERIES_LEN
+        self.series[key] = values
+        return values
+
+    def on_finish(self, ctx: RequestContext) -> None:
+        key = (ctx.provider or "none", ctx.model or "none", ctx.status)
+        s = self.series.get(key) or self._new(key)
+        latency = ctx.elapsed_ns() // 1000
+        upstream = ctx.upstream_ns // 1000
+        overhead = latency - upstream if latency > upstream else 0
+        s[COUNT] += 1
+        s[LATENCY_SUM] += latency
+        s[OVERHEAD_SUM] += overhead
+        s[LATENCY_BUCKETS + bisect_left(LATENCY_BOUNDS_US, latency)] += 1
+        s[OVERHEAD_BUCKETS + bisect_left(OVERHEAD_BOUNDS_US, overhead)] += 1
+        if upstream:
+            s[UPSTREAM_SUM] += upstream
+            s[UPSTREAM_COUNT] += 1
+            s[UPSTREAM_BUCKETS + bisect_left(UPSTREAM_BOUNDS_US, upstream)] += 1
+        usage = ctx.usage
+        if usage is not None:
+            s[PROMPT] += usage.prompt_tokens or 0
+            s[COMPLETION] += usage.completion_tokens or 0
+        if ctx.retries:
+            self._count_retries(ctx)
+        if ctx.fallback_index:
+            s[FALLBACKS] += 1
+
+    def _count_retries(self, ctx: RequestContext) -> None:
+        """Attribute retries to the provider that was retried (the rare path: read the attempts).
+
+        Failed attempts are listed per target; a target that failed throughout was retried one time
+        fewer than it was tried, the target that answered as often as it failed first."""
+        tries: dict[int, tuple[str, int]] = {}
+        for attempt in ctx.attempts:
+            index = attempt.get("fallback_index", 0)
+            provider, n = tries.get(index, (attempt.get("provider") or "none", 0))
+            tries[index] = (provider, n + 1)
+        for index, (provider, n) in tries.items():
+            retried = n if index == ctx.fallback_index and ctx.status < 400 else n - 1
+            if retried > 0:
+                self.retries[provider] = self.retries.get(provider, 0) + retried
+
+    def snapshot(self) -> list[list[Any]]:
+        """JSON-able copy: [[provider, model, status, values], ...]; retries ride on status 0 rows."""
+        rows = [[p, m, st, list(v)] for (p, m, st), v in self.series.items()]
+        for provider, n in self.retries.items():
+            values = [0] * SERIES_LEN
+            values[RETRIES] = n
+            rows.append([provider, "", 0, values])
+        return rows
+
+
+METRICS: web.AppKey[MetricsPlugin] = web.AppKey("metrics")
