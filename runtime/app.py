@@ -19,6 +19,7 @@ from runtime.http.errors import error_response
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
 from runtime.plugins.logging import RequestLogPlugin
+from runtime.plugins.metrics import METRICS, MetricsPlugin
 from runtime.requestlog.writer import LogWriter
 
 # Route modules, in order; each has add_routes(app). Later features append theirs here.
@@ -28,6 +29,7 @@ ROUTE_MODULES.append(genai.add_routes)  # /genai/v1beta/models/... for google-ge
 ROUTE_MODULES.append(responses.add_routes)  # /v1/responses (issue 4)
 ROUTE_MODULES.append(admin.add_routes)  # /api, /ws (issue 6)
 ROUTE_MODULES.append(ui.add_routes)  # the web UI at / (issue 6)
+ROUTE_MODULES.append(metrics.add_routes)  # /metrics for Prometheus (issue 6)
 
 
 async def _not_found(request: web.Request) -> web.Response:
@@ -50,6 +52,8 @@ def create_app(config: GatewayConfig) -> web.Application:
                            retention_days=config.client.log_retention_days)
         app[LOG_WRITER] = writer
         plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging))
+    app[METRICS] = MetricsPlugin()  # counts only; /metrics renders on scrape
+    plugins.append(app[METRICS])
     gateway = Gateway(config, Hooks(plugins))
     app[GATEWAY] = gateway
 
