@@ -14,7 +14,7 @@ from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
 from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
-from runtime.http import admin, anthropic, genai, health, openai, responses, ui
+from runtime.http import admin, anthropic, genai, health, metrics, openai, responses, ui
 from runtime.http.errors import error_response
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
