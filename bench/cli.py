@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--rate", type=float, default=None, help="override the scenario's rate")
     p = sub.add_parser("all", help="every scenario, then the report")
     _common(p)
-    p.add_argument("--skip", default="", help="comma list of scenarios to leave out (e.g. soak)")
+    p.add_argument("--skip", default="", help="comma list of scenarios to leave out (e.g. soak,calibrate)")
     p = sub.add_parser("smoke", help="every scenario for a few seconds at tiny rates, then the report")
     _common(p)
     p.add_argument("--only", default=None, help="comma list of scenarios (default: all)")
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "all":
         skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-        calibrate.run(ctx)
+        if "calibrate" not in skip:
+            calibrate.run(ctx)
         for name, fn in SCENARIOS.items():
             if name not in skip:
                 fn(ctx)
