@@ -9,6 +9,7 @@ from runtime.providers.bedrock import BedrockAdapter
 from runtime.providers.gemini import GeminiAdapter
 from runtime.providers.mock import MockAdapter
 from runtime.providers.openai import OpenAIAdapter
+from runtime.providers.vertex import VertexAdapter
 
 ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
@@ -17,6 +18,7 @@ ADAPTERS: dict[str, Adapter] = {
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
     "bedrock": BedrockAdapter(),
+    "vertex": VertexAdapter(),
 }
 
 

@@ -73,6 +73,11 @@ _NATIVE = (
                  env_key="GEMINI_API_KEY", stream_usage_option=False, label="Google Gemini",
                  default_models=("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash", "gemini-embedding-001",
                                  "text-embedding-004")),
+    # Keys hold a service account in vertex_key_config (project_id, region, auth_credentials).
+    ProviderSpec("vertex", "vertex", "https://{region}-aiplatform.googleapis.com", path_prefix="/v1",
+                 key_required=False, stream_usage_option=False, label="Google Vertex AI",
+                 default_models=("gemini-2.5-flash", "gemini-2.5-pro", "claude-sonnet-4-5@20250929",
+                                 "text-embedding-005")),
     # Keys hold SigV4 credentials in bedrock_key_config (or a Bedrock API key in `value`).
     ProviderSpec("bedrock", "bedrock", "https://bedrock-runtime.{region}.amazonaws.com", path_prefix="",
                  key_required=False, stream_usage_option=False, label="AWS Bedrock",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes.native import FakeAnthropic, FakeBedrock, FakeGemini
+from fakes.native import FakeAnthropic, FakeBedrock, FakeGemini, FakeVertex
+from fakes.native.vertex_fake import make_service_account
 
 
 @pytest.fixture
@@ -33,6 +34,18 @@ def fake_gemini() -> Iterator[FakeGemini]:
 @pytest.fixture
 def fake_bedrock() -> Iterator[FakeBedrock]:
     fake = FakeBedrock().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_vertex() -> Iterator[FakeVertex]:
+    """A Vertex fake that trusts a service account generated for this test (`fake_vertex.service_account`)."""
+    fake = FakeVertex().start()
+    info, public_key = make_service_account(fake.token_uri)
+    fake.trust(info, public_key)
     try:
         yield fake
     finally:

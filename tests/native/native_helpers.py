@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
@@ -87,4 +88,12 @@ BEDROCK_KEY = {"access_key": "AKIAFAKEEXAMPLE", "secret_key": "fake/secret+key",
 
 def bedrock_provider(base_url: str, **network: Any) -> Json:
     key = {"name": "aws", "value": "", "models": [], "weight": 1, "bedrock_key_config": dict(BEDROCK_KEY)}
+    return native_provider(base_url, [key], **network)
+
+
+def vertex_provider(base_url: str, service_account: dict[str, Any], *, region: str = "us-central1",
+                    **network: Any) -> Json:
+    """Vertex AI with a service-account key (as a JSON string, the way it is usually pasted in)."""
+    key = {"name": "sa", "value": "", "models": [], "weight": 1, "vertex_key_config": {
+        "project_id": "fake-project", "region": region, "auth_credentials": json.dumps(service_account)}}
     return native_provider(base_url, [key], **network)
