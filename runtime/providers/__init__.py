@@ -6,6 +6,7 @@ from runtime.providers.anthropic import AnthropicAdapter
 from runtime.providers.azure import AzureAdapter
 from runtime.providers.base import Adapter
 from runtime.providers.bedrock import BedrockAdapter
+from runtime.providers.cohere import CohereAdapter
 from runtime.providers.gemini import GeminiAdapter
 from runtime.providers.mock import MockAdapter
 from runtime.providers.openai import OpenAIAdapter
@@ -19,6 +20,7 @@ ADAPTERS: dict[str, Adapter] = {
     "gemini": GeminiAdapter(),
     "bedrock": BedrockAdapter(),
     "vertex": VertexAdapter(),
+    "cohere": CohereAdapter(),
 }
 
 

@@ -84,6 +84,10 @@ _NATIVE = (
                  default_models=("anthropic.claude-3-5-sonnet-20240620-v1:0", "amazon.nova-pro-v1:0",
                                  "meta.llama3-1-70b-instruct-v1:0", "amazon.titan-embed-text-v2:0",
                                  "cohere.embed-english-v3")),
+    ProviderSpec("cohere", "cohere", "https://api.cohere.com", path_prefix="/v2", env_key="COHERE_API_KEY",
+                 stream_usage_option=False, label="Cohere",
+                 default_models=("command-a-03-2025", "command-r-plus-08-2024", "command-r7b-12-2024",
+                                 "embed-v4.0", "embed-english-v3.0")),
 )
 
 PROVIDER_SPECS: dict[str, ProviderSpec] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes.native import FakeAnthropic, FakeBedrock, FakeGemini, FakeVertex
+from fakes.native import FakeAnthropic, FakeBedrock, FakeCohere, FakeGemini, FakeVertex
 from fakes.native.vertex_fake import make_service_account
 
 
@@ -46,6 +46,15 @@ def fake_vertex() -> Iterator[FakeVertex]:
     fake = FakeVertex().start()
     info, public_key = make_service_account(fake.token_uri)
     fake.trust(info, public_key)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_cohere() -> Iterator[FakeCohere]:
+    fake = FakeCohere().start()
     try:
         yield fake
     finally:

@@ -97,3 +97,7 @@ def vertex_provider(base_url: str, service_account: dict[str, Any], *, region: s
     key = {"name": "sa", "value": "", "models": [], "weight": 1, "vertex_key_config": {
         "project_id": "fake-project", "region": region, "auth_credentials": json.dumps(service_account)}}
     return native_provider(base_url, [key], **network)
+
+
+def cohere_provider(base_url: str, key: str = "co-fake-key", **network: Any) -> Json:
+    return native_provider(base_url, [{"name": "co", "value": key, "models": [], "weight": 1}], **network)

@@ -2,8 +2,9 @@
 
 from .anthropic_fake import FakeAnthropic
 from .bedrock_fake import FakeBedrock
+from .cohere_fake import FakeCohere
 from .common import NativeReply, native_error
 from .gemini_fake import FakeGemini
 from .vertex_fake import FakeVertex
 
-__all__ = ["FakeAnthropic", "FakeBedrock", "FakeGemini", "FakeVertex", "NativeReply", "native_error"]
+__all__ = ["FakeAnthropic", "FakeBedrock", "FakeCohere", "FakeGemini", "FakeVertex", "NativeReply", "native_error"]
