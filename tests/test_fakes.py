@@ -57,7 +57,7 @@ def test_stream_chunks_usage_and_done(fake_openai: FakeOpenAI) -> None:
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert all(c.usage is None for c in chunks[:-1])
-    assert fake_openai.counts["streams_completed"] == 1
+    assert fake_openai.wait_for("streams_completed"), "the fake records completion just after its last write"
 
 
 async def test_stream_raw_ends_with_done(fake_openai: FakeOpenAI) -> None:
@@ -204,7 +204,7 @@ def test_stream_cut_midway(fake_openai: FakeOpenAI) -> None:
         for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
             seen.append(chunk)
     assert len(seen) == 2
-    assert fake_openai.counts["streams_cut"] == 1
+    assert fake_openai.wait_for("streams_cut")
 
 
 def test_stream_stall_then_client_gives_up(fake_openai: FakeOpenAI) -> None:
