@@ -38,6 +38,15 @@ class ConfigError(ValueError):
 _MISSING = object()
 
 
+def resolve_env_tree(value: Any, path: str, environ: Mapping[str, str]) -> Any:
+    """resolve_env through nested objects and lists (provider key blocks such as bedrock_key_config)."""
+    if isinstance(value, dict):
+        return {k: resolve_env_tree(v, f"{path}.{k}", environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env_tree(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
+    return resolve_env(value, path, environ)
+
+
 def resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
     """`env.NAME` -> the value of environment variable NAME (an unset variable is an error)."""
     if isinstance(value, str) and value.startswith("env."):
@@ -146,7 +155,7 @@ def _parse_key(data: Any, path: str, spec: ProviderSpec, environ: Mapping[str, s
             api_version=az.get("api_version", str, "2024-10-21"),
         )
     known = {"name", "value", "models", "weight", "azure_key_config"}
-    extra = {k: resolve_env(v, f"{path}.{k}", environ) for k, v in r.items() if k not in known}
+    extra = {k: resolve_env_tree(v, f"{path}.{k}", environ) for k, v in r.items() if k not in known}
     return KeyConfig(
         name=r.get("name", str, "") or f"key-{path.rsplit('[', 1)[-1].rstrip(']')}",
         value=value,
@@ -280,6 +289,10 @@ def providers_from_env(environ: Mapping[str, str], tuning: Tuning) -> dict[str, 
                 continue  # a key without an endpoint cannot be used
             key["azure_key_config"] = {"endpoint": endpoint,
                                        "api_version": environ.get("AZURE_API_VERSION", "2024-10-21")}
+        for field_path, variable in spec.env_config:
+            if environ.get(variable):
+                block, _, name = field_path.partition(".")
+                key.setdefault(block, {})[name] = environ[variable]
         found[spec.name] = parse_provider(spec.name, {"keys": [key]}, environ, tuning)
     return found
 

@@ -25,6 +25,9 @@ class ProviderSpec:
     # Well-known model names (from the provider's public model list), advertised by /v1/models and
     # used to route a bare model name when the provider's config lists no models of its own.
     default_models: tuple[str, ...] = ()
+    # Zero-config start for providers whose credentials are several variables: ("block.field", VAR) pairs
+    # copied into the key made from `env_key` (e.g. bedrock_key_config.secret_key <- AWS_SECRET_ACCESS_KEY).
+    env_config: tuple[tuple[str, str], ...] = ()
 
 
 _OPENAI_COMPATIBLE = (
@@ -80,7 +83,12 @@ _NATIVE = (
                                  "text-embedding-005")),
     # Keys hold SigV4 credentials in bedrock_key_config (or a Bedrock API key in `value`).
     ProviderSpec("bedrock", "bedrock", "https://bedrock-runtime.{region}.amazonaws.com", path_prefix="",
-                 key_required=False, stream_usage_option=False, label="AWS Bedrock",
+                 key_required=False, stream_usage_option=False, label="AWS Bedrock", env_key="AWS_ACCESS_KEY_ID",
+                 env_config=(("bedrock_key_config.access_key", "AWS_ACCESS_KEY_ID"),
+                             ("bedrock_key_config.secret_key", "AWS_SECRET_ACCESS_KEY"),
+                             ("bedrock_key_config.session_token", "AWS_SESSION_TOKEN"),
+                             ("bedrock_key_config.region", "AWS_DEFAULT_REGION"),
+                             ("bedrock_key_config.region", "AWS_REGION")),
                  default_models=("anthropic.claude-3-5-sonnet-20240620-v1:0", "amazon.nova-pro-v1:0",
                                  "meta.llama3-1-70b-instruct-v1:0", "amazon.titan-embed-text-v2:0",
                                  "cohere.embed-english-v3")),
