@@ -1,0 +1,217 @@
+// Logs: a live table (new records arrive over /ws), filters and search, pages, and a detail drawer with
+// the request, the response, every attempt (retries, fallbacks, keys) and a timing waterfall.
+
+import {get, live, query} from "../api.js";
+import {PALETTE} from "../chart.js";
+import {RANGES, clear, debounce, fmt, h, pretty, statusBadge} from "../util.js";
+
+const LIMIT = 50;
+let unsubscribe = null;
+
+export function unmount() {
+  if (unsubscribe) unsubscribe();
+  unsubscribe = null;
+  closeDrawer();
+}
+
+export async function mount(root, params = {}) {
+  const state = {
+    f: {q: "", provider: params.provider || "", model: params.model || "", status: params.status || "", stream: "",
+      min_latency_ms: "", max_latency_ms: "", last: params.last || ""},
+    sort: "ts", order: "desc", offset: 0, items: [], total: 0, hasMore: false, live: true,
+  };
+  const facets = await get("/api/logs/facets").catch(() => ({providers: [], models: []}));
+  const tableBody = h("tbody", {"data-testid": "log-rows"});
+  const info = h("span", {class: "hint", "data-testid": "log-count"});
+  const empty = h("div");
+  const prev = h("button", {type: "button", onclick: () => { state.offset = Math.max(0, state.offset - LIMIT); load(); }}, "← Newer");
+  const next = h("button", {type: "button", onclick: () => { state.offset += LIMIT; load(); }}, "Older →");
+  const liveBox = h("input", {type: "checkbox", checked: true, "data-testid": "live-toggle",
+    onchange: (e) => { state.live = e.target.checked; }});
+
+  const onFilter = debounce(() => { state.offset = 0; load(); }, 250);
+  const field = (key, el) => {
+    el.value = state.f[key];
+    el.addEventListener(el.tagName === "SELECT" ? "change" : "input", () => { state.f[key] = el.value; onFilter(); });
+    el.dataset.filter = key;
+    return el;
+  };
+  const select = (key, label, options) => field(key, h("select", {"aria-label": label},
+    h("option", {value: ""}, label), options.map(([v, t]) => h("option", {value: v}, t))));
+  const filters = h("div", {class: "panel toolbar", style: "margin-bottom:1rem"},
+    field("q", h("input", {type: "search", placeholder: "Search request, response, error or id…", style: "flex:1 1 16rem",
+      "data-testid": "log-search"})),
+    select("provider", "All providers", [...new Set([...facets.providers, state.f.provider].filter(Boolean))].map((p) => [p, p])),
+    select("model", "All models", [...new Set([...facets.models, state.f.model].filter(Boolean))].map((m) => [m, m])),
+    select("status", "Any status", [["success", "Success"], ["error", "Errors"], ["4xx", "4xx"], ["5xx", "5xx"], ["429", "429"]]),
+    select("stream", "Stream or not", [["true", "Streaming"], ["false", "Not streaming"]]),
+    field("min_latency_ms", h("input", {type: "number", min: 0, placeholder: "min ms", style: "width:6.5rem", "aria-label": "Minimum latency (ms)"})),
+    field("max_latency_ms", h("input", {type: "number", min: 0, placeholder: "max ms", style: "width:6.5rem", "aria-label": "Maximum latency (ms)"})),
+    select("last", "All time", RANGES.map(([label, seconds]) => [String(seconds), `Last ${label}`])),
+  );
+  const sortHead = (label, key, cls = "") => h("th", {class: cls, style: key ? "cursor:pointer" : "", onclick: key ? () => {
+    if (state.sort === key) state.order = state.order === "desc" ? "asc" : "desc"; else { state.sort = key; state.order = "desc"; }
+    state.offset = 0; load();
+  } : null}, label, key && state.sort === key ? (state.order === "desc" ? " ↓" : " ↑") : "");
+  const head = h("thead");
+  const renderHead = () => clear(head, h("tr", {}, sortHead("Time", "ts"), sortHead("Status", "status"), h("th", {}, "Provider / model"),
+    h("th", {}, "Endpoint"), h("th", {}, "Stream"), sortHead("Latency", "latency", "num"), sortHead("Overhead", "overhead", "num"),
+    sortHead("Tokens", "tokens", "num"), h("th", {}, "Request")));
+
+  root.append(h("div", {class: "page-head"}, h("h1", {}, "Logs"),
+    h("label", {class: "check"}, liveBox, "Live")), filters,
+  h("div", {class: "panel"}, h("div", {class: "table-wrap"}, h("table", {class: "data"}, head, tableBody)), empty,
+    h("div", {class: "toolbar", style: "justify-content:space-between;margin-top:.75rem"}, info, h("div", {class: "toolbar"}, prev, next))));
+
+  const row = (r, fresh = false) => h("tr", {class: fresh ? "fresh" : "", "data-id": r.id, onclick: () => openDrawer(r.id)},
+    h("td", {title: fmt.datetime(r.ts_ms)}, fmt.time(r.ts_ms)), h("td", {}, statusBadge(r.status)),
+    h("td", {}, `${r.provider || "–"} / ${r.model || "–"}`), h("td", {}, r.endpoint), h("td", {}, r.stream ? "yes" : ""),
+    h("td", {class: "num"}, fmt.ms(r.latency_us / 1000)), h("td", {class: "num"}, fmt.us(r.overhead_us)),
+    h("td", {class: "num"}, r.total_tokens ?? "–"),
+    h("td", {class: "mono", style: "max-width:22rem;overflow:hidden;text-overflow:ellipsis"}, preview(r)));
+
+  const paint = () => {
+    renderHead();
+    clear(tableBody, state.items.map((r) => row(r)));
+    const filtered = Object.values(state.f).some(Boolean);
+    clear(empty, state.items.length ? null : h("div", {class: "empty", "data-testid": "empty-logs"},
+      h("h2", {}, filtered ? "No requests match these filters" : "No requests logged yet"),
+      h("p", {}, filtered ? "Clear a filter or widen the time range." : "Requests appear here live as they finish. Try “Send test request” on the ",
+        filtered ? null : h("a", {href: "#/providers"}, "Providers"), filtered ? null : " page.")));
+    const from = state.items.length ? state.offset + 1 : 0;
+    info.textContent = `${fmt.int(from)}–${fmt.int(state.offset + state.items.length)} of ${state.total === null ? "many" : fmt.int(state.total)}`;
+    prev.disabled = state.offset === 0;
+    next.disabled = !state.hasMore;
+  };
+
+  async function load() {
+    try {
+      const page = await get(`/api/logs${query({...state.f, sort: state.sort, order: state.order, limit: LIMIT, offset: state.offset})}`);
+      Object.assign(state, {items: page.items, total: page.total, hasMore: page.has_more});
+      paint();
+    } catch (err) {
+      clear(empty, h("div", {class: "error-box"}, err.message));
+    }
+  }
+
+  const ensureOption = (key, value) => {
+    const sel = filters.querySelector(`select[data-filter="${key}"]`);
+    if (value && sel && ![...sel.options].some((o) => o.value === value)) sel.append(h("option", {value}, value));
+  };
+  unsubscribe = live.subscribe((items) => {
+    for (const r of items) { ensureOption("provider", r.provider); ensureOption("model", r.model); }
+    if (!state.live || state.offset !== 0 || state.sort !== "ts" || state.order !== "desc") return;
+    const fresh = items.filter((r) => matches(r, state.f)).reverse();
+    if (!fresh.length) return;
+    state.items = [...fresh.map((r) => ({...r, input_preview: r.input})), ...state.items].slice(0, LIMIT);
+    if (state.total !== null) state.total += fresh.length;
+    state.hasMore = state.hasMore || state.total > LIMIT;
+    paint();
+    for (const r of fresh) tableBody.querySelector(`tr[data-id="${CSS.escape(r.id)}"]`)?.classList.add("fresh");
+  });
+  renderHead();
+  await load();
+  if (params.id) openDrawer(params.id);
+}
+
+function preview(r) {
+  const text = r.input_preview || "";
+  try {
+    const parsed = JSON.parse(text);
+    const messages = Array.isArray(parsed) ? parsed : parsed.messages;
+    if (Array.isArray(messages) && messages.length) {
+      const last = messages[messages.length - 1];
+      return typeof last.content === "string" ? last.content : JSON.stringify(last.content);
+    }
+  } catch { /* a trimmed or non-JSON body: show it as text */ }
+  return text.slice(0, 120);
+}
+
+function matches(r, f) {
+  if (f.provider && r.provider !== f.provider) return false;
+  if (f.model && r.model !== f.model) return false;
+  if (f.stream && String(!!r.stream) !== f.stream) return false;
+  if (f.status) {
+    const s = r.status;
+    const ok = {success: s < 400, error: s >= 400, "4xx": s >= 400 && s < 500, "5xx": s >= 500 && s < 600}[f.status];
+    if (ok === undefined ? String(s) !== f.status : !ok) return false;
+  }
+  if (f.min_latency_ms && r.latency_us < Number(f.min_latency_ms) * 1000) return false;
+  if (f.max_latency_ms && r.latency_us > Number(f.max_latency_ms) * 1000) return false;
+  if (f.q) {
+    const q = f.q.toLowerCase();
+    const hay = `${r.id} ${r.input || ""} ${r.output || ""} ${r.error || ""}`.toLowerCase();
+    if (!hay.includes(q)) return false;
+  }
+  return true;
+}
+
+// -- detail drawer -------------------------------------------------------------------------------------
+let drawer = null;
+
+function closeDrawer() {
+  if (drawer) drawer.forEach((el) => el.remove());
+  drawer = null;
+  document.removeEventListener("keydown", onKey);
+}
+
+function onKey(event) { if (event.key === "Escape") closeDrawer(); }
+
+async function openDrawer(id) {
+  closeDrawer();
+  const panel = h("aside", {class: "drawer", role: "dialog", "aria-label": "Request detail", "data-testid": "log-detail"},
+    h("p", {class: "hint"}, "Loading…"));
+  const backdrop = h("div", {class: "drawer-backdrop", onclick: closeDrawer});
+  drawer = [backdrop, panel];
+  document.body.append(backdrop, panel);
+  document.addEventListener("keydown", onKey);
+  try {
+    const r = await get(`/api/logs/${encodeURIComponent(id)}`);
+    clear(panel, detail(r));
+  } catch (err) {
+    clear(panel, h("button", {type: "button", onclick: closeDrawer}, "Close"), h("div", {class: "error-box"}, err.message));
+  }
+}
+
+function detail(r) {
+  const attempts = Array.isArray(r.attempts) ? r.attempts : [];
+  return [
+    h("header", {}, h("div", {}, h("h1", {}, statusBadge(r.status), " ", `${r.provider || "–"} / ${r.model || "–"}`),
+      h("div", {class: "hint mono"}, r.id)), h("button", {type: "button", onclick: closeDrawer, "aria-label": "Close"}, "✕")),
+    r.error ? h("div", {class: "error-box", "data-testid": "detail-error"}, `${r.error_type || "error"}: ${r.error}`) : null,
+    h("h3", {}, "Summary"),
+    h("dl", {class: "kv"},
+      h("dt", {}, "Time"), h("dd", {}, fmt.datetime(r.ts_ms)),
+      h("dt", {}, "Endpoint"), h("dd", {}, `${r.endpoint}${r.stream ? " (stream)" : ""} via ${r.ingress || "openai"}`),
+      h("dt", {}, "Model requested"), h("dd", {}, r.model_requested || "–"),
+      h("dt", {}, "Key"), h("dd", {}, r.key_name || "–"),
+      h("dt", {}, "Retries / fallback"), h("dd", {}, `${r.retries} retries · ${r.fallback_index ? `answered by fallback #${r.fallback_index}` : "primary target"}`),
+      h("dt", {}, "Latency"), h("dd", {}, `${fmt.ms(r.latency_us / 1000)} total · ${fmt.us(r.overhead_us)} in the gateway`),
+      h("dt", {}, "Tokens"), h("dd", {}, r.total_tokens === null ? "–" : `${r.prompt_tokens} in + ${r.completion_tokens} out = ${r.total_tokens}`)),
+    h("h3", {}, "Timing"), waterfall(r),
+    h("h3", {}, `Attempts (${attempts.length ? attempts.length : "first try succeeded"})`),
+    attempts.length ? h("div", {class: "table-wrap"}, h("table", {class: "data", "data-testid": "attempts"},
+      h("thead", {}, h("tr", {}, ["#", "Provider", "Model", "Key", "Status", "Error"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, attempts.map((a, i) => h("tr", {}, h("td", {}, i + 1), h("td", {}, a.provider || "–"), h("td", {}, a.model || "–"),
+        h("td", {}, a.key || "–"), h("td", {}, a.status ? statusBadge(a.status) : "–"),
+        h("td", {style: "white-space:normal"}, a.message || a.type || "")))))) : null,
+    h("h3", {}, "Request"), h("pre", {class: "json", "data-testid": "detail-request"}, pretty(r.input) || "(content logging is off)"),
+    h("h3", {}, "Response"), h("pre", {class: "json", "data-testid": "detail-response"}, pretty(r.output) || (r.error ? "(no response body)" : "(content logging is off)")),
+  ];
+}
+
+function waterfall(r) {
+  const total = Math.max(1, r.latency_us);
+  const stages = [["Queue wait", r.queue_wait_us], ["Key selection", r.key_select_us], ["Build", r.build_us],
+    ["Encode", r.encode_us], ["Upstream", r.upstream_us], ["Parse", r.parse_us]];
+  const known = stages.reduce((a, [, v]) => a + (v || 0), 0);
+  stages.push(["Other", Math.max(0, r.latency_us - known)]);
+  let offset = 0;
+  return h("div", {class: "waterfall", "data-testid": "waterfall"}, stages.map(([name, us], i) => {
+    const left = (100 * offset) / total;
+    offset += us || 0;
+    return h("div", {class: "wf-row"}, h("span", {}, name),
+      h("div", {class: "wf-track"}, h("div", {class: "wf-bar", style: `left:${left}%;width:${(100 * (us || 0)) / total}%;background:${PALETTE[i % PALETTE.length]}`})),
+      h("span", {class: "num mono"}, fmt.us(us || 0)));
+  }));
+}

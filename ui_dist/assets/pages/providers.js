@@ -1,0 +1,202 @@
+// Providers: list with live lane counts, add / edit / delete with the server's validation messages
+// shown on the field they name, and a "Send test request" button that shows the answer or the error.
+
+import {del, get, post, put} from "../api.js";
+import {clear, fmt, h, toast} from "../util.js";
+
+let types = [];
+let baseTypes = [];
+
+export function unmount() {}
+
+export async function mount(root) {
+  const meta = await get("/api/provider-types");
+  types = meta.types;
+  baseTypes = meta.custom_base_types;
+  const list = h("div", {class: "cards", "data-testid": "provider-list"});
+  const editorSlot = h("div");
+  const refresh = async () => {
+    const {providers} = await get("/api/providers");
+    clear(list, providers.map((p) => card(p, {edit: () => openEditor(editorSlot, p, refresh), refresh})));
+    if (!providers.some((p) => p.source !== "builtin")) {
+      list.prepend(h("div", {class: "panel empty", "data-testid": "empty-providers"},
+        h("h2", {}, "Add your first provider"),
+        h("p", {}, "Only the built-in mock is configured. Add OpenAI, Azure, a local vLLM/Ollama server or any OpenAI-compatible endpoint with its key; changes apply at once and are saved to config.json."),
+        h("button", {type: "button", class: "primary", onclick: () => openEditor(editorSlot, null, refresh)}, "Add provider")));
+    }
+  };
+  root.append(h("div", {class: "page-head"}, h("h1", {}, "Providers"),
+    h("button", {type: "button", class: "primary", "data-testid": "add-provider", onclick: () => openEditor(editorSlot, null, refresh)}, "Add provider")),
+  editorSlot, list);
+  await refresh();
+}
+
+function card(p, {edit, refresh}) {
+  const result = h("div", {"data-testid": "test-result"});
+  const model = h("input", {value: p.listed_models[0] || p.models[0] || (p.keys[0] && p.keys[0].models[0]) || "",
+    placeholder: "model", "aria-label": `Model to test on ${p.name}`, style: "width:11rem"});
+  const testButton = h("button", {type: "button", "data-testid": "test-provider", onclick: async () => {
+    testButton.disabled = true;
+    clear(result, h("p", {class: "hint"}, "Sending…"));
+    try {
+      const r = await post(`/api/providers/${encodeURIComponent(p.name)}/test`, {model: model.value || undefined});
+      clear(result, r.ok
+        ? h("div", {class: "ok-box"}, h("strong", {}, `✓ ${r.status} in ${fmt.ms(r.latency_ms)} · ${r.model}`), h("div", {}, r.answer || "(empty answer)"))
+        : h("div", {class: "error-box"}, h("strong", {}, `✗ ${r.status} ${r.error.type || ""}`), h("div", {}, r.error.message)));
+    } catch (err) {
+      clear(result, h("div", {class: "error-box"}, err.message));
+    } finally {
+      testButton.disabled = false;
+    }
+  }}, "Send test request");
+  const lane = p.lane || {};
+  return h("section", {class: "panel", "data-provider": p.name},
+    h("div", {class: "card-head"},
+      h("div", {}, h("h2", {style: "margin:0"}, p.name), h("div", {class: "hint"}, p.label)),
+      h("span", {class: `badge ${p.source === "config" ? "ok" : "muted"}`}, p.source)),
+    h("dl", {class: "kv", style: "margin-top:.75rem"},
+      h("dt", {}, "Base URL"), h("dd", {class: "mono"}, p.network_config.base_url || (p.kind === "azure" ? "per key" : "–")),
+      h("dt", {}, "Keys"), h("dd", {}, p.keys.length ? p.keys.map((k) => h("div", {class: "mono"},
+        `${k.name}: ${k.value || "(none)"}`, k.weight !== 1 ? ` ×${k.weight}` : "", k.models.length ? ` · ${k.models.join(", ")}` : "")) : "none needed"),
+      h("dt", {}, "Models"), h("dd", {}, p.models.length ? p.models.join(", ") : "any"),
+      h("dt", {}, "Lane"), h("dd", {"data-testid": "lane"}, `${lane.in_flight ?? 0} in flight · ${lane.queued ?? 0} queued · ${lane.concurrency ?? p.concurrency_and_buffer_size.concurrency} slots`)),
+    h("div", {class: "card-actions"}, model, testButton,
+      h("button", {type: "button", onclick: edit}, "Edit"),
+      p.source === "builtin" ? null : h("button", {type: "button", class: "danger", onclick: async () => {
+        if (!confirm(`Delete provider ${p.name}? Requests in flight finish; new ones get an error.`)) return;
+        try { await del(`/api/providers/${encodeURIComponent(p.name)}`); toast(`Deleted ${p.name}`); refresh(); } catch (err) { toast(err.message, true); }
+      }}, "Delete")),
+    result);
+}
+
+// -- editor --------------------------------------------------------------------------------------------
+function splitList(value) {
+  return value.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function openEditor(slot, existing, refresh) {
+  const isNew = !existing;
+  const errorBox = h("div");
+  const known = existing ? types.find((t) => t.name === existing.name && !existing.custom_provider_config) : null;
+  const typeSelect = h("select", {"data-path": "type", disabled: !isNew, "aria-label": "Provider type"},
+    h("option", {value: "custom"}, "Custom (any compatible endpoint)"),
+    types.filter((t) => t.name !== "mock").map((t) => h("option", {value: t.name}, t.label || t.name)));
+  typeSelect.value = isNew ? "custom" : known ? known.name : "custom";
+  const name = h("input", {value: existing ? existing.name : "", "data-path": "name", placeholder: "e.g. my-vllm", disabled: !isNew, required: true});
+  const baseType = h("select", {"data-path": "custom_provider_config.base_provider_type"}, baseTypes.filter((b) => b !== "mock").map((b) => h("option", {value: b}, b)));
+  baseType.value = existing && existing.custom_provider_config ? existing.custom_provider_config.base_provider_type : "openai";
+  const net = existing ? existing.network_config : {};
+  const baseUrl = h("input", {value: net.base_url || "", placeholder: "http://127.0.0.1:8000", "data-path": "network_config.base_url"});
+  const models = h("input", {value: existing ? existing.models.join(", ") : "", placeholder: "empty = any model", "data-path": "models"});
+  const lane = existing ? existing.concurrency_and_buffer_size : {};
+  const concurrency = h("input", {type: "number", min: 1, value: lane.explicit ? lane.concurrency : "", placeholder: String(lane.concurrency || "profile default"), "data-path": "concurrency_and_buffer_size.concurrency"});
+  const buffer = h("input", {type: "number", min: 0, value: lane.explicit ? lane.buffer_size : "", placeholder: String(lane.buffer_size || "profile default"), "data-path": "concurrency_and_buffer_size.buffer_size"});
+  const timeout = h("input", {type: "number", min: 1, step: "any", value: net.default_request_timeout_in_seconds ?? "", placeholder: "30", "data-path": "network_config.default_request_timeout_in_seconds"});
+  const retries = h("input", {type: "number", min: 0, value: net.max_retries ?? "", placeholder: "0", "data-path": "network_config.max_retries"});
+  const keysBox = h("div", {"data-testid": "key-rows"});
+  const isAzure = () => (typeSelect.value === "custom" ? baseType.value : typeSelect.value) === "azure";
+
+  const keyRow = (k, i) => {
+    const azure = k.azure_key_config || {};
+    const row = h("div", {class: "key-row", "data-key-row": i},
+      h("input", {value: k.name || "", placeholder: "key name", "data-path": `keys[${i}].name`, "aria-label": "Key name"}),
+      h("input", {value: k.value || "", placeholder: existing ? "unchanged" : "sk-… or env.MY_KEY", "data-path": `keys[${i}].value`, "aria-label": "Key value", autocomplete: "off"}),
+      h("input", {value: (k.models || []).join(", "), placeholder: "models (empty = all)", "data-path": `keys[${i}].models`, "aria-label": "Models this key may serve"}),
+      h("input", {type: "number", min: 0, step: "any", value: k.weight ?? 1, "data-path": `keys[${i}].weight`, "aria-label": "Weight"}),
+      h("button", {type: "button", class: "ghost", onclick: () => row.remove(), "aria-label": "Remove key"}, "✕"));
+    if (isAzure()) {
+      row.append(
+        h("input", {value: azure.endpoint || "", placeholder: "https://<resource>.openai.azure.com", "data-path": `keys[${i}].azure_key_config.endpoint`, "aria-label": "Azure endpoint"}),
+        h("input", {value: Object.entries(azure.deployments || {}).map(([m, d]) => `${m}=${d}`).join(", "), placeholder: "model=deployment, …", "data-path": `keys[${i}].azure_key_config.deployments`, "aria-label": "Azure deployments"}),
+        h("input", {value: azure.api_version || "2024-10-21", "data-path": `keys[${i}].azure_key_config.api_version`, "aria-label": "Azure API version"}));
+    }
+    return row;
+  };
+  const addKey = (k = {}) => keysBox.append(keyRow(k, keysBox.children.length));
+  (existing ? existing.keys : [{name: "key-1", weight: 1}]).forEach((k) => addKey(k));
+
+  const syncType = () => {
+    const t = types.find((x) => x.name === typeSelect.value);
+    customRow.style.display = typeSelect.value === "custom" ? "" : "none";
+    if (isNew && t) { name.value = t.name; name.disabled = true; baseUrl.placeholder = t.base_url || "per key"; }
+    if (isNew && !t) { name.disabled = false; }
+  };
+  typeSelect.addEventListener("change", syncType);
+  baseType.addEventListener("change", () => { const rows = [...keysBox.children].map(readKey); clear(keysBox); rows.forEach((k) => addKey(k)); });
+
+  function readKey(row) {
+    const val = (path) => row.querySelector(`[data-path$="${path}"]`)?.value ?? "";
+    const key = {name: val(".name").trim(), models: splitList(val(".models")), weight: Number(val(".weight") || 1)};
+    const value = val(".value");
+    if (value) key.value = value; // left empty on an existing key: the server keeps the stored secret
+    if (row.querySelector('[data-path$="azure_key_config.endpoint"]')) {
+      key.azure_key_config = {endpoint: val("azure_key_config.endpoint").trim(), api_version: val("azure_key_config.api_version").trim(),
+        deployments: Object.fromEntries(splitList(val("azure_key_config.deployments")).map((pair) => pair.split("=").map((s) => s.trim())))};
+    }
+    return key;
+  }
+
+  const customRow = h("label", {class: "field"}, h("span", {}, "Speaks the API of"), baseType);
+  const save = h("button", {type: "submit", class: "primary", "data-testid": "save-provider"}, isNew ? "Add provider" : "Save changes");
+  const form = h("form", {class: "panel", "data-testid": "provider-editor", style: "margin-bottom:1rem", onsubmit: async (event) => {
+    event.preventDefault();
+    for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
+    clear(errorBox);
+    const body = {
+      keys: [...keysBox.children].map(readKey),
+      models: splitList(models.value),
+      network_config: {...(existing ? existing.network_config : {})},
+    };
+    if (baseUrl.value.trim()) body.network_config.base_url = baseUrl.value.trim(); else delete body.network_config.base_url;
+    if (timeout.value) body.network_config.default_request_timeout_in_seconds = Number(timeout.value);
+    if (retries.value !== "") body.network_config.max_retries = Number(retries.value);
+    if (concurrency.value || buffer.value) {
+      body.concurrency_and_buffer_size = {};
+      if (concurrency.value) body.concurrency_and_buffer_size.concurrency = Number(concurrency.value);
+      if (buffer.value) body.concurrency_and_buffer_size.buffer_size = Number(buffer.value);
+    }
+    if (typeSelect.value === "custom") body.custom_provider_config = {base_provider_type: baseType.value};
+    save.disabled = true;
+    try {
+      if (isNew) await post("/api/providers", {name: name.value.trim(), ...body});
+      else await put(`/api/providers/${encodeURIComponent(existing.name)}`, body);
+      toast(`${isNew ? "Added" : "Saved"} ${isNew ? name.value : existing.name}; applied and written to config.json`);
+      clear(slot);
+      await refresh();
+    } catch (err) {
+      showError(form, errorBox, err);
+    } finally {
+      save.disabled = false;
+    }
+  }},
+  h("h2", {}, isNew ? "Add a provider" : `Edit ${existing.name}`),
+  h("div", {class: "form-grid"},
+    h("label", {class: "field"}, h("span", {}, "Type"), typeSelect),
+    h("label", {class: "field"}, h("span", {}, "Name (used as provider/model)"), name),
+    customRow,
+    h("label", {class: "field"}, h("span", {}, "Base URL"), baseUrl),
+    h("label", {class: "field"}, h("span", {}, "Models (allow-list)"), models),
+    h("label", {class: "field"}, h("span", {}, "Concurrency"), concurrency),
+    h("label", {class: "field"}, h("span", {}, "Queue (buffer size)"), buffer),
+    h("label", {class: "field"}, h("span", {}, "Request timeout (s)"), timeout),
+    h("label", {class: "field"}, h("span", {}, "Max retries"), retries)),
+  h("h3", {}, "Keys"),
+  h("p", {class: "hint"}, existing ? "Stored values are never shown: leave a value empty to keep it. Write env.NAME to read a key from the environment." : "Write env.NAME to read a key from the environment instead of storing it."),
+  keysBox,
+  h("button", {type: "button", onclick: () => addKey({weight: 1}), "data-testid": "add-key"}, "+ Add key"),
+  errorBox,
+  h("div", {class: "card-actions"}, save, h("button", {type: "button", onclick: () => clear(slot)}, "Cancel")));
+  syncType();
+  clear(slot, form);
+  form.scrollIntoView({behavior: "smooth", block: "start"});
+  // Existing keys show their masked value as a placeholder hint, never as an input value.
+  if (existing) for (const input of keysBox.querySelectorAll('[data-path$=".value"]')) { input.placeholder = `${input.value} (unchanged)`; input.value = ""; }
+}
+
+function showError(form, box, err) {
+  const param = (err.param || "").replace(/^providers\.[^.]+\./, "");
+  const target = param && (form.querySelector(`[data-path="${CSS.escape(param)}"]`)
+    || form.querySelector(`[data-path^="${CSS.escape(param)}"]`));
+  if (target) { target.classList.add("invalid"); target.focus(); }
+  clear(box, h("div", {class: "error-box", "data-testid": "form-error"}, err.message));
+}
