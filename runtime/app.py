@@ -14,7 +14,7 @@ from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
 from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
-from runtime.http import admin, anthropic, genai, health, metrics, openai, responses, ui
+from runtime.http import admin, anthropic, capabilities, genai, health, metrics, openai, responses, ui
 from runtime.http.errors import error_response
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
@@ -27,6 +27,7 @@ ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, ope
 ROUTE_MODULES.append(anthropic.add_routes)  # /anthropic/v1/messages (issue 4)
 ROUTE_MODULES.append(genai.add_routes)  # /genai/v1beta/models/... for google-genai (issue 4)
 ROUTE_MODULES.append(responses.add_routes)  # /v1/responses (issue 4)
+ROUTE_MODULES.append(capabilities.add_routes)  # /v1/capabilities (issue 4)
 ROUTE_MODULES.append(admin.add_routes)  # /api, /ws (issue 6)
 ROUTE_MODULES.append(ui.add_routes)  # the web UI at / (issue 6)
 ROUTE_MODULES.append(metrics.add_routes)  # /metrics for Prometheus (issue 6)
