@@ -286,3 +286,15 @@ def test_embeddings_are_unsupported(gw: Gateway) -> None:
     body = info.value.body
     assert isinstance(body, dict) and body["type"] == "unsupported_operation"
     assert "anthropic" in body["message"]
+
+
+def test_request_log_has_exact_usage_for_streams(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
+    usage = {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 20, "cache_creation_input_tokens": 3}
+    fake_anthropic.enqueue(Reply(usage=usage))
+    with gw.client() as client:
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, stream=True)
+        text = stream_text(list(raw.parse()))
+    assert text == "fake-anthropic: Hello there"
+    row = gw.log.row_for(raw.headers["x-request-id"])
+    assert (row["provider"], row["model"], row["stream"], row["status"]) == ("anthropic", "claude-sonnet-4-5", 1, 200)
+    assert (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (33, 5, 38)
