@@ -50,6 +50,33 @@ class Ingress(Protocol):
     def error_response(self, err: GatewayError, ctx: RequestContext, headers: dict[str, str]) -> web.Response: ...
 
 
+# Formats whose adapters forward the internal body as is: they must not see fields that only native
+# adapters understand (OpenAI rejects unknown parameters). The body is shared by all targets of a request,
+# so with such a target anywhere in the fallback chain the extensions are dropped for all of them.
+PASS_THROUGH_KINDS = frozenset(("openai", "azure"))
+_TOP_LEVEL_EXTENSIONS = ("thinking", "thinking_config", "top_k", "safety_settings", "task_type", "input_type")
+_MESSAGE_EXTENSIONS = ("cache_control", "is_error")
+
+
+def strip_extensions(body: dict[str, Any]) -> None:
+    """Remove the fields ingress translation adds for native providers (cache_control, thinking, ...)."""
+    for name in _TOP_LEVEL_EXTENSIONS:
+        body.pop(name, None)
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict):
+            tool.pop("cache_control", None)
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        for name in _MESSAGE_EXTENSIONS:
+            message.pop(name, None)
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    part.pop("cache_control", None)
+
+
 def gateway_headers(ctx: RequestContext) -> dict[str, str]:
     return {"x-request-id": ctx.id, "x-bf-overhead-us": str(ctx.overhead_us())}
 
@@ -80,6 +107,8 @@ async def serve(request: web.Request, op: str, ingress: Ingress,
         internal = ingress.to_internal(body)
         ctx.body = internal
         targets = gw.targets(ctx, internal)
+        if any(handle.adapter.kind in PASS_THROUGH_KINDS for handle, _model in targets):
+            strip_extensions(internal)
         if internal.get("stream") is True:
             ctx.stream = True
             return await _stream(request, gw, ctx, targets, ingress)

@@ -238,3 +238,21 @@ def test_missing_max_tokens_is_an_anthropic_400(gw: Gateway) -> None:
     assert info.value.code == 400
     payload = json.loads(info.value.read())
     assert payload["type"] == "error" and "max_tokens" in payload["error"]["message"]
+
+
+def test_anthropic_only_fields_never_reach_openai(gw: Gateway, fake_openai: FakeOpenAI) -> None:
+    system = [{"type": "text", "text": "Context.", "cache_control": {"type": "ephemeral"}}]
+    messages = [{"role": "user", "content": "q"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather",
+                                                   "input": {"city": "Oslo"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "boom",
+                                              "is_error": True},
+                                             {"type": "text", "text": "retry?",
+                                              "cache_control": {"type": "ephemeral"}}]}]
+    with anthropic_client(gw) as client:
+        client.messages.create(model=OPENAI_MODEL, max_tokens=10, system=system, tools=[TOOL],  # type: ignore[arg-type, list-item]
+                               messages=messages, extra_body={"top_k": 3})  # type: ignore[arg-type]
+    raw = fake_openai.requests[0].raw.decode()
+    for field in ("cache_control", "is_error", "top_k"):
+        assert field not in raw, f"{field} was forwarded to an OpenAI-format upstream"
+    assert fake_openai.requests[0].body["messages"][3] == {"role": "tool", "tool_call_id": "t1", "content": "boom"}
