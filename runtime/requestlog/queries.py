@@ -75,6 +75,10 @@ class LogQueries:
         self._pool: asyncio.Queue[aiosqlite.Connection] | None = None
         self._all: list[aiosqlite.Connection] = []
         self._opening = asyncio.Lock()
+        # Distinct (provider, model) pairs, kept up to date by scanning only rows added since the last
+        # look (rowid only grows): a DISTINCT over the whole index costs ~70 ms on 1M rows.
+        self._pairs: set[tuple[str | None, str | None]] = set()
+        self._pairs_rowid = 0
 
     def available(self) -> bool:
         return self.path.exists()
@@ -87,6 +91,7 @@ class LogQueries:
                     db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
                     await db.execute("PRAGMA busy_timeout = 5000")
                     await db.execute("PRAGMA query_only = 1")
+                    await db.execute("PRAGMA mmap_size = 268435456")
                     self._all.append(db)
                     pool.put_nowait(db)
                 self._pool = pool
@@ -118,18 +123,28 @@ class LogQueries:
         column = SORTS[page.sort]
         direction = "DESC" if page.descending else "ASC"
         select = ", ".join(LIST_COLUMNS)
-        sql = (f"SELECT {select}, substr(input, 1, 240), substr(output, 1, 240) FROM logs WHERE {where} "
-               f"ORDER BY {column} {direction}, rowid {direction} LIMIT ? OFFSET ?")
-        rows = await self._fetch(sql, [*params, page.limit + 1, page.offset])
+        if f.needs_table:
+            source = f"logs WHERE {where} ORDER BY {column} {direction}, rowid {direction} LIMIT ? OFFSET ?"
+        else:
+            # Pick the page from the covering index alone (skipped rows never touch the table), then
+            # read just those rows: a deep OFFSET costs an index walk, not a table scan.
+            source = (f"logs WHERE rowid IN (SELECT rowid FROM logs INDEXED BY logs_ts_cover WHERE {where} "
+                      f"ORDER BY {column} {direction} LIMIT ? OFFSET ?) "
+                      f"ORDER BY {column} {direction}, rowid {direction}")
+        sql = f"SELECT {select}, substr(input, 1, 240), substr(output, 1, 240) FROM {source}"
+        fetch_rows = self._fetch(sql, [*params, page.limit + 1, page.offset])
+        if f.text:  # a count over a content search would scan every row: skip it
+            rows, total = await fetch_rows, None
+        else:
+            rows, counted = await asyncio.gather(
+                fetch_rows, self._fetch(f"SELECT count(*) FROM logs {_count_index(f)} WHERE {where}", params))
+            total = counted[0][0]
         items = []
         for row in rows[: page.limit]:
             item = dict(zip(LIST_COLUMNS, row, strict=False))
             item["stream"] = bool(item["stream"])
             item["input_preview"], item["output_preview"] = row[-2], row[-1]
             items.append(item)
-        total = None
-        if not f.text:  # a count over the covering index is cheap; over a content search it is not
-            total = (await self._fetch(f"SELECT count(*) FROM logs WHERE {where}", params))[0][0]
         return {"items": items, "total": total, "limit": page.limit, "offset": page.offset,
                 "has_more": len(rows) > page.limit, "sort": page.sort,
                 "order": "desc" if page.descending else "asc"}
@@ -156,16 +171,28 @@ class LogQueries:
 
     # -- stats ---------------------------------------------------------------------------------------
     async def stats(self, f: LogFilter) -> dict[str, Any]:
+        """Exact counts, success and token sums; p50/p99, stage averages, overhead and the stream share
+        from a uniform sample of at most SAMPLE_TARGET rows (exact below that)."""
         where, params = f.where()
         index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
-        stage_avgs = ", ".join(f"avg({s})" for s in STAGES)
-        totals = (await self._fetch(
-            f"SELECT count(*), sum(status < 400), avg(latency_us), avg(overhead_us), sum(prompt_tokens), "
-            f"sum(completion_tokens), sum(total_tokens), sum(stream), {stage_avgs} FROM logs {index} WHERE {where}",
-            params))[0]
+
+        async def totals_and_sample() -> tuple[tuple[Any, ...], list[tuple[Any, ...]], int]:
+            totals = (await self._fetch(
+                "SELECT count(*), sum(status < 400), avg(latency_us), sum(prompt_tokens), sum(completion_tokens), "
+                f"sum(total_tokens) FROM logs {index} WHERE {where}", params))[0]
+            count = int(totals[0] or 0)
+            if not count:
+                return totals, [], 1
+            columns = f"latency_us, overhead_us, stream, {', '.join(STAGES)}"
+            rows, step = await self._sample(f, count, SAMPLE_TARGET, columns)
+            return totals, rows, step
+
+        (totals, sample, step), groups = await asyncio.gather(totals_and_sample(), self._by_provider_model(f))
         count = int(totals[0] or 0)
-        p50, p99, sampled, sample_size = await self._percentiles(f, count)
-        groups = await self._by_provider_model(f)
+        latencies = sorted(r[0] for r in sample)
+        n = len(sample) or 1
+        stage_avgs = {s[:-3]: round(sum(r[3 + i] for r in sample) / n, 1) if sample else None
+                      for i, s in enumerate(STAGES)}
         return {
             "range": {"since": f.since_ms, "until": f.until_ms},
             "count": count,
@@ -173,21 +200,22 @@ class LogQueries:
             "errors": count - int(totals[1] or 0),
             "success_rate": (totals[1] or 0) / count if count else None,
             "avg_latency_ms": _ms(totals[2]),
-            "p50_latency_ms": _ms(p50),
-            "p99_latency_ms": _ms(p99),
-            "avg_overhead_us": None if totals[3] is None else round(totals[3], 1),
-            "prompt_tokens": int(totals[4] or 0),
-            "completion_tokens": int(totals[5] or 0),
-            "total_tokens": int(totals[6] or 0),
-            "streams": int(totals[7] or 0),
-            "stages_avg_us": {s[:-3]: None if v is None else round(v, 1) for s, v in zip(STAGES, totals[8:],
-                                                                                          strict=True)},
-            "percentiles": {"sampled": sampled, "sample_size": sample_size},
+            "p50_latency_ms": _ms(_percentile(latencies, 0.5)),
+            "p99_latency_ms": _ms(_percentile(latencies, 0.99)),
+            "avg_overhead_us": round(sum(r[1] for r in sample) / n, 1) if sample else None,
+            "prompt_tokens": int(totals[3] or 0),
+            "completion_tokens": int(totals[4] or 0),
+            "total_tokens": int(totals[5] or 0),
+            "streams": round(sum(r[2] for r in sample) * count / n) if sample else 0,
+            "stages_avg_us": stage_avgs,
+            "percentiles": {"sampled": step > 1, "sample_size": len(sample)},
             "by_model": groups,
             "by_provider": _roll_up(groups),
         }
 
-    async def _sample(self, f: LogFilter, count: int, target: int, columns: str) -> tuple[list[tuple], bool]:
+    async def _sample(self, f: LogFilter, count: int, target: int, columns: str) -> tuple[list[tuple], int]:
+        """Every k-th rowid in the filter's range (k = count // target): uniform, and read from the
+        covering index. Returns (rows, k)."""
         where, params = f.where()
         index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
         step = max(1, count // target)
@@ -195,30 +223,36 @@ class LogQueries:
             where += " AND (rowid % ?) = 0"
             params = [*params, step]
         rows = await self._fetch(f"SELECT {columns} FROM logs {index} WHERE {where}", params)
-        return rows, step > 1
+        return rows, step
 
-    async def _percentiles(self, f: LogFilter, count: int) -> tuple[float | None, float | None, bool, int]:
-        if count == 0:
-            return None, None, False, 0
-        rows, sampled = await self._sample(f, count, SAMPLE_TARGET, "latency_us")
-        values = sorted(r[0] for r in rows)
-        return _percentile(values, 0.5), _percentile(values, 0.99), sampled, len(values)
+    async def pairs(self) -> list[tuple[str | None, str | None]]:
+        """Every (provider, model) in the log (pairs removed by retention linger; they count 0)."""
+        rows = await self._fetch("SELECT max(rowid) FROM logs")
+        top = int(rows[0][0] or 0)
+        if top != self._pairs_rowid:
+            if top < self._pairs_rowid:  # the file was replaced: start over
+                self._pairs, self._pairs_rowid = set(), 0
+            found = await self._fetch("SELECT DISTINCT provider, model FROM logs WHERE rowid > ? AND rowid <= ?",
+                                      (self._pairs_rowid, top))
+            self._pairs.update((p, m) for p, m in found)
+            self._pairs_rowid = top
+        return sorted(self._pairs, key=lambda pm: (pm[0] or "", pm[1] or ""))
 
     async def _by_provider_model(self, f: LogFilter) -> list[dict[str, Any]]:
+        pairs = [pm for pm in await self.pairs() if not f.providers or pm[0] in f.providers]
+        if not pairs:
+            return []
         where, params = f.where("l")
-        pairs_where, pairs_params = "1", []
-        if f.providers:
-            pairs_where = f"provider IN ({', '.join('?' * len(f.providers))})"
-            pairs_params = list(f.providers)
         index = "" if f.needs_table else "INDEXED BY logs_pm_cover"
+        values = ", ".join("(?, ?)" for _ in pairs)
         sql = (
+            f"WITH d(provider, model) AS (VALUES {values}) "
             "SELECT d.provider, d.model, (SELECT json_array(count(*), sum(l.status < 400), avg(l.latency_us), "
             "avg(l.overhead_us), sum(l.prompt_tokens), sum(l.completion_tokens), sum(l.total_tokens)) "
-            f"FROM logs l {index} WHERE l.provider IS d.provider AND l.model IS d.model AND {where}) "
-            f"FROM (SELECT DISTINCT provider, model FROM logs INDEXED BY logs_pm_cover WHERE {pairs_where}) d"
+            f"FROM logs l {index} WHERE l.provider IS d.provider AND l.model IS d.model AND {where}) FROM d"
         )
         out = []
-        for provider, model, packed in await self._fetch(sql, [*params, *pairs_params]):
+        for provider, model, packed in await self._fetch(sql, [*(v for pm in pairs for v in pm), *params]):
             n, ok, lat, over, prompt, completion, total = json.loads(packed)
             if not n:
                 continue
@@ -233,73 +267,85 @@ class LogQueries:
     # -- histograms ----------------------------------------------------------------------------------
     async def histogram(self, f: LogFilter, buckets: int = 60) -> dict[str, Any]:
         """Per-bucket requests, errors, latency (avg/p50/p99), tokens and overhead, overall and per
-        provider, over [since, until)."""
+        provider, over [since, until). p50/p99 per bucket come from a uniform sample."""
         assert f.since_ms is not None and f.until_ms is not None
         width = max(1, -(-(f.until_ms - f.since_ms) // buckets))
-        where, params = f.where("l")
-        index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
-        bucket_cte = ("WITH RECURSIVE b(lo) AS (SELECT ? UNION ALL SELECT lo + ? FROM b WHERE lo + ? < ?) ")
+        cte = "WITH RECURSIVE b(lo) AS (SELECT ? UNION ALL SELECT lo + ? FROM b WHERE lo + ? < ?) "
         cte_params = [f.since_ms, width, width, f.until_ms]
-        agg = ("json_array(count(*), sum(l.status >= 400), avg(l.latency_us), sum(l.total_tokens), "
-               "avg(l.overhead_us), sum(l.prompt_tokens), sum(l.completion_tokens))")
-        sql = (bucket_cte + f"SELECT lo, (SELECT {agg} FROM logs l {index} WHERE l.ts_ms >= b.lo AND "
-               f"l.ts_ms < b.lo + ? AND {where}) FROM b")
-        rows = await self._fetch(sql, [*cte_params, width, *params])
-        series = []
-        total = 0
-        for lo, packed in rows:
-            n, err, lat, tokens, over, prompt, completion = json.loads(packed)
-            total += n
-            series.append({"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat),
-                           "p50_latency_ms": None, "p99_latency_ms": None, "tokens": tokens or 0,
-                           "prompt_tokens": prompt or 0, "completion_tokens": completion or 0,
-                           "avg_overhead_us": None if over is None else round(over, 1)})
-        sampled = False
-        if total:
-            samples, sampled = await self._sample(f, total, SAMPLE_TARGET * 2, "ts_ms, latency_us")
-            per_bucket: dict[int, list[int]] = {}
-            for ts, latency in samples:
-                per_bucket.setdefault((ts - f.since_ms) // width, []).append(latency)
-            for i, values in per_bucket.items():
-                if 0 <= i < len(series):
-                    values.sort()
-                    series[i]["p50_latency_ms"] = _ms(_percentile(values, 0.5))
-                    series[i]["p99_latency_ms"] = _ms(_percentile(values, 0.99))
-        by_provider = await self._provider_series(f, width, bucket_cte, cte_params)
+        (series, sampled), by_provider = await asyncio.gather(
+            self._overall_series(f, width, cte, cte_params), self._provider_series(f, width, cte, cte_params))
         return {"since": f.since_ms, "until": f.until_ms, "bucket_ms": width, "series": series,
                 "by_provider": by_provider, "percentiles": {"sampled": sampled}}
 
+    async def _overall_series(self, f: LogFilter, width: int, cte: str,
+                              cte_params: list[Any]) -> tuple[list[dict[str, Any]], bool]:
+        where, params = f.where("l")
+        index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
+        agg = "json_array(count(*), sum(l.status >= 400), avg(l.latency_us), sum(l.total_tokens), avg(l.overhead_us))"
+        sql = (cte + f"SELECT lo, (SELECT {agg} FROM logs l {index} WHERE l.ts_ms >= b.lo AND "
+               f"l.ts_ms < b.lo + ? AND {where}) FROM b")
+        series = []
+        total = 0
+        for lo, packed in await self._fetch(sql, [*cte_params, width, *params]):
+            n, err, lat, tokens, over = json.loads(packed)
+            total += n
+            series.append({"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat),
+                           "p50_latency_ms": None, "p99_latency_ms": None, "tokens": tokens or 0,
+                           "avg_overhead_us": None if over is None else round(over, 1)})
+        if not total:
+            return series, False
+        samples, step = await self._sample(f, total, SAMPLE_TARGET * 2, "ts_ms, latency_us")
+        per_bucket: dict[int, list[int]] = {}
+        for ts, latency in samples:
+            per_bucket.setdefault((ts - f.since_ms) // width, []).append(latency)
+        for i, values in per_bucket.items():
+            if 0 <= i < len(series):
+                values.sort()
+                series[i]["p50_latency_ms"] = _ms(_percentile(values, 0.5))
+                series[i]["p99_latency_ms"] = _ms(_percentile(values, 0.99))
+        return series, step > 1
+
     async def _provider_series(self, f: LogFilter, width: int, cte: str, cte_params: list[Any]) -> dict[str, Any]:
-        pairs = await self._fetch("SELECT DISTINCT provider, model FROM logs INDEXED BY logs_pm_cover "
-                                  "WHERE provider IS NOT NULL")
         models: dict[str, list[str]] = {}
-        for provider, model in pairs:
-            if model is not None and (not f.providers or provider in f.providers):
+        for provider, model in await self.pairs():
+            if provider is not None and model is not None and (not f.providers or provider in f.providers):
                 models.setdefault(provider, []).append(model)
         where, params = f.where("l")
         index = "" if f.needs_table else "INDEXED BY logs_pm_cover"
-        out: dict[str, Any] = {}
-        for provider, names in sorted(models.items()):
-            # provider = ? AND model IN (...) turns into one range seek per model on logs_pm_cover.
+
+        async def one(provider: str, names: list[str]) -> list[dict[str, Any]]:
+            # provider = ? AND model IN (...) is one range seek per model on logs_pm_cover.
             in_models = "l.model IN (" + ", ".join("?" * len(names)) + ")"
             sql = (cte + "SELECT lo, (SELECT json_array(count(*), sum(l.status >= 400), avg(l.latency_us), "
                    f"sum(l.total_tokens)) FROM logs l {index} WHERE l.provider = ? AND {in_models} AND "
                    f"l.ts_ms >= b.lo AND l.ts_ms < b.lo + ? AND {where}) FROM b")
-            rows = await self._fetch(sql, [*cte_params, provider, *names, width, *params])
             series = []
-            for lo, packed in rows:
+            for lo, packed in await self._fetch(sql, [*cte_params, provider, *names, width, *params]):
                 n, err, lat, tokens = json.loads(packed)
                 series.append({"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat),
                                "tokens": tokens or 0})
-            out[provider] = series
-        return out
+            return series
+
+        names = sorted(models)
+        results = await asyncio.gather(*(one(p, models[p]) for p in names))
+        return dict(zip(names, results, strict=True))
 
     async def facets(self) -> dict[str, Any]:
-        """Distinct providers and models in the log (a skip-scan of logs_pm_cover: milliseconds)."""
-        pairs = await self._fetch("SELECT DISTINCT provider, model FROM logs INDEXED BY logs_pm_cover")
-        providers = sorted({p for p, _ in pairs if p})
-        models = sorted({m for _, m in pairs if m})
-        return {"providers": providers, "models": models}
+        """Providers and models present in the log."""
+        pairs = await self.pairs()
+        return {"providers": sorted({p for p, _ in pairs if p}), "models": sorted({m for _, m in pairs if m})}
+
+
+def _count_index(f: LogFilter) -> str:
+    """The index a count should walk. SQLite (without ANALYZE statistics) picks well when one narrow
+    index covers the filter; with stream or latency bounds, or a model filter mixed with others, it
+    would look rows up in the table, so walk the covering index instead."""
+    if f.providers:
+        return "INDEXED BY logs_pm_cover"
+    mixed_model = bool(f.models) and (f.statuses or f.since_ms is not None or f.until_ms is not None)
+    if f.stream is not None or f.min_latency_us is not None or f.max_latency_us is not None or mixed_model:
+        return "INDEXED BY logs_ts_cover"
+    return ""
 
 
 def _roll_up(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
