@@ -74,9 +74,12 @@ def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(read_side)
     wrap = partial(guard, auth)
     r = app.router
-    r.add_get("/api/session", get_session)  # public: the UI asks it whether to show the sign-in form
-    r.add_post("/api/session", create_session)
-    r.add_delete("/api/session", delete_session)
+    # Sessions need no token (the UI asks whether to show its sign-in form) but are still guarded
+    # against cross-site use.
+    public = partial(guard, auth, public=True)
+    r.add_get("/api/session", public(get_session))
+    r.add_post("/api/session", public(create_session))
+    r.add_delete("/api/session", public(delete_session))
     admin_providers.add_routes(app, wrap)
     admin_logs.add_routes(app, wrap)
     admin_ws.add_routes(app, wrap)

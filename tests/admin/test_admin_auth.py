@@ -82,3 +82,23 @@ def test_loopback_needs_no_token(admin_gateway: Gateway) -> None:
     api = Api(admin_gateway.base_url)
     assert api.get("/api/session").body == {"auth_required": False, "authenticated": True}
     assert not (admin_gateway.app_dir / "admin_token.sha256").exists()
+
+
+def test_other_web_sites_cannot_use_the_open_loopback_api(admin_gateway: Gateway) -> None:
+    api = Api(admin_gateway.base_url)
+    evil = api.post("/api/providers", {"name": "x"}, headers={"Origin": "http://evil.example"})
+    assert evil.status == 403 and evil.body["error"]["code"] == "cross_site_request"
+    rebound = api.get("/api/providers", headers={"Host": "evil.example:8080"})  # DNS rebinding
+    assert rebound.status == 403
+    form = api.call("POST", "/api/providers", {"name": "x"}, headers={"Content-Type": "text/plain"})
+    assert form.status == 403  # a plain HTML form cannot post JSON to us
+    same = api.get("/api/providers", headers={"Origin": admin_gateway.base_url})
+    assert same.status == 200
+    assert api.get("/api/providers", headers={"Host": f"localhost:{admin_gateway.port}"}).status == 200
+
+
+async def test_cross_site_websocket_refused(admin_gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(admin_gateway.url("/ws"), headers={"Origin": "http://evil.example"})
+        assert info.value.status == 403
