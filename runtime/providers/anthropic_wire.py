@@ -229,6 +229,9 @@ def parse_message(raw: bytes, model: str, created: int) -> tuple[dict[str, Any],
                              finish, usage)
     if thinking:
         answer["choices"][0]["message"]["reasoning_content"] = "".join(thinking)
+    if data.get("stop_sequence"):
+        # OpenAI's finish reason cannot say which stop sequence matched; keep it for the /anthropic ingress.
+        answer["choices"][0]["stop_sequence"] = data["stop_sequence"]
     return answer, usage
 
 
@@ -309,12 +312,16 @@ class MessagesStream:
 
     def _message_delta(self, payload: dict[str, Any], out: list[dict[str, Any]]) -> None:
         self._set_usage(payload.get("usage"))
-        reason = (payload.get("delta") or {}).get("stop_reason")
+        delta = payload.get("delta") or {}
+        reason = delta.get("stop_reason")
         if reason:
             finish = FINISH.get(reason, STOP)
             if finish == TOOL_CALLS and not self._tools:
                 finish = STOP
-            out.append(self._chunks.finish(finish))
+            chunk = self._chunks.finish(finish)
+            if delta.get("stop_sequence"):
+                chunk["choices"][0]["stop_sequence"] = delta["stop_sequence"]
+            out.append(chunk)
 
     def _message_stop(self, payload: dict[str, Any], out: list[dict[str, Any]]) -> None:
         if self.usage is not None:

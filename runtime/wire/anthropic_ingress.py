@@ -200,9 +200,11 @@ def from_internal(data: dict[str, Any], usage: Usage | None, model: str) -> dict
         fn = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "",
                         "input": _input(fn.get("arguments"))})
+    stop_sequence = choice.get("stop_sequence")  # kept by the Anthropic adapter
+    reason = "stop_sequence" if stop_sequence else STOP_REASON.get(choice.get("finish_reason") or "stop", "end_turn")
     return {"id": message_id(str(data.get("id") or "")), "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": STOP_REASON.get(choice.get("finish_reason") or "stop", "end_turn"),
-            "stop_sequence": None, "usage": usage_dict(usage)}
+            "content": content, "stop_reason": reason, "stop_sequence": stop_sequence or None,
+            "usage": usage_dict(usage)}
 
 
 # Status -> Anthropic error type, for errors we answer with.

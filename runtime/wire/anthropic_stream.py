@@ -26,7 +26,7 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 class AnthropicEncoder:
     """Feed chunks with `encode`, finish with `end(usage)`; each returns the bytes to send."""
 
-    __slots__ = ("_blocks", "_index", "_kind", "_model", "_started", "_stop", "_tool_blocks")
+    __slots__ = ("_blocks", "_index", "_kind", "_model", "_started", "_stop", "_stop_sequence", "_tool_blocks")
 
     def __init__(self, model: str) -> None:
         self._model = model
@@ -36,6 +36,7 @@ class AnthropicEncoder:
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index -> Anthropic block index
         self._blocks = 0
         self._stop = "end_turn"
+        self._stop_sequence: str | None = None
 
     def _start(self, rid: str, out: list[bytes]) -> None:
         self._started = True
@@ -84,6 +85,8 @@ class AnthropicEncoder:
                 self._tool_delta(call, out)
             if choice.get("finish_reason"):
                 self._stop = STOP_REASON.get(choice["finish_reason"], "end_turn")
+                if choice.get("stop_sequence"):
+                    self._stop, self._stop_sequence = "stop_sequence", choice["stop_sequence"]
         return b"".join(out)
 
     def _tool_delta(self, call: dict[str, Any], out: list[bytes]) -> None:
@@ -104,7 +107,8 @@ class AnthropicEncoder:
             self._start(rid, out)
         self._close_block(out)
         out.append(_event("message_delta", {"type": "message_delta",
-                                            "delta": {"stop_reason": self._stop, "stop_sequence": None},
+                                            "delta": {"stop_reason": self._stop,
+                                                      "stop_sequence": self._stop_sequence},
                                             "usage": usage_dict(usage)}))
         out.append(_event("message_stop", {"type": "message_stop"}))
         return b"".join(out)

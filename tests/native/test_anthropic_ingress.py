@@ -256,3 +256,19 @@ def test_anthropic_only_fields_never_reach_openai(gw: Gateway, fake_openai: Fake
     for field in ("cache_control", "is_error", "top_k"):
         assert field not in raw, f"{field} was forwarded to an OpenAI-format upstream"
     assert fake_openai.requests[0].body["messages"][3] == {"role": "tool", "tool_call_id": "t1", "content": "boom"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stop_sequence_survives_anthropic_to_anthropic(gw: Gateway, fake_anthropic: FakeAnthropic,
+                                                       stream: bool) -> None:
+    fake_anthropic.enqueue(Reply(content="one two END three"))
+    kwargs = {"model": CLAUDE, "max_tokens": 20, "stop_sequences": ["END"],
+              "messages": [{"role": "user", "content": "count"}]}
+    with anthropic_client(gw) as client:
+        if stream:
+            with client.messages.stream(**kwargs) as s:  # type: ignore[arg-type]
+                message = s.get_final_message()
+        else:
+            message = client.messages.create(**kwargs)  # type: ignore[arg-type]
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "END")
+    assert message.content[0].text == "one two "  # type: ignore[union-attr]
