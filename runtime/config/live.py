@@ -30,8 +30,15 @@ WATCH_INTERVAL_S = 1.0
 RESTART_ONLY = ("enable_logging",)
 
 
-def restart_required(old: ClientConfig, new: ClientConfig) -> list[str]:
-    return [name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)]
+def restart_required(started: ClientConfig, new: ClientConfig) -> list[str]:
+    """Settings of `new` that differ from what the process started with and need a restart.
+
+    The body limit can shrink at once (the gateway checks it), but the HTTP server's own cap was set
+    at start-up, so a larger limit waits for the next start."""
+    names = [name for name in RESTART_ONLY if getattr(started, name) != getattr(new, name)]
+    if new.max_request_body_size_mb > started.max_request_body_size_mb:
+        names.append("max_request_body_size_mb")
+    return names
 
 
 def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | None) -> None:

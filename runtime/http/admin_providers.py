@@ -26,7 +26,7 @@ from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError
 from runtime.http.admin_common import ADMIN, AdminBadRequest, AdminState, fail, json_response, read_object
 from runtime.http.admin_views import NAME_RE, clean_entry, lane_view, merge_secrets, provider_view
-from runtime.http.keys import GATEWAY, LOG_WRITER
+from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.http.metrics import WORKER_METRICS, WorkerMetrics
 from runtime.providers.registry import PROVIDER_SPECS
 
@@ -230,7 +230,6 @@ async def get_client(request: web.Request) -> web.Response:
 
 
 async def update_client(request: web.Request) -> web.Response:
-    old = request.app[GATEWAY].config.client
     try:
         body = await read_object(request)
         unknown = sorted(set(body) - set(CLIENT_FIELDS))
@@ -246,7 +245,7 @@ async def update_client(request: web.Request) -> web.Response:
     except AdminBadRequest as exc:
         return exc.response()
     view = _client_view(new)
-    view["restart_required"] = restart_required(old, new.client)
+    view["restart_required"] = restart_required(request.app[CONFIG].client, new.client)
     return json_response(view)
 
 

@@ -125,6 +125,8 @@ def test_client_settings(api: Api, admin_gateway: Gateway) -> None:
     assert changed.body["drop_excess_requests"] is True and changed.body["restart_required"] == []
     assert read_config(admin_gateway)["client"]["log_retention_days"] == 7
     assert api.put("/api/client", {"enable_logging": False}).body["restart_required"] == ["enable_logging"]
+    assert api.put("/api/client", {"enable_logging": True, "max_request_body_size_mb": 500}).body[
+        "restart_required"] == ["max_request_body_size_mb"]
     bad = api.put("/api/client", {"log_retention_days": "soon"})
     assert bad.status == 400 and bad.body["error"]["param"] == "client.log_retention_days"
     assert api.put("/api/client", {"colour": 1}).status == 400
