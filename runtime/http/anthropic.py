@@ -8,6 +8,7 @@ checked: the gateway uses its own configured provider keys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ujson
@@ -62,12 +63,20 @@ _MESSAGES = AnthropicIngress()
 _COUNT = AnthropicIngress(counting=True)
 
 
+def _beta_hook(request: web.Request) -> Callable[[dict[str, Any]], None] | None:
+    """Carry the client's `anthropic-beta` header to an Anthropic upstream (other formats drop it)."""
+    beta = request.headers.get("anthropic-beta")
+    if not beta:
+        return None
+    return lambda body: body.__setitem__("anthropic_beta", beta)
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
-    return await serve(request, CHAT, _MESSAGES)
+    return await serve(request, CHAT, _MESSAGES, _beta_hook(request))
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    return await serve(request, COUNT_TOKENS, _COUNT)
+    return await serve(request, COUNT_TOKENS, _COUNT, _beta_hook(request))
 
 
 async def list_models(request: web.Request) -> web.Response:

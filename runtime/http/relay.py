@@ -54,7 +54,8 @@ class Ingress(Protocol):
 # adapters understand (OpenAI rejects unknown parameters). The body is shared by all targets of a request,
 # so with such a target anywhere in the fallback chain the extensions are dropped for all of them.
 PASS_THROUGH_KINDS = frozenset(("openai", "azure"))
-_TOP_LEVEL_EXTENSIONS = ("thinking", "thinking_config", "top_k", "safety_settings", "task_type", "input_type")
+_TOP_LEVEL_EXTENSIONS = ("thinking", "thinking_config", "top_k", "safety_settings", "task_type", "input_type",
+                         "anthropic_beta")
 _MESSAGE_EXTENSIONS = ("cache_control", "is_error")
 
 

@@ -154,7 +154,7 @@ def to_internal(body: dict[str, Any], counting: bool = False) -> dict[str, Any]:
         out["max_tokens"] = body["max_tokens"]
     if body.get("stop_sequences"):
         out["stop"] = body["stop_sequences"]
-    for name in ("temperature", "top_p", "top_k", "thinking", "stream", "fallbacks"):
+    for name in ("temperature", "top_p", "top_k", "thinking", "stream", "fallbacks", "anthropic_beta"):
         if body.get(name) is not None:
             out[name] = body[name]
     metadata = body.get("metadata")

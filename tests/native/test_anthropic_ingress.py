@@ -114,13 +114,16 @@ def test_messages_served_by_anthropic_keep_cache_control(gw: Gateway, fake_anthr
     system = [{"type": "text", "text": "Long reusable context.", "cache_control": {"type": "ephemeral"}}]
     with anthropic_client(gw) as client:
         message = client.messages.create(model=CLAUDE, max_tokens=64, system=system,  # type: ignore[arg-type]
-                                         messages=[{"role": "user", "content": "Hi"}])
+                                         messages=[{"role": "user", "content": "Hi"}],
+                                         extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"})
     assert message.content[0].text == "fake-anthropic: Hi"  # type: ignore[union-attr]
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.output_tokens) == (
         4, 100, 3)
-    body = fake_anthropic.requests[0].body
-    assert body["system"] == system
-    assert body["max_tokens"] == 64
+    rec = fake_anthropic.requests[0]
+    assert rec.body["system"] == system
+    assert rec.body["max_tokens"] == 64
+    assert rec.headers["anthropic-beta"] == "prompt-caching-2024-07-31"
+    assert "anthropic_beta" not in rec.body
 
 
 def test_stream_served_by_anthropic(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
