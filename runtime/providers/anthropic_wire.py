@@ -22,6 +22,7 @@ from runtime.providers.common import (
     STOP,
     TOOL_CALLS,
     ChunkMaker,
+    append_turn,
     chat_completion,
     content_parts,
     function_tools,
@@ -99,6 +100,10 @@ def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
     return block
 
 
+def _is_tool_result(block: dict[str, Any]) -> bool:
+    return block["type"] == "tool_result"
+
+
 def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (Anthropic system blocks, Anthropic messages)."""
     system: list[dict[str, Any]] = []
@@ -125,16 +130,7 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
             continue
         if "cache_control" in message:
             blocks[-1]["cache_control"] = message["cache_control"]
-        if out and out[-1]["role"] == turn:
-            previous = out[-1]["content"]
-            # Tool results must open the user turn that answers the tool calls.
-            if role == "tool":
-                first_other = next((i for i, b in enumerate(previous) if b["type"] != "tool_result"), len(previous))
-                previous[first_other:first_other] = blocks
-            else:
-                previous.extend(blocks)
-        else:
-            out.append({"role": turn, "content": blocks})
+        append_turn(out, turn, blocks, _is_tool_result if role == "tool" else None)
     return system, out
 
 

@@ -17,6 +17,7 @@ from runtime.providers.common import (
     LENGTH,
     STOP,
     TOOL_CALLS,
+    append_turn,
     chat_completion,
     content_parts,
     embeddings_list,
@@ -67,6 +68,10 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return blocks
 
 
+def _is_tool_result(block: dict[str, Any]) -> bool:
+    return "toolResult" in block
+
+
 def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
@@ -96,15 +101,7 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
             raise InvalidRequest(f"message role {role!r} is not supported by Bedrock", param="messages")
         if not blocks:
             continue
-        if out and out[-1]["role"] == turn:
-            previous = out[-1]["content"]
-            if role == "tool":  # results first in the turn that answers the calls
-                first_other = next((i for i, b in enumerate(previous) if "toolResult" not in b), len(previous))
-                previous[first_other:first_other] = blocks
-            else:
-                previous.extend(blocks)
-        else:
-            out.append({"role": turn, "content": blocks})
+        append_turn(out, turn, blocks, _is_tool_result if role == "tool" else None)
     return system, out
 
 

@@ -5,7 +5,7 @@ and chunk dicts, and decoding error bodies. Nothing here touches the network, th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ujson
@@ -175,6 +175,22 @@ def input_texts(body: Mapping[str, Any]) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return value
     raise InvalidRequest("'input' must be a string or a non-empty list of strings for this provider", param="input")
+
+
+def append_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]],
+                is_result: Callable[[dict[str, Any]], bool] | None = None) -> None:
+    """Add content blocks as a turn, merging into the previous turn of the same role (Anthropic and Bedrock
+    want roles to alternate). With `is_result`, the blocks are tool results and go before the turn's other
+    blocks: results must open the user turn that answers the calls."""
+    if not turns or turns[-1]["role"] != role:
+        turns.append({"role": role, "content": blocks})
+        return
+    previous = turns[-1]["content"]
+    if is_result is None:
+        previous.extend(blocks)
+        return
+    first_other = next((i for i, block in enumerate(previous) if not is_result(block)), len(previous))
+    previous[first_other:first_other] = blocks
 
 
 # -- building OpenAI answers -------------------------------------------------------------------------------
