@@ -46,11 +46,11 @@ async def test_live_feed_with_several_workers(start_gateway, fake_openai) -> Non
         assert hello["mode"] == "poll"
         await asyncio.sleep(0.5)
         ids = set()
-        for _ in range(10):  # fresh connections: both workers serve some of them
+        for _ in range(24):  # fresh connections: both workers serve some of them
             async with aiohttp.ClientSession() as one, one.post(gateway.url("/v1/chat/completions"),
                                                                 json=CHAT) as response:
                 ids.add(response.headers["x-request-id"])
-        records = await _records(ws, 10)
+        records = await _records(ws, 24)
     assert {r["id"] for r in records} == ids
     assert len({i.split("-")[0] for i in ids}) == 2, "expected requests served by both workers"
     json.dumps(records)

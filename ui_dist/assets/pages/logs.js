@@ -84,12 +84,21 @@ export async function mount(root, params = {}) {
     next.disabled = !state.hasMore;
   };
 
+  let arrivedWhileLoading = null;
   async function load() {
+    arrivedWhileLoading = [];
     try {
       const page = await get(`/api/logs${query({...state.f, sort: state.sort, order: state.order, limit: LIMIT, offset: state.offset})}`);
-      Object.assign(state, {items: page.items, total: page.total, hasMore: page.has_more});
+      // Records pushed while the query ran may be newer than what it saw: keep them on top.
+      const seen = new Set(page.items.map((r) => r.id));
+      const extra = state.offset === 0 && state.sort === "ts" && state.order === "desc"
+        ? arrivedWhileLoading.filter((r) => !seen.has(r.id)) : [];
+      arrivedWhileLoading = null;
+      Object.assign(state, {items: [...extra, ...page.items].slice(0, LIMIT), total: page.total === null ? null : page.total + extra.length,
+        hasMore: page.has_more});
       paint();
     } catch (err) {
+      arrivedWhileLoading = null;
       clear(empty, h("div", {class: "error-box"}, err.message));
     }
   }
@@ -101,9 +110,10 @@ export async function mount(root, params = {}) {
   unsubscribe = live.subscribe((items) => {
     for (const r of items) { ensureOption("provider", r.provider); ensureOption("model", r.model); }
     if (!state.live || state.offset !== 0 || state.sort !== "ts" || state.order !== "desc") return;
-    const fresh = items.filter((r) => matches(r, state.f)).reverse();
+    const fresh = items.filter((r) => matches(r, state.f)).reverse().map((r) => ({...r, input_preview: r.input}));
     if (!fresh.length) return;
-    state.items = [...fresh.map((r) => ({...r, input_preview: r.input})), ...state.items].slice(0, LIMIT);
+    if (arrivedWhileLoading) arrivedWhileLoading.unshift(...fresh);
+    state.items = [...fresh, ...state.items.filter((r) => !fresh.some((x) => x.id === r.id))].slice(0, LIMIT);
     if (state.total !== null) state.total += fresh.length;
     state.hasMore = state.hasMore || state.total > LIMIT;
     paint();
