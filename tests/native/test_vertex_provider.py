@@ -16,6 +16,8 @@ from fakes.native.vertex_fake import make_service_account
 from harness import Gateway, StartGateway, make_config, openai_provider
 from native_helpers import (
     MESSAGES,
+    PNG_B64,
+    PNG_DATA_URL,
     TWO_CALLS,
     WEATHER_TOOL,
     anthropic_client,
@@ -166,3 +168,27 @@ def test_anthropic_sdk_error_shape_from_vertex(gw: Gateway, fake_vertex: FakeVer
     fake_vertex.always(google_error(403, "Permission 'aiplatform.endpoints.predict' denied"))
     with anthropic_client(gw) as client, pytest.raises(anthropic.PermissionDeniedError):
         client.messages.create(model=GEMINI, max_tokens=5, messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("model", [GEMINI, CLAUDE])
+def test_multi_turn_image_and_tool_round_trip(gw: Gateway, fake_vertex: FakeVertex, model: str) -> None:
+    fake_vertex.enqueue(Reply(tool_calls=TWO_CALLS))
+    image = {"type": "image_url", "image_url": {"url": PNG_DATA_URL}}
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+               {"role": "user", "content": [{"type": "text", "text": "weather for this map?"}, image]}]
+    with gw.client() as client:
+        first = client.chat.completions.create(model=model, messages=history, tools=[WEATHER_TOOL])
+        message = first.choices[0].message
+        calls = message.tool_calls or []
+        assert first.choices[0].finish_reason == "tool_calls" and len(calls) == 2
+        history += [message.model_dump(exclude_none=True),
+                    *[{"role": "tool", "tool_call_id": c.id, "content": "20C"} for c in calls]]
+        second = client.chat.completions.create(model=model, messages=history, tools=[WEATHER_TOOL])
+    assert second.choices[0].finish_reason == "stop"
+    last = fake_vertex.requests[-1].body
+    if model == GEMINI:
+        assert [c["role"] for c in last["contents"]] == ["user", "model", "user", "model", "user"]
+        assert last["contents"][2]["parts"][1] == {"inlineData": {"mimeType": "image/png", "data": PNG_B64}}
+    else:
+        assert [m["role"] for m in last["messages"]] == ["user", "assistant", "user", "assistant", "user"]
+        assert [b["type"] for b in last["messages"][4]["content"]] == ["tool_result", "tool_result"]
