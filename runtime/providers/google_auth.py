@@ -108,9 +108,14 @@ class TokenCache:
         if pending is None:
             pending = asyncio.ensure_future(self._fetch(info, key, session))
             self._fetching[key] = pending
-            pending.add_done_callback(lambda _f: self._fetching.pop(key, None))
+            pending.add_done_callback(lambda done: self._settled(key, done))
         token = await asyncio.shield(pending)
         return token.value
+
+    def _settled(self, key: tuple[str, str], done: asyncio.Future[_Token]) -> None:
+        self._fetching.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone (clients disconnected)
 
     async def _fetch(self, info: Mapping[str, Any], key: tuple[str, str],
                      session: aiohttp.ClientSession | None) -> _Token:

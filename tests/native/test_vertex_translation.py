@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from types import MappingProxyType
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -12,7 +14,7 @@ from fakes.native.vertex_fake import make_service_account
 
 from runtime.config.model import KeyConfig, NetworkConfig, ProviderConfig
 from runtime.providers.capabilities import COUNT_TOKENS
-from runtime.providers.google_auth import make_assertion
+from runtime.providers.google_auth import TokenCache, _Token, make_assertion
 from runtime.providers.registry import PROVIDER_SPECS
 from runtime.providers.vertex import VertexAdapter
 
@@ -63,3 +65,25 @@ def test_errors_in_google_anthropic_and_list_shapes() -> None:
     assert (google.status, google.type) == (429, "rate_limit_error")
     assert (wrapped.status, wrapped.code) == (404, "not_found")
     assert (claude.status, claude.type, claude.retryable) == (503, "overloaded_error", True)
+
+
+async def test_token_cache_shares_one_fetch_and_refreshes_early() -> None:
+    now = [1000.0]
+    fetched: list[str] = []
+
+    class Counting(TokenCache):
+        async def _fetch(self, info: Any, key: tuple[str, str], session: Any) -> Any:
+            fetched.append(key[0])
+            await asyncio.sleep(0)
+            token = _Token(f"t{len(fetched)}", self.clock() + 3600)
+            self._tokens[key] = token
+            return token
+
+    cache = Counting(clock=lambda: now[0])
+    info = {"client_email": "sa@x", "private_key": "unused"}
+    assert await asyncio.gather(*(cache.token(info, None) for _ in range(5))) == ["t1"] * 5
+    now[0] += 3600 - 301  # still more than the margin left
+    assert await cache.token(info, None) == "t1"
+    now[0] += 2  # now inside the 300 s margin: refreshed before it expires
+    assert await cache.token(info, None) == "t2"
+    assert fetched == ["sa@x", "sa@x"]
