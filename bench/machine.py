@@ -57,6 +57,19 @@ def tcp_counters() -> dict[str, int]:
     return {}
 
 
+def cpu_pressure_s() -> float | None:
+    """Total seconds any task waited for a CPU (PSI ``some``): its growth during a cell says how
+    much neighbours competed with us.  None where the kernel has no PSI."""
+    try:
+        with open("/proc/pressure/cpu") as fh:
+            for line in fh:
+                if line.startswith("some"):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def loadavg() -> list[float] | None:
     """1/5/15-minute load averages: this machine is shared, so busy neighbours show up here."""
     try:

@@ -21,9 +21,10 @@ _now = time.monotonic
 class Req:
     """One request: its schedule, payload, and what was observed."""
 
-    __slots__ = ("deadline", "event_times", "overhead_us", "sched", "t_sent")
+    __slots__ = ("deadline", "done", "event_times", "overhead_us", "sched", "t_sent")
 
     def __init__(self, sched: float, deadline: float) -> None:
+        self.done = False
         self.sched = sched
         self.deadline = deadline
         self.t_sent = 0.0
@@ -204,6 +205,7 @@ class Pool:
         self.idle: list[HttpConn] = []
         self.busy: set[HttpConn] = set()
         self.waiting: deque[Req] = deque()
+        self.connecting: set[Req] = set()  # requests whose new connection is still being opened
         self.n_conns = 0
         self.opened = 0
 
@@ -236,15 +238,19 @@ class Pool:
             self.waiting.append(req)
 
     async def _open_and_send(self, req: Req) -> None:
+        self.connecting.add(req)
         try:
             _t, conn = await self.loop.create_connection(lambda: HttpConn(self), self.host, self.port)
         except OSError as exc:
+            self.connecting.discard(req)
             self.n_conns -= 1
             kind = "connect_refused" if isinstance(exc, ConnectionRefusedError) else "connect_error"
             self.finish(req, kind, _now())
             return
+        self.connecting.discard(req)
         self.opened += 1
-        if req.deadline <= _now():
+        if req.done or req.deadline <= _now():
+            # Timed out while connecting (a full accept queue drops SYNs: retries take seconds).
             self.finish(req, "timeout", _now())
             self.release(conn)
             return
@@ -271,6 +277,9 @@ class Pool:
             self.idle.remove(conn)
 
     def finish(self, req: Req, kind: str, at: float) -> None:
+        if req.done:
+            return  # already counted (e.g. timed out while its connection was being opened)
+        req.done = True
         self.on_done(req, kind, at)
 
     def sweep(self, now: float) -> None:
@@ -283,9 +292,12 @@ class Pool:
             conn.abort()
         while self.waiting and self.waiting[0].deadline <= now:
             self.finish(self.waiting.popleft(), "timeout", now)
+        for req in [r for r in self.connecting if r.deadline <= now]:
+            self.connecting.discard(req)
+            self.finish(req, "timeout", now)
 
     def in_flight(self) -> int:
-        return sum(1 for c in self.busy if c.req is not None) + len(self.waiting)
+        return sum(1 for c in self.busy if c.req is not None) + len(self.waiting) + len(self.connecting)
 
     def close(self) -> None:
         for conn in list(self.idle) + list(self.busy):

@@ -118,12 +118,12 @@ def measure(ctx: Context, running: Running, spec: LoadSpec, *, warm: bool = True
     if warm:
         warm_up(ctx, running, spec)
     mon = TreeMonitor(running.pid, interval=0.25 if spec.duration < 120 else 1.0).start()
-    tcp0, load0 = machine.tcp_counters(), machine.loadavg()
+    tcp0, load0, psi0 = machine.tcp_counters(), machine.loadavg(), machine.cpu_pressure_s()
     try:
         res = run_load(spec, monitor=mon)
     finally:
         mon.stop()
-    tcp1 = machine.tcp_counters()
+    tcp1, psi1 = machine.tcp_counters(), machine.cpu_pressure_s()
     out = summarize(res, with_timeline=timeline, bucket_s=bucket_s)
     out["resources"] = mon.summary(out["ok"])
     if rss_series:
@@ -132,11 +132,15 @@ def measure(ctx: Context, running: Running, spec: LoadSpec, *, warm: bool = True
     out["notes"] = list(running.notes)
     out["tcp_counters_delta"] = {k: tcp1[k] - tcp0.get(k, 0) for k in tcp1}
     out["loadavg_before"] = load0
+    # Share of the cell's wall time in which some task on the machine waited for a CPU.
+    out["cpu_pressure_pct"] = (round((psi1 - psi0) / res.wall_s * 100.0, 1)
+                               if psi0 is not None and psi1 is not None and res.wall_s else None)
     lat = out["latency_ms"]
     log(f"{running.name:8s} {spec.mode} rate={spec.rate if spec.mode == 'open' else '-'} "
         f"conc={spec.concurrency if spec.mode == 'closed' else '-'} ok={out['ok']}/{out['scheduled']} "
         f"thr={out['throughput_rps']}/s p50={lat['p50']} p99={lat['p99']} ms "
         f"rss={out['resources']['peak_rss_mb']} MB errors={out['errors']} load={load0} "
+        f"cpu_pressure={out['cpu_pressure_pct']}% "
         f"syn_drops={out['tcp_counters_delta'].get('ListenOverflows')}")
     return out, res
 
