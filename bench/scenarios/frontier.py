@@ -23,6 +23,11 @@ LADDERS = {
     "direct": [1000, 2500, 5000, 10000],
 }
 SMOKE_LADDER = [10, 20]
+# A step only counts against the gateway if the load generator kept its schedule: on a shared
+# machine a neighbour can starve the generator itself (its send lag then shows it).  Such a step is
+# measured again, up to RETRIES times.
+STARVED_LAG_MS = 50.0
+RETRIES = 2
 
 
 def passed(cell: dict[str, Any]) -> bool:
@@ -32,10 +37,20 @@ def passed(cell: dict[str, Any]) -> bool:
     return p99 is not None and p99 <= P99_LIMIT_MS and cell["error_total"] / total <= ERROR_LIMIT
 
 
+def harness_starved(cell: dict[str, Any]) -> bool:
+    lag = cell.get("send_lag_ms", {}).get("p99")
+    return lag is not None and lag > STARVED_LAG_MS
+
+
 def _step(ctx: Context, running: Running, rate: float, duration: float) -> dict[str, Any]:
-    spec = load_spec(ctx, running, rate=rate, duration=duration, timeout=10.0, latency_hint_s=0.025)
-    out, _ = measure(ctx, running, spec, warm=False)
-    out.update(rate=rate, passed=passed(out))
+    for attempt in range(RETRIES + 1):
+        spec = load_spec(ctx, running, rate=rate, duration=duration, timeout=10.0, latency_hint_s=0.025)
+        out, _ = measure(ctx, running, spec, warm=False)
+        out.update(rate=rate, passed=passed(out), attempt=attempt, harness_starved=harness_starved(out))
+        if out["passed"] or not out["harness_starved"]:
+            break
+        log(f"frontier: load generator fell {out['send_lag_ms']['p99']} ms behind its schedule at {rate} RPS "
+            "(a neighbour took its CPU); measuring the step again")
     return out
 
 
