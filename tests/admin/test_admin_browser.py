@@ -69,6 +69,8 @@ def ui_gateway(start_gateway: StartGateway) -> Gateway:
 
 
 def _shot(page: Any, name: str) -> None:
+    text = page.inner_text("body")
+    assert "[object " not in text and "undefined" not in text and "NaN" not in text, f"{name}: {text[:2000]}"
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 

@@ -25,7 +25,7 @@ export async function mount(root) {
     inputs[key] = [input, kind];
     return kind === "bool"
       ? h("div", {}, h("label", {class: "check"}, input, h("strong", {}, label)), h("div", {class: "hint"}, hint))
-      : h("label", {class: "field"}, h("span", {}, label), input, h("span", {class: "hint"}, hint));
+      : h("label", {class: "field"}, h("span", {}, label), input, h("div", {class: "hint"}, hint));
   });
   const form = h("form", {class: "panel", "data-testid": "client-settings", onsubmit: async (event) => {
     event.preventDefault();
