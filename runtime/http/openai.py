@@ -19,14 +19,9 @@ from runtime.errors import GatewayError, InvalidRequest
 from runtime.http.body import check_type, read_json_object, require
 from runtime.http.errors import error_payload, error_response
 from runtime.http.keys import GATEWAY
+from runtime.http.relay import SSE_HEADERS, client_gone, fail, fail_after_first_byte, gateway_headers
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from runtime.wire.sse import DONE
-
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 def _validate(op: str, body: dict[str, Any]) -> None:
@@ -49,10 +44,6 @@ def raise_invalid(message: str, param: str) -> None:
     raise InvalidRequest(message, param=param)
 
 
-def _headers(ctx: RequestContext) -> dict[str, str]:
-    return {"x-request-id": ctx.id, "x-bf-overhead-us": str(ctx.overhead_us())}
-
-
 async def handle(request: web.Request, op: str) -> web.StreamResponse:
     gw: Gateway = request.app[GATEWAY]
     ctx = RequestContext(gw.new_id(), op)
@@ -72,34 +63,22 @@ async def handle(request: web.Request, op: str) -> web.StreamResponse:
         payload = result.raw if result.raw is not None else encode_json(result.data)
         ctx.output = payload
         ctx.status = 200
-        return web.Response(body=payload, content_type="application/json", headers=_headers(ctx))
+        return web.Response(body=payload, content_type="application/json", headers=gateway_headers(ctx))
     except GatewayError as err:
-        _fail(ctx, err)
-        return error_response(err, ctx, _headers(ctx))
+        fail(ctx, err)
+        return error_response(err, ctx, gateway_headers(ctx))
     except asyncio.CancelledError:
-        _client_gone(ctx)
+        client_gone(ctx)
         raise
     finally:
         gw.finish(ctx)
-
-
-def _fail(ctx: RequestContext, err: GatewayError) -> None:
-    ctx.status = err.status
-    ctx.error = err.message
-    ctx.error_type = err.type
-
-
-def _client_gone(ctx: RequestContext) -> None:
-    ctx.status = 499
-    ctx.error = "client disconnected before the response was complete"
-    ctx.error_type = "client_closed_request"
 
 
 async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, targets: list) -> web.StreamResponse:
     stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
     accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator()
     wants_usage = ctx.client_wants_usage
-    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **_headers(ctx)})
+    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
     try:
         await response.prepare(request)
         chunks: list[dict[str, Any]] | None = stream.first
@@ -119,14 +98,13 @@ async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, target
         ctx.status = 200
     except GatewayError as err:
         # Bytes already reached the client: end the stream with an error event, never with [DONE].
-        _fail(ctx, err)
-        _record_stream_failure(ctx, err)
+        fail_after_first_byte(ctx, err)
         with contextlib.suppress(ConnectionError):
             await response.write(b"data: " + encode_json(error_payload(err, ctx)) + b"\n\n")
     except ConnectionError:
-        _client_gone(ctx)
+        client_gone(ctx)
     except asyncio.CancelledError:
-        _client_gone(ctx)
+        client_gone(ctx)
         raise
     finally:
         stream.close()
@@ -134,13 +112,6 @@ async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, target
         if accumulate is not None:
             ctx.output = accumulate.result()
     return response
-
-
-def _record_stream_failure(ctx: RequestContext, err: GatewayError) -> None:
-    entry = err.describe()
-    entry.update(provider=ctx.provider, model=ctx.model, key=ctx.key_name, fallback_index=ctx.fallback_index,
-                 after_first_byte=True)
-    ctx.attempts.append(entry)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -164,7 +135,7 @@ async def list_models(request: web.Request) -> web.Response:
         for model in handle_.listed_models:
             data.append({"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": owner})
     return web.Response(body=encode_json({"object": "list", "data": data}), content_type="application/json",
-                        headers=_headers(ctx))
+                        headers=gateway_headers(ctx))
 
 
 def add_routes(app: web.Application) -> None:

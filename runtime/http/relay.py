@@ -88,6 +88,15 @@ def fail(ctx: RequestContext, err: GatewayError) -> None:
     ctx.error_type = err.type
 
 
+def fail_after_first_byte(ctx: RequestContext, err: GatewayError) -> None:
+    """A stream broke after bytes reached the client: too late to fall back; record it as an attempt."""
+    fail(ctx, err)
+    entry = err.describe()
+    entry.update(provider=ctx.provider, model=ctx.model, key=ctx.key_name, fallback_index=ctx.fallback_index,
+                 after_first_byte=True)
+    ctx.attempts.append(entry)
+
+
 def client_gone(ctx: RequestContext) -> None:
     ctx.status = 499
     ctx.error = "client disconnected before the response was complete"
@@ -153,11 +162,7 @@ async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, target
         await response.write(encoder.end(stream.usage, rid))
         ctx.status = 200
     except GatewayError as err:
-        fail(ctx, err)
-        entry = err.describe()
-        entry.update(provider=ctx.provider, model=ctx.model, key=ctx.key_name, fallback_index=ctx.fallback_index,
-                     after_first_byte=True)
-        ctx.attempts.append(entry)
+        fail_after_first_byte(ctx, err)
         with contextlib.suppress(ConnectionError):
             await response.write(encoder.error(err, ctx))
     except ConnectionError:
