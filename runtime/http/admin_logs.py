@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
@@ -12,7 +12,9 @@ from aiohttp import web
 
 from runtime.http.admin_common import ADMIN, fail, json_response
 from runtime.requestlog.filters import FilterError, parse_filter, parse_page
-from runtime.requestlog.queries import LogQueries
+from runtime.requestlog.queries import LogQueries, QueryTooSlow
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DAY_MS = 86_400_000
 MAX_BUCKETS = 500
@@ -46,10 +48,7 @@ async def list_logs(request: web.Request) -> web.Response:
     except FilterError as exc:
         return _bad(exc)
     started = time.perf_counter()
-    try:
-        return _timed(await queries.list(f, page), started)
-    except aiosqlite.OperationalError as exc:
-        return fail(f"log query failed: {exc}", 503, code="log_query_failed", type="api_error")
+    return _timed(await queries.list(f, page), started)
 
 
 async def get_log(request: web.Request) -> web.Response:
@@ -99,10 +98,25 @@ async def log_facets(request: web.Request) -> web.Response:
     return json_response(await queries.facets())
 
 
+def _answer_errors(handler: Handler) -> Handler:
+    """A query past its time budget, or a database that cannot be read right now, is a 503 with a
+    readable message, not a 500 with a traceback."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except QueryTooSlow as exc:
+            return fail(str(exc), 503, code="log_query_too_slow", type="api_error")
+        except aiosqlite.Error as exc:
+            return fail(f"the request log cannot be read right now: {exc}", 503, code="log_query_failed",
+                        type="api_error")
+
+    return run
+
+
 def add_routes(app: web.Application, wrap: Callable[[Any], Any]) -> None:
     r = app.router
-    r.add_get("/api/logs", wrap(list_logs))
-    r.add_get("/api/logs/stats", wrap(log_stats))
-    r.add_get("/api/logs/histogram", wrap(log_histogram))
-    r.add_get("/api/logs/facets", wrap(log_facets))
-    r.add_get("/api/logs/{id}", wrap(get_log))
+    for path, handler in (("/api/logs", list_logs), ("/api/logs/stats", log_stats),
+                          ("/api/logs/histogram", log_histogram), ("/api/logs/facets", log_facets),
+                          ("/api/logs/{id}", get_log)):
+        r.add_get(path, wrap(_answer_errors(handler)))

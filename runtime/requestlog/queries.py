@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ SAMPLE_TARGET = 20_000
 LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("input", "output", "attempts"))
 STAGES = ("queue_wait_us", "key_select_us", "build_us", "encode_us", "upstream_us", "parse_us")
 TRIM = 2000  # characters of input/output a live-feed record carries
+QUERY_BUDGET_S = 10.0  # no admin query may hold a read connection longer than this
+
+
+class QueryTooSlow(Exception):
+    """A log query passed its time budget and was interrupted."""
 
 
 def _json_or_text(value: Any) -> Any:
@@ -69,8 +75,9 @@ def row_summary(row: tuple[Any, ...] | dict[str, Any], trim: int = TRIM) -> dict
 class LogQueries:
     """A small pool of read-only connections to logs.db, opened on first use."""
 
-    def __init__(self, path: Path, pool_size: int = 2) -> None:
+    def __init__(self, path: Path, pool_size: int = 2, budget_s: float = QUERY_BUDGET_S) -> None:
         self.path = Path(path)
+        self.budget_s = budget_s
         self.pool_size = pool_size
         self._pool: asyncio.Queue[aiosqlite.Connection] | None = None
         self._all: list[aiosqlite.Connection] = []
@@ -79,6 +86,7 @@ class LogQueries:
         # look (rowid only grows): a DISTINCT over the whole index costs ~70 ms on 1M rows.
         self._pairs: set[tuple[str | None, str | None]] = set()
         self._pairs_rowid = 0
+        self._deadlines: dict[int, list[float]] = {}
 
     def available(self) -> bool:
         return self.path.exists()
@@ -92,6 +100,11 @@ class LogQueries:
                     await db.execute("PRAGMA busy_timeout = 5000")
                     await db.execute("PRAGMA query_only = 1")
                     await db.execute("PRAGMA mmap_size = 268435456")
+                    deadline = [float("inf")]
+                    # Runs on the connection's thread every few thousand VM steps: past the deadline
+                    # SQLite stops the statement ("interrupted") instead of holding the pool.
+                    await db.set_progress_handler(lambda d=deadline: time.monotonic() > d[0], 100_000)
+                    self._deadlines[id(db)] = deadline
                     self._all.append(db)
                     pool.put_nowait(db)
                 self._pool = pool
@@ -114,8 +127,19 @@ class LogQueries:
         self._pool = None
 
     async def _fetch(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        async with self.connection() as db, db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        async with self.connection() as db:
+            deadline = self._deadlines[id(db)]
+            deadline[0] = time.monotonic() + self.budget_s
+            try:
+                async with db.execute(sql, params) as cursor:
+                    return list(await cursor.fetchall())
+            except aiosqlite.OperationalError as exc:
+                if "interrupt" in str(exc):
+                    raise QueryTooSlow(f"the log query ran longer than {self.budget_s:g} s and was stopped; "
+                                       "narrow the time range or the filters") from None
+                raise
+            finally:
+                deadline[0] = float("inf")
 
     # -- list and detail -----------------------------------------------------------------------------
     async def list(self, f: LogFilter, page: Page) -> dict[str, Any]:

@@ -150,3 +150,14 @@ def test_logs_end_to_end(admin_gateway: Gateway, api: Api, fake_openai: FakeOpen
     assert api.get("/api/logs?sort=colour").status == 400
     assert api.get("/api/logs/does-not-exist").status == 404
     assert set(api.get("/api/logs/facets").body["providers"]) == {"openai"}
+
+
+async def test_a_query_past_its_budget_is_stopped(queries: LogQueries) -> None:
+    from runtime.requestlog.queries import QueryTooSlow
+
+    queries.budget_s = 0.0  # every statement is already late
+    with pytest.raises(QueryTooSlow, match="narrow the time range"):
+        await queries._fetch("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
+                             "SELECT count(*) FROM c")
+    queries.budget_s = 10.0
+    assert (await queries.list(LogFilter(), Page(limit=1)))["total"] == 60  # the connection is still usable
