@@ -71,3 +71,24 @@ def test_edit_reaches_every_worker(start_gateway: StartGateway, fake_openai: Fak
     time.sleep(2.5)  # the other worker polls config.json once a second
     statuses = [api.chat("late/gpt-4o-mini").status for _ in range(30)]
     assert set(statuses) == {200}, statuses
+
+
+def test_in_flight_request_survives_edit_and_delete(admin_gateway: Gateway, fake_openai: FakeOpenAI) -> None:
+    from fakes.reply import Reply
+
+    api = Api(admin_gateway.base_url)
+    fake_openai.enqueue(Reply(delay=1.5, content="slow but fine"))
+    outcome: list = []
+    slow = threading.Thread(target=lambda: outcome.append(api.chat("openai/gpt-4o-mini", "slow")))
+    slow.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and api.get("/api/providers/openai").body["lane"]["in_flight"] == 0:
+        time.sleep(0.02)
+    view = api.get("/api/providers/openai").body
+    assert view["lane"]["in_flight"] == 1
+    view["concurrency_and_buffer_size"] = {"concurrency": 7, "buffer_size": 70}  # a new lane
+    assert api.put("/api/providers/openai", view).status == 200
+    assert api.delete("/api/providers/openai").status == 200
+    slow.join(10)
+    assert outcome and outcome[0].status == 200, outcome
+    assert outcome[0].body["choices"][0]["message"]["content"] == "slow but fine"
