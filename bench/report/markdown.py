@@ -60,7 +60,7 @@ def _errors(c: Doc) -> str:
 
 def _load_rows(cells: list[Doc], extra: list[str]) -> tuple[list[str], list[list[Any]]]:
     head = ["target", *extra, "sent", "ok %", "errors", "thr/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-            "max ms", "peak RSS MB", "CPU ms/req", "neighbour CPU pressure %"]
+            "max ms", "peak RSS MB", "CPU ms/req", "generator lag p99 ms", "neighbour CPU pressure %"]
     rows = []
     for c in cells:
         lat, res = c["latency_ms"], c["resources"]
@@ -68,7 +68,7 @@ def _load_rows(cells: list[Doc], extra: list[str]) -> tuple[list[str], list[list
                      _f((c["success_rate"] or 0) * 100, 2), _errors(c), _f(c["throughput_rps"], 1),
                      _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]), _f(lat["p99_9"]), _f(lat["max"]),
                      _f(res["peak_rss_mb"], 1), _f(res["cpu_ms_per_request"], 3),
-                     _f(c.get("cpu_pressure_pct"), 1)])
+                     _f((c.get("send_lag_ms") or {}).get("p99")), _f(c.get("cpu_pressure_pct"), 1)])
     return head, rows
 
 
