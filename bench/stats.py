@@ -89,7 +89,7 @@ def summarize(res: LoadResult, *, with_timeline: bool = False, bucket_s: float =
         "latency_all_ms": latency_block(res.latency),
         "latency_curve_ms": ([round(float(np.percentile(lat_ok, q)) * 1000, 4) for q in CURVE_LEVELS]
                              if lat_ok.size else []),
-        # How late the generator itself sent (charged to every target alike in open loop).
+        # How late the generator itself handed requests over (not counting waits for a connection).
         "send_lag_ms": latency_block(res.lag),
         "conns_opened": res.conns_opened,
         "wall_s": round(res.wall_s, 3),

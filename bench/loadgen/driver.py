@@ -62,7 +62,7 @@ class LoadResult:
     ttft: np.ndarray
     max_gap: np.ndarray
     gaps: np.ndarray
-    lag: np.ndarray  # send time - scheduled time, per sent request (the harness's own lateness)
+    lag: np.ndarray  # hand-over time - scheduled time, per request (the generator's own lateness)
     sent: int
     conns_opened: int
     wall_s: float

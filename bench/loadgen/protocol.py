@@ -21,11 +21,14 @@ _now = time.monotonic
 class Req:
     """One request: its schedule, payload, and what was observed."""
 
-    __slots__ = ("deadline", "done", "event_times", "overhead_us", "sched", "t_sent")
+    __slots__ = ("deadline", "done", "event_times", "overhead_us", "sched", "t_sent", "t_submit")
 
-    def __init__(self, sched: float, deadline: float) -> None:
+    def __init__(self, sched: float, deadline: float, t_submit: float = 0.0) -> None:
         self.done = False
         self.sched = sched
+        # When the scheduler handed it over: t_submit - sched is the generator's own lateness, apart
+        # from any wait for a free connection (which is the server's doing).
+        self.t_submit = t_submit or sched
         self.deadline = deadline
         self.t_sent = 0.0
         self.overhead_us = -1

@@ -76,7 +76,7 @@ class Recorder:
         self.overhead_us.append(req.overhead_us)
         if req.t_sent:
             self.sent += 1
-            self.lag.append(req.t_sent - req.sched)
+        self.lag.append(req.t_submit - req.sched)
         ev = req.event_times
         if ev:
             self.ttft.append(ev[0] - req.sched)
@@ -117,7 +117,7 @@ async def _open_loop(pool: Pool, spec: WorkerSpec, rec: Recorder, start: float) 
         # Fire everything that is due: after a late wake-up the backlog goes out at once.
         while due <= now and due < end:
             rec.pending += 1
-            pool.submit(Req(due, due + spec.timeout))
+            pool.submit(Req(due, due + spec.timeout, _now()))
             i += 1
             due = start + spec.phase + i * period
 
