@@ -152,6 +152,15 @@ GOALS: list[Goal] = [
 ]
 
 
+NOISY_PRESSURE_PCT = 25.0  # neighbours kept a CPU busy this share of the time: re-run before believing it
+
+
+def max_pressure(doc: Doc) -> float | None:
+    values = [c.get("cpu_pressure_pct") for c in doc.get("cells", [])]
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
 def evaluate(docs: dict[str, Doc]) -> list[dict[str, str]]:
     """One row per goal: scenario, goal, target, status, measured, detail."""
     rows = []
@@ -167,6 +176,9 @@ def evaluate(docs: dict[str, Doc]) -> list[dict[str, str]]:
             if doc.get("smoke") and status != "n/a":
                 detail = f"smoke run, not judged ({measured})"
                 status, measured = "n/a", "-"
+            pressure = max_pressure(doc)
+            if pressure is not None and pressure > NOISY_PRESSURE_PCT and status != "n/a":
+                detail += f"; noisy: neighbour CPU pressure up to {pressure:.0f}%"
         rows.append({"scenario": g.scenario, "goal": g.name, "target": g.target, "status": status,
                      "measured": measured, "detail": detail})
     return rows
