@@ -27,17 +27,31 @@ def run(ctx: Context) -> str:
     cells: list[dict[str, Any]] = []
     with MockProcess(MockSettings(), cpus=ctx.layout.gateway) as m:
         running = Running("mock-alone", m.port, "gpt-4o-mini", m.pid)
-        for conc in ([64] if ctx.smoke else [16, 64, 256]):
-            spec = LoadSpec(port=m.port, body=body, mode="closed", concurrency=conc, duration=duration,
-                            processes=ctx.processes, cpus=ctx.layout.bench)
+        for conc in [64] if ctx.smoke else [16, 64, 256]:
+            spec = LoadSpec(
+                port=m.port,
+                body=body,
+                mode="closed",
+                concurrency=conc,
+                duration=duration,
+                processes=ctx.processes,
+                cpus=ctx.layout.bench,
+            )
             out, _ = measure(ctx, running, spec)
             out.update(kind="mock_alone", concurrency=conc)
             cells.append(out)
     with MockProcess(MockSettings()) as m:  # inherits this process's pinning: the bench core
         running = Running("direct", m.port, "gpt-4o-mini", m.pid)
-        for rate in ([50] if ctx.smoke else [1000, 2500, 5000, 7500, 10000, 15000]):
-            spec = LoadSpec(port=m.port, body=body, mode="open", rate=rate, duration=duration,
-                            processes=ctx.processes, cpus=ctx.layout.bench)
+        for rate in [50] if ctx.smoke else [1000, 2500, 5000, 7500, 10000, 15000]:
+            spec = LoadSpec(
+                port=m.port,
+                body=body,
+                mode="open",
+                rate=rate,
+                duration=duration,
+                processes=ctx.processes,
+                cpus=ctx.layout.bench,
+            )
             out, _ = measure(ctx, running, spec)
             out.update(kind="loadgen_shared_core", rate=rate)
             cells.append(out)

@@ -1,12 +1,12 @@
 """``python -m bench``: scenarios, the published single-run interface, smoke mode and the report.
 
-    python -m bench run --target bifrost --port 8080 --rate 1000 --duration 60
-    python -m bench medium | xlarge | overhead | frontier | streams | soak | breakdown | logging
-    python -m bench calibrate          # the mock and the load generator alone
-    python -m bench all                # every scenario (about 40 minutes), then the report
-    python -m bench smoke              # every scenario for a few seconds at tiny rates
-    python -m bench report             # bench/results/REPORT.md + charts from the results JSON
-    python -m bench mock --port 9000   # the mock provider on its own
+python -m bench run --target bifrost --port 8080 --rate 1000 --duration 60
+python -m bench medium | xlarge | overhead | frontier | streams | soak | breakdown | logging
+python -m bench calibrate          # the mock and the load generator alone
+python -m bench all                # every scenario (about 40 minutes), then the report
+python -m bench smoke              # every scenario for a few seconds at tiny rates
+python -m bench report             # bench/results/REPORT.md + charts from the results JSON
+python -m bench mock --port 9000   # the mock provider on its own
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from bench.scenarios.common import RESULTS_DIR, Context, log
 
 
 def _common(p: argparse.ArgumentParser, *, duration: bool = True) -> None:
-    p.add_argument("--targets", default=None,
-                   help="comma list of direct,bifrost,litellm (default: all the scenario uses)")
+    p.add_argument(
+        "--targets", default=None, help="comma list of direct,bifrost,litellm (default: all the scenario uses)"
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin gateway / bench to separate CPUs")
     p.add_argument("--processes", type=int, default=None, help="load generator processes (default: bench CPUs)")
     p.add_argument("--workers", type=int, default=1, help="gateway worker processes (both gateways)")
@@ -34,8 +35,9 @@ def _common(p: argparse.ArgumentParser, *, duration: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="one target at one rate (the published tool's interface)")
     runone.add_arguments(p)
@@ -54,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write REPORT.md and charts from the results JSON")
     p.add_argument("--out", default=RESULTS_DIR, help="results directory to read and write")
     sub.add_parser("install-litellm", help="pip install litellm[proxy] into bench/.venvs/litellm")
-    sub.add_parser("mock", help="run the mock provider (see python -m bench.mock_provider --help)",
-                   add_help=False)
+    sub.add_parser("mock", help="run the mock provider (see python -m bench.mock_provider --help)", add_help=False)
     return parser
 
 
@@ -66,9 +67,17 @@ def make_context(args: argparse.Namespace, *, smoke: bool = False) -> Context:
     explicit = args.targets is not None
     names = [t.strip() for t in (args.targets or "direct,bifrost,litellm").split(",") if t.strip()]
     processes = args.processes or (len(layout.bench) if layout.bench else 1)
-    return Context(layout=layout, out_dir=args.out, smoke=smoke or args.smoke, targets=names,
-                   explicit_targets=explicit, processes=processes, auto_install=not args.no_install,
-                   workers=args.workers, duration=None if args.command == "run" else args.duration)
+    return Context(
+        layout=layout,
+        out_dir=args.out,
+        smoke=smoke or args.smoke,
+        targets=names,
+        explicit_targets=explicit,
+        processes=processes,
+        auto_install=not args.no_install,
+        workers=args.workers,
+        duration=None if args.command == "run" else args.duration,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,10 +35,38 @@ from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.requestlog.record import INSERT_SQL
 from runtime.requestlog.writer import LogWriter
 
-PROVIDERS = (("openai", ("gpt-4o", "gpt-4o-mini")), ("azure", ("gpt-4o",)), ("groq", ("llama-3.3-70b",)),
-             ("mock", ("mock-chat",)))
-WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
-         "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega")
+PROVIDERS = (
+    ("openai", ("gpt-4o", "gpt-4o-mini")),
+    ("azure", ("gpt-4o",)),
+    ("groq", ("llama-3.3-70b",)),
+    ("mock", ("mock-chat",)),
+)
+WORDS = (
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+)
 DAY_MS = 86_400_000
 
 
@@ -54,10 +82,37 @@ def _rows(n: int, now_ms: int, rng: random.Random) -> Any:
         text = " ".join(rng.choice(WORDS) for _ in range(30))
         request = json.dumps([{"role": "user", "content": text}])
         response = json.dumps({"choices": [{"message": {"role": "assistant", "content": text[::-1]}}]})
-        yield (f"bench-{i:09d}", now_ms - span + i * span // n, "chat", provider, model, f"{provider}/{model}", status,
-               int(rng.random() < 0.3), latency, latency - upstream, 5, 2, 20, 10, upstream, 15, 30, 60, 90, None,
-               int(failed and rng.random() < 0.5), 0, "k1", "upstream failed" if failed else None,
-               "api_error" if failed else None, request, None if failed else response, None, "openai")
+        yield (
+            f"bench-{i:09d}",
+            now_ms - span + i * span // n,
+            "chat",
+            provider,
+            model,
+            f"{provider}/{model}",
+            status,
+            int(rng.random() < 0.3),
+            latency,
+            latency - upstream,
+            5,
+            2,
+            20,
+            10,
+            upstream,
+            15,
+            30,
+            60,
+            90,
+            None,
+            int(failed and rng.random() < 0.5),
+            0,
+            "k1",
+            "upstream failed" if failed else None,
+            "api_error" if failed else None,
+            request,
+            None if failed else response,
+            None,
+            "openai",
+        )
 
 
 async def _migrate(path: Path) -> None:
@@ -80,8 +135,12 @@ def build_db(path: Path, n: int) -> float:
             db.executemany(INSERT_SQL, batch)
             db.execute("COMMIT")
             batch.clear()
-            print(f"\r  writing rows: {db.execute('SELECT max(rowid) FROM logs').fetchone()[0]:,}", end="",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\r  writing rows: {db.execute('SELECT max(rowid) FROM logs').fetchone()[0]:,}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
     if batch:
         db.execute("BEGIN")
         db.executemany(INSERT_SQL, batch)
@@ -145,8 +204,16 @@ async def measure(app_dir: Path, runs: int) -> list[dict[str, Any]]:
                     wall.append((time.perf_counter() - started) * 1000)
                     if "query_ms" in body:
                         server.append(body["query_ms"])
-                results.append({"query": label, "path": path, "min_ms": min(wall), "median_ms": statistics.median(wall),
-                                "max_ms": max(wall), "server_median_ms": statistics.median(server) if server else None})
+                results.append(
+                    {
+                        "query": label,
+                        "path": path,
+                        "min_ms": min(wall),
+                        "median_ms": statistics.median(wall),
+                        "max_ms": max(wall),
+                        "server_median_ms": statistics.median(server) if server else None,
+                    }
+                )
                 print(f"  {label:42s} median {statistics.median(wall):8.1f} ms", file=sys.stderr)
     finally:
         await runner.cleanup()

@@ -45,8 +45,11 @@ class MockState:
 
     def update(self, changes: dict[str, object]) -> None:
         fields = {f.name: f.type for f in dataclasses.fields(MockSettings)}
-        clean = {k: (float(v) if fields[k] == "float" else int(v))  # type: ignore[call-overload]
-                 for k, v in changes.items() if k in fields}
+        clean = {
+            k: (float(v) if fields[k] == "float" else int(v))  # type: ignore[call-overload]
+            for k, v in changes.items()
+            if k in fields
+        }
         self.settings = dataclasses.replace(self.settings, **clean)
         self.rendered = render(self.settings)
 
@@ -54,14 +57,20 @@ class MockState:
         self.counts[route] = self.counts.get(route, 0) + 1
 
     def stats_body(self) -> bytes:
-        body = json.dumps({
-            "served": self.counts,
-            "total": sum(v for k, v in self.counts.items() if not k.startswith("_")),
-            "uptime_s": round(time.monotonic() - self.started, 3),
-            "settings": dataclasses.asdict(self.settings),
-        }).encode()
-        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode() + b"\r\n\r\n" + body)
+        body = json.dumps(
+            {
+                "served": self.counts,
+                "total": sum(v for k, v in self.counts.items() if not k.startswith("_")),
+                "uptime_s": round(time.monotonic() - self.started, 3),
+                "settings": dataclasses.asdict(self.settings),
+            }
+        ).encode()
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
 
 
 def _parse_head(head: bytes) -> tuple[bytes, bytes, int, bool, bool]:
@@ -77,7 +86,7 @@ def _parse_head(head: bytes) -> tuple[bytes, bytes, int, bool, bool]:
     i = lower.find(b"\r\ncontent-length:")
     if i >= 0:
         j = lower.find(b"\r\n", i + 2)
-        length = int(lower[i + 17: j if j >= 0 else None].strip() or b"0")
+        length = int(lower[i + 17 : j if j >= 0 else None].strip() or b"0")
     chunked = b"\r\ntransfer-encoding: chunked" in lower
     close = b"\r\nconnection: close" in lower or (http10 and b"\r\nconnection: keep-alive" not in lower)
     return method, path, length, chunked, close
@@ -99,7 +108,7 @@ def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
             return bytes(out), end + 4
         if len(buf) < eol + 2 + size + 2:
             return None
-        out += buf[eol + 2: eol + 2 + size]
+        out += buf[eol + 2 : eol + 2 + size]
         pos = eol + 2 + size + 2
 
 
@@ -145,7 +154,7 @@ class MockProtocol(asyncio.Protocol):
                 consumed = end + 4 + length
                 if len(buf) < consumed:
                     return
-                body = bytes(buf[end + 4: consumed])
+                body = bytes(buf[end + 4 : consumed])
             del buf[:consumed]
             self._close_after = close
             self._dispatch(method, path, body)
@@ -212,8 +221,14 @@ class MockProtocol(asyncio.Protocol):
     def _start_stream(self, include_usage: bool) -> None:
         self._busy = True
         s = self._state.settings
-        self._loop.call_later(max(s.latency_ms, 0.0) / 1000.0, self._stream_step,
-                              self._state.rendered, max(s.stream_chunks, 1), 0, include_usage)
+        self._loop.call_later(
+            max(s.latency_ms, 0.0) / 1000.0,
+            self._stream_step,
+            self._state.rendered,
+            max(s.stream_chunks, 1),
+            0,
+            include_usage,
+        )
 
     def _stream_step(self, r: Rendered, total: int, sent: int, include_usage: bool) -> None:
         t = self._transport
@@ -229,8 +244,9 @@ class MockProtocol(asyncio.Protocol):
             self._state.count("_streams_completed")
             self._write_and_continue(b"")
             return
-        self._loop.call_later(self._state.settings.chunk_interval_ms / 1000.0, self._stream_step,
-                              r, total, sent + 1, include_usage)
+        self._loop.call_later(
+            self._state.settings.chunk_interval_ms / 1000.0, self._stream_step, r, total, sent + 1, include_usage
+        )
 
 
 def raise_fd_limit() -> None:
@@ -252,8 +268,7 @@ async def serve(host: str, port: int, settings: MockSettings, parent_pid: int | 
     """Serve until SIGTERM/SIGINT; prints ``listening on host:port`` once bound (port 0 allowed)."""
     loop = asyncio.get_running_loop()
     state = MockState(settings)
-    server = await loop.create_server(lambda: MockProtocol(state), host, port, backlog=4096,
-                                      reuse_address=True)
+    server = await loop.create_server(lambda: MockProtocol(state), host, port, backlog=4096, reuse_address=True)
     bound = server.sockets[0].getsockname()[1]
     print(f"listening on {host}:{bound}", flush=True)
     stop = asyncio.Event()
@@ -285,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_fd_limit()
     settings = MockSettings(
-        latency_ms=args.latency_ms, response_tokens=args.response_tokens,
-        stream_chunks=args.stream_chunks, chunk_interval_ms=args.chunk_interval_ms,
+        latency_ms=args.latency_ms,
+        response_tokens=args.response_tokens,
+        stream_chunks=args.stream_chunks,
+        chunk_interval_ms=args.chunk_interval_ms,
         embedding_dim=args.embedding_dim,
     )
     try:

@@ -27,8 +27,12 @@ class MockSettings:
 
 def _http(status: str, content_type: bytes, body: bytes) -> bytes:
     head = (
-        b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: " + content_type
-        + b"\r\nContent-Length: " + str(len(body)).encode()
+        b"HTTP/1.1 "
+        + status.encode()
+        + b"\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
         + b"\r\nx-request-id: mock\r\n\r\n"
     )
     return head + body
@@ -77,38 +81,59 @@ def render(s: MockSettings) -> Rendered:
     """Render every response body for settings ``s``."""
     text = _text(s.response_tokens)
     chat = {
-        "id": "chatcmpl-mock", "object": "chat.completion", "created": _CREATED, "model": _MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "logprobs": None, "finish_reason": "stop"}],
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": _CREATED,
+        "model": _MODEL,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": "stop"}
+        ],
         "usage": _usage(s),
     }
     completion = {
-        "id": "cmpl-mock", "object": "text_completion", "created": _CREATED, "model": _MODEL,
+        "id": "cmpl-mock",
+        "object": "text_completion",
+        "created": _CREATED,
+        "model": _MODEL,
         "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
         "usage": _usage(s),
     }
     vector = [round(((i * 7919) % 2000) / 1000.0 - 1.0, 6) for i in range(s.embedding_dim)]
     embeddings = {
-        "object": "list", "model": "text-embedding-3-small",
+        "object": "list",
+        "model": "text-embedding-3-small",
         "data": [{"object": "embedding", "index": 0, "embedding": vector}],
         "usage": {"prompt_tokens": s.prompt_tokens, "total_tokens": s.prompt_tokens},
     }
-    models = {"object": "list", "data": [
-        {"id": m, "object": "model", "created": _CREATED, "owned_by": "mock"}
-        for m in (_MODEL, "gpt-4o", "text-embedding-3-small")
-    ]}
+    models = {
+        "object": "list",
+        "data": [
+            {"id": m, "object": "model", "created": _CREATED, "owned_by": "mock"}
+            for m in (_MODEL, "gpt-4o", "text-embedding-3-small")
+        ],
+    }
     per_chunk = max(s.response_tokens // max(s.stream_chunks, 1), 1)
     delta = {
-        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": _CREATED, "model": _MODEL,
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": _CREATED,
+        "model": _MODEL,
         "choices": [{"index": 0, "delta": {"content": _text(per_chunk) + " "}, "finish_reason": None}],
     }
     last = {
-        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": _CREATED, "model": _MODEL,
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": _CREATED,
+        "model": _MODEL,
         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
     }
     usage = {
-        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": _CREATED, "model": _MODEL,
-        "choices": [], "usage": _usage(s),
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": _CREATED,
+        "model": _MODEL,
+        "choices": [],
+        "usage": _usage(s),
     }
     stream_head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -121,9 +146,18 @@ def render(s: MockSettings) -> Rendered:
         models=_http("200 OK", b"application/json", _json(models)),
         health=_http("200 OK", b"application/json", b'{"status":"ok"}'),
         not_found=_http(
-            "404 Not Found", b"application/json",
-            _json({"error": {"message": "mock: unknown route", "type": "invalid_request_error",
-                             "code": "not_found", "param": None}}),
+            "404 Not Found",
+            b"application/json",
+            _json(
+                {
+                    "error": {
+                        "message": "mock: unknown route",
+                        "type": "invalid_request_error",
+                        "code": "not_found",
+                        "param": None,
+                    }
+                }
+            ),
         ),
         stream_head=stream_head,
         stream_chunk=_chunk(b"data: " + _json(delta) + b"\n\n"),

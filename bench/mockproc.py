@@ -26,14 +26,28 @@ class MockProcess:
     def __init__(self, settings: MockSettings | None = None, port: int = 0, cpus: list[int] | None = None) -> None:
         s = settings or MockSettings()
         cmd = [
-            sys.executable, "-m", "bench.mock_provider", "--port", str(port),
-            "--latency-ms", str(s.latency_ms), "--response-tokens", str(s.response_tokens),
-            "--stream-chunks", str(s.stream_chunks), "--chunk-interval-ms", str(s.chunk_interval_ms),
-            "--embedding-dim", str(s.embedding_dim), "--parent-pid", str(os.getpid()),
+            sys.executable,
+            "-m",
+            "bench.mock_provider",
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(s.latency_ms),
+            "--response-tokens",
+            str(s.response_tokens),
+            "--stream-chunks",
+            str(s.stream_chunks),
+            "--chunk-interval-ms",
+            str(s.chunk_interval_ms),
+            "--embedding-dim",
+            str(s.embedding_dim),
+            "--parent-pid",
+            str(os.getpid()),
         ]
         pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, text=True,
-                                     preexec_fn=pin)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, text=True, preexec_fn=pin
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("listening on"):

@@ -50,12 +50,16 @@ def read_stages(db_path: str) -> dict[str, Any]:
         label = dict(STAGES)[col]
         v = arr[:, i] if len(rows) else np.zeros(0)
         v = v[~np.isnan(v)]
-        out["stages"].append({
-            "column": col, "stage": label, "n": int(v.size),
-            "mean_us": round(float(v.mean()), 1) if v.size else None,
-            "p50_us": round(float(np.percentile(v, 50)), 1) if v.size else None,
-            "p99_us": round(float(np.percentile(v, 99)), 1) if v.size else None,
-        })
+        out["stages"].append(
+            {
+                "column": col,
+                "stage": label,
+                "n": int(v.size),
+                "mean_us": round(float(v.mean()), 1) if v.size else None,
+                "p50_us": round(float(np.percentile(v, 50)), 1) if v.size else None,
+                "p99_us": round(float(np.percentile(v, 99)), 1) if v.size else None,
+            }
+        )
     missing = [c for c, _ in STAGES if c not in cols]
     if missing:
         out["missing_columns"] = missing

@@ -40,8 +40,13 @@ def _listener_pid(port: int) -> int | None:
 def _external(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     if not control.port_open(args.port):
         raise SystemExit(f"bench run --external: nothing listens on 127.0.0.1:{args.port}")
-    running = Running(name=args.target, port=args.port, model=args.model or _MODELS[args.target],
-                      pid=_listener_pid(args.port), notes=["external target (not started by the suite)"])
+    running = Running(
+        name=args.target,
+        port=args.port,
+        model=args.model or _MODELS[args.target],
+        pid=_listener_pid(args.port),
+        notes=["external target (not started by the suite)"],
+    )
     spec = _spec(ctx, running, args)
     from bench.loadgen.driver import run_load
 
@@ -59,21 +64,37 @@ def _external(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
 def _spec(ctx: Context, running: Running, args: argparse.Namespace) -> LoadSpec:
     ep = ENDPOINTS[args.endpoint]
     model = running.embedding_model if args.endpoint == "embeddings" else running.model
-    return LoadSpec(port=running.port, body=request_body(ep, model, big=args.big_payload), endpoint=args.endpoint,
-                    mode="open", rate=args.rate, duration=args.duration, processes=ctx.processes,
-                    timeout=args.timeout, latency_hint_s=args.mock_latency_ms / 1000 + 0.005,
-                    cpus=ctx.layout.bench)
+    return LoadSpec(
+        port=running.port,
+        body=request_body(ep, model, big=args.big_payload),
+        endpoint=args.endpoint,
+        mode="open",
+        rate=args.rate,
+        duration=args.duration,
+        processes=ctx.processes,
+        timeout=args.timeout,
+        latency_hint_s=args.mock_latency_ms / 1000 + 0.005,
+        cpus=ctx.layout.bench,
+    )
 
 
 def _managed(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     settings = MockSettings(latency_ms=args.mock_latency_ms)
     mock_port = args.port if args.target == "direct" else 0
     if control.port_open(args.port):
-        raise SystemExit(f"bench run: 127.0.0.1:{args.port} is in use (pass --external to measure what "
-                         "listens there, or another --port)")
+        raise SystemExit(
+            f"bench run: 127.0.0.1:{args.port} is in use (pass --external to measure what "
+            "listens there, or another --port)"
+        )
     with MockProcess(settings, port=mock_port) as m:
-        t = targets.make(args.target, mock_pid=m.pid, profile=args.profile, workers=ctx.workers,
-                         auto_install=ctx.auto_install, logging=not args.no_request_log)
+        t = targets.make(
+            args.target,
+            mock_pid=m.pid,
+            profile=args.profile,
+            workers=ctx.workers,
+            auto_install=ctx.auto_install,
+            logging=not args.no_request_log,
+        )
         try:
             running = t.start(m.origin, ctx.layout, port=None if args.target == "direct" else args.port)
         except TargetUnavailable as exc:
@@ -90,10 +111,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     out = _external(ctx, args) if args.external else _managed(ctx, args)
     out.update(target=args.target, rate=args.rate, mock_latency_ms=args.mock_latency_ms)
     lat = out["latency_ms"]
-    print(f"{args.target}: sent {out['sent']}, ok {out['ok']} ({(out['success_rate'] or 0) * 100:.2f}%), "
-          f"errors {out['errors'] or 'none'}, throughput {out['throughput_rps']}/s, latency ms "
-          f"p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} p99.9 {lat['p99_9']} max {lat['max']}, "
-          f"peak RSS {out['resources']['peak_rss_mb']} MB, CPU {out['resources']['cpu_ms_per_request']} ms/req")
+    print(
+        f"{args.target}: sent {out['sent']}, ok {out['ok']} ({(out['success_rate'] or 0) * 100:.2f}%), "
+        f"errors {out['errors'] or 'none'}, throughput {out['throughput_rps']}/s, latency ms "
+        f"p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} p99.9 {lat['p99_9']} max {lat['max']}, "
+        f"peak RSS {out['resources']['peak_rss_mb']} MB, CPU {out['resources']['cpu_ms_per_request']} ms/req"
+    )
     path = args.output
     if path:
         # The published tool keeps one file keyed by provider name; runs of several targets accumulate.

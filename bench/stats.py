@@ -33,8 +33,14 @@ def us_block(values_us: np.ndarray) -> dict[str, float | None]:
     if values_us.size == 0:
         return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
     v = values_us.astype(np.float64)
-    return {"n": int(v.size), "p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
-            "p99": float(np.percentile(v, 99)), "max": float(v.max()), "mean": round(float(v.mean()), 1)}
+    return {
+        "n": int(v.size),
+        "p50": float(np.percentile(v, 50)),
+        "p90": float(np.percentile(v, 90)),
+        "p99": float(np.percentile(v, 99)),
+        "max": float(v.max()),
+        "mean": round(float(v.mean()), 1),
+    }
 
 
 def timeline(res: LoadResult, bucket_s: float = 1.0) -> dict[str, list[float | None]]:
@@ -87,8 +93,9 @@ def summarize(res: LoadResult, *, with_timeline: bool = False, bucket_s: float =
         "throughput_rps": round(ok / span, 2),
         "latency_ms": latency_block(lat_ok),
         "latency_all_ms": latency_block(res.latency),
-        "latency_curve_ms": ([round(float(np.percentile(lat_ok, q)) * 1000, 4) for q in CURVE_LEVELS]
-                             if lat_ok.size else []),
+        "latency_curve_ms": (
+            [round(float(np.percentile(lat_ok, q)) * 1000, 4) for q in CURVE_LEVELS] if lat_ok.size else []
+        ),
         # How late the generator itself handed requests over (not counting waits for a connection).
         "send_lag_ms": latency_block(res.lag),
         "conns_opened": res.conns_opened,

@@ -21,15 +21,16 @@ def banner(config: GatewayConfig, extra_rows: list[tuple[str, str]] | None = Non
     table.add_column()
     table.add_row("Bifrost", f"http://{host}:{config.port}  (OpenAI-compatible: /v1/chat/completions)")
     table.add_row("app dir", str(config.app_dir))
-    table.add_row("config", str(config.config_path) + ("" if config.config_path.exists() else
-                                                       "  (none: providers from environment)"))
+    table.add_row(
+        "config",
+        str(config.config_path) + ("" if config.config_path.exists() else "  (none: providers from environment)"),
+    )
     table.add_row("workers", str(config.workers))
     for label, value in extra_rows or ():
         table.add_row(label, value)
     table.add_row("request log", str(config.log_db_path) if config.client.enable_logging else "off")
     for name, provider in sorted(config.providers.items()):
         models = ", ".join(provider.models or tuple(m for k in provider.keys for m in k.models)) or "any model"
-        label = "built-in mock, no network" if provider.kind == "mock" else \
-            f"{len(provider.keys)} key(s), {models}"
+        label = "built-in mock, no network" if provider.kind == "mock" else f"{len(provider.keys)} key(s), {models}"
         table.add_row("provider", f"{name}: {label}")
     console.print(table)

@@ -16,8 +16,15 @@ from bifrost_cli.commands.tune import tune
 @click.version_option(runtime.__version__, "--version", "-V", prog_name="bifrost")
 @serve_options
 @click.pass_context
-def cli(ctx: click.Context, host: str, port: int, app_dir: Path | None, log_level: str,
-        workers: int | None, profile: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    app_dir: Path | None,
+    log_level: str,
+    workers: int | None,
+    profile: str | None,
+) -> None:
     """Bifrost: an OpenAI-compatible LLM gateway. With no command, starts the gateway."""
     if ctx.invoked_subcommand is None:
         run_serve(host, port, app_dir, log_level, workers, profile)

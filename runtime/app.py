@@ -35,9 +35,12 @@ ROUTE_MODULES.append(metrics.add_routes)  # /metrics for Prometheus (issue 6)
 
 async def _not_found(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    return error_response(GatewayError(f"no route for {request.method} {request.path}", status=404,
-                                       type="invalid_request_error", code="not_found"),
-                          headers={"x-request-id": gw.new_id(), "x-bf-overhead-us": "0"})
+    return error_response(
+        GatewayError(
+            f"no route for {request.method} {request.path}", status=404, type="invalid_request_error", code="not_found"
+        ),
+        headers={"x-request-id": gw.new_id(), "x-bf-overhead-us": "0"},
+    )
 
 
 def create_app(config: GatewayConfig) -> web.Application:
@@ -47,10 +50,13 @@ def create_app(config: GatewayConfig) -> web.Application:
     plugins: list = []
     writer: LogWriter | None = None
     if config.client.enable_logging:
-        writer = LogWriter(config.log_db_path, capacity=config.client.initial_pool_size,
-                           batch_size=config.tuning.log_batch_size,
-                           flush_interval_s=config.tuning.log_flush_interval_ms / 1000.0,
-                           retention_days=config.client.log_retention_days)
+        writer = LogWriter(
+            config.log_db_path,
+            capacity=config.client.initial_pool_size,
+            batch_size=config.tuning.log_batch_size,
+            flush_interval_s=config.tuning.log_flush_interval_ms / 1000.0,
+            retention_days=config.client.log_retention_days,
+        )
         app[LOG_WRITER] = writer
         plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging))
     app[METRICS] = MetricsPlugin()  # counts only; /metrics renders on scrape

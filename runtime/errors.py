@@ -32,9 +32,17 @@ class GatewayError(Exception):
     # Whether another attempt (a retry on the same target) may succeed.
     retryable = False
 
-    def __init__(self, message: str, *, status: int | None = None, type: str | None = None,
-                 code: str | None = None, param: str | None = None,
-                 retry_after_s: float | None = None, provider_body: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after_s: float | None = None,
+        provider_body: Any = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:

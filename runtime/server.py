@@ -28,8 +28,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -43,11 +44,13 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def serve(config: GatewayConfig, reuse_port: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then drain. Usable from tests and embedders."""
     app = create_app(config)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                           shutdown_timeout=config.tuning.shutdown_grace_s)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=config.tuning.shutdown_grace_s
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None,
-                       backlog=config.tuning.listen_backlog)
+    site = web.TCPSite(
+        runner, config.host, config.port, reuse_port=reuse_port or None, backlog=config.tuning.listen_backlog
+    )
     await site.start()
     addresses = [f"http://{a[0]}:{a[1]}" for a in runner.addresses if isinstance(a, tuple)]
     log.info("worker %d listening on %s", os.getpid(), ", ".join(addresses))
@@ -64,8 +67,9 @@ async def serve(config: GatewayConfig, reuse_port: bool = False) -> None:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
     try:
         await stop.wait()
-        log.info("worker %d stopping: draining in-flight requests (up to %gs)", os.getpid(),
-                 config.tuning.shutdown_grace_s)
+        log.info(
+            "worker %d stopping: draining in-flight requests (up to %gs)", os.getpid(), config.tuning.shutdown_grace_s
+        )
     finally:
         await runner.cleanup()
         log.info("worker %d stopped", os.getpid())

@@ -53,8 +53,9 @@ def test_success_rules_for_streams() -> None:
 
 
 def _load(port: int, endpoint: str, **kw: object) -> dict:
-    spec = LoadSpec(port=port, body=request_body(ENDPOINTS[endpoint], "gpt-4o-mini"), endpoint=endpoint,
-                    timeout=5.0, **kw)  # type: ignore[arg-type]
+    spec = LoadSpec(
+        port=port, body=request_body(ENDPOINTS[endpoint], "gpt-4o-mini"), endpoint=endpoint, timeout=5.0, **kw
+    )  # type: ignore[arg-type]
     return summarize(run_load(spec))
 
 
@@ -81,8 +82,16 @@ def test_a_dead_port_counts_as_connect_errors() -> None:
 
 
 def test_goals_are_not_judged_on_smoke_runs() -> None:
-    rows = evaluate({"logging": {"smoke": True, "params": {}, "cells": [],
-                                 "derived": {"cost_pct": 50.0, "throughput_on_rps": 1, "throughput_off_rps": 2}}})
+    rows = evaluate(
+        {
+            "logging": {
+                "smoke": True,
+                "params": {},
+                "cells": [],
+                "derived": {"cost_pct": 50.0, "throughput_on_rps": 1, "throughput_off_rps": 2},
+            }
+        }
+    )
     row = next(r for r in rows if r["scenario"] == "logging")
     assert row["status"] == "n/a" and "smoke" in row["detail"]
     assert all(r["status"] == "n/a" for r in rows)
@@ -101,8 +110,17 @@ def _smoke(tmp_path: Path, *extra: str) -> dict[str, dict]:
 @pytest.mark.timeout(420)
 def test_smoke_every_scenario_direct_and_bifrost(tmp_path: Path) -> None:
     docs = _smoke(tmp_path, "--targets", "direct,bifrost")
-    assert set(docs) == {"calibrate", "overhead", "medium", "frontier", "breakdown", "streams", "logging",
-                         "xlarge", "soak"}
+    assert set(docs) == {
+        "calibrate",
+        "overhead",
+        "medium",
+        "frontier",
+        "breakdown",
+        "streams",
+        "logging",
+        "xlarge",
+        "soak",
+    }
     targets = {c["target"] for d in docs.values() for c in d["cells"]}
     assert "bifrost" in targets, "the gateway did not run: " + json.dumps(docs["overhead"]["skipped"])
     stages = docs["breakdown"]["cells"][0]["stages"]

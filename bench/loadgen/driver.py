@@ -90,12 +90,24 @@ def _worker_specs(spec: LoadSpec) -> list[WorkerSpec]:
             rate, phase = 0.0, 0.0
             conc = spec.concurrency // n + (1 if k < spec.concurrency % n else 0)
             prewarm = conc
-        out.append(WorkerSpec(
-            host=spec.host, port=spec.port, payload=payload, stream=ep.stream, expect=ep.expect,
-            mode=spec.mode, duration=spec.duration, rate=rate, phase=phase, concurrency=conc,
-            timeout=spec.timeout, max_conns=max(1, spec.max_conns // n), prewarm=prewarm,
-            cpus=spec.cpus,
-        ))
+        out.append(
+            WorkerSpec(
+                host=spec.host,
+                port=spec.port,
+                payload=payload,
+                stream=ep.stream,
+                expect=ep.expect,
+                mode=spec.mode,
+                duration=spec.duration,
+                rate=rate,
+                phase=phase,
+                concurrency=conc,
+                timeout=spec.timeout,
+                max_conns=max(1, spec.max_conns // n),
+                prewarm=prewarm,
+                cpus=spec.cpus,
+            )
+        )
     return out
 
 
@@ -104,8 +116,14 @@ class _Worker:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.loadgen.worker"], cwd=root, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen.worker"],
+            cwd=root,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.chan = Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno())
         self.chan.send(spec)
@@ -170,8 +188,17 @@ def _merge(spec: LoadSpec, parts: list[dict], wall: float) -> LoadResult:
     cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in arrays.items()}
     order = np.argsort(cat["sched"], kind="stable")
     return LoadResult(
-        spec=spec, kinds=kinds, sched=cat["sched"][order], latency=cat["latency"][order],
-        kind=cat["kind"][order], overhead_us=cat["overhead_us"][order], ttft=cat["ttft"][order],
-        max_gap=cat["max_gap"][order], gaps=cat["gaps"], lag=cat["lag"], sent=sum(p["sent"] for p in parts),
-        conns_opened=sum(p["conns_opened"] for p in parts), wall_s=wall,
+        spec=spec,
+        kinds=kinds,
+        sched=cat["sched"][order],
+        latency=cat["latency"][order],
+        kind=cat["kind"][order],
+        overhead_us=cat["overhead_us"][order],
+        ttft=cat["ttft"][order],
+        max_gap=cat["max_gap"][order],
+        gaps=cat["gaps"],
+        lag=cat["lag"],
+        sent=sum(p["sent"] for p in parts),
+        conns_opened=sum(p["conns_opened"] for p in parts),
+        wall_s=wall,
     )

@@ -38,9 +38,14 @@ def request_body(endpoint: Endpoint, model: str, *, big: bool = False, max_token
     prompt = _BIG_PROMPT if big else _SMALL_PROMPT
     body: dict[str, object]
     if endpoint.name in ("chat", "chat_stream"):
-        body = {"model": model, "messages": [
-            {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": prompt}], "max_tokens": max_tokens}
+        body = {
+            "model": model,
+            "messages": [
+                {"role": "system", "content": "You are a concise assistant."},
+                {"role": "user", "content": prompt},
+            ],
+            "max_tokens": max_tokens,
+        }
         if endpoint.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -42,8 +42,18 @@ DoneFn = Callable[[Req, str, float], None]
 class HttpConn(asyncio.Protocol):
     """A client connection that parses Content-Length and chunked responses incrementally."""
 
-    __slots__ = ("_body", "_buf", "_chunked", "_clen", "_close_after", "_head_done", "_pool",
-                 "_status", "req", "transport")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_chunked",
+        "_clen",
+        "_close_after",
+        "_head_done",
+        "_pool",
+        "_status",
+        "req",
+        "transport",
+    )
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -101,7 +111,7 @@ class HttpConn(asyncio.Protocol):
         i = lower.find(b"\r\ncontent-length:")
         if i >= 0:
             j = lower.find(b"\r\n", i + 2)
-            self._clen = int(lower[i + 17: j if j >= 0 else None])
+            self._clen = int(lower[i + 17 : j if j >= 0 else None])
         else:
             self._clen = -1
         self._chunked = b"\r\ntransfer-encoding: chunked" in lower
@@ -110,7 +120,7 @@ class HttpConn(asyncio.Protocol):
         if i >= 0 and self.req is not None:
             j = lower.find(b"\r\n", i + 2)
             with contextlib.suppress(ValueError):
-                self.req.overhead_us = int(float(lower[i + 19: j if j >= 0 else None]))
+                self.req.overhead_us = int(float(lower[i + 19 : j if j >= 0 else None]))
 
     def _feed_chunked(self) -> None:
         buf = self._buf
@@ -130,7 +140,7 @@ class HttpConn(asyncio.Protocol):
                 return
             if len(buf) < eol + 4 + size:
                 break
-            chunk = buf[eol + 2: eol + 2 + size]
+            chunk = buf[eol + 2 : eol + 2 + size]
             self._body += chunk
             if b"data:" in chunk:
                 got_events = True
@@ -195,8 +205,9 @@ class HttpConn(asyncio.Protocol):
 class Pool:
     """Connections to one origin; requests beyond ``max_conns`` wait in FIFO order."""
 
-    def __init__(self, host: str, port: int, payload: bytes, *, stream: bool, expect: str,
-                 max_conns: int, on_done: DoneFn) -> None:
+    def __init__(
+        self, host: str, port: int, payload: bytes, *, stream: bool, expect: str, max_conns: int, on_done: DoneFn
+    ) -> None:
         self.host = host
         self.port = port
         self.payload = payload

@@ -92,9 +92,13 @@ class Recorder:
 
     def export(self, conns_opened: int) -> dict[str, Any]:
         return {
-            "kinds": self.kinds, "sent": self.sent, "conns_opened": conns_opened,
-            **{name: getattr(self, name).tobytes() for name in
-               ("sched", "latency", "kind", "overhead_us", "ttft", "max_gap", "gaps", "lag")},
+            "kinds": self.kinds,
+            "sent": self.sent,
+            "conns_opened": conns_opened,
+            **{
+                name: getattr(self, name).tobytes()
+                for name in ("sched", "latency", "kind", "overhead_us", "ttft", "max_gap", "gaps", "lag")
+            },
         }
 
 
@@ -175,8 +179,15 @@ async def _run(ctrl: Channel, spec: WorkerSpec) -> dict[str, Any]:
             rec.pending += 1
             pool.submit(Req(at, at + spec.timeout))
 
-    pool = Pool(spec.host, spec.port, spec.payload, stream=spec.stream, expect=spec.expect,
-                max_conns=spec.max_conns, on_done=on_done)
+    pool = Pool(
+        spec.host,
+        spec.port,
+        spec.payload,
+        stream=spec.stream,
+        expect=spec.expect,
+        max_conns=spec.max_conns,
+        on_done=on_done,
+    )
     warmed = await pool.prewarm(spec.prewarm)
     ctrl.send(("ready", warmed))
     msg = ctrl.recv()  # blocks the loop on purpose: nothing else runs before the start signal

@@ -56,12 +56,12 @@ def frontier(doc: Doc, out_dir: str) -> list[str]:
         return []
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name in ("bifrost", "litellm"):
-        pts = sorted((c["rate"], c["latency_ms"]["p99"], c["success_rate"] or 0.0)
-                     for c in cells if c["target"] == name)
+        pts = sorted(
+            (c["rate"], c["latency_ms"]["p99"], c["success_rate"] or 0.0) for c in cells if c["target"] == name
+        )
         if not pts:
             continue
-        a1.plot([p[0] for p in pts], [p[1] or float("nan") for p in pts], marker="o", label=name,
-                color=COLORS[name])
+        a1.plot([p[0] for p in pts], [p[1] or float("nan") for p in pts], marker="o", label=name, color=COLORS[name])
         a2.plot([p[0] for p in pts], [p[2] * 100 for p in pts], marker="o", label=name, color=COLORS[name])
     a1.axhline(doc["params"]["p99_limit_ms"], ls="--", color="k", lw=0.8, label="p99 limit")
     for ax in (a1, a2):
@@ -79,8 +79,7 @@ def frontier(doc: Doc, out_dir: str) -> list[str]:
 
 def rss_over_time(doc: Doc, out_dir: str) -> list[str]:
     """RSS of each gateway's process tree over the run (soak, or medium's top-rate cells)."""
-    series = [c for c in doc.get("cells", []) if c.get("rss_series", {}).get("t")
-              and c.get("target") != "direct"]
+    series = [c for c in doc.get("cells", []) if c.get("rss_series", {}).get("t") and c.get("target") != "direct"]
     if doc["scenario"] == "medium":
         top = doc["params"]["rates"][0]
         series = [c for c in series if c.get("rate") == top]
@@ -89,8 +88,13 @@ def rss_over_time(doc: Doc, out_dir: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for c in series:
         label = c["target"] + (f", mock {c['mock_latency_ms']:.0f} ms" if "mock_latency_ms" in c else "")
-        ax.plot(c["rss_series"]["t"], c["rss_series"]["rss_mb"], label=label, color=COLORS.get(c["target"]),
-                ls="-" if not c.get("mock_latency_ms") else "--")
+        ax.plot(
+            c["rss_series"]["t"],
+            c["rss_series"]["rss_mb"],
+            label=label,
+            color=COLORS.get(c["target"]),
+            ls="-" if not c.get("mock_latency_ms") else "--",
+        )
     ax.set_xlabel("seconds")
     ax.set_ylabel("RSS, process tree (MB)")
     ax.set_title(f"{doc['scenario']}: RSS over time")
@@ -106,10 +110,19 @@ def soak_latency(doc: Doc, out_dir: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(8, 3.4))
     for c in cells:
         tl = c["timeline"]
-        ax.plot(tl["t"], [v if v is not None else float("nan") for v in tl["p99_ms"]], label=f"{c['target']} p99",
-                color=COLORS.get(c["target"]))
-        ax.plot(tl["t"], [v if v is not None else float("nan") for v in tl["p50_ms"]], label=f"{c['target']} p50",
-                color=COLORS.get(c["target"]), ls=":")
+        ax.plot(
+            tl["t"],
+            [v if v is not None else float("nan") for v in tl["p99_ms"]],
+            label=f"{c['target']} p99",
+            color=COLORS.get(c["target"]),
+        )
+        ax.plot(
+            tl["t"],
+            [v if v is not None else float("nan") for v in tl["p50_ms"]],
+            label=f"{c['target']} p50",
+            color=COLORS.get(c["target"]),
+            ls=":",
+        )
     ax.set_xlabel("seconds")
     ax.set_ylabel("latency (ms)")
     ax.set_title("soak: latency over time")
@@ -124,8 +137,11 @@ def streams(doc: Doc, out_dir: str) -> list[str]:
         return []
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for name in ("direct", "bifrost", "litellm"):
-        pts = sorted((c["concurrency"], c["ttft_ms"]["p99"]) for c in cells
-                     if c["target"] == name and c.get("ttft_ms", {}).get("p99") is not None)
+        pts = sorted(
+            (c["concurrency"], c["ttft_ms"]["p99"])
+            for c in cells
+            if c["target"] == name and c.get("ttft_ms", {}).get("p99") is not None
+        )
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=COLORS[name])
     ax.set_xscale("log", base=2)

@@ -35,8 +35,9 @@ def _cell(doc: Doc, **match: Any) -> dict[str, Any] | None:
 
 def _medium_top(doc: Doc) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     rate = doc["params"]["rates"][0]
-    return _cell(doc, target="bifrost", mock_latency_ms=0.0, rate=rate), \
-        _cell(doc, target="direct", mock_latency_ms=0.0, rate=rate)
+    return _cell(doc, target="bifrost", mock_latency_ms=0.0, rate=rate), _cell(
+        doc, target="direct", mock_latency_ms=0.0, rate=rate
+    )
 
 
 def medium_success(doc: Doc) -> Verdict:
@@ -52,8 +53,11 @@ def medium_p99(doc: Doc) -> Verdict:
     if b is None or d is None:
         return _na("needs bifrost and direct cells")
     added = b["latency_ms"]["p99"] - d["latency_ms"]["p99"]
-    return ("PASS" if added <= 5.0 else "FAIL"), f"+{added:.2f} ms", \
-        f"p99 {b['latency_ms']['p99']:.2f} vs direct {d['latency_ms']['p99']:.2f} ms"
+    return (
+        ("PASS" if added <= 5.0 else "FAIL"),
+        f"+{added:.2f} ms",
+        f"p99 {b['latency_ms']['p99']:.2f} vs direct {d['latency_ms']['p99']:.2f} ms",
+    )
 
 
 def medium_rss(doc: Doc) -> Verdict:
@@ -107,8 +111,11 @@ def streams_clean(doc: Doc) -> Verdict:
         return _na("no bifrost result")
     bad = r["stalled"] + r["cut"] + r["errors"]
     ok = r["concurrency"] >= 512 and bad == 0
-    return ("PASS" if ok else "FAIL"), f"{r['concurrency']} streams, {bad} bad", \
-        f"stalled {r['stalled']}, cut {r['cut']}, errors {r['errors']}"
+    return (
+        ("PASS" if ok else "FAIL"),
+        f"{r['concurrency']} streams, {bad} bad",
+        f"stalled {r['stalled']}, cut {r['cut']}, errors {r['errors']}",
+    )
 
 
 def streams_ttft(doc: Doc) -> Verdict:
@@ -124,8 +131,11 @@ def soak_rss(doc: Doc) -> Verdict:
     if not d or d.get("growth_pct") is None:
         return _na("no bifrost result")
     v = d["growth_pct"]
-    return ("PASS" if v < 5.0 else "FAIL"), f"{v:+.2f}%", \
-        f"{d['rss_after_warmup_mb']} -> {d['rss_end_mb']} MB over {doc['params']['duration_s']:.0f} s"
+    return (
+        ("PASS" if v < 5.0 else "FAIL"),
+        f"{v:+.2f}%",
+        f"{d['rss_after_warmup_mb']} -> {d['rss_end_mb']} MB over {doc['params']['duration_s']:.0f} s",
+    )
 
 
 def logging_cost(doc: Doc) -> Verdict:
@@ -133,8 +143,11 @@ def logging_cost(doc: Doc) -> Verdict:
     if "cost_pct" not in d:
         return _na("no on/off pair")
     v = d["cost_pct"]
-    return ("PASS" if v < 10.0 else "FAIL"), f"{v:.1f}%", \
-        f"{d['throughput_on_rps']} vs {d['throughput_off_rps']} RPS (on vs off)"
+    return (
+        ("PASS" if v < 10.0 else "FAIL"),
+        f"{v:.1f}%",
+        f"{d['throughput_on_rps']} vs {d['throughput_off_rps']} RPS (on vs off)",
+    )
 
 
 GOALS: list[Goal] = [
@@ -179,6 +192,14 @@ def evaluate(docs: dict[str, Doc]) -> list[dict[str, str]]:
             pressure = max_pressure(doc)
             if pressure is not None and pressure > NOISY_PRESSURE_PCT and status != "n/a":
                 detail += f"; noisy: neighbour CPU pressure up to {pressure:.0f}%"
-        rows.append({"scenario": g.scenario, "goal": g.name, "target": g.target, "status": status,
-                     "measured": measured, "detail": detail})
+        rows.append(
+            {
+                "scenario": g.scenario,
+                "goal": g.name,
+                "target": g.target,
+                "status": status,
+                "measured": measured,
+                "detail": detail,
+            }
+        )
     return rows

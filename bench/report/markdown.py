@@ -59,23 +59,54 @@ def _errors(c: Doc) -> str:
 
 
 def _load_rows(cells: list[Doc], extra: list[str]) -> tuple[list[str], list[list[Any]]]:
-    head = ["target", *extra, "sent", "ok %", "errors", "thr/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-            "max ms", "peak RSS MB", "CPU ms/req", "generator lag p99 ms", "neighbour CPU pressure %"]
+    head = [
+        "target",
+        *extra,
+        "sent",
+        "ok %",
+        "errors",
+        "thr/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "peak RSS MB",
+        "CPU ms/req",
+        "generator lag p99 ms",
+        "neighbour CPU pressure %",
+    ]
     rows = []
     for c in cells:
         lat, res = c["latency_ms"], c["resources"]
-        rows.append([c["target"], *[_f(c.get(k), 0) for k in extra], _f(c["sent"]),
-                     _f((c["success_rate"] or 0) * 100, 2), _errors(c), _f(c["throughput_rps"], 1),
-                     _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]), _f(lat["p99_9"]), _f(lat["max"]),
-                     _f(res["peak_rss_mb"], 1), _f(res["cpu_ms_per_request"], 3),
-                     _f((c.get("send_lag_ms") or {}).get("p99")), _f(c.get("cpu_pressure_pct"), 1)])
+        rows.append(
+            [
+                c["target"],
+                *[_f(c.get(k), 0) for k in extra],
+                _f(c["sent"]),
+                _f((c["success_rate"] or 0) * 100, 2),
+                _errors(c),
+                _f(c["throughput_rps"], 1),
+                _f(lat["p50"]),
+                _f(lat["p90"]),
+                _f(lat["p99"]),
+                _f(lat["p99_9"]),
+                _f(lat["max"]),
+                _f(res["peak_rss_mb"], 1),
+                _f(res["cpu_ms_per_request"], 3),
+                _f((c.get("send_lag_ms") or {}).get("p99")),
+                _f(c.get("cpu_pressure_pct"), 1),
+            ]
+        )
     return head, rows
 
 
 def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
     parts = [f"## {name}", ""]
-    parts.append(f"`{COMMANDS.get(name, 'python -m bench ' + name)}` — {doc['created']}"
-                 f"{' — **smoke run**' if doc.get('smoke') else ''}; params `{json.dumps(doc['params'])}`")
+    parts.append(
+        f"`{COMMANDS.get(name, 'python -m bench ' + name)}` — {doc['created']}"
+        f"{' — **smoke run**' if doc.get('smoke') else ''}; params `{json.dumps(doc['params'])}`"
+    )
     if doc.get("skipped"):
         parts.append("")
         parts.append("Skipped: " + "; ".join(f"{k}: {v}" for k, v in doc["skipped"].items()))
@@ -84,73 +115,183 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
     if name == "calibrate":
         parts.append(_table(*_load_rows(cells, ["concurrency", "rate"])))
         d = doc["derived"]
-        parts += ["", f"Mock alone: {_f(d.get('mock_max_rps'), 0)} RPS max, "
-                      f"{_f(d.get('mock_cpu_us_per_request'), 1)} µs CPU per request. Load generator + mock "
-                      f"on one shared core: p99 <= 10 ms up to {_f(d.get('loadgen_ceiling_rps'), 0)} RPS."]
+        parts += [
+            "",
+            f"Mock alone: {_f(d.get('mock_max_rps'), 0)} RPS max, "
+            f"{_f(d.get('mock_cpu_us_per_request'), 1)} µs CPU per request. Load generator + mock "
+            f"on one shared core: p99 <= 10 ms up to {_f(d.get('loadgen_ceiling_rps'), 0)} RPS.",
+        ]
     elif name in ("medium", "xlarge"):
         parts.append(_table(*_load_rows(cells, ["mock_latency_ms", "rate"])))
         rows = doc["derived"].get("bifrost_vs_litellm") or []
         if rows:
-            parts += ["", "Bifrost vs LiteLLM (same run):", "",
-                      _table(["mock ms", "rate", "throughput x", "LiteLLM p50 / Bifrost", "LiteLLM p99 / Bifrost",
-                              "LiteLLM RSS / Bifrost"],
-                             [[_f(r["mock_latency_ms"], 0), _f(r["rate"], 0), _f(r["throughput_x"]),
-                               _f(r["litellm_p50_over_bifrost"]), _f(r["litellm_p99_over_bifrost"]),
-                               _f(r["litellm_rss_over_bifrost"])] for r in rows])]
+            parts += [
+                "",
+                "Bifrost vs LiteLLM (same run):",
+                "",
+                _table(
+                    [
+                        "mock ms",
+                        "rate",
+                        "throughput x",
+                        "LiteLLM p50 / Bifrost",
+                        "LiteLLM p99 / Bifrost",
+                        "LiteLLM RSS / Bifrost",
+                    ],
+                    [
+                        [
+                            _f(r["mock_latency_ms"], 0),
+                            _f(r["rate"], 0),
+                            _f(r["throughput_x"]),
+                            _f(r["litellm_p50_over_bifrost"]),
+                            _f(r["litellm_p99_over_bifrost"]),
+                            _f(r["litellm_rss_over_bifrost"]),
+                        ]
+                        for r in rows
+                    ],
+                ),
+            ]
     elif name == "overhead":
         parts.append(_table(*_load_rows(cells, [])))
-        rows = [[k, _f(v["added_p50_us"], 0), _f(v["added_p90_us"], 0), _f(v["added_p99_us"], 0),
-                 _f(v["x_bf_overhead_us"]["p50"], 0), _f(v["x_bf_overhead_us"]["p99"], 0)]
-                for k, v in doc["derived"].items()]
-        parts += ["", _table(["target", "added p50 µs", "added p90 µs", "added p99 µs", "x-bf-overhead-us p50",
-                              "x-bf-overhead-us p99"], rows)]
+        rows = [
+            [
+                k,
+                _f(v["added_p50_us"], 0),
+                _f(v["added_p90_us"], 0),
+                _f(v["added_p99_us"], 0),
+                _f(v["x_bf_overhead_us"]["p50"], 0),
+                _f(v["x_bf_overhead_us"]["p99"], 0),
+            ]
+            for k, v in doc["derived"].items()
+        ]
+        parts += [
+            "",
+            _table(
+                [
+                    "target",
+                    "added p50 µs",
+                    "added p90 µs",
+                    "added p99 µs",
+                    "x-bf-overhead-us p50",
+                    "x-bf-overhead-us p99",
+                ],
+                rows,
+            ),
+        ]
     elif name == "frontier":
         parts.append(_table(*_load_rows(cells, ["rate"])))
         d = doc["derived"]
-        rows = [[k, _f(v["max_sustained_rps"], 0), _f(v["throughput_at_max"], 1), _f(v["p99_at_max_ms"]),
-                 _f(v["first_failed_rate"], 0), _f(v["peak_rss_mb"], 1)]
-                for k, v in d.items() if isinstance(v, dict) and "max_sustained_rps" in v]
-        parts += ["", _table(["target", "max sustained RPS", "throughput at max", "p99 at max ms",
-                              "first failed rate", "peak RSS MB"], rows)]
+        rows = [
+            [
+                k,
+                _f(v["max_sustained_rps"], 0),
+                _f(v["throughput_at_max"], 1),
+                _f(v["p99_at_max_ms"]),
+                _f(v["first_failed_rate"], 0),
+                _f(v["peak_rss_mb"], 1),
+            ]
+            for k, v in d.items()
+            if isinstance(v, dict) and "max_sustained_rps" in v
+        ]
+        parts += [
+            "",
+            _table(
+                [
+                    "target",
+                    "max sustained RPS",
+                    "throughput at max",
+                    "p99 at max ms",
+                    "first failed rate",
+                    "peak RSS MB",
+                ],
+                rows,
+            ),
+        ]
         if d.get("bifrost_over_litellm") is not None:
             parts += ["", f"Bifrost / LiteLLM sustained rate: **{d['bifrost_over_litellm']}x**."]
         if d.get("direct_at_bifrost_limit"):
             x = d["direct_at_bifrost_limit"]
-            parts += ["", f"Direct-to-mock at Bifrost's first failing rate ({_f(x['rate'], 0)} RPS): "
-                          f"{'passed' if x['passed'] else 'FAILED'} (p99 {_f(x['p99_ms'])} ms) — "
-                          f"{'so the limit is the gateway' if x['passed'] else 'the harness is the limit'}."]
+            parts += [
+                "",
+                f"Direct-to-mock at Bifrost's first failing rate ({_f(x['rate'], 0)} RPS): "
+                f"{'passed' if x['passed'] else 'FAILED'} (p99 {_f(x['p99_ms'])} ms) — "
+                f"{'so the limit is the gateway' if x['passed'] else 'the harness is the limit'}.",
+            ]
     elif name == "breakdown":
         for c in cells:
             st = c.get("stages", {})
-            parts += [f"**{_f(c['rate'], 0)} RPS** — ok {_f(c['ok'])}/{_f(c['scheduled'])}, p50 "
-                      f"{_f(c['latency_ms']['p50'])} ms, p99 {_f(c['latency_ms']['p99'])} ms, x-bf-overhead-us p50 "
-                      f"{_f(c['x_bf_overhead_us']['p50'], 0)} / p99 {_f(c['x_bf_overhead_us']['p99'], 0)}", ""]
+            parts += [
+                f"**{_f(c['rate'], 0)} RPS** — ok {_f(c['ok'])}/{_f(c['scheduled'])}, p50 "
+                f"{_f(c['latency_ms']['p50'])} ms, p99 {_f(c['latency_ms']['p99'])} ms, x-bf-overhead-us p50 "
+                f"{_f(c['x_bf_overhead_us']['p50'], 0)} / p99 {_f(c['x_bf_overhead_us']['p99'], 0)}",
+                "",
+            ]
             if "error" in st:
                 parts += [f"request log unreadable: {st['error']}", ""]
                 continue
-            parts += [_table(["stage", "mean µs", "p50 µs", "p99 µs", "n"],
-                             [[s["stage"], _f(s["mean_us"], 1), _f(s["p50_us"], 1), _f(s["p99_us"], 1),
-                               _f(s["n"])] for s in st["stages"]]), ""]
+            parts += [
+                _table(
+                    ["stage", "mean µs", "p50 µs", "p99 µs", "n"],
+                    [
+                        [s["stage"], _f(s["mean_us"], 1), _f(s["p50_us"], 1), _f(s["p99_us"], 1), _f(s["n"])]
+                        for s in st["stages"]
+                    ],
+                ),
+                "",
+            ]
     elif name == "streams":
         head, rows = _load_rows(cells, ["concurrency"])
         parts.append(_table(head, rows))
         for k, rws in doc["derived"].items():
-            parts += ["", f"{k}:", "", _table(
-                ["streams", "ok", "errors", "stalled", "cut", "added TTFT p50 ms", "added TTFT p99 ms",
-                 "added gap p99 ms", "peak RSS MB"],
-                [[r["concurrency"], r["ok"], r["errors"], r["stalled"], r["cut"], _f(r["added_ttft_p50_ms"]),
-                  _f(r["added_ttft_p99_ms"]), _f(r["added_gap_p99_ms"]), _f(r["peak_rss_mb"], 1)] for r in rws])]
+            parts += [
+                "",
+                f"{k}:",
+                "",
+                _table(
+                    [
+                        "streams",
+                        "ok",
+                        "errors",
+                        "stalled",
+                        "cut",
+                        "added TTFT p50 ms",
+                        "added TTFT p99 ms",
+                        "added gap p99 ms",
+                        "peak RSS MB",
+                    ],
+                    [
+                        [
+                            r["concurrency"],
+                            r["ok"],
+                            r["errors"],
+                            r["stalled"],
+                            r["cut"],
+                            _f(r["added_ttft_p50_ms"]),
+                            _f(r["added_ttft_p99_ms"]),
+                            _f(r["added_gap_p99_ms"]),
+                            _f(r["peak_rss_mb"], 1),
+                        ]
+                        for r in rws
+                    ],
+                ),
+            ]
     elif name == "logging":
         parts.append(_table(*_load_rows(cells, ["round"])))
         d = doc["derived"]
         if d:
-            parts += ["", f"Request log on: {_f(d['throughput_on_rps'], 1)} RPS; off: "
-                          f"{_f(d['throughput_off_rps'], 1)} RPS; cost **{_f(d['cost_pct'], 1)}%**."]
+            parts += [
+                "",
+                f"Request log on: {_f(d['throughput_on_rps'], 1)} RPS; off: "
+                f"{_f(d['throughput_off_rps'], 1)} RPS; cost **{_f(d['cost_pct'], 1)}%**.",
+            ]
     elif name == "soak":
         parts.append(_table(*_load_rows(cells, ["rate"])))
         for k, v in doc["derived"].items():
-            parts += ["", f"{k}: RSS {_f(v['rss_after_warmup_mb'], 1)} MB after warm-up -> "
-                          f"{_f(v['rss_end_mb'], 1)} MB at the end ({_f(v['growth_pct'], 2)}%)."]
+            parts += [
+                "",
+                f"{k}: RSS {_f(v['rss_after_warmup_mb'], 1)} MB after warm-up -> "
+                f"{_f(v['rss_end_mb'], 1)} MB at the end ({_f(v['growth_pct'], 2)}%).",
+            ]
     for p in pngs:
         parts += ["", f"![{os.path.basename(p)}]({os.path.relpath(p, out_dir)})"]
     return "\n".join(parts) + "\n"
@@ -162,16 +303,29 @@ def write_report(out_dir: str) -> str:
     pngs = charts.draw(docs, os.path.join(out_dir, "charts"))
     goals = evaluate(docs)
     any_doc = next(iter(docs.values()), None)
-    lines = ["# Bifrost benchmark report", "",
-             "Generated by `python -m bench report` from the JSON beside this file. Method: bench/README.md.", ""]
+    lines = [
+        "# Bifrost benchmark report",
+        "",
+        "Generated by `python -m bench report` from the JSON beside this file. Method: bench/README.md.",
+        "",
+    ]
     if any_doc:
         m = any_doc["machine"]
-        lines += [f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gb']} GB, kernel {m['kernel']}, "
-                  f"Python {m['python']}; commit {m['commit']}{' (dirty)' if m.get('dirty') else ''}. "
-                  f"Pinning: {any_doc['layout']}. Gateway workers: {any_doc.get('gateway_workers', 1)}.", ""]
-    lines += ["## Targets", "", _table(["goal", "target", "status", "measured", "detail"],
-                                       [[g["goal"], g["target"], g["status"], g["measured"], g["detail"]]
-                                        for g in goals]), ""]
+        lines += [
+            f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gb']} GB, kernel {m['kernel']}, "
+            f"Python {m['python']}; commit {m['commit']}{' (dirty)' if m.get('dirty') else ''}. "
+            f"Pinning: {any_doc['layout']}. Gateway workers: {any_doc.get('gateway_workers', 1)}.",
+            "",
+        ]
+    lines += [
+        "## Targets",
+        "",
+        _table(
+            ["goal", "target", "status", "measured", "detail"],
+            [[g["goal"], g["target"], g["status"], g["measured"], g["detail"]] for g in goals],
+        ),
+        "",
+    ]
     for name in ORDER:
         if name in docs:
             lines.append(_section(name, docs[name], pngs.get(name, []), out_dir))

@@ -42,8 +42,9 @@ def run(ctx: Context, rate: float | None = None) -> str:
             with target(ctx, "bifrost", m, profile="cost") as running:
                 if running is None:
                     break
-                out, _ = measure(ctx, running, load_spec(ctx, running, rate=r, duration=duration, timeout=10.0),
-                                 warm=True)
+                out, _ = measure(
+                    ctx, running, load_spec(ctx, running, rate=r, duration=duration, timeout=10.0), warm=True
+                )
             gw = last_stopped("bifrost")
             # Warm-up requests are in the log too; they share the code path, so they stay in.
             out["stages"] = read_stages(gw.log_db) if isinstance(gw, BifrostTarget) else {"error": "no log"}
@@ -51,5 +52,10 @@ def run(ctx: Context, rate: float | None = None) -> str:
             if "error" in out["stages"]:
                 log(f"breakdown: {out['stages']['error']}")
             cells.append(out)
-    return save(ctx, NAME, {"rates": rates, "duration_s": duration, "mock_latency_ms": 0, "profile": "cost"},
-                cells, {"rates": rates})
+    return save(
+        ctx,
+        NAME,
+        {"rates": rates, "duration_s": duration, "mock_latency_ms": 0, "profile": "cost"},
+        cells,
+        {"rates": rates},
+    )

@@ -92,28 +92,61 @@ def last_stopped(name: str) -> targets.Target | None:
     return _LAST_STOPPED.get(name)
 
 
-def load_spec(ctx: Context, running: Running, *, endpoint: str = "chat", mode: str = "open",
-              rate: float = 0.0, concurrency: int = 1, duration: float = 10.0, timeout: float = 30.0,
-              latency_hint_s: float = 0.005, big: bool = False) -> LoadSpec:
+def load_spec(
+    ctx: Context,
+    running: Running,
+    *,
+    endpoint: str = "chat",
+    mode: str = "open",
+    rate: float = 0.0,
+    concurrency: int = 1,
+    duration: float = 10.0,
+    timeout: float = 30.0,
+    latency_hint_s: float = 0.005,
+    big: bool = False,
+) -> LoadSpec:
     ep = ENDPOINTS[endpoint]
     model = running.embedding_model if endpoint == "embeddings" else running.model
-    return LoadSpec(port=running.port, body=request_body(ep, model, big=big), endpoint=endpoint, mode=mode,
-                    rate=rate, concurrency=concurrency, duration=duration, processes=ctx.processes,
-                    timeout=timeout, latency_hint_s=latency_hint_s, cpus=ctx.layout.bench)
+    return LoadSpec(
+        port=running.port,
+        body=request_body(ep, model, big=big),
+        endpoint=endpoint,
+        mode=mode,
+        rate=rate,
+        concurrency=concurrency,
+        duration=duration,
+        processes=ctx.processes,
+        timeout=timeout,
+        latency_hint_s=latency_hint_s,
+        cpus=ctx.layout.bench,
+    )
 
 
 def warm_up(ctx: Context, running: Running, spec: LoadSpec) -> None:
     """A short unrecorded run so connection pools, caches and JITs are warm before measuring."""
     secs = 0.5 if ctx.smoke else 3.0
-    warm = LoadSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__},
-                       "duration": secs, "timeout": min(spec.timeout, 10.0)})
+    warm = LoadSpec(
+        **{
+            **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
+            "duration": secs,
+            "timeout": min(spec.timeout, 10.0),
+        }
+    )
     if warm.mode == "open":
         warm.rate = min(spec.rate, 1000.0)
     run_load(warm)
 
 
-def measure(ctx: Context, running: Running, spec: LoadSpec, *, warm: bool = True, timeline: bool = False,
-            bucket_s: float = 1.0, rss_series: bool = False) -> tuple[dict[str, Any], LoadResult]:
+def measure(
+    ctx: Context,
+    running: Running,
+    spec: LoadSpec,
+    *,
+    warm: bool = True,
+    timeline: bool = False,
+    bucket_s: float = 1.0,
+    rss_series: bool = False,
+) -> tuple[dict[str, Any], LoadResult]:
     """Run one load against a started target; returns (summary incl. resources, raw result)."""
     if warm:
         warm_up(ctx, running, spec)
@@ -133,20 +166,24 @@ def measure(ctx: Context, running: Running, spec: LoadSpec, *, warm: bool = True
     out["tcp_counters_delta"] = {k: tcp1[k] - tcp0.get(k, 0) for k in tcp1}
     out["loadavg_before"] = load0
     # Share of the cell's wall time in which some task on the machine waited for a CPU.
-    out["cpu_pressure_pct"] = (round((psi1 - psi0) / res.wall_s * 100.0, 1)
-                               if psi0 is not None and psi1 is not None and res.wall_s else None)
+    out["cpu_pressure_pct"] = (
+        round((psi1 - psi0) / res.wall_s * 100.0, 1) if psi0 is not None and psi1 is not None and res.wall_s else None
+    )
     lat = out["latency_ms"]
-    log(f"{running.name:8s} {spec.mode} rate={spec.rate if spec.mode == 'open' else '-'} "
+    log(
+        f"{running.name:8s} {spec.mode} rate={spec.rate if spec.mode == 'open' else '-'} "
         f"conc={spec.concurrency if spec.mode == 'closed' else '-'} ok={out['ok']}/{out['scheduled']} "
         f"thr={out['throughput_rps']}/s p50={lat['p50']} p99={lat['p99']} ms "
         f"rss={out['resources']['peak_rss_mb']} MB errors={out['errors']} load={load0} "
         f"cpu_pressure={out['cpu_pressure_pct']}% "
-        f"syn_drops={out['tcp_counters_delta'].get('ListenOverflows')}")
+        f"syn_drops={out['tcp_counters_delta'].get('ListenOverflows')}"
+    )
     return out, res
 
 
-def save(ctx: Context, scenario: str, params: dict[str, Any], cells: list[dict[str, Any]],
-         derived: dict[str, Any]) -> str:
+def save(
+    ctx: Context, scenario: str, params: dict[str, Any], cells: list[dict[str, Any]], derived: dict[str, Any]
+) -> str:
     """Write ``<out_dir>/<scenario>.json`` (the latest run of that scenario) and return its path."""
     os.makedirs(ctx.out_dir, exist_ok=True)
     doc = {

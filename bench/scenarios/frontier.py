@@ -50,8 +50,10 @@ def _step(ctx: Context, running: Running, rate: float, duration: float) -> dict[
         out.update(rate=rate, passed=passed(out), attempt=attempt, harness_starved=harness_starved(out))
         if out["passed"] or not out["harness_starved"]:
             break
-        log(f"frontier: load generator fell {out['send_lag_ms']['p99']} ms behind its schedule at {rate} RPS "
-            "(its CPU was taken, by a neighbour or by its own connection storm); measuring the step again")
+        log(
+            f"frontier: load generator fell {out['send_lag_ms']['p99']} ms behind its schedule at {rate} RPS "
+            "(its CPU was taken, by a neighbour or by its own connection storm); measuring the step again"
+        )
     return out
 
 
@@ -85,8 +87,12 @@ def run(ctx: Context) -> str:
                     continue
                 ladder = SMOKE_LADDER if ctx.smoke else LADDERS[name]
                 # One warm-up at the bottom of the ladder, then no per-step warm-ups (the target stays up).
-                measure(ctx, running, load_spec(ctx, running, rate=ladder[0], duration=1.0 if ctx.smoke else 5.0,
-                                                latency_hint_s=0.025), warm=False)
+                measure(
+                    ctx,
+                    running,
+                    load_spec(ctx, running, rate=ladder[0], duration=1.0 if ctx.smoke else 5.0, latency_hint_s=0.025),
+                    warm=False,
+                )
                 steps = climb(ctx, running, ladder, duration)
             for s in steps:
                 s["target"] = name
@@ -100,13 +106,28 @@ def run(ctx: Context) -> str:
                     c = _step(ctx, running, first_fail, duration)
                     c["target"] = "direct"
                     cells.append(c)
-                    derived["direct_at_bifrost_limit"] = {"rate": first_fail, "passed": c["passed"],
-                                                          "p99_ms": c["latency_ms"]["p99"]}
+                    derived["direct_at_bifrost_limit"] = {
+                        "rate": first_fail,
+                        "passed": c["passed"],
+                        "p99_ms": c["latency_ms"]["p99"],
+                    }
     if "bifrost" in derived and "litellm" in derived:
-        derived["bifrost_over_litellm"] = ratio(derived["bifrost"]["max_sustained_rps"],
-                                                derived["litellm"]["max_sustained_rps"], 1)
-    return save(ctx, NAME, {"mock_latency_ms": 20, "step_duration_s": duration, "p99_limit_ms": P99_LIMIT_MS,
-                            "error_limit": ERROR_LIMIT, "profile": "cost"}, cells, derived)
+        derived["bifrost_over_litellm"] = ratio(
+            derived["bifrost"]["max_sustained_rps"], derived["litellm"]["max_sustained_rps"], 1
+        )
+    return save(
+        ctx,
+        NAME,
+        {
+            "mock_latency_ms": 20,
+            "step_duration_s": duration,
+            "p99_limit_ms": P99_LIMIT_MS,
+            "error_limit": ERROR_LIMIT,
+            "profile": "cost",
+        },
+        cells,
+        derived,
+    )
 
 
 def _best(steps: list[dict[str, Any]]) -> dict[str, Any]:

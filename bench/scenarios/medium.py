@@ -43,12 +43,18 @@ def run(ctx: Context, rate: float | None = None) -> str:
                             if running is not None:
                                 cells.append(_cell(ctx, m, running, lat, r, duration, timeout))
     derived = _derive(cells, latencies, rates)
-    return save(ctx, NAME, {"latencies_ms": latencies, "rates": rates, "duration_s": duration,
-                            "profile": "cost", "timeout_s": timeout}, cells, derived)
+    return save(
+        ctx,
+        NAME,
+        {"latencies_ms": latencies, "rates": rates, "duration_s": duration, "profile": "cost", "timeout_s": timeout},
+        cells,
+        derived,
+    )
 
 
-def _cell(ctx: Context, m: MockProcess, running: Running, lat: float, r: float, duration: float,
-          timeout: float) -> dict[str, Any]:
+def _cell(
+    ctx: Context, m: MockProcess, running: Running, lat: float, r: float, duration: float, timeout: float
+) -> dict[str, Any]:
     m.configure(latency_ms=lat)
     spec = load_spec(ctx, running, rate=r, duration=duration, timeout=timeout, latency_hint_s=lat / 1000 + 0.005)
     out, _res = measure(ctx, running, spec, timeline=True, rss_series=True)
@@ -65,25 +71,34 @@ def _derive(cells: list[dict[str, Any]], latencies: list[float], rates: list[flo
                 c = by(cells, target=name, mock_latency_ms=lat, rate=r)
                 if c is None:
                     continue
-                rows.append({
-                    "target": name, "mock_latency_ms": lat, "rate": r,
-                    "added_p50_ms": diff(c["latency_ms"]["p50"], base and base["latency_ms"]["p50"]),
-                    "added_p99_ms": diff(c["latency_ms"]["p99"], base and base["latency_ms"]["p99"]),
-                    "success_rate": c["success_rate"], "throughput_rps": c["throughput_rps"],
-                    "peak_rss_mb": c["resources"]["peak_rss_mb"],
-                })
+                rows.append(
+                    {
+                        "target": name,
+                        "mock_latency_ms": lat,
+                        "rate": r,
+                        "added_p50_ms": diff(c["latency_ms"]["p50"], base and base["latency_ms"]["p50"]),
+                        "added_p99_ms": diff(c["latency_ms"]["p99"], base and base["latency_ms"]["p99"]),
+                        "success_rate": c["success_rate"],
+                        "throughput_rps": c["throughput_rps"],
+                        "peak_rss_mb": c["resources"]["peak_rss_mb"],
+                    }
+                )
     ratios = []
     for lat in latencies:
         for r in rates:
             b = by(cells, target="bifrost", mock_latency_ms=lat, rate=r)
             ll = by(cells, target="litellm", mock_latency_ms=lat, rate=r)
             if b and ll:
-                ratios.append({
-                    "mock_latency_ms": lat, "rate": r,
-                    "throughput_x": ratio(b["throughput_rps"], ll["throughput_rps"]),
-                    "litellm_p50_over_bifrost": ratio(ll["latency_ms"]["p50"], b["latency_ms"]["p50"]),
-                    "litellm_p99_over_bifrost": ratio(ll["latency_ms"]["p99"], b["latency_ms"]["p99"]),
-                    "litellm_rss_over_bifrost": ratio(ll["resources"]["peak_rss_mb"],
-                                                      b["resources"]["peak_rss_mb"]),
-                })
+                ratios.append(
+                    {
+                        "mock_latency_ms": lat,
+                        "rate": r,
+                        "throughput_x": ratio(b["throughput_rps"], ll["throughput_rps"]),
+                        "litellm_p50_over_bifrost": ratio(ll["latency_ms"]["p50"], b["latency_ms"]["p50"]),
+                        "litellm_p99_over_bifrost": ratio(ll["latency_ms"]["p99"], b["latency_ms"]["p99"]),
+                        "litellm_rss_over_bifrost": ratio(
+                            ll["resources"]["peak_rss_mb"], b["resources"]["peak_rss_mb"]
+                        ),
+                    }
+                )
     return {"added_vs_direct": rows, "bifrost_vs_litellm": ratios}

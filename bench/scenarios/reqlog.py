@@ -29,8 +29,7 @@ def run(ctx: Context) -> str:
                 with target(ctx, label, m, profile="cost", logging=on) as running:
                     if running is None:
                         break
-                    spec = load_spec(ctx, running, mode="closed", concurrency=conc, duration=duration,
-                                     timeout=10.0)
+                    spec = load_spec(ctx, running, mode="closed", concurrency=conc, duration=duration, timeout=10.0)
                     out, _ = measure(ctx, running, spec)
                 out.update(logging=on, round=i)
                 cells.append(out)
@@ -38,7 +37,11 @@ def run(ctx: Context) -> str:
     off_thr = [c["throughput_rps"] for c in cells if not c["logging"]]
     derived: dict[str, Any] = {}
     if on_thr and off_thr:
-        derived = {"throughput_on_rps": round(mean(on_thr), 1), "throughput_off_rps": round(mean(off_thr), 1),
-                   "cost_pct": round((1 - mean(on_thr) / mean(off_thr)) * 100.0, 2)}
-    return save(ctx, NAME, {"concurrency": conc, "duration_s": duration, "rounds": rounds, "profile": "cost"},
-                cells, derived)
+        derived = {
+            "throughput_on_rps": round(mean(on_thr), 1),
+            "throughput_off_rps": round(mean(off_thr), 1),
+            "cost_pct": round((1 - mean(on_thr) / mean(off_thr)) * 100.0, 2),
+        }
+    return save(
+        ctx, NAME, {"concurrency": conc, "duration_s": duration, "rounds": rounds, "profile": "cost"}, cells, derived
+    )

@@ -23,14 +23,16 @@ def run(ctx: Context, rate: float | None = None) -> str:
                 if running is None:
                     continue
                 spec = load_spec(ctx, running, rate=rate, duration=duration, timeout=10.0, latency_hint_s=0.025)
-                out, _ = measure(ctx, running, spec, timeline=True, bucket_s=max(duration / 60.0, 1.0),
-                                 rss_series=True)
+                out, _ = measure(ctx, running, spec, timeline=True, bucket_s=max(duration / 60.0, 1.0), rss_series=True)
                 out.update(rate=rate, rss_growth=rss_growth(out["rss_series"], duration))
                 cells.append(out)
-    derived = {c["target"]: {**c["rss_growth"], "success_rate": c["success_rate"],
-                             "p99_ms": c["latency_ms"]["p99"]} for c in cells}
-    return save(ctx, NAME, {"rate": rate, "duration_s": duration, "mock_latency_ms": 20, "profile": "cost"},
-                cells, derived)
+    derived = {
+        c["target"]: {**c["rss_growth"], "success_rate": c["success_rate"], "p99_ms": c["latency_ms"]["p99"]}
+        for c in cells
+    }
+    return save(
+        ctx, NAME, {"rate": rate, "duration_s": duration, "mock_latency_ms": 20, "profile": "cost"}, cells, derived
+    )
 
 
 def rss_growth(series: dict[str, list[float]], duration: float) -> dict[str, float | None]:
@@ -44,5 +46,8 @@ def rss_growth(series: dict[str, list[float]], duration: float) -> dict[str, flo
     late = [r for x, r in zip(t, rss, strict=True) if x >= tail]
     a = sum(early) / len(early) if early else rss[0]
     b = sum(late) / len(late) if late else rss[-1]
-    return {"rss_after_warmup_mb": round(a, 2), "rss_end_mb": round(b, 2),
-            "growth_pct": round((b - a) / a * 100.0, 2) if a else None}
+    return {
+        "rss_after_warmup_mb": round(a, 2),
+        "rss_end_mb": round(b, 2),
+        "growth_pct": round((b - a) / a * 100.0, 2) if a else None,
+    }

@@ -30,11 +30,21 @@ def run(ctx: Context) -> str:
                 if running is None:
                     continue
                 for conc in levels:
-                    spec = load_spec(ctx, running, endpoint="chat_stream", mode="closed", concurrency=conc,
-                                     duration=duration, timeout=30.0)
+                    spec = load_spec(
+                        ctx,
+                        running,
+                        endpoint="chat_stream",
+                        mode="closed",
+                        concurrency=conc,
+                        duration=duration,
+                        timeout=30.0,
+                    )
                     out, res = measure(ctx, running, spec, warm=conc == levels[0])
-                    out.update(concurrency=conc, stalled=stalled_streams(res, STALL_S),
-                               cut=sum(out["errors"].get(k, 0) for k in CUT_KINDS))
+                    out.update(
+                        concurrency=conc,
+                        stalled=stalled_streams(res, STALL_S),
+                        cut=sum(out["errors"].get(k, 0) for k in CUT_KINDS),
+                    )
                     cells.append(out)
     derived: dict[str, Any] = {}
     for name in ("bifrost", "litellm"):
@@ -43,16 +53,33 @@ def run(ctx: Context) -> str:
             c, d = by(cells, target=name, concurrency=conc), by(cells, target="direct", concurrency=conc)
             if c is None:
                 continue
-            rows.append({
-                "concurrency": conc, "ok": c["ok"], "errors": c["error_total"],
-                "stalled": c["stalled"], "cut": c["cut"],
-                "added_ttft_p50_ms": diff(c["ttft_ms"]["p50"], d and d["ttft_ms"]["p50"]),
-                "added_ttft_p99_ms": diff(c["ttft_ms"]["p99"], d and d["ttft_ms"]["p99"]),
-                "added_gap_p99_ms": diff(c["chunk_gap_ms"]["p99"], d and d["chunk_gap_ms"]["p99"]),
-                "peak_rss_mb": c["resources"]["peak_rss_mb"],
-            })
+            rows.append(
+                {
+                    "concurrency": conc,
+                    "ok": c["ok"],
+                    "errors": c["error_total"],
+                    "stalled": c["stalled"],
+                    "cut": c["cut"],
+                    "added_ttft_p50_ms": diff(c["ttft_ms"]["p50"], d and d["ttft_ms"]["p50"]),
+                    "added_ttft_p99_ms": diff(c["ttft_ms"]["p99"], d and d["ttft_ms"]["p99"]),
+                    "added_gap_p99_ms": diff(c["chunk_gap_ms"]["p99"], d and d["chunk_gap_ms"]["p99"]),
+                    "peak_rss_mb": c["resources"]["peak_rss_mb"],
+                }
+            )
         if rows:
             derived[name] = rows
-    return save(ctx, NAME, {"levels": levels, "duration_s": duration, "ttft_ms": settings.latency_ms,
-                            "chunks": settings.stream_chunks, "chunk_interval_ms": settings.chunk_interval_ms,
-                            "stall_s": STALL_S, "profile": "cost"}, cells, derived)
+    return save(
+        ctx,
+        NAME,
+        {
+            "levels": levels,
+            "duration_s": duration,
+            "ttft_ms": settings.latency_ms,
+            "chunks": settings.stream_chunks,
+            "chunk_interval_ms": settings.chunk_interval_ms,
+            "stall_s": STALL_S,
+            "profile": "cost",
+        },
+        cells,
+        derived,
+    )

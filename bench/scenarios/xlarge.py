@@ -19,24 +19,32 @@ def run(ctx: Context, rate: float | None = None) -> str:
     rate = rate or (5000.0 if not ctx.smoke else 50.0)
     duration = ctx.dur(60.0, 2.0)
     timeout = 30.0 if not ctx.smoke else 5.0
-    wanted = [n for n in ("direct", "bifrost", "litellm")
-              if ctx.want(n) and (n != "litellm" or ctx.explicit_targets)]
+    wanted = [n for n in ("direct", "bifrost", "litellm") if ctx.want(n) and (n != "litellm" or ctx.explicit_targets)]
     cells: list[dict[str, Any]] = []
     with mock(MockSettings(latency_ms=0.0)) as m:
         for name in wanted:
             with target(ctx, name, m, profile="speed") as running:
                 if running is None:
                     continue
-                out, _ = measure(ctx, running, load_spec(ctx, running, rate=rate, duration=duration,
-                                                         timeout=timeout), timeline=True, rss_series=True)
+                out, _ = measure(
+                    ctx,
+                    running,
+                    load_spec(ctx, running, rate=rate, duration=duration, timeout=timeout),
+                    timeline=True,
+                    rss_series=True,
+                )
                 out.update(rate=rate, mock_latency_ms=0.0)
                 cells.append(out)
     b, d = by(cells, target="bifrost"), by(cells, target="direct")
     derived = {}
     if b:
-        derived = {"sustained": b["success_rate"] == 1.0 and (b["latency_ms"]["p99"] or 1e9) < 1000,
-                   "throughput_rps": b["throughput_rps"], "success_rate": b["success_rate"],
-                   "added_p99_ms": diff(b["latency_ms"]["p99"], d and d["latency_ms"]["p99"]),
-                   "peak_rss_mb": b["resources"]["peak_rss_mb"]}
-    return save(ctx, NAME, {"rate": rate, "duration_s": duration, "profile": "speed", "mock_latency_ms": 0},
-                cells, derived)
+        derived = {
+            "sustained": b["success_rate"] == 1.0 and (b["latency_ms"]["p99"] or 1e9) < 1000,
+            "throughput_rps": b["throughput_rps"],
+            "success_rate": b["success_rate"],
+            "added_p99_ms": diff(b["latency_ms"]["p99"], d and d["latency_ms"]["p99"]),
+            "peak_rss_mb": b["resources"]["peak_rss_mb"],
+        }
+    return save(
+        ctx, NAME, {"rate": rate, "duration_s": duration, "profile": "speed", "mock_latency_ms": 0}, cells, derived
+    )

@@ -20,10 +20,21 @@ TARGETS: dict[str, Callable[..., Target]] = {
 def make(name: str, **kwargs: Any) -> Target:
     """Build target ``name`` with only the options it understands."""
     cls = TARGETS[name]
-    accepted = {"direct": {"mock_pid"}, "bifrost": {"profile", "logging", "workers", "label"},
-                "litellm": {"workers", "auto_install"}}[name]
+    accepted = {
+        "direct": {"mock_pid"},
+        "bifrost": {"profile", "logging", "workers", "label"},
+        "litellm": {"workers", "auto_install"},
+    }[name]
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
-__all__ = ["TARGETS", "BifrostTarget", "DirectTarget", "LiteLLMTarget", "Running", "Target",
-           "TargetUnavailable", "make"]
+__all__ = [
+    "TARGETS",
+    "BifrostTarget",
+    "DirectTarget",
+    "LiteLLMTarget",
+    "Running",
+    "Target",
+    "TargetUnavailable",
+    "make",
+]

@@ -61,16 +61,26 @@ class Target:
         self.proc = None
         return self.exit_code
 
-    def _spawn(self, cmd: list[str], env: dict[str, str], log_path: str, cwd: str | None = None,
-               preexec: Any = None) -> subprocess.Popen:
+    def _spawn(
+        self, cmd: list[str], env: dict[str, str], log_path: str, cwd: str | None = None, preexec: Any = None
+    ) -> subprocess.Popen:
         # Own process group: SIGTERM reaches every worker the gateway forks, and nothing of ours.
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+
         def setup() -> None:
             os.setpgrp()
             if preexec is not None:
                 preexec()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=setup)
+
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=setup,
+        )
         return self.proc
 
     def log_tail(self, n: int = 2000) -> str:

@@ -25,13 +25,20 @@ from bench.targets.base import Running, Target, TargetUnavailable
 def serve_help() -> str:
     """``serve --help`` text, or raise TargetUnavailable when the gateway cannot start at all."""
     try:
-        out = subprocess.run([sys.executable, "-m", "bifrost_cli", "serve", "--help"], cwd=REPO_ROOT,
-                             env=child_env(), capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "bifrost_cli", "serve", "--help"],
+            cwd=REPO_ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TargetUnavailable(f"bifrost: cannot run `python -m bifrost_cli serve --help`: {exc}") from None
     if out.returncode != 0:
-        raise TargetUnavailable("bifrost: `python -m bifrost_cli serve --help` failed: "
-                                + (out.stderr or out.stdout).strip()[-500:])
+        raise TargetUnavailable(
+            "bifrost: `python -m bifrost_cli serve --help` failed: " + (out.stderr or out.stdout).strip()[-500:]
+        )
     return out.stdout
 
 
@@ -42,8 +49,7 @@ def supports(flag: str) -> bool:
 def write_config(app_dir: str, mock_origin: str, *, logging: bool, profile: str | None) -> str:
     provider: dict[str, object] = {
         "keys": [{"name": "bench", "value": "sk-bench-fake", "models": [], "weight": 1.0}],
-        "network_config": {"base_url": mock_origin, "default_request_timeout_in_seconds": 30,
-                           "max_retries": 0},
+        "network_config": {"base_url": mock_origin, "default_request_timeout_in_seconds": 30, "max_retries": 0},
     }
     client: dict[str, object] = {"enable_logging": logging}
     if profile is None:
@@ -60,8 +66,9 @@ class BifrostTarget(Target):
 
     name = "bifrost"
 
-    def __init__(self, *, profile: str | None = None, logging: bool = True, workers: int = 1,
-                 label: str | None = None) -> None:
+    def __init__(
+        self, *, profile: str | None = None, logging: bool = True, workers: int = 1, label: str | None = None
+    ) -> None:
         super().__init__()
         self.profile = profile
         self.logging = logging
@@ -81,8 +88,21 @@ class BifrostTarget(Target):
         self.app_dir = tempfile.mkdtemp(prefix="bench-bifrost-")
         write_config(self.app_dir, mock_origin, logging=self.logging, profile=profile)
         port = port or control.free_port()
-        cmd = [*layout.gateway_prefix(), sys.executable, "-m", "bifrost_cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--app-dir", self.app_dir, "--log-level", "warning"]
+        cmd = [
+            *layout.gateway_prefix(),
+            sys.executable,
+            "-m",
+            "bifrost_cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--app-dir",
+            self.app_dir,
+            "--log-level",
+            "warning",
+        ]
         if "--workers" in help_text:
             cmd += ["--workers", str(self.workers)]
         if profile:
@@ -90,15 +110,22 @@ class BifrostTarget(Target):
         env = child_env()
         for key in [k for k in env if k.startswith("BIFROST_")]:
             del env[key]  # the suite's flags and config.json are the whole truth
-        proc = self._spawn(cmd, env, os.path.join(self.app_dir, "gateway.log"), cwd=REPO_ROOT,
-                           preexec=gateway_preexec(layout))
+        proc = self._spawn(
+            cmd, env, os.path.join(self.app_dir, "gateway.log"), cwd=REPO_ROOT, preexec=gateway_preexec(layout)
+        )
         try:
             control.wait_ready(port, "/health", 60, proc)
         except RuntimeError as exc:
             self.stop(5)
             raise TargetUnavailable(f"bifrost did not start: {exc}\n{self.log_tail()}") from None
-        return Running(name=self.name, port=port, model="openai/gpt-4o-mini", pid=proc.pid,
-                       embedding_model="openai/text-embedding-3-small", notes=notes)
+        return Running(
+            name=self.name,
+            port=port,
+            model="openai/gpt-4o-mini",
+            pid=proc.pid,
+            embedding_model="openai/text-embedding-3-small",
+            notes=notes,
+        )
 
     @property
     def log_db(self) -> str:

@@ -20,5 +20,10 @@ class DirectTarget(Target):
     def start(self, mock_origin: str, layout: Layout, port: int | None = None) -> Running:
         mock_port = urlparse(mock_origin).port
         assert mock_port is not None
-        return Running(name=self.name, port=mock_port, model="gpt-4o-mini", pid=self.mock_pid,
-                       notes=["RSS/CPU are the mock provider's own"])
+        return Running(
+            name=self.name,
+            port=mock_port,
+            model="gpt-4o-mini",
+            pid=self.mock_pid,
+            notes=["RSS/CPU are the mock provider's own"],
+        )

@@ -55,22 +55,47 @@ class LiteLLMTarget(Target):
         with open(cfg, "w") as fh:
             fh.write(_CONFIG.format(origin=mock_origin))
         port = port or control.free_port()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("LITELLM_", "DATABASE_URL", "OPENAI_", "PYTHONPATH"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("LITELLM_", "DATABASE_URL", "OPENAI_", "PYTHONPATH"))
+        }
         # Offline: the bundled cost map, no DB, no telemetry, quiet logs.
-        env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "WARNING",
-                    "LITELLM_TELEMETRY": "False", "NO_PROXY": "127.0.0.1,localhost"})
-        cmd = [*layout.gateway_prefix(), binary, "--config", cfg, "--host", "127.0.0.1", "--port", str(port),
-               "--num_workers", str(self.workers)]
-        proc = self._spawn(cmd, env, os.path.join(self.work_dir, "litellm.log"), cwd=self.work_dir,
-                           preexec=gateway_preexec(layout))
+        env.update(
+            {
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_LOG": "WARNING",
+                "LITELLM_TELEMETRY": "False",
+                "NO_PROXY": "127.0.0.1,localhost",
+            }
+        )
+        cmd = [
+            *layout.gateway_prefix(),
+            binary,
+            "--config",
+            cfg,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            str(self.workers),
+        ]
+        proc = self._spawn(
+            cmd, env, os.path.join(self.work_dir, "litellm.log"), cwd=self.work_dir, preexec=gateway_preexec(layout)
+        )
         try:
             control.wait_ready(port, "/health/liveliness", 180, proc)
         except RuntimeError as exc:
             self.stop(5)
             raise TargetUnavailable(f"litellm did not start: {exc}\n{self.log_tail()}") from None
-        return Running(name=self.name, port=port, model="gpt-4o-mini", pid=proc.pid,
-                       notes=[f"litellm {litellm_env.version() or '?'}, {self.workers} worker(s)"])
+        return Running(
+            name=self.name,
+            port=port,
+            model="gpt-4o-mini",
+            pid=proc.pid,
+            notes=[f"litellm {litellm_env.version() or '?'}, {self.workers} worker(s)"],
+        )
 
     def log_tail(self, n: int = 2000) -> str:
         try:

@@ -21,8 +21,12 @@ def installed() -> bool:
 def version() -> str | None:
     py = os.path.join(VENV, "bin", "python")
     try:
-        out = subprocess.run([py, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [py, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None

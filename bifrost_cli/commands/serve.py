@@ -19,32 +19,54 @@ LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=
 def serve_options(f):  # type: ignore[no-untyped-def]
     """The serve options, shared by the root group (bare `bifrost`) and `bifrost serve`."""
     options = [
-        click.option("--host", envvar="BIFROST_HOST", default="127.0.0.1", show_default=True,
-                     help="Address to listen on."),
-        click.option("--port", envvar="BIFROST_PORT", type=click.IntRange(0, 65535), default=8080,
-                     show_default=True, help="Port to listen on."),
-        click.option("--app-dir", envvar="BIFROST_APP_DIR", type=click.Path(file_okay=False, path_type=Path),
-                     default=None, help="Holds config.json and logs.db [default: the user config dir]."),
-        click.option("--log-level", envvar="BIFROST_LOG_LEVEL", type=LOG_LEVELS, default="info",
-                     show_default=True),
-        click.option("--workers", envvar="BIFROST_WORKERS", type=click.IntRange(1, 256), default=None,
-                     help="Worker processes sharing the port (SO_REUSEPORT) [default: the profile's]."),
+        click.option(
+            "--host", envvar="BIFROST_HOST", default="127.0.0.1", show_default=True, help="Address to listen on."
+        ),
+        click.option(
+            "--port",
+            envvar="BIFROST_PORT",
+            type=click.IntRange(0, 65535),
+            default=8080,
+            show_default=True,
+            help="Port to listen on.",
+        ),
+        click.option(
+            "--app-dir",
+            envvar="BIFROST_APP_DIR",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Holds config.json and logs.db [default: the user config dir].",
+        ),
+        click.option("--log-level", envvar="BIFROST_LOG_LEVEL", type=LOG_LEVELS, default="info", show_default=True),
+        click.option(
+            "--workers",
+            envvar="BIFROST_WORKERS",
+            type=click.IntRange(1, 256),
+            default=None,
+            help="Worker processes sharing the port (SO_REUSEPORT) [default: the profile's].",
+        ),
         # No click envvar: BIFROST_PROFILE is read by resolve_profile so the banner can say where
         # the profile came from (flag > env > config.json > auto).
-        click.option("--profile", type=click.Choice(PROFILE_CHOICES, case_sensitive=False), default=None,
-                     help="Tuning profile for this run [env BIFROST_PROFILE; default: config.json's "
-                          "\"profile\", else auto]. See `bifrost tune`."),
+        click.option(
+            "--profile",
+            type=click.Choice(PROFILE_CHOICES, case_sensitive=False),
+            default=None,
+            help="Tuning profile for this run [env BIFROST_PROFILE; default: config.json's "
+            '"profile", else auto]. See `bifrost tune`.',
+        ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def run_serve(host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None,
-              profile: str | None = None) -> None:
+def run_serve(
+    host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None, profile: str | None = None
+) -> None:
     try:
-        startup = build_startup(app_dir, host=host, port=port, log_level=log_level.lower(), workers=workers,
-                                profile_flag=profile)
+        startup = build_startup(
+            app_dir, host=host, port=port, log_level=log_level.lower(), workers=workers, profile_flag=profile
+        )
     except ConfigError as exc:
         console.error(f"invalid configuration: {exc}")
         sys.exit(2)
@@ -54,7 +76,6 @@ def run_serve(host: str, port: int, app_dir: Path | None, log_level: str, worker
 
 @click.command("serve")
 @serve_options
-def serve(host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None,
-          profile: str | None) -> None:
+def serve(host: str, port: int, app_dir: Path | None, log_level: str, workers: int | None, profile: str | None) -> None:
     """Start the gateway (the default command)."""
     run_serve(host, port, app_dir, log_level, workers, profile)

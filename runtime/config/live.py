@@ -57,8 +57,9 @@ def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | No
 class ConfigWatcher:
     """Polls the store and applies what changed on disk (another worker's or a person's edit)."""
 
-    def __init__(self, store: ConfigStore, gateway: Gateway, writer: LogWriter | None,
-                 interval_s: float = WATCH_INTERVAL_S) -> None:
+    def __init__(
+        self, store: ConfigStore, gateway: Gateway, writer: LogWriter | None, interval_s: float = WATCH_INTERVAL_S
+    ) -> None:
         self.store = store
         self.gateway = gateway
         self.writer = writer

@@ -191,17 +191,16 @@ def _parse_network(r: _Reader | None, spec: ProviderSpec) -> NetworkConfig:
         base_url=base_url,
         extra_headers=MappingProxyType(dict(headers)),
         default_request_timeout_in_seconds=r.get(
-            "default_request_timeout_in_seconds", float, d.default_request_timeout_in_seconds),
+            "default_request_timeout_in_seconds", float, d.default_request_timeout_in_seconds
+        ),
         connect_timeout_in_seconds=r.get("connect_timeout_in_seconds", float, d.connect_timeout_in_seconds),
         first_byte_timeout_in_seconds=first_byte,
-        stream_idle_timeout_in_seconds=r.get(
-            "stream_idle_timeout_in_seconds", float, d.stream_idle_timeout_in_seconds),
+        stream_idle_timeout_in_seconds=r.get("stream_idle_timeout_in_seconds", float, d.stream_idle_timeout_in_seconds),
         max_retries=r.get("max_retries", int, d.max_retries),
         retry_backoff_initial_ms=initial,
         retry_backoff_max_ms=cap,
     )
-    for name in ("default_request_timeout_in_seconds", "connect_timeout_in_seconds",
-                 "stream_idle_timeout_in_seconds"):
+    for name in ("default_request_timeout_in_seconds", "connect_timeout_in_seconds", "stream_idle_timeout_in_seconds"):
         _positive(getattr(net, name), f"{r.path}.{name}")
     if first_byte is not None:
         _positive(first_byte, f"{r.path}.first_byte_timeout_in_seconds")
@@ -223,15 +222,19 @@ def parse_provider(name: str, data: Any, environ: Mapping[str, str], tuning: Tun
         try:
             spec = custom_spec(name, base_type, base_url)
         except KeyError:
-            raise ConfigError(f"{path}.custom_provider_config.base_provider_type",
-                              f"unknown provider type {base_type!r}; known: {', '.join(sorted(PROVIDER_SPECS))}"
-                              ) from None
+            raise ConfigError(
+                f"{path}.custom_provider_config.base_provider_type",
+                f"unknown provider type {base_type!r}; known: {', '.join(sorted(PROVIDER_SPECS))}",
+            ) from None
     else:
         spec = PROVIDER_SPECS.get(name)
         if spec is None:
-            raise ConfigError(path, "unknown provider; declare a custom one with "
-                              "\"custom_provider_config\": {\"base_provider_type\": \"openai\"} and "
-                              f"network_config.base_url (known providers: {', '.join(sorted(PROVIDER_SPECS))})")
+            raise ConfigError(
+                path,
+                "unknown provider; declare a custom one with "
+                '"custom_provider_config": {"base_provider_type": "openai"} and '
+                f"network_config.base_url (known providers: {', '.join(sorted(PROVIDER_SPECS))})",
+            )
     keys_data = r.get("keys", list, [])
     keys = tuple(_parse_key(k, f"{path}.keys[{i}]", spec, environ) for i, k in enumerate(keys_data))
     if spec.key_required and not keys:
@@ -244,14 +247,21 @@ def parse_provider(name: str, data: Any, environ: Mapping[str, str], tuning: Tun
     buffer_size = tuning.default_buffer_size
     if lane is not None:
         concurrency = int(_positive(lane.get("concurrency", int, concurrency), f"{lane.path}.concurrency"))
-        buffer_size = int(_positive(lane.get("buffer_size", int, buffer_size), f"{lane.path}.buffer_size",
-                                    allow_zero=True))
+        buffer_size = int(
+            _positive(lane.get("buffer_size", int, buffer_size), f"{lane.path}.buffer_size", allow_zero=True)
+        )
     models = r.get("models", list, [])
     known = {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models"}
     extra = {k: v for k, v in r.items() if k not in known}
     return ProviderConfig(
-        name=name, kind=spec.kind, keys=keys, network=network, concurrency=concurrency,
-        buffer_size=buffer_size, models=tuple(str(m) for m in models), explicit_lane=lane is not None,
+        name=name,
+        kind=spec.kind,
+        keys=keys,
+        network=network,
+        concurrency=concurrency,
+        buffer_size=buffer_size,
+        models=tuple(str(m) for m in models),
+        explicit_lane=lane is not None,
         extra=MappingProxyType(extra),
     )
 
@@ -287,8 +297,10 @@ def providers_from_env(environ: Mapping[str, str], tuning: Tuning) -> dict[str, 
             endpoint = environ.get("AZURE_ENDPOINT") or environ.get("AZURE_OPENAI_ENDPOINT")
             if not endpoint:
                 continue  # a key without an endpoint cannot be used
-            key["azure_key_config"] = {"endpoint": endpoint,
-                                       "api_version": environ.get("AZURE_API_VERSION", "2024-10-21")}
+            key["azure_key_config"] = {
+                "endpoint": endpoint,
+                "api_version": environ.get("AZURE_API_VERSION", "2024-10-21"),
+            }
         for field_path, variable in spec.env_config:
             if environ.get(variable):
                 block, _, name = field_path.partition(".")
@@ -312,15 +324,15 @@ def read_config_file(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError("", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                          ) from None
+        raise ConfigError("", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(data, dict):
         raise ConfigError("", f"{path} must hold a JSON object at the top level")
     return data
 
 
-def build_providers(raw: Mapping[str, Any] | None, environ: Mapping[str, str],
-                    tuning: Tuning) -> dict[str, ProviderConfig]:
+def build_providers(
+    raw: Mapping[str, Any] | None, environ: Mapping[str, str], tuning: Tuning
+) -> dict[str, ProviderConfig]:
     """Providers from the file when it has a `providers` block, else from the environment; plus mock."""
     providers: dict[str, ProviderConfig]
     block = raw.get("providers") if raw else None
@@ -334,10 +346,17 @@ def build_providers(raw: Mapping[str, Any] | None, environ: Mapping[str, str],
     return providers
 
 
-def load_gateway_config(app_dir: Path, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info",
-                        workers: int = 1, tuning: Tuning | None = None,
-                        environ: Mapping[str, str] | None = None,
-                        client_defaults: ClientConfig | None = None) -> GatewayConfig:
+def load_gateway_config(
+    app_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_level: str = "info",
+    workers: int = 1,
+    tuning: Tuning | None = None,
+    environ: Mapping[str, str] | None = None,
+    client_defaults: ClientConfig | None = None,
+) -> GatewayConfig:
     """The whole start-up config: `<app_dir>/config.json` (if any) + environment + tuning."""
     env = os.environ if environ is None else environ
     tuning = tuning or Tuning()
@@ -349,7 +368,13 @@ def load_gateway_config(app_dir: Path, *, host: str = "127.0.0.1", port: int = 8
     except ConfigError as exc:
         raise ConfigError(exc.path, f"{exc.args[0].split(': ', 1)[-1]} (in {path})") from None
     return GatewayConfig(
-        host=host, port=port, app_dir=Path(app_dir), log_level=log_level, workers=workers,
-        providers=MappingProxyType(providers), client=client, tuning=tuning,
+        host=host,
+        port=port,
+        app_dir=Path(app_dir),
+        log_level=log_level,
+        workers=workers,
+        providers=MappingProxyType(providers),
+        client=client,
+        tuning=tuning,
         raw=MappingProxyType(dict(raw or {})),
     )

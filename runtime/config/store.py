@@ -64,7 +64,7 @@ def write_atomic(path: Path, text: str) -> None:
             data = text.encode("utf-8")
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -105,8 +105,10 @@ def env_providers_raw(config: GatewayConfig) -> Raw:
             continue
         key: Raw = {"name": spec.env_key.lower(), "value": f"env.{spec.env_key}"}
         if provider.keys and provider.keys[0].azure is not None:
-            key["azure_key_config"] = {"endpoint": provider.keys[0].azure.endpoint,
-                                       "api_version": provider.keys[0].azure.api_version}
+            key["azure_key_config"] = {
+                "endpoint": provider.keys[0].azure.endpoint,
+                "api_version": provider.keys[0].azure.api_version,
+            }
         block[name] = {"keys": [key]}
     return block
 
@@ -134,8 +136,12 @@ class ConfigStore:
         admin = raw.get("admin")
         if admin is not None and not isinstance(admin, dict):
             raise ConfigError("admin", "expected an object")
-        return dataclasses.replace(self.current, providers=MappingProxyType(providers), client=client,
-                                   raw=MappingProxyType(copy.deepcopy(dict(raw))))
+        return dataclasses.replace(
+            self.current,
+            providers=MappingProxyType(providers),
+            client=client,
+            raw=MappingProxyType(copy.deepcopy(dict(raw))),
+        )
 
     # -- writing -------------------------------------------------------------------------------------
     def mutate(self, change: Callable[[Raw], Any]) -> tuple[GatewayConfig, Any]:

@@ -48,8 +48,12 @@ class StreamAccumulator:
             message: dict[str, Any] = {"role": "assistant", "content": "".join(slot["text"]) or None}
             if slot["tools"]:
                 message["tool_calls"] = [
-                    {"id": t["id"], "type": "function",
-                     "function": {"name": t["name"], "arguments": "".join(t["arguments"])}}
-                    for _, t in sorted(slot["tools"].items())]
+                    {
+                        "id": t["id"],
+                        "type": "function",
+                        "function": {"name": t["name"], "arguments": "".join(t["arguments"])},
+                    }
+                    for _, t in sorted(slot["tools"].items())
+                ]
             out.append({"index": index, "message": message, "finish_reason": slot["finish"]})
         return out

@@ -13,10 +13,34 @@ from typing import Any
 
 class RequestContext:
     __slots__ = (
-        "attempts", "body", "build_ns", "client_wants_usage", "encode_ns", "endpoint", "error",
-        "error_type", "fallback_index", "fallbacks", "id", "ingress", "input_raw", "key_name",
-        "key_select_ns", "model", "model_requested", "output", "parse_ns", "provider", "queue_wait_ns",
-        "retries", "start_ns", "status", "stream", "ts_ms", "upstream_ns", "usage",
+        "attempts",
+        "body",
+        "build_ns",
+        "client_wants_usage",
+        "encode_ns",
+        "endpoint",
+        "error",
+        "error_type",
+        "fallback_index",
+        "fallbacks",
+        "id",
+        "ingress",
+        "input_raw",
+        "key_name",
+        "key_select_ns",
+        "model",
+        "model_requested",
+        "output",
+        "parse_ns",
+        "provider",
+        "queue_wait_ns",
+        "retries",
+        "start_ns",
+        "status",
+        "stream",
+        "ts_ms",
+        "upstream_ns",
+        "usage",
     )
 
     def __init__(self, request_id: str, endpoint: str, ingress: str = "openai") -> None:

@@ -50,19 +50,24 @@ class Gateway:
         """Resolve `model` and `fallbacks` (removed from the body: they are ours, not the provider's)."""
         model = body.get("model")
         if model is None or model == "":
-            raise InvalidRequest("'model' is required, as provider/model (e.g. openai/gpt-4o-mini)",
-                                 param="model", code="missing_required_parameter")
+            raise InvalidRequest(
+                "'model' is required, as provider/model (e.g. openai/gpt-4o-mini)",
+                param="model",
+                code="missing_required_parameter",
+            )
         if not isinstance(model, str):
-            raise InvalidRequest(f"'model' must be a string, got {type(model).__name__}", param="model",
-                                 code="invalid_type")
+            raise InvalidRequest(
+                f"'model' must be a string, got {type(model).__name__}", param="model", code="invalid_type"
+            )
         ctx.model_requested = model
         router = self.router
         targets = [router.resolve(model)]
         fallbacks = body.pop("fallbacks", None)
         if fallbacks is not None:
             if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
-                raise InvalidRequest("'fallbacks' must be a list of provider/model strings", param="fallbacks",
-                                     code="invalid_type")
+                raise InvalidRequest(
+                    "'fallbacks' must be a list of provider/model strings", param="fallbacks", code="invalid_type"
+                )
             targets.extend(router.resolve(f) for f in fallbacks)
             ctx.fallbacks = tuple(fallbacks)
         handle, upstream_model = targets[0]

@@ -103,9 +103,13 @@ class _Connection(asyncio.Protocol):
         if self._state == "close":  # body delimited by the connection's end
             self._finish()
         elif self._state != "done":
-            response._fail(ServerDisconnected(
-                "upstream closed the connection before the response was complete" if response.status
-                else "upstream closed the connection before answering"))
+            response._fail(
+                ServerDisconnected(
+                    "upstream closed the connection before the response was complete"
+                    if response.status
+                    else "upstream closed the connection before answering"
+                )
+            )
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -147,7 +151,7 @@ class _Connection(asyncio.Protocol):
                         raise HTTPClientError("upstream response head is too large")
                     return
                 head = bytes(buf[:end])
-                del buf[:end + 4]
+                del buf[: end + 4]
                 if self._head(head, response):
                     continue  # an interim 1xx response: read the next head
             elif state == "body":
@@ -164,7 +168,7 @@ class _Connection(asyncio.Protocol):
                         raise HTTPClientError("bad chunked encoding from upstream")
                     return
                 line = bytes(buf[:end]).split(b";", 1)[0].strip()
-                del buf[:end + 2]
+                del buf[: end + 2]
                 try:
                     size = int(line, 16)
                 except ValueError:
@@ -192,7 +196,7 @@ class _Connection(asyncio.Protocol):
                 end = buf.find(b"\r\n")
                 if end < 0:
                     return
-                del buf[:end + 2]
+                del buf[: end + 2]
                 if end == 0:
                     self._finish()
             elif state == "close":
@@ -273,8 +277,23 @@ class _Connection(asyncio.Protocol):
 class Response:
     """An upstream response: status and headers once `request` returns, the body on demand."""
 
-    __slots__ = ("_buffered", "_chunks", "_conn", "_done", "_error", "_got_bytes", "_inflate", "_read_timeout",
-                 "_released", "_waiter", "headers", "keep_alive", "method", "reason", "status")
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_conn",
+        "_done",
+        "_error",
+        "_got_bytes",
+        "_inflate",
+        "_read_timeout",
+        "_released",
+        "_waiter",
+        "headers",
+        "keep_alive",
+        "method",
+        "reason",
+        "status",
+    )
 
     def __init__(self, conn: _Connection, method: str, read_timeout: float | None) -> None:
         self._conn = conn
@@ -398,8 +417,13 @@ class Response:
 class HTTPClient:
     """Pools of keep-alive connections per origin. Create and close inside the running loop."""
 
-    def __init__(self, limit_per_host: int = 0, keepalive_s: float = 30.0,
-                 ssl_context: ssl.SSLContext | None = None, limit: int = 0) -> None:
+    def __init__(
+        self,
+        limit_per_host: int = 0,
+        keepalive_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        limit: int = 0,
+    ) -> None:
         self.limit_per_host = limit_per_host
         # Caps on open sockets (0 = none); lanes already bound requests per provider, these bound sockets.
         self._total = Lane("upstream", limit, 1 << 30, False) if limit > 0 else None
@@ -436,8 +460,16 @@ class HTTPClient:
             self._targets[url] = (origin, line)
         return origin, line
 
-    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None, *,
-                      connect_timeout: float, read_timeout: float | None = None) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        *,
+        connect_timeout: float,
+        read_timeout: float | None = None,
+    ) -> Response:
         """Send the request; return once the response status and headers arrived.
 
         `read_timeout` bounds each wait for data (headers included): the stream-idle bound.
@@ -509,8 +541,12 @@ class HTTPClient:
         try:
             async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self, origin), origin.host, origin.port,
-                    ssl=self._ssl_context() if origin.tls else None, server_hostname=origin.server_hostname)
+                    lambda: _Connection(self, origin),
+                    origin.host,
+                    origin.port,
+                    ssl=self._ssl_context() if origin.tls else None,
+                    server_hostname=origin.server_hostname,
+                )
         except TimeoutError:
             raise ConnectTimeout(f"connecting to {origin.host}:{origin.port} took over {connect_timeout:g}s") from None
         except OSError as exc:

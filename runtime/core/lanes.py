@@ -45,7 +45,8 @@ class Lane:
             self.dropped += 1
             raise QueueFull(
                 f"provider '{self.name}' is at capacity: {self.concurrency} requests in flight and "
-                f"{len(self._waiters)} waiting (buffer_size); drop_excess_requests is on")
+                f"{len(self._waiters)} waiting (buffer_size); drop_excess_requests is on"
+            )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:

@@ -38,9 +38,16 @@ class ChunkStream:
 
     __slots__ = ("_closed", "_idle_s", "_lane", "_provider", "_response", "_translator", "first", "usage")
 
-    def __init__(self, first: list[dict[str, Any]], translator: StreamTranslator | None,
-                 response: Response | None, lane: Any, provider: str, idle_s: float,
-                 usage: Usage | None = None) -> None:
+    def __init__(
+        self,
+        first: list[dict[str, Any]],
+        translator: StreamTranslator | None,
+        response: Response | None,
+        lane: Any,
+        provider: str,
+        idle_s: float,
+        usage: Usage | None = None,
+    ) -> None:
         self.first = first
         self._translator = translator
         self._response = response
@@ -67,8 +74,9 @@ class ChunkStream:
                 tail = translator.close()
                 self.usage = translator.usage
                 if not translator.finished:
-                    raise UpstreamGarbage(f"provider '{self._provider}' ended the stream without its end "
-                                          "marker: the answer is incomplete")
+                    raise UpstreamGarbage(
+                        f"provider '{self._provider}' ended the stream without its end marker: the answer is incomplete"
+                    )
                 return tail or None
             chunks = translator.feed(data)
             self.usage = translator.usage
@@ -93,8 +101,9 @@ class ChunkStream:
 class Engine:
     __slots__ = ("client", "encode", "router", "session")
 
-    def __init__(self, router: Router, client: HTTPClient | None, encode: Encoder,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, router: Router, client: HTTPClient | None, encode: Encoder, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self.router = router
         self.client = client  # the hot-path upstream client
         self.session = session  # aiohttp, for adapters' auxiliary calls (token fetches)
@@ -115,7 +124,8 @@ class Engine:
             ctx.model = model
             if ctx.endpoint not in handle.adapter.operations:
                 err: GatewayError = UnsupportedOperation(
-                    f"provider '{handle.name}' does not support the {ctx.endpoint} endpoint", param="model")
+                    f"provider '{handle.name}' does not support the {ctx.endpoint} endpoint", param="model"
+                )
                 self._record(ctx, handle, model, err, None)
                 first_error = first_error or err
                 continue
@@ -141,8 +151,9 @@ class Engine:
         raise first_error
 
     @staticmethod
-    def _record(ctx: RequestContext, handle: ProviderHandle, model: str, err: GatewayError,
-                key_name: str | None) -> None:
+    def _record(
+        ctx: RequestContext, handle: ProviderHandle, model: str, err: GatewayError, key_name: str | None
+    ) -> None:
         entry = err.describe()
         entry["provider"] = handle.name
         entry["model"] = model
@@ -151,8 +162,9 @@ class Engine:
         ctx.attempts.append(entry)
 
     # -- one attempt ---------------------------------------------------------------------------------
-    async def _prepare(self, ctx: RequestContext, handle: ProviderHandle, model: str,
-                       exclude: KeyConfig | None, stream: bool) -> tuple[KeyConfig, UpstreamRequest | None]:
+    async def _prepare(
+        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: KeyConfig | None, stream: bool
+    ) -> tuple[KeyConfig, UpstreamRequest | None]:
         """Lane slot already held. Key selection, build and encode, each timed."""
         t1 = perf_counter_ns()
         key = handle.keys.select(model, exclude)
@@ -163,8 +175,7 @@ class Engine:
         ctx.key_select_ns += t2 - t1
         if handle.adapter.local:
             return key, None
-        request = handle.adapter.build_request(handle.config, handle.spec, ctx.endpoint, ctx.body, model, key,
-                                               stream)
+        request = handle.adapter.build_request(handle.config, handle.spec, ctx.endpoint, ctx.body, model, key, stream)
         t3 = perf_counter_ns()
         ctx.build_ns += t3 - t2
         if request.body is None:
@@ -182,8 +193,9 @@ class Engine:
             await lane.acquire(handle.config.network.default_request_timeout_in_seconds)
         ctx.queue_wait_ns += perf_counter_ns() - t0
 
-    async def _complete_once(self, ctx: RequestContext, handle: ProviderHandle, model: str,
-                             exclude: KeyConfig | None) -> ParsedResponse:
+    async def _complete_once(
+        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: KeyConfig | None
+    ) -> ParsedResponse:
         await self._acquire(ctx, handle)
         try:
             _key, request = await self._prepare(ctx, handle, model, exclude, False)
@@ -209,8 +221,11 @@ class Engine:
                 if response is not None:
                     response.close()
                 ctx.upstream_ns += perf_counter_ns() - t4
-                bound = net.first_byte_timeout if phase == "response headers" \
-                    and net.first_byte_timeout_in_seconds is not None else net.default_request_timeout_in_seconds
+                bound = (
+                    net.first_byte_timeout
+                    if phase == "response headers" and net.first_byte_timeout_in_seconds is not None
+                    else net.default_request_timeout_in_seconds
+                )
                 raise transport_error(exc, handle.name, phase, bound) from None
             except BaseException:
                 if response is not None:
@@ -228,11 +243,18 @@ class Engine:
 
     def _send(self, request: UpstreamRequest, connect_timeout: float, read_timeout: float | None) -> Any:
         assert self.client is not None
-        return self.client.request(request.method, request.url, request.headers, request.body,
-                                   connect_timeout=connect_timeout, read_timeout=read_timeout)
+        return self.client.request(
+            request.method,
+            request.url,
+            request.headers,
+            request.body,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
 
-    async def _open_stream_once(self, ctx: RequestContext, handle: ProviderHandle, model: str,
-                                exclude: KeyConfig | None) -> ChunkStream:
+    async def _open_stream_once(
+        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: KeyConfig | None
+    ) -> ChunkStream:
         await self._acquire(ctx, handle)
         response: Response | None = None
         try:
@@ -245,8 +267,9 @@ class Engine:
             t4 = perf_counter_ns()
             try:
                 async with asyncio.timeout(net.first_byte_timeout):
-                    response = await self._send(request, net.connect_timeout_in_seconds,
-                                                net.stream_idle_timeout_in_seconds)
+                    response = await self._send(
+                        request, net.connect_timeout_in_seconds, net.stream_idle_timeout_in_seconds
+                    )
             except TRANSPORT_ERRORS as exc:
                 ctx.upstream_ns += perf_counter_ns() - t4
                 raise transport_error(exc, handle.name, "response headers", net.first_byte_timeout) from None
@@ -259,8 +282,7 @@ class Engine:
                 ctx.upstream_ns += perf_counter_ns() - t4
                 raise adapter.parse_error(response.status, response.headers, raw)
             translator = adapter.stream_translator(ctx.endpoint, model)
-            stream = ChunkStream([], translator, response, handle.lane, handle.name,
-                                 net.stream_idle_timeout_in_seconds)
+            stream = ChunkStream([], translator, response, handle.lane, handle.name, net.stream_idle_timeout_in_seconds)
             # Read until the first events parse: a failure up to here may still fall back.
             try:
                 first = await stream.next()

@@ -55,14 +55,18 @@ class Router:
                 self._bare_cache.setdefault(model, handle)
 
     @classmethod
-    def build(cls, providers: Mapping[str, ProviderConfig], client: ClientConfig,
-              previous: Router | None = None) -> Router:
+    def build(
+        cls, providers: Mapping[str, ProviderConfig], client: ClientConfig, previous: Router | None = None
+    ) -> Router:
         handles = {}
         for name, cfg in providers.items():
             old = previous.handles.get(name) if previous else None
             handle = ProviderHandle(cfg, client)
-            if old is not None and old.config.concurrency == cfg.concurrency \
-                    and old.config.buffer_size == cfg.buffer_size:
+            if (
+                old is not None
+                and old.config.concurrency == cfg.concurrency
+                and old.config.buffer_size == cfg.buffer_size
+            ):
                 # Keep the live lane so in-flight and queued requests stay counted.
                 handle.lane = old.lane
                 handle.lane.drop_excess = client.drop_excess_requests
@@ -82,7 +86,8 @@ class Router:
                     f"provider '{prefix}' is not configured. Configured providers: {self.configured()}. "
                     f"Add it to config.json under providers.{prefix} (or set its API key variable"
                     f"{' ' + PROVIDER_SPECS[prefix].env_key if PROVIDER_SPECS[prefix].env_key else ''}).",
-                    param="model")
+                    param="model",
+                )
         handle = self._bare_cache.get(model_string)
         if handle is not None:
             return handle, model_string
@@ -90,21 +95,27 @@ class Router:
             raise UnknownProvider(
                 f"unknown provider '{prefix}' in model '{model_string}'. Configured providers: "
                 f"{self.configured()}. Write models as provider/model, e.g. openai/gpt-4o-mini.",
-                param="model")
+                param="model",
+            )
         raise UnknownModel(
             f"model '{model_string}' names no provider. Write it as provider/model (e.g. "
-            f"openai/gpt-4o-mini); configured providers: {self.configured()}.", param="model")
+            f"openai/gpt-4o-mini); configured providers: {self.configured()}.",
+            param="model",
+        )
 
     def _check_model(self, handle: ProviderHandle, model: str) -> None:
         if not handle.keys.candidates(model):
             allowed = sorted({m for k in handle.config.keys for m in k.models})
             raise UnknownModel(
                 f"no key of provider '{handle.name}' may serve model '{model}'. Models allowed by its keys: "
-                f"{', '.join(allowed) or 'none'}.", param="model")
+                f"{', '.join(allowed) or 'none'}.",
+                param="model",
+            )
         if handle.config.models and model not in handle.config.models:
             raise UnknownModel(
-                f"model '{model}' is not among provider '{handle.name}' models: "
-                f"{', '.join(handle.config.models)}.", param="model")
+                f"model '{model}' is not among provider '{handle.name}' models: {', '.join(handle.config.models)}.",
+                param="model",
+            )
 
     def configured(self) -> str:
         return ", ".join(sorted(self.handles)) or "none"

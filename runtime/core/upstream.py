@@ -34,7 +34,8 @@ def transport_error(exc: BaseException, provider: str, phase: str, seconds: floa
         return UpstreamTimeout(f"timed out connecting to provider '{provider}' ({exc})", code="connect_timeout")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, ReadTimeout)):
         code = {"response headers": "first_byte_timeout", "stream data": "stream_idle_timeout"}.get(
-            phase, "request_timeout")
+            phase, "request_timeout"
+        )
         return UpstreamTimeout(f"provider '{provider}' sent no {phase} within {seconds:g}s", code=code)
     if isinstance(exc, ConnectError):
         return UpstreamUnreachable(f"provider '{provider}': {exc}")

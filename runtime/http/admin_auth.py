@@ -77,13 +77,16 @@ def _stored_or_new_digest(app_dir: Path) -> bytes:
             if len(text) == 64:
                 return bytes.fromhex(text)
             time.sleep(0.02)
-        raise ConfigError(TOKEN_FILE, f"{path} is not a SHA-256 hex digest; delete it to generate a new token"
-                          ) from None
+        raise ConfigError(
+            TOKEN_FILE, f"{path} is not a SHA-256 hex digest; delete it to generate a new token"
+        ) from None
     with os.fdopen(fd, "w") as f:
         f.write(hashlib.sha256(token.encode()).hexdigest())
-    banner = (f"\n  Admin token (shown once; the UI and /api ask for it because the gateway listens on a "
-              f"non-loopback address):\n\n      {token}\n\n  Only its hash is kept in {path}; delete that file "
-              f"to get a new token, or set \"admin\": {{\"token\": \"env.NAME\"}} in config.json.\n")
+    banner = (
+        f"\n  Admin token (shown once; the UI and /api ask for it because the gateway listens on a "
+        f"non-loopback address):\n\n      {token}\n\n  Only its hash is kept in {path}; delete that file "
+        f'to get a new token, or set "admin": {{"token": "env.NAME"}} in config.json.\n'
+    )
     with contextlib.suppress(OSError):
         sys.stdout.write(banner)
         sys.stdout.flush()
@@ -140,8 +143,11 @@ def cross_site_problem(request: web.Request, check_host: bool) -> str | None:
         host = urlsplit(f"//{request.host}").hostname or ""
         if not is_loopback(host):
             return f"Host {request.host!r} is not a loopback name; use http://127.0.0.1 or http://localhost"
-    if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.can_read_body \
-            and request.content_type != "application/json":
+    if (
+        request.method in ("POST", "PUT", "PATCH", "DELETE")
+        and request.can_read_body
+        and request.content_type != "application/json"
+    ):
         return "send the request body as Content-Type: application/json"
     return None
 
@@ -159,8 +165,12 @@ def guard(auth: AdminAuth, handler: Handler, *, public: bool = False) -> Handler
         if problem is not None:
             return fail(problem, 403, code="cross_site_request", type="permission_error")
         if needs_token and not auth.allowed(request):
-            return fail("admin token required: send 'Authorization: Bearer <token>' or sign in at /",
-                        401, code="admin_token_required", type="authentication_error")
+            return fail(
+                "admin token required: send 'Authorization: Bearer <token>' or sign in at /",
+                401,
+                code="admin_token_required",
+                type="authentication_error",
+            )
         return await handler(request)
 
     guarded.__name__ = getattr(handler, "__name__", "guarded")

@@ -36,12 +36,22 @@ ADMIN: web.AppKey[AdminState] = web.AppKey("admin")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(data, ensure_ascii=False, default=str).encode(),
-                        content_type="application/json", headers={"Cache-Control": "no-store"})
+    return web.Response(
+        status=status,
+        body=json.dumps(data, ensure_ascii=False, default=str).encode(),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
-def fail(message: str, status: int = 400, *, code: str | None = None, param: str | None = None,
-         type: str = "invalid_request_error") -> web.Response:
+def fail(
+    message: str,
+    status: int = 400,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    type: str = "invalid_request_error",
+) -> web.Response:
     return error_response(GatewayError(message, status=status, type=type, code=code, param=param))
 
 

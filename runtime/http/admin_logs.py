@@ -57,8 +57,9 @@ async def get_log(request: web.Request) -> web.Response:
         return _no_log()
     record = await queries.get(request.match_info["id"])
     if record is None:
-        return fail(f"no log record with id {request.match_info['id']!r} (it may not be flushed yet)", 404,
-                    code="not_found")
+        return fail(
+            f"no log record with id {request.match_info['id']!r} (it may not be flushed yet)", 404, code="not_found"
+        )
     return json_response(record)
 
 
@@ -108,15 +109,20 @@ def _answer_errors(handler: Handler) -> Handler:
         except QueryTooSlow as exc:
             return fail(str(exc), 503, code="log_query_too_slow", type="api_error")
         except aiosqlite.Error as exc:
-            return fail(f"the request log cannot be read right now: {exc}", 503, code="log_query_failed",
-                        type="api_error")
+            return fail(
+                f"the request log cannot be read right now: {exc}", 503, code="log_query_failed", type="api_error"
+            )
 
     return run
 
 
 def add_routes(app: web.Application, wrap: Callable[[Any], Any]) -> None:
     r = app.router
-    for path, handler in (("/api/logs", list_logs), ("/api/logs/stats", log_stats),
-                          ("/api/logs/histogram", log_histogram), ("/api/logs/facets", log_facets),
-                          ("/api/logs/{id}", get_log)):
+    for path, handler in (
+        ("/api/logs", list_logs),
+        ("/api/logs/stats", log_stats),
+        ("/api/logs/histogram", log_histogram),
+        ("/api/logs/facets", log_facets),
+        ("/api/logs/{id}", get_log),
+    ):
         r.add_get(path, wrap(_answer_errors(handler)))

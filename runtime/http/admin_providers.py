@@ -31,8 +31,14 @@ from runtime.http.metrics import WORKER_METRICS, WorkerMetrics
 from runtime.providers.registry import PROVIDER_SPECS
 
 _EDIT_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("admin_edit_lock")
-CLIENT_FIELDS = ("drop_excess_requests", "initial_pool_size", "enable_logging", "disable_content_logging",
-                 "log_retention_days", "max_request_body_size_mb")
+CLIENT_FIELDS = (
+    "drop_excess_requests",
+    "initial_pool_size",
+    "enable_logging",
+    "disable_content_logging",
+    "log_retention_days",
+    "max_request_body_size_mb",
+)
 
 
 def _raw_providers(state: AdminState) -> dict[str, Any]:
@@ -58,8 +64,9 @@ async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[Gat
         except ConfigError as exc:
             raise AdminBadRequest(exc.args[0], param=exc.path or None, code="invalid_config") from None
         except ConfigWriteError as exc:
-            raise AdminBadRequest(f"{exc.strerror}; config.json was left as it was", status=500,
-                                  code="config_write_failed") from None
+            raise AdminBadRequest(
+                f"{exc.strerror}; config.json was left as it was", status=500, code="config_write_failed"
+            ) from None
         apply_config(request.app[GATEWAY], new, request.app.get(LOG_WRITER))
         state.auth.reconfigure(new)
         return new, result
@@ -67,8 +74,10 @@ async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[Gat
 
 def _checked_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise AdminBadRequest("provider name must be 1-64 letters, digits, '.', '_' or '-' (no '/'), "
-                              "starting with a letter or digit", param="name")
+        raise AdminBadRequest(
+            "provider name must be 1-64 letters, digits, '.', '_' or '-' (no '/'), starting with a letter or digit",
+            param="name",
+        )
     return name
 
 
@@ -99,8 +108,12 @@ async def create_provider(request: web.Request) -> web.Response:
         name = _checked_name(body.get("name"))
         entry = _entry(body)
         if name in request.app[GATEWAY].config.providers and name != "mock":
-            raise AdminBadRequest(f"provider {name!r} already exists; update it with PUT /api/providers/{name}",
-                                  status=409, code="already_exists", param="name")
+            raise AdminBadRequest(
+                f"provider {name!r} already exists; update it with PUT /api/providers/{name}",
+                status=409,
+                code="already_exists",
+                param="name",
+            )
 
         def change(raw: Raw) -> None:
             if name in raw["providers"]:
@@ -196,27 +209,56 @@ async def test_provider(request: web.Request) -> web.Response:
         ctx.status = 200
         data = result.data if result.data else {}
         usage = result.usage
-        return json_response({
-            "ok": True, "id": ctx.id, "provider": name, "model": model, "status": 200,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1), "answer": _answer_text(data),
-            "usage": None if usage is None else {"prompt_tokens": usage.prompt_tokens,
-                                                 "completion_tokens": usage.completion_tokens,
-                                                 "total_tokens": usage.total_tokens},
-            "attempts": ctx.attempts})
+        return json_response(
+            {
+                "ok": True,
+                "id": ctx.id,
+                "provider": name,
+                "model": model,
+                "status": 200,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                "answer": _answer_text(data),
+                "usage": None
+                if usage is None
+                else {
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.total_tokens,
+                },
+                "attempts": ctx.attempts,
+            }
+        )
     except GatewayError as err:
         ctx.status, ctx.error, ctx.error_type = err.status, err.message, err.type
-        return json_response({
-            "ok": False, "id": ctx.id, "provider": name, "model": model, "status": err.status,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-            "error": {"message": err.message, "type": err.type, "code": err.code}, "attempts": ctx.attempts})
+        return json_response(
+            {
+                "ok": False,
+                "id": ctx.id,
+                "provider": name,
+                "model": model,
+                "status": err.status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                "error": {"message": err.message, "type": err.type, "code": err.code},
+                "attempts": ctx.attempts,
+            }
+        )
     finally:
         gw.finish(ctx)
 
 
 async def provider_types(request: web.Request) -> web.Response:
-    types = [{"name": s.name, "kind": s.kind, "label": s.label, "base_url": s.base_url,
-              "key_required": s.key_required, "env_key": s.env_key, "default_models": list(s.default_models)}
-             for s in sorted(PROVIDER_SPECS.values(), key=lambda s: s.name)]
+    types = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "label": s.label,
+            "base_url": s.base_url,
+            "key_required": s.key_required,
+            "env_key": s.env_key,
+            "default_models": list(s.default_models),
+        }
+        for s in sorted(PROVIDER_SPECS.values(), key=lambda s: s.name)
+    ]
     return json_response({"types": types, "custom_base_types": sorted({s.kind for s in PROVIDER_SPECS.values()})})
 
 
@@ -234,8 +276,9 @@ async def update_client(request: web.Request) -> web.Response:
         body = await read_object(request)
         unknown = sorted(set(body) - set(CLIENT_FIELDS))
         if unknown:
-            raise AdminBadRequest(f"unknown client setting(s) {', '.join(unknown)}; known: {', '.join(CLIENT_FIELDS)}",
-                                  param=unknown[0])
+            raise AdminBadRequest(
+                f"unknown client setting(s) {', '.join(unknown)}; known: {', '.join(CLIENT_FIELDS)}", param=unknown[0]
+            )
 
         def change(raw: Raw) -> None:
             client = raw.get("client")
@@ -252,12 +295,20 @@ async def update_client(request: web.Request) -> web.Response:
 async def get_config(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     config = gw.config
-    return json_response({
-        "profile": config.tuning.profile, "tuning": dataclasses.asdict(config.tuning), "host": config.host,
-        "port": config.port, "workers": config.workers, "app_dir": str(config.app_dir),
-        "config_path": str(config.config_path), "log_db_path": str(config.log_db_path),
-        "auth_required": request.app[ADMIN].auth.required, "client": _client_view(config),
-    })
+    return json_response(
+        {
+            "profile": config.tuning.profile,
+            "tuning": dataclasses.asdict(config.tuning),
+            "host": config.host,
+            "port": config.port,
+            "workers": config.workers,
+            "app_dir": str(config.app_dir),
+            "config_path": str(config.config_path),
+            "log_db_path": str(config.log_db_path),
+            "auth_required": request.app[ADMIN].auth.required,
+            "client": _client_view(config),
+        }
+    )
 
 
 async def get_system(request: web.Request) -> web.Response:
@@ -266,22 +317,37 @@ async def get_system(request: web.Request) -> web.Response:
     writer = request.app.get(LOG_WRITER)
     worker = request.app.get(WORKER_METRICS)
     lanes = [{"provider": name, **(lane_view(h) or {})} for name, h in sorted(gw.router.handles.items())]
-    return json_response({
-        "pid": os.getpid(), "workers": gw.config.workers, "profile": gw.config.tuning.profile,
-        "uptime_s": round(time.time() - state.started_at, 1),
-        "request_log": None if writer is None else {"written": writer.written, "pending": writer.pending,
-                                                    "dropped": writer.dropped, "failed": writer.failed},
-        "lanes": lanes,
-        # All workers together (with one worker: this one), and a 5-second history for the dashboard.
-        "totals": None if worker is None else _totals(worker),
-        "history": [] if worker is None else list(worker.history),
-    })
+    return json_response(
+        {
+            "pid": os.getpid(),
+            "workers": gw.config.workers,
+            "profile": gw.config.tuning.profile,
+            "uptime_s": round(time.time() - state.started_at, 1),
+            "request_log": None
+            if writer is None
+            else {
+                "written": writer.written,
+                "pending": writer.pending,
+                "dropped": writer.dropped,
+                "failed": writer.failed,
+            },
+            "lanes": lanes,
+            # All workers together (with one worker: this one), and a 5-second history for the dashboard.
+            "totals": None if worker is None else _totals(worker),
+            "history": [] if worker is None else list(worker.history),
+        }
+    )
 
 
 def _totals(worker: WorkerMetrics) -> dict[str, Any]:
     merged = worker.merged()
-    return {"workers": merged["workers"], "requests": sum(s[0] for s in merged["series"].values()),
-            "log_written": merged["log"][0], "log_dropped": merged["log"][1], "log_pending": merged["log"][2]}
+    return {
+        "workers": merged["workers"],
+        "requests": sum(s[0] for s in merged["series"].values()),
+        "log_written": merged["log"][0],
+        "log_dropped": merged["log"][1],
+        "log_pending": merged["log"][2],
+    }
 
 
 def add_routes(app: web.Application, wrap: Callable[[Any], Any]) -> None:

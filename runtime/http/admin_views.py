@@ -40,8 +40,9 @@ def _raw_keys(raw_entry: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
 
 
-def provider_view(name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | None,
-                  handle: ProviderHandle | None) -> dict[str, Any]:
+def provider_view(
+    name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | None, handle: ProviderHandle | None
+) -> dict[str, Any]:
     raw_keys = _raw_keys(raw_entry)
     spec = PROVIDER_SPECS.get(name)
     custom = raw_entry is not None and isinstance(raw_entry.get("custom_provider_config"), dict)
@@ -59,8 +60,11 @@ def provider_view(name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | No
             "weight": key.weight,
         }
         if key.azure is not None:
-            item["azure_key_config"] = {"endpoint": key.azure.endpoint, "deployments": dict(key.azure.deployments),
-                                        "api_version": key.azure.api_version}
+            item["azure_key_config"] = {
+                "endpoint": key.azure.endpoint,
+                "deployments": dict(key.azure.deployments),
+                "api_version": key.azure.api_version,
+            }
         keys.append(item)
     net = cfg.network
     view: dict[str, Any] = {
@@ -81,8 +85,11 @@ def provider_view(name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | No
             "retry_backoff_initial_ms": net.retry_backoff_initial_ms,
             "retry_backoff_max_ms": net.retry_backoff_max_ms,
         },
-        "concurrency_and_buffer_size": {"concurrency": cfg.concurrency, "buffer_size": cfg.buffer_size,
-                                        "explicit": cfg.explicit_lane},
+        "concurrency_and_buffer_size": {
+            "concurrency": cfg.concurrency,
+            "buffer_size": cfg.buffer_size,
+            "explicit": cfg.explicit_lane,
+        },
         "custom_provider_config": {"base_provider_type": cfg.kind} if custom else None,
         "lane": lane_view(handle),
         "listed_models": list(handle.listed_models) if handle is not None else [],
@@ -94,8 +101,13 @@ def lane_view(handle: ProviderHandle | None) -> dict[str, Any] | None:
     if handle is None:
         return None
     lane = handle.lane
-    return {"in_flight": lane.in_flight, "queued": lane.queued, "concurrency": lane.concurrency,
-            "buffer_size": lane.buffer_size, "dropped": lane.dropped}
+    return {
+        "in_flight": lane.in_flight,
+        "queued": lane.queued,
+        "concurrency": lane.concurrency,
+        "buffer_size": lane.buffer_size,
+        "dropped": lane.dropped,
+    }
 
 
 def merge_secrets(new_entry: dict[str, Any], old_entry: dict[str, Any] | None) -> dict[str, Any]:
@@ -129,14 +141,14 @@ def merge_secrets(new_entry: dict[str, Any], old_entry: dict[str, Any] | None) -
 
 
 # Fields a provider entry may have; anything else is a typo the user should hear about.
-PROVIDER_FIELDS = frozenset({"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config",
-                             "models"})
+PROVIDER_FIELDS = frozenset(
+    {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models"}
+)
 
 
 def clean_entry(body: dict[str, Any]) -> dict[str, Any]:
     """The provider entry to store: view-only fields dropped, unknown fields refused."""
-    entry = {k: v for k, v in body.items() if k not in ("name", "kind", "label", "source", "lane",
-                                                       "listed_models")}
+    entry = {k: v for k, v in body.items() if k not in ("name", "kind", "label", "source", "lane", "listed_models")}
     if entry.get("custom_provider_config") is None:
         entry.pop("custom_provider_config", None)
     lane = entry.get("concurrency_and_buffer_size")

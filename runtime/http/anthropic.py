@@ -26,9 +26,14 @@ from runtime.wire.anthropic_stream import AnthropicEncoder
 
 
 def _extra(ctx: RequestContext) -> dict[str, Any]:
-    return {"is_bifrost_error": None, "extra_fields": {"provider": ctx.provider or None,
-                                                       "model_requested": ctx.model_requested or None,
-                                                       "attempts": ctx.attempts}}
+    return {
+        "is_bifrost_error": None,
+        "extra_fields": {
+            "provider": ctx.provider or None,
+            "model_requested": ctx.model_requested or None,
+            "attempts": ctx.attempts,
+        },
+    }
 
 
 class AnthropicIngress:
@@ -55,8 +60,9 @@ class AnthropicIngress:
         hdrs = dict(headers)
         if err.retry_after_s is not None and err.status == 429:
             hdrs["retry-after"] = str(max(1, round(err.retry_after_s)))
-        return web.Response(status=status, body=ujson.dumps(body).encode(), content_type="application/json",
-                            headers=hdrs)
+        return web.Response(
+            status=status, body=ujson.dumps(body).encode(), content_type="application/json", headers=hdrs
+        )
 
 
 _MESSAGES = AnthropicIngress()
@@ -82,11 +88,22 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     ctx = RequestContext(gw.new_id(), "models", "anthropic")
-    data = [{"type": "model", "id": f"{name}/{model}", "display_name": f"{model} ({name})",
-             "created_at": "1970-01-01T00:00:00Z"}
-            for name, handle in sorted(gw.router.handles.items()) for model in handle.listed_models]
-    body = {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None}
+    data = [
+        {
+            "type": "model",
+            "id": f"{name}/{model}",
+            "display_name": f"{model} ({name})",
+            "created_at": "1970-01-01T00:00:00Z",
+        }
+        for name, handle in sorted(gw.router.handles.items())
+        for model in handle.listed_models
+    ]
+    body = {
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
     return web.Response(body=encode_json(body), content_type="application/json", headers=gateway_headers(ctx))
 
 

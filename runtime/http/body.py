@@ -14,16 +14,20 @@ async def read_json_object(request: web.Request, limit_bytes: int) -> tuple[byte
     """The raw body and its parsed JSON object. Raises PayloadTooLarge or InvalidRequest."""
     length = request.content_length
     if length is not None and length > limit_bytes:
-        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit_bytes} bytes "
-                              "(client.max_request_body_size_mb)")
+        raise PayloadTooLarge(
+            f"request body of {length} bytes exceeds the limit of {limit_bytes} bytes (client.max_request_body_size_mb)"
+        )
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes "
-                              "(client.max_request_body_size_mb)") from None
+        raise PayloadTooLarge(
+            f"request body exceeds the limit of {limit_bytes} bytes (client.max_request_body_size_mb)"
+        ) from None
     if len(raw) > limit_bytes:
-        raise PayloadTooLarge(f"request body of {len(raw)} bytes exceeds the limit of {limit_bytes} bytes "
-                              "(client.max_request_body_size_mb)")
+        raise PayloadTooLarge(
+            f"request body of {len(raw)} bytes exceeds the limit of {limit_bytes} bytes "
+            "(client.max_request_body_size_mb)"
+        )
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
@@ -35,8 +39,14 @@ async def read_json_object(request: web.Request, limit_bytes: int) -> tuple[byte
     return raw, body
 
 
-_TYPE_WORDS = {str: "a string", list: "an array", dict: "an object", bool: "a boolean", int: "an integer",
-               float: "a number"}
+_TYPE_WORDS = {
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+}
 
 
 def require(body: dict[str, Any], field: str, kind: type | tuple[type, ...]) -> Any:
@@ -54,6 +64,5 @@ def check_type(body: dict[str, Any], field: str, kind: type | tuple[type, ...]) 
     ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
     if not ok:
         words = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
-        raise InvalidRequest(f"'{field}' must be {words}, got {type(value).__name__}", param=field,
-                             code="invalid_type")
+        raise InvalidRequest(f"'{field}' must be {words}, got {type(value).__name__}", param=field, code="invalid_type")
     return value

@@ -17,12 +17,19 @@ async def capabilities(request: web.Request) -> web.Response:
     ctx = RequestContext(gw.new_id(), "capabilities")
     data = []
     for name, handle in sorted(gw.router.handles.items()):
-        entry = {"provider": name, "format": handle.config.kind, **describe(handle.config.kind),
-                 "models": list(handle.listed_models)}
+        entry = {
+            "provider": name,
+            "format": handle.config.kind,
+            **describe(handle.config.kind),
+            "models": list(handle.listed_models),
+        }
         entry["operations"] = sorted(handle.adapter.operations)  # what the engine will actually accept
         data.append(entry)
-    return web.Response(body=encode_json({"object": "list", "data": data}), content_type="application/json",
-                        headers=gateway_headers(ctx))
+    return web.Response(
+        body=encode_json({"object": "list", "data": data}),
+        content_type="application/json",
+        headers=gateway_headers(ctx),
+    )
 
 
 def add_routes(app: web.Application) -> None:

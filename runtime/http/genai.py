@@ -33,8 +33,12 @@ def error_response(err: GatewayError, headers: dict[str, str]) -> web.Response:
     hdrs = dict(headers)
     if err.retry_after_s is not None and err.status == 429:
         hdrs["Retry-After"] = str(max(1, round(err.retry_after_s)))
-    return web.Response(status=err.status, body=ujson.dumps(wire.error_body(err)).encode(),
-                        content_type="application/json", headers=hdrs)
+    return web.Response(
+        status=err.status,
+        body=ujson.dumps(wire.error_body(err)).encode(),
+        content_type="application/json",
+        headers=hdrs,
+    )
 
 
 class GenAIIngress:
@@ -69,8 +73,13 @@ class GenAIIngress:
         return error_response(err, headers)
 
 
-_OPS = {"generateContent": CHAT, "streamGenerateContent": CHAT, "embedContent": EMBEDDINGS,
-        "batchEmbedContents": EMBEDDINGS, "countTokens": COUNT_TOKENS}
+_OPS = {
+    "generateContent": CHAT,
+    "streamGenerateContent": CHAT,
+    "embedContent": EMBEDDINGS,
+    "batchEmbedContents": EMBEDDINGS,
+    "countTokens": COUNT_TOKENS,
+}
 _INGRESS = {method: GenAIIngress(method) for method in _OPS}
 
 
@@ -100,10 +109,17 @@ async def list_models(request: web.Request) -> web.Response:
     for name, handle in sorted(gw.router.handles.items()):
         ops = handle.adapter.operations
         methods = [m for m, op in _OPS.items() if op in ops]
-        models.extend({"name": f"models/{name}/{model}", "displayName": f"{model} ({name})",
-                       "supportedGenerationMethods": methods} for model in handle.listed_models)
-    return web.Response(body=encode_json({"models": models}), content_type="application/json",
-                        headers=gateway_headers(ctx))
+        models.extend(
+            {
+                "name": f"models/{name}/{model}",
+                "displayName": f"{model} ({name})",
+                "supportedGenerationMethods": methods,
+            }
+            for model in handle.listed_models
+        )
+    return web.Response(
+        body=encode_json({"models": models}), content_type="application/json", headers=gateway_headers(ctx)
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,8 +17,9 @@ async def health(request: web.Request) -> web.Response:
         "pid": os.getpid(),
         "providers": sorted(gw.router.handles),
         "profile": gw.config.tuning.profile,
-        "request_log": None if writer is None else {
-            "written": writer.written, "pending": writer.pending, "dropped": writer.dropped},
+        "request_log": None
+        if writer is None
+        else {"written": writer.written, "pending": writer.pending, "dropped": writer.dropped},
     }
     return web.json_response(body, headers={"x-request-id": gw.new_id(), "x-bf-overhead-us": "0"})
 

@@ -57,8 +57,9 @@ def _alive(pid: int) -> bool:
 class WorkerMetrics:
     """This worker's numbers, and (with several workers) everyone's, merged."""
 
-    def __init__(self, plugin: MetricsPlugin, gateway: Gateway, writer: LogWriter | None,
-                 shared_dir: Path | None) -> None:
+    def __init__(
+        self, plugin: MetricsPlugin, gateway: Gateway, writer: LogWriter | None, shared_dir: Path | None
+    ) -> None:
         self.plugin = plugin
         self.gateway = gateway
         self.writer = writer
@@ -67,11 +68,17 @@ class WorkerMetrics:
 
     # -- this worker ---------------------------------------------------------------------------------
     def local(self) -> dict[str, Any]:
-        lanes = {name: [h.lane.in_flight, h.lane.queued, h.lane.concurrency, h.lane.dropped]
-                 for name, h in self.gateway.router.handles.items()}
+        lanes = {
+            name: [h.lane.in_flight, h.lane.queued, h.lane.concurrency, h.lane.dropped]
+            for name, h in self.gateway.router.handles.items()
+        }
         w = self.writer
-        return {"pid": os.getpid(), "series": self.plugin.snapshot(), "lanes": lanes,
-                "log": [w.written, w.dropped, w.pending] if w is not None else [0, 0, 0]}
+        return {
+            "pid": os.getpid(),
+            "series": self.plugin.snapshot(),
+            "lanes": lanes,
+            "log": [w.written, w.dropped, w.pending] if w is not None else [0, 0, 0],
+        }
 
     def publish(self) -> None:
         if self.shared_dir is None:
@@ -120,11 +127,17 @@ class WorkerMetrics:
     def sample_history(self) -> None:
         merged = self.merged()
         series = merged["series"].values()
-        self.history.append({
-            "t": int(time.time() * 1000), "requests": sum(s[m.COUNT] for s in series),
-            "log_written": merged["log"][0], "log_dropped": merged["log"][1], "log_pending": merged["log"][2],
-            "in_flight": sum(v[0] for v in merged["lanes"].values()),
-            "queued": sum(v[1] for v in merged["lanes"].values())})
+        self.history.append(
+            {
+                "t": int(time.time() * 1000),
+                "requests": sum(s[m.COUNT] for s in series),
+                "log_written": merged["log"][0],
+                "log_dropped": merged["log"][1],
+                "log_pending": merged["log"][2],
+                "in_flight": sum(v[0] for v in merged["lanes"].values()),
+                "queued": sum(v[1] for v in merged["lanes"].values()),
+            }
+        )
 
     async def lifespan(self, _app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(self._run(), name="bifrost-metrics")
@@ -147,8 +160,13 @@ class WorkerMetrics:
             await asyncio.sleep(PUBLISH_INTERVAL_S)
 
 
-def _histogram(name: str, doc: str, labels: list[str], bounds: tuple[int, ...],
-               rows: dict[tuple[str, ...], tuple[list[int], float]]) -> HistogramMetricFamily:
+def _histogram(
+    name: str,
+    doc: str,
+    labels: list[str],
+    bounds: tuple[int, ...],
+    rows: dict[tuple[str, ...], tuple[list[int], float]],
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=labels)
     for label_values, (counts, total_us) in sorted(rows.items()):
         cumulative = 0
@@ -160,8 +178,9 @@ def _histogram(name: str, doc: str, labels: list[str], bounds: tuple[int, ...],
     return family
 
 
-def _add(rows: dict[tuple[str, ...], tuple[list[int], float]], key: tuple[str, ...], counts: list[int],
-         total: int) -> None:
+def _add(
+    rows: dict[tuple[str, ...], tuple[list[int], float]], key: tuple[str, ...], counts: list[int], total: int
+) -> None:
     existing = rows.get(key)
     if existing is None:
         rows[key] = (list(counts), float(total))
@@ -178,8 +197,9 @@ class GatewayCollector:
     def collect(self) -> Iterator[Metric]:
         merged = self.worker.merged()
         requests = CounterMetricFamily("bifrost_requests", "Finished requests", labels=["provider", "model", "status"])
-        tokens = CounterMetricFamily("bifrost_tokens", "Tokens reported by providers",
-                                     labels=["provider", "model", "type"])
+        tokens = CounterMetricFamily(
+            "bifrost_tokens", "Tokens reported by providers", labels=["provider", "model", "type"]
+        )
         retries: dict[str, int] = {}
         fallbacks: dict[str, int] = {}
         latency: dict[tuple[str, ...], tuple[list[int], float]] = {}
@@ -191,10 +211,10 @@ class GatewayCollector:
             if status == 0:
                 continue  # a retry-count row, not requests
             requests.add_metric([provider, model, str(status)], s[m.COUNT])
-            _add(latency, (provider, model), s[m.LATENCY_BUCKETS:m.LATENCY_BUCKETS + nl], s[m.LATENCY_SUM])
-            _add(overhead, (provider,), s[m.OVERHEAD_BUCKETS:m.OVERHEAD_BUCKETS + no], s[m.OVERHEAD_SUM])
+            _add(latency, (provider, model), s[m.LATENCY_BUCKETS : m.LATENCY_BUCKETS + nl], s[m.LATENCY_SUM])
+            _add(overhead, (provider,), s[m.OVERHEAD_BUCKETS : m.OVERHEAD_BUCKETS + no], s[m.OVERHEAD_SUM])
             if s[m.UPSTREAM_COUNT]:
-                _add(upstream, (provider,), s[m.UPSTREAM_BUCKETS:m.UPSTREAM_BUCKETS + nu], s[m.UPSTREAM_SUM])
+                _add(upstream, (provider,), s[m.UPSTREAM_BUCKETS : m.UPSTREAM_BUCKETS + nu], s[m.UPSTREAM_SUM])
             fallbacks[provider] = fallbacks.get(provider, 0) + s[m.FALLBACKS]
         token_rows: dict[tuple[str, str, str], int] = {}
         for (provider, model, _status), s in merged["series"].items():
@@ -204,15 +224,32 @@ class GatewayCollector:
         for labels, value in sorted(token_rows.items()):
             tokens.add_metric(list(labels), value)
         yield requests
-        yield _histogram("bifrost_request_duration_seconds", "Total request latency as the client saw it",
-                         ["provider", "model"], m.LATENCY_BOUNDS_US, latency)
-        yield _histogram("bifrost_gateway_overhead_seconds", "Time spent in the gateway (total minus upstream wait)",
-                         ["provider"], m.OVERHEAD_BOUNDS_US, overhead)
-        yield _histogram("bifrost_upstream_duration_seconds", "Time waiting on the provider", ["provider"],
-                         m.UPSTREAM_BOUNDS_US, upstream)
+        yield _histogram(
+            "bifrost_request_duration_seconds",
+            "Total request latency as the client saw it",
+            ["provider", "model"],
+            m.LATENCY_BOUNDS_US,
+            latency,
+        )
+        yield _histogram(
+            "bifrost_gateway_overhead_seconds",
+            "Time spent in the gateway (total minus upstream wait)",
+            ["provider"],
+            m.OVERHEAD_BOUNDS_US,
+            overhead,
+        )
+        yield _histogram(
+            "bifrost_upstream_duration_seconds",
+            "Time waiting on the provider",
+            ["provider"],
+            m.UPSTREAM_BOUNDS_US,
+            upstream,
+        )
         yield tokens
-        for name, doc, values in (("bifrost_retries", "Retries after a failed attempt", retries),
-                                  ("bifrost_fallbacks", "Requests answered by a fallback target", fallbacks)):
+        for name, doc, values in (
+            ("bifrost_retries", "Retries after a failed attempt", retries),
+            ("bifrost_fallbacks", "Requests answered by a fallback target", fallbacks),
+        ):
             family = CounterMetricFamily(name, doc, labels=["provider"])
             for provider, value in sorted(values.items()):
                 family.add_metric([provider], value)
@@ -221,8 +258,9 @@ class GatewayCollector:
             GaugeMetricFamily("bifrost_lane_in_flight", "Upstream requests in flight", labels=["provider"]),
             GaugeMetricFamily("bifrost_lane_queued", "Requests waiting for a lane slot", labels=["provider"]),
             GaugeMetricFamily("bifrost_lane_concurrency", "Lane slots (summed over workers)", labels=["provider"]),
-            CounterMetricFamily("bifrost_lane_rejected", "Requests refused because the lane queue was full",
-                                labels=["provider"]),
+            CounterMetricFamily(
+                "bifrost_lane_rejected", "Requests refused because the lane queue was full", labels=["provider"]
+            ),
         )
         for provider, values in sorted(merged["lanes"].items()):
             for family, value in zip(lane_families, values, strict=True):
@@ -230,8 +268,7 @@ class GatewayCollector:
         yield from lane_families
         written, dropped, pending = merged["log"]
         yield CounterMetricFamily("bifrost_requestlog_written", "Request-log rows written", value=written)
-        yield CounterMetricFamily("bifrost_requestlog_dropped", "Request-log rows dropped (buffer full)",
-                                  value=dropped)
+        yield CounterMetricFamily("bifrost_requestlog_dropped", "Request-log rows dropped (buffer full)", value=dropped)
         yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
 

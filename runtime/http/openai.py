@@ -134,8 +134,11 @@ async def list_models(request: web.Request) -> web.Response:
         owner = "bifrost-mock" if handle_.adapter.local else name
         for model in handle_.listed_models:
             data.append({"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": owner})
-    return web.Response(body=encode_json({"object": "list", "data": data}), content_type="application/json",
-                        headers=gateway_headers(ctx))
+    return web.Response(
+        body=encode_json({"object": "list", "data": data}),
+        content_type="application/json",
+        headers=gateway_headers(ctx),
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -22,12 +22,19 @@ def _json(schema: J, description: str = "OK") -> J:
 
 
 def _q(name: str, description: str, schema: J | None = None) -> J:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema or {"type": "string"}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
 
 
-_ERR = {"400": _json(_ref("Error"), "Invalid input; error.param names the field"),
-        "401": _json(_ref("Error"), "Admin token required (only when listening off loopback)")}
+_ERR = {
+    "400": _json(_ref("Error"), "Invalid input; error.param names the field"),
+    "401": _json(_ref("Error"), "Admin token required (only when listening off loopback)"),
+}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
 FILTERS = [
@@ -51,72 +58,177 @@ PAGING = [
 ]
 
 SCHEMAS: J = {
-    "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-        "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "string", "nullable": True},
-        "param": {"type": "string", "nullable": True}}}}},
-    "Key": {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string"},
-        "value": {"type": "string", "description": "Write: the key, or env.NAME. Read: masked (never the key); "
-                  "send the masked value (or omit it) to keep the stored one"},
-        "value_source": {"type": "string", "enum": ["inline", "env", "none"], "readOnly": True},
-        "models": {"type": "array", "items": {"type": "string"}, "description": "Allow-list; empty = any"},
-        "weight": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
-        "azure_key_config": {"type": "object", "properties": {"endpoint": {"type": "string"},
-                             "deployments": {"type": "object", "additionalProperties": {"type": "string"}},
-                             "api_version": {"type": "string"}}}}},
-    "NetworkConfig": {"type": "object", "properties": {
-        "base_url": {"type": "string"}, "extra_headers": {"type": "object", "additionalProperties": {
-            "type": "string"}, "description": "Values are masked on read"},
-        "default_request_timeout_in_seconds": {"type": "number"}, "connect_timeout_in_seconds": {"type": "number"},
-        "first_byte_timeout_in_seconds": {"type": "number", "nullable": True},
-        "stream_idle_timeout_in_seconds": {"type": "number"}, "max_retries": {"type": "integer"},
-        "retry_backoff_initial_ms": {"type": "integer"}, "retry_backoff_max_ms": {"type": "integer"}}},
-    "Lane": {"type": "object", "properties": {
-        "in_flight": {"type": "integer"}, "queued": {"type": "integer"}, "concurrency": {"type": "integer"},
-        "buffer_size": {"type": "integer"}, "dropped": {"type": "integer"}}},
-    "ProviderInput": {"type": "object", "description": "A config.json providers.<name> entry (Go Bifrost schema)",
-                      "properties": {
-                          "keys": {"type": "array", "items": _ref("Key")}, "network_config": _ref("NetworkConfig"),
-                          "concurrency_and_buffer_size": {"type": "object", "properties": {
-                              "concurrency": {"type": "integer"}, "buffer_size": {"type": "integer"}}},
-                          "models": {"type": "array", "items": {"type": "string"}},
-                          "custom_provider_config": {"type": "object", "properties": {
-                              "base_provider_type": {"type": "string"}}}}},
-    "Provider": {"allOf": [_ref("ProviderInput"), {"type": "object", "properties": {
-        "name": {"type": "string"}, "kind": {"type": "string"}, "label": {"type": "string"},
-        "source": {"type": "string", "enum": ["config", "environment", "builtin"]}, "lane": _ref("Lane"),
-        "listed_models": {"type": "array", "items": {"type": "string"}}}}]},
-    "Client": {"type": "object", "properties": {
-        "drop_excess_requests": {"type": "boolean"}, "initial_pool_size": {"type": "integer"},
-        "enable_logging": {"type": "boolean", "description": "Applies at the next start"},
-        "disable_content_logging": {"type": "boolean"}, "log_retention_days": {"type": "integer"},
-        "max_request_body_size_mb": {"type": "number"}}},
-    "LogRecord": {"type": "object", "description": "A request-log row (columns of logs.db table logs)",
-                  "additionalProperties": True, "properties": {
-                      "id": {"type": "string"}, "ts_ms": {"type": "integer"}, "endpoint": {"type": "string"},
-                      "provider": {"type": "string"}, "model": {"type": "string"}, "status": {"type": "integer"},
-                      "stream": {"type": "boolean"}, "latency_us": {"type": "integer"},
-                      "overhead_us": {"type": "integer"}, "total_tokens": {"type": "integer", "nullable": True},
-                      "attempts": {"type": "array", "items": {"type": "object"}, "nullable": True}}},
-    "LogPage": {"type": "object", "properties": {
-        "items": {"type": "array", "items": _ref("LogRecord")}, "total": {"type": "integer", "nullable": True},
-        "limit": {"type": "integer"}, "offset": {"type": "integer"}, "has_more": {"type": "boolean"},
-        "query_ms": {"type": "number"}}},
-    "Stats": {"type": "object", "additionalProperties": True, "properties": {
-        "count": {"type": "integer"}, "success_rate": {"type": "number", "nullable": True},
-        "avg_latency_ms": {"type": "number"}, "p50_latency_ms": {"type": "number"},
-        "p99_latency_ms": {"type": "number"}, "total_tokens": {"type": "integer"},
-        "stages_avg_us": {"type": "object"}, "by_provider": {"type": "array", "items": {"type": "object"}},
-        "by_model": {"type": "array", "items": {"type": "object"}},
-        "percentiles": {"type": "object", "description": "sampled=true when p50/p99 come from a uniform sample"}}},
-    "Histogram": {"type": "object", "additionalProperties": True, "properties": {
-        "bucket_ms": {"type": "integer"}, "series": {"type": "array", "items": {"type": "object"}},
-        "by_provider": {"type": "object", "additionalProperties": {"type": "array"}}}},
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "code": {"type": "string", "nullable": True},
+                    "param": {"type": "string", "nullable": True},
+                },
+            }
+        },
+    },
+    "Key": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "value": {
+                "type": "string",
+                "description": "Write: the key, or env.NAME. Read: masked (never the key); "
+                "send the masked value (or omit it) to keep the stored one",
+            },
+            "value_source": {"type": "string", "enum": ["inline", "env", "none"], "readOnly": True},
+            "models": {"type": "array", "items": {"type": "string"}, "description": "Allow-list; empty = any"},
+            "weight": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+            "azure_key_config": {
+                "type": "object",
+                "properties": {
+                    "endpoint": {"type": "string"},
+                    "deployments": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "api_version": {"type": "string"},
+                },
+            },
+        },
+    },
+    "NetworkConfig": {
+        "type": "object",
+        "properties": {
+            "base_url": {"type": "string"},
+            "extra_headers": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Values are masked on read",
+            },
+            "default_request_timeout_in_seconds": {"type": "number"},
+            "connect_timeout_in_seconds": {"type": "number"},
+            "first_byte_timeout_in_seconds": {"type": "number", "nullable": True},
+            "stream_idle_timeout_in_seconds": {"type": "number"},
+            "max_retries": {"type": "integer"},
+            "retry_backoff_initial_ms": {"type": "integer"},
+            "retry_backoff_max_ms": {"type": "integer"},
+        },
+    },
+    "Lane": {
+        "type": "object",
+        "properties": {
+            "in_flight": {"type": "integer"},
+            "queued": {"type": "integer"},
+            "concurrency": {"type": "integer"},
+            "buffer_size": {"type": "integer"},
+            "dropped": {"type": "integer"},
+        },
+    },
+    "ProviderInput": {
+        "type": "object",
+        "description": "A config.json providers.<name> entry (Go Bifrost schema)",
+        "properties": {
+            "keys": {"type": "array", "items": _ref("Key")},
+            "network_config": _ref("NetworkConfig"),
+            "concurrency_and_buffer_size": {
+                "type": "object",
+                "properties": {"concurrency": {"type": "integer"}, "buffer_size": {"type": "integer"}},
+            },
+            "models": {"type": "array", "items": {"type": "string"}},
+            "custom_provider_config": {"type": "object", "properties": {"base_provider_type": {"type": "string"}}},
+        },
+    },
+    "Provider": {
+        "allOf": [
+            _ref("ProviderInput"),
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "label": {"type": "string"},
+                    "source": {"type": "string", "enum": ["config", "environment", "builtin"]},
+                    "lane": _ref("Lane"),
+                    "listed_models": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        ]
+    },
+    "Client": {
+        "type": "object",
+        "properties": {
+            "drop_excess_requests": {"type": "boolean"},
+            "initial_pool_size": {"type": "integer"},
+            "enable_logging": {"type": "boolean", "description": "Applies at the next start"},
+            "disable_content_logging": {"type": "boolean"},
+            "log_retention_days": {"type": "integer"},
+            "max_request_body_size_mb": {"type": "number"},
+        },
+    },
+    "LogRecord": {
+        "type": "object",
+        "description": "A request-log row (columns of logs.db table logs)",
+        "additionalProperties": True,
+        "properties": {
+            "id": {"type": "string"},
+            "ts_ms": {"type": "integer"},
+            "endpoint": {"type": "string"},
+            "provider": {"type": "string"},
+            "model": {"type": "string"},
+            "status": {"type": "integer"},
+            "stream": {"type": "boolean"},
+            "latency_us": {"type": "integer"},
+            "overhead_us": {"type": "integer"},
+            "total_tokens": {"type": "integer", "nullable": True},
+            "attempts": {"type": "array", "items": {"type": "object"}, "nullable": True},
+        },
+    },
+    "LogPage": {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": _ref("LogRecord")},
+            "total": {"type": "integer", "nullable": True},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "has_more": {"type": "boolean"},
+            "query_ms": {"type": "number"},
+        },
+    },
+    "Stats": {
+        "type": "object",
+        "additionalProperties": True,
+        "properties": {
+            "count": {"type": "integer"},
+            "success_rate": {"type": "number", "nullable": True},
+            "avg_latency_ms": {"type": "number"},
+            "p50_latency_ms": {"type": "number"},
+            "p99_latency_ms": {"type": "number"},
+            "total_tokens": {"type": "integer"},
+            "stages_avg_us": {"type": "object"},
+            "by_provider": {"type": "array", "items": {"type": "object"}},
+            "by_model": {"type": "array", "items": {"type": "object"}},
+            "percentiles": {"type": "object", "description": "sampled=true when p50/p99 come from a uniform sample"},
+        },
+    },
+    "Histogram": {
+        "type": "object",
+        "additionalProperties": True,
+        "properties": {
+            "bucket_ms": {"type": "integer"},
+            "series": {"type": "array", "items": {"type": "object"}},
+            "by_provider": {"type": "object", "additionalProperties": {"type": "array"}},
+        },
+    },
 }
 
 
-def _op(summary: str, responses: J, *, params: list[J] | None = None, body: J | None = None,
-        tags: tuple[str, ...] = ("admin",)) -> J:
+def _op(
+    summary: str,
+    responses: J,
+    *,
+    params: list[J] | None = None,
+    body: J | None = None,
+    tags: tuple[str, ...] = ("admin",),
+) -> J:
     op: J = {"summary": summary, "tags": list(tags), "responses": {**responses, **_ERR}}
     if params:
         op["parameters"] = params
@@ -127,85 +239,171 @@ def _op(summary: str, responses: J, *, params: list[J] | None = None, body: J | 
 
 PATHS: J = {
     "/api/session": {
-        "get": _op("Whether an admin token is required and whether this client has one",
-                   {"200": _json({"type": "object"})}, tags=("auth",)),
-        "post": _op("Sign in: exchange the admin token for an HttpOnly cookie", {"200": _json({"type": "object"})},
-                    body={"type": "object", "properties": {"token": {"type": "string"}}}, tags=("auth",)),
+        "get": _op(
+            "Whether an admin token is required and whether this client has one",
+            {"200": _json({"type": "object"})},
+            tags=("auth",),
+        ),
+        "post": _op(
+            "Sign in: exchange the admin token for an HttpOnly cookie",
+            {"200": _json({"type": "object"})},
+            body={"type": "object", "properties": {"token": {"type": "string"}}},
+            tags=("auth",),
+        ),
         "delete": _op("Sign out (clears the cookie)", {"200": _json({"type": "object"})}, tags=("auth",)),
     },
     "/api/providers": {
-        "get": _op("List providers (keys masked) with live lane counts",
-                   {"200": _json({"type": "object", "properties": {"providers": {"type": "array",
-                                                                                 "items": _ref("Provider")}}})},
-                   tags=("providers",)),
-        "post": _op("Create a provider; applies at once and persists to config.json",
-                    {"201": _json(_ref("Provider")), "409": _json(_ref("Error"), "Already exists")},
-                    body={"allOf": [_ref("ProviderInput"), {"type": "object", "required": ["name"],
-                                                            "properties": {"name": {"type": "string"}}}]},
-                    tags=("providers",)),
+        "get": _op(
+            "List providers (keys masked) with live lane counts",
+            {
+                "200": _json(
+                    {"type": "object", "properties": {"providers": {"type": "array", "items": _ref("Provider")}}}
+                )
+            },
+            tags=("providers",),
+        ),
+        "post": _op(
+            "Create a provider; applies at once and persists to config.json",
+            {"201": _json(_ref("Provider")), "409": _json(_ref("Error"), "Already exists")},
+            body={
+                "allOf": [
+                    _ref("ProviderInput"),
+                    {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                ]
+            },
+            tags=("providers",),
+        ),
     },
     "/api/providers/{name}": {
         "parameters": [_NAME],
         "get": _op("One provider", {"200": _json(_ref("Provider")), "404": _json(_ref("Error"))}, tags=("providers",)),
-        "put": _op("Replace a provider's settings (masked or omitted key values keep the stored ones)",
-                   {"200": _json(_ref("Provider")), "404": _json(_ref("Error"))}, body=_ref("ProviderInput"),
-                   tags=("providers",)),
-        "delete": _op("Delete a provider (in-flight requests finish)", {"200": _json({"type": "object"}),
-                                                                        "404": _json(_ref("Error"))},
-                      tags=("providers",)),
+        "put": _op(
+            "Replace a provider's settings (masked or omitted key values keep the stored ones)",
+            {"200": _json(_ref("Provider")), "404": _json(_ref("Error"))},
+            body=_ref("ProviderInput"),
+            tags=("providers",),
+        ),
+        "delete": _op(
+            "Delete a provider (in-flight requests finish)",
+            {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+            tags=("providers",),
+        ),
     },
     "/api/providers/{name}/test": {
         "parameters": [_NAME],
-        "post": _op("Send one small chat request through the gateway and report the answer or the error",
-                    {"200": _json({"type": "object", "properties": {
-                        "ok": {"type": "boolean"}, "answer": {"type": "string"}, "status": {"type": "integer"},
-                        "latency_ms": {"type": "number"}, "error": _ref("Error"), "id": {"type": "string"}}})},
-                    body={"type": "object", "properties": {"model": {"type": "string"},
-                                                           "prompt": {"type": "string"}}},
-                    tags=("providers",)),
+        "post": _op(
+            "Send one small chat request through the gateway and report the answer or the error",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "ok": {"type": "boolean"},
+                            "answer": {"type": "string"},
+                            "status": {"type": "integer"},
+                            "latency_ms": {"type": "number"},
+                            "error": _ref("Error"),
+                            "id": {"type": "string"},
+                        },
+                    }
+                )
+            },
+            body={"type": "object", "properties": {"model": {"type": "string"}, "prompt": {"type": "string"}}},
+            tags=("providers",),
+        ),
     },
-    "/api/provider-types": {"get": _op("Known provider types (for the add-provider form)",
-                                       {"200": _json({"type": "object"})}, tags=("providers",))},
+    "/api/provider-types": {
+        "get": _op(
+            "Known provider types (for the add-provider form)", {"200": _json({"type": "object"})}, tags=("providers",)
+        )
+    },
     "/api/client": {
         "get": _op("Client settings", {"200": _json(_ref("Client"))}, tags=("settings",)),
-        "put": _op("Change client settings (partial); restart_required lists what applies only at restart",
-                   {"200": _json(_ref("Client"))}, body=_ref("Client"), tags=("settings",)),
+        "put": _op(
+            "Change client settings (partial); restart_required lists what applies only at restart",
+            {"200": _json(_ref("Client"))},
+            body=_ref("Client"),
+            tags=("settings",),
+        ),
     },
-    "/api/config": {"get": _op("Active tuning profile, tuning knobs, listen address, workers, paths",
-                               {"200": _json({"type": "object"})}, tags=("settings",))},
-    "/api/system": {"get": _op("This worker: request-log counters and per-lane in_flight/queued",
-                               {"200": _json({"type": "object"})}, tags=("settings",))},
-    "/api/logs": {"get": _op("List request-log records (newest first by default)", {"200": _json(_ref("LogPage"))},
-                             params=FILTERS + PAGING, tags=("logs",))},
-    "/api/logs/stats": {"get": _op("Count, success rate, avg/p50/p99 latency, tokens, per-stage overhead, by "
-                                   "provider and model (default range: last 24 h)", {"200": _json(_ref("Stats"))},
-                                   params=FILTERS, tags=("logs",))},
-    "/api/logs/histogram": {"get": _op("Requests, errors, latency (avg/p50/p99), tokens per time bucket, overall "
-                                       "and per provider (default range: last hour)",
-                                       {"200": _json(_ref("Histogram"))},
-                                       params=[*FILTERS, _q("buckets", "Number of buckets, 1-500",
-                                                            {"type": "integer", "default": 60})],
-                                       tags=("logs",))},
-    "/api/logs/facets": {"get": _op("Providers and models present in the log", {"200": _json({"type": "object"})},
-                                    tags=("logs",))},
-    "/api/logs/{id}": {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                       "get": _op("One record in full: request, response, attempts, stage timings",
-                                  {"200": _json(_ref("LogRecord")), "404": _json(_ref("Error"))}, tags=("logs",))},
+    "/api/config": {
+        "get": _op(
+            "Active tuning profile, tuning knobs, listen address, workers, paths",
+            {"200": _json({"type": "object"})},
+            tags=("settings",),
+        )
+    },
+    "/api/system": {
+        "get": _op(
+            "This worker: request-log counters and per-lane in_flight/queued",
+            {"200": _json({"type": "object"})},
+            tags=("settings",),
+        )
+    },
+    "/api/logs": {
+        "get": _op(
+            "List request-log records (newest first by default)",
+            {"200": _json(_ref("LogPage"))},
+            params=FILTERS + PAGING,
+            tags=("logs",),
+        )
+    },
+    "/api/logs/stats": {
+        "get": _op(
+            "Count, success rate, avg/p50/p99 latency, tokens, per-stage overhead, by "
+            "provider and model (default range: last 24 h)",
+            {"200": _json(_ref("Stats"))},
+            params=FILTERS,
+            tags=("logs",),
+        )
+    },
+    "/api/logs/histogram": {
+        "get": _op(
+            "Requests, errors, latency (avg/p50/p99), tokens per time bucket, overall "
+            "and per provider (default range: last hour)",
+            {"200": _json(_ref("Histogram"))},
+            params=[*FILTERS, _q("buckets", "Number of buckets, 1-500", {"type": "integer", "default": 60})],
+            tags=("logs",),
+        )
+    },
+    "/api/logs/facets": {
+        "get": _op("Providers and models present in the log", {"200": _json({"type": "object"})}, tags=("logs",))
+    },
+    "/api/logs/{id}": {
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "get": _op(
+            "One record in full: request, response, attempts, stage timings",
+            {"200": _json(_ref("LogRecord")), "404": _json(_ref("Error"))},
+            tags=("logs",),
+        ),
+    },
     "/api/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"})}, tags=("meta",))},
-    "/ws": {"get": _op("WebSocket: {type: hello} then {type: logs, items: [LogRecord]} per committed batch "
-                       "(input/output trimmed); {type: lagged} when a slow client skipped batches",
-                       {"101": {"description": "Switching protocols"}}, tags=("logs",))},
+    "/ws": {
+        "get": _op(
+            "WebSocket: {type: hello} then {type: logs, items: [LogRecord]} per committed batch "
+            "(input/output trimmed); {type: lagged} when a slow client skipped batches",
+            {"101": {"description": "Switching protocols"}},
+            tags=("logs",),
+        )
+    },
 }
 
 DOCUMENT: J = {
     "openapi": "3.0.3",
-    "info": {"title": "Bifrost management API", "version": "1",
-             "description": "Configure providers and client settings of the running gateway and read its request "
-                            "log. Open on loopback; off loopback every route except /api/session needs the "
-                            "admin token (Authorization: Bearer, or the cookie set by POST /api/session)."},
-    "components": {"schemas": SCHEMAS, "securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer"},
-        "cookie": {"type": "apiKey", "in": "cookie", "name": "bifrost_admin"}}},
+    "info": {
+        "title": "Bifrost management API",
+        "version": "1",
+        "description": "Configure providers and client settings of the running gateway and read its request "
+        "log. Open on loopback; off loopback every route except /api/session needs the "
+        "admin token (Authorization: Bearer, or the cookie set by POST /api/session).",
+    },
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "cookie": {"type": "apiKey", "in": "cookie", "name": "bifrost_admin"},
+        },
+    },
     "security": [{}, {"bearer": []}, {"cookie": []}],
     "paths": PATHS,
 }

@@ -24,8 +24,11 @@ from runtime.http.body import read_json_object
 from runtime.http.keys import GATEWAY
 from runtime.providers.base import ParsedResponse, Usage
 
-SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-               "X-Accel-Buffering": "no"}
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
 
 
 class StreamEncoder(Protocol):
@@ -54,8 +57,15 @@ class Ingress(Protocol):
 # adapters understand (OpenAI rejects unknown parameters). The body is shared by all targets of a request,
 # so with such a target anywhere in the fallback chain the extensions are dropped for all of them.
 PASS_THROUGH_KINDS = frozenset(("openai", "azure"))
-_TOP_LEVEL_EXTENSIONS = ("thinking", "thinking_config", "top_k", "safety_settings", "task_type", "input_type",
-                         "anthropic_beta")
+_TOP_LEVEL_EXTENSIONS = (
+    "thinking",
+    "thinking_config",
+    "top_k",
+    "safety_settings",
+    "task_type",
+    "input_type",
+    "anthropic_beta",
+)
 _MESSAGE_EXTENSIONS = ("cache_control", "is_error")
 
 
@@ -92,8 +102,13 @@ def fail_after_first_byte(ctx: RequestContext, err: GatewayError) -> None:
     """A stream broke after bytes reached the client: too late to fall back; record it as an attempt."""
     fail(ctx, err)
     entry = err.describe()
-    entry.update(provider=ctx.provider, model=ctx.model, key=ctx.key_name, fallback_index=ctx.fallback_index,
-                 after_first_byte=True)
+    entry.update(
+        provider=ctx.provider,
+        model=ctx.model,
+        key=ctx.key_name,
+        fallback_index=ctx.fallback_index,
+        after_first_byte=True,
+    )
     ctx.attempts.append(entry)
 
 
@@ -103,8 +118,9 @@ def client_gone(ctx: RequestContext) -> None:
     ctx.error_type = "client_closed_request"
 
 
-async def serve(request: web.Request, op: str, ingress: Ingress,
-                body_hook: Callable[[dict[str, Any]], None] | None = None) -> web.StreamResponse:
+async def serve(
+    request: web.Request, op: str, ingress: Ingress, body_hook: Callable[[dict[str, Any]], None] | None = None
+) -> web.StreamResponse:
     """Answer one request of operation `op` in `ingress`'s format. `body_hook` adjusts the client's body
     before translation (e.g. the model and stream flag that GenAI puts in the URL)."""
     gw: Gateway = request.app[GATEWAY]
@@ -138,8 +154,9 @@ async def serve(request: web.Request, op: str, ingress: Ingress,
         gw.finish(ctx)
 
 
-async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, targets: list,
-                  ingress: Ingress) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, gw: Gateway, ctx: RequestContext, targets: list, ingress: Ingress
+) -> web.StreamResponse:
     stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
     accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator()
     encoder = ingress.encoder(ctx)

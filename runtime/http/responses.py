@@ -27,8 +27,9 @@ class ResponsesIngress:
         return wire.to_internal(body)
 
     def respond(self, result: ParsedResponse, ctx: RequestContext) -> bytes:
-        return encode_json(wire.from_internal(result.data, result.usage, ctx.model_requested, ctx.ts_ms // 1000,
-                                              ctx.body))
+        return encode_json(
+            wire.from_internal(result.data, result.usage, ctx.model_requested, ctx.ts_ms // 1000, ctx.body)
+        )
 
     def encoder(self, ctx: RequestContext) -> ResponsesEncoder:
         return ResponsesEncoder(ctx.model_requested, ctx.ts_ms // 1000, ctx.body)

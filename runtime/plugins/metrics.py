@@ -18,8 +18,21 @@ from aiohttp import web
 from runtime.core.context import RequestContext
 
 # Bucket upper bounds in microseconds (exposed in seconds).
-LATENCY_BOUNDS_US = (5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-                     5_000_000, 10_000_000, 30_000_000, 60_000_000)
+LATENCY_BOUNDS_US = (
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+)
 OVERHEAD_BOUNDS_US = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000)
 UPSTREAM_BOUNDS_US = LATENCY_BOUNDS_US
 

@@ -30,11 +30,22 @@ class AnthropicAdapter:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # only for the `created` stamp of translated answers
 
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest:
         base = f"{provider.network.base_url}{spec.path_prefix}/messages"
-        headers = {"Content-Type": "application/json", "x-api-key": key.value,
-                   "anthropic-version": str(key.extra.get("anthropic_version") or API_VERSION)}
+        headers = {
+            "Content-Type": "application/json",
+            "x-api-key": key.value,
+            "anthropic-version": str(key.extra.get("anthropic_version") or API_VERSION),
+        }
         beta = body.get("anthropic_beta") or key.extra.get("anthropic_beta")
         if isinstance(beta, (list, tuple)):
             beta = ",".join(str(b) for b in beta)
@@ -56,8 +67,7 @@ class AnthropicAdapter:
     def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse:
         if op == COUNT_TOKENS:
             data = loads_object(raw, "Anthropic count_tokens response")
-            return ParsedResponse({"object": "token_count", "input_tokens": int(data.get("input_tokens") or 0)},
-                                  None)
+            return ParsedResponse({"object": "token_count", "input_tokens": int(data.get("input_tokens") or 0)}, None)
         answer, usage = wire.parse_message(raw, model, int(self.clock()))
         return ParsedResponse(answer, usage)
 
@@ -68,8 +78,10 @@ class AnthropicAdapter:
         body = error_body(raw)
         if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
             text = raw_text(raw)
-            body = {"type": "error", "error": {"type": None, "message": f"Anthropic returned HTTP {status}"
-                                                                      + (f": {text}" if text else "")}}
+            body = {
+                "type": "error",
+                "error": {"type": None, "message": f"Anthropic returned HTTP {status}" + (f": {text}" if text else "")},
+            }
         return wire.error_from_body(status, body, headers, retry_after_s=retry_after_seconds(headers))
 
     def list_models(self, provider: ProviderConfig) -> list[str]:
@@ -77,4 +89,3 @@ class AnthropicAdapter:
         for key in provider.keys:
             models.extend(m for m in key.models if m not in models)
         return models
-

@@ -43,8 +43,15 @@ from runtime.wire.sse import SSEParser
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out
 JSON_TOOL = "bifrost_json_output"
 
-FINISH = {"end_turn": STOP, "stop_sequence": STOP, "pause_turn": STOP, "max_tokens": LENGTH,
-          "model_context_window_exceeded": LENGTH, "tool_use": TOOL_CALLS, "refusal": CONTENT_FILTER}
+FINISH = {
+    "end_turn": STOP,
+    "stop_sequence": STOP,
+    "pause_turn": STOP,
+    "max_tokens": LENGTH,
+    "model_context_window_exceeded": LENGTH,
+    "tool_use": TOOL_CALLS,
+    "refusal": CONTENT_FILTER,
+}
 
 
 def _image_block(url: str) -> dict[str, Any]:
@@ -83,8 +90,14 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = [b for b in _user_blocks(message.get("content")) if b["type"] == "text"]
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "",
-                       "input": json_arguments(fn.get("arguments"))})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": fn.get("name") or "",
+                "input": json_arguments(fn.get("arguments")),
+            }
+        )
     return blocks
 
 
@@ -134,8 +147,13 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
     return system, out
 
 
-def build_messages_body(body: dict[str, Any], model: str | None, stream: bool,
-                        default_max_tokens: int = DEFAULT_MAX_TOKENS, counting: bool = False) -> dict[str, Any]:
+def build_messages_body(
+    body: dict[str, Any],
+    model: str | None,
+    stream: bool,
+    default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    counting: bool = False,
+) -> dict[str, Any]:
     """An OpenAI chat body -> an Anthropic Messages body (`model` None: left out, as Vertex wants)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -150,21 +168,33 @@ def build_messages_body(body: dict[str, Any], model: str | None, stream: bool,
     out["messages"] = converted
     if system:
         out["system"] = system
-    tools = [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"],
-              **({"cache_control": t["cache_control"]} if "cache_control" in t else {})}
-             for t in function_tools(body)]
+    tools = [
+        {
+            "name": t["name"],
+            "description": t["description"],
+            "input_schema": t["parameters"],
+            **({"cache_control": t["cache_control"]} if "cache_control" in t else {}),
+        }
+        for t in function_tools(body)
+    ]
     choice = tool_choice_of(body)
     kind, schema, _name = response_format_of(body)
     if kind != "text":
-        tools.append({"name": JSON_TOOL, "description": "Respond with the answer as this tool's input.",
-                      "input_schema": schema or {"type": "object"}})
+        tools.append(
+            {
+                "name": JSON_TOOL,
+                "description": "Respond with the answer as this tool's input.",
+                "input_schema": schema or {"type": "object"},
+            }
+        )
         if len(tools) == 1:
             choice = ("function", JSON_TOOL)
     if tools:
         out["tools"] = tools
     if choice is not None and (tools or choice[0] == "none"):
-        mapped: dict[str, Any] = {"auto": {"type": "auto"}, "none": {"type": "none"},
-                                  "required": {"type": "any"}}.get(choice[0]) or {"type": "tool", "name": choice[1]}
+        mapped: dict[str, Any] = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}.get(
+            choice[0]
+        ) or {"type": "tool", "name": choice[1]}
         out["tool_choice"] = mapped
     if body.get("parallel_tool_calls") is False and tools:
         out["tool_choice"] = {**out.get("tool_choice", {"type": "auto"}), "disable_parallel_tool_use": True}
@@ -221,8 +251,9 @@ def parse_message(raw: bytes, model: str, created: int) -> tuple[dict[str, Any],
     if finish == TOOL_CALLS and not calls:
         finish = STOP  # only the JSON-mode tool was "called"
     usage = usage_of(data.get("usage"))
-    answer = chat_completion(data.get("id") or "", data.get("model") or model, created, "".join(texts), calls,
-                             finish, usage)
+    answer = chat_completion(
+        data.get("id") or "", data.get("model") or model, created, "".join(texts), calls, finish, usage
+    )
     if thinking:
         answer["choices"][0]["message"]["reasoning_content"] = "".join(thinking)
     if data.get("stop_sequence"):
@@ -338,13 +369,22 @@ _HANDLERS = {
 }
 
 # Anthropic error types -> the HTTP status they come with (used for errors inside a 200 stream).
-ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-                "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-                "overloaded_error": 529, "timeout_error": 504}
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+    "timeout_error": 504,
+}
 
 
-def error_from_body(status: int, body: Any, headers: Any, streaming: bool = False,
-                    retry_after_s: float | None = None) -> ProviderError:
+def error_from_body(
+    status: int, body: Any, headers: Any, streaming: bool = False, retry_after_s: float | None = None
+) -> ProviderError:
     """Anthropic's `{"type": "error", "error": {type, message}}` -> ProviderError with the right status.
 
     529 (overloaded) becomes 503 so OpenAI clients and the retry policy see a familiar, retryable status.
@@ -363,8 +403,14 @@ def error_from_body(status: int, body: Any, headers: Any, streaming: bool = Fals
         code = "rate_limit_exceeded"
     if streaming:
         message = f"Anthropic stream error: {message}"
-    return ProviderError(message, status=status, type=etype or _fallback_type(status), code=code,
-                         retry_after_s=retry_after_s, provider_body=body)
+    return ProviderError(
+        message,
+        status=status,
+        type=etype or _fallback_type(status),
+        code=code,
+        retry_after_s=retry_after_s,
+        provider_body=body,
+    )
 
 
 def _fallback_type(status: int) -> str:

@@ -30,8 +30,13 @@ class Usage:
 
     __slots__ = ("cached_tokens", "completion_tokens", "prompt_tokens", "total_tokens")
 
-    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, total_tokens: int | None = None,
-                 cached_tokens: int = 0) -> None:
+    def __init__(
+        self,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        total_tokens: int | None = None,
+        cached_tokens: int = 0,
+    ) -> None:
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.total_tokens = prompt_tokens + completion_tokens if total_tokens is None else total_tokens
@@ -48,8 +53,11 @@ class Usage:
         return cls(prompt, completion, usage.get("total_tokens"), cached or 0)
 
     def to_openai(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                               "total_tokens": self.total_tokens}
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
         if self.cached_tokens:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         return out
@@ -65,8 +73,9 @@ class UpstreamRequest:
 
     __slots__ = ("body", "headers", "method", "payload", "url")
 
-    def __init__(self, method: str, url: str, headers: dict[str, str], payload: Any = None,
-                 body: bytes | None = None) -> None:
+    def __init__(
+        self, method: str, url: str, headers: dict[str, str], payload: Any = None, body: bytes | None = None
+    ) -> None:
         self.method = method
         self.url = url
         self.headers = headers
@@ -107,8 +116,16 @@ class Adapter(Protocol):
     operations: frozenset[str]
     local: bool
 
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest: ...
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest: ...
 
     def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse: ...
 

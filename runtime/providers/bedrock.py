@@ -56,8 +56,16 @@ class BedrockAdapter:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # `created` stamps, and the SigV4 timestamp in `sign`
 
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest:
         config = key_config(key)
         region = str(config.get("region") or DEFAULT_REGION)
         base = (provider.network.base_url or "").replace("{region}", region)
@@ -72,30 +80,48 @@ class BedrockAdapter:
                 headers["Accept"] = "application/vnd.amazon.eventstream"
         if not config.get("access_key"):
             if not key.value:
-                raise GatewayError(f"bedrock key '{key.name}' has neither bedrock_key_config.access_key/secret_key "
-                                   "nor a Bedrock API key in 'value'", status=500, type="configuration_error",
-                                   code="missing_credentials")
+                raise GatewayError(
+                    f"bedrock key '{key.name}' has neither bedrock_key_config.access_key/secret_key "
+                    "nor a Bedrock API key in 'value'",
+                    status=500,
+                    type="configuration_error",
+                    code="missing_credentials",
+                )
             headers["Authorization"] = f"Bearer {key.value}"  # a Bedrock API key
         if provider.network.extra_headers:
             headers.update(provider.network.extra_headers)
         return UpstreamRequest("POST", url, headers, payload)
 
-    async def sign(self, request: UpstreamRequest, key: KeyConfig, provider: ProviderConfig,
-                   session: aiohttp.ClientSession | None) -> None:
+    async def sign(
+        self, request: UpstreamRequest, key: KeyConfig, provider: ProviderConfig, session: aiohttp.ClientSession | None
+    ) -> None:
         config = key_config(key)
         access, secret = config.get("access_key"), config.get("secret_key")
         if not access:
             return
         if not secret:
-            raise GatewayError(f"bedrock key '{key.name}' has an access_key but no secret_key "
-                               "(providers.bedrock.keys[].bedrock_key_config.secret_key)", status=500,
-                               type="configuration_error", code="missing_credentials")
+            raise GatewayError(
+                f"bedrock key '{key.name}' has an access_key but no secret_key "
+                "(providers.bedrock.keys[].bedrock_key_config.secret_key)",
+                status=500,
+                type="configuration_error",
+                code="missing_credentials",
+            )
         signed = {"Content-Type": request.headers["Content-Type"]}
-        request.headers.update(sigv4.sign(
-            request.method, request.url, signed, request.body or b"", access_key=str(access), secret_key=str(secret),
-            region=str(config.get("region") or DEFAULT_REGION), service=SERVICE,
-            now=datetime.fromtimestamp(self.clock(), timezone.utc),
-            session_token=str(config["session_token"]) if config.get("session_token") else None))
+        request.headers.update(
+            sigv4.sign(
+                request.method,
+                request.url,
+                signed,
+                request.body or b"",
+                access_key=str(access),
+                secret_key=str(secret),
+                region=str(config.get("region") or DEFAULT_REGION),
+                service=SERVICE,
+                now=datetime.fromtimestamp(self.clock(), timezone.utc),
+                session_token=str(config["session_token"]) if config.get("session_token") else None,
+            )
+        )
 
     def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse:
         if op == EMBEDDINGS:

@@ -37,11 +37,22 @@ from runtime.providers.common import (
 )
 
 JSON_TOOL = "bifrost_json_output"
-FINISH = {"end_turn": STOP, "stop_sequence": STOP, "max_tokens": LENGTH, "tool_use": TOOL_CALLS,
-          "guardrail_intervened": CONTENT_FILTER, "content_filtered": CONTENT_FILTER,
-          "model_context_window_exceeded": LENGTH}
-_IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
-                  "image/webp": "webp"}
+FINISH = {
+    "end_turn": STOP,
+    "stop_sequence": STOP,
+    "max_tokens": LENGTH,
+    "tool_use": TOOL_CALLS,
+    "guardrail_intervened": CONTENT_FILTER,
+    "content_filtered": CONTENT_FILTER,
+    "model_context_window_exceeded": LENGTH,
+}
+_IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
 
 
 def _image(url: str) -> dict[str, Any]:
@@ -87,8 +98,15 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
             blocks = [{"text": t} for t in [text_of(message.get("content"))] if t]
             for call in message.get("tool_calls") or ():
                 fn = call.get("function") or {}
-                blocks.append({"toolUse": {"toolUseId": call.get("id") or "", "name": fn.get("name") or "",
-                                           "input": json_arguments(fn.get("arguments"))}})
+                blocks.append(
+                    {
+                        "toolUse": {
+                            "toolUseId": call.get("id") or "",
+                            "name": fn.get("name") or "",
+                            "input": json_arguments(fn.get("arguments")),
+                        }
+                    }
+                )
         elif role == "tool":
             turn = "user"
             content = message.get("content")
@@ -127,13 +145,28 @@ def build_converse_body(body: dict[str, Any]) -> dict[str, Any]:
         config["stopSequences"] = stops
     if config:
         out["inferenceConfig"] = config
-    tools = [{"toolSpec": {"name": t["name"], "description": t["description"] or t["name"],
-                           "inputSchema": {"json": t["parameters"]}}} for t in function_tools(body)]
+    tools = [
+        {
+            "toolSpec": {
+                "name": t["name"],
+                "description": t["description"] or t["name"],
+                "inputSchema": {"json": t["parameters"]},
+            }
+        }
+        for t in function_tools(body)
+    ]
     choice = tool_choice_of(body)
     kind, schema, _name = response_format_of(body)
     if kind != "text":
-        tools.append({"toolSpec": {"name": JSON_TOOL, "description": "Respond with the answer as this tool's input.",
-                                   "inputSchema": {"json": schema or {"type": "object"}}}})
+        tools.append(
+            {
+                "toolSpec": {
+                    "name": JSON_TOOL,
+                    "description": "Respond with the answer as this tool's input.",
+                    "inputSchema": {"json": schema or {"type": "object"}},
+                }
+            }
+        )
         if len(tools) == 1:
             choice = ("function", JSON_TOOL)
     if tools:
@@ -141,7 +174,8 @@ def build_converse_body(body: dict[str, Any]) -> dict[str, Any]:
         # Converse has no "none": leaving toolChoice out lets the model decide.
         if choice is not None and choice[0] != "none":
             tool_config["toolChoice"] = {"auto": {"auto": {}}, "required": {"any": {}}}.get(choice[0]) or {
-                "tool": {"name": choice[1]}}
+                "tool": {"name": choice[1]}
+            }
         out["toolConfig"] = tool_config
     if body.get("top_k") is not None:
         out["additionalModelRequestFields"] = {"top_k": body["top_k"]}
@@ -188,6 +222,7 @@ def parse_converse(raw: bytes, model: str, created: int, rid: str) -> tuple[dict
 
 
 # -- embeddings through InvokeModel ---------------------------------------------------------------------
+
 
 def is_cohere_embed(model: str) -> bool:
     return "cohere.embed" in model
@@ -239,8 +274,14 @@ ERRORS = {  # exception type -> (status we answer with, OpenAI error type)
 }
 
 
-def error_from(kind: str | None, status: int, message: str, body: Any = None,
-               retry_after_s: float | None = None, streaming: bool = False) -> ProviderError:
+def error_from(
+    kind: str | None,
+    status: int,
+    message: str,
+    body: Any = None,
+    retry_after_s: float | None = None,
+    streaming: bool = False,
+) -> ProviderError:
     """An AWS error type (`x-amzn-errortype`, or a stream's `:exception-type`) -> ProviderError."""
     name = (kind or "").split(":", 1)[0]
     name = name[:1].upper() + name[1:]  # stream exception types are camelCase
@@ -253,5 +294,6 @@ def error_from(kind: str | None, status: int, message: str, body: Any = None,
     if status == 400 and is_context_overflow(message):
         code = "context_length_exceeded"
     prefix = "Bedrock stream error: " if streaming else ""
-    return ProviderError(f"{prefix}{message}", status=status, type=etype, code=code, retry_after_s=retry_after_s,
-                         provider_body=body)
+    return ProviderError(
+        f"{prefix}{message}", status=status, type=etype, code=code, retry_after_s=retry_after_s, provider_body=body
+    )

@@ -31,19 +31,31 @@ def _cap(ops: tuple[str, ...], features: tuple[str, ...] = CHAT_FEATURES, notes:
 
 
 CAPABILITIES: dict[str, Capability] = {
-    "openai": _cap((CHAT, COMPLETIONS, EMBEDDINGS), (*CHAT_FEATURES, "cached_tokens"),
-                   "OpenAI wire format, forwarded as is"),
-    "azure": _cap((CHAT, COMPLETIONS, EMBEDDINGS), (*CHAT_FEATURES, "cached_tokens"),
-                  "deployment URLs and api-key header"),
+    "openai": _cap(
+        (CHAT, COMPLETIONS, EMBEDDINGS), (*CHAT_FEATURES, "cached_tokens"), "OpenAI wire format, forwarded as is"
+    ),
+    "azure": _cap(
+        (CHAT, COMPLETIONS, EMBEDDINGS), (*CHAT_FEATURES, "cached_tokens"), "deployment URLs and api-key header"
+    ),
     "mock": _cap((CHAT, COMPLETIONS, EMBEDDINGS), ("streaming", "usage"), "in-process, deterministic"),
-    "anthropic": _cap((CHAT, COUNT_TOKENS), (*CHAT_FEATURES, "cached_tokens", "pdf"),
-                      "max_tokens defaults to 4096; JSON mode is a forced tool"),
-    "gemini": _cap((CHAT, EMBEDDINGS, COUNT_TOKENS), (*CHAT_FEATURES, "cached_tokens", "pdf"),
-                   "embeddings carry no token usage"),
-    "vertex": _cap((CHAT, EMBEDDINGS, COUNT_TOKENS), (*CHAT_FEATURES, "cached_tokens"),
-                   "Gemini models, Claude models (rawPredict) and text embeddings (predict)"),
-    "bedrock": _cap((CHAT, EMBEDDINGS), (*CHAT_FEATURES, "cached_tokens"),
-                    "Converse/ConverseStream; Titan embeddings take one input per request, Cohere embeddings many"),
+    "anthropic": _cap(
+        (CHAT, COUNT_TOKENS),
+        (*CHAT_FEATURES, "cached_tokens", "pdf"),
+        "max_tokens defaults to 4096; JSON mode is a forced tool",
+    ),
+    "gemini": _cap(
+        (CHAT, EMBEDDINGS, COUNT_TOKENS), (*CHAT_FEATURES, "cached_tokens", "pdf"), "embeddings carry no token usage"
+    ),
+    "vertex": _cap(
+        (CHAT, EMBEDDINGS, COUNT_TOKENS),
+        (*CHAT_FEATURES, "cached_tokens"),
+        "Gemini models, Claude models (rawPredict) and text embeddings (predict)",
+    ),
+    "bedrock": _cap(
+        (CHAT, EMBEDDINGS),
+        (*CHAT_FEATURES, "cached_tokens"),
+        "Converse/ConverseStream; Titan embeddings take one input per request, Cohere embeddings many",
+    ),
     "cohere": _cap((CHAT, EMBEDDINGS), CHAT_FEATURES, "v2 chat and embed"),
 }
 

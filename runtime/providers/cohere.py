@@ -44,10 +44,22 @@ from runtime.providers.openai import retry_after_seconds
 from runtime.providers.registry import ProviderSpec
 from runtime.wire.sse import SSEParser
 
-FINISH = {"COMPLETE": STOP, "STOP_SEQUENCE": STOP, "MAX_TOKENS": LENGTH, "TOOL_CALL": TOOL_CALLS, "ERROR": STOP,
-          "TIMEOUT": STOP}
-_RENAMED = (("temperature", "temperature"), ("top_p", "p"), ("top_k", "k"), ("seed", "seed"),
-            ("frequency_penalty", "frequency_penalty"), ("presence_penalty", "presence_penalty"))
+FINISH = {
+    "COMPLETE": STOP,
+    "STOP_SEQUENCE": STOP,
+    "MAX_TOKENS": LENGTH,
+    "TOOL_CALL": TOOL_CALLS,
+    "ERROR": STOP,
+    "TIMEOUT": STOP,
+}
+_RENAMED = (
+    ("temperature", "temperature"),
+    ("top_p", "p"),
+    ("top_k", "k"),
+    ("seed", "seed"),
+    ("frequency_penalty", "frequency_penalty"),
+    ("presence_penalty", "presence_penalty"),
+)
 
 
 def _content(content: Any) -> Any:
@@ -75,16 +87,25 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
         text = text_of(message.get("content"))
         calls = message.get("tool_calls")
         if calls:
-            out["tool_calls"] = [tool_call(c.get("id") or "", (c.get("function") or {}).get("name") or "",
-                                           (c.get("function") or {}).get("arguments") or "{}") for c in calls]
+            out["tool_calls"] = [
+                tool_call(
+                    c.get("id") or "",
+                    (c.get("function") or {}).get("name") or "",
+                    (c.get("function") or {}).get("arguments") or "{}",
+                )
+                for c in calls
+            ]
             if text:
                 out["tool_plan"] = text
         else:
             out["content"] = text
         return out
     if role == "tool":
-        return {"role": "tool", "tool_call_id": message.get("tool_call_id") or "",
-                "content": text_of(message.get("content")) or " "}
+        return {
+            "role": "tool",
+            "tool_call_id": message.get("tool_call_id") or "",
+            "content": text_of(message.get("content")) or " ",
+        }
     raise InvalidRequest(f"message role {role!r} is not supported by Cohere", param="messages")
 
 
@@ -100,8 +121,13 @@ def build_chat_body(body: dict[str, Any], model: str, stream: bool) -> dict[str,
     if choice is not None and choice[0] == "function":
         tools = [t for t in tools if t["name"] == choice[1]]  # Cohere cannot name one tool: offer only it
     if tools:
-        out["tools"] = [{"type": "function", "function": {"name": t["name"], "description": t["description"],
-                                                          "parameters": t["parameters"]}} for t in tools]
+        out["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
+            }
+            for t in tools
+        ]
     if choice is not None and choice[0] in ("required", "function", "none") and (tools or choice[0] == "none"):
         out["tool_choice"] = "NONE" if choice[0] == "none" else "REQUIRED"
     kind, schema, _name = response_format_of(body)
@@ -123,8 +149,11 @@ def usage_of(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     tokens = usage.get("tokens") or usage.get("billed_units") or {}
-    return Usage(int(tokens.get("input_tokens") or 0), int(tokens.get("output_tokens") or 0),
-                 cached_tokens=int(usage.get("cached_tokens") or 0))
+    return Usage(
+        int(tokens.get("input_tokens") or 0),
+        int(tokens.get("output_tokens") or 0),
+        cached_tokens=int(usage.get("cached_tokens") or 0),
+    )
 
 
 def parse_chat(raw: bytes, model: str, created: int) -> tuple[dict[str, Any], Usage | None]:
@@ -133,11 +162,24 @@ def parse_chat(raw: bytes, model: str, created: int) -> tuple[dict[str, Any], Us
     if not isinstance(message, dict):
         raise UpstreamGarbage(f"Cohere chat response has no message: {raw[:120]!r}")
     text = "".join(c.get("text") or "" for c in message.get("content") or () if c.get("type") == "text")
-    calls = [tool_call(c.get("id") or "", (c.get("function") or {}).get("name") or "",
-                       (c.get("function") or {}).get("arguments") or "{}") for c in message.get("tool_calls") or ()]
+    calls = [
+        tool_call(
+            c.get("id") or "",
+            (c.get("function") or {}).get("name") or "",
+            (c.get("function") or {}).get("arguments") or "{}",
+        )
+        for c in message.get("tool_calls") or ()
+    ]
     usage = usage_of(data.get("usage"))
-    answer = chat_completion(data.get("id") or "", model, created, text, calls,
-                             FINISH.get(data.get("finish_reason") or "COMPLETE", STOP), usage)
+    answer = chat_completion(
+        data.get("id") or "",
+        model,
+        created,
+        text,
+        calls,
+        FINISH.get(data.get("finish_reason") or "COMPLETE", STOP),
+        usage,
+    )
     if message.get("tool_plan"):
         answer["choices"][0]["message"]["reasoning_content"] = message["tool_plan"]
     return answer, usage
@@ -180,8 +222,11 @@ class ChatStream:
         elif kind == "tool-call-start":
             call = message.get("tool_calls") or {}
             fn = call.get("function") or {}
-            out.append(maker.tool_start(payload.get("index", 0), call.get("id") or "", fn.get("name") or "",
-                                        fn.get("arguments") or ""))
+            out.append(
+                maker.tool_start(
+                    payload.get("index", 0), call.get("id") or "", fn.get("name") or "", fn.get("arguments") or ""
+                )
+            )
         elif kind == "tool-call-delta":
             fragment = ((message.get("tool_calls") or {}).get("function") or {}).get("arguments")
             if fragment:
@@ -194,8 +239,9 @@ class ChatStream:
                 out.append(maker.usage(self.usage))
             self.finished = True
         elif kind == "error" or "error" in payload:
-            raise ProviderError(f"Cohere stream error: {payload.get('message') or payload.get('error')}", status=502,
-                                type="api_error")
+            raise ProviderError(
+                f"Cohere stream error: {payload.get('message') or payload.get('error')}", status=502, type="api_error"
+            )
 
 
 def error_from(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
@@ -207,8 +253,14 @@ def error_from(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderE
     if status == 422:
         status = 400  # Cohere's validation errors: a bad request for OpenAI clients
     code = "context_length_exceeded" if status == 400 and is_context_overflow(message) else None
-    return ProviderError(message, status=status, type=status_type(status), code=code,
-                         retry_after_s=retry_after_seconds(headers), provider_body=body)
+    return ProviderError(
+        message,
+        status=status,
+        type=status_type(status),
+        code=code,
+        retry_after_s=retry_after_seconds(headers),
+        provider_body=body,
+    )
 
 
 class CohereAdapter:
@@ -219,17 +271,31 @@ class CohereAdapter:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # only for the `created` stamp of translated answers
 
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest:
         base = f"{provider.network.base_url}{spec.path_prefix}"
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key.value}",
-                   "Accept": "text/event-stream" if stream else "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {key.value}",
+            "Accept": "text/event-stream" if stream else "application/json",
+        }
         if provider.network.extra_headers:
             headers.update(provider.network.extra_headers)
         if op == EMBEDDINGS:
-            payload: dict[str, Any] = {"model": model, "texts": input_texts(body),
-                                       "input_type": body.get("input_type") or "search_document",
-                                       "embedding_types": ["float"]}
+            payload: dict[str, Any] = {
+                "model": model,
+                "texts": input_texts(body),
+                "input_type": body.get("input_type") or "search_document",
+                "embedding_types": ["float"],
+            }
             if body.get("dimensions"):
                 payload["output_dimension"] = body["dimensions"]
             return UpstreamRequest("POST", f"{base}/embed", headers, payload)
@@ -238,8 +304,11 @@ class CohereAdapter:
     def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse:
         if op == EMBEDDINGS:
             data = loads_object(raw, "Cohere embed response")
-            vectors = (data.get("embeddings") or {}).get("float") if isinstance(data.get("embeddings"), dict) \
+            vectors = (
+                (data.get("embeddings") or {}).get("float")
+                if isinstance(data.get("embeddings"), dict)
                 else data.get("embeddings")
+            )
             if not isinstance(vectors, list):
                 raise UpstreamGarbage(f"Cohere embed response has no float embeddings: {raw[:120]!r}")
             tokens = int((((data.get("meta") or {}).get("billed_units")) or {}).get("input_tokens") or 0)

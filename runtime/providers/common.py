@@ -35,6 +35,7 @@ def dumps(obj: Any) -> str:
 
 # -- reading the OpenAI request ---------------------------------------------------------------------------
 
+
 def text_of(content: Any) -> str:
     """An OpenAI `content` (string, or list of parts) -> its text, parts joined without separators."""
     if content is None:
@@ -84,8 +85,9 @@ def json_arguments(arguments: Any) -> dict[str, Any]:
     try:
         value = ujson.loads(arguments)
     except ValueError:
-        raise InvalidRequest(f"tool call arguments are not valid JSON: {str(arguments)[:80]!r}",
-                             param="messages") from None
+        raise InvalidRequest(
+            f"tool call arguments are not valid JSON: {str(arguments)[:80]!r}", param="messages"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidRequest("tool call arguments must be a JSON object", param="messages")
     return value
@@ -122,12 +124,20 @@ def function_tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
-                or not isinstance(fn.get("name"), str):
-            raise InvalidRequest(f"tools[{i}] must be {{type: function, function: {{name, parameters}}}}",
-                                 param=f"tools[{i}]")
-        entry = {"name": fn["name"], "description": fn.get("description") or "",
-                 "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type", "function") != "function"
+            or not isinstance(fn, dict)
+            or not isinstance(fn.get("name"), str)
+        ):
+            raise InvalidRequest(
+                f"tools[{i}] must be {{type: function, function: {{name, parameters}}}}", param=f"tools[{i}]"
+            )
+        entry = {
+            "name": fn["name"],
+            "description": fn.get("description") or "",
+            "parameters": fn.get("parameters") or {"type": "object", "properties": {}},
+        }
         if "cache_control" in tool:
             entry["cache_control"] = tool["cache_control"]
         out.append(entry)
@@ -147,8 +157,9 @@ def tool_choice_of(body: Mapping[str, Any]) -> tuple[str, str | None] | None:
         fn = choice.get("function")
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             return "function", fn["name"]
-    raise InvalidRequest("'tool_choice' must be auto, none, required or {type: function, function: {name}}",
-                         param="tool_choice")
+    raise InvalidRequest(
+        "'tool_choice' must be auto, none, required or {type: function, function: {name}}", param="tool_choice"
+    )
 
 
 def response_format_of(body: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None, str]:
@@ -160,8 +171,11 @@ def response_format_of(body: Mapping[str, Any]) -> tuple[str, dict[str, Any] | N
     if kind == "json_schema":
         spec = fmt.get("json_schema") or {}
         schema = spec.get("schema") if isinstance(spec, dict) else None
-        return "json_schema", schema if isinstance(schema, dict) else {"type": "object"}, \
-            str(spec.get("name") or "response") if isinstance(spec, dict) else "response"
+        return (
+            "json_schema",
+            schema if isinstance(schema, dict) else {"type": "object"},
+            str(spec.get("name") or "response") if isinstance(spec, dict) else "response",
+        )
     if kind == "json_object":
         return "json_object", None, ""
     return "text", None, ""
@@ -177,8 +191,12 @@ def input_texts(body: Mapping[str, Any]) -> list[str]:
     raise InvalidRequest("'input' must be a string or a non-empty list of strings for this provider", param="input")
 
 
-def append_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]],
-                is_result: Callable[[dict[str, Any]], bool] | None = None) -> None:
+def append_turn(
+    turns: list[dict[str, Any]],
+    role: str,
+    blocks: list[dict[str, Any]],
+    is_result: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
     """Add content blocks as a turn, merging into the previous turn of the same role (Anthropic and Bedrock
     want roles to alternate). With `is_result`, the blocks are tool results and go before the turn's other
     blocks: results must open the user turn that answers the calls."""
@@ -195,6 +213,7 @@ def append_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, A
 
 # -- building OpenAI answers -------------------------------------------------------------------------------
 
+
 def stable_id(prefix: str, *parts: Any) -> str:
     """A deterministic id for things a provider leaves unnamed (Gemini tool calls): same input, same id."""
     digest = hashlib.sha1(dumps(parts).encode()).hexdigest()[:24]
@@ -206,16 +225,31 @@ def tool_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
 
 
-def chat_completion(rid: str, model: str, created: int, text: str | None, tool_calls: list[dict[str, Any]],
-                    finish: str, usage: Usage | None) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None,
-                               "refusal": None}
+def chat_completion(
+    rid: str,
+    model: str,
+    created: int,
+    text: str | None,
+    tool_calls: list[dict[str, Any]],
+    finish: str,
+    usage: Usage | None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not tool_calls else None,
+        "refusal": None,
+    }
     if tool_calls:
         message["tool_calls"] = tool_calls
     if message["content"] is None and not tool_calls:
         message["content"] = ""
-    data: dict[str, Any] = {"id": rid, "object": "chat.completion", "created": created, "model": model,
-                            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]}
+    data: dict[str, Any] = {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+    }
     if usage is not None:
         data["usage"] = usage.to_openai()
     return data
@@ -232,8 +266,13 @@ class ChunkMaker:
         self.created = created
 
     def delta(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
 
     def role(self) -> dict[str, Any]:
         return self.delta({"role": "assistant", "content": ""})
@@ -242,8 +281,18 @@ class ChunkMaker:
         return self.delta({"content": text})
 
     def tool_start(self, index: int, call_id: str, name: str, arguments: str = "") -> dict[str, Any]:
-        return self.delta({"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                           "function": {"name": name, "arguments": arguments}}]})
+        return self.delta(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": arguments},
+                    }
+                ]
+            }
+        )
 
     def tool_args(self, index: int, fragment: str) -> dict[str, Any]:
         return self.delta({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
@@ -252,14 +301,24 @@ class ChunkMaker:
         return self.delta({}, reason)
 
     def usage(self, usage: Usage) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [], "usage": usage.to_openai()}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage.to_openai(),
+        }
 
 
 def embeddings_list(model: str, vectors: Iterable[list[float]], prompt_tokens: int) -> dict[str, Any]:
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
 
 
 def error_body(raw: bytes) -> Any:
@@ -273,8 +332,16 @@ def raw_text(raw: bytes, limit: int = 300) -> str:
     return raw[:limit].decode("utf-8", "replace").strip()
 
 
-_OVERFLOW_HINTS = ("prompt is too long", "too many tokens", "context length", "context window", "input is too long",
-                   "exceeds the maximum number of tokens", "maximum context", "input token count")
+_OVERFLOW_HINTS = (
+    "prompt is too long",
+    "too many tokens",
+    "context length",
+    "context window",
+    "input is too long",
+    "exceeds the maximum number of tokens",
+    "maximum context",
+    "input token count",
+)
 
 
 def is_context_overflow(message: str) -> bool:

@@ -50,16 +50,25 @@ class GeminiAdapter:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # only for the `created` stamp of translated answers
 
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest:
         path = model_path(model)
         base = f"{provider.network.base_url}{spec.path_prefix}/{path}"
         headers = {"Content-Type": "application/json", "x-goog-api-key": key.value}
         if provider.network.extra_headers:
             headers.update(provider.network.extra_headers)
         if op == EMBEDDINGS:
-            return UpstreamRequest("POST", f"{base}:batchEmbedContents", headers,
-                                   request.build_batch_embed_body(body, path))
+            return UpstreamRequest(
+                "POST", f"{base}:batchEmbedContents", headers, request.build_batch_embed_body(body, path)
+            )
         if op == COUNT_TOKENS:
             return UpstreamRequest("POST", f"{base}:countTokens", headers, request.build_count_body(body, path))
         payload = request.build_generate_body(body)

@@ -33,9 +33,30 @@ from runtime.providers.common import (
 
 THOUGHT_MARK = "~ts~"
 # The OpenAPI 3 subset Gemini's Schema object documents; everything else is dropped.
-_SCHEMA_KEYS = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
-                "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example",
-                "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}
+_SCHEMA_KEYS = {
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+}
 
 
 def clean_schema(schema: Any) -> Any:
@@ -128,8 +149,9 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
             for call in message.get("tool_calls") or ():
                 fn = call.get("function") or {}
                 names[call.get("id") or ""] = fn.get("name") or ""
-                part: dict[str, Any] = {"functionCall": {"name": fn.get("name") or "",
-                                                         "args": json_arguments(fn.get("arguments"))}}
+                part: dict[str, Any] = {
+                    "functionCall": {"name": fn.get("name") or "", "args": json_arguments(fn.get("arguments"))}
+                }
                 _base, signature = split_call_id(call.get("id") or "")
                 if signature:
                     part["thoughtSignature"] = signature
@@ -151,9 +173,14 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tools = function_tools(body)
     if tools:
-        out["tools"] = [{"functionDeclarations": [
-            {"name": t["name"], "description": t["description"], "parameters": clean_schema(t["parameters"])}
-            for t in tools]}]
+        out["tools"] = [
+            {
+                "functionDeclarations": [
+                    {"name": t["name"], "description": t["description"], "parameters": clean_schema(t["parameters"])}
+                    for t in tools
+                ]
+            }
+        ]
     choice = tool_choice_of(body)
     if choice is not None and (tools or choice[0] == "none"):
         mode = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}[choice[0]]
@@ -172,9 +199,15 @@ def generation_config(body: dict[str, Any]) -> dict[str, Any]:
     stops = stop_list(body.get("stop"))
     if stops:
         config["stopSequences"] = stops
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("n", "candidateCount"),
-                         ("seed", "seed"), ("presence_penalty", "presencePenalty"),
-                         ("frequency_penalty", "frequencyPenalty")):
+    for ours, theirs in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("top_k", "topK"),
+        ("n", "candidateCount"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
         if body.get(ours) is not None:
             config[theirs] = body[ours]
     kind, schema, _name = response_format_of(body)

@@ -33,10 +33,20 @@ from runtime.providers.common import (
 from runtime.providers.gemini_request import THOUGHT_MARK
 from runtime.wire.sse import SSEParser
 
-FINISH = {"STOP": STOP, "MAX_TOKENS": LENGTH, "SAFETY": CONTENT_FILTER, "RECITATION": CONTENT_FILTER,
-          "BLOCKLIST": CONTENT_FILTER, "PROHIBITED_CONTENT": CONTENT_FILTER, "SPII": CONTENT_FILTER,
-          "IMAGE_SAFETY": CONTENT_FILTER, "LANGUAGE": STOP, "OTHER": STOP, "MALFORMED_FUNCTION_CALL": STOP,
-          "FINISH_REASON_UNSPECIFIED": STOP}
+FINISH = {
+    "STOP": STOP,
+    "MAX_TOKENS": LENGTH,
+    "SAFETY": CONTENT_FILTER,
+    "RECITATION": CONTENT_FILTER,
+    "BLOCKLIST": CONTENT_FILTER,
+    "PROHIBITED_CONTENT": CONTENT_FILTER,
+    "SPII": CONTENT_FILTER,
+    "IMAGE_SAFETY": CONTENT_FILTER,
+    "LANGUAGE": STOP,
+    "OTHER": STOP,
+    "MALFORMED_FUNCTION_CALL": STOP,
+    "FINISH_REASON_UNSPECIFIED": STOP,
+}
 
 
 def usage_of(meta: Any) -> Usage | None:
@@ -45,8 +55,12 @@ def usage_of(meta: Any) -> Usage | None:
     prompt = (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0)
     completion = (meta.get("candidatesTokenCount") or 0) + (meta.get("thoughtsTokenCount") or 0)
     total = meta.get("totalTokenCount")
-    return Usage(prompt, completion, total if isinstance(total, int) and total else None,
-                 cached_tokens=meta.get("cachedContentTokenCount") or 0)
+    return Usage(
+        prompt,
+        completion,
+        total if isinstance(total, int) and total else None,
+        cached_tokens=meta.get("cachedContentTokenCount") or 0,
+    )
 
 
 def _call_id(response_id: str, candidate: int, position: int, part: dict[str, Any]) -> str:
@@ -62,8 +76,13 @@ def blocked_error(data: dict[str, Any]) -> ProviderError | None:
     reason = feedback.get("blockReason")
     if data.get("candidates") or not reason:
         return None
-    return ProviderError(f"the prompt was blocked by the provider's safety filters ({reason})", status=400,
-                         type="invalid_request_error", code="content_filter", provider_body=data)
+    return ProviderError(
+        f"the prompt was blocked by the provider's safety filters ({reason})",
+        status=400,
+        type="invalid_request_error",
+        code="content_filter",
+        provider_body=data,
+    )
 
 
 def parse_generate(raw: bytes, model: str, created: int) -> tuple[dict[str, Any], Usage | None]:
@@ -90,16 +109,24 @@ def parse_generate(raw: bytes, model: str, created: int) -> tuple[dict[str, Any]
         finish = FINISH.get(candidate.get("finishReason") or "STOP", STOP)
         if calls and finish == STOP:
             finish = TOOL_CALLS
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None,
-                                   "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(texts) if texts or not calls else None,
+            "refusal": None,
+        }
         if calls:
             message["tool_calls"] = calls
         if thoughts:
             message["reasoning_content"] = "".join(thoughts)
         choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
     usage = usage_of(data.get("usageMetadata"))
-    answer: dict[str, Any] = {"id": rid, "object": "chat.completion", "created": created,
-                              "model": data.get("modelVersion") or model, "choices": choices}
+    answer: dict[str, Any] = {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": data.get("modelVersion") or model,
+        "choices": choices,
+    }
     if usage is not None:
         answer["usage"] = usage.to_openai()
     return answer, usage
@@ -152,8 +179,9 @@ class GenerateStream:
                     n = self._tools.get(index, 0)
                     self._tools[index] = n + 1
                     call_id = _call_id(maker.id, index, n, part)
-                    out.append(_at(maker.tool_start(n, call_id, fn.get("name") or "", dumps(fn.get("args") or {})),
-                                   index))
+                    out.append(
+                        _at(maker.tool_start(n, call_id, fn.get("name") or "", dumps(fn.get("args") or {})), index)
+                    )
                 elif isinstance(part.get("text"), str) and part["text"]:
                     key = "reasoning_content" if part.get("thought") else "content"
                     out.append(_at(maker.delta({key: part["text"]}), index))
@@ -190,18 +218,34 @@ def parse_embeddings(raw: bytes, model: str) -> tuple[dict[str, Any], Usage]:
     prompt = int(meta.get("promptTokenCount") or 0)  # Gemini's embed API usually reports none
     vectors = [{"object": "embedding", "index": i, "embedding": e.get("values") or []} for i, e in enumerate(items)]
     usage = Usage(prompt, 0)
-    return {"object": "list", "data": vectors, "model": model,
-            "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}, usage
+    return {
+        "object": "list",
+        "data": vectors,
+        "model": model,
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }, usage
 
 
-_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "UNAUTHENTICATED": 401,
-           "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499,
-           "INTERNAL": 500, "UNKNOWN": 500, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}
+_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
 _DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
-def error_from_body(status: int, body: Any, streaming: bool = False,
-                    retry_after_s: float | None = None) -> ProviderError:
+def error_from_body(
+    status: int, body: Any, streaming: bool = False, retry_after_s: float | None = None
+) -> ProviderError:
     """Google's `{"error": {code, message, status, details}}` -> ProviderError.
 
     An invalid API key comes back as 400 INVALID_ARGUMENT with reason API_KEY_INVALID: that is a 401.
@@ -226,5 +270,6 @@ def error_from_body(status: int, body: Any, streaming: bool = False,
         code = "context_length_exceeded"
     if streaming:
         message = f"Gemini stream error: {message}"
-    return ProviderError(message, status=status, type=status_type(status), code=code, retry_after_s=retry_after_s,
-                         provider_body=body)
+    return ProviderError(
+        message, status=status, type=status_type(status), code=code, retry_after_s=retry_after_s, provider_body=body
+    )

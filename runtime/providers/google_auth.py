@@ -69,8 +69,7 @@ def make_assertion(info: Mapping[str, Any], now: float, scope: str = SCOPE) -> s
     if info.get("private_key_id"):
         header["kid"] = info["private_key_id"]
     issued = int(now)
-    claims = {"iss": info["client_email"], "scope": scope, "aud": token_uri, "iat": issued,
-              "exp": issued + LIFETIME_S}
+    claims = {"iss": info["client_email"], "scope": scope, "aud": token_uri, "iat": issued, "exp": issued + LIFETIME_S}
     signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
     try:
         key = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
@@ -117,15 +116,17 @@ class TokenCache:
         if not done.cancelled():
             done.exception()  # retrieved here: every waiter may have gone (clients disconnected)
 
-    async def _fetch(self, info: Mapping[str, Any], key: tuple[str, str],
-                     session: aiohttp.ClientSession | None) -> _Token:
+    async def _fetch(
+        self, info: Mapping[str, Any], key: tuple[str, str], session: aiohttp.ClientSession | None
+    ) -> _Token:
         if session is None:
             raise UpstreamUnreachable("no HTTP session to fetch a Google access token with")
         now = self.clock()
         form = urlencode({"grant_type": GRANT, "assertion": make_assertion(info, now)})
         try:
-            async with session.post(key[1], data=form, timeout=_FETCH_TIMEOUT,
-                                    headers={"Content-Type": "application/x-www-form-urlencoded"}) as response:
+            async with session.post(
+                key[1], data=form, timeout=_FETCH_TIMEOUT, headers={"Content-Type": "application/x-www-form-urlencoded"}
+            ) as response:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -81,26 +81,51 @@ class MockAdapter:
             if not isinstance(inputs, list) or not inputs:
                 raise InvalidRequest("'input' must be a string or a non-empty list", param="input")
             dims = body.get("dimensions") or _EMBED_DIMENSIONS
-            data = [{"object": "embedding", "index": i, "embedding": _embedding(str(t), int(dims))}
-                    for i, t in enumerate(inputs)]
+            data = [
+                {"object": "embedding", "index": i, "embedding": _embedding(str(t), int(dims))}
+                for i, t in enumerate(inputs)
+            ]
             prompt = sum(_words(str(t)) for t in inputs)
             usage = Usage(prompt, 0)
-            return ParsedResponse({"object": "list", "data": data, "model": model,
-                                   "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}, usage)
+            return ParsedResponse(
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": model,
+                    "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+                },
+                usage,
+            )
         text = _reply_text(model, body)
         usage = Usage(_prompt_words(body), _words(text))
         rid = "mock-" + hashlib.sha1(repr(sorted(body.items())).encode()).hexdigest()[:20]
         if op == COMPLETIONS:
-            data = {"id": rid, "object": "text_completion", "created": created, "model": model,
-                    "system_fingerprint": FINGERPRINT,
-                    "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
-                    "usage": usage.to_openai()}
+            data = {
+                "id": rid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                "usage": usage.to_openai(),
+            }
         else:
-            data = {"id": rid, "object": "chat.completion", "created": created, "model": model,
-                    "system_fingerprint": FINGERPRINT,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                                 "logprobs": None, "finish_reason": "stop"}],
-                    "usage": usage.to_openai()}
+            data = {
+                "id": rid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage.to_openai(),
+            }
         return ParsedResponse(data, usage)
 
     def respond_stream(self, op: str, body: dict[str, Any], model: str) -> tuple[list[dict[str, Any]], Usage]:
@@ -108,34 +133,70 @@ class MockAdapter:
         full = self.respond(op, body, model)
         data = full.data
         base = {"id": data["id"], "created": data["created"], "model": model, "system_fingerprint": FINGERPRINT}
-        words = (data["choices"][0]["text"] if op == COMPLETIONS else
-                 data["choices"][0]["message"]["content"]).split(" ")
+        words = (data["choices"][0]["text"] if op == COMPLETIONS else data["choices"][0]["message"]["content"]).split(
+            " "
+        )
         chunks: list[dict[str, Any]] = []
         if op == COMPLETIONS:
             for i, word in enumerate(words):
                 piece = word if i == 0 else " " + word
-                chunks.append({**base, "object": "text_completion",
-                               "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]})
-            chunks.append({**base, "object": "text_completion",
-                           "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
+                chunks.append(
+                    {
+                        **base,
+                        "object": "text_completion",
+                        "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}],
+                    }
+                )
+            chunks.append(
+                {
+                    **base,
+                    "object": "text_completion",
+                    "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                }
+            )
         else:
             kind = {"object": "chat.completion.chunk"}
-            chunks.append({**base, **kind, "choices": [
-                {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                 "finish_reason": None}]})
+            chunks.append(
+                {
+                    **base,
+                    **kind,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
             for i, word in enumerate(words):
                 piece = word if i == 0 else " " + word
-                chunks.append({**base, **kind, "choices": [
-                    {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}]})
-            chunks.append({**base, **kind, "choices": [
-                {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
+                chunks.append(
+                    {
+                        **base,
+                        **kind,
+                        "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}],
+                    }
+                )
+            chunks.append(
+                {**base, **kind, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
+            )
         assert full.usage is not None
         chunks.append({**base, "object": chunks[-1]["object"], "choices": [], "usage": full.usage.to_openai()})
         return chunks, full.usage
 
     # The network-facing half of the interface is never used for a local adapter.
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest:
         raise NotImplementedError("the mock provider answers in-process")
 
     def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse:

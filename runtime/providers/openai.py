@@ -70,9 +70,13 @@ def openai_error(status: int, headers: Mapping[str, str], raw: bytes, provider_l
         text = raw[:500].decode("utf-8", "replace").strip()
         message = f"{provider_label} returned HTTP {status}" + (f": {text}" if text else "")
     return ProviderError(
-        message, status=status, type=str(etype) if etype else _default_type(status),
-        code=str(code) if code is not None else None, param=param,
-        retry_after_s=retry_after_seconds(headers), provider_body=body,
+        message,
+        status=status,
+        type=str(etype) if etype else _default_type(status),
+        code=str(code) if code is not None else None,
+        param=param,
+        retry_after_s=retry_after_seconds(headers),
+        provider_body=body,
     )
 
 
@@ -123,8 +127,11 @@ class OpenAIStream:
             err = chunk.get("error")
             if err is not None and "choices" not in chunk:
                 message = err.get("message") if isinstance(err, dict) else str(err)
-                raise ProviderError(f"upstream stream error: {message}", status=502,
-                                    type=(err.get("type") if isinstance(err, dict) else None) or "api_error")
+                raise ProviderError(
+                    f"upstream stream error: {message}",
+                    status=502,
+                    type=(err.get("type") if isinstance(err, dict) else None) or "api_error",
+                )
             usage = chunk.get("usage")
             if usage:
                 self.usage = Usage.from_openai(usage)
@@ -149,14 +156,23 @@ class OpenAIAdapter:
     def auth_headers(self, key: KeyConfig) -> dict[str, str]:
         return {"Authorization": f"Bearer {key.value}"} if key.value else {}
 
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest:
         out = dict(body)  # shallow: never mutate the caller's body, a fallback may need it again
         out["model"] = model
         if stream and spec.stream_usage_option and op != EMBEDDINGS:
             options = out.get("stream_options")
-            out["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
-                else {"include_usage": True}
+            out["stream_options"] = (
+                {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+            )
         headers = {"Content-Type": "application/json", **self.auth_headers(key)}
         if provider.network.extra_headers:
             headers.update(provider.network.extra_headers)

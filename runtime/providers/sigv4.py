@@ -57,8 +57,19 @@ def canonical_request(method: str, url: str, headers: dict[str, str], body: byte
     return "\n".join((method.upper(), uri, canonical_query(parts.query), canonical_headers, signed, payload)), signed
 
 
-def sign(method: str, url: str, headers: dict[str, str], body: bytes, *, access_key: str, secret_key: str,
-         region: str, service: str, now: datetime, session_token: str | None = None) -> dict[str, str]:
+def sign(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    access_key: str,
+    secret_key: str,
+    region: str,
+    service: str,
+    now: datetime,
+    session_token: str | None = None,
+) -> dict[str, str]:
     """The headers to add to the request: X-Amz-Date, X-Amz-Security-Token (if any) and Authorization.
 
     `headers` are the request's own headers that should be signed (e.g. Content-Type); Host is added here.
@@ -72,8 +83,10 @@ def sign(method: str, url: str, headers: dict[str, str], body: bytes, *, access_
     request, signed = canonical_request(method, url, to_sign, body)
     scope = f"{date}/{region}/{service}/aws4_request"
     string_to_sign = "\n".join((ALGORITHM, amz_date, scope, hashlib.sha256(request.encode()).hexdigest()))
-    signature = hmac.new(signing_key(secret_key, date, region, service), string_to_sign.encode(),
-                         hashlib.sha256).hexdigest()
-    added["Authorization"] = f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={signed}, " \
-                             f"Signature={signature}"
+    signature = hmac.new(
+        signing_key(secret_key, date, region, service), string_to_sign.encode(), hashlib.sha256
+    ).hexdigest()
+    added["Authorization"] = (
+        f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
+    )
     return added

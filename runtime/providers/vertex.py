@@ -63,13 +63,25 @@ class VertexAdapter:
         self.clock = clock  # `created` stamps; token expiry lives in the TokenCache
         self.tokens = TokenCache()
 
-    def build_request(self, provider: ProviderConfig, spec: ProviderSpec, op: str, body: dict[str, Any],
-                      model: str, key: KeyConfig, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self,
+        provider: ProviderConfig,
+        spec: ProviderSpec,
+        op: str,
+        body: dict[str, Any],
+        model: str,
+        key: KeyConfig,
+        stream: bool,
+    ) -> UpstreamRequest:
         config = key_config(key)
         project = config.get("project_id")
         if not project:
-            raise GatewayError(f"vertex key '{key.name}' needs vertex_key_config.project_id", status=500,
-                               type="configuration_error", code="missing_project")
+            raise GatewayError(
+                f"vertex key '{key.name}' needs vertex_key_config.project_id",
+                status=500,
+                type="configuration_error",
+                code="missing_project",
+            )
         region = str(config.get("region") or DEFAULT_REGION)
         root = f"{base_url(provider, region)}{spec.path_prefix}/projects/{project}/locations/{region}/publishers"
         headers = {"Content-Type": "application/json"}
@@ -80,15 +92,18 @@ class VertexAdapter:
                 payload = anthropic_wire.build_messages_body(body, model, False, counting=True)
                 payload["anthropic_version"] = ANTHROPIC_VERSION
                 return UpstreamRequest("POST", f"{root}/anthropic/models/count-tokens:rawPredict", headers, payload)
-            payload = anthropic_wire.build_messages_body(body, None, stream,
-                                                         AnthropicAdapter.default_max_tokens(provider))
+            payload = anthropic_wire.build_messages_body(
+                body, None, stream, AnthropicAdapter.default_max_tokens(provider)
+            )
             payload["anthropic_version"] = ANTHROPIC_VERSION
             method = "streamRawPredict" if stream else "rawPredict"
             return UpstreamRequest("POST", f"{root}/anthropic/models/{model}:{method}", headers, payload)
         url = f"{root}/google/models/{model}"
         if op == EMBEDDINGS:
-            instances = [{"content": text, **({"task_type": body["task_type"]} if body.get("task_type") else {})}
-                         for text in input_texts(body)]
+            instances = [
+                {"content": text, **({"task_type": body["task_type"]} if body.get("task_type") else {})}
+                for text in input_texts(body)
+            ]
             payload: dict[str, Any] = {"instances": instances}
             if body.get("dimensions"):
                 payload["parameters"] = {"outputDimensionality": body["dimensions"]}
@@ -96,11 +111,13 @@ class VertexAdapter:
         if op == COUNT_TOKENS:
             return UpstreamRequest("POST", f"{url}:countTokens", headers, gemini.build_count_body(body, None))
         payload = gemini.build_generate_body(body)
-        return UpstreamRequest("POST", f"{url}:streamGenerateContent?alt=sse" if stream else f"{url}:generateContent",
-                               headers, payload)
+        return UpstreamRequest(
+            "POST", f"{url}:streamGenerateContent?alt=sse" if stream else f"{url}:generateContent", headers, payload
+        )
 
-    async def sign(self, request: UpstreamRequest, key: KeyConfig, provider: ProviderConfig,
-                   session: aiohttp.ClientSession | None) -> None:
+    async def sign(
+        self, request: UpstreamRequest, key: KeyConfig, provider: ProviderConfig, session: aiohttp.ClientSession | None
+    ) -> None:
         credentials = key_config(key).get("auth_credentials")
         if credentials:
             info = service_account(credentials, f"vertex key '{key.name}'")
@@ -108,16 +125,21 @@ class VertexAdapter:
         elif key.value:
             request.headers["Authorization"] = f"Bearer {key.value}"  # a ready OAuth access token
         else:
-            raise GatewayError(f"vertex key '{key.name}' has no vertex_key_config.auth_credentials and no access "
-                               "token in 'value'", status=500, type="configuration_error", code="missing_credentials")
+            raise GatewayError(
+                f"vertex key '{key.name}' has no vertex_key_config.auth_credentials and no access token in 'value'",
+                status=500,
+                type="configuration_error",
+                code="missing_credentials",
+            )
 
     def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse:
         created = int(self.clock())
         if op == COUNT_TOKENS:
             if is_claude(model):
                 data = loads_object(raw, "Vertex count-tokens response")
-                return ParsedResponse({"object": "token_count", "input_tokens": int(data.get("input_tokens") or 0)},
-                                      None)
+                return ParsedResponse(
+                    {"object": "token_count", "input_tokens": int(data.get("input_tokens") or 0)}, None
+                )
             return parse_count(raw)
         if op == EMBEDDINGS:
             return _parse_predict(raw, model)

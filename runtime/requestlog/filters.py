@@ -17,8 +17,13 @@ STATUS_CLASSES = {
     "4xx": "status BETWEEN 400 AND 499",
     "5xx": "status BETWEEN 500 AND 599",
 }
-SORTS = {"ts": "ts_ms", "latency": "latency_us", "overhead": "overhead_us", "tokens": "total_tokens",
-         "status": "status"}
+SORTS = {
+    "ts": "ts_ms",
+    "latency": "latency_us",
+    "overhead": "overhead_us",
+    "tokens": "total_tokens",
+    "status": "status",
+}
 MAX_LIMIT = 500
 
 
@@ -86,8 +91,10 @@ class LogFilter:
             params.append(self.max_latency_us)
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            clauses.append(f"({a}input LIKE ? ESCAPE '\\' OR {a}output LIKE ? ESCAPE '\\' "
-                           f"OR {a}error LIKE ? ESCAPE '\\' OR {a}id = ?)")
+            clauses.append(
+                f"({a}input LIKE ? ESCAPE '\\' OR {a}output LIKE ? ESCAPE '\\' "
+                f"OR {a}error LIKE ? ESCAPE '\\' OR {a}id = ?)"
+            )
             params.extend((pattern, pattern, pattern, self.text))
         return (" AND ".join(clauses) or "1"), params
 
@@ -139,10 +146,16 @@ def parse_filter(query: Mapping[str, str], default_window_ms: int | None = None)
         stream = stream_raw.lower() in ("true", "1")
     text = (query.get("q") or "").strip() or None
     return LogFilter(
-        since_ms=since, until_ms=until, providers=_list(query, "provider"), models=_list(query, "model"),
-        statuses=statuses, stream=stream, endpoint=query.get("endpoint") or None,
+        since_ms=since,
+        until_ms=until,
+        providers=_list(query, "provider"),
+        models=_list(query, "model"),
+        statuses=statuses,
+        stream=stream,
+        endpoint=query.get("endpoint") or None,
         min_latency_us=_ms_to_us(_int(query, "min_latency_ms", 0)),
-        max_latency_us=_ms_to_us(_int(query, "max_latency_ms", 0)), text=text,
+        max_latency_us=_ms_to_us(_int(query, "max_latency_ms", 0)),
+        text=text,
     )
 
 

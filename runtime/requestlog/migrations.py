@@ -61,7 +61,7 @@ async def m001_logs(db: aiosqlite.Connection) -> None:
         CREATE INDEX logs_provider_ts ON logs (provider, ts_ms);
         CREATE INDEX logs_model_ts ON logs (model, ts_ms);
         CREATE INDEX logs_status_ts ON logs (status, ts_ms);
-        """
+        """,
     )
 
 
@@ -83,7 +83,7 @@ async def m002_covering_indexes(db: aiosqlite.Connection) -> None:
             overhead_us, prompt_tokens, completion_tokens, total_tokens);
         DROP INDEX IF EXISTS logs_ts;
         DROP INDEX IF EXISTS logs_provider_ts
-        """
+        """,
     )
 
 
@@ -93,8 +93,7 @@ MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (m001_logs, m
 async def migrate(db: aiosqlite.Connection) -> int:
     """Apply pending migrations in one immediate transaction (safe with several workers). Returns how
     many ran."""
-    await db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT, "
-                     "applied_at REAL)")
+    await db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)")
     await db.commit()
     await db.execute("BEGIN IMMEDIATE")
     try:

@@ -135,8 +135,10 @@ class LogQueries:
                     return list(await cursor.fetchall())
             except aiosqlite.OperationalError as exc:
                 if "interrupt" in str(exc):
-                    raise QueryTooSlow(f"the log query ran longer than {self.budget_s:g} s and was stopped; "
-                                       "narrow the time range or the filters") from None
+                    raise QueryTooSlow(
+                        f"the log query ran longer than {self.budget_s:g} s and was stopped; "
+                        "narrow the time range or the filters"
+                    ) from None
                 raise
             finally:
                 deadline[0] = float("inf")
@@ -152,16 +154,19 @@ class LogQueries:
         else:
             # Pick the page from the covering index alone (skipped rows never touch the table), then
             # read just those rows: a deep OFFSET costs an index walk, not a table scan.
-            source = (f"logs WHERE rowid IN (SELECT rowid FROM logs INDEXED BY logs_ts_cover WHERE {where} "
-                      f"ORDER BY {column} {direction} LIMIT ? OFFSET ?) "
-                      f"ORDER BY {column} {direction}, rowid {direction}")
+            source = (
+                f"logs WHERE rowid IN (SELECT rowid FROM logs INDEXED BY logs_ts_cover WHERE {where} "
+                f"ORDER BY {column} {direction} LIMIT ? OFFSET ?) "
+                f"ORDER BY {column} {direction}, rowid {direction}"
+            )
         sql = f"SELECT {select}, substr(input, 1, 240), substr(output, 1, 240) FROM {source}"
         fetch_rows = self._fetch(sql, [*params, page.limit + 1, page.offset])
         if f.text:  # a count over a content search would scan every row: skip it
             rows, total = await fetch_rows, None
         else:
             rows, counted = await asyncio.gather(
-                fetch_rows, self._fetch(f"SELECT count(*) FROM logs {_count_index(f)} WHERE {where}", params))
+                fetch_rows, self._fetch(f"SELECT count(*) FROM logs {_count_index(f)} WHERE {where}", params)
+            )
             total = counted[0][0]
         items = []
         for row in rows[: page.limit]:
@@ -169,9 +174,15 @@ class LogQueries:
             item["stream"] = bool(item["stream"])
             item["input_preview"], item["output_preview"] = row[-2], row[-1]
             items.append(item)
-        return {"items": items, "total": total, "limit": page.limit, "offset": page.offset,
-                "has_more": len(rows) > page.limit, "sort": page.sort,
-                "order": "desc" if page.descending else "asc"}
+        return {
+            "items": items,
+            "total": total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "has_more": len(rows) > page.limit,
+            "sort": page.sort,
+            "order": "desc" if page.descending else "asc",
+        }
 
     async def get(self, log_id: str) -> dict[str, Any] | None:
         rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, cost, extra FROM logs WHERE id = ?", (log_id,))
@@ -185,8 +196,9 @@ class LogQueries:
 
     async def tail(self, after_rowid: int, limit: int = 500) -> list[tuple[int, tuple[Any, ...]]]:
         """Rows written after `after_rowid` (any worker's), oldest first: the multi-worker live feed."""
-        rows = await self._fetch(f"SELECT rowid, {', '.join(COLUMNS)} FROM logs WHERE rowid > ? ORDER BY rowid "
-                                 "LIMIT ?", (after_rowid, limit))
+        rows = await self._fetch(
+            f"SELECT rowid, {', '.join(COLUMNS)} FROM logs WHERE rowid > ? ORDER BY rowid LIMIT ?", (after_rowid, limit)
+        )
         return [(r[0], tuple(r[1:])) for r in rows]
 
     async def last_rowid(self) -> int:
@@ -201,9 +213,13 @@ class LogQueries:
         index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
 
         async def totals_and_sample() -> tuple[tuple[Any, ...], list[tuple[Any, ...]], int]:
-            totals = (await self._fetch(
-                "SELECT count(*), sum(status < 400), avg(latency_us), sum(prompt_tokens), sum(completion_tokens), "
-                f"sum(total_tokens) FROM logs {index} WHERE {where}", params))[0]
+            totals = (
+                await self._fetch(
+                    "SELECT count(*), sum(status < 400), avg(latency_us), sum(prompt_tokens), sum(completion_tokens), "
+                    f"sum(total_tokens) FROM logs {index} WHERE {where}",
+                    params,
+                )
+            )[0]
             count = int(totals[0] or 0)
             if not count:
                 return totals, [], 1
@@ -215,8 +231,9 @@ class LogQueries:
         count = int(totals[0] or 0)
         latencies = sorted(r[0] for r in sample)
         n = len(sample) or 1
-        stage_avgs = {s[:-3]: round(sum(r[3 + i] for r in sample) / n, 1) if sample else None
-                      for i, s in enumerate(STAGES)}
+        stage_avgs = {
+            s[:-3]: round(sum(r[3 + i] for r in sample) / n, 1) if sample else None for i, s in enumerate(STAGES)
+        }
         return {
             "range": {"since": f.since_ms, "until": f.until_ms},
             "count": count,
@@ -256,8 +273,9 @@ class LogQueries:
         if top != self._pairs_rowid:
             if top < self._pairs_rowid:  # the file was replaced: start over
                 self._pairs, self._pairs_rowid = set(), 0
-            found = await self._fetch("SELECT DISTINCT provider, model FROM logs WHERE rowid > ? AND rowid <= ?",
-                                      (self._pairs_rowid, top))
+            found = await self._fetch(
+                "SELECT DISTINCT provider, model FROM logs WHERE rowid > ? AND rowid <= ?", (self._pairs_rowid, top)
+            )
             self._pairs.update((p, m) for p, m in found)
             self._pairs_rowid = top
         return sorted(self._pairs, key=lambda pm: (pm[0] or "", pm[1] or ""))
@@ -280,11 +298,20 @@ class LogQueries:
             n, ok, lat, over, prompt, completion, total = json.loads(packed)
             if not n:
                 continue
-            out.append({"provider": provider, "model": model, "count": n, "success": ok or 0,
-                        "success_rate": (ok or 0) / n, "avg_latency_ms": _ms(lat),
-                        "avg_overhead_us": None if over is None else round(over, 1),
-                        "prompt_tokens": prompt or 0, "completion_tokens": completion or 0,
-                        "total_tokens": total or 0})
+            out.append(
+                {
+                    "provider": provider,
+                    "model": model,
+                    "count": n,
+                    "success": ok or 0,
+                    "success_rate": (ok or 0) / n,
+                    "avg_latency_ms": _ms(lat),
+                    "avg_overhead_us": None if over is None else round(over, 1),
+                    "prompt_tokens": prompt or 0,
+                    "completion_tokens": completion or 0,
+                    "total_tokens": total or 0,
+                }
+            )
         out.sort(key=lambda g: -g["count"])
         return out
 
@@ -297,25 +324,44 @@ class LogQueries:
         cte = "WITH RECURSIVE b(lo) AS (SELECT ? UNION ALL SELECT lo + ? FROM b WHERE lo + ? < ?) "
         cte_params = [f.since_ms, width, width, f.until_ms]
         (series, sampled), by_provider = await asyncio.gather(
-            self._overall_series(f, width, cte, cte_params), self._provider_series(f, width, cte, cte_params))
-        return {"since": f.since_ms, "until": f.until_ms, "bucket_ms": width, "series": series,
-                "by_provider": by_provider, "percentiles": {"sampled": sampled}}
+            self._overall_series(f, width, cte, cte_params), self._provider_series(f, width, cte, cte_params)
+        )
+        return {
+            "since": f.since_ms,
+            "until": f.until_ms,
+            "bucket_ms": width,
+            "series": series,
+            "by_provider": by_provider,
+            "percentiles": {"sampled": sampled},
+        }
 
-    async def _overall_series(self, f: LogFilter, width: int, cte: str,
-                              cte_params: list[Any]) -> tuple[list[dict[str, Any]], bool]:
+    async def _overall_series(
+        self, f: LogFilter, width: int, cte: str, cte_params: list[Any]
+    ) -> tuple[list[dict[str, Any]], bool]:
         where, params = f.where("l")
         index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
         agg = "json_array(count(*), sum(l.status >= 400), avg(l.latency_us), sum(l.total_tokens), avg(l.overhead_us))"
-        sql = (cte + f"SELECT lo, (SELECT {agg} FROM logs l {index} WHERE l.ts_ms >= b.lo AND "
-               f"l.ts_ms < b.lo + ? AND {where}) FROM b")
+        sql = (
+            cte + f"SELECT lo, (SELECT {agg} FROM logs l {index} WHERE l.ts_ms >= b.lo AND "
+            f"l.ts_ms < b.lo + ? AND {where}) FROM b"
+        )
         series = []
         total = 0
         for lo, packed in await self._fetch(sql, [*cte_params, width, *params]):
             n, err, lat, tokens, over = json.loads(packed)
             total += n
-            series.append({"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat),
-                           "p50_latency_ms": None, "p99_latency_ms": None, "tokens": tokens or 0,
-                           "avg_overhead_us": None if over is None else round(over, 1)})
+            series.append(
+                {
+                    "t": lo,
+                    "count": n,
+                    "errors": err or 0,
+                    "avg_latency_ms": _ms(lat),
+                    "p50_latency_ms": None,
+                    "p99_latency_ms": None,
+                    "tokens": tokens or 0,
+                    "avg_overhead_us": None if over is None else round(over, 1),
+                }
+            )
         if not total:
             return series, False
         samples, step = await self._sample(f, total, SAMPLE_TARGET * 2, "ts_ms, latency_us")
@@ -340,14 +386,17 @@ class LogQueries:
         async def one(provider: str, names: list[str]) -> list[dict[str, Any]]:
             # provider = ? AND model IN (...) is one range seek per model on logs_pm_cover.
             in_models = "l.model IN (" + ", ".join("?" * len(names)) + ")"
-            sql = (cte + "SELECT lo, (SELECT json_array(count(*), sum(l.status >= 400), avg(l.latency_us), "
-                   f"sum(l.total_tokens)) FROM logs l {index} WHERE l.provider = ? AND {in_models} AND "
-                   f"l.ts_ms >= b.lo AND l.ts_ms < b.lo + ? AND {where}) FROM b")
+            sql = (
+                cte + "SELECT lo, (SELECT json_array(count(*), sum(l.status >= 400), avg(l.latency_us), "
+                f"sum(l.total_tokens)) FROM logs l {index} WHERE l.provider = ? AND {in_models} AND "
+                f"l.ts_ms >= b.lo AND l.ts_ms < b.lo + ? AND {where}) FROM b"
+            )
             series = []
             for lo, packed in await self._fetch(sql, [*cte_params, provider, *names, width, *params]):
                 n, err, lat, tokens = json.loads(packed)
-                series.append({"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat),
-                               "tokens": tokens or 0})
+                series.append(
+                    {"t": lo, "count": n, "errors": err or 0, "avg_latency_ms": _ms(lat), "tokens": tokens or 0}
+                )
             return series
 
         names = sorted(models)
@@ -375,9 +424,18 @@ def _count_index(f: LogFilter) -> str:
 def _roll_up(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by: dict[str, dict[str, Any]] = {}
     for g in groups:
-        p = by.setdefault(g["provider"] or "", {"provider": g["provider"], "count": 0, "success": 0,
-                                                "_lat": 0.0, "total_tokens": 0, "prompt_tokens": 0,
-                                                "completion_tokens": 0})
+        p = by.setdefault(
+            g["provider"] or "",
+            {
+                "provider": g["provider"],
+                "count": 0,
+                "success": 0,
+                "_lat": 0.0,
+                "total_tokens": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+            },
+        )
         p["count"] += g["count"]
         p["success"] += g["success"]
         p["_lat"] += (g["avg_latency_ms"] or 0) * g["count"]

@@ -39,8 +39,9 @@ def _text(value: Any) -> str | None:
 
 
 class LogWriter:
-    def __init__(self, path: Path, capacity: int, batch_size: int = 1000, flush_interval_s: float = 0.1,
-                 retention_days: int = 0) -> None:
+    def __init__(
+        self, path: Path, capacity: int, batch_size: int = 1000, flush_interval_s: float = 0.1, retention_days: int = 0
+    ) -> None:
         self.path = Path(path)
         self.capacity = capacity
         self.batch_size = batch_size

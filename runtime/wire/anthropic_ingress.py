@@ -16,8 +16,13 @@ from runtime.errors import GatewayError, InvalidRequest
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
 
-STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-               "content_filter": "refusal"}
+STOP_REASON = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
 
 def _source_url(block: dict[str, Any]) -> str:
@@ -26,8 +31,7 @@ def _source_url(block: dict[str, Any]) -> str:
         return f"data:{source.get('media_type') or 'application/octet-stream'};base64,{source.get('data') or ''}"
     if source.get("type") == "url" and isinstance(source.get("url"), str):
         return source["url"]
-    raise InvalidRequest(f"{block.get('type')} source type {source.get('type')!r} is not supported",
-                         param="messages")
+    raise InvalidRequest(f"{block.get('type')} source type {source.get('type')!r} is not supported", param="messages")
 
 
 def _part(block: dict[str, Any]) -> dict[str, Any]:
@@ -61,8 +65,7 @@ def _user_messages(content: Any) -> list[dict[str, Any]]:
         if block.get("type") == "tool_result":
             inner = block.get("content")
             result = inner if isinstance(inner, str) else [_part(b) for b in _blocks(inner or [])]
-            tool: dict[str, Any] = {"role": "tool", "tool_call_id": block.get("tool_use_id") or "",
-                                    "content": result}
+            tool: dict[str, Any] = {"role": "tool", "tool_call_id": block.get("tool_use_id") or "", "content": result}
             if block.get("is_error"):
                 tool["is_error"] = True
             out.append(tool)
@@ -82,8 +85,13 @@ def _assistant_message(content: Any) -> dict[str, Any]:
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
-            calls.append({"id": block.get("id") or "", "type": "function",
-                          "function": {"name": block.get("name") or "", "arguments": dumps(block.get("input") or {})}})
+            calls.append(
+                {
+                    "id": block.get("id") or "",
+                    "type": "function",
+                    "function": {"name": block.get("name") or "", "arguments": dumps(block.get("input") or {})},
+                }
+            )
         elif kind in ("thinking", "redacted_thinking"):
             continue  # reasoning from an earlier turn; providers re-derive it
         else:
@@ -139,11 +147,17 @@ def to_internal(body: dict[str, Any], counting: bool = False) -> dict[str, Any]:
     tools = []
     for i, tool in enumerate(body.get("tools") or ()):
         if not isinstance(tool, dict) or "input_schema" not in tool:
-            raise InvalidRequest(f"tools[{i}]: only custom tools (name, input_schema) can be translated",
-                                 param=f"tools[{i}]")
-        entry: dict[str, Any] = {"type": "function", "function": {
-            "name": tool.get("name"), "description": tool.get("description") or "",
-            "parameters": tool.get("input_schema")}}
+            raise InvalidRequest(
+                f"tools[{i}]: only custom tools (name, input_schema) can be translated", param=f"tools[{i}]"
+            )
+        entry: dict[str, Any] = {
+            "type": "function",
+            "function": {
+                "name": tool.get("name"),
+                "description": tool.get("description") or "",
+                "parameters": tool.get("input_schema"),
+            },
+        }
         if "cache_control" in tool:
             entry["cache_control"] = tool["cache_control"]
         tools.append(entry)
@@ -176,8 +190,12 @@ def _input(arguments: Any) -> Any:
 def usage_dict(usage: Usage | None) -> dict[str, Any]:
     if usage is None:
         return {"input_tokens": 0, "output_tokens": 0}
-    return {"input_tokens": max(0, usage.prompt_tokens - usage.cached_tokens), "output_tokens": usage.completion_tokens,
-            "cache_read_input_tokens": usage.cached_tokens, "cache_creation_input_tokens": 0}
+    return {
+        "input_tokens": max(0, usage.prompt_tokens - usage.cached_tokens),
+        "output_tokens": usage.completion_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation_input_tokens": 0,
+    }
 
 
 def message_id(rid: str) -> str:
@@ -198,18 +216,38 @@ def from_internal(data: dict[str, Any], usage: Usage | None, model: str) -> dict
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "",
-                        "input": _input(fn.get("arguments"))})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": fn.get("name") or "",
+                "input": _input(fn.get("arguments")),
+            }
+        )
     stop_sequence = choice.get("stop_sequence")  # kept by the Anthropic adapter
     reason = "stop_sequence" if stop_sequence else STOP_REASON.get(choice.get("finish_reason") or "stop", "end_turn")
-    return {"id": message_id(str(data.get("id") or "")), "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": reason, "stop_sequence": stop_sequence or None,
-            "usage": usage_dict(usage)}
+    return {
+        "id": message_id(str(data.get("id") or "")),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": stop_sequence or None,
+        "usage": usage_dict(usage),
+    }
 
 
 # Status -> Anthropic error type, for errors we answer with.
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 
 
 def error_status_and_body(err: GatewayError, extra: dict[str, Any]) -> tuple[int, dict[str, Any]]:

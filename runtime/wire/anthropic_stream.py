@@ -40,9 +40,16 @@ class AnthropicEncoder:
 
     def _start(self, rid: str, out: list[bytes]) -> None:
         self._started = True
-        message = {"id": message_id(rid), "type": "message", "role": "assistant", "model": self._model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        message = {
+            "id": message_id(rid),
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
         out.append(_event("message_start", {"type": "message_start", "message": message}))
 
     def _close_block(self, out: list[bytes]) -> None:
@@ -56,8 +63,9 @@ class AnthropicEncoder:
         self._index = self._blocks
         self._blocks += 1
         self._kind = kind
-        out.append(_event("content_block_start", {"type": "content_block_start", "index": self._index,
-                                                  "content_block": block}))
+        out.append(
+            _event("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block})
+        )
         return self._index
 
     def _delta(self, index: int, delta: dict[str, Any], out: list[bytes]) -> None:
@@ -94,8 +102,9 @@ class AnthropicEncoder:
         fn = call.get("function") or {}
         block = self._tool_blocks.get(index)
         if block is None:
-            block = self._open("tool", {"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "",
-                                        "input": {}}, out)
+            block = self._open(
+                "tool", {"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "", "input": {}}, out
+            )
             self._tool_blocks[index] = block
         if fn.get("arguments"):
             # A fragment for an earlier call (interleaved parallel calls) still names that call's block.
@@ -106,10 +115,16 @@ class AnthropicEncoder:
         if not self._started:
             self._start(rid, out)
         self._close_block(out)
-        out.append(_event("message_delta", {"type": "message_delta",
-                                            "delta": {"stop_reason": self._stop,
-                                                      "stop_sequence": self._stop_sequence},
-                                            "usage": usage_dict(usage)}))
+        out.append(
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self._stop, "stop_sequence": self._stop_sequence},
+                    "usage": usage_dict(usage),
+                },
+            )
+        )
         out.append(_event("message_stop", {"type": "message_stop"}))
         return b"".join(out)
 

@@ -100,8 +100,10 @@ class EventStreamDecoder:
 
 def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
     """One frame with string headers (what an ingress or a test needs to produce)."""
-    head = b"".join(bytes([len(k.encode())]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
-                    for k, v in headers.items())
+    head = b"".join(
+        bytes([len(k.encode())]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
+        for k, v in headers.items()
+    )
     total = 12 + len(head) + len(payload) + 4
     prelude = struct.pack(">II", total, len(head))
     prelude += struct.pack(">I", zlib.crc32(prelude))

@@ -111,8 +111,13 @@ def _model_turn(parts: list[dict[str, Any]], turn: int, pending: dict[str, list[
             if has(part, "thoughtSignature"):
                 call_id = f"{call_id}{THOUGHT_MARK}{field(part, 'thoughtSignature')}"
             pending.setdefault(name, []).append(call_id)
-            calls.append({"id": call_id, "type": "function",
-                          "function": {"name": name, "arguments": dumps(fc.get("args") or {})}})
+            calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": dumps(fc.get("args") or {})},
+                }
+            )
         elif "text" in part:
             texts.append(part["text"])
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
@@ -125,11 +130,21 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
     tools = []
     for tool in body.get("tools") or ():
         for decl in field(tool, "functionDeclarations", ()):
-            params = field(decl, "parametersJsonSchema") or json_schema(decl.get("parameters")) or {
-                "type": "object", "properties": {}}
-            tools.append({"type": "function", "function": {"name": decl.get("name"),
-                                                           "description": decl.get("description") or "",
-                                                           "parameters": params}})
+            params = (
+                field(decl, "parametersJsonSchema")
+                or json_schema(decl.get("parameters"))
+                or {"type": "object", "properties": {}}
+            )
+            tools.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": decl.get("name"),
+                        "description": decl.get("description") or "",
+                        "parameters": params,
+                    },
+                }
+            )
     if tools:
         out["tools"] = tools
     config = field(field(body, "toolConfig"), "functionCallingConfig", {})
@@ -140,21 +155,31 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
     elif mode == "AUTO":
         out["tool_choice"] = "auto"
     elif mode == "ANY":
-        out["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}} if len(allowed) == 1 \
-            else "required"
+        out["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}} if len(allowed) == 1 else "required"
 
 
 def _generation(config: dict[str, Any], out: dict[str, Any]) -> None:
-    for theirs, ours in (("maxOutputTokens", "max_tokens"), ("temperature", "temperature"), ("topP", "top_p"),
-                         ("topK", "top_k"), ("candidateCount", "n"), ("stopSequences", "stop"), ("seed", "seed"),
-                         ("presencePenalty", "presence_penalty"), ("frequencyPenalty", "frequency_penalty"),
-                         ("thinkingConfig", "thinking_config")):
+    for theirs, ours in (
+        ("maxOutputTokens", "max_tokens"),
+        ("temperature", "temperature"),
+        ("topP", "top_p"),
+        ("topK", "top_k"),
+        ("candidateCount", "n"),
+        ("stopSequences", "stop"),
+        ("seed", "seed"),
+        ("presencePenalty", "presence_penalty"),
+        ("frequencyPenalty", "frequency_penalty"),
+        ("thinkingConfig", "thinking_config"),
+    ):
         if field(config, theirs) is not None:
             out[ours] = field(config, theirs)
     if field(config, "responseMimeType") == "application/json":
         schema = field(config, "responseJsonSchema") or json_schema(field(config, "responseSchema"))
-        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}} \
-            if schema else {"type": "json_object"}
+        out["response_format"] = (
+            {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+            if schema
+            else {"type": "json_object"}
+        )
 
 
 def to_internal(body: dict[str, Any]) -> dict[str, Any]:
@@ -216,8 +241,11 @@ def embed_from_internal(data: dict[str, Any], batch: bool) -> dict[str, Any]:
 def usage_metadata(usage: Usage | None) -> dict[str, Any]:
     if usage is None:
         return {}
-    meta = {"promptTokenCount": usage.prompt_tokens, "candidatesTokenCount": usage.completion_tokens,
-            "totalTokenCount": usage.total_tokens}
+    meta = {
+        "promptTokenCount": usage.prompt_tokens,
+        "candidatesTokenCount": usage.completion_tokens,
+        "totalTokenCount": usage.total_tokens,
+    }
     if usage.cached_tokens:
         meta["cachedContentTokenCount"] = usage.cached_tokens
     return meta
@@ -247,8 +275,13 @@ def from_internal(data: dict[str, Any], usage: Usage | None, model: str) -> dict
         for call in message.get("tool_calls") or ():
             fn = call.get("function") or {}
             parts.append(function_call_part(call.get("id") or "", fn.get("name") or "", fn.get("arguments")))
-        candidates.append({"content": {"role": "model", "parts": parts}, "index": choice.get("index", 0),
-                           "finishReason": FINISH.get(choice.get("finish_reason") or "stop", "STOP")})
+        candidates.append(
+            {
+                "content": {"role": "model", "parts": parts},
+                "index": choice.get("index", 0),
+                "finishReason": FINISH.get(choice.get("finish_reason") or "stop", "STOP"),
+            }
+        )
     out: dict[str, Any] = {"candidates": candidates, "modelVersion": model, "responseId": str(data.get("id") or "")}
     meta = usage_metadata(usage)
     if meta:
@@ -256,9 +289,19 @@ def from_internal(data: dict[str, Any], usage: Usage | None, model: str) -> dict
     return out
 
 
-_RPC = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-        413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 502: "UNAVAILABLE",
-        503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_RPC = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 def error_body(err: GatewayError) -> dict[str, Any]:

@@ -47,8 +47,9 @@ class GenAIEncoder:
             if parts:
                 out.append(_frame(self._response([{"content": {"role": "model", "parts": parts}, "index": index}])))
             for call in delta.get("tool_calls") or ():
-                entry = self._calls.setdefault(index, {}).setdefault(call.get("index", 0),
-                                                                     {"id": "", "name": "", "arguments": ""})
+                entry = self._calls.setdefault(index, {}).setdefault(
+                    call.get("index", 0), {"id": "", "name": "", "arguments": ""}
+                )
                 fn = call.get("function") or {}
                 entry["id"] = call.get("id") or entry["id"]
                 entry["name"] += fn.get("name") or ""
@@ -61,10 +62,17 @@ class GenAIEncoder:
         self._id = self._id or rid
         candidates = []
         for index in sorted(set(self._finish) | set(self._calls)) or [0]:
-            parts = [function_call_part(c["id"], c["name"], c["arguments"])
-                     for _, c in sorted(self._calls.get(index, {}).items())]
-            candidates.append({"content": {"role": "model", "parts": parts}, "index": index,
-                               "finishReason": self._finish.get(index, "STOP")})
+            parts = [
+                function_call_part(c["id"], c["name"], c["arguments"])
+                for _, c in sorted(self._calls.get(index, {}).items())
+            ]
+            candidates.append(
+                {
+                    "content": {"role": "model", "parts": parts},
+                    "index": index,
+                    "finishReason": self._finish.get(index, "STOP"),
+                }
+            )
         final = self._response(candidates)
         meta = usage_metadata(usage)
         if meta:

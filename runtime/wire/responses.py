@@ -25,8 +25,7 @@ def _part(part: Any, role: str) -> dict[str, Any]:
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str) or not url:
-            raise InvalidRequest("input_image needs image_url (file_id is not supported by the gateway)",
-                                 param="input")
+            raise InvalidRequest("input_image needs image_url (file_id is not supported by the gateway)", param="input")
         image: dict[str, Any] = {"url": url}
         if part.get("detail"):
             image["detail"] = part["detail"]
@@ -34,8 +33,7 @@ def _part(part: Any, role: str) -> dict[str, Any]:
     if kind == "input_file":
         data = part.get("file_data")
         if not isinstance(data, str):
-            raise InvalidRequest("input_file needs file_data (file_id is not supported by the gateway)",
-                                 param="input")
+            raise InvalidRequest("input_file needs file_data (file_id is not supported by the gateway)", param="input")
         file: dict[str, Any] = {"file_data": data}
         if part.get("filename"):
             file["filename"] = part["filename"]
@@ -78,8 +76,11 @@ def convert_input(value: Any) -> list[dict[str, Any]]:
         if kind == "message":
             messages.append(_message(item))
         elif kind == "function_call":
-            call = {"id": item.get("call_id") or item.get("id") or "", "type": "function",
-                    "function": {"name": item.get("name") or "", "arguments": item.get("arguments") or "{}"}}
+            call = {
+                "id": item.get("call_id") or item.get("id") or "",
+                "type": "function",
+                "function": {"name": item.get("name") or "", "arguments": item.get("arguments") or "{}"},
+            }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant":  # calls of one turn join its message
                 last.setdefault("tool_calls", []).append(call)
@@ -88,13 +89,17 @@ def convert_input(value: Any) -> list[dict[str, Any]]:
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
-                             "content": _output_text(item.get("output"))})
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id") or "", "content": _output_text(item.get("output"))}
+            )
         elif kind == "reasoning":
             continue  # reasoning items from an earlier turn; providers re-derive them
         else:
-            raise InvalidRequest(f"input item type {kind!r} is not supported by the gateway (it stores no responses;"
-                                 " send the conversation as messages and function_call items)", param="input")
+            raise InvalidRequest(
+                f"input item type {kind!r} is not supported by the gateway (it stores no responses;"
+                " send the conversation as messages and function_call items)",
+                param="input",
+            )
     return messages
 
 
@@ -103,10 +108,16 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     for i, tool in enumerate(tools or ()):
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else tool
-            raise InvalidRequest(f"tools[{i}]: tool type {kind!r} is hosted by OpenAI and not available through the"
-                                 " gateway; use function tools", param=f"tools[{i}]")
-        fn = {"name": tool.get("name"), "description": tool.get("description") or "",
-              "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
+            raise InvalidRequest(
+                f"tools[{i}]: tool type {kind!r} is hosted by OpenAI and not available through the"
+                " gateway; use function tools",
+                param=f"tools[{i}]",
+            )
+        fn = {
+            "name": tool.get("name"),
+            "description": tool.get("description") or "",
+            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+        }
         if tool.get("strict") is not None:
             fn["strict"] = tool["strict"]
         out.append({"type": "function", "function": fn})
@@ -129,8 +140,11 @@ def _format(text: Any) -> dict[str, Any] | None:
 
 def to_internal(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("previous_response_id") or body.get("conversation"):
-        raise InvalidRequest("previous_response_id and conversation are not supported: the gateway stores no "
-                             "responses; send the whole conversation as 'input'", param="previous_response_id")
+        raise InvalidRequest(
+            "previous_response_id and conversation are not supported: the gateway stores no "
+            "responses; send the whole conversation as 'input'",
+            param="previous_response_id",
+        )
     messages = []
     if isinstance(body.get("instructions"), str) and body["instructions"]:
         messages.append({"role": "system", "content": body["instructions"]})
@@ -162,54 +176,94 @@ def to_internal(body: dict[str, Any]) -> dict[str, Any]:
 
 def usage_object(usage: Usage | None) -> dict[str, Any]:
     usage = usage or Usage()
-    return {"input_tokens": usage.prompt_tokens, "input_tokens_details": {"cached_tokens": usage.cached_tokens},
-            "output_tokens": usage.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": usage.total_tokens}
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }
 
 
 def response_shell(rid: str, model: str, created: int, internal: dict[str, Any], status: str) -> dict[str, Any]:
     """A Response object without output and usage, echoing the request's settings."""
     system = next((m["content"] for m in internal.get("messages") or () if m.get("role") == "system"), None)
-    tools = [{"type": "function", "name": t["function"]["name"], "description": t["function"].get("description"),
-              "parameters": t["function"].get("parameters"), "strict": t["function"].get("strict", False)}
-             for t in internal.get("tools") or ()]
+    tools = [
+        {
+            "type": "function",
+            "name": t["function"]["name"],
+            "description": t["function"].get("description"),
+            "parameters": t["function"].get("parameters"),
+            "strict": t["function"].get("strict", False),
+        }
+        for t in internal.get("tools") or ()
+    ]
     choice = internal.get("tool_choice", "auto")
     if isinstance(choice, dict):
         choice = {"type": "function", "name": (choice.get("function") or {}).get("name")}
     fmt = internal.get("response_format") or {"type": "text"}
     if fmt.get("type") == "json_schema":
         fmt = {"type": "json_schema", **fmt.get("json_schema", {})}
-    return {"id": rid if rid.startswith("resp_") else f"resp_{rid}", "object": "response", "created_at": created,
-            "status": status, "error": None, "incomplete_details": None,
-            "instructions": system if isinstance(system, str) else None,
-            "max_output_tokens": internal.get("max_completion_tokens"), "model": model, "output": [],
-            "parallel_tool_calls": internal.get("parallel_tool_calls", True), "previous_response_id": None,
-            "reasoning": {"effort": internal.get("reasoning_effort"), "summary": None}, "store": False,
-            "temperature": internal.get("temperature", 1.0), "text": {"format": fmt}, "tool_choice": choice,
-            "tools": tools, "top_p": internal.get("top_p", 1.0), "truncation": "disabled", "usage": None,
-            "user": internal.get("user"), "metadata": {}}
+    return {
+        "id": rid if rid.startswith("resp_") else f"resp_{rid}",
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": system if isinstance(system, str) else None,
+        "max_output_tokens": internal.get("max_completion_tokens"),
+        "model": model,
+        "output": [],
+        "parallel_tool_calls": internal.get("parallel_tool_calls", True),
+        "previous_response_id": None,
+        "reasoning": {"effort": internal.get("reasoning_effort"), "summary": None},
+        "store": False,
+        "temperature": internal.get("temperature", 1.0),
+        "text": {"format": fmt},
+        "tool_choice": choice,
+        "tools": tools,
+        "top_p": internal.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": None,
+        "user": internal.get("user"),
+        "metadata": {},
+    }
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": item_id, "type": "message", "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else []}
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else [],
+    }
 
 
 def call_item(call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": f"fc_{call_id}", "type": "function_call", "status": status, "call_id": call_id, "name": name,
-            "arguments": arguments}
+    return {
+        "id": f"fc_{call_id}",
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
 
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def from_internal(data: dict[str, Any], usage: Usage | None, model: str, created: int,
-                  internal: dict[str, Any]) -> dict[str, Any]:
+def from_internal(
+    data: dict[str, Any], usage: Usage | None, model: str, created: int, internal: dict[str, Any]
+) -> dict[str, Any]:
     choice = (data.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     reason = INCOMPLETE.get(choice.get("finish_reason") or "stop")
-    response = response_shell(str(data.get("id") or ""), model, created, internal,
-                              "incomplete" if reason else "completed")
+    response = response_shell(
+        str(data.get("id") or ""), model, created, internal, "incomplete" if reason else "completed"
+    )
     output = []
     text = message.get("content")
     if text:

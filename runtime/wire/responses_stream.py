@@ -25,8 +25,19 @@ from runtime.wire.sse import encode_event
 
 
 class ResponsesEncoder:
-    __slots__ = ("_calls", "_created", "_internal", "_model", "_open", "_output", "_reason", "_rid", "_seq",
-                 "_started", "_text")
+    __slots__ = (
+        "_calls",
+        "_created",
+        "_internal",
+        "_model",
+        "_open",
+        "_output",
+        "_reason",
+        "_rid",
+        "_seq",
+        "_started",
+        "_text",
+    )
 
     def __init__(self, model: str, created: int, internal: dict[str, Any]) -> None:
         self._model = model
@@ -73,8 +84,17 @@ class ResponsesEncoder:
             item = message_item(item["id"], text)
         else:
             item = {**item, "status": "completed"}
-            out.append(self._event("response.function_call_arguments.done", {
-                "item_id": item["id"], "output_index": index, "name": item["name"], "arguments": item["arguments"]}))
+            out.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    {
+                        "item_id": item["id"],
+                        "output_index": index,
+                        "name": item["name"],
+                        "arguments": item["arguments"],
+                    },
+                )
+            )
         out.append(self._event("response.output_item.done", {"output_index": index, "item": item}))
         self._output.append(item)
 
@@ -96,13 +116,30 @@ class ResponsesEncoder:
                 if self._open is None or self._open["type"] != "message":
                     item = message_item(f"msg_{self._rid}_{self._index()}", "", "in_progress")
                     self._open_item(item, out)
-                    out.append(self._event("response.content_part.added", {
-                        "item_id": item["id"], "output_index": self._index(), "content_index": 0,
-                        "part": {"type": "output_text", "text": "", "annotations": []}}))
+                    out.append(
+                        self._event(
+                            "response.content_part.added",
+                            {
+                                "item_id": item["id"],
+                                "output_index": self._index(),
+                                "content_index": 0,
+                                "part": {"type": "output_text", "text": "", "annotations": []},
+                            },
+                        )
+                    )
                 self._text.append(delta["content"])
-                out.append(self._event("response.output_text.delta", {
-                    "item_id": self._open["id"], "output_index": self._index(),  # type: ignore[index]
-                    "content_index": 0, "delta": delta["content"], "logprobs": []}))
+                out.append(
+                    self._event(
+                        "response.output_text.delta",
+                        {
+                            "item_id": self._open["id"],
+                            "output_index": self._index(),  # type: ignore[index]
+                            "content_index": 0,
+                            "delta": delta["content"],
+                            "logprobs": [],
+                        },
+                    )
+                )
             for call in delta.get("tool_calls") or ():
                 self._tool_delta(call, out)
             if choice.get("finish_reason"):
@@ -120,8 +157,12 @@ class ResponsesEncoder:
         if fragment:
             item["arguments"] += fragment
             if self._open is item:  # interleaved fragments of an earlier call only join its final arguments
-                out.append(self._event("response.function_call_arguments.delta", {
-                    "item_id": item["id"], "output_index": self._index(), "delta": fragment}))
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.delta",
+                        {"item_id": item["id"], "output_index": self._index(), "delta": fragment},
+                    )
+                )
 
     def end(self, usage: Usage | None, rid: str = "") -> bytes:
         out: list[bytes] = []
@@ -140,5 +181,4 @@ class ResponsesEncoder:
 
     def error(self, err: GatewayError, ctx: RequestContext) -> bytes:
         error = {"type": err.type, "code": err.code or err.type, "message": err.message, "param": err.param}
-        return self._event("error", {"code": error["code"], "message": err.message, "param": err.param,
-                                     "error": error})
+        return self._event("error", {"code": error["code"], "message": err.message, "param": err.param, "error": error})

@@ -68,8 +68,9 @@ class Api:
         return self.call("DELETE", path, **kw)
 
     def chat(self, model: str, content: str = "hi", **extra: Any) -> Answer:
-        return self.post("/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": content}],
-                                                  **extra})
+        return self.post(
+            "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+        )
 
 
 @pytest.fixture

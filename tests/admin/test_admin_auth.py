@@ -17,8 +17,7 @@ TOKEN_RE = re.compile(r"^\s+([A-Za-z0-9_-]{40,})\s*$", re.MULTILINE)
 
 def _exposed(start_gateway: StartGateway, fake_openai: FakeOpenAI, **kw: object) -> Gateway:
     # Listens on every interface; the test still only talks to 127.0.0.1.
-    return start_gateway(make_config({"openai": openai_provider(fake_openai.url)}), args=("--host", "0.0.0.0"),
-                         **kw)
+    return start_gateway(make_config({"openai": openai_provider(fake_openai.url)}), args=("--host", "0.0.0.0"), **kw)
 
 
 def test_generated_token_printed_once_and_stored_hashed(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
@@ -63,8 +62,7 @@ def test_token_from_config(start_gateway: StartGateway, fake_openai: FakeOpenAI)
 
 
 @pytest.mark.parametrize("use_token", [False, True])
-async def test_websocket_needs_the_token(start_gateway: StartGateway, fake_openai: FakeOpenAI,
-                                         use_token: bool) -> None:
+async def test_websocket_needs_the_token(start_gateway: StartGateway, fake_openai: FakeOpenAI, use_token: bool) -> None:
     gateway = _exposed(start_gateway, fake_openai)
     token = TOKEN_RE.findall(gateway.stdout_path.read_text())[0]
     url = gateway.url("/ws") + (f"?token={token}" if use_token else "")

@@ -26,8 +26,15 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _need_browser() -> Any:
@@ -74,8 +81,9 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def test_configure_and_observe_from_the_browser(browser_page: Any, ui_gateway: Gateway,
-                                                fake_openai: FakeOpenAI) -> None:
+def test_configure_and_observe_from_the_browser(
+    browser_page: Any, ui_gateway: Gateway, fake_openai: FakeOpenAI
+) -> None:
     from playwright.sync_api import expect
 
     page = browser_page

@@ -27,6 +27,7 @@ def test_concurrent_edits_while_traffic_flows(admin_gateway: Gateway, fake_opena
     for t in senders:
         t.start()
     try:
+
         def churn(i: int) -> list[int]:
             statuses = []
             # Re-weight the provider the traffic uses, with its lane resized on odd rounds.
@@ -35,9 +36,16 @@ def test_concurrent_edits_while_traffic_flows(admin_gateway: Gateway, fake_opena
             view["concurrency_and_buffer_size"] = {"concurrency": 50 + (i % 2), "buffer_size": 500}
             statuses.append(api.put("/api/providers/openai", view).status)
             # And add an unrelated provider from each thread: none of them may be lost.
-            statuses.append(api.post("/api/providers", {
-                "name": f"extra-{i}", "custom_provider_config": {"base_provider_type": "openai"},
-                **openai_provider(fake_openai_2.url, keys=({"name": "k", "value": "sk-fake-2"},))}).status)
+            statuses.append(
+                api.post(
+                    "/api/providers",
+                    {
+                        "name": f"extra-{i}",
+                        "custom_provider_config": {"base_provider_type": "openai"},
+                        **openai_provider(fake_openai_2.url, keys=({"name": "k", "value": "sk-fake-2"},)),
+                    },
+                ).status
+            )
             return statuses
 
         deadline = time.monotonic() + TRAFFIC_S
@@ -58,15 +66,21 @@ def test_concurrent_edits_while_traffic_flows(admin_gateway: Gateway, fake_opena
     assert api.chat("extra-7/gpt-4o-mini").status == 200
 
 
-def test_edit_reaches_every_worker(start_gateway: StartGateway, fake_openai: FakeOpenAI,
-                                   fake_openai_2: FakeOpenAI) -> None:
+def test_edit_reaches_every_worker(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
+) -> None:
     gateway = start_gateway(make_config({"openai": openai_provider(fake_openai.url)}), args=("--workers", "2"))
     api = Api(gateway.base_url)
     pids = {api.get("/health").body["pid"] for _ in range(40)}
     assert len(pids) == 2, "SO_REUSEPORT should spread new connections over both workers"
-    created = api.post("/api/providers", {"name": "late", "custom_provider_config": {"base_provider_type": "openai"},
-                                          **openai_provider(fake_openai_2.url, keys=({"name": "k",
-                                                                                     "value": "sk-fake-2"},))})
+    created = api.post(
+        "/api/providers",
+        {
+            "name": "late",
+            "custom_provider_config": {"base_provider_type": "openai"},
+            **openai_provider(fake_openai_2.url, keys=({"name": "k", "value": "sk-fake-2"},)),
+        },
+    )
     assert created.status == 201
     time.sleep(2.5)  # the other worker polls config.json once a second
     statuses = [api.chat("late/gpt-4o-mini").status for _ in range(30)]

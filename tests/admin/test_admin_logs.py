@@ -24,12 +24,34 @@ NOW = int(time.time() * 1000)
 
 def _row(i: int, **over: Any) -> tuple[Any, ...]:
     base: dict[str, Any] = {c: None for c in COLUMNS}
-    base.update(id=f"r{i:04d}", ts_ms=NOW - 100_000 + i * 1000, endpoint="chat", provider="openai", model="gpt-4o",
-                model_requested="openai/gpt-4o", status=200, stream=0, latency_us=(i + 1) * 1000, overhead_us=100,
-                queue_wait_us=1, key_select_us=2, build_us=3, encode_us=4, upstream_us=(i + 1) * 1000 - 100,
-                parse_us=5, prompt_tokens=10, completion_tokens=5, total_tokens=15, retries=0, fallback_index=0,
-                key_name="k", input=b'[{"role":"user","content":"hello"}]', output=b'{"choices":[]}',
-                attempts=None, ingress="openai")
+    base.update(
+        id=f"r{i:04d}",
+        ts_ms=NOW - 100_000 + i * 1000,
+        endpoint="chat",
+        provider="openai",
+        model="gpt-4o",
+        model_requested="openai/gpt-4o",
+        status=200,
+        stream=0,
+        latency_us=(i + 1) * 1000,
+        overhead_us=100,
+        queue_wait_us=1,
+        key_select_us=2,
+        build_us=3,
+        encode_us=4,
+        upstream_us=(i + 1) * 1000 - 100,
+        parse_us=5,
+        prompt_tokens=10,
+        completion_tokens=5,
+        total_tokens=15,
+        retries=0,
+        fallback_index=0,
+        key_name="k",
+        input=b'[{"role":"user","content":"hello"}]',
+        output=b'{"choices":[]}',
+        attempts=None,
+        ingress="openai",
+    )
     base.update(over)
     return tuple(base[c] for c in COLUMNS)
 
@@ -43,8 +65,12 @@ async def queries(tmp_path: Path) -> Any:
         if i % 3 == 1:
             over.update(provider="azure", model="gpt-4o-mini")
         if i % 10 == 9:
-            over.update(status=500, error="upstream exploded", error_type="api_error",
-                        attempts=[{"status": 500, "provider": "openai", "key": "k"}])
+            over.update(
+                status=500,
+                error="upstream exploded",
+                error_type="api_error",
+                attempts=[{"status": 500, "provider": "openai", "key": "k"}],
+            )
         if i % 4 == 0:
             over.update(stream=1)
         if i == 42:
@@ -101,8 +127,7 @@ async def test_stats(queries: LogQueries) -> None:
     assert stats["stages_avg_us"]["encode"] == 4.0
     by_provider = {p["provider"]: p for p in stats["by_provider"]}
     assert by_provider["openai"]["count"] == 40 and by_provider["azure"]["count"] == 20
-    assert {(m["provider"], m["model"]) for m in stats["by_model"]} == {("openai", "gpt-4o"),
-                                                                       ("azure", "gpt-4o-mini")}
+    assert {(m["provider"], m["model"]) for m in stats["by_model"]} == {("openai", "gpt-4o"), ("azure", "gpt-4o-mini")}
     only_azure = await queries.stats(LogFilter(providers=("azure",)))
     assert only_azure["count"] == 20 and [p["provider"] for p in only_azure["by_provider"]] == ["azure"]
 
@@ -157,7 +182,8 @@ async def test_a_query_past_its_budget_is_stopped(queries: LogQueries) -> None:
 
     queries.budget_s = 0.0  # every statement is already late
     with pytest.raises(QueryTooSlow, match="narrow the time range"):
-        await queries._fetch("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
-                             "SELECT count(*) FROM c")
+        await queries._fetch(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) SELECT count(*) FROM c"
+        )
     queries.budget_s = 10.0
     assert (await queries.list(LogFilter(), Page(limit=1)))["total"] == 60  # the connection is still usable

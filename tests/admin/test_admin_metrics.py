@@ -26,9 +26,15 @@ def _samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_metrics_families(start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI) -> None:
-    config = make_config({"openai": openai_provider(fake_openai.url, max_retries=1, retry_backoff_initial_ms=1),
-                          "backup": {**openai_provider(fake_openai_2.url, keys=("sk-fake-2",)),
-                                     "custom_provider_config": {"base_provider_type": "openai"}}})
+    config = make_config(
+        {
+            "openai": openai_provider(fake_openai.url, max_retries=1, retry_backoff_initial_ms=1),
+            "backup": {
+                **openai_provider(fake_openai_2.url, keys=("sk-fake-2",)),
+                "custom_provider_config": {"base_provider_type": "openai"},
+            },
+        }
+    )
     gateway = start_gateway(config)
     api = Api(gateway.base_url)
     for _ in range(3):

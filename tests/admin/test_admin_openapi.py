@@ -18,8 +18,9 @@ def test_every_api_route_is_documented(tmp_path: Path) -> None:
         path = route.resource.canonical if route.resource is not None else ""
         if (path.startswith("/api/") or path == "/ws") and route.method != "HEAD":
             served.add((path, route.method.lower()))
-    documented = {(path, method) for path, item in DOCUMENT["paths"].items() for method in item
-                  if method != "parameters"}
+    documented = {
+        (path, method) for path, item in DOCUMENT["paths"].items() for method in item if method != "parameters"
+    }
     assert served == documented
 
 

@@ -29,8 +29,11 @@ def test_list_masks_every_key(api: Api) -> None:
 
 
 def test_create_applies_at_once_and_persists(api: Api, admin_gateway: Gateway, fake_openai_2: FakeOpenAI) -> None:
-    provider = {"name": "second", "custom_provider_config": {"base_provider_type": "openai"},
-                **openai_provider(fake_openai_2.url, keys=({"name": "k2", "value": "sk-fake-2"},))}
+    provider = {
+        "name": "second",
+        "custom_provider_config": {"base_provider_type": "openai"},
+        **openai_provider(fake_openai_2.url, keys=({"name": "k2", "value": "sk-fake-2"},)),
+    }
     created = api.post("/api/providers", provider)
     assert created.status == 201, created.text
     assert created.body["keys"][0]["value"] != "sk-fake-2"
@@ -45,8 +48,14 @@ def test_create_applies_at_once_and_persists(api: Api, admin_gateway: Gateway, f
 
 
 def test_update_keeps_masked_secrets_and_env_references(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
-    config = make_config({"openai": openai_provider(fake_openai.url, keys=(
-        {"name": "from-env", "value": "env.FAKE_OPENAI_KEY", "models": [], "weight": 1.0},))})
+    config = make_config(
+        {
+            "openai": openai_provider(
+                fake_openai.url,
+                keys=({"name": "from-env", "value": "env.FAKE_OPENAI_KEY", "models": [], "weight": 1.0},),
+            )
+        }
+    )
     gateway = start_gateway(config, env={"FAKE_OPENAI_KEY": "sk-fake-1"})
     api = Api(gateway.base_url)
     view = api.get("/api/providers/openai").body
@@ -84,13 +93,25 @@ def test_invalid_input_names_the_field_and_changes_nothing(api: Api, admin_gatew
     assert bad.status == 400
     assert bad.body["error"]["param"] == "providers.openai.keys[0].weight"
     assert "greater than zero" in bad.body["error"]["message"]
-    bad_url = api.post("/api/providers", {"name": "x", "custom_provider_config": {"base_provider_type": "openai"},
-                                          "network_config": {"base_url": "ftp://nope"}})
+    bad_url = api.post(
+        "/api/providers",
+        {
+            "name": "x",
+            "custom_provider_config": {"base_provider_type": "openai"},
+            "network_config": {"base_url": "ftp://nope"},
+        },
+    )
     assert bad_url.status == 400 and bad_url.body["error"]["param"] == "providers.x.network_config.base_url"
     assert api.post("/api/providers", {"name": "bad/name"}).status == 400
     assert api.post("/api/providers", {"name": "y", "colour": "red"}).status == 400
-    unknown_type = api.post("/api/providers", {"name": "z", "custom_provider_config": {"base_provider_type": "nope"},
-                                               "network_config": {"base_url": "http://127.0.0.1:9"}})
+    unknown_type = api.post(
+        "/api/providers",
+        {
+            "name": "z",
+            "custom_provider_config": {"base_provider_type": "nope"},
+            "network_config": {"base_url": "http://127.0.0.1:9"},
+        },
+    )
     assert unknown_type.status == 400 and "unknown provider type" in unknown_type.body["error"]["message"]
     assert path.read_bytes() == before
     assert api.chat("openai/gpt-4o-mini").status == 200
@@ -126,7 +147,8 @@ def test_client_settings(api: Api, admin_gateway: Gateway) -> None:
     assert read_config(admin_gateway)["client"]["log_retention_days"] == 7
     assert api.put("/api/client", {"enable_logging": False}).body["restart_required"] == ["enable_logging"]
     assert api.put("/api/client", {"enable_logging": True, "max_request_body_size_mb": 500}).body[
-        "restart_required"] == ["max_request_body_size_mb"]
+        "restart_required"
+    ] == ["max_request_body_size_mb"]
     bad = api.put("/api/client", {"log_retention_days": "soon"})
     assert bad.status == 400 and bad.body["error"]["param"] == "client.log_retention_days"
     assert api.put("/api/client", {"colour": 1}).status == 400
@@ -148,8 +170,10 @@ def test_hand_edit_of_config_json_is_picked_up(api: Api, admin_gateway: Gateway,
 
     path = admin_gateway.app_dir / "config.json"
     data = json.loads(path.read_text())
-    data["providers"]["handmade"] = {**openai_provider(fake_openai_2.url, keys=("sk-fake-2",)),
-                                     "custom_provider_config": {"base_provider_type": "openai"}}
+    data["providers"]["handmade"] = {
+        **openai_provider(fake_openai_2.url, keys=("sk-fake-2",)),
+        "custom_provider_config": {"base_provider_type": "openai"},
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)

@@ -17,8 +17,11 @@ def _store(tmp_path: Path, doc: dict, environ: dict[str, str]) -> ConfigStore:
     return ConfigStore(load_gateway_config(tmp_path, environ=environ), environ=environ)
 
 
-DOC = {"providers": {"openai": {"keys": [{"name": "k", "value": "env.KEY"}],
-                                "network_config": {"base_url": "http://127.0.0.1:9"}}}}
+DOC = {
+    "providers": {
+        "openai": {"keys": [{"name": "k", "value": "env.KEY"}], "network_config": {"base_url": "http://127.0.0.1:9"}}
+    }
+}
 
 
 def test_write_is_atomic_and_keeps_env_references(tmp_path: Path) -> None:
@@ -60,10 +63,22 @@ def test_other_writers_edits_are_not_lost(tmp_path: Path) -> None:
     env = {"KEY": "sk-fake-1"}
     first = _store(tmp_path, DOC, env)
     second = ConfigStore(load_gateway_config(tmp_path, environ=env), environ=env)  # another worker
-    first.mutate(lambda raw: raw["providers"].update(a={"custom_provider_config": {"base_provider_type": "openai"},
-                                                        "network_config": {"base_url": "http://127.0.0.1:1"}}))
-    second.mutate(lambda raw: raw["providers"].update(b={"custom_provider_config": {"base_provider_type": "openai"},
-                                                         "network_config": {"base_url": "http://127.0.0.1:2"}}))
+    first.mutate(
+        lambda raw: raw["providers"].update(
+            a={
+                "custom_provider_config": {"base_provider_type": "openai"},
+                "network_config": {"base_url": "http://127.0.0.1:1"},
+            }
+        )
+    )
+    second.mutate(
+        lambda raw: raw["providers"].update(
+            b={
+                "custom_provider_config": {"base_provider_type": "openai"},
+                "network_config": {"base_url": "http://127.0.0.1:2"},
+            }
+        )
+    )
     on_disk = json.loads((tmp_path / "config.json").read_text())["providers"]
     assert {"openai", "a", "b"} <= set(on_disk)
     assert first.poll() is not None and "b" in first.current.providers

@@ -47,8 +47,10 @@ async def test_live_feed_with_several_workers(start_gateway, fake_openai) -> Non
         await asyncio.sleep(0.5)
         ids = set()
         for _ in range(24):  # fresh connections: both workers serve some of them
-            async with aiohttp.ClientSession() as one, one.post(gateway.url("/v1/chat/completions"),
-                                                                json=CHAT) as response:
+            async with (
+                aiohttp.ClientSession() as one,
+                one.post(gateway.url("/v1/chat/completions"), json=CHAT) as response,
+            ):
                 ids.add(response.headers["x-request-id"])
         records = await _records(ws, 24)
     assert {r["id"] for r in records} == ids

@@ -74,8 +74,11 @@ def free_port() -> int:
 
 def gateway_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # Hermetic: no real credential of any provider (AWS_* and Google's included) reaches the gateway.
-    env = {k: v for k, v in os.environ.items()
-           if k not in _HERMETIC_DROP and not k.startswith(("BIFROST_", "AWS_", "GOOGLE_", "VERTEX_", "AZURE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _HERMETIC_DROP and not k.startswith(("BIFROST_", "AWS_", "GOOGLE_", "VERTEX_", "AZURE_"))
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_PROXY"] = "127.0.0.1,localhost"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)

@@ -46,8 +46,9 @@ def gemini_provider(base_url: str, key: str = "gemini-fake-key", **network: Any)
 
 def genai_client(gateway: Gateway) -> genai.Client:
     """The google-genai SDK pointed at the gateway's /genai ingress, without SDK-side retries."""
-    options = types.HttpOptions(base_url=gateway.base_url + "/genai", timeout=60_000,
-                                retry_options=types.HttpRetryOptions(attempts=1))
+    options = types.HttpOptions(
+        base_url=gateway.base_url + "/genai", timeout=60_000, retry_options=types.HttpRetryOptions(attempts=1)
+    )
     return genai.Client(api_key=CLIENT_KEY, http_options=options)
 
 
@@ -91,11 +92,21 @@ def bedrock_provider(base_url: str, **network: Any) -> Json:
     return native_provider(base_url, [key], **network)
 
 
-def vertex_provider(base_url: str, service_account: dict[str, Any], *, region: str = "us-central1",
-                    **network: Any) -> Json:
+def vertex_provider(
+    base_url: str, service_account: dict[str, Any], *, region: str = "us-central1", **network: Any
+) -> Json:
     """Vertex AI with a service-account key (as a JSON string, the way it is usually pasted in)."""
-    key = {"name": "sa", "value": "", "models": [], "weight": 1, "vertex_key_config": {
-        "project_id": "fake-project", "region": region, "auth_credentials": json.dumps(service_account)}}
+    key = {
+        "name": "sa",
+        "value": "",
+        "models": [],
+        "weight": 1,
+        "vertex_key_config": {
+            "project_id": "fake-project",
+            "region": region,
+            "auth_credentials": json.dumps(service_account),
+        },
+    }
     return native_provider(base_url, [key], **network)
 
 

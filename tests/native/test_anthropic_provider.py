@@ -28,8 +28,14 @@ MODEL = "anthropic/claude-sonnet-4-5"
 
 @pytest.fixture
 def gw(start_gateway: StartGateway, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI) -> Gateway:
-    return start_gateway(make_config({"anthropic": anthropic_provider(fake_anthropic.url, max_retries=1),
-                                      "openai": openai_provider(fake_openai.url)}))
+    return start_gateway(
+        make_config(
+            {
+                "anthropic": anthropic_provider(fake_anthropic.url, max_retries=1),
+                "openai": openai_provider(fake_openai.url),
+            }
+        )
+    )
 
 
 def test_plain_chat(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
@@ -45,8 +51,11 @@ def test_plain_chat(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
     assert rec.headers["x-api-key"] == "sk-ant-fake-1"
     assert rec.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in rec.headers
-    assert rec.body == {"model": "claude-sonnet-4-5", "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "Hello there"}]}], "max_tokens": 4096}
+    assert rec.body == {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}],
+        "max_tokens": 4096,
+    }
 
 
 def test_system_prompt_and_multi_turn(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
@@ -58,8 +67,9 @@ def test_system_prompt_and_multi_turn(gw: Gateway, fake_anthropic: FakeAnthropic
         {"role": "user", "content": [{"type": "text", "text": "three"}, {"type": "text", "text": "four"}]},
     ]
     with gw.client() as client:
-        answer = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=50, temperature=0.5,
-                                                top_p=0.9)
+        answer = client.chat.completions.create(
+            model=MODEL, messages=messages, max_tokens=50, temperature=0.5, top_p=0.9
+        )
     assert answer.choices[0].message.content == "fake-anthropic: three four"
     body = fake_anthropic.requests[0].body
     assert body["system"] == [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use English."}]
@@ -72,39 +82,63 @@ def test_system_prompt_and_multi_turn(gw: Gateway, fake_anthropic: FakeAnthropic
 def test_tool_call_round_trip_parallel(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.enqueue(Reply(tool_calls=TWO_CALLS))
     with gw.client() as client:
-        first = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "weather?"}],
-                                               tools=[WEATHER_TOOL], tool_choice="required")
+        first = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
+        )
         message = first.choices[0].message
         assert first.choices[0].finish_reason == "tool_calls"
         assert message.tool_calls is not None
         assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls] == [
-            ("call_a1", "get_weather", {"city": "Paris"}), ("call_b2", "get_weather", {"city": "Tokyo"})]
-        history = [{"role": "user", "content": "weather?"}, message.model_dump(exclude_none=True),
-                   {"role": "tool", "tool_call_id": "call_a1", "content": "18C"},
-                   {"role": "tool", "tool_call_id": "call_b2", "content": "25C"}]
+            ("call_a1", "get_weather", {"city": "Paris"}),
+            ("call_b2", "get_weather", {"city": "Tokyo"}),
+        ]
+        history = [
+            {"role": "user", "content": "weather?"},
+            message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": "call_a1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "call_b2", "content": "25C"},
+        ]
         second = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER_TOOL])
     assert second.choices[0].finish_reason == "stop"
     first_body, second_body = (r.body for r in fake_anthropic.requests)
-    assert first_body["tools"] == [{"name": "get_weather", "description": "Current weather for a city",
-                                    "input_schema": WEATHER_TOOL["function"]["parameters"]}]
+    assert first_body["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "input_schema": WEATHER_TOOL["function"]["parameters"],
+        }
+    ]
     assert first_body["tool_choice"] == {"type": "any"}
     assistant, results = second_body["messages"][1:]
     assert assistant["content"] == [
         {"type": "tool_use", "id": "call_a1", "name": "get_weather", "input": {"city": "Paris"}},
-        {"type": "tool_use", "id": "call_b2", "name": "get_weather", "input": {"city": "Tokyo"}}]
-    assert results == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "call_a1", "content": "18C"},
-        {"type": "tool_result", "tool_use_id": "call_b2", "content": "25C"}]}
+        {"type": "tool_use", "id": "call_b2", "name": "get_weather", "input": {"city": "Tokyo"}},
+    ]
+    assert results == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "call_a1", "content": "18C"},
+            {"type": "tool_result", "tool_use_id": "call_b2", "content": "25C"},
+        ],
+    }
 
 
 def test_streamed_parallel_tool_calls(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.enqueue(Reply(tool_calls=TWO_CALLS))
     with gw.client() as client:
-        chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL],
-                                                     stream=True, parallel_tool_calls=False))
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL], stream=True, parallel_tool_calls=False
+            )
+        )
     calls = collect_tool_calls(chunks)
-    assert calls == {0: {"id": "call_a1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
-                     1: {"id": "call_b2", "name": "get_weather", "arguments": '{"city": "Tokyo"}'}}
+    assert calls == {
+        0: {"id": "call_a1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        1: {"id": "call_b2", "name": "get_weather", "arguments": '{"city": "Tokyo"}'},
+    }
     assert finish_reason(chunks) == "tool_calls"
     assert fake_anthropic.requests[0].body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
 
@@ -113,8 +147,11 @@ def test_streamed_text_and_exact_usage(gw: Gateway, fake_anthropic: FakeAnthropi
     usage = {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 20, "cache_creation_input_tokens": 3}
     fake_anthropic.enqueue(Reply(usage=usage), Reply(usage=usage))
     with gw.client() as client:
-        chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,
-                                                     stream_options={"include_usage": True}))
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+        )
         plain = client.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert stream_text(chunks) == "fake-anthropic: Hello there"
     assert finish_reason(chunks) == "stop"
@@ -153,12 +190,14 @@ def test_json_mode(gw: Gateway, fake_anthropic: FakeAnthropic, stream: bool) -> 
     response_format = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}
     with gw.client() as client:
         if stream:
-            chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,
-                                                         response_format=response_format))  # type: ignore[arg-type]
+            chunks = list(
+                client.chat.completions.create(
+                    model=MODEL, messages=MESSAGES, stream=True, response_format=response_format
+                )
+            )  # type: ignore[arg-type]
             text, finish = stream_text(chunks), finish_reason(chunks)
         else:
-            answer = client.chat.completions.create(model=MODEL, messages=MESSAGES,
-                                                    response_format=response_format)  # type: ignore[arg-type]
+            answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, response_format=response_format)  # type: ignore[arg-type]
             text, finish = answer.choices[0].message.content, answer.choices[0].finish_reason
             assert answer.choices[0].message.tool_calls is None
     assert json.loads(text or "") == {"city": "Paris"}
@@ -170,8 +209,7 @@ def test_json_mode(gw: Gateway, fake_anthropic: FakeAnthropic, stream: bool) -> 
 
 def test_json_object_mode(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
     with gw.client() as client:
-        answer = client.chat.completions.create(model=MODEL, messages=MESSAGES,
-                                                response_format={"type": "json_object"})
+        answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, response_format={"type": "json_object"})
     assert json.loads(answer.choices[0].message.content or "") == {"echo": "Hello there"}
 
 
@@ -182,8 +220,7 @@ def test_stop_sequences_and_length(gw: Gateway, fake_anthropic: FakeAnthropic, s
         results = []
         for kwargs in ({"stop": ["STOP"]}, {"max_tokens": 2}):
             if stream:
-                chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,
-                                                             **kwargs))  # type: ignore[arg-type]
+                chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, **kwargs))  # type: ignore[arg-type]
                 results.append((stream_text(chunks), finish_reason(chunks)))
             else:
                 answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, **kwargs)  # type: ignore[arg-type]
@@ -202,19 +239,50 @@ def test_refusal_maps_to_content_filter(gw: Gateway, fake_anthropic: FakeAnthrop
 @pytest.mark.parametrize(
     ("reply", "status", "etype", "code", "exc"),
     [
-        (error_reply(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit",
-                     headers={"retry-after": "7"}), 429, "rate_limit_error", "rate_limit_exceeded",
-         openai.RateLimitError),
-        (error_reply(400, "invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum"), 400,
-         "invalid_request_error", "context_length_exceeded", openai.BadRequestError),
-        (error_reply(401, "authentication_error", "invalid x-api-key"), 401, "authentication_error", None,
-         openai.AuthenticationError),
-        (error_reply(403, "permission_error", "Your API key does not have permission"), 403, "permission_error",
-         None, openai.PermissionDeniedError),
+        (
+            error_reply(
+                429,
+                "rate_limit_error",
+                "Number of request tokens has exceeded your per-minute rate limit",
+                headers={"retry-after": "7"},
+            ),
+            429,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            openai.RateLimitError,
+        ),
+        (
+            error_reply(400, "invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum"),
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+            openai.BadRequestError,
+        ),
+        (
+            error_reply(401, "authentication_error", "invalid x-api-key"),
+            401,
+            "authentication_error",
+            None,
+            openai.AuthenticationError,
+        ),
+        (
+            error_reply(403, "permission_error", "Your API key does not have permission"),
+            403,
+            "permission_error",
+            None,
+            openai.PermissionDeniedError,
+        ),
     ],
 )
-def test_errors_keep_status_and_type(gw: Gateway, fake_anthropic: FakeAnthropic, reply: Reply, status: int,
-                                     etype: str, code: str | None, exc: type[openai.APIStatusError]) -> None:
+def test_errors_keep_status_and_type(
+    gw: Gateway,
+    fake_anthropic: FakeAnthropic,
+    reply: Reply,
+    status: int,
+    etype: str,
+    code: str | None,
+    exc: type[openai.APIStatusError],
+) -> None:
     fake_anthropic.enqueue(reply)
     with gw.client() as client, pytest.raises(exc) as info:
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -244,8 +312,11 @@ def test_overloaded_529_is_retried_then_reported_as_503(gw: Gateway, fake_anthro
 def test_error_event_inside_stream(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
     # Every attempt fails the same way, so whether the error lands before the first byte (a JSON error after
     # the retry) or after it (an error event), the client sees a failure and never a clean end.
-    fake_anthropic.always(NativeReply(cut_after=4, stream_error={
-        "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+    fake_anthropic.always(
+        NativeReply(
+            cut_after=4, stream_error={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        )
+    )
     with gw.client() as client, pytest.raises(openai.APIError) as info:
         list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     assert "Overloaded" in str(info.value)
@@ -258,8 +329,9 @@ def test_cut_stream_is_not_a_success(gw: Gateway, fake_anthropic: FakeAnthropic)
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_fallback_anthropic_to_openai(gw: Gateway, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI,
-                                      stream: bool) -> None:
+def test_fallback_anthropic_to_openai(
+    gw: Gateway, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI, stream: bool
+) -> None:
     fake_anthropic.always(error_reply(500, "api_error", "Internal server error"))
     with gw.client() as client:
         kwargs = {"model": MODEL, "messages": MESSAGES, "extra_body": {"fallbacks": ["openai/gpt-4o-mini"]}}
@@ -275,8 +347,9 @@ def test_fallback_anthropic_to_openai(gw: Gateway, fake_anthropic: FakeAnthropic
 def test_fallback_openai_to_anthropic(gw: Gateway, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI) -> None:
     fake_openai.always(Reply.rate_limited())
     with gw.client() as client:
-        answer = client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES,
-                                                extra_body={"fallbacks": [MODEL]})
+        answer = client.chat.completions.create(
+            model="openai/gpt-4o", messages=MESSAGES, extra_body={"fallbacks": [MODEL]}
+        )
     assert answer.choices[0].message.content == "fake-anthropic: Hello there"
 
 

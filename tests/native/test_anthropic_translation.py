@@ -42,12 +42,21 @@ def test_tool_use_response_with_cache_usage() -> None:
     answer, usage = wire.parse_message(raw, "claude-sonnet-4-5", created=1700000000)
     message = answer["choices"][0]["message"]
     assert message["content"] == "I'll check the current weather in San Francisco for you."
-    assert message["tool_calls"] == [{"id": "toolu_01A09q90qw90lq917835lq9", "type": "function", "function": {
-        "name": "get_weather", "arguments": '{"location":"San Francisco, CA","unit":"celsius"}'}}]
+    assert message["tool_calls"] == [
+        {
+            "id": "toolu_01A09q90qw90lq917835lq9",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"location":"San Francisco, CA","unit":"celsius"}'},
+        }
+    ]
     assert answer["choices"][0]["finish_reason"] == "tool_calls"
     assert answer["created"] == 1700000000 and answer["model"] == "claude-sonnet-4-5-20250929"
-    assert answer["usage"] == {"prompt_tokens": 1496, "completion_tokens": 91, "total_tokens": 1587,
-                               "prompt_tokens_details": {"cached_tokens": 1024}}
+    assert answer["usage"] == {
+        "prompt_tokens": 1496,
+        "completion_tokens": 91,
+        "total_tokens": 1587,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+    }
     assert usage is not None and usage.cached_tokens == 1024
 
 
@@ -63,8 +72,12 @@ def test_documented_stream_in_any_chunking(piece: int) -> None:
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "Okay, let's check the weather."
     calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls") or ()]
-    assert calls[0] == {"index": 0, "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "type": "function",
-                        "function": {"name": "get_weather", "arguments": ""}}
+    assert calls[0] == {
+        "index": 0,
+        "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
     assert "".join(c["function"]["arguments"] for c in calls) == '{"location": "San Francisco, CA"}'
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert finishes == ["tool_calls"]
@@ -74,10 +87,19 @@ def test_documented_stream_in_any_chunking(piece: int) -> None:
 
 def test_stream_usage_totals_are_replaced_not_added() -> None:
     stream = wire.MessagesStream("claude", created=1)
-    start = {"type": "message_start", "message": {"id": "m", "model": "c", "usage": {
-        "input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 1}}}
-    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {
-        "input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7}}
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "m",
+            "model": "c",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 1},
+        },
+    }
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn"},
+        "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7},
+    }
     for event in (start, delta, {"type": "message_stop"}):
         stream.feed(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
     assert stream.usage is not None
@@ -87,15 +109,32 @@ def test_stream_usage_totals_are_replaced_not_added() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [
-        (429, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}},
-         (429, "rate_limit_error", "rate_limit_exceeded", True)),
-        (529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-         (503, "overloaded_error", "overloaded", True)),
-        (400, {"type": "error", "error": {"type": "invalid_request_error",
-                                          "message": "prompt is too long: 210000 tokens > 200000 maximum"}},
-         (400, "invalid_request_error", "context_length_exceeded", False)),
-        (401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
-         (401, "authentication_error", None, False)),
+        (
+            429,
+            {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}},
+            (429, "rate_limit_error", "rate_limit_exceeded", True),
+        ),
+        (
+            529,
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            (503, "overloaded_error", "overloaded", True),
+        ),
+        (
+            400,
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "prompt is too long: 210000 tokens > 200000 maximum",
+                },
+            },
+            (400, "invalid_request_error", "context_length_exceeded", False),
+        ),
+        (
+            401,
+            {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
+            (401, "authentication_error", None, False),
+        ),
         (502, b"<html>bad gateway</html>", (502, "api_error", None, True)),
     ],
 )
@@ -122,34 +161,71 @@ def test_encoder_turns_openai_chunks_into_anthropic_events() -> None:
         return {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     encoder = AnthropicEncoder("openai/gpt-4o")
-    data = b"".join([
-        encoder.encode(chunk({"role": "assistant", "content": ""})),
-        encoder.encode(chunk({"content": "Hi"})),
-        encoder.encode(chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]})),
-        encoder.encode(chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]})),
-        encoder.encode(chunk({"tool_calls": [{"index": 1, "id": "c2", "function": {"name": "g", "arguments": "{}"}}]})),
-        encoder.encode(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]})),
-        encoder.encode(chunk({}, "tool_calls")),
-        encoder.end(Usage(12, 4, cached_tokens=2)),
-    ])
+    data = b"".join(
+        [
+            encoder.encode(chunk({"role": "assistant", "content": ""})),
+            encoder.encode(chunk({"content": "Hi"})),
+            encoder.encode(
+                chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]})
+            ),
+            encoder.encode(chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]})),
+            encoder.encode(
+                chunk({"tool_calls": [{"index": 1, "id": "c2", "function": {"name": "g", "arguments": "{}"}}]})
+            ),
+            encoder.encode(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]})),
+            encoder.encode(chunk({}, "tool_calls")),
+            encoder.end(Usage(12, 4, cached_tokens=2)),
+        ]
+    )
     events = _events(data)
     assert [name for name, _ in events] == [
-        "message_start", "content_block_start", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta", "content_block_stop", "content_block_start",
-        "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert events[0][1]["message"]["id"] == "msg_chatcmpl-1"
     assert events[4][1]["content_block"] == {"type": "tool_use", "id": "c1", "name": "f", "input": {}}
     # The interleaved fragment for the first call still names the first call's block.
-    assert events[9][1] == {"type": "content_block_delta", "index": 1,
-                            "delta": {"type": "input_json_delta", "partial_json": "1}"}}
-    assert events[11][1] == {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                             "usage": {"input_tokens": 10, "output_tokens": 4, "cache_read_input_tokens": 2,
-                                       "cache_creation_input_tokens": 0}}
+    assert events[9][1] == {
+        "type": "content_block_delta",
+        "index": 1,
+        "delta": {"type": "input_json_delta", "partial_json": "1}"},
+    }
+    assert events[11][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {
+            "input_tokens": 10,
+            "output_tokens": 4,
+            "cache_read_input_tokens": 2,
+            "cache_creation_input_tokens": 0,
+        },
+    }
 
 
 def test_from_internal_maps_finish_and_arguments() -> None:
-    data = {"id": "x", "choices": [{"finish_reason": "length", "message": {
-        "content": "partial", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "not json"}}]}}]}
+    data = {
+        "id": "x",
+        "choices": [
+            {
+                "finish_reason": "length",
+                "message": {
+                    "content": "partial",
+                    "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "not json"}}],
+                },
+            }
+        ],
+    }
     message = ingress.from_internal(data, Usage(3, 2), "openai/gpt-4o")
     assert message["stop_reason"] == "max_tokens"
     assert message["content"][1]["input"] == {"_unparsed_arguments": "not json"}

@@ -31,8 +31,11 @@ MODEL = f"bedrock/{CLAUDE_ID}"
 
 @pytest.fixture
 def gw(start_gateway: StartGateway, fake_bedrock: FakeBedrock, fake_openai: FakeOpenAI) -> Gateway:
-    return start_gateway(make_config({"bedrock": bedrock_provider(fake_bedrock.url, max_retries=1),
-                                      "openai": openai_provider(fake_openai.url)}))
+    return start_gateway(
+        make_config(
+            {"bedrock": bedrock_provider(fake_bedrock.url, max_retries=1), "openai": openai_provider(fake_openai.url)}
+        )
+    )
 
 
 def test_plain_chat_is_signed(gw: Gateway, fake_bedrock: FakeBedrock) -> None:
@@ -61,9 +64,17 @@ def test_wrong_secret_is_an_auth_error(start_gateway: StartGateway, fake_bedrock
 def test_session_token_and_deployment_alias(start_gateway: StartGateway) -> None:
     fake = FakeBedrock(session_token="FwoGZXIvYXdzEXAMPLE").start()
     try:
-        key = {"name": "sts", "value": "", "bedrock_key_config": {
-            "access_key": "AKIAFAKEEXAMPLE", "secret_key": "fake/secret+key", "region": "us-west-2",
-            "session_token": "FwoGZXIvYXdzEXAMPLE", "deployments": {"claude": "us.anthropic.claude-sonnet-4-v1:0"}}}
+        key = {
+            "name": "sts",
+            "value": "",
+            "bedrock_key_config": {
+                "access_key": "AKIAFAKEEXAMPLE",
+                "secret_key": "fake/secret+key",
+                "region": "us-west-2",
+                "session_token": "FwoGZXIvYXdzEXAMPLE",
+                "deployments": {"claude": "us.anthropic.claude-sonnet-4-v1:0"},
+            },
+        }
         gw = start_gateway(make_config({"bedrock": native_provider(fake.url, [key])}))
         with gw.client() as client:
             client.chat.completions.create(model="bedrock/claude", messages=MESSAGES)
@@ -74,11 +85,16 @@ def test_session_token_and_deployment_alias(start_gateway: StartGateway) -> None
 
 
 def test_system_multi_turn_and_inference_config(gw: Gateway, fake_bedrock: FakeBedrock) -> None:
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "one"},
-                {"role": "assistant", "content": "two"}, {"role": "user", "content": "three"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "two"},
+        {"role": "user", "content": "three"},
+    ]
     with gw.client() as client:
-        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=30, temperature=0.1, top_p=0.8,
-                                       stop=["END"])
+        client.chat.completions.create(
+            model=MODEL, messages=messages, max_tokens=30, temperature=0.1, top_p=0.8, stop=["END"]
+        )
     body = fake_bedrock.requests[0].body
     assert body["system"] == [{"text": "Be brief."}]
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
@@ -88,32 +104,48 @@ def test_system_multi_turn_and_inference_config(gw: Gateway, fake_bedrock: FakeB
 def test_tool_round_trip_parallel(gw: Gateway, fake_bedrock: FakeBedrock) -> None:
     fake_bedrock.enqueue(Reply(tool_calls=TWO_CALLS))
     with gw.client() as client:
-        first = client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL],
-                                               tool_choice="required")
+        first = client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL], tool_choice="required"
+        )
         message = first.choices[0].message
         assert first.choices[0].finish_reason == "tool_calls"
         assert [(c.id, json.loads(c.function.arguments)) for c in message.tool_calls or ()] == [
-            ("call_a1", {"city": "Paris"}), ("call_b2", {"city": "Tokyo"})]
-        history = [*MESSAGES, message.model_dump(exclude_none=True),
-                   {"role": "tool", "tool_call_id": "call_a1", "content": "18C"},
-                   {"role": "tool", "tool_call_id": "call_b2", "content": "25C"}]
+            ("call_a1", {"city": "Paris"}),
+            ("call_b2", {"city": "Tokyo"}),
+        ]
+        history = [
+            *MESSAGES,
+            message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": "call_a1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "call_b2", "content": "25C"},
+        ]
         second = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER_TOOL])
     assert second.choices[0].finish_reason == "stop"
     assert fake_bedrock.requests[0].body["toolConfig"]["toolChoice"] == {"any": {}}
     results = fake_bedrock.requests[1].body["messages"][2]["content"]
-    assert results == [{"toolResult": {"toolUseId": "call_a1", "content": [{"text": "18C"}]}},
-                       {"toolResult": {"toolUseId": "call_b2", "content": [{"text": "25C"}]}}]
+    assert results == [
+        {"toolResult": {"toolUseId": "call_a1", "content": [{"text": "18C"}]}},
+        {"toolResult": {"toolUseId": "call_b2", "content": [{"text": "25C"}]}},
+    ]
 
 
 def test_streamed_parallel_tool_calls_and_usage(gw: Gateway, fake_bedrock: FakeBedrock) -> None:
     usage = {"inputTokens": 11, "outputTokens": 6, "cacheReadInputTokens": 40, "cacheWriteInputTokens": 2}
     fake_bedrock.enqueue(Reply(tool_calls=TWO_CALLS, usage=usage))
     with gw.client() as client:
-        chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL],
-                                                     stream=True, stream_options={"include_usage": True}))
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL,
+                messages=MESSAGES,
+                tools=[WEATHER_TOOL],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
     assert collect_tool_calls(chunks) == {
         0: {"id": "call_a1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
-        1: {"id": "call_b2", "name": "get_weather", "arguments": '{"city": "Tokyo"}'}}
+        1: {"id": "call_b2", "name": "get_weather", "arguments": '{"city": "Tokyo"}'},
+    }
     assert finish_reason(chunks) == "tool_calls"
     reported = [c.usage for c in chunks if c.usage]
     assert len(reported) == 1 and reported[0] is not None
@@ -136,12 +168,20 @@ def test_image_json_mode_and_guardrail(gw: Gateway, fake_bedrock: FakeBedrock) -
     fake_bedrock.enqueue(Reply(), NativeReply(content="blocked", finish="guardrail_intervened"))
     content = [{"type": "text", "text": "what"}, {"type": "image_url", "image_url": {"url": PNG_DATA_URL}}]
     with gw.client() as client:
-        answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}],
-                                                response_format={"type": "json_object"})
+        answer = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": content}], response_format={"type": "json_object"}
+        )
         guarded = client.chat.completions.create(model=MODEL, messages=MESSAGES)
         with pytest.raises(openai.BadRequestError) as info:
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
+            client.chat.completions.create(
+                model=MODEL,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
+                    }
+                ],
+            )
     assert json.loads(answer.choices[0].message.content or "") == {"echo": "what"}
     assert answer.choices[0].finish_reason == "stop"
     body = fake_bedrock.requests[0].body
@@ -168,16 +208,28 @@ def test_embeddings_titan_and_cohere(gw: Gateway, fake_bedrock: FakeBedrock) -> 
 @pytest.mark.parametrize(
     ("reply", "status", "exc"),
     [
-        (error_reply(429, "ThrottlingException", "Too many requests, please wait before trying again."), 429,
-         openai.RateLimitError),
-        (error_reply(400, "ValidationException", "Input is too long for requested model."), 400,
-         openai.BadRequestError),
-        (error_reply(403, "AccessDeniedException", "You don't have access to the model with the specified model ID."),
-         403, openai.PermissionDeniedError),
+        (
+            error_reply(429, "ThrottlingException", "Too many requests, please wait before trying again."),
+            429,
+            openai.RateLimitError,
+        ),
+        (
+            error_reply(400, "ValidationException", "Input is too long for requested model."),
+            400,
+            openai.BadRequestError,
+        ),
+        (
+            error_reply(
+                403, "AccessDeniedException", "You don't have access to the model with the specified model ID."
+            ),
+            403,
+            openai.PermissionDeniedError,
+        ),
     ],
 )
-def test_errors(gw: Gateway, fake_bedrock: FakeBedrock, reply: Reply, status: int,
-                exc: type[openai.APIStatusError]) -> None:
+def test_errors(
+    gw: Gateway, fake_bedrock: FakeBedrock, reply: Reply, status: int, exc: type[openai.APIStatusError]
+) -> None:
     fake_bedrock.always(reply)
     with gw.client() as client, pytest.raises(exc) as info:
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -197,19 +249,25 @@ def test_unavailable_is_retried(gw: Gateway, fake_bedrock: FakeBedrock) -> None:
 
 
 def test_exception_frame_inside_stream(gw: Gateway, fake_bedrock: FakeBedrock) -> None:
-    fake_bedrock.always(NativeReply(cut_after=3, stream_error={"type": "throttlingException",
-                                                               "message": "Too many tokens"}))
+    fake_bedrock.always(
+        NativeReply(cut_after=3, stream_error={"type": "throttlingException", "message": "Too many tokens"})
+    )
     with gw.client() as client, pytest.raises(openai.APIError) as info:
         list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     assert "Too many tokens" in str(info.value)
 
 
-def test_anthropic_sdk_over_bedrock_with_fallback_to_openai(gw: Gateway, fake_bedrock: FakeBedrock,
-                                                            fake_openai: FakeOpenAI) -> None:
+def test_anthropic_sdk_over_bedrock_with_fallback_to_openai(
+    gw: Gateway, fake_bedrock: FakeBedrock, fake_openai: FakeOpenAI
+) -> None:
     with anthropic_client(gw) as client:
         message = client.messages.create(model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "hi"}])
         assert message.content[0].text == "fake-bedrock: hi"  # type: ignore[union-attr]
         fake_bedrock.always(error_reply(500, "InternalServerException", "internal"))
-        fallback = client.messages.create(model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "hi"}],
-                                          extra_body={"fallbacks": ["openai/gpt-4o-mini"]})
+        fallback = client.messages.create(
+            model=MODEL,
+            max_tokens=20,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"fallbacks": ["openai/gpt-4o-mini"]},
+        )
     assert fallback.content[0].text == "fake-openai: hi"  # type: ignore[union-attr]

@@ -17,11 +17,18 @@ from native_helpers import anthropic_client, anthropic_provider, cohere_provider
 
 
 @pytest.fixture
-def gw(start_gateway: StartGateway, fake_anthropic: FakeAnthropic, fake_cohere: FakeCohere,
-       fake_openai: FakeOpenAI) -> Gateway:
-    return start_gateway(make_config({"anthropic": anthropic_provider(fake_anthropic.url),
-                                      "cohere": cohere_provider(fake_cohere.url),
-                                      "openai": openai_provider(fake_openai.url)}))
+def gw(
+    start_gateway: StartGateway, fake_anthropic: FakeAnthropic, fake_cohere: FakeCohere, fake_openai: FakeOpenAI
+) -> Gateway:
+    return start_gateway(
+        make_config(
+            {
+                "anthropic": anthropic_provider(fake_anthropic.url),
+                "cohere": cohere_provider(fake_cohere.url),
+                "openai": openai_provider(fake_openai.url),
+            }
+        )
+    )
 
 
 def test_capabilities_and_models(gw: Gateway) -> None:

@@ -25,16 +25,35 @@ def test_documented_tool_stream() -> None:
 
 
 def test_response_and_request_mapping() -> None:
-    raw = json.dumps({"id": "c1", "finish_reason": "MAX_TOKENS", "message": {
-        "role": "assistant", "content": [{"type": "text", "text": "partial"}]},
-        "usage": {"billed_units": {"input_tokens": 5, "output_tokens": 2}}}).encode()
+    raw = json.dumps(
+        {
+            "id": "c1",
+            "finish_reason": "MAX_TOKENS",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": "partial"}]},
+            "usage": {"billed_units": {"input_tokens": 5, "output_tokens": 2}},
+        }
+    ).encode()
     answer, usage = parse_chat(raw, "command-a", 1)
     assert answer["choices"][0]["finish_reason"] == "length"
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (5, 2)
-    body = build_chat_body({"messages": [{"role": "developer", "content": "x"}], "top_k": 3,
-                            "tool_choice": "none", "max_completion_tokens": 9}, "command-a", True)
-    assert body == {"model": "command-a", "messages": [{"role": "system", "content": "x"}], "stream": True,
-                    "tool_choice": "NONE", "max_tokens": 9, "k": 3}
+    body = build_chat_body(
+        {
+            "messages": [{"role": "developer", "content": "x"}],
+            "top_k": 3,
+            "tool_choice": "none",
+            "max_completion_tokens": 9,
+        },
+        "command-a",
+        True,
+    )
+    assert body == {
+        "model": "command-a",
+        "messages": [{"role": "system", "content": "x"}],
+        "stream": True,
+        "tool_choice": "NONE",
+        "max_tokens": 9,
+        "k": 3,
+    }
 
 
 def test_error_mapping() -> None:

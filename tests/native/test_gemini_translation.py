@@ -28,20 +28,29 @@ def test_function_call_response_usage_and_signature() -> None:
     assert call["function"] == {"name": "set_light_values", "arguments": '{"brightness":25,"color_temp":"warm"}'}
     assert call["id"].endswith("~ts~CrQBAVSoXO5Ab")
     assert answer["choices"][0]["finish_reason"] == "tool_calls"
-    assert answer["usage"] == {"prompt_tokens": 120, "completion_tokens": 58, "total_tokens": 178,
-                               "prompt_tokens_details": {"cached_tokens": 64}}
+    assert answer["usage"] == {
+        "prompt_tokens": 120,
+        "completion_tokens": 58,
+        "total_tokens": 178,
+        "prompt_tokens_details": {"cached_tokens": 64},
+    }
     assert usage is not None and usage.cached_tokens == 64
     again, _ = gemini_response.parse_generate(raw, "gemini-2.5-flash", created=5)
     assert again["choices"][0]["message"]["tool_calls"][0]["id"] == call["id"], "ids are deterministic"
     # The id carries the signature back to Gemini on the next turn.
-    history = [{"role": "user", "content": "x"}, message,
-               {"role": "tool", "tool_call_id": call["id"], "content": "done"}]
+    history = [
+        {"role": "user", "content": "x"},
+        message,
+        {"role": "tool", "tool_call_id": call["id"], "content": "done"},
+    ]
     body = gemini_request.build_generate_body({"messages": history})
     assert body["contents"][1]["parts"][1] == {
         "functionCall": {"name": "set_light_values", "args": {"brightness": 25, "color_temp": "warm"}},
-        "thoughtSignature": "CrQBAVSoXO5Ab"}
+        "thoughtSignature": "CrQBAVSoXO5Ab",
+    }
     assert body["contents"][2]["parts"] == [
-        {"functionResponse": {"name": "set_light_values", "response": {"content": "done"}}}]
+        {"functionResponse": {"name": "set_light_values", "response": {"content": "done"}}}
+    ]
 
 
 @pytest.mark.parametrize("piece", [3, 50, 100000])
@@ -74,17 +83,23 @@ def test_genai_request_to_internal_and_to_gemini() -> None:
     body = json.loads((FIXTURES / "genai_request.json").read_text())
     internal = genai_ingress.to_internal({**body, "model": "gemini/gemini-2.5-flash"})
     assert internal["messages"][0] == {"role": "system", "content": "You control lights."}
-    assert internal["messages"][1]["content"][1] == {"type": "image_url",
-                                                     "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert internal["messages"][1]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AAAA"},
+    }
     assert internal["tools"][0]["function"]["parameters"] == {
-        "type": "object", "properties": {"brightness": {"type": ["integer", "null"]}}, "required": ["brightness"]}
+        "type": "object",
+        "properties": {"brightness": {"type": ["integer", "null"]}},
+        "required": ["brightness"],
+    }
     assert (internal["max_tokens"], internal["stop"], internal["tool_choice"]) == (100, ["END"], "auto")
     out = gemini_request.build_generate_body(internal)
     assert out["contents"][1]["parts"][0]["thoughtSignature"] == "c2ln"
-    assert out["contents"][2]["parts"] == [{"functionResponse": {"name": "set_light_values",
-                                                                 "response": {"ok": True}}}]
-    assert out["tools"][0]["functionDeclarations"][0]["parameters"] == body["tools"][0]["functionDeclarations"][0][
-        "parameters"]
+    assert out["contents"][2]["parts"] == [{"functionResponse": {"name": "set_light_values", "response": {"ok": True}}}]
+    assert (
+        out["tools"][0]["functionDeclarations"][0]["parameters"]
+        == body["tools"][0]["functionDeclarations"][0]["parameters"]
+    )
     assert out["generationConfig"] == {"maxOutputTokens": 100, "stopSequences": ["END"], "temperature": 0.1}
 
 
@@ -96,8 +111,10 @@ def test_encoder_holds_function_calls_until_the_end() -> None:
 
     first = encoder.encode(chunk({"content": "Hi"}))
     assert json.loads(first[6:])["candidates"][0]["content"]["parts"] == [{"text": "Hi"}]
-    assert encoder.encode(chunk({"tool_calls": [{"index": 0, "id": "x", "function": {"name": "f",
-                                                                                    "arguments": '{"a"'}}]})) == b""
+    assert (
+        encoder.encode(chunk({"tool_calls": [{"index": 0, "id": "x", "function": {"name": "f", "arguments": '{"a"'}}]}))
+        == b""
+    )
     encoder.encode(chunk({"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}, "tool_calls"))
     last = json.loads(encoder.end(Usage(4, 2))[6:])
     assert last["candidates"][0]["content"]["parts"] == [{"functionCall": {"id": "x", "name": "f", "args": {"a": 1}}}]
@@ -108,12 +125,26 @@ def test_encoder_holds_function_calls_until_the_end() -> None:
 @pytest.mark.parametrize(
     ("status", "error", "expected"),
     [
-        (400, {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
-               "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]},
-         (401, "authentication_error", "invalid_api_key", None)),
-        (429, {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED", "details": [
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]},
-         (429, "rate_limit_error", "resource_exhausted", 37.0)),
+        (
+            400,
+            {
+                "code": 400,
+                "message": "API key not valid. Please pass a valid API key.",
+                "status": "INVALID_ARGUMENT",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
+            },
+            (401, "authentication_error", "invalid_api_key", None),
+        ),
+        (
+            429,
+            {
+                "code": 429,
+                "message": "quota",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}],
+            },
+            (429, "rate_limit_error", "resource_exhausted", 37.0),
+        ),
         (503, {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}, (503, "api_error", "unavailable", None)),
     ],
 )
@@ -124,9 +155,19 @@ def test_error_mapping(status: int, error: dict[str, Any], expected: tuple[Any, 
 
 
 def test_clean_schema_keeps_property_names() -> None:
-    schema = {"type": "object", "$schema": "x", "additionalProperties": False,
-              "properties": {"additionalProperties": {"type": "string", "format": "date"},
-                             "tags": {"type": "array", "items": {"type": "string"}}}}
-    assert gemini_request.clean_schema(schema) == {"type": "OBJECT", "properties": {
-        "additionalProperties": {"type": "STRING", "format": "date"},
-        "tags": {"type": "ARRAY", "items": {"type": "STRING"}}}}
+    schema = {
+        "type": "object",
+        "$schema": "x",
+        "additionalProperties": False,
+        "properties": {
+            "additionalProperties": {"type": "string", "format": "date"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    assert gemini_request.clean_schema(schema) == {
+        "type": "OBJECT",
+        "properties": {
+            "additionalProperties": {"type": "STRING", "format": "date"},
+            "tags": {"type": "ARRAY", "items": {"type": "STRING"}},
+        },
+    }

@@ -17,36 +17,53 @@ OPENAI_MODEL = "openai/gpt-4o-mini"
 CLAUDE = "anthropic/claude-sonnet-4-5"
 GEMINI = "gemini/gemini-2.5-flash"
 WEATHER = types.FunctionDeclaration(
-    name="get_weather", description="Current weather for a city",
-    parameters=types.Schema(type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)},
-                            required=["city"]))
+    name="get_weather",
+    description="Current weather for a city",
+    parameters=types.Schema(
+        type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}, required=["city"]
+    ),
+)
 
 
 @pytest.fixture
-def gw(start_gateway: StartGateway, fake_gemini: FakeGemini, fake_openai: FakeOpenAI,
-       fake_anthropic: FakeAnthropic) -> Gateway:
-    return start_gateway(make_config({"gemini": gemini_provider(fake_gemini.url),
-                                      "openai": openai_provider(fake_openai.url),
-                                      "anthropic": anthropic_provider(fake_anthropic.url)}))
+def gw(
+    start_gateway: StartGateway, fake_gemini: FakeGemini, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> Gateway:
+    return start_gateway(
+        make_config(
+            {
+                "gemini": gemini_provider(fake_gemini.url),
+                "openai": openai_provider(fake_openai.url),
+                "anthropic": anthropic_provider(fake_anthropic.url),
+            }
+        )
+    )
 
 
 def test_generate_served_by_openai(gw: Gateway, fake_openai: FakeOpenAI) -> None:
     client = genai_client(gw)
     response = client.models.generate_content(
-        model=OPENAI_MODEL, contents=[
+        model=OPENAI_MODEL,
+        contents=[
             types.Content(role="user", parts=[types.Part(text="Hi")]),
             types.Content(role="model", parts=[types.Part(text="Hello!")]),
-            types.Content(role="user", parts=[types.Part(text="How are you?")])],
-        config=types.GenerateContentConfig(system_instruction="Be brief.", max_output_tokens=50, temperature=0.4,
-                                           stop_sequences=["END"]))
+            types.Content(role="user", parts=[types.Part(text="How are you?")]),
+        ],
+        config=types.GenerateContentConfig(
+            system_instruction="Be brief.", max_output_tokens=50, temperature=0.4, stop_sequences=["END"]
+        ),
+    )
     assert response.text == "fake-openai: How are you?"
     assert response.candidates is not None and response.candidates[0].finish_reason == types.FinishReason.STOP
     assert response.usage_metadata is not None
     assert (response.usage_metadata.prompt_token_count, response.usage_metadata.candidates_token_count) == (7, 4)
     body = fake_openai.requests[0].body
-    assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                                {"role": "assistant", "content": "Hello!"},
-                                {"role": "user", "content": "How are you?"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "How are you?"},
+    ]
     assert (body["max_tokens"], body["temperature"], body["stop"]) == (50, 0.4, ["END"])
 
 
@@ -66,43 +83,67 @@ def test_parallel_function_calls_round_trip_via_openai(gw: Gateway, fake_openai:
     client = genai_client(gw)
     config = types.GenerateContentConfig(
         tools=[types.Tool(function_declarations=[WEATHER])],
-        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
     question = types.Content(role="user", parts=[types.Part(text="weather?")])
     if stream:
         chunks = list(client.models.generate_content_stream(model=OPENAI_MODEL, contents=[question], config=config))
         calls = [fc for c in chunks for fc in (c.function_calls or ())]
-        model_parts = [p for c in chunks if c.candidates for p in (c.candidates[0].content.parts or ())
-                       if p.function_call]
+        model_parts = [
+            p for c in chunks if c.candidates for p in (c.candidates[0].content.parts or ()) if p.function_call
+        ]
     else:
         response = client.models.generate_content(model=OPENAI_MODEL, contents=[question], config=config)
         calls = response.function_calls or []
         model_parts = [p for p in response.candidates[0].content.parts or () if p.function_call]  # type: ignore[index, union-attr]
     assert [(c.name, c.args) for c in calls] == [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Tokyo"})]
     answers = [types.Part.from_function_response(name="get_weather", response={"temp": t}) for t in (18, 25)]
-    client.models.generate_content(model=OPENAI_MODEL, config=config, contents=[
-        question, types.Content(role="model", parts=model_parts), types.Content(role="user", parts=answers)])
+    client.models.generate_content(
+        model=OPENAI_MODEL,
+        config=config,
+        contents=[question, types.Content(role="model", parts=model_parts), types.Content(role="user", parts=answers)],
+    )
     body = fake_openai.requests[1].body
     assert body["tools"][0]["function"]["parameters"] == {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    }
     assistant = body["messages"][1]
     assert [json.loads(c["function"]["arguments"]) for c in assistant["tool_calls"]] == [
-        {"city": "Paris"}, {"city": "Tokyo"}]
+        {"city": "Paris"},
+        {"city": "Tokyo"},
+    ]
     ids = [c["id"] for c in assistant["tool_calls"]]
-    assert body["messages"][2:] == [{"role": "tool", "tool_call_id": ids[0], "content": '{"temp":18}'},
-                                    {"role": "tool", "tool_call_id": ids[1], "content": '{"temp":25}'}]
+    assert body["messages"][2:] == [
+        {"role": "tool", "tool_call_id": ids[0], "content": '{"temp":18}'},
+        {"role": "tool", "tool_call_id": ids[1], "content": '{"temp":25}'},
+    ]
 
 
 def test_gemini_round_trip_keeps_thought_signature(gw: Gateway, fake_gemini: FakeGemini) -> None:
     client = genai_client(gw)
     signature = b"sig-bytes"
-    model_turn = types.Content(role="model", parts=[
-        types.Part(function_call=types.FunctionCall(name="get_weather", args={"city": "Rome"}),
-                   thought_signature=signature)])
-    contents = [types.Content(role="user", parts=[types.Part(text="weather in Rome?")]), model_turn,
-                types.Content(role="user", parts=[types.Part.from_function_response(
-                    name="get_weather", response={"temp": 20})])]
-    response = client.models.generate_content(model=GEMINI, contents=contents, config=types.GenerateContentConfig(
-        tools=[types.Tool(function_declarations=[WEATHER])]))
+    model_turn = types.Content(
+        role="model",
+        parts=[
+            types.Part(
+                function_call=types.FunctionCall(name="get_weather", args={"city": "Rome"}), thought_signature=signature
+            )
+        ],
+    )
+    contents = [
+        types.Content(role="user", parts=[types.Part(text="weather in Rome?")]),
+        model_turn,
+        types.Content(
+            role="user", parts=[types.Part.from_function_response(name="get_weather", response={"temp": 20})]
+        ),
+    ]
+    response = client.models.generate_content(
+        model=GEMINI,
+        contents=contents,
+        config=types.GenerateContentConfig(tools=[types.Tool(function_declarations=[WEATHER])]),
+    )
     assert response.text == "fake-gemini: "
     sent = fake_gemini.requests[0].body["contents"]
     assert sent[1]["parts"][0]["thoughtSignature"] == "c2lnLWJ5dGVz"  # base64 of the signature bytes
@@ -112,16 +153,23 @@ def test_gemini_round_trip_keeps_thought_signature(gw: Gateway, fake_gemini: Fak
 def test_image_json_mode_to_gemini(gw: Gateway, fake_gemini: FakeGemini) -> None:
     client = genai_client(gw)
     response = client.models.generate_content(
-        model=GEMINI, contents=[types.Part.from_bytes(data=__import__("base64").b64decode(PNG_B64),
-                                                      mime_type="image/png"), "describe"],
-        config=types.GenerateContentConfig(response_mime_type="application/json", response_schema=types.Schema(
-            type=types.Type.OBJECT, properties={"echo": types.Schema(type=types.Type.STRING)})))
+        model=GEMINI,
+        contents=[
+            types.Part.from_bytes(data=__import__("base64").b64decode(PNG_B64), mime_type="image/png"),
+            "describe",
+        ],
+        config=types.GenerateContentConfig(
+            response_mime_type="application/json",
+            response_schema=types.Schema(
+                type=types.Type.OBJECT, properties={"echo": types.Schema(type=types.Type.STRING)}
+            ),
+        ),
+    )
     assert json.loads(response.text or "") == {"echo": "describe"}
     body = fake_gemini.requests[0].body
     assert body["contents"][0]["parts"][0] == {"inlineData": {"mimeType": "image/png", "data": PNG_B64}}
     assert body["generationConfig"]["responseMimeType"] == "application/json"
-    assert body["generationConfig"]["responseSchema"] == {"type": "OBJECT",
-                                                          "properties": {"echo": {"type": "STRING"}}}
+    assert body["generationConfig"]["responseSchema"] == {"type": "OBJECT", "properties": {"echo": {"type": "STRING"}}}
 
 
 def test_embed_content_via_openai_and_gemini(gw: Gateway, fake_openai: FakeOpenAI, fake_gemini: FakeGemini) -> None:
@@ -129,8 +177,9 @@ def test_embed_content_via_openai_and_gemini(gw: Gateway, fake_openai: FakeOpenA
     result = client.models.embed_content(model="openai/text-embedding-3-small", contents=["a", "b c"])
     assert result.embeddings is not None and [len(e.values or ()) for e in result.embeddings] == [8, 8]
     assert fake_openai.requests[0].body["input"] == ["a", "b c"]
-    result = client.models.embed_content(model="gemini/gemini-embedding-001", contents="hello",
-                                         config=types.EmbedContentConfig(output_dimensionality=3))
+    result = client.models.embed_content(
+        model="gemini/gemini-embedding-001", contents="hello", config=types.EmbedContentConfig(output_dimensionality=3)
+    )
     assert result.embeddings is not None and len(result.embeddings[0].values or ()) == 3
 
 
@@ -151,8 +200,9 @@ def test_mock_and_models_list(gw: Gateway) -> None:
     assert "models/gemini/gemini-2.5-flash" in names and "models/mock/mock-chat" in names
 
 
-@pytest.mark.parametrize(("reply", "code"), [(Reply.rate_limited(), 429), (Reply.server_error(500), 500),
-                                             (Reply.bad_request(), 400)])
+@pytest.mark.parametrize(
+    ("reply", "code"), [(Reply.rate_limited(), 429), (Reply.server_error(500), 500), (Reply.bad_request(), 400)]
+)
 def test_errors_in_google_shape(gw: Gateway, fake_openai: FakeOpenAI, reply: Reply, code: int) -> None:
     fake_openai.enqueue(reply)
     client = genai_client(gw)
@@ -177,8 +227,11 @@ def test_fallback_gemini_to_anthropic(gw: Gateway, fake_gemini: FakeGemini, fake
     body = {"contents": [{"role": "user", "parts": [{"text": "x"}]}], "fallbacks": [CLAUDE]}
     import urllib.request
 
-    request = urllib.request.Request(gw.url("/genai/v1beta/models/gemini/gemini-2.5-flash:generateContent"),
-                                     data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        gw.url("/genai/v1beta/models/gemini/gemini-2.5-flash:generateContent"),
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
     assert answer["candidates"][0]["content"]["parts"][0]["text"] == "fake-anthropic: x"

@@ -13,8 +13,19 @@ from runtime.providers.registry import PROVIDER_SPECS
 
 
 def test_env_references_inside_key_blocks_are_resolved() -> None:
-    data = {"keys": [{"name": "sa", "value": "", "vertex_key_config": {
-        "project_id": "env.GCP_PROJECT", "region": "us-central1", "auth_credentials": "env.SA_JSON"}}]}
+    data = {
+        "keys": [
+            {
+                "name": "sa",
+                "value": "",
+                "vertex_key_config": {
+                    "project_id": "env.GCP_PROJECT",
+                    "region": "us-central1",
+                    "auth_credentials": "env.SA_JSON",
+                },
+            }
+        ]
+    }
     config = parse_provider("vertex", data, {"GCP_PROJECT": "proj-1", "SA_JSON": '{"client_email": "x"}'}, Tuning())
     block = config.keys[0].extra["vertex_key_config"]
     assert block == {"project_id": "proj-1", "region": "us-central1", "auth_credentials": '{"client_email": "x"}'}
@@ -23,8 +34,14 @@ def test_env_references_inside_key_blocks_are_resolved() -> None:
 
 
 def test_bedrock_from_aws_environment() -> None:
-    environ = {"AWS_ACCESS_KEY_ID": "AKIAX", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t",
-               "AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-central-1", "ANTHROPIC_API_KEY": "sk-ant"}
+    environ = {
+        "AWS_ACCESS_KEY_ID": "AKIAX",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_SESSION_TOKEN": "t",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_REGION": "eu-central-1",
+        "ANTHROPIC_API_KEY": "sk-ant",
+    }
     found = providers_from_env(environ, Tuning())
     assert set(found) == {"bedrock", "anthropic"}
     block = found["bedrock"].keys[0].extra["bedrock_key_config"]
@@ -34,8 +51,12 @@ def test_bedrock_from_aws_environment() -> None:
 
 
 def test_bedrock_and_vertex_keys_need_no_value() -> None:
-    config = parse_provider("bedrock", {"keys": [{"name": "k", "bedrock_key_config": {
-        "access_key": "a", "secret_key": "b", "region": "us-west-2"}}]}, {}, Tuning())
+    config = parse_provider(
+        "bedrock",
+        {"keys": [{"name": "k", "bedrock_key_config": {"access_key": "a", "secret_key": "b", "region": "us-west-2"}}]},
+        {},
+        Tuning(),
+    )
     assert config.keys[0].value == ""
     assert config.network.base_url == "https://bedrock-runtime.{region}.amazonaws.com"
 

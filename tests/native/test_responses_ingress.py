@@ -15,23 +15,36 @@ from native_helpers import PNG_DATA_URL, TWO_CALLS, anthropic_provider, gemini_p
 OPENAI_MODEL = "openai/gpt-4o-mini"
 CLAUDE = "anthropic/claude-sonnet-4-5"
 GEMINI = "gemini/gemini-2.5-flash"
-TOOL = {"type": "function", "name": "get_weather", "description": "Weather for a city", "strict": False,
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "strict": False,
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @pytest.fixture
-def gw(start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
-       fake_gemini: FakeGemini) -> Gateway:
-    return start_gateway(make_config({"openai": openai_provider(fake_openai.url),
-                                      "anthropic": anthropic_provider(fake_anthropic.url),
-                                      "gemini": gemini_provider(fake_gemini.url)}))
+def gw(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemini
+) -> Gateway:
+    return start_gateway(
+        make_config(
+            {
+                "openai": openai_provider(fake_openai.url),
+                "anthropic": anthropic_provider(fake_anthropic.url),
+                "gemini": gemini_provider(fake_gemini.url),
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/openai/v1"])
 def test_text_response_from_openai(gw: Gateway, fake_openai: FakeOpenAI, prefix: str) -> None:
     with gw.client(prefix) as client:
-        response = client.responses.create(model=OPENAI_MODEL, instructions="Be brief.", input="Hello there",
-                                           max_output_tokens=100, temperature=0.2)
+        response = client.responses.create(
+            model=OPENAI_MODEL, instructions="Be brief.", input="Hello there", max_output_tokens=100, temperature=0.2
+        )
     assert response.object == "response" and response.status == "completed"
     assert response.output_text == "fake-openai: Hello there"
     assert response.model == OPENAI_MODEL
@@ -49,10 +62,14 @@ def test_function_call_round_trip_from_anthropic(gw: Gateway, fake_anthropic: Fa
         first = client.responses.create(model=CLAUDE, input="weather in Paris and Tokyo?", tools=[TOOL])  # type: ignore[list-item]
         calls = [item for item in first.output if item.type == "function_call"]
         assert [(c.call_id, c.name, json.loads(c.arguments)) for c in calls] == [  # type: ignore[union-attr]
-            ("call_a1", "get_weather", {"city": "Paris"}), ("call_b2", "get_weather", {"city": "Tokyo"})]
-        follow_up = [{"role": "user", "content": "weather in Paris and Tokyo?"},
-                     *[c.model_dump(exclude_none=True) for c in calls],
-                     *[{"type": "function_call_output", "call_id": c.call_id, "output": "20C"} for c in calls]]  # type: ignore[union-attr]
+            ("call_a1", "get_weather", {"city": "Paris"}),
+            ("call_b2", "get_weather", {"city": "Tokyo"}),
+        ]
+        follow_up = [
+            {"role": "user", "content": "weather in Paris and Tokyo?"},
+            *[c.model_dump(exclude_none=True) for c in calls],
+            *[{"type": "function_call_output", "call_id": c.call_id, "output": "20C"} for c in calls],
+        ]  # type: ignore[union-attr]
         second = client.responses.create(model=CLAUDE, input=follow_up, tools=[TOOL])  # type: ignore[arg-type, list-item]
     assert second.output_text.startswith("fake-anthropic")
     messages = fake_anthropic.requests[1].body["messages"]
@@ -75,23 +92,35 @@ def test_stream_events_from_openai(gw: Gateway) -> None:
 
 
 @pytest.mark.parametrize("model", [CLAUDE, GEMINI])
-def test_streamed_function_calls_with_sdk_helper(gw: Gateway, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemini,
-                                                 model: str) -> None:
+def test_streamed_function_calls_with_sdk_helper(
+    gw: Gateway, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemini, model: str
+) -> None:
     (fake_anthropic if model == CLAUDE else fake_gemini).enqueue(Reply(tool_calls=TWO_CALLS))
     with gw.client() as client, client.responses.stream(model=model, input="weather?", tools=[TOOL]) as stream:  # type: ignore[list-item]
         final = stream.get_final_response()
     calls = [item for item in final.output if item.type == "function_call"]
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [  # type: ignore[union-attr]
-        ("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Tokyo"})]
+        ("get_weather", {"city": "Paris"}),
+        ("get_weather", {"city": "Tokyo"}),
+    ]
 
 
 def test_json_schema_and_image_to_gemini(gw: Gateway, fake_gemini: FakeGemini) -> None:
     schema = {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]}
     with gw.client() as client:
         response = client.responses.create(
-            model=GEMINI, input=[{"role": "user", "content": [
-                {"type": "input_text", "text": "describe"}, {"type": "input_image", "image_url": PNG_DATA_URL}]}],
-            text={"format": {"type": "json_schema", "name": "out", "schema": schema}})  # type: ignore[arg-type, list-item]
+            model=GEMINI,
+            input=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "describe"},
+                        {"type": "input_image", "image_url": PNG_DATA_URL},
+                    ],
+                }
+            ],
+            text={"format": {"type": "json_schema", "name": "out", "schema": schema}},
+        )  # type: ignore[arg-type, list-item]
     assert json.loads(response.output_text) == {"echo": "describe"}
     body = fake_gemini.requests[0].body
     assert body["generationConfig"]["responseMimeType"] == "application/json"
@@ -128,8 +157,9 @@ def test_error_mid_stream_raises(gw: Gateway, fake_openai: FakeOpenAI) -> None:
 
 
 def test_fallback_across_formats(gw: Gateway, fake_gemini: FakeGemini, fake_anthropic: FakeAnthropic) -> None:
-    fake_gemini.always(Reply(status=503, json={"error": {"code": 503, "message": "overloaded",
-                                                         "status": "UNAVAILABLE"}}))
+    fake_gemini.always(
+        Reply(status=503, json={"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
+    )
     with gw.client() as client:
         response = client.responses.create(model=GEMINI, input="x", extra_body={"fallbacks": [CLAUDE]})
     assert response.output_text == "fake-anthropic: x"

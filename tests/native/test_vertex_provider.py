@@ -35,9 +35,14 @@ ROOT = "/v1/projects/fake-project/locations/us-central1/publishers"
 
 @pytest.fixture
 def gw(start_gateway: StartGateway, fake_vertex: FakeVertex, fake_openai: FakeOpenAI) -> Gateway:
-    return start_gateway(make_config({"vertex": vertex_provider(fake_vertex.url, fake_vertex.service_account,
-                                                                max_retries=1),
-                                      "openai": openai_provider(fake_openai.url)}))
+    return start_gateway(
+        make_config(
+            {
+                "vertex": vertex_provider(fake_vertex.url, fake_vertex.service_account, max_retries=1),
+                "openai": openai_provider(fake_openai.url),
+            }
+        )
+    )
 
 
 def test_gemini_chat_with_cached_token(gw: Gateway, fake_vertex: FakeVertex) -> None:
@@ -59,7 +64,9 @@ def test_token_refreshed_before_expiry(gw: Gateway, fake_vertex: FakeVertex) -> 
         client.chat.completions.create(model=GEMINI, messages=MESSAGES)
     assert fake_vertex.token_requests == 2
     assert [r.headers["authorization"] for r in fake_vertex.requests_to(":generateContent")] == [
-        "Bearer ya29.fake-1", "Bearer ya29.fake-2"]
+        "Bearer ya29.fake-1",
+        "Bearer ya29.fake-2",
+    ]
 
 
 def test_untrusted_key_is_an_auth_error(start_gateway: StartGateway, fake_vertex: FakeVertex) -> None:
@@ -72,11 +79,19 @@ def test_untrusted_key_is_an_auth_error(start_gateway: StartGateway, fake_vertex
 
 
 def test_gemini_stream_tools_and_usage(gw: Gateway, fake_vertex: FakeVertex) -> None:
-    fake_vertex.enqueue(Reply(tool_calls=TWO_CALLS, usage={"promptTokenCount": 9, "candidatesTokenCount": 4,
-                                                           "totalTokenCount": 13}))
+    fake_vertex.enqueue(
+        Reply(tool_calls=TWO_CALLS, usage={"promptTokenCount": 9, "candidatesTokenCount": 4, "totalTokenCount": 13})
+    )
     with gw.client() as client:
-        chunks = list(client.chat.completions.create(model=GEMINI, messages=MESSAGES, tools=[WEATHER_TOOL],
-                                                     stream=True, stream_options={"include_usage": True}))
+        chunks = list(
+            client.chat.completions.create(
+                model=GEMINI,
+                messages=MESSAGES,
+                tools=[WEATHER_TOOL],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
     calls = collect_tool_calls(chunks)
     assert [json.loads(c["arguments"]) for _, c in sorted(calls.items())] == [{"city": "Paris"}, {"city": "Tokyo"}]
     assert finish_reason(chunks) == "tool_calls"
@@ -87,10 +102,12 @@ def test_gemini_stream_tools_and_usage(gw: Gateway, fake_vertex: FakeVertex) -> 
 def test_claude_on_vertex(gw: Gateway, fake_vertex: FakeVertex) -> None:
     fake_vertex.enqueue(Reply(), Reply(tool_calls=TWO_CALLS))
     with gw.client() as client:
-        answer = client.chat.completions.create(model=CLAUDE, messages=[{"role": "system", "content": "Brief."},
-                                                                        *MESSAGES])
-        chunks = list(client.chat.completions.create(model=CLAUDE, messages=MESSAGES, tools=[WEATHER_TOOL],
-                                                     stream=True))
+        answer = client.chat.completions.create(
+            model=CLAUDE, messages=[{"role": "system", "content": "Brief."}, *MESSAGES]
+        )
+        chunks = list(
+            client.chat.completions.create(model=CLAUDE, messages=MESSAGES, tools=[WEATHER_TOOL], stream=True)
+        )
     assert answer.choices[0].message.content == "fake-vertex: Hello there"
     assert [c["id"] for _, c in sorted(collect_tool_calls(chunks).items())] == ["call_a1", "call_b2"]
     first, second = fake_vertex.requests_to("/publishers/anthropic/")
@@ -101,8 +118,12 @@ def test_claude_on_vertex(gw: Gateway, fake_vertex: FakeVertex) -> None:
 
 
 def test_anthropic_sdk_and_count_tokens_over_vertex_claude(gw: Gateway, fake_vertex: FakeVertex) -> None:
-    with anthropic_client(gw) as client, client.messages.stream(
-            model=CLAUDE, max_tokens=30, messages=[{"role": "user", "content": "hi there"}]) as stream:
+    with (
+        anthropic_client(gw) as client,
+        client.messages.stream(
+            model=CLAUDE, max_tokens=30, messages=[{"role": "user", "content": "hi there"}]
+        ) as stream,
+    ):
         text = "".join(stream.text_stream)
         counted = client.messages.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": "a b c"}])
     assert text == "fake-vertex: hi there"
@@ -120,13 +141,16 @@ def test_genai_sdk_over_vertex_gemini(gw: Gateway) -> None:
 def test_embeddings_and_json_mode(gw: Gateway, fake_vertex: FakeVertex) -> None:
     with gw.client() as client:
         result = client.embeddings.create(model="vertex/text-embedding-005", input=["a b", "c"], dimensions=5)
-        answer = client.chat.completions.create(model=GEMINI, messages=MESSAGES,
-                                                response_format={"type": "json_object"})
+        answer = client.chat.completions.create(
+            model=GEMINI, messages=MESSAGES, response_format={"type": "json_object"}
+        )
     assert [len(d.embedding) for d in result.data] == [5, 5]
     assert result.usage.prompt_tokens == 3
     predict = fake_vertex.requests_to(":predict")[0]
-    assert predict.body == {"instances": [{"content": "a b"}, {"content": "c"}],
-                            "parameters": {"outputDimensionality": 5}}
+    assert predict.body == {
+        "instances": [{"content": "a b"}, {"content": "c"}],
+        "parameters": {"outputDimensionality": 5},
+    }
     assert json.loads(answer.choices[0].message.content or "") == {"echo": "Hello there"}
 
 
@@ -140,8 +164,9 @@ def test_stop_and_length_on_claude(gw: Gateway, fake_vertex: FakeVertex) -> None
 
 
 def test_errors_in_both_shapes(gw: Gateway, fake_vertex: FakeVertex) -> None:
-    quota = google_error(429, "Quota exceeded for aiplatform.googleapis.com/generate_content_requests",
-                         path_contains="google")
+    quota = google_error(
+        429, "Quota exceeded for aiplatform.googleapis.com/generate_content_requests", path_contains="google"
+    )
     overloaded = anthropic_error(529, "overloaded_error", "Overloaded", path_contains="anthropic")
     fake_vertex.enqueue(quota, quota, overloaded, overloaded)  # each attempt and its retry
     with gw.client() as client:
@@ -158,8 +183,9 @@ def test_fallback_vertex_to_openai_and_safety(gw: Gateway, fake_vertex: FakeVert
     with gw.client() as client:
         filtered = client.chat.completions.create(model=GEMINI, messages=MESSAGES)
         fake_vertex.always(google_error(500, "Internal error"))
-        answer = client.chat.completions.create(model=GEMINI, messages=MESSAGES,
-                                                extra_body={"fallbacks": ["openai/gpt-4o"]})
+        answer = client.chat.completions.create(
+            model=GEMINI, messages=MESSAGES, extra_body={"fallbacks": ["openai/gpt-4o"]}
+        )
     assert filtered.choices[0].finish_reason == "content_filter"
     assert answer.choices[0].message.content == "fake-openai: Hello there"
 
@@ -174,15 +200,20 @@ def test_anthropic_sdk_error_shape_from_vertex(gw: Gateway, fake_vertex: FakeVer
 def test_multi_turn_image_and_tool_round_trip(gw: Gateway, fake_vertex: FakeVertex, model: str) -> None:
     fake_vertex.enqueue(Reply(tool_calls=TWO_CALLS))
     image = {"type": "image_url", "image_url": {"url": PNG_DATA_URL}}
-    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-               {"role": "user", "content": [{"type": "text", "text": "weather for this map?"}, image]}]
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": [{"type": "text", "text": "weather for this map?"}, image]},
+    ]
     with gw.client() as client:
         first = client.chat.completions.create(model=model, messages=history, tools=[WEATHER_TOOL])
         message = first.choices[0].message
         calls = message.tool_calls or []
         assert first.choices[0].finish_reason == "tool_calls" and len(calls) == 2
-        history += [message.model_dump(exclude_none=True),
-                    *[{"role": "tool", "tool_call_id": c.id, "content": "20C"} for c in calls]]
+        history += [
+            message.model_dump(exclude_none=True),
+            *[{"role": "tool", "tool_call_id": c.id, "content": "20C"} for c in calls],
+        ]
         second = client.chat.completions.create(model=model, messages=history, tools=[WEATHER_TOOL])
     assert second.choices[0].finish_reason == "stop"
     last = fake_vertex.requests[-1].body

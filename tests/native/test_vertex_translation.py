@@ -29,9 +29,13 @@ def test_assertion_is_a_verifiable_rs256_jwt() -> None:
     header, claims, signature = jwt.split(".")
     public_key.verify(_part(signature), f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
     assert json.loads(_part(header)) == {"alg": "RS256", "typ": "JWT", "kid": "fakekid1"}
-    assert json.loads(_part(claims)) == {"iss": info["client_email"], "aud": "https://oauth2.example/token",
-                                         "scope": "https://www.googleapis.com/auth/cloud-platform",
-                                         "iat": 1_700_000_000, "exp": 1_700_003_600}
+    assert json.loads(_part(claims)) == {
+        "iss": info["client_email"],
+        "aud": "https://oauth2.example/token",
+        "scope": "https://www.googleapis.com/auth/cloud-platform",
+        "iat": 1_700_000_000,
+        "exp": 1_700_003_600,
+    }
 
 
 def _provider() -> ProviderConfig:
@@ -46,11 +50,15 @@ def test_endpoints_per_region_and_publisher() -> None:
     adapter, spec = VertexAdapter(), PROVIDER_SPECS["vertex"]
     body = {"messages": [{"role": "user", "content": "hi"}]}
     regional = adapter.build_request(_provider(), spec, "chat", body, "gemini-2.5-pro", _key("europe-west4"), True)
-    assert regional.url == ("https://europe-west4-aiplatform.googleapis.com/v1/projects/p/locations/europe-west4/"
-                            "publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse")
+    assert regional.url == (
+        "https://europe-west4-aiplatform.googleapis.com/v1/projects/p/locations/europe-west4/"
+        "publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+    )
     claude = adapter.build_request(_provider(), spec, "chat", body, "claude-opus-4-1", _key("global"), False)
-    assert claude.url == ("https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/anthropic/"
-                          "models/claude-opus-4-1:rawPredict")
+    assert claude.url == (
+        "https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/anthropic/"
+        "models/claude-opus-4-1:rawPredict"
+    )
     assert claude.payload["anthropic_version"] == "vertex-2023-10-16" and "model" not in claude.payload
     count = adapter.build_request(_provider(), spec, COUNT_TOKENS, body, "claude-opus-4-1", _key("us-east5"), False)
     assert count.url.endswith("/publishers/anthropic/models/count-tokens:rawPredict")

@@ -30,8 +30,9 @@ MEDIA_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 
 
 def error(status: int, etype: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return json_response({"type": "error", "error": {"type": etype, "message": message},
-                          "request_id": "req_fake"}, status, headers)
+    return json_response(
+        {"type": "error", "error": {"type": etype, "message": message}, "request_id": "req_fake"}, status, headers
+    )
 
 
 def error_reply(status: int, etype: str, message: str, **kw: Any) -> NativeReply:
@@ -98,12 +99,17 @@ def validate(body: Any, counting: bool = False) -> str | None:
                     break
                 leading.append(block["tool_use_id"])
             if set(leading) != pending:
-                return (f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately "
-                        f"after: {', '.join(sorted(pending - set(leading)))}")
+                return (
+                    f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately "
+                    f"after: {', '.join(sorted(pending - set(leading)))}"
+                )
         pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
     system = body.get("system")
-    if system is not None and not isinstance(system, str) and (
-            not isinstance(system, list) or any(b.get("type") != "text" or not b.get("text") for b in system)):
+    if (
+        system is not None
+        and not isinstance(system, str)
+        and (not isinstance(system, list) or any(b.get("type") != "text" or not b.get("text") for b in system))
+    ):
         return "system: must be a string or a list of text blocks"
     names = set()
     for i, tool in enumerate(body.get("tools") or ()):
@@ -184,8 +190,9 @@ class FakeAnthropic(FakeProvider):
             return error(400, "invalid_request_error", problem)
         return json_response({"input_tokens": words(all_text(rec.body))})
 
-    async def messages(self, request: web.Request, rec: RecordedRequest, reply: Reply,
-                       body: dict[str, Any] | None = None) -> web.StreamResponse:
+    async def messages(
+        self, request: web.Request, rec: RecordedRequest, reply: Reply, body: dict[str, Any] | None = None
+    ) -> web.StreamResponse:
         body = body if body is not None else rec.body
         problem = validate(body)
         if problem:
@@ -194,8 +201,14 @@ class FakeAnthropic(FakeProvider):
         if body.get("stream"):
             frames = list(self.events(message))
             err = reply.stream_error if isinstance(reply, NativeReply) else None
-            return await send_stream(request, frames, reply, self.recorder, {"request-id": "req_fake"},
-                                     error_frame=sse("error", err) if err else None)
+            return await send_stream(
+                request,
+                frames,
+                reply,
+                self.recorder,
+                {"request-id": "req_fake"},
+                error_frame=sse("error", err) if err else None,
+            )
         return json_response(message, headers={"request-id": "req_fake", **reply.headers})
 
     def answer(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
@@ -208,49 +221,88 @@ class FakeAnthropic(FakeProvider):
             stop = "tool_use"
         elif choice.get("type") == "tool":
             raw = reply.content if reply.content is not None else json.dumps({"echo": last_user_text(body)})
-            content = [{"type": "tool_use", "id": f"toolu_fake{next(self._ids):04d}", "name": choice["name"],
-                        "input": json.loads(raw)}]
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_fake{next(self._ids):04d}",
+                    "name": choice["name"],
+                    "input": json.loads(raw),
+                }
+            ]
             stop = "tool_use"
         else:
-            text, stop_sequence, cut = apply_stops(answer_text(self.name, last_user_text(body), reply),
-                                                   body.get("stop_sequences"), body["max_tokens"])
+            text, stop_sequence, cut = apply_stops(
+                answer_text(self.name, last_user_text(body), reply), body.get("stop_sequences"), body["max_tokens"]
+            )
             content = [{"type": "text", "text": text}]
             stop = "max_tokens" if cut else "stop_sequence" if stop_sequence else "end_turn"
         if isinstance(reply, NativeReply) and reply.finish:
             stop = reply.finish
         out_tokens = sum(words(b.get("text", "")) or words(json.dumps(b.get("input"))) for b in content)
-        usage = {"input_tokens": words(all_text(body)), "output_tokens": out_tokens,
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        usage = {
+            "input_tokens": words(all_text(body)),
+            "output_tokens": out_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
         usage.update(reply.usage or {})
-        return {"id": f"msg_fake{next(self._ids):06d}", "type": "message", "role": "assistant",
-                "model": body.get("model", "claude-vertex"), "content": content, "stop_reason": stop,
-                "stop_sequence": stop_sequence, "usage": usage}
+        return {
+            "id": f"msg_fake{next(self._ids):06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-vertex"),
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": stop_sequence,
+            "usage": usage,
+        }
 
     def events(self, message: dict[str, Any]) -> Iterable[bytes]:
         usage = message["usage"]
-        start = {**message, "content": [], "stop_reason": None, "stop_sequence": None,
-                 "usage": {**usage, "output_tokens": 1}}
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
         yield sse("message_start", {"type": "message_start", "message": start})
         yield sse("ping", {"type": "ping"})
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
-                yield sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                  "content_block": {"type": "text", "text": ""}})
+                yield sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                )
                 pieces = block["text"].split(" ")
                 for n, piece in enumerate(pieces):
                     text = piece if n == len(pieces) - 1 else piece + " "
-                    yield sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                      "delta": {"type": "text_delta", "text": text}})
+                    yield sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}},
+                    )
             else:
-                yield sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                  "content_block": {**block, "input": {}}})
+                yield sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                )
                 for piece in fragments(json.dumps(block["input"])):
-                    yield sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                      "delta": {"type": "input_json_delta", "partial_json": piece}})
+                    yield sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                    )
             yield sse("content_block_stop", {"type": "content_block_stop", "index": index})
-        yield sse("message_delta", {"type": "message_delta",
-                                    "delta": {"stop_reason": message["stop_reason"],
-                                              "stop_sequence": message["stop_sequence"]},
-                                    # The current API repeats the cumulative totals here.
-                                    "usage": usage})
+        yield sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
+                # The current API repeats the cumulative totals here.
+                "usage": usage,
+            },
+        )
         yield sse("message_stop", {"type": "message_stop"})

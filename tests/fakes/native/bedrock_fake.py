@@ -58,13 +58,17 @@ def frame(headers: Mapping[str, str], payload: bytes) -> bytes:
 
 
 def event(kind: str, body: dict[str, Any]) -> bytes:
-    return frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
-                 json.dumps({**body, "p": "abcdefgh"}).encode())
+    return frame(
+        {":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+        json.dumps({**body, "p": "abcdefgh"}).encode(),
+    )
 
 
 def exception_frame(kind: str, message: str) -> bytes:
-    return frame({":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
-                 json.dumps({"message": message}).encode())
+    return frame(
+        {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
+        json.dumps({"message": message}).encode(),
+    )
 
 
 def _block_problem(block: Any, where: str, role: str) -> str | None:
@@ -114,8 +118,10 @@ def validate(body: Any) -> str | None:
                 return problem
         results = {b["toolResult"]["toolUseId"] for b in content if "toolResult" in b}
         if pending and results != pending:
-            return (f"Expected toolResult blocks at messages.{i}.content for the following Ids: "
-                    f"{', '.join(sorted(pending - results))}")
+            return (
+                f"Expected toolResult blocks at messages.{i}.content for the following Ids: "
+                f"{', '.join(sorted(pending - results))}"
+            )
         pending = {b["toolUse"]["toolUseId"] for b in content if "toolUse" in b}
         uses_tools = uses_tools or bool(pending or results)
     tools = (body.get("toolConfig") or {}).get("tools")
@@ -161,8 +167,14 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 
 class FakeBedrock(FakeProvider):
-    def __init__(self, credentials: Mapping[str, str] | None = None, *, region: str = "us-west-2",
-                 session_token: str | None = None, name: str = "fake-bedrock") -> None:
+    def __init__(
+        self,
+        credentials: Mapping[str, str] | None = None,
+        *,
+        region: str = "us-west-2",
+        session_token: str | None = None,
+        name: str = "fake-bedrock",
+    ) -> None:
         super().__init__()
         self.credentials = dict(credentials or {"AKIAFAKEEXAMPLE": "fake/secret+key"})
         self.region = region
@@ -179,28 +191,34 @@ class FakeBedrock(FakeProvider):
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("AWS4-HMAC-SHA256 "):
             return aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-        fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+        fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 ") :].split(","))
         access, date, region, service, _ = fields["Credential"].split("/")
         if access not in self.credentials:
-            return aws_error(403, "UnrecognizedClientException", "The security token included in the request is "
-                                                                 "invalid.")
+            return aws_error(
+                403, "UnrecognizedClientException", "The security token included in the request is invalid."
+            )
         if (region, service) != (self.region, "bedrock") or request.headers.get("X-Amz-Date", "")[:8] != date:
             return aws_error(403, "InvalidSignatureException", f"Credential should be scoped to {self.region}/bedrock")
         if self.session_token and request.headers.get("X-Amz-Security-Token") != self.session_token:
-            return aws_error(403, "UnrecognizedClientException", "The security token included in the request is "
-                                                                 "invalid.")
+            return aws_error(
+                403, "UnrecognizedClientException", "The security token included in the request is invalid."
+            )
         signed = fields["SignedHeaders"].split(";")
         if not {"host", "x-amz-date"} <= set(signed):
             return aws_error(403, "InvalidSignatureException", "host and x-amz-date must be signed")
         headers = {name: request.headers[name] for name in signed}
-        aws = AWSRequest(method=request.method, url=f"http://{request.host}{request.raw_path}", data=body,
-                         headers=headers)
+        aws = AWSRequest(
+            method=request.method, url=f"http://{request.host}{request.raw_path}", data=body, headers=headers
+        )
         aws.context["timestamp"] = request.headers["X-Amz-Date"]
         signer = SigV4Auth(Credentials(access, self.credentials[access], self.session_token), "bedrock", region)
         expected = signer.signature(signer.string_to_sign(aws, signer.canonical_request(aws)), aws)
         if expected != fields["Signature"]:
-            return aws_error(403, "InvalidSignatureException", "The request signature we calculated does not match "
-                                                               "the signature you provided.")
+            return aws_error(
+                403,
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided.",
+            )
         self.verified += 1
         return None
 
@@ -222,21 +240,42 @@ class FakeBedrock(FakeProvider):
             return aws_error(404, "UnknownOperationException", operation)
         err = reply.stream_error if isinstance(reply, NativeReply) else None
         error_frame = exception_frame(err["type"], err["message"]) if err else None
-        return await send_stream(request, list(self.events(answer)), reply, self.recorder,
-                                 {"x-amzn-RequestId": "req-fake"}, "application/vnd.amazon.eventstream", error_frame)
+        return await send_stream(
+            request,
+            list(self.events(answer)),
+            reply,
+            self.recorder,
+            {"x-amzn-RequestId": "req-fake"},
+            "application/vnd.amazon.eventstream",
+            error_frame,
+        )
 
     def invoke(self, rec: RecordedRequest, model: str) -> web.Response:
         body = rec.body
         if "cohere.embed" in model:
             if not isinstance(body.get("texts"), list) or body.get("input_type") not in (
-                    "search_document", "search_query", "classification", "clustering"):
+                "search_document",
+                "search_query",
+                "classification",
+                "clustering",
+            ):
                 return aws_error(400, "ValidationException", "texts and a valid input_type are required")
-            return json_response({"embeddings": [vector(t, 8) for t in body["texts"]], "id": "emb-fake",
-                                  "response_type": "embeddings_floats", "texts": body["texts"]})
+            return json_response(
+                {
+                    "embeddings": [vector(t, 8) for t in body["texts"]],
+                    "id": "emb-fake",
+                    "response_type": "embeddings_floats",
+                    "texts": body["texts"],
+                }
+            )
         if not isinstance(body.get("inputText"), str) or set(body) - {"inputText", "dimensions", "normalize"}:
             return aws_error(400, "ValidationException", "Malformed input request: inputText is required")
-        return json_response({"embedding": vector(body["inputText"], int(body.get("dimensions") or 8)),
-                              "inputTextTokenCount": words(body["inputText"])})
+        return json_response(
+            {
+                "embedding": vector(body["inputText"], int(body.get("dimensions") or 8)),
+                "inputTextTokenCount": words(body["inputText"]),
+            }
+        )
 
     def answer(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         config = body.get("inferenceConfig") or {}
@@ -247,12 +286,22 @@ class FakeBedrock(FakeProvider):
             stop = "tool_use"
         elif "tool" in choice:
             raw = reply.content if reply.content is not None else json.dumps({"echo": last_user_text(body)})
-            content = [{"toolUse": {"toolUseId": f"tooluse_fake{next(self._ids)}", "name": choice["tool"]["name"],
-                                    "input": json.loads(raw)}}]
+            content = [
+                {
+                    "toolUse": {
+                        "toolUseId": f"tooluse_fake{next(self._ids)}",
+                        "name": choice["tool"]["name"],
+                        "input": json.loads(raw),
+                    }
+                }
+            ]
             stop = "tool_use"
         else:
-            text, hit, cut = apply_stops(answer_text(self.name, last_user_text(body), reply),
-                                         config.get("stopSequences"), config.get("maxTokens"))
+            text, hit, cut = apply_stops(
+                answer_text(self.name, last_user_text(body), reply),
+                config.get("stopSequences"),
+                config.get("maxTokens"),
+            )
             content = [{"text": text}]
             stop = "max_tokens" if cut else "stop_sequence" if hit else "end_turn"
         if isinstance(reply, NativeReply) and reply.finish:
@@ -260,10 +309,15 @@ class FakeBedrock(FakeProvider):
         out = sum(words(b.get("text", "")) or words(json.dumps(b.get("toolUse"))) for b in content)
         usage = {"inputTokens": words(all_text(body)), "outputTokens": out}
         usage.update(reply.usage or {})
-        usage["totalTokens"] = sum(usage.get(k, 0) for k in ("inputTokens", "outputTokens", "cacheReadInputTokens",
-                                                             "cacheWriteInputTokens"))
-        return {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
-                "usage": usage, "metrics": {"latencyMs": 12}}
+        usage["totalTokens"] = sum(
+            usage.get(k, 0) for k in ("inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
+        )
+        return {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop,
+            "usage": usage,
+            "metrics": {"latencyMs": 12},
+        }
 
     @staticmethod
     def events(answer: dict[str, Any]) -> Iterable[bytes]:
@@ -271,11 +325,17 @@ class FakeBedrock(FakeProvider):
         for index, block in enumerate(answer["output"]["message"]["content"]):
             if "toolUse" in block:
                 use = block["toolUse"]
-                yield event("contentBlockStart", {"contentBlockIndex": index, "start": {
-                    "toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}})
+                yield event(
+                    "contentBlockStart",
+                    {
+                        "contentBlockIndex": index,
+                        "start": {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}},
+                    },
+                )
                 for piece in fragments(json.dumps(use["input"])):
-                    yield event("contentBlockDelta", {"contentBlockIndex": index,
-                                                      "delta": {"toolUse": {"input": piece}}})
+                    yield event(
+                        "contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}}
+                    )
             else:
                 pieces = block["text"].split(" ")
                 for n, piece in enumerate(pieces):

@@ -97,11 +97,18 @@ class FakeCohere(FakeProvider):
         if body.get("input_type") not in ("search_document", "search_query", "classification", "clustering"):
             return error(400, "invalid request: valid input_type must be provided with the provided model")
         dims = int(body.get("output_dimension") or 8)
-        return json_response({"id": "emb-fake", "texts": body["texts"],
-                              "embeddings": {"float": [vector(t, dims) for t in body["texts"]]},
-                              "meta": {"api_version": {"version": "2"},
-                                       "billed_units": {"input_tokens": sum(words(t) for t in body["texts"])}},
-                              "response_type": "embeddings_by_type"})
+        return json_response(
+            {
+                "id": "emb-fake",
+                "texts": body["texts"],
+                "embeddings": {"float": [vector(t, dims) for t in body["texts"]]},
+                "meta": {
+                    "api_version": {"version": "2"},
+                    "billed_units": {"input_tokens": sum(words(t) for t in body["texts"])},
+                },
+                "response_type": "embeddings_by_type",
+            }
+        )
 
     async def chat(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
         body = rec.body
@@ -117,11 +124,18 @@ class FakeCohere(FakeProvider):
         user = next((_text(m["content"]) for m in reversed(body["messages"]) if m["role"] == "user"), "")
         message: dict[str, Any] = {"role": "assistant"}
         if reply.tool_calls or (body.get("tool_choice") == "REQUIRED" and body.get("tools")):
-            calls = reply.tool_calls or ({"id": "call_req", "name": body["tools"][0]["function"]["name"],
-                                          "arguments": json.dumps({"echo": user})},)
+            calls = reply.tool_calls or (
+                {
+                    "id": "call_req",
+                    "name": body["tools"][0]["function"]["name"],
+                    "arguments": json.dumps({"echo": user}),
+                },
+            )
             message["tool_plan"] = "I will call the tools."
-            message["tool_calls"] = [{"id": c["id"], "type": "function",
-                                      "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in calls
+            ]
             finish, text = "TOOL_CALL", ""
         else:
             text = answer_text(self.name, user, reply)
@@ -142,27 +156,55 @@ class FakeCohere(FakeProvider):
     @staticmethod
     def events(answer: dict[str, Any]) -> Iterable[bytes]:
         message = answer["message"]
-        yield sse("message-start", {"id": answer["id"], "type": "message-start", "delta": {"message": {
-            "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}})
+        yield sse(
+            "message-start",
+            {
+                "id": answer["id"],
+                "type": "message-start",
+                "delta": {
+                    "message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
+                },
+            },
+        )
         if message.get("tool_plan"):
-            yield sse("tool-plan-delta", {"type": "tool-plan-delta", "delta": {"message": {
-                "tool_plan": message["tool_plan"]}}})
+            yield sse(
+                "tool-plan-delta",
+                {"type": "tool-plan-delta", "delta": {"message": {"tool_plan": message["tool_plan"]}}},
+            )
         for index, call in enumerate(message.get("tool_calls") or ()):
             start = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
-            yield sse("tool-call-start", {"type": "tool-call-start", "index": index,
-                                          "delta": {"message": {"tool_calls": start}}})
+            yield sse(
+                "tool-call-start",
+                {"type": "tool-call-start", "index": index, "delta": {"message": {"tool_calls": start}}},
+            )
             for piece in fragments(call["function"]["arguments"]):
-                yield sse("tool-call-delta", {"type": "tool-call-delta", "index": index, "delta": {"message": {
-                    "tool_calls": {"function": {"arguments": piece}}}}})
+                yield sse(
+                    "tool-call-delta",
+                    {
+                        "type": "tool-call-delta",
+                        "index": index,
+                        "delta": {"message": {"tool_calls": {"function": {"arguments": piece}}}},
+                    },
+                )
             yield sse("tool-call-end", {"type": "tool-call-end", "index": index})
         for index, part in enumerate(message.get("content") or ()):
-            yield sse("content-start", {"type": "content-start", "index": index, "delta": {"message": {
-                "content": {"type": "text", "text": ""}}}})
+            yield sse(
+                "content-start",
+                {
+                    "type": "content-start",
+                    "index": index,
+                    "delta": {"message": {"content": {"type": "text", "text": ""}}},
+                },
+            )
             pieces = part["text"].split(" ")
             for n, piece in enumerate(pieces):
                 text = piece if n == len(pieces) - 1 else piece + " "
-                yield sse("content-delta", {"type": "content-delta", "index": index,
-                                            "delta": {"message": {"content": {"text": text}}}})
+                yield sse(
+                    "content-delta",
+                    {"type": "content-delta", "index": index, "delta": {"message": {"content": {"text": text}}}},
+                )
             yield sse("content-end", {"type": "content-end", "index": index})
-        yield sse("message-end", {"type": "message-end", "delta": {"finish_reason": answer["finish_reason"],
-                                                                   "usage": answer["usage"]}})
+        yield sse(
+            "message-end",
+            {"type": "message-end", "delta": {"finish_reason": answer["finish_reason"], "usage": answer["usage"]}},
+        )

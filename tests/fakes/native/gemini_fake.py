@@ -27,18 +27,66 @@ from .common import NativeReply, answer_text, apply_stops, send_stream, tool_cal
 
 PART_KINDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
 SCHEMA_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
-SCHEMA_KEYS = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
-               "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example",
-               "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}
-GEN_KEYS = {"maxOutputTokens", "temperature", "topP", "topK", "candidateCount", "stopSequences", "responseMimeType",
-            "responseSchema", "responseJsonSchema", "seed", "presencePenalty", "frequencyPenalty", "thinkingConfig"}
-STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-          429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+SCHEMA_KEYS = {
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+}
+GEN_KEYS = {
+    "maxOutputTokens",
+    "temperature",
+    "topP",
+    "topK",
+    "candidateCount",
+    "stopSequences",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "seed",
+    "presencePenalty",
+    "frequencyPenalty",
+    "thinkingConfig",
+}
+STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 def google_error_body(code: int, message: str, details: list[Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": STATUS.get(code, "UNKNOWN"),
-                      **({"details": details} if details else {})}}
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "status": STATUS.get(code, "UNKNOWN"),
+            **({"details": details} if details else {}),
+        }
+    }
 
 
 def error(code: int, message: str, details: list[Any] | None = None) -> web.Response:
@@ -54,7 +102,7 @@ def schema_problem(schema: Any, where: str) -> str | None:
         return f"{where}: schema must be an object"
     for key in schema:
         if key not in SCHEMA_KEYS:
-            return f'Invalid JSON payload received. Unknown name "{key}" at \'{where}\': Cannot find field.'
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
     if "type" in schema and schema["type"] not in SCHEMA_TYPES:
         return f"{where}.type: invalid value {schema['type']!r}"
     for name, sub in (schema.get("properties") or {}).items():
@@ -99,8 +147,10 @@ def validate(body: Any) -> str | None:
             if kind == "fileData" and not part["fileData"].get("fileUri"):
                 return f"contents[{i}].parts[{j}].fileData: fileUri is required"
         if calls and sorted(responses) != sorted(calls):
-            return ("Please ensure that the number of function response parts is equal to the number of function "
-                    "call parts of the function call turn.")
+            return (
+                "Please ensure that the number of function response parts is equal to the number of function "
+                "call parts of the function call turn."
+            )
         calls = [p["functionCall"]["name"] for p in parts if "functionCall" in p]
     for t, tool in enumerate(body.get("tools") or ()):
         for d, decl in enumerate(tool.get("functionDeclarations") or ()):
@@ -113,7 +163,7 @@ def validate(body: Any) -> str | None:
     config = body.get("generationConfig") or {}
     for key in config:
         if key not in GEN_KEYS:
-            return f'Invalid JSON payload received. Unknown name "{key}" at \'generation_config\''
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at 'generation_config'"
     if "responseSchema" in config:
         problem = schema_problem(config["responseSchema"], "generation_config.response_schema")
         if problem:
@@ -162,9 +212,17 @@ class FakeGemini(FakeProvider):
     def auth_error(self, request: web.Request) -> web.Response | None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key")
         if key not in self.keys:
-            return error(400, "API key not valid. Please pass a valid API key.", [
-                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                 "domain": "googleapis.com"}])
+            return error(
+                400,
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                    }
+                ],
+            )
         return None
 
     async def dispatch(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
@@ -218,13 +276,26 @@ class FakeGemini(FakeProvider):
         prompt = words(all_text(body))
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens, "totalTokenCount": prompt + out_tokens}
         usage.update(reply.usage or {})
-        candidates = [{"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": i,
-                       "safetyRatings": []} for i in range(int(config.get("candidateCount") or 1))]
-        return {"candidates": candidates, "usageMetadata": usage, "modelVersion": model,
-                "responseId": f"resp-fake-{next(self._ids):05d}"}
+        candidates = [
+            {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": i, "safetyRatings": []}
+            for i in range(int(config.get("candidateCount") or 1))
+        ]
+        return {
+            "candidates": candidates,
+            "usageMetadata": usage,
+            "modelVersion": model,
+            "responseId": f"resp-fake-{next(self._ids):05d}",
+        }
 
-    async def generate(self, request: web.Request, rec: RecordedRequest, reply: Reply, model: str,
-                       stream: bool, body: dict[str, Any] | None = None) -> web.StreamResponse:
+    async def generate(
+        self,
+        request: web.Request,
+        rec: RecordedRequest,
+        reply: Reply,
+        model: str,
+        stream: bool,
+        body: dict[str, Any] | None = None,
+    ) -> web.StreamResponse:
         body = body if body is not None else rec.body
         problem = validate(body)
         if problem:
@@ -253,8 +324,10 @@ class FakeGemini(FakeProvider):
                     pieces.append(part)
             for n, piece in enumerate(pieces):
                 last = n == len(pieces) - 1
-                chunk_candidate: dict[str, Any] = {"content": {"parts": [piece], "role": "model"},
-                                                   "index": candidate["index"]}
+                chunk_candidate: dict[str, Any] = {
+                    "content": {"parts": [piece], "role": "model"},
+                    "index": candidate["index"],
+                }
                 meta = {"promptTokenCount": usage["promptTokenCount"]}
                 if last:
                     chunk_candidate["finishReason"] = candidate["finishReason"]

@@ -37,20 +37,30 @@ def _unb64(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
-def make_service_account(token_uri: str, email: str = "gateway@fake-project.iam.gserviceaccount.com") -> tuple[
-        dict[str, Any], rsa.RSAPublicKey]:
+def make_service_account(
+    token_uri: str, email: str = "gateway@fake-project.iam.gserviceaccount.com"
+) -> tuple[dict[str, Any], rsa.RSAPublicKey]:
     """A fresh RSA key pair as a service-account key file (never written to disk) and its public key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    info = {"type": "service_account", "project_id": "fake-project", "private_key_id": "fakekid1",
-            "private_key": pem, "client_email": email, "client_id": "1", "token_uri": token_uri}
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "fake-project",
+        "private_key_id": "fakekid1",
+        "private_key": pem,
+        "client_email": email,
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
     return info, key.public_key()
 
 
 class FakeVertex(FakeProvider):
-    def __init__(self, *, project: str = "fake-project", region: str = "us-central1",
-                 name: str = "fake-vertex") -> None:
+    def __init__(
+        self, *, project: str = "fake-project", region: str = "us-central1", name: str = "fake-vertex"
+    ) -> None:
         super().__init__()
         self.project = project
         self.region = region
@@ -76,9 +86,14 @@ class FakeVertex(FakeProvider):
         return f"{self.url}/token"
 
     def routes(self) -> Iterable[tuple[str, str, Handler]]:
-        return [("POST", "/token", self.token),
-                ("POST", "/v1/projects/{project}/locations/{region}/publishers/{publisher}/models/{tail:.+}",
-                 self.model_call)]
+        return [
+            ("POST", "/token", self.token),
+            (
+                "POST",
+                "/v1/projects/{project}/locations/{region}/publishers/{publisher}/models/{tail:.+}",
+                self.model_call,
+            ),
+        ]
 
     def _next_reply(self, rec: RecordedRequest) -> Reply:
         # Token fetches never take a scripted reply: those are meant for the model calls.
@@ -113,8 +128,9 @@ class FakeVertex(FakeProvider):
         if header.get("alg") != "RS256" or self.public_key is None:
             return "Invalid JWT: alg must be RS256"
         try:
-            self.public_key.verify(_unb64(signature_b64), f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(),
-                                   hashes.SHA256())
+            self.public_key.verify(
+                _unb64(signature_b64), f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
         except InvalidSignature:
             return "Invalid JWT Signature."
         now = time.time()
@@ -138,17 +154,27 @@ class FakeVertex(FakeProvider):
             if "model" in body or body.get("anthropic_version") != "vertex-2023-10-16":
                 return error(400, "anthropic_version must be vertex-2023-10-16 and model must not be in the body")
             if method not in ("rawPredict", "streamRawPredict") or bool(body.get("stream")) != (
-                    method == "streamRawPredict"):
+                method == "streamRawPredict"
+            ):
                 return error(400, f"{method} does not match the body's stream flag")
             return await self.anthropic.messages(request, rec, reply, body={**body, "model": model})
         if method == "predict":
-            predictions = [{"embeddings": {"values": vector(i["content"], int(
-                (body.get("parameters") or {}).get("outputDimensionality") or 8)),
-                "statistics": {"token_count": words(i["content"]), "truncated": False}}} for i in body["instances"]]
+            predictions = [
+                {
+                    "embeddings": {
+                        "values": vector(
+                            i["content"], int((body.get("parameters") or {}).get("outputDimensionality") or 8)
+                        ),
+                        "statistics": {"token_count": words(i["content"]), "truncated": False},
+                    }
+                }
+                for i in body["instances"]
+            ]
             return json_response({"predictions": predictions, "metadata": {"billableCharacterCount": 1}})
         if method == "countTokens":
-            return json_response({"totalTokens": words(" ".join(
-                p.get("text", "") for c in body["contents"] for p in c["parts"]))})
+            return json_response(
+                {"totalTokens": words(" ".join(p.get("text", "") for c in body["contents"] for p in c["parts"]))}
+            )
         if method in ("generateContent", "streamGenerateContent"):
             if method == "streamGenerateContent" and request.query.get("alt") != "sse":
                 return error(400, "this fake only speaks alt=sse streams")
