@@ -279,11 +279,47 @@ def parse_client(data: Any, environ: Mapping[str, str], defaults: ClientConfig |
         disable_content_logging=r.get("disable_content_logging", bool, d.disable_content_logging),
         log_retention_days=r.get("log_retention_days", int, d.log_retention_days),
         max_request_body_size_mb=r.get("max_request_body_size_mb", float, d.max_request_body_size_mb),
+        allowed_origins=tuple(_string_list(r, "allowed_origins", d.allowed_origins)),
+        max_log_content_kb=r.get("max_log_content_kb", int, d.max_log_content_kb),
+        max_upstream_response_mb=r.get("max_upstream_response_mb", float, d.max_upstream_response_mb),
+        max_request_bodies_in_flight_mb=r.get(
+            "max_request_bodies_in_flight_mb", float, d.max_request_bodies_in_flight_mb
+        ),
+        header_read_timeout_in_seconds=r.get("header_read_timeout_in_seconds", float, d.header_read_timeout_in_seconds),
+        body_read_timeout_in_seconds=r.get("body_read_timeout_in_seconds", float, d.body_read_timeout_in_seconds),
+        keepalive_idle_timeout_in_seconds=r.get(
+            "keepalive_idle_timeout_in_seconds", float, d.keepalive_idle_timeout_in_seconds
+        ),
+        stream_write_timeout_in_seconds=r.get(
+            "stream_write_timeout_in_seconds", float, d.stream_write_timeout_in_seconds
+        ),
+        shutdown_grace_in_seconds=r.get("shutdown_grace_in_seconds", float, d.shutdown_grace_in_seconds),
+        allow_private_base_urls=r.get("allow_private_base_urls", bool, d.allow_private_base_urls),
     )
     _positive(client.initial_pool_size, "client.initial_pool_size")
     _positive(client.log_retention_days, "client.log_retention_days", allow_zero=True)
     _positive(client.max_request_body_size_mb, "client.max_request_body_size_mb")
+    for name in (
+        "max_log_content_kb",
+        "max_upstream_response_mb",
+        "max_request_bodies_in_flight_mb",
+        "header_read_timeout_in_seconds",
+        "body_read_timeout_in_seconds",
+        "keepalive_idle_timeout_in_seconds",
+        "stream_write_timeout_in_seconds",
+    ):
+        _positive(getattr(client, name), f"client.{name}")
+    if client.shutdown_grace_in_seconds is not None:
+        _positive(client.shutdown_grace_in_seconds, "client.shutdown_grace_in_seconds", allow_zero=True)
     return client
+
+
+def _string_list(r: _Reader, key: str, default: tuple[str, ...]) -> list[str]:
+    values = r.get(key, list, list(default))
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise ConfigError(f"{r.path}.{key}[{i}]", f"expected a string, got {_type_name(v)}")
+    return values
 
 
 def providers_from_env(environ: Mapping[str, str], tuning: Tuning) -> dict[str, ProviderConfig]:

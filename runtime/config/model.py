@@ -96,6 +96,21 @@ class ClientConfig:
     disable_content_logging: bool = False
     log_retention_days: int = 30
     max_request_body_size_mb: float = 100.0
+    # Go Bifrost's CORS list: origins whose pages may call the gateway ("*" for any).
+    allowed_origins: tuple[str, ...] = ()
+    # Bifrost-Python extensions (not in Go's schema; documented in docs/limits.md). Each bounds what an
+    # untrusted client or upstream can make the gateway hold: time, memory or disk.
+    max_log_content_kb: int = 256  # per logged input/output text; longer content is cut with a marker
+    max_upstream_response_mb: float = 64.0  # a non-streaming upstream answer, after gzip inflation
+    max_request_bodies_in_flight_mb: float = 512.0  # all request bodies being read at once, together
+    header_read_timeout_in_seconds: float = 10.0  # request line + headers of a new request
+    body_read_timeout_in_seconds: float = 60.0  # the whole request body once headers are in
+    keepalive_idle_timeout_in_seconds: float = 60.0  # an idle client connection between requests
+    stream_write_timeout_in_seconds: float = 30.0  # a stream whose client stops reading is ended after this
+    shutdown_grace_in_seconds: float | None = None  # None: the tuning profile's grace (30 s)
+    # Provider base_urls may point at private and loopback addresses (local models); false refuses them.
+    # Link-local and cloud-metadata addresses are refused always.
+    allow_private_base_urls: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +151,9 @@ class GatewayConfig:
     @property
     def log_db_path(self) -> Path:
         return Path(self.app_dir) / "logs.db"
+
+    @property
+    def shutdown_grace_s(self) -> float:
+        """How long a stop waits for in-flight requests and streams: the file's setting, else the profile's."""
+        grace = self.client.shutdown_grace_in_seconds
+        return self.tuning.shutdown_grace_s if grace is None else grace
