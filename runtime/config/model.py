@@ -143,6 +143,10 @@ class GatewayConfig:
     tuning: Tuning = field(default_factory=Tuning)
     # The parsed config.json as loaded (secrets still as `env.NAME`), so the admin API can persist it.
     raw: Mapping[str, object] = field(default_factory=_frozen_map)
+    # One line per config.json field that is accepted but has no effect here (Go Bifrost fields this
+    # runtime does not implement, keys skipped for an unset env.NAME, ...): printed at start-up, by
+    # `bifrost config validate`, and returned by GET /api/config.
+    warnings: tuple[str, ...] = ()
 
     @property
     def config_path(self) -> Path:
