@@ -24,6 +24,10 @@ echo "== installing bifrost-gateway with test and build extras"
 
 echo "== ruff"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "== mypy"
+.venv/bin/mypy
 
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"
