@@ -15,7 +15,7 @@ from bifrost_cli import console
 from bifrost_cli.profiles import PROFILE_CHOICES
 from bifrost_cli.startup import Startup, app_dir_or_default, build_startup
 from runtime.config.load import ConfigError
-from runtime.config.model import KeyConfig
+from runtime.config.model import GatewayConfig, KeyConfig
 
 _SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie")
 
@@ -67,6 +67,12 @@ def _effective(s: Startup) -> dict[str, Any]:
     }
 
 
+def print_warnings(config: GatewayConfig, *, err: bool = True) -> None:
+    """One line per accepted-but-ineffective field (Go Bifrost settings we do not implement, skipped keys)."""
+    for warning in config.warnings:
+        click.echo(f"warning: {warning}", err=err)
+
+
 def _load(app_dir: Path | None, profile: str | None) -> Startup:
     try:
         return build_startup(app_dir, profile_flag=profile)
@@ -106,3 +112,4 @@ def validate(app_dir: Path | None) -> None:
         click.echo(f"ok: {path} is valid (providers: {providers}; profile: {s.profile.describe()})")
     else:
         click.echo(f"ok: no {path}; a start takes providers from the environment (providers: {providers})")
+    print_warnings(s.config, err=False)

@@ -8,10 +8,11 @@ persisting edits.
 Environment references (`env.NAME`) are read only where a secret or a deployment address belongs,
 as Go Bifrost documents: a key's `value`, every field of a key's credential block
 (`azure_key_config`, `bedrock_key_config`, `vertex_key_config`), `network_config.base_url` and the
-values of `network_config.extra_headers` (and `admin.token`, read by the admin API). Anywhere else
-`env.NAME` is an error, so a number or a flag never comes from the environment. A message about a
-value that came from the environment names the reference, never the value: `got env.X (value
-hidden)`. A key whose variable is unset is skipped with a warning (Go Bifrost does the same).
+values of `network_config.extra_headers` (and `admin.token`, read by the admin API). Any other text
+field takes `env.NAME` literally (a key may be *named* `env.OPENAI_KEY`); a number or a flag written
+as `env.NAME` is an error, so no setting silently comes from the environment. A message about a value
+that came from the environment names the reference, never the value: `got env.X (value hidden)`.
+A key whose variable is unset is skipped with a warning (Go Bifrost does the same).
 
 Unknown fields stop the load with the field path and the closest known names; fields of Go Bifrost's
 schema that this runtime does not implement are accepted with one warning each (runtime/config/fields.py).
@@ -94,18 +95,6 @@ def resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
     return value
 
 
-def refuse_env_tree(value: Any, path: str) -> None:
-    """A field that never reads the environment: `env.NAME` there is a mistake worth stopping for."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            refuse_env_tree(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            refuse_env_tree(v, f"{path}[{i}]")
-    elif is_env_ref(value):
-        raise ConfigError(path, f"{value} is not read here: {ENV_FIELDS_HELP}")
-
-
 class _Reader:
     """Typed access to one JSON object, remembering where it is for error messages."""
 
@@ -128,10 +117,11 @@ class _Reader:
             return default
         reference = None
         if is_env_ref(value):
-            if not env:
+            if env:
+                reference = value
+                value = resolve_env(value, self._sub(key), self.environ)
+            elif not (kind is str or (isinstance(kind, tuple) and str in kind)):
                 raise ConfigError(self._sub(key), f"{value} is not read here: {ENV_FIELDS_HELP}")
-            reference = value
-            value = resolve_env(value, self._sub(key), self.environ)
         return _coerce(value, kind, self._sub(key), reference)
 
     def reference(self, key: str) -> str | None:
@@ -298,7 +288,6 @@ def _parse_key(
         for model, dep in deployments.items():
             if not isinstance(dep, str):
                 raise ConfigError(f"{path}.azure_key_config.deployments.{model}", "expected a string")
-        refuse_env_tree(deployments, f"{path}.azure_key_config.deployments")
         endpoint = _base_url(az, "endpoint", None, client.allow_private_base_urls)
         if endpoint is None:
             raise ConfigError(f"{path}.azure_key_config.endpoint", "is required")
@@ -318,8 +307,7 @@ def _parse_key(
             _Reader(v, where, environ).check(ours, go, warnings, fields.properties(fields.KEY_SCHEMA).get(k))
             extra[k] = resolve_env_tree(v, where, environ)
         else:
-            refuse_env_tree(v, where)
-            extra[k] = v
+            extra[k] = v  # anthropic_version / anthropic_beta: literal text
     return KeyConfig(
         name=r.get("name", str, "") or f"key-{path.rsplit('[', 1)[-1].rstrip(']')}",
         value=value,
