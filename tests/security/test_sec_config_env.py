@@ -10,6 +10,8 @@ flags, names, client settings) it is an error that names the reference.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -132,6 +134,36 @@ def test_credential_blocks_read_the_environment(tmp_path: Path) -> None:
     cfg = load(tmp_path, doc, {"A": "AKIAFAKE", "S": SECRET, "R": "eu-west-1"})
     block = cfg.providers["bedrock"].keys[0].extra["bedrock_key_config"]
     assert block["secret_key"] == SECRET and block["region"] == "eu-west-1"
+
+
+def test_config_show_masks_credential_blocks(tmp_path: Path) -> None:
+    doc = {
+        "providers": {
+            "bedrock": {
+                "keys": [
+                    {
+                        "name": "b",
+                        "weight": 1,
+                        "bedrock_key_config": {"access_key": "env.A", "secret_key": "env.S", "region": "eu-west-1"},
+                    }
+                ]
+            }
+        }
+    }
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    repo = Path(__file__).resolve().parents[2]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "HOME": str(tmp_path), "A": "AKIAFAKE", "S": SECRET}
+    shown = subprocess.run(
+        [sys.executable, "-m", "bifrost_cli", "config", "show", "--app-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo,
+        env=env,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert SECRET not in shown.stdout + shown.stderr
+    assert "eu-west-1" in shown.stdout
 
 
 def _post(url: str, body: Any) -> tuple[int, str]:

@@ -46,7 +46,7 @@ def test_star_models_on_a_key_means_every_model(tmp_path: Path) -> None:
 
 def test_star_models_on_a_provider_means_every_model(tmp_path: Path) -> None:
     cfg = load(tmp_path, {"openai": openai({"name": "k", "value": "sk", "weight": 1}, models=["*"])})
-    handle, model = Router.build(cfg.providers, cfg.client).resolve("openai/o3-mini")
+    _handle, model = Router.build(cfg.providers, cfg.client).resolve("openai/o3-mini")
     assert model == "o3-mini"
 
 
@@ -138,7 +138,9 @@ def test_gateway_starts_and_answers_with_the_missing_variable(
 ) -> None:
     config = make_config(
         {
-            "openai": openai_provider(fake_openai.url, keys=({"name": "k", "value": "env.GONE_FOR_TEST", "weight": 1},)),
+            "openai": openai_provider(
+                fake_openai.url, keys=({"name": "k", "value": "env.GONE_FOR_TEST", "weight": 1},)
+            ),
             "sgl": {"keys": [{"name": "s", "value": "sk-fake-1"}], "network_config": {"base_url": fake_openai.url}},
         }
     )
