@@ -255,7 +255,10 @@ def _base_url(r: _Reader, key: str, default: str | None, allow_private: bool) ->
     try:
         return check_base_url(url, allow_private=allow_private)
     except UnsafeURL as exc:
-        raise ConfigError(r._sub(key), f"{exc}; got {shown(url, r.reference(key))}") from None
+        reference = r.reference(key)
+        # A URL with userinfo carries a password: name the problem, never echo it.
+        got = "" if reference is None and "@" in url else f"; got {shown(url, reference)}"
+        raise ConfigError(r._sub(key), f"{exc}{got}") from None
 
 
 def _parse_key(
@@ -332,10 +335,9 @@ def _parse_network(
             raise ConfigError(f"{r.path}.extra_headers.{k}", "expected a string")
         value = resolve_env(v, f"{r.path}.extra_headers.{k}", r.environ)
         if any(c in value for c in "\r\n\0") or any(c in k for c in "\r\n\0:"):
-            raise ConfigError(
-                f"{r.path}.extra_headers.{k}",
-                f"must not contain line breaks, got {shown(value, v if is_env_ref(v) else None)}",
-            )
+            # Header values are often credentials: say what is wrong without echoing the value.
+            got = f"; got {shown(value, v)}" if is_env_ref(v) else ""
+            raise ConfigError(f"{r.path}.extra_headers.{k}", f"must not contain line breaks (or ':' in the name){got}")
         resolved_headers[k] = value
     # Go Bifrost spells the backoff fields both with and without the `_ms` suffix.
     initial = r.get("retry_backoff_initial_ms", int, None)

@@ -118,7 +118,7 @@ def check_base_url(url: str, *, allow_private: bool = True) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise UnsafeURL("expected an http:// or https:// URL")
     if "@" in parts.netloc:
-        raise UnsafeURL("must not contain a user name or password (user:pass@host); send credentials as a key")
+        raise UnsafeURL("must not carry a user name or password before the host; send credentials as a key")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise UnsafeURL("must not have a query string or fragment")
     host = (parts.hostname or "").rstrip(".")
