@@ -15,7 +15,7 @@ from bifrost_cli import console
 from bifrost_cli.profiles import PROFILE_CHOICES
 from bifrost_cli.startup import Startup, app_dir_or_default, build_startup
 from runtime.config.load import ConfigError
-from runtime.config.model import KeyConfig
+from runtime.config.model import GatewayConfig, KeyConfig
 
 _SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie")
 
@@ -33,12 +33,29 @@ def _mask(value: object) -> str:
     return "****" if len(text) < 12 else f"{text[:4]}…{text[-2:]}"
 
 
+# Fields of a key's credential blocks that are not secret (shown as they are); every other text is masked.
+_PLAIN_KEY_FIELDS = ("region", "project_id", "project_number", "api_version", "anthropic_version", "anthropic_beta")
+
+
+def _mask_tree(value: Any, field: str = "") -> Any:
+    """A key's extra fields with every secret masked, however deep (credential blocks are nested)."""
+    if isinstance(value, Mapping):
+        if field == "deployments":
+            return {str(k): v for k, v in value.items()}
+        return {str(k): _mask_tree(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_tree(v, field) for v in value]
+    if isinstance(value, str) and field not in _PLAIN_KEY_FIELDS:
+        return _mask(value)
+    return value
+
+
 def _plain(value: Any, field: str = "") -> Any:
     """JSON-ready copy of the config; key material and auth-like headers masked."""
     if isinstance(value, KeyConfig):
         data = {f.name: _plain(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
         data["value"] = _mask(value.value)
-        data["extra"] = {k: _mask(v) if isinstance(v, str) else v for k, v in value.extra.items()}
+        data["extra"] = _mask_tree(value.extra)
         return data
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
@@ -65,6 +82,12 @@ def _effective(s: Startup) -> dict[str, Any]:
         "client": _plain(c.client),
         "providers": _plain(c.providers),
     }
+
+
+def print_warnings(config: GatewayConfig, *, err: bool = True) -> None:
+    """One line per accepted-but-ineffective field (Go Bifrost settings we do not implement, skipped keys)."""
+    for warning in config.warnings:
+        click.echo(f"warning: {warning}", err=err)
 
 
 def _load(app_dir: Path | None, profile: str | None) -> Startup:
@@ -106,3 +129,4 @@ def validate(app_dir: Path | None) -> None:
         click.echo(f"ok: {path} is valid (providers: {providers}; profile: {s.profile.describe()})")
     else:
         click.echo(f"ok: no {path}; a start takes providers from the environment (providers: {providers})")
+    print_warnings(s.config, err=False)

@@ -9,6 +9,7 @@ import click
 
 import runtime
 from bifrost_cli import console
+from bifrost_cli.commands.config import print_warnings
 from bifrost_cli.profiles import PROFILE_CHOICES
 from bifrost_cli.startup import build_startup
 from runtime.config.load import ConfigError
@@ -71,6 +72,7 @@ def run_serve(
         console.error(f"invalid configuration: {exc}")
         sys.exit(2)
     console.banner(startup.config, startup.banner_rows())
+    print_warnings(startup.config)
     sys.exit(runtime.run(startup.config))
 
 

@@ -80,6 +80,8 @@ class ConfigWatcher:
         apply_config(self.gateway, new, self.writer)
         self.reloads += 1
         log.info("config.json changed on disk: %d provider(s) applied", len(new.providers))
+        for warning in new.warnings:
+            log.warning("config.json: %s", warning)
         return True
 
     async def run(self) -> None:

@@ -2,19 +2,34 @@
 
 All validation happens here, at the edge, so the rest of the runtime can trust its config. A bad file
 raises `ConfigError` whose message names the field path (`providers.openai.keys[0].weight: ...`); the
-CLI prints that one line and exits. Secrets may be written as `env.NAME` and are read from the
-environment here; the raw file (with the `env.` references intact) is kept for persisting edits.
+CLI prints that one line and exits. The raw file (with the `env.` references intact) is kept for
+persisting edits.
+
+Environment references (`env.NAME`) are read only where a secret or a deployment address belongs,
+as Go Bifrost documents: a key's `value`, every field of a key's credential block
+(`azure_key_config`, `bedrock_key_config`, `vertex_key_config`), `network_config.base_url` and the
+values of `network_config.extra_headers` (and `admin.token`, read by the admin API). Any other text
+field takes `env.NAME` literally (a key may be *named* `env.OPENAI_KEY`); a number or a flag written
+as `env.NAME` is an error, so no setting silently comes from the environment. A message about a value
+that came from the environment names the reference, never the value: `got env.X (value hidden)`.
+A key whose variable is unset is skipped with a warning (Go Bifrost does the same).
+
+Unknown fields stop the load with the field path and the closest known names; fields of Go Bifrost's
+schema that this runtime does not implement are accepted with one warning each (runtime/config/fields.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from runtime.config import fields
 from runtime.config.model import (
     AzureKeyConfig,
     ClientConfig,
@@ -24,6 +39,7 @@ from runtime.config.model import (
     ProviderConfig,
     Tuning,
 )
+from runtime.config.urls import UnsafeURL, check_base_url
 from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
 
 
@@ -32,10 +48,32 @@ class ConfigError(ValueError):
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
+        self.message = message
         super().__init__(f"{path}: {message}" if path else message)
 
 
+class MissingEnv(ConfigError):
+    """An `env.NAME` reference whose variable is not set (a key with one is skipped, not fatal)."""
+
+    def __init__(self, path: str, variable: str) -> None:
+        self.variable = variable
+        super().__init__(path, f"environment variable {variable} is not set (referenced as env.{variable})")
+
+
 _MISSING = object()
+ENV_FIELDS_HELP = (
+    "environment references (env.NAME) are read only in a key's value, its azure/bedrock/vertex_key_config, "
+    "network_config.base_url and network_config.extra_headers"
+)
+
+
+def is_env_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("env.")
+
+
+def shown(value: Any, reference: str | None = None) -> str:
+    """How a config value appears in a message: a value read from the environment by its reference only."""
+    return f"{reference} (value hidden)" if reference else repr(value)
 
 
 def resolve_env_tree(value: Any, path: str, environ: Mapping[str, str]) -> Any:
@@ -48,11 +86,11 @@ def resolve_env_tree(value: Any, path: str, environ: Mapping[str, str]) -> Any:
 
 
 def resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
-    """`env.NAME` -> the value of environment variable NAME (an unset variable is an error)."""
-    if isinstance(value, str) and value.startswith("env."):
+    """`env.NAME` -> the value of environment variable NAME (an unset variable is MissingEnv)."""
+    if is_env_ref(value):
         name = value[4:]
         if name not in environ:
-            raise ConfigError(path, f"environment variable {name} is not set (referenced as {value!r})")
+            raise MissingEnv(path, name)
         return environ[name]
     return value
 
@@ -70,14 +108,26 @@ class _Reader:
     def _sub(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _MISSING, *, env: bool = False) -> Any:
+        """The field coerced to `kind`. With `env`, `env.NAME` is read from the environment; without, refused."""
         value = self.data.get(key, _MISSING)
         if value is _MISSING or value is None:
             if default is _MISSING:
                 raise ConfigError(self._sub(key), "is required")
             return default
-        value = resolve_env(value, self._sub(key), self.environ)
-        return _coerce(value, kind, self._sub(key))
+        reference = None
+        if is_env_ref(value):
+            if env:
+                reference = value
+                value = resolve_env(value, self._sub(key), self.environ)
+            elif not (kind is str or (isinstance(kind, tuple) and str in kind)):
+                raise ConfigError(self._sub(key), f"{value} is not read here: {ENV_FIELDS_HELP}")
+        return _coerce(value, kind, self._sub(key), reference)
+
+    def reference(self, key: str) -> str | None:
+        """The `env.NAME` the field was written as, if any (for messages about its value)."""
+        value = self.data.get(key)
+        return value if is_env_ref(value) else None
 
     def obj(self, key: str) -> _Reader | None:
         value = self.data.get(key)
@@ -88,6 +138,9 @@ class _Reader:
     def items(self) -> list[tuple[str, Any]]:
         return list(self.data.items())
 
+    def check(self, ours: Any, go: Any, warnings: list[str] | None, go_schema: Any = None) -> None:
+        fields.check_fields(self.data, self.path, ours, go, warnings, go_schema)
+
 
 def _type_name(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
@@ -95,28 +148,38 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _coerce(value: Any, kind: type | tuple[type, ...], path: str) -> Any:
+def _coerce(value: Any, kind: type | tuple[type, ...], path: str, reference: str | None = None) -> Any:
+    """`value` as `kind`. Messages show `reference` (env.NAME) instead of a value read from the environment."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if bool in kinds:
         if isinstance(value, bool):
             return value
-        raise ConfigError(path, f"expected true or false, got {value!r}")
+        raise ConfigError(path, f"expected true or false, got {shown(value, reference)}")
     if isinstance(value, bool):  # bool is an int subclass; never accept it as a number
-        raise ConfigError(path, f"expected {_kind_words(kinds)}, got {value!r}")
+        raise ConfigError(path, f"expected {_kind_words(kinds)}, got {shown(value, reference)}")
     if float in kinds and isinstance(value, (int, float)):
-        return float(value)
+        return _finite(float(value), path, reference)
     if int in kinds and isinstance(value, int):
         return value
     if int in kinds and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)  # env.NAME values arrive as strings
+        return int(value)  # a number written as a string
     if float in kinds and isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
+        else:
+            return _finite(number, path, reference)
     if isinstance(value, kinds):
         return value
-    raise ConfigError(path, f"expected {_kind_words(kinds)}, got {_type_name(value)} {value!r}")
+    what = "a string" if reference else _type_name(value)
+    raise ConfigError(path, f"expected {_kind_words(kinds)}, got {what} {shown(value, reference)}")
+
+
+def _finite(value: float, path: str, reference: str | None) -> float:
+    if not math.isfinite(value):  # NaN would pass every `< 0` check and disable a bound
+        raise ConfigError(path, f"expected a finite number, got {shown(value, reference)}")
+    return value
 
 
 def _kind_words(kinds: tuple[type, ...]) -> str:
@@ -130,18 +193,97 @@ def _positive(value: float, path: str, allow_zero: bool = False) -> float:
     return value
 
 
-def _parse_key(data: Any, path: str, spec: ProviderSpec, environ: Mapping[str, str]) -> KeyConfig:
-    r = _Reader(data, path, environ)
-    value = r.get("value", str, "")
-    if spec.key_required and not value and spec.kind != "azure":
-        raise ConfigError(f"{path}.value", "is required (a key, or env.NAME to read it from the environment)")
+# Fields this runtime implements in each object (Go Bifrost's names, plus our own extensions).
+KEY_FIELDS = frozenset(
+    {
+        "name",
+        "value",
+        "models",
+        "weight",
+        "azure_key_config",
+        "bedrock_key_config",
+        "vertex_key_config",
+        "anthropic_version",
+        "anthropic_beta",
+    }
+)
+AZURE_KEY_FIELDS = frozenset({"endpoint", "deployments", "api_version"})
+BEDROCK_KEY_FIELDS = frozenset({"access_key", "secret_key", "session_token", "region", "arn", "deployments"})
+VERTEX_KEY_FIELDS = frozenset({"project_id", "region", "auth_credentials"})
+NETWORK_FIELDS = frozenset(
+    {
+        "base_url",
+        "extra_headers",
+        "default_request_timeout_in_seconds",
+        "connect_timeout_in_seconds",
+        "first_byte_timeout_in_seconds",
+        "stream_idle_timeout_in_seconds",
+        "max_retries",
+        "retry_backoff_initial_ms",
+        "retry_backoff_max_ms",
+        "retry_backoff_initial",
+        "retry_backoff_max",
+    }
+)
+LANE_FIELDS = frozenset({"concurrency", "buffer_size"})
+CUSTOM_FIELDS = frozenset({"base_provider_type"})
+PROVIDER_FIELDS = frozenset(
+    {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models", "default_max_tokens"}
+)
+TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile"})
+ADMIN_FIELDS = frozenset({"token"})
+_CREDENTIAL_BLOCKS = {
+    "bedrock_key_config": (BEDROCK_KEY_FIELDS, fields.GO_BEDROCK_KEY),
+    "vertex_key_config": (VERTEX_KEY_FIELDS, fields.GO_VERTEX_KEY),
+}
+
+
+def _models(r: _Reader, path: str) -> tuple[str, ...]:
+    """A `models` list. `["*"]` is Go Bifrost's "every model", which is what an empty list means here."""
     models = r.get("models", list, [])
     for i, m in enumerate(models):
         if not isinstance(m, str):
             raise ConfigError(f"{path}.models[{i}]", f"expected a string, got {_type_name(m)}")
-    weight = _positive(r.get("weight", float, 1.0), f"{path}.weight")
+    return () if "*" in models else tuple(models)
+
+
+def _base_url(r: _Reader, key: str, default: str | None, allow_private: bool) -> str | None:
+    """A URL the gateway will send keys to, checked by the one rule (runtime/config/urls.py)."""
+    url = r.get(key, str, default, env=True)
+    if url is None or (url == default and r.data.get(key) is None):
+        return url  # our own default, not the user's
+    try:
+        return check_base_url(url, allow_private=allow_private)
+    except UnsafeURL as exc:
+        reference = r.reference(key)
+        # A URL with userinfo carries a password: name the problem, never echo it.
+        got = "" if reference is None and "@" in url else f"; got {shown(url, reference)}"
+        raise ConfigError(r._sub(key), f"{exc}{got}") from None
+
+
+def _parse_key(
+    data: Any,
+    path: str,
+    spec: ProviderSpec,
+    environ: Mapping[str, str],
+    client: ClientConfig,
+    warnings: list[str] | None = None,
+) -> KeyConfig:
+    r = _Reader(data, path, environ)
+    r.check(KEY_FIELDS, fields.GO_KEY, warnings, fields.KEY_SCHEMA)
+    value = r.get("value", str, "", env=True)
+    if spec.key_required and not value and spec.kind != "azure":
+        raise ConfigError(f"{path}.value", "is required (a key, or env.NAME to read it from the environment)")
+    models = _models(r, path)
+    weight = _positive(r.get("weight", float, 1.0), f"{path}.weight", allow_zero=True)
+    if weight == 0 and warnings is not None:
+        warnings.append(
+            f"{path}.weight is 0: this key gets traffic only when no key with a positive weight may serve the model"
+        )
     azure = None
     az = r.obj("azure_key_config")
+    if az is not None:
+        az.check(AZURE_KEY_FIELDS, fields.GO_AZURE_KEY, warnings)
     if spec.kind == "azure":
         if az is None:
             raise ConfigError(f"{path}.azure_key_config", "is required for Azure keys (endpoint, deployments)")
@@ -149,31 +291,54 @@ def _parse_key(data: Any, path: str, spec: ProviderSpec, environ: Mapping[str, s
         for model, dep in deployments.items():
             if not isinstance(dep, str):
                 raise ConfigError(f"{path}.azure_key_config.deployments.{model}", "expected a string")
+        endpoint = _base_url(az, "endpoint", None, client.allow_private_base_urls)
+        if endpoint is None:
+            raise ConfigError(f"{path}.azure_key_config.endpoint", "is required")
         azure = AzureKeyConfig(
-            endpoint=az.get("endpoint", str).rstrip("/"),
+            endpoint=endpoint,
             deployments=MappingProxyType(dict(deployments)),
-            api_version=az.get("api_version", str, "2024-10-21"),
+            api_version=az.get("api_version", str, "2024-10-21", env=True),
         )
-    known = {"name", "value", "models", "weight", "azure_key_config"}
-    extra = {k: resolve_env_tree(v, f"{path}.{k}", environ) for k, v in r.items() if k not in known}
+    # The native adapters' fields (credential blocks, anthropic_*) travel in `extra`; Go-only fields do not.
+    extra: dict[str, Any] = {}
+    for k, v in r.items():
+        if k not in KEY_FIELDS or k in ("name", "value", "models", "weight", "azure_key_config") or v is None:
+            continue
+        where = f"{path}.{k}"
+        if k in _CREDENTIAL_BLOCKS:
+            ours, go = _CREDENTIAL_BLOCKS[k]
+            _Reader(v, where, environ).check(ours, go, warnings, fields.properties(fields.KEY_SCHEMA).get(k))
+            extra[k] = resolve_env_tree(v, where, environ)
+        else:
+            extra[k] = v  # anthropic_version / anthropic_beta: literal text
     return KeyConfig(
         name=r.get("name", str, "") or f"key-{path.rsplit('[', 1)[-1].rstrip(']')}",
         value=value,
-        models=tuple(models),
+        models=models,
         weight=weight,
         azure=azure,
         extra=MappingProxyType(extra),
     )
 
 
-def _parse_network(r: _Reader | None, spec: ProviderSpec) -> NetworkConfig:
+def _parse_network(
+    r: _Reader | None, spec: ProviderSpec, client: ClientConfig, warnings: list[str] | None = None
+) -> NetworkConfig:
     d = NetworkConfig()
     if r is None:
         return NetworkConfig(base_url=spec.base_url)
+    r.check(NETWORK_FIELDS, fields.GO_NETWORK, warnings, fields._DEFS.get("network_config"))
     headers = r.get("extra_headers", dict, {})
+    resolved_headers = {}
     for k, v in headers.items():
         if not isinstance(v, str):
             raise ConfigError(f"{r.path}.extra_headers.{k}", "expected a string")
+        value = resolve_env(v, f"{r.path}.extra_headers.{k}", r.environ)
+        if any(c in value for c in "\r\n\0") or any(c in k for c in "\r\n\0:"):
+            # Header values are often credentials: say what is wrong without echoing the value.
+            got = f"; got {shown(value, v)}" if is_env_ref(v) else ""
+            raise ConfigError(f"{r.path}.extra_headers.{k}", f"must not contain line breaks (or ':' in the name){got}")
+        resolved_headers[k] = value
     # Go Bifrost spells the backoff fields both with and without the `_ms` suffix.
     initial = r.get("retry_backoff_initial_ms", int, None)
     if initial is None:
@@ -181,15 +346,11 @@ def _parse_network(r: _Reader | None, spec: ProviderSpec) -> NetworkConfig:
     cap = r.get("retry_backoff_max_ms", int, None)
     if cap is None:
         cap = r.get("retry_backoff_max", int, d.retry_backoff_max_ms)
-    base_url = r.get("base_url", str, spec.base_url)
-    if base_url is not None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{r.path}.base_url", f"expected an http:// or https:// URL, got {base_url!r}")
-        base_url = base_url.rstrip("/")
+    base_url = _base_url(r, "base_url", spec.base_url, client.allow_private_base_urls)
     first_byte = r.get("first_byte_timeout_in_seconds", float, None)
     net = NetworkConfig(
         base_url=base_url,
-        extra_headers=MappingProxyType(dict(headers)),
+        extra_headers=MappingProxyType(resolved_headers),
         default_request_timeout_in_seconds=r.get(
             "default_request_timeout_in_seconds", float, d.default_request_timeout_in_seconds
         ),
@@ -210,68 +371,109 @@ def _parse_network(r: _Reader | None, spec: ProviderSpec) -> NetworkConfig:
     return net
 
 
-def parse_provider(name: str, data: Any, environ: Mapping[str, str], tuning: Tuning) -> ProviderConfig:
-    """One `providers.<name>` entry -> ProviderConfig."""
+def parse_provider(
+    name: str,
+    data: Any,
+    environ: Mapping[str, str],
+    tuning: Tuning,
+    *,
+    client: ClientConfig | None = None,
+    warnings: list[str] | None = None,
+) -> ProviderConfig:
+    """One `providers.<name>` entry -> ProviderConfig. `warnings` collects accepted-but-ineffective fields."""
+    client = client or ClientConfig()
     path = f"providers.{name}"
     r = _Reader(data, path, environ)
+    r.check(PROVIDER_FIELDS, fields.GO_PROVIDER, warnings, fields.PROVIDER_SCHEMA)
     custom = r.obj("custom_provider_config")
     if custom is not None:
+        custom.check(CUSTOM_FIELDS, fields.GO_CUSTOM, warnings, fields._DEFS.get("custom_provider_config"))
         base_type = custom.get("base_provider_type", str, "openai")
         net_r = r.obj("network_config")
-        base_url = net_r.get("base_url", str, None) if net_r else None
+        base_url = _base_url(net_r, "base_url", None, client.allow_private_base_urls) if net_r else None
         try:
             spec = custom_spec(name, base_type, base_url)
         except KeyError:
             raise ConfigError(
                 f"{path}.custom_provider_config.base_provider_type",
-                f"unknown provider type {base_type!r}; known: {', '.join(sorted(PROVIDER_SPECS))}",
+                f"unknown provider type {base_type!r}{fields.suggest(base_type, PROVIDER_SPECS)}; "
+                f"known: {', '.join(sorted(PROVIDER_SPECS))}",
             ) from None
     else:
-        spec = PROVIDER_SPECS.get(name)
-        if spec is None:
+        known = PROVIDER_SPECS.get(name)
+        if known is None:
             raise ConfigError(
                 path,
-                "unknown provider; declare a custom one with "
+                f"unknown provider{fields.suggest(name, PROVIDER_SPECS)}; declare a custom one with "
                 '"custom_provider_config": {"base_provider_type": "openai"} and '
                 f"network_config.base_url (known providers: {', '.join(sorted(PROVIDER_SPECS))})",
             )
+        spec = known
     keys_data = r.get("keys", list, [])
-    keys = tuple(_parse_key(k, f"{path}.keys[{i}]", spec, environ) for i, k in enumerate(keys_data))
-    if spec.key_required and not keys:
+    keys: list[KeyConfig] = []
+    missing: list[str] = []
+    for i, k in enumerate(keys_data):
+        try:
+            keys.append(_parse_key(k, f"{path}.keys[{i}]", spec, environ, client, warnings))
+        except MissingEnv as exc:
+            # Go Bifrost starts without such a key and says so; so do we.
+            missing.append(exc.variable)
+            if warnings is not None:
+                warnings.append(f"{path}.keys[{i}]: skipped, environment variable {exc.variable} is not set")
+    if missing and not keys:
+        if warnings is not None:
+            warnings.append(
+                f"{path}: no usable key (environment variable {', '.join(dict.fromkeys(missing))} not set); "
+                "its requests fail until it is set"
+            )
+    elif spec.key_required and not keys:
         raise ConfigError(f"{path}.keys", f"{name} needs at least one key")
-    network = _parse_network(r.obj("network_config"), spec)
+    network = _parse_network(r.obj("network_config"), spec, client, warnings)
     if network.base_url is None and spec.kind not in ("azure", "mock") and spec.base_url is None:
         raise ConfigError(f"{path}.network_config.base_url", "is required for this provider")
     lane = r.obj("concurrency_and_buffer_size")
     concurrency = tuning.default_concurrency
     buffer_size = tuning.default_buffer_size
     if lane is not None:
+        lane.check(LANE_FIELDS, fields.GO_LANE, warnings)
         concurrency = int(_positive(lane.get("concurrency", int, concurrency), f"{lane.path}.concurrency"))
         buffer_size = int(
             _positive(lane.get("buffer_size", int, buffer_size), f"{lane.path}.buffer_size", allow_zero=True)
         )
-    models = r.get("models", list, [])
-    known = {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models"}
-    extra = {k: v for k, v in r.items() if k not in known}
+    models = _models(r, path)
+    extra: dict[str, Any] = {}
+    max_tokens = r.get("default_max_tokens", int, None)
+    if max_tokens is not None:
+        extra["default_max_tokens"] = int(_positive(max_tokens, f"{path}.default_max_tokens"))
     return ProviderConfig(
         name=name,
         kind=spec.kind,
-        keys=keys,
+        keys=tuple(keys),
         network=network,
         concurrency=concurrency,
         buffer_size=buffer_size,
-        models=tuple(str(m) for m in models),
+        models=models,
         explicit_lane=lane is not None,
         extra=MappingProxyType(extra),
+        missing_env=tuple(dict.fromkeys(missing)) if missing and not keys else (),
     )
 
 
-def parse_client(data: Any, environ: Mapping[str, str], defaults: ClientConfig | None = None) -> ClientConfig:
+CLIENT_FIELDS = frozenset(f.name for f in dataclasses.fields(ClientConfig))
+
+
+def parse_client(
+    data: Any,
+    environ: Mapping[str, str],
+    defaults: ClientConfig | None = None,
+    warnings: list[str] | None = None,
+) -> ClientConfig:
     """The `client` block; keys it leaves out take `defaults` (a tuning profile's values), so the file wins."""
     d = defaults or ClientConfig()
     if data is None:
         return d
     r = _Reader(data, "client", environ)
+    r.check(CLIENT_FIELDS, fields.GO_CLIENT, warnings, fields.schema_for(("client",)))
     client = ClientConfig(
         drop_excess_requests=r.get("drop_excess_requests", bool, d.drop_excess_requests),
         initial_pool_size=r.get("initial_pool_size", int, d.initial_pool_size),
@@ -367,7 +569,11 @@ def read_config_file(path: Path) -> dict[str, Any] | None:
 
 
 def build_providers(
-    raw: Mapping[str, Any] | None, environ: Mapping[str, str], tuning: Tuning
+    raw: Mapping[str, Any] | None,
+    environ: Mapping[str, str],
+    tuning: Tuning,
+    client: ClientConfig | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, ProviderConfig]:
     """Providers from the file when it has a `providers` block, else from the environment; plus mock."""
     providers: dict[str, ProviderConfig]
@@ -377,9 +583,40 @@ def build_providers(
     else:
         if not isinstance(block, dict):
             raise ConfigError("providers", f"expected an object, got {_type_name(block)}")
-        providers = {name: parse_provider(name, data, environ, tuning) for name, data in block.items()}
+        providers = {}
+        for name, data in block.items():
+            if (
+                name not in PROVIDER_SPECS
+                and name in fields.GO_PROVIDER_NAMES
+                and not (isinstance(data, dict) and "custom_provider_config" in data)
+            ):
+                if warnings is not None:
+                    warnings.append(
+                        f"providers.{name}: Go Bifrost provider not implemented in this version; it has no effect"
+                    )
+                continue
+            providers[name] = parse_provider(name, data, environ, tuning, client=client, warnings=warnings)
     providers.setdefault("mock", mock_provider(tuning))
     return providers
+
+
+def parse_document(
+    raw: Mapping[str, Any] | None,
+    environ: Mapping[str, str],
+    tuning: Tuning,
+    client_defaults: ClientConfig | None = None,
+) -> tuple[dict[str, ProviderConfig], ClientConfig, tuple[str, ...]]:
+    """A whole config document -> (providers, client, warnings). Used by start-up and by every admin edit."""
+    warnings: list[str] = []
+    if raw:
+        fields.check_fields(raw, "", TOP_FIELDS, fields.GO_TOP, warnings, fields.SCHEMA)
+        admin = raw.get("admin")
+        if admin is not None:
+            _Reader(admin, "admin", environ).check(ADMIN_FIELDS, (), warnings)
+    # The client block first: allow_private_base_urls decides which provider base URLs are accepted.
+    client = parse_client(raw.get("client") if raw else None, environ, client_defaults, warnings)
+    providers = build_providers(raw, environ, tuning, client, warnings)
+    return providers, client, tuple(warnings)
 
 
 def load_gateway_config(
@@ -399,10 +636,9 @@ def load_gateway_config(
     path = Path(app_dir) / "config.json"
     raw = read_config_file(path)
     try:
-        providers = build_providers(raw, env, tuning)
-        client = parse_client(raw.get("client") if raw else None, env, client_defaults)
+        providers, client, warnings = parse_document(raw, env, tuning, client_defaults)
     except ConfigError as exc:
-        raise ConfigError(exc.path, f"{exc.args[0].split(': ', 1)[-1]} (in {path})") from None
+        raise ConfigError(exc.path, f"{exc.message} (in {path})") from None
     return GatewayConfig(
         host=host,
         port=port,
@@ -413,4 +649,5 @@ def load_gateway_config(
         client=client,
         tuning=tuning,
         raw=MappingProxyType(dict(raw or {})),
+        warnings=warnings,
     )

@@ -39,7 +39,8 @@ class KeyConfig:
     extra: Mapping[str, object] = field(default_factory=_frozen_map)
 
     def allows(self, model: str) -> bool:
-        return not self.models or model in self.models
+        # The loader turns Go Bifrost's ["*"] into () ("every model"); "*" is also honoured if built by hand.
+        return not self.models or model in self.models or "*" in self.models
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,9 @@ class ProviderConfig:
     # Whether the concurrency/buffer figures came from the user's file (they then beat the profile).
     explicit_lane: bool = False
     extra: Mapping[str, object] = field(default_factory=_frozen_map)
+    # Environment variables whose absence left this provider without any key (every key was skipped,
+    # as Go Bifrost does); its requests then fail with an error naming them.
+    missing_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runtime.config.load import ConfigError, build_providers, parse_client, read_config_file
+from runtime.config.load import parse_document, read_config_file
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.providers.registry import PROVIDER_SPECS
 
@@ -130,17 +130,13 @@ class ConfigStore:
     # -- building ------------------------------------------------------------------------------------
     def build(self, raw: Mapping[str, Any]) -> GatewayConfig:
         """Validate a whole raw document into a GatewayConfig (raises ConfigError)."""
-        tuning = self.current.tuning
-        providers = build_providers(raw, self.environ, tuning)
-        client = parse_client(raw.get("client"), self.environ, self._client_defaults)
-        admin = raw.get("admin")
-        if admin is not None and not isinstance(admin, dict):
-            raise ConfigError("admin", "expected an object")
+        providers, client, warnings = parse_document(raw, self.environ, self.current.tuning, self._client_defaults)
         return dataclasses.replace(
             self.current,
             providers=MappingProxyType(providers),
             client=client,
             raw=MappingProxyType(copy.deepcopy(dict(raw))),
+            warnings=warnings,
         )
 
     # -- writing -------------------------------------------------------------------------------------

@@ -16,6 +16,14 @@ from runtime.config.model import KeyConfig
 NO_KEY = KeyConfig(name="none", value="")
 
 
+def _cumulative(keys: tuple[KeyConfig, ...]) -> tuple[float, ...]:
+    """Running weight totals. A weight-0 key is never drawn beside a positive one (Go Bifrost's rule);
+    when every candidate weighs 0 they share the traffic equally rather than all landing on the last."""
+    if keys and not any(k.weight > 0 for k in keys):
+        return tuple(float(i + 1) for i in range(len(keys)))
+    return tuple(accumulate(k.weight for k in keys))
+
+
 class KeySelector:
     __slots__ = ("_cache", "_keys", "_random")
 
@@ -31,7 +39,7 @@ class KeySelector:
         entry = self._cache.get(model)
         if entry is None:
             keys = tuple(k for k in self._keys if k.allows(model))
-            entry = (keys, tuple(accumulate(k.weight for k in keys)))
+            entry = (keys, _cumulative(keys))
             if len(self._cache) < 10_000:  # model names come from clients: bound the cache
                 self._cache[model] = entry
         return entry
@@ -42,7 +50,7 @@ class KeySelector:
             return None
         if exclude is not None and len(keys) > 1 and exclude in keys:
             keys = tuple(k for k in keys if k is not exclude)
-            cumulative = tuple(accumulate(k.weight for k in keys))
+            cumulative = _cumulative(keys)
         if len(keys) == 1:
             return keys[0]
         i = bisect_right(cumulative, self._random() * cumulative[-1])

@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from runtime.config.model import ClientConfig, ProviderConfig
 from runtime.core.keys import KeySelector
 from runtime.core.lanes import Lane
-from runtime.errors import UnknownModel, UnknownProvider
+from runtime.errors import GatewayError, UnknownModel, UnknownProvider
 from runtime.providers import get_adapter
 from runtime.providers.base import Adapter
 from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
 
 
 class ProviderHandle:
-    __slots__ = ("adapter", "config", "keys", "lane", "listed_models", "name", "spec")
+    __slots__ = ("adapter", "config", "keys", "lane", "listed_models", "name", "spec", "unusable")
 
     def __init__(self, config: ProviderConfig, client: ClientConfig) -> None:
         self.name = config.name
@@ -37,6 +37,14 @@ class ProviderHandle:
         self.keys = KeySelector(config.keys)
         # What /v1/models advertises: configured models, else the provider's well-known ones.
         self.listed_models = tuple(self.adapter.list_models(config)) or spec.default_models
+        # Every key was skipped at load for an unset env.NAME: say so on each request, not "model unknown".
+        self.unusable: str | None = None
+        if config.missing_env:
+            names = ", ".join(config.missing_env)
+            self.unusable = (
+                f"provider '{config.name}' has no usable key: environment variable {names} is not set "
+                "(set it and restart, or edit the provider's keys)"
+            )
 
     def serves_listed(self, model: str) -> bool:
         return model in self.listed_models
@@ -79,6 +87,8 @@ class Router:
         if slash and rest:
             handle = self.handles.get(prefix)
             if handle is not None:
+                if handle.unusable is not None:
+                    raise GatewayError(handle.unusable, status=503, type="configuration_error", code="no_usable_key")
                 self._check_model(handle, rest)
                 return handle, rest
             if prefix in PROVIDER_SPECS:
@@ -90,6 +100,8 @@ class Router:
                 )
         handle = self._bare_cache.get(model_string)
         if handle is not None:
+            if handle.unusable is not None:
+                raise GatewayError(handle.unusable, status=503, type="configuration_error", code="no_usable_key")
             return handle, model_string
         if slash:
             raise UnknownProvider(

@@ -95,6 +95,10 @@ _OPENAI_COMPATIBLE = (
     ProviderSpec("ollama", "openai", "http://localhost:11434", key_required=False, label="Ollama"),
     ProviderSpec("vllm", "openai", "http://localhost:8000", key_required=False, label="vLLM"),
     ProviderSpec("sglang", "openai", "http://localhost:30000", key_required=False, label="SGLang"),
+    # Go Bifrost's name for SGLang, so a Go config.json works unchanged.
+    ProviderSpec(
+        "sgl", "openai", "http://localhost:30000", key_required=False, label="SGLang (Go Bifrost's name: sgl)"
+    ),
     ProviderSpec("lmstudio", "openai", "http://localhost:1234", key_required=False, label="LM Studio"),
 )
 

@@ -54,7 +54,7 @@ def test_invalid_edit_writes_nothing(tmp_path: Path) -> None:
     store = _store(tmp_path, DOC, {"KEY": "sk-fake-1"})
     before = (tmp_path / "config.json").read_bytes()
     with pytest.raises(ConfigError) as info:
-        store.mutate(lambda raw: raw["providers"]["openai"]["keys"][0].update(weight=0))
+        store.mutate(lambda raw: raw["providers"]["openai"]["keys"][0].update(weight=-1))  # 0 is valid (Go)
     assert info.value.path == "providers.openai.keys[0].weight"
     assert (tmp_path / "config.json").read_bytes() == before
 

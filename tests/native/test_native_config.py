@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.config.load import ConfigError, parse_provider, providers_from_env
+from runtime.config.load import parse_provider, providers_from_env
 from runtime.config.model import Tuning
 from runtime.providers import ADAPTERS
 from runtime.providers.capabilities import CAPABILITIES
@@ -29,8 +29,11 @@ def test_env_references_inside_key_blocks_are_resolved() -> None:
     config = parse_provider("vertex", data, {"GCP_PROJECT": "proj-1", "SA_JSON": '{"client_email": "x"}'}, Tuning())
     block = config.keys[0].extra["vertex_key_config"]
     assert block == {"project_id": "proj-1", "region": "us-central1", "auth_credentials": '{"client_email": "x"}'}
-    with pytest.raises(ConfigError, match=r"vertex_key_config\.project_id.*GCP_PROJECT"):
-        parse_provider("vertex", data, {"SA_JSON": "{}"}, Tuning())
+    # Issue 9 item 18: an unset variable skips the key (as Go Bifrost does) with a warning naming it.
+    warnings: list[str] = []
+    skipped = parse_provider("vertex", data, {"SA_JSON": "{}"}, Tuning(), warnings=warnings)
+    assert skipped.keys == () and skipped.missing_env == ("GCP_PROJECT",)
+    assert any("keys[0]" in w and "GCP_PROJECT" in w for w in warnings), warnings
 
 
 def test_bedrock_from_aws_environment() -> None:

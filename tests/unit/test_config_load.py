@@ -33,8 +33,11 @@ def test_env_references_are_resolved_and_missing_ones_named(tmp_path: Path) -> N
     cfg = load_gateway_config(app, environ={"MY_KEY": "sk-test"})
     assert cfg.providers["openai"].keys[0].value == "sk-test"
     assert cfg.raw["providers"]["openai"]["keys"][0]["value"] == "env.MY_KEY"  # type: ignore[index]
-    with pytest.raises(ConfigError, match=r"providers.openai.keys\[0\].value: environment variable MY_KEY"):
-        load_gateway_config(app, environ={})
+    # issue 9 item 18: an unset variable skips the key (as Go Bifrost does) and says which, instead of stopping.
+    cfg = load_gateway_config(app, environ={})
+    assert cfg.providers["openai"].keys == ()
+    assert cfg.providers["openai"].missing_env == ("MY_KEY",)
+    assert any("providers.openai.keys[0]" in w and "MY_KEY" in w for w in cfg.warnings), cfg.warnings
 
 
 def test_unknown_provider_needs_custom_config(tmp_path: Path) -> None:
