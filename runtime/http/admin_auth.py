@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -23,29 +22,19 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from runtime.config.load import ConfigError, resolve_env
 from runtime.config.model import GatewayConfig
 from runtime.http.admin_common import fail
+from runtime.http.origin import is_loopback
 
 log = logging.getLogger("bifrost.admin")
 
 COOKIE = "bifrost_admin"
 TOKEN_FILE = "admin_token.sha256"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether listening on `host` keeps the gateway reachable from this machine only."""
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name that may resolve anywhere: treat as exposed
 
 
 def _digest(token: str) -> bytes:
@@ -130,40 +119,15 @@ class AdminAuth:
         return self.valid(request.query.get("token"))
 
 
-def cross_site_problem(request: web.Request, check_host: bool) -> str | None:
-    """Why this request may come from another web site's page, or None.
-
-    Open on loopback means open to this machine's *programs*, not to every web page its browser
-    visits: a page may not send us requests from another origin (CSRF, WebSocket hijacking), nor
-    reach us through a name that merely resolves to 127.0.0.1 (DNS rebinding)."""
-    origin = request.headers.get("Origin")
-    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()):
-        return f"cross-origin request from {origin} refused"
-    if check_host:
-        host = urlsplit(f"//{request.host}").hostname or ""
-        if not is_loopback(host):
-            return f"Host {request.host!r} is not a loopback name; use http://127.0.0.1 or http://localhost"
-    if (
-        request.method in ("POST", "PUT", "PATCH", "DELETE")
-        and request.can_read_body
-        and request.content_type != "application/json"
-    ):
-        return "send the request body as Content-Type: application/json"
-    return None
-
-
 def guard(auth: AdminAuth, handler: Handler, *, public: bool = False) -> Handler:
-    """Wrap one admin handler: cross-site requests get 403, requests without the token (when one is
-    required, and the handler is not `public`) get 401; neither reaches the handler.
+    """Wrap one admin handler: requests without the token (when one is required, and the handler is
+    not `public`) get 401 and never reach the handler.
 
-    Without a token (loopback) the Host must be a loopback name too; with one, the token is the
-    guard and any Host is fine (the gateway may sit behind a proxy with its own name)."""
+    Cross-site requests (foreign Origin, non-loopback Host while open on loopback, non-JSON bodies)
+    never get this far: runtime/http/origin.py refuses them for every route."""
     needs_token = auth.required and not public
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        problem = cross_site_problem(request, check_host=not auth.required)
-        if problem is not None:
-            return fail(problem, 403, code="cross_site_request", type="permission_error")
         if needs_token and not auth.allowed(request):
             return fail(
                 "admin token required: send 'Authorization: Bearer <token>' or sign in at /",
