@@ -63,12 +63,15 @@ async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[Gat
             new, result = await asyncio.to_thread(state.store.mutate, change)
         except ConfigError as exc:
             raise AdminBadRequest(exc.args[0], param=exc.path or None, code="invalid_config") from None
+        except UnicodeError:  # read_object refuses such text first; this keeps any other path a 400 too
+            raise AdminBadRequest("text must be valid Unicode", code="invalid_config") from None
         except ConfigWriteError as exc:
             raise AdminBadRequest(
                 f"{exc.strerror}; config.json was left as it was", status=500, code="config_write_failed"
             ) from None
         apply_config(request.app[GATEWAY], new, request.app.get(LOG_WRITER))
-        state.auth.reconfigure(new)
+        if state.auth.reconfigure(new) and state.auth.sessions is not None:
+            await asyncio.to_thread(state.auth.sessions.revoke_all)  # a new token ends every session
         return new, result
 
 
