@@ -20,7 +20,7 @@ from aiohttp import web
 from runtime.config.live import apply_config, restart_required
 from runtime.config.load import ConfigError
 from runtime.config.model import GatewayConfig
-from runtime.config.store import ConfigWriteError, Raw
+from runtime.config.store import ConfigWriteError, Raw, env_providers_raw
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError
@@ -51,8 +51,14 @@ def _view(request: web.Request, name: str) -> dict[str, Any] | None:
     cfg = gw.config.providers.get(name)
     if cfg is None:
         return None
-    raw_entry = _raw_providers(request.app[ADMIN]).get(name)
-    return provider_view(name, cfg, raw_entry if isinstance(raw_entry, dict) else None, gw.router.handles.get(name))
+    block = request.app[ADMIN].store.raw.get("providers")
+    if isinstance(block, dict):
+        entry = block.get(name)
+        source = "config" if isinstance(entry, dict) else ("builtin" if name == "mock" else "environment")
+    else:  # no providers block yet: show what the first save will write for providers taken from the env
+        entry = env_providers_raw(gw.config).get(name)
+        source = "builtin" if name == "mock" else "environment"
+    return provider_view(name, cfg, entry if isinstance(entry, dict) else None, gw.router.handles.get(name), source)
 
 
 async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[GatewayConfig, Any]:

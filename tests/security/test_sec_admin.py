@@ -165,3 +165,140 @@ def test_sign_out_revokes_the_session_in_every_worker(start_gateway: StartGatewa
     status, headers, _ = call(gw, "POST", "/api/session", {"token": TOKEN})
     again = headers["set-cookie"].split(";", 1)[0]
     assert again != cookie and call(gw, "GET", "/api/system", headers={"Cookie": again})[0] == 200
+
+
+# -- issue 9 item 17: a GET then PUT of a provider changes nothing --------------------------------------
+CLOSED = "http://127.0.0.1:9"  # nothing listens: GET and PUT never reach a provider
+
+
+def every_kind_config() -> dict[str, Any]:
+    """One provider of every kind the native tests use (tests/native/native_helpers.py shapes), each
+    with the fields the view does not show: credential blocks, extra key fields, default_max_tokens."""
+    from fakes.native.vertex_fake import make_service_account
+
+    service_account, _ = make_service_account(CLOSED + "/token")
+    net = {"base_url": CLOSED, "default_request_timeout_in_seconds": 20, "max_retries": 1}
+
+    def simple(name: str, value: str, **extra: Any) -> dict[str, Any]:
+        return {"keys": [{"name": name, "value": value, "models": [], "weight": 1, **extra}], "network_config": net}
+
+    anthropic = simple("ant", "sk-ant-fake-1", anthropic_beta="tools-2024-04-04")
+    anthropic["default_max_tokens"] = 2048
+    openai = openai_provider(CLOSED, keys=({"name": "k1", "value": "sk-fake-1", "models": ["gpt-4o"]},))
+    openai["network_config"]["extra_headers"] = {"X-Org-Token": "hdr-secret-123456"}
+    openai["concurrency_and_buffer_size"] = {"concurrency": 7, "buffer_size": 70}
+    openai["models"] = ["gpt-4o", "gpt-4o-mini"]
+    custom = openai_provider(CLOSED, keys=({"value": "sk-custom-secret"},))  # no name: the loader names it
+    custom["custom_provider_config"] = {"base_provider_type": "openai"}
+    return make_config(
+        {
+            "openai": openai,
+            "azure": {
+                "keys": [
+                    {
+                        "name": "azure-key",
+                        "value": "azure-fake-key",
+                        "models": ["gpt-4o"],
+                        "weight": 1,
+                        "azure_key_config": {
+                            "endpoint": CLOSED,
+                            "deployments": {"gpt-4o": "my-gpt4o-deploy", "token-model": "dep-2"},
+                            "api_version": "2024-10-21",
+                        },
+                    }
+                ],
+                "network_config": {"default_request_timeout_in_seconds": 20},
+            },
+            "anthropic": anthropic,
+            "gemini": simple("gem", "gemini-fake-key"),
+            "vertex": simple(
+                "sa",
+                "",
+                vertex_key_config={
+                    "project_id": "fake-project",
+                    "region": "us-central1",
+                    "auth_credentials": json.dumps(service_account),
+                },
+            ),
+            "bedrock": simple(
+                "aws",
+                "",
+                bedrock_key_config={
+                    "access_key": "AKIAFAKEEXAMPLE",
+                    "secret_key": "fake/secret+key",
+                    "session_token": "env.BIFROST_TEST_AWS_SESSION",
+                    "region": "us-west-2",
+                    "deployments": {"claude": "us.anthropic.claude-sonnet-4-20250514-v1:0"},
+                    "arn": "arn:aws:bedrock:us-west-2:123456789012:application-inference-profile",
+                },
+            ),
+            "cohere": simple("co", "co-fake-key"),
+            "my-local": custom,
+        }
+    )
+
+
+SECRETS = ("sk-fake-1", "hdr-secret-123456", "azure-fake-key", "sk-ant-fake-1", "gemini-fake-key", "PRIVATE KEY")
+SECRETS += ("AKIAFAKEEXAMPLE", "fake/secret+key", "co-fake-key", "sk-custom-secret", "fake-session-token")
+
+
+@pytest.fixture
+def every_kind(start_gateway: StartGateway) -> Gateway:
+    return start_gateway(every_kind_config(), env={"BIFROST_TEST_AWS_SESSION": "fake-session-token"})
+
+
+def test_get_then_put_of_every_provider_kind_changes_nothing(every_kind: Gateway) -> None:
+    gw = every_kind
+    path = gw.app_dir / "config.json"
+    before = path.read_bytes()
+    names = sorted(json.loads(before)["providers"])
+    for name in names:
+        status, _, view = call(gw, "GET", f"/api/providers/{name}")
+        assert status == 200
+        text = json.dumps(view, ensure_ascii=False)
+        for secret in SECRETS:
+            assert secret not in text, (name, secret)
+        status, _, body = call(gw, "PUT", f"/api/providers/{name}", view)
+        assert status == 200, (name, body)
+    assert json.loads(path.read_bytes()) == json.loads(before)
+    # The list view round-trips too (what the UI holds when it opens the editor).
+    status, _, listing = call(gw, "GET", "/api/providers")
+    for view in listing["providers"]:
+        if view["name"] in names:
+            assert call(gw, "PUT", f"/api/providers/{view['name']}", view)[0] == 200
+    assert json.loads(path.read_bytes()) == json.loads(before)
+    assert [p for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_nested_secrets_left_out_or_masked_keep_their_stored_value(every_kind: Gateway) -> None:
+    gw = every_kind
+    stored = json.loads((gw.app_dir / "config.json").read_text())["providers"]
+    status, _, view = call(gw, "GET", "/api/providers/bedrock")
+    block = view["keys"][0]["bedrock_key_config"]
+    assert block["region"] == "us-west-2" and block["session_token"] == "env.BIFROST_TEST_AWS_SESSION"
+    assert block["secret_key"].startswith("••••") and block["access_key"].startswith("••••")
+    del block["secret_key"]  # a client that leaves a secret out keeps it
+    block["region"] = "eu-central-1"
+    assert call(gw, "PUT", "/api/providers/bedrock", view)[0] == 200
+    after = json.loads((gw.app_dir / "config.json").read_text())["providers"]["bedrock"]["keys"][0]
+    expected = {**stored["bedrock"]["keys"][0]["bedrock_key_config"], "region": "eu-central-1"}
+    assert after["bedrock_key_config"] == expected
+    status, _, view = call(gw, "GET", "/api/providers/vertex")
+    assert view["keys"][0]["vertex_key_config"]["auth_credentials"].startswith("••••")
+    view["keys"][0]["vertex_key_config"]["region"] = "global"
+    assert call(gw, "PUT", "/api/providers/vertex", view)[0] == 200
+    after = json.loads((gw.app_dir / "config.json").read_text())["providers"]["vertex"]["keys"][0]
+    assert after["vertex_key_config"]["auth_credentials"] == stored["vertex"]["keys"][0]["vertex_key_config"][
+        "auth_credentials"
+    ]
+    assert after["vertex_key_config"]["region"] == "global"
+
+
+def test_default_max_tokens_is_accepted(every_kind: Gateway) -> None:
+    status, _, view = call(every_kind, "GET", "/api/providers/anthropic")
+    assert view["default_max_tokens"] == 2048
+    view["default_max_tokens"] = 1024
+    status, _, body = call(every_kind, "PUT", "/api/providers/anthropic", view)
+    assert status == 200 and body["default_max_tokens"] == 1024, body
+    stored = json.loads((every_kind.app_dir / "config.json").read_text())["providers"]["anthropic"]
+    assert stored["default_max_tokens"] == 1024 and stored["keys"][0]["value"] == "sk-ant-fake-1"
