@@ -262,7 +262,7 @@ def test_get_then_put_of_every_provider_kind_changes_nothing(every_kind: Gateway
         assert status == 200, (name, body)
     assert json.loads(path.read_bytes()) == json.loads(before)
     # The list view round-trips too (what the UI holds when it opens the editor).
-    status, _, listing = call(gw, "GET", "/api/providers")
+    _, _, listing = call(gw, "GET", "/api/providers")
     for view in listing["providers"]:
         if view["name"] in names:
             assert call(gw, "PUT", f"/api/providers/{view['name']}", view)[0] == 200
@@ -273,7 +273,7 @@ def test_get_then_put_of_every_provider_kind_changes_nothing(every_kind: Gateway
 def test_nested_secrets_left_out_or_masked_keep_their_stored_value(every_kind: Gateway) -> None:
     gw = every_kind
     stored = json.loads((gw.app_dir / "config.json").read_text())["providers"]
-    status, _, view = call(gw, "GET", "/api/providers/bedrock")
+    _, _, view = call(gw, "GET", "/api/providers/bedrock")
     block = view["keys"][0]["bedrock_key_config"]
     assert block["region"] == "us-west-2" and block["session_token"] == "env.BIFROST_TEST_AWS_SESSION"
     assert block["secret_key"].startswith("••••") and block["access_key"].startswith("••••")
@@ -283,19 +283,20 @@ def test_nested_secrets_left_out_or_masked_keep_their_stored_value(every_kind: G
     after = json.loads((gw.app_dir / "config.json").read_text())["providers"]["bedrock"]["keys"][0]
     expected = {**stored["bedrock"]["keys"][0]["bedrock_key_config"], "region": "eu-central-1"}
     assert after["bedrock_key_config"] == expected
-    status, _, view = call(gw, "GET", "/api/providers/vertex")
+    _, _, view = call(gw, "GET", "/api/providers/vertex")
     assert view["keys"][0]["vertex_key_config"]["auth_credentials"].startswith("••••")
     view["keys"][0]["vertex_key_config"]["region"] = "global"
     assert call(gw, "PUT", "/api/providers/vertex", view)[0] == 200
     after = json.loads((gw.app_dir / "config.json").read_text())["providers"]["vertex"]["keys"][0]
-    assert after["vertex_key_config"]["auth_credentials"] == stored["vertex"]["keys"][0]["vertex_key_config"][
-        "auth_credentials"
-    ]
+    assert (
+        after["vertex_key_config"]["auth_credentials"]
+        == stored["vertex"]["keys"][0]["vertex_key_config"]["auth_credentials"]
+    )
     assert after["vertex_key_config"]["region"] == "global"
 
 
 def test_default_max_tokens_is_accepted(every_kind: Gateway) -> None:
-    status, _, view = call(every_kind, "GET", "/api/providers/anthropic")
+    _, _, view = call(every_kind, "GET", "/api/providers/anthropic")
     assert view["default_max_tokens"] == 2048
     view["default_max_tokens"] = 1024
     status, _, body = call(every_kind, "PUT", "/api/providers/anthropic", view)
