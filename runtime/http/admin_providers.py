@@ -316,6 +316,9 @@ async def get_config(request: web.Request) -> web.Response:
             "log_db_path": str(config.log_db_path),
             "auth_required": request.app[ADMIN].auth.required,
             "client": _client_view(config),
+            # config.json fields accepted but without effect here (Go Bifrost fields not implemented,
+            # keys skipped for an unset env.NAME, ...), one line each, as printed at start-up.
+            "warnings": list(config.warnings),
         }
     )
 
