@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import time
@@ -303,3 +304,21 @@ def test_default_max_tokens_is_accepted(every_kind: Gateway) -> None:
     assert status == 200 and body["default_max_tokens"] == 1024, body
     stored = json.loads((every_kind.app_dir / "config.json").read_text())["providers"]["anthropic"]
     assert stored["default_max_tokens"] == 1024 and stored["keys"][0]["value"] == "sk-ant-fake-1"
+
+
+# -- issue 9 item 13 (admin part): GET /api/config carries the config warnings ---------------------------
+async def test_config_warnings_are_returned_by_api_config(tmp_path: Path) -> None:
+    """In process: the warnings come from the config loader (GatewayConfig.warnings); here we only pin
+    that the admin API passes them on, whatever they say."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from runtime.app import create_app
+    from runtime.config.load import load_gateway_config
+
+    config = load_gateway_config(tmp_path, environ={})
+    warnings = ("config.json: plugins has no effect in this gateway (Go Bifrost field, not implemented)",)
+    app = create_app(dataclasses.replace(config, warnings=warnings))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        resp = await client.get("/api/config")
+        assert resp.status == 200
+        assert (await resp.json())["warnings"] == list(warnings)
