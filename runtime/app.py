@@ -14,7 +14,7 @@ from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
 from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
-from runtime.http import admin, anthropic, capabilities, genai, health, metrics, openai, responses, ui
+from runtime.http import admin, anthropic, capabilities, genai, health, metrics, openai, origin, responses, ui
 from runtime.http.errors import error_response
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
@@ -47,6 +47,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
     app = web.Application(client_max_size=body_limit)
     app[CONFIG] = config
+    origin.install(app, config)  # Host check, CORS, JSON-only bodies: every route (issue 9 item 10)
     plugins: list = []
     writer: LogWriter | None = None
     if config.client.enable_logging:

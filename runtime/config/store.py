@@ -58,10 +58,10 @@ def write_atomic(path: Path, text: str) -> None:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o600  # the file holds provider keys: owner only
+    data = text.encode("utf-8")  # before the temp file exists: text it cannot hold leaves nothing behind
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
-            data = text.encode("utf-8")
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -69,10 +69,12 @@ def write_atomic(path: Path, text: str) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # any failure (even a cancel) removes the temp file
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise ConfigWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            raise ConfigWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
     # Make the rename itself durable; not possible (nor needed) on every platform.
     with contextlib.suppress(OSError, AttributeError):
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -8,6 +8,7 @@ nothing for any of this.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -18,6 +19,7 @@ from runtime.config.store import ConfigStore
 from runtime.http import admin_logs, admin_providers, admin_ws, openapi
 from runtime.http.admin_auth import COOKIE, AdminAuth, guard
 from runtime.http.admin_common import ADMIN, AdminBadRequest, AdminState, fail, json_response, read_object
+from runtime.http.admin_sessions import SESSION_TTL_S
 from runtime.http.admin_ws import LiveHub
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.requestlog.queries import LogQueries
@@ -40,12 +42,19 @@ async def create_session(request: web.Request) -> web.Response:
         return json_response({"auth_required": False, "authenticated": True})
     if not isinstance(token, str) or not auth.valid(token):
         return fail("that is not the admin token", 401, code="invalid_admin_token", type="authentication_error")
+    assert auth.sessions is not None  # a token is required, so sessions exist
+    session_id = await asyncio.to_thread(auth.sessions.create)
     response = json_response({"auth_required": True, "authenticated": True})
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", max_age=30 * 86400)
+    response.set_cookie(COOKIE, session_id, httponly=True, samesite="Strict", path="/", max_age=SESSION_TTL_S)
     return response
 
 
 async def delete_session(request: web.Request) -> web.Response:
+    """Sign out: the session is revoked server-side (every worker), not just forgotten by this browser."""
+    auth = request.app[ADMIN].auth
+    session_id = request.cookies.get(COOKIE)
+    if session_id and auth.sessions is not None:
+        await asyncio.to_thread(auth.sessions.revoke, session_id)
     response = json_response({"authenticated": False})
     response.del_cookie(COOKIE, path="/")
     return response

@@ -5,8 +5,11 @@ is generated at the first non-loopback start, printed once, and only its SHA-256
 (`<app_dir>/admin_token.sha256`; delete that file to get a new token at the next start). Tokens are
 long random strings, so a plain SHA-256 is enough, and checking it costs one hash per admin request.
 
-Clients send it as `Authorization: Bearer <token>`, as the `bifrost_admin` cookie (the UI's login
-sets it, HttpOnly), or, for WebSocket clients that cannot set headers, as `?token=`. Only admin
+Clients send it as `Authorization: Bearer <token>`, or sign in once (POST /api/session) and then
+send the `bifrost_admin` session cookie (HttpOnly; a random session id, never the token itself;
+signing out, DELETE /api/session, revokes it in every worker: see admin_sessions.py). WebSocket
+clients, which cannot set headers, may pass the token as `?token=` on `/ws` only; a token in the
+URL of any other route is ignored (URLs end up in proxy logs and browser history). Only admin
 handlers are wrapped: inference routes never run any of this.
 """
 
@@ -15,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -23,13 +25,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from runtime.config.load import ConfigError, resolve_env
 from runtime.config.model import GatewayConfig
 from runtime.http.admin_common import fail
+from runtime.http.admin_sessions import SESSIONS_FILE, SessionStore
+from runtime.http.origin import is_loopback
 
 log = logging.getLogger("bifrost.admin")
 
@@ -38,18 +41,8 @@ TOKEN_FILE = "admin_token.sha256"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def is_loopback(host: str) -> bool:
-    """Whether listening on `host` keeps the gateway reachable from this machine only."""
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name that may resolve anywhere: treat as exposed
-
-
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def _configured_token(config: GatewayConfig, environ: Mapping[str, str]) -> str | None:
@@ -94,9 +87,10 @@ def _stored_or_new_digest(app_dir: Path) -> bytes:
 
 
 class AdminAuth:
-    def __init__(self, required: bool, digest: bytes | None = None) -> None:
+    def __init__(self, required: bool, digest: bytes | None = None, sessions: SessionStore | None = None) -> None:
         self.required = required
         self._digest = digest
+        self.sessions = sessions
 
     @classmethod
     def for_config(cls, config: GatewayConfig, environ: Mapping[str, str] | None = None) -> AdminAuth:
@@ -105,19 +99,23 @@ class AdminAuth:
             return cls(False)
         token = _configured_token(config, env)
         digest = _digest(token) if token else _stored_or_new_digest(Path(config.app_dir))
-        return cls(True, digest)
+        return cls(True, digest, SessionStore(Path(config.app_dir) / SESSIONS_FILE))
 
-    def reconfigure(self, config: GatewayConfig, environ: Mapping[str, str] | None = None) -> None:
-        """A config edit may set or change admin.token."""
+    def reconfigure(self, config: GatewayConfig, environ: Mapping[str, str] | None = None) -> bool:
+        """A config edit may set or change admin.token; True when it did (sessions must then end)."""
         if not self.required:
-            return
+            return False
         with contextlib.suppress(ConfigError):
             token = _configured_token(config, os.environ if environ is None else environ)
-            if token:
+            if token and _digest(token) != self._digest:
                 self._digest = _digest(token)
+                return True
+        return False
 
     def valid(self, token: str | None) -> bool:
-        return bool(token) and self._digest is not None and hmac.compare_digest(_digest(token), self._digest)
+        if not token or self._digest is None:
+            return False
+        return hmac.compare_digest(_digest(token), self._digest)
 
     def allowed(self, request: web.Request) -> bool:
         if not self.required:
@@ -125,45 +123,21 @@ class AdminAuth:
         header = request.headers.get("Authorization", "")
         if header[:7].lower() == "bearer " and self.valid(header[7:].strip()):
             return True
-        if self.valid(request.cookies.get(COOKIE)):
+        if self.sessions is not None and self.sessions.valid(request.cookies.get(COOKIE)):
             return True
-        return self.valid(request.query.get("token"))
-
-
-def cross_site_problem(request: web.Request, check_host: bool) -> str | None:
-    """Why this request may come from another web site's page, or None.
-
-    Open on loopback means open to this machine's *programs*, not to every web page its browser
-    visits: a page may not send us requests from another origin (CSRF, WebSocket hijacking), nor
-    reach us through a name that merely resolves to 127.0.0.1 (DNS rebinding)."""
-    origin = request.headers.get("Origin")
-    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()):
-        return f"cross-origin request from {origin} refused"
-    if check_host:
-        host = urlsplit(f"//{request.host}").hostname or ""
-        if not is_loopback(host):
-            return f"Host {request.host!r} is not a loopback name; use http://127.0.0.1 or http://localhost"
-    if (
-        request.method in ("POST", "PUT", "PATCH", "DELETE")
-        and request.can_read_body
-        and request.content_type != "application/json"
-    ):
-        return "send the request body as Content-Type: application/json"
-    return None
+        # Only the WebSocket may carry the token in its URL: browsers cannot set its headers.
+        return request.path == "/ws" and self.valid(request.query.get("token"))
 
 
 def guard(auth: AdminAuth, handler: Handler, *, public: bool = False) -> Handler:
-    """Wrap one admin handler: cross-site requests get 403, requests without the token (when one is
-    required, and the handler is not `public`) get 401; neither reaches the handler.
+    """Wrap one admin handler: requests without the token (when one is required, and the handler is
+    not `public`) get 401 and never reach the handler.
 
-    Without a token (loopback) the Host must be a loopback name too; with one, the token is the
-    guard and any Host is fine (the gateway may sit behind a proxy with its own name)."""
+    Cross-site requests (foreign Origin, non-loopback Host while open on loopback, non-JSON bodies)
+    never get this far: runtime/http/origin.py refuses them for every route."""
     needs_token = auth.required and not public
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        problem = cross_site_problem(request, check_host=not auth.required)
-        if problem is not None:
-            return fail(problem, 403, code="cross_site_request", type="permission_error")
         if needs_token and not auth.allowed(request):
             return fail(
                 "admin token required: send 'Authorization: Bearer <token>' or sign in at /",

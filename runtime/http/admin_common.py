@@ -56,14 +56,48 @@ def fail(
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
-    """The JSON object body; raises AdminBadRequest with a readable message otherwise."""
+    """The JSON object body; raises AdminBadRequest with a readable message otherwise.
+
+    JSON is UTF-8 (RFC 8259), and `"\\ud800"` is legal JSON that no UTF-8 file (config.json) or
+    SQLite text can hold: a body with invalid UTF-8 or a lone surrogate is refused here, naming
+    where, so no admin route ever has to cope with text it cannot store."""
+    raw = await request.read()
     try:
-        data = await request.json(loads=json.loads)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AdminBadRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
     except ValueError as exc:
         raise AdminBadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise AdminBadRequest("request body must be a JSON object")
+    bad = unstorable_text(data, "")
+    if bad is not None:
+        raise AdminBadRequest("text must be valid Unicode (a lone UTF-16 surrogate such as \\ud800 is not)", param=bad)
     return data
+
+
+def unstorable_text(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(body)"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if unstorable_text(k, sub) is not None:
+                return sub.encode("utf-8", "backslashreplace").decode()
+            found = unstorable_text(v, sub)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = unstorable_text(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 class AdminBadRequest(Exception):

@@ -82,7 +82,7 @@ async def log_histogram(request: web.Request) -> web.Response:
     try:
         f = parse_filter(request.query, default_window_ms=3_600_000)
         raw = request.query.get("buckets", "60")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_BUCKETS:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_BUCKETS:
             raise FilterError("buckets", f"expected a whole number from 1 to {MAX_BUCKETS}, got {raw!r}")
     except FilterError as exc:
         return _bad(exc)

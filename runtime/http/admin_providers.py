@@ -20,7 +20,7 @@ from aiohttp import web
 from runtime.config.live import apply_config, restart_required
 from runtime.config.load import ConfigError
 from runtime.config.model import GatewayConfig
-from runtime.config.store import ConfigWriteError, Raw
+from runtime.config.store import ConfigWriteError, Raw, env_providers_raw
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError
@@ -51,8 +51,14 @@ def _view(request: web.Request, name: str) -> dict[str, Any] | None:
     cfg = gw.config.providers.get(name)
     if cfg is None:
         return None
-    raw_entry = _raw_providers(request.app[ADMIN]).get(name)
-    return provider_view(name, cfg, raw_entry if isinstance(raw_entry, dict) else None, gw.router.handles.get(name))
+    block = request.app[ADMIN].store.raw.get("providers")
+    if isinstance(block, dict):
+        entry = block.get(name)
+        source = "config" if isinstance(entry, dict) else ("builtin" if name == "mock" else "environment")
+    else:  # no providers block yet: show what the first save will write for providers taken from the env
+        entry = env_providers_raw(gw.config).get(name)
+        source = "builtin" if name == "mock" else "environment"
+    return provider_view(name, cfg, entry if isinstance(entry, dict) else None, gw.router.handles.get(name), source)
 
 
 async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[GatewayConfig, Any]:
@@ -63,12 +69,15 @@ async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[Gat
             new, result = await asyncio.to_thread(state.store.mutate, change)
         except ConfigError as exc:
             raise AdminBadRequest(exc.args[0], param=exc.path or None, code="invalid_config") from None
+        except UnicodeError:  # read_object refuses such text first; this keeps any other path a 400 too
+            raise AdminBadRequest("text must be valid Unicode", code="invalid_config") from None
         except ConfigWriteError as exc:
             raise AdminBadRequest(
                 f"{exc.strerror}; config.json was left as it was", status=500, code="config_write_failed"
             ) from None
         apply_config(request.app[GATEWAY], new, request.app.get(LOG_WRITER))
-        state.auth.reconfigure(new)
+        if state.auth.reconfigure(new) and state.auth.sessions is not None:
+            await asyncio.to_thread(state.auth.sessions.revoke_all)  # a new token ends every session
         return new, result
 
 
@@ -307,6 +316,9 @@ async def get_config(request: web.Request) -> web.Response:
             "log_db_path": str(config.log_db_path),
             "auth_required": request.app[ADMIN].auth.required,
             "client": _client_view(config),
+            # config.json fields accepted but without effect here (Go Bifrost fields not implemented,
+            # keys skipped for an unset env.NAME, ...), one line each, as printed at start-up.
+            "warnings": list(config.warnings),
         }
     )
 

@@ -1,10 +1,15 @@
 """Providers as the admin API shows them (secrets masked) and as it writes them back (secrets kept).
 
-A key value is never returned: an inline value becomes a mask that keeps at most its last four
-characters, an `env.NAME` reference is shown as the reference (the name is not a secret). Extra
-headers are masked the same way, since they often carry credentials. On update, a key or header
-whose value is missing, null or still the mask keeps the stored value, so the UI can round-trip a
-provider without ever having seen its secrets, and `env.NAME` references stay references.
+The view is the stored config.json entry, every field of it (Bedrock's and Vertex's credential blocks,
+`default_max_tokens`, any field the loader accepts), plus view-only fields (`effective`, `lane`, ...)
+that are ignored on the way back in: a GET then PUT stores exactly what was there.
+
+A secret is never returned: a key's value, and any field named like a secret at any depth
+(`secret_key`, `session_token`, `auth_credentials`, ...), becomes a mask that keeps at most its last
+four characters; an `env.NAME` reference is shown as the reference (the name is not a secret). Extra
+headers are masked the same way, since they often carry credentials. On update, a secret whose value
+is missing, null or still the mask keeps the stored value, so the UI can round-trip a provider
+without ever having seen its secrets, and `env.NAME` references stay references.
 """
 
 from __future__ import annotations
@@ -40,39 +45,84 @@ def _raw_keys(raw_entry: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
 
 
+# Which stored fields are secrets, by name, at any depth of a provider entry: a key's `value`, Bedrock's
+# access/secret key and session token, Vertex's auth_credentials, any *_token/*_secret/... in extra
+# fields. Model -> deployment maps are data whatever a model is called; every extra header may carry
+# a credential.
+SECRET_FIELD = re.compile(
+    r"(^|_)(secret|token|password|passphrase|credentials?|private|key)(_|$)|api_?key|access_?key|^value$",
+    re.IGNORECASE,
+)  # by whole words: `default_max_tokens`, `keys`, `api_version` are not secrets
+PLAIN_MAPS = frozenset({"deployments"})
+SECRET_MAPS = frozenset({"extra_headers"})
+VIEW_ONLY = ("name", "kind", "label", "source", "lane", "listed_models", "effective")
+KEY_VIEW_ONLY = ("value_source", "name_source")
+
+
+def _is_secret(field: str) -> bool:
+    if field in PLAIN_MAPS or field.endswith("_config"):  # bedrock_key_config is a block holding secrets
+        return False
+    return SECRET_FIELD.search(field) is not None
+
+
+def _hide(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if value is None or value == "":
+        return value
+    return MASK  # an object (a service-account JSON), a list, a number: never shown
+
+
+def masked(field: str, value: Any) -> Any:
+    """`value` of stored field `field` as the API shows it: the same shape, secrets masked."""
+    if field in PLAIN_MAPS:
+        return copy.deepcopy(value)
+    if field in SECRET_MAPS and isinstance(value, dict):
+        return {k: _hide(v) for k, v in value.items()}
+    if _is_secret(field):
+        return _hide(value)
+    if isinstance(value, dict):
+        return {k: masked(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(field, v) for v in value]
+    return value
+
+
 def provider_view(
-    name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | None, handle: ProviderHandle | None
+    name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | None, handle: ProviderHandle | None, source: str
 ) -> dict[str, Any]:
-    raw_keys = _raw_keys(raw_entry)
+    """The stored entry, every field of it (secrets masked), plus view-only fields the API ignores on
+    the way back in (name, kind, label, source, lane, listed_models, effective, keys[].value_source,
+    keys[].name_source). So GET then PUT writes back exactly what was stored (issue 9 item 17).
+
+    `raw_entry` is the entry as stored in config.json; for a provider taken from the environment it
+    is the entry a first save would write (`env.NAME` references); None for the built-in mock.
+    `source` says which: "config", "environment" or "builtin"."""
     spec = PROVIDER_SPECS.get(name)
-    custom = raw_entry is not None and isinstance(raw_entry.get("custom_provider_config"), dict)
-    keys = []
-    for i, key in enumerate(cfg.keys):
-        stored = raw_keys[i].get("value") if i < len(raw_keys) else None
-        reference = stored if isinstance(stored, str) and stored.startswith("env.") else None
-        if raw_entry is None and spec is not None and spec.env_key:
-            reference = f"env.{spec.env_key}"  # a provider taken from the environment at start-up
-        item: dict[str, Any] = {
-            "name": key.name,
-            "value": reference or mask(key.value),
-            "value_source": "env" if reference else ("inline" if key.value else "none"),
-            "models": list(key.models),
-            "weight": key.weight,
-        }
-        if key.azure is not None:
-            item["azure_key_config"] = {
-                "endpoint": key.azure.endpoint,
-                "deployments": dict(key.azure.deployments),
-                "api_version": key.azure.api_version,
-            }
-        keys.append(item)
-    net = cfg.network
+    stored = raw_entry if raw_entry is not None else {}
+    custom = isinstance(stored.get("custom_provider_config"), dict)
     view: dict[str, Any] = {
         "name": name,
         "kind": cfg.kind,
         "label": spec.label if spec is not None and not custom else f"{name} (custom, {cfg.kind} format)",
-        "source": "config" if raw_entry is not None else ("builtin" if name == "mock" else "environment"),
-        "keys": keys,
+        "source": source,
+    }
+    for field, value in stored.items():
+        if field not in VIEW_ONLY:
+            view[field] = masked(field, value)
+    keys = view.get("keys")
+    if isinstance(keys, list):
+        for i, key in enumerate(keys):
+            if not isinstance(key, dict):
+                continue
+            value = stored["keys"][i].get("value")
+            key["value_source"] = (
+                "env" if isinstance(value, str) and value.startswith("env.") else ("inline" if value else "none")
+            )
+            if not key.get("name") and i < len(cfg.keys):
+                key["name"], key["name_source"] = cfg.keys[i].name, "default"
+    net = cfg.network
+    view["effective"] = {  # what the gateway runs with: defaults and the tuning profile filled in
         "models": list(cfg.models),
         "network_config": {
             "base_url": net.base_url,
@@ -90,10 +140,10 @@ def provider_view(
             "buffer_size": cfg.buffer_size,
             "explicit": cfg.explicit_lane,
         },
-        "custom_provider_config": {"base_provider_type": cfg.kind} if custom else None,
-        "lane": lane_view(handle),
-        "listed_models": list(handle.listed_models) if handle is not None else [],
+        "keys": [{"name": k.name, "models": list(k.models), "weight": k.weight} for k in cfg.keys],
     }
+    view["lane"] = lane_view(handle)
+    view["listed_models"] = list(handle.listed_models) if handle is not None else []
     return view
 
 
@@ -110,57 +160,72 @@ def lane_view(handle: ProviderHandle | None) -> dict[str, Any] | None:
     }
 
 
+_ABSENT = object()
+
+
 def merge_secrets(new_entry: dict[str, Any], old_entry: dict[str, Any] | None) -> dict[str, Any]:
-    """`new_entry` (from the API) with masked/missing key values and header values taken from
-    `old_entry` (the stored raw entry): matched by key name, else by position."""
-    entry = copy.deepcopy(new_entry)
-    old_keys = _raw_keys(old_entry)
-    by_name = {k.get("name"): k for k in old_keys if k.get("name")}
-    keys = entry.get("keys")
-    if isinstance(keys, list):
-        for i, key in enumerate(keys):
-            if not isinstance(key, dict) or not is_masked(key.get("value")):
-                continue
-            old = by_name.get(key.get("name")) or (old_keys[i] if i < len(old_keys) else None)
-            if old is not None and "value" in old:
-                key["value"] = old["value"]
-            else:
-                key.pop("value", None)  # nothing to keep: validation says the value is required
-    net = entry.get("network_config")
-    old_net = (old_entry or {}).get("network_config")
-    if isinstance(net, dict) and isinstance(net.get("extra_headers"), dict):
-        old_headers = old_net.get("extra_headers") if isinstance(old_net, dict) else None
-        old_headers = old_headers if isinstance(old_headers, dict) else {}
-        for header, value in list(net["extra_headers"].items()):
+    """`new_entry` (from the API) with every masked, null or missing secret taken from `old_entry` (the
+    stored raw entry), at any depth: keys are matched by name, else by position; a secret missing
+    from a block the client sent keeps its stored value; a masked value with nothing stored is dropped
+    (validation then says what is required). Extra headers: masked keeps, missing removes."""
+    return _merge(copy.deepcopy(new_entry), old_entry if isinstance(old_entry, dict) else {})
+
+
+def _merge(new: dict[str, Any], old: dict[str, Any], secret_map: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, value in new.items():
+        before = old.get(field, _ABSENT)
+        if secret_map or _is_secret(field):
             if is_masked(value):
-                if header in old_headers:
-                    net["extra_headers"][header] = old_headers[header]
-                else:
-                    del net["extra_headers"][header]
-    return entry
+                if before is not _ABSENT:
+                    out[field] = before
+                continue  # nothing stored to keep
+            out[field] = value
+        elif field in SECRET_MAPS and isinstance(value, dict):
+            out[field] = _merge(value, before if isinstance(before, dict) else {}, secret_map=True)
+        elif field == "keys" and isinstance(value, list):
+            out[field] = _merge_keys(value, before if isinstance(before, list) else [])
+        elif isinstance(value, dict) and field not in PLAIN_MAPS:
+            out[field] = _merge(value, before if isinstance(before, dict) else {})
+        else:
+            out[field] = value
+    if not secret_map:
+        for field, before in old.items():
+            if field not in new and _is_secret(field):
+                out[field] = before  # a client that does not know the field keeps it
+    return out
 
 
-# Fields a provider entry may have; anything else is a typo the user should hear about.
-PROVIDER_FIELDS = frozenset(
-    {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models"}
-)
+def _merge_keys(new_keys: list[Any], old_keys: list[Any]) -> list[Any]:
+    old_dicts = [k if isinstance(k, dict) else {} for k in old_keys]
+    by_name = {k.get("name"): k for k in old_dicts if k.get("name")}
+    merged: list[Any] = []
+    for i, key in enumerate(new_keys):
+        if not isinstance(key, dict):
+            merged.append(key)
+            continue
+        old = by_name.get(key.get("name")) or (old_dicts[i] if i < len(old_dicts) else {})
+        merged.append(_merge(key, old))
+    return merged
 
 
 def clean_entry(body: dict[str, Any]) -> dict[str, Any]:
-    """The provider entry to store: view-only fields dropped, unknown fields refused."""
-    entry = {k: v for k, v in body.items() if k not in ("name", "kind", "label", "source", "lane", "listed_models")}
+    """The provider entry to store: view-only fields dropped. Which fields a provider may have is the
+    config loader's business (it names an unknown one with its path), not repeated here."""
+    entry = {k: copy.deepcopy(v) for k, v in body.items() if k not in VIEW_ONLY}
     if entry.get("custom_provider_config") is None:
         entry.pop("custom_provider_config", None)
     lane = entry.get("concurrency_and_buffer_size")
     if isinstance(lane, dict):
-        lane.pop("explicit", None)
-    unknown = sorted(set(entry) - PROVIDER_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; a provider has {', '.join(sorted(PROVIDER_FIELDS))}")
+        lane.pop("explicit", None)  # older clients sent the view's flag back
     if isinstance(entry.get("keys"), list):
-        for key in entry["keys"]:
-            if isinstance(key, dict):
-                key.pop("value_source", None)
+        for i, key in enumerate(entry["keys"]):
+            if not isinstance(key, dict):
+                continue
+            if key.get("name_source") == "default" and key.get("name") == f"key-{i}":
+                del key["name"]  # the loader's default name, shown for reading; the file never had one
+            for field in KEY_VIEW_ONLY:
+                key.pop(field, None)
     net = entry.get("network_config")
     if isinstance(net, dict):
         for k in [k for k, v in net.items() if v is None]:

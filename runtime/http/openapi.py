@@ -34,6 +34,12 @@ def _q(name: str, description: str, schema: J | None = None) -> J:
 _ERR = {
     "400": _json(_ref("Error"), "Invalid input; error.param names the field"),
     "401": _json(_ref("Error"), "Admin token required (only when listening off loopback)"),
+    "403": _json(
+        _ref("Error"),
+        "Cross-site request refused: an Origin other than the gateway's own (or one listed exactly in "
+        "client.allowed_origins), or, on loopback, a Host that is not a loopback name",
+    ),
+    "415": _json(_ref("Error"), "The request body must be sent as Content-Type: application/json"),
 }
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -83,6 +89,12 @@ SCHEMAS: J = {
                 "send the masked value (or omit it) to keep the stored one",
             },
             "value_source": {"type": "string", "enum": ["inline", "env", "none"], "readOnly": True},
+            "name_source": {
+                "type": "string",
+                "enum": ["default"],
+                "readOnly": True,
+                "description": "Present when the stored key has no name and `name` is the loader's default",
+            },
             "models": {"type": "array", "items": {"type": "string"}, "description": "Allow-list; empty = any"},
             "weight": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
             "azure_key_config": {
@@ -93,7 +105,19 @@ SCHEMAS: J = {
                     "api_version": {"type": "string"},
                 },
             },
+            "bedrock_key_config": {
+                "type": "object",
+                "description": "access_key, secret_key, session_token (masked on read), region, deployments, arn",
+            },
+            "vertex_key_config": {
+                "type": "object",
+                "description": "project_id, region, auth_credentials (masked on read)",
+            },
         },
+        "additionalProperties": True,
+        "description": "Any field the config loader accepts for a key. Fields named like secrets (value, "
+        "*_key, *_token, *_secret, *credentials, ...) are masked on read at any depth; a masked, null or omitted "
+        "secret keeps the stored value on write",
     },
     "NetworkConfig": {
         "type": "object",
@@ -125,7 +149,6 @@ SCHEMAS: J = {
     },
     "ProviderInput": {
         "type": "object",
-        "description": "A config.json providers.<name> entry (Go Bifrost schema)",
         "properties": {
             "keys": {"type": "array", "items": _ref("Key")},
             "network_config": _ref("NetworkConfig"),
@@ -135,7 +158,14 @@ SCHEMAS: J = {
             },
             "models": {"type": "array", "items": {"type": "string"}},
             "custom_provider_config": {"type": "object", "properties": {"base_provider_type": {"type": "string"}}},
+            "default_max_tokens": {
+                "type": "integer",
+                "description": "Anthropic-format providers: max_tokens when the request has none (docs/providers.md)",
+            },
         },
+        "additionalProperties": True,
+        "description": "A config.json providers.<name> entry (Go Bifrost schema): every field the config loader "
+        "accepts. Reads show the stored entry (secrets masked), so a GET then PUT changes nothing",
     },
     "Provider": {
         "allOf": [
@@ -149,6 +179,12 @@ SCHEMAS: J = {
                     "source": {"type": "string", "enum": ["config", "environment", "builtin"]},
                     "lane": _ref("Lane"),
                     "listed_models": {"type": "array", "items": {"type": "string"}},
+                    "effective": {
+                        "type": "object",
+                        "readOnly": True,
+                        "description": "What the gateway runs with (defaults and the tuning profile filled in): "
+                        "models, network_config, concurrency_and_buffer_size (with explicit), keys",
+                    },
                 },
             },
         ]
@@ -245,12 +281,16 @@ PATHS: J = {
             tags=("auth",),
         ),
         "post": _op(
-            "Sign in: exchange the admin token for an HttpOnly cookie",
+            "Sign in: exchange the admin token for an HttpOnly session cookie (a random id, not the token)",
             {"200": _json({"type": "object"})},
             body={"type": "object", "properties": {"token": {"type": "string"}}},
             tags=("auth",),
         ),
-        "delete": _op("Sign out (clears the cookie)", {"200": _json({"type": "object"})}, tags=("auth",)),
+        "delete": _op(
+            "Sign out: revokes the session server-side (every worker) and clears the cookie",
+            {"200": _json({"type": "object"})},
+            tags=("auth",),
+        ),
     },
     "/api/providers": {
         "get": _op(
@@ -328,7 +368,8 @@ PATHS: J = {
     },
     "/api/config": {
         "get": _op(
-            "Active tuning profile, tuning knobs, listen address, workers, paths",
+            "Active tuning profile, tuning knobs, listen address, workers, paths, and `warnings`: one line per "
+            "config.json field accepted without effect",
             {"200": _json({"type": "object"})},
             tags=("settings",),
         )
@@ -381,7 +422,8 @@ PATHS: J = {
     "/ws": {
         "get": _op(
             "WebSocket: {type: hello} then {type: logs, items: [LogRecord]} per committed batch "
-            "(input/output trimmed); {type: lagged} when a slow client skipped batches",
+            "(input/output trimmed); {type: lagged} when a slow client skipped batches. Browsers cannot set "
+            "headers on a WebSocket, so this route (and only this one) also accepts the admin token as ?token=",
             {"101": {"description": "Switching protocols"}},
             tags=("logs",),
         )

@@ -5,6 +5,7 @@ Every value reaches SQLite as a bound parameter; column names come only from the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ SORTS = {
     "status": "status",
 }
 MAX_LIMIT = 500
+MAX_NUMBER = 10**15  # far above any timestamp in ms, offset or window; x1000 still fits SQLite's int64
 
 
 class FilterError(ValueError):
@@ -109,9 +111,13 @@ def _int(query: Mapping[str, str], name: str, minimum: int | None = None) -> int
     if raw is None or raw == "":
         return None
     try:
-        value = int(float(raw))
+        number = float(raw)
     except ValueError:
         raise FilterError(name, f"expected a number, got {raw!r}") from None
+    # inf/nan, and numbers SQLite's 64-bit integers cannot hold once scaled (x1000), are malformed too.
+    if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+        raise FilterError(name, f"expected a finite number of at most {MAX_NUMBER}, got {raw!r}")
+    value = int(number)
     if minimum is not None and value < minimum:
         raise FilterError(name, f"must be at least {minimum}, got {value}")
     return value
@@ -136,7 +142,7 @@ def parse_filter(query: Mapping[str, str], default_window_ms: int | None = None)
         raise FilterError("until", "must be later than since")
     statuses = _list(query, "status")
     for s in statuses:
-        if s not in STATUS_CLASSES and not s.isdigit():
+        if s not in STATUS_CLASSES and not (s.isascii() and s.isdigit() and len(s) <= 3):
             raise FilterError("status", f"expected one of {', '.join(STATUS_CLASSES)} or an HTTP code, got {s!r}")
     stream_raw = query.get("stream")
     stream = None

@@ -89,7 +89,7 @@ def test_other_web_sites_cannot_use_the_open_loopback_api(admin_gateway: Gateway
     rebound = api.get("/api/providers", headers={"Host": "evil.example:8080"})  # DNS rebinding
     assert rebound.status == 403
     form = api.call("POST", "/api/providers", {"name": "x"}, headers={"Content-Type": "text/plain"})
-    assert form.status == 403  # a plain HTML form cannot post JSON to us
+    assert form.status == 415  # a plain HTML form cannot post JSON to us (issue 9 item 10: 415 everywhere)
     same = api.get("/api/providers", headers={"Origin": admin_gateway.base_url})
     assert same.status == 200
     assert api.get("/api/providers", headers={"Host": f"localhost:{admin_gateway.port}"}).status == 200

@@ -10,6 +10,7 @@ skips with a reason; in CI (env CI set) that is a failure instead.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -195,3 +196,49 @@ def test_small_screen_layout(browser_page: Any, ui_gateway: Gateway) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, "the page itself must not scroll sideways on a phone (tables scroll inside their box)"
     _shot(page, "10-logs-mobile")
+
+
+def test_edit_a_bedrock_key_region_keeps_its_secret(browser_page: Any, start_gateway: StartGateway) -> None:
+    """Issue 9 item 17: the UI edits Bedrock keys, and saving one field keeps every other (secrets too)."""
+    from playwright.sync_api import expect
+
+    bedrock = {
+        "keys": [
+            {
+                "name": "aws",
+                "value": "",
+                "models": [],
+                "weight": 1,
+                "bedrock_key_config": {
+                    "access_key": "AKIAFAKEEXAMPLE",
+                    "secret_key": "fake/secret+key",
+                    "session_token": "env.BIFROST_TEST_AWS_SESSION",
+                    "region": "us-west-2",
+                    "deployments": {"claude": "us.anthropic.claude-sonnet-4-20250514-v1:0"},
+                },
+            }
+        ],
+        "network_config": {"base_url": "http://127.0.0.1:9", "default_request_timeout_in_seconds": 20},
+    }
+    gateway = start_gateway(make_config({"bedrock": bedrock}), env={"BIFROST_TEST_AWS_SESSION": "fake-session"})
+    before = json.loads((gateway.app_dir / "config.json").read_text())
+    page = browser_page
+    page.goto(gateway.base_url + "/#/providers")
+    card = page.locator('[data-provider="bedrock"]')
+    expect(card).to_be_visible()
+    assert "fake/secret+key" not in page.content() and "AKIAFAKEEXAMPLE" not in page.content()
+    card.get_by_role("button", name="Edit").click()
+    editor = page.get_by_test_id("provider-editor")
+    region = editor.locator('[data-path="keys[0].bedrock_key_config.region"]')
+    expect(region).to_have_value("us-west-2")
+    secret = editor.locator('[data-path="keys[0].bedrock_key_config.secret_key"]')
+    expect(secret).to_have_value("")  # never shown, not even masked, as a value
+    assert "(unchanged)" in (secret.get_attribute("placeholder") or "")
+    region.fill("eu-central-1")
+    _shot(page, "11-providers-bedrock-key")
+    page.get_by_test_id("save-provider").click()
+    expect(page.locator("#toast")).to_contain_text("Saved bedrock")
+    after = json.loads((gateway.app_dir / "config.json").read_text())
+    expected = json.loads(json.dumps(before))
+    expected["providers"]["bedrock"]["keys"][0]["bedrock_key_config"]["region"] = "eu-central-1"
+    assert after == expected  # the secret, the session-token reference and every other field kept

@@ -33,7 +33,9 @@ export async function mount(root) {
 
 function card(p, {edit, refresh}) {
   const result = h("div", {"data-testid": "test-result"});
-  const model = h("input", {value: p.listed_models[0] || p.models[0] || (p.keys[0] && p.keys[0].models[0]) || "",
+  const eff = p.effective || {};
+  const keys = p.keys || [];
+  const model = h("input", {value: p.listed_models[0] || (eff.models || [])[0] || (keys[0] && (keys[0].models || [])[0]) || "",
     placeholder: "model", "aria-label": `Model to test on ${p.name}`, style: "width:11rem"});
   const testButton = h("button", {type: "button", "data-testid": "test-provider", onclick: async () => {
     testButton.disabled = true;
@@ -55,11 +57,12 @@ function card(p, {edit, refresh}) {
       h("div", {}, h("h2", {style: "margin:0"}, p.name), h("div", {class: "hint"}, p.label)),
       h("span", {class: `badge ${p.source === "config" ? "ok" : "muted"}`}, p.source)),
     h("dl", {class: "kv", style: "margin-top:.75rem"},
-      h("dt", {}, "Base URL"), h("dd", {class: "mono"}, p.network_config.base_url || (p.kind === "azure" ? "per key" : "–")),
-      h("dt", {}, "Keys"), h("dd", {}, p.keys.length ? p.keys.map((k) => h("div", {class: "mono"},
-        `${k.name}: ${k.value || "(none)"}`, k.weight !== 1 ? ` ×${k.weight}` : "", k.models.length ? ` · ${k.models.join(", ")}` : "")) : "none needed"),
-      h("dt", {}, "Models"), h("dd", {}, p.models.length ? p.models.join(", ") : "any"),
-      h("dt", {}, "Lane"), h("dd", {"data-testid": "lane"}, `${lane.in_flight ?? 0} in flight · ${lane.queued ?? 0} queued · ${lane.concurrency ?? p.concurrency_and_buffer_size.concurrency} slots`)),
+      h("dt", {}, "Base URL"), h("dd", {class: "mono"}, (eff.network_config || {}).base_url || (p.kind === "azure" ? "per key" : "–")),
+      h("dt", {}, "Keys"), h("dd", {}, keys.length ? keys.map((k) => h("div", {class: "mono"},
+        `${k.name}: ${k.value || credentialHint(k) || "(none)"}`, (k.weight ?? 1) !== 1 ? ` ×${k.weight}` : "",
+        (k.models || []).length ? ` · ${k.models.join(", ")}` : "")) : "none needed"),
+      h("dt", {}, "Models"), h("dd", {}, (eff.models || []).length ? eff.models.join(", ") : "any"),
+      h("dt", {}, "Lane"), h("dd", {"data-testid": "lane"}, `${lane.in_flight ?? 0} in flight · ${lane.queued ?? 0} queued · ${lane.concurrency ?? (eff.concurrency_and_buffer_size || {}).concurrency} slots`)),
     h("div", {class: "card-actions"}, model, testButton,
       h("button", {type: "button", onclick: edit}, "Edit"),
       p.source === "builtin" ? null : h("button", {type: "button", class: "danger", onclick: async () => {
@@ -70,13 +73,62 @@ function card(p, {edit, refresh}) {
 }
 
 // -- editor --------------------------------------------------------------------------------------------
+// The editor starts from the provider as stored (GET /api/providers/{name} shows every stored field,
+// secrets masked) and changes only what its inputs hold, so saving never drops a field it does not show
+// (Bedrock/Vertex credentials, default_max_tokens, ...). A secret input left empty keeps the stored value.
+const VIEW_ONLY = ["name", "kind", "label", "source", "lane", "listed_models", "effective"];
+
+// Credential blocks of the native providers: [field, label, secret?, placeholder].
+const KEY_BLOCKS = {
+  bedrock: ["bedrock_key_config", [
+    ["region", "AWS region", false, "us-east-1"],
+    ["access_key", "Access key id", true, "AKIA… or env.AWS_ACCESS_KEY_ID"],
+    ["secret_key", "Secret access key", true, "env.AWS_SECRET_ACCESS_KEY"],
+    ["session_token", "Session token (optional)", true, "env.AWS_SESSION_TOKEN"],
+  ]],
+  vertex: ["vertex_key_config", [
+    ["project_id", "GCP project", false, "my-project"],
+    ["region", "Region", false, "us-central1"],
+    ["auth_credentials", "Service-account JSON", true, "{…} or env.VERTEX_SERVICE_ACCOUNT_JSON"],
+  ]],
+};
+
+function credentialHint(k) {
+  const block = k.bedrock_key_config || k.vertex_key_config;
+  if (!block) return "";
+  return ["project_id", "region"].filter((f) => block[f]).map((f) => `${f} ${block[f]}`).join(" · ");
+}
+
 function splitList(value) {
   return value.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+const copy = (value) => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
+
+/** obj[field] = value, or no field at all when the input is empty (nothing stored = the default). */
+function setOrDrop(obj, field, value) {
+  if (value === "" || value === undefined || (Array.isArray(value) && !value.length && !(field in obj))) delete obj[field];
+  else obj[field] = value;
+}
+
+/** A secret input: typed = the new value; empty = keep what is stored (the masked value goes back). */
+function setSecret(obj, field, typed) {
+  if (typed) obj[field] = typed;
+}
+
+function secretInput(attrs, stored, newHint) {
+  return h("input", {...attrs, value: "", autocomplete: "off",
+    placeholder: stored ? `${typeof stored === "string" ? stored : "••••"} (unchanged)` : newHint});
 }
 
 function openEditor(slot, existing, refresh) {
   const isNew = !existing;
   const errorBox = h("div");
+  const stored = {};
+  if (existing) for (const [k, v] of Object.entries(existing)) if (!VIEW_ONLY.includes(k)) stored[k] = copy(v);
+  const eff = (existing && existing.effective) || {};
+  const effNet = eff.network_config || {};
+  const effLane = eff.concurrency_and_buffer_size || {};
   const known = existing ? types.find((t) => t.name === existing.name && !existing.custom_provider_config) : null;
   const typeSelect = h("select", {"data-path": "type", disabled: !isNew, "aria-label": "Provider type"},
     h("option", {value: "custom"}, "Custom (any compatible endpoint)"),
@@ -84,54 +136,84 @@ function openEditor(slot, existing, refresh) {
   typeSelect.value = isNew ? "custom" : known ? known.name : "custom";
   const name = h("input", {value: existing ? existing.name : "", "data-path": "name", placeholder: "e.g. my-vllm", disabled: !isNew, required: true});
   const baseType = h("select", {"data-path": "custom_provider_config.base_provider_type"}, baseTypes.filter((b) => b !== "mock").map((b) => h("option", {value: b}, b)));
-  baseType.value = existing && existing.custom_provider_config ? existing.custom_provider_config.base_provider_type : "openai";
-  const net = existing ? existing.network_config : {};
-  const baseUrl = h("input", {value: net.base_url || "", placeholder: "http://127.0.0.1:8000", "data-path": "network_config.base_url"});
-  const models = h("input", {value: existing ? existing.models.join(", ") : "", placeholder: "empty = any model", "data-path": "models"});
-  const lane = existing ? existing.concurrency_and_buffer_size : {};
-  const concurrency = h("input", {type: "number", min: 1, value: lane.explicit ? lane.concurrency : "", placeholder: String(lane.concurrency || "profile default"), "data-path": "concurrency_and_buffer_size.concurrency"});
-  const buffer = h("input", {type: "number", min: 0, value: lane.explicit ? lane.buffer_size : "", placeholder: String(lane.buffer_size || "profile default"), "data-path": "concurrency_and_buffer_size.buffer_size"});
-  const timeout = h("input", {type: "number", min: 1, step: "any", value: net.default_request_timeout_in_seconds ?? "", placeholder: "30", "data-path": "network_config.default_request_timeout_in_seconds"});
-  const retries = h("input", {type: "number", min: 0, value: net.max_retries ?? "", placeholder: "0", "data-path": "network_config.max_retries"});
+  baseType.value = stored.custom_provider_config ? stored.custom_provider_config.base_provider_type : "openai";
+  const net = stored.network_config || {};
+  const lane = stored.concurrency_and_buffer_size || {};
+  const baseUrl = h("input", {value: net.base_url || "", placeholder: effNet.base_url || "http://127.0.0.1:8000", "data-path": "network_config.base_url"});
+  const models = h("input", {value: (stored.models || []).join(", "), placeholder: "empty = any model", "data-path": "models"});
+  const concurrency = h("input", {type: "number", min: 1, value: lane.concurrency ?? "", placeholder: String(effLane.concurrency || "profile default"), "data-path": "concurrency_and_buffer_size.concurrency"});
+  const buffer = h("input", {type: "number", min: 0, value: lane.buffer_size ?? "", placeholder: String(effLane.buffer_size ?? "profile default"), "data-path": "concurrency_and_buffer_size.buffer_size"});
+  const timeout = h("input", {type: "number", min: 1, step: "any", value: net.default_request_timeout_in_seconds ?? "", placeholder: String(effNet.default_request_timeout_in_seconds ?? 30), "data-path": "network_config.default_request_timeout_in_seconds"});
+  const retries = h("input", {type: "number", min: 0, value: net.max_retries ?? "", placeholder: String(effNet.max_retries ?? 0), "data-path": "network_config.max_retries"});
   const keysBox = h("div", {"data-testid": "key-rows"});
-  const isAzure = () => (typeSelect.value === "custom" ? baseType.value : typeSelect.value) === "azure";
+  const kind = () => {
+    if (typeSelect.value === "custom") return (types.find((t) => t.name === baseType.value) || {}).kind || baseType.value;
+    return (types.find((t) => t.name === typeSelect.value) || {}).kind || typeSelect.value;
+  };
 
   const keyRow = (k, i) => {
+    const original = copy(k) || {};
     const azure = k.azure_key_config || {};
     const row = h("div", {class: "key-row", "data-key-row": i},
       h("input", {value: k.name || "", placeholder: "key name", "data-path": `keys[${i}].name`, "aria-label": "Key name"}),
-      h("input", {value: k.value || "", placeholder: existing ? "unchanged" : "sk-… or env.MY_KEY", "data-path": `keys[${i}].value`, "aria-label": "Key value", autocomplete: "off"}),
+      secretInput({"data-path": `keys[${i}].value`, "aria-label": "Key value"}, k.value, "sk-… or env.MY_KEY"),
       h("input", {value: (k.models || []).join(", "), placeholder: "models (empty = all)", "data-path": `keys[${i}].models`, "aria-label": "Models this key may serve"}),
-      h("input", {type: "number", min: 0, step: "any", value: k.weight ?? 1, "data-path": `keys[${i}].weight`, "aria-label": "Weight"}),
+      h("input", {type: "number", min: 0, step: "any", value: k.weight ?? "", placeholder: "weight 1", "data-path": `keys[${i}].weight`, "aria-label": "Weight"}),
       h("button", {type: "button", class: "ghost", onclick: () => row.remove(), "aria-label": "Remove key"}, "✕"));
-    if (isAzure()) {
+    row.original = original;
+    if (kind() === "azure") {
       row.append(
         h("input", {value: azure.endpoint || "", placeholder: "https://<resource>.openai.azure.com", "data-path": `keys[${i}].azure_key_config.endpoint`, "aria-label": "Azure endpoint"}),
         h("input", {value: Object.entries(azure.deployments || {}).map(([m, d]) => `${m}=${d}`).join(", "), placeholder: "model=deployment, …", "data-path": `keys[${i}].azure_key_config.deployments`, "aria-label": "Azure deployments"}),
         h("input", {value: azure.api_version || "2024-10-21", "data-path": `keys[${i}].azure_key_config.api_version`, "aria-label": "Azure API version"}));
     }
+    const block = KEY_BLOCKS[kind()];
+    if (block) {
+      const [blockName, fields] = block;
+      const values = k[blockName] || {};
+      row.append(h("div", {class: "key-block", "data-key-block": blockName},
+        fields.map(([field, label, secret, hint]) => {
+          const attrs = {"data-path": `keys[${i}].${blockName}.${field}`, "aria-label": label};
+          return h("label", {class: "field"}, h("span", {}, label), secret
+            ? secretInput(attrs, values[field], hint)
+            : h("input", {...attrs, value: values[field] ?? "", placeholder: hint}));
+        })));
+    }
     return row;
   };
   const addKey = (k = {}) => keysBox.append(keyRow(k, keysBox.children.length));
-  (existing ? existing.keys : [{name: "key-1", weight: 1}]).forEach((k) => addKey(k));
+  (existing ? stored.keys || [] : [{name: "key-1", weight: 1}]).forEach((k) => addKey(k));
 
+  const rerenderKeys = () => { const rows = [...keysBox.children].map(readKey); clear(keysBox); rows.forEach((k) => addKey(k)); };
   const syncType = () => {
     const t = types.find((x) => x.name === typeSelect.value);
     customRow.style.display = typeSelect.value === "custom" ? "" : "none";
     if (isNew && t) { name.value = t.name; name.disabled = true; baseUrl.placeholder = t.base_url || "per key"; }
     if (isNew && !t) { name.disabled = false; }
   };
-  typeSelect.addEventListener("change", syncType);
-  baseType.addEventListener("change", () => { const rows = [...keysBox.children].map(readKey); clear(keysBox); rows.forEach((k) => addKey(k)); });
+  typeSelect.addEventListener("change", () => { syncType(); rerenderKeys(); });
+  baseType.addEventListener("change", rerenderKeys);
 
   function readKey(row) {
     const val = (path) => row.querySelector(`[data-path$="${path}"]`)?.value ?? "";
-    const key = {name: val(".name").trim(), models: splitList(val(".models")), weight: Number(val(".weight") || 1)};
-    const value = val(".value");
-    if (value) key.value = value; // left empty on an existing key: the server keeps the stored secret
+    const key = copy(row.original) || {};
+    setOrDrop(key, "name", val(".name").trim());
+    setSecret(key, "value", val(".value"));
+    setOrDrop(key, "models", splitList(val(".models")));
+    setOrDrop(key, "weight", val(".weight") === "" ? "" : Number(val(".weight")));
     if (row.querySelector('[data-path$="azure_key_config.endpoint"]')) {
-      key.azure_key_config = {endpoint: val("azure_key_config.endpoint").trim(), api_version: val("azure_key_config.api_version").trim(),
+      key.azure_key_config = {...(key.azure_key_config || {}), endpoint: val("azure_key_config.endpoint").trim(), api_version: val("azure_key_config.api_version").trim(),
         deployments: Object.fromEntries(splitList(val("azure_key_config.deployments")).map((pair) => pair.split("=").map((s) => s.trim())))};
+    }
+    const blockBox = row.querySelector("[data-key-block]");
+    if (blockBox) {
+      const blockName = blockBox.dataset.keyBlock;
+      const block = key[blockName] || {};
+      for (const [field, , secret] of KEY_BLOCKS[kind()][1]) {
+        const typed = val(`${blockName}.${field}`);
+        if (secret) setSecret(block, field, typed); else setOrDrop(block, field, typed.trim());
+      }
+      if (Object.keys(block).length || blockName in key) key[blockName] = block;
     }
     return key;
   }
@@ -142,20 +224,19 @@ function openEditor(slot, existing, refresh) {
     event.preventDefault();
     for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
     clear(errorBox);
-    const body = {
-      keys: [...keysBox.children].map(readKey),
-      models: splitList(models.value),
-      network_config: {...(existing ? existing.network_config : {})},
-    };
-    if (baseUrl.value.trim()) body.network_config.base_url = baseUrl.value.trim(); else delete body.network_config.base_url;
-    if (timeout.value) body.network_config.default_request_timeout_in_seconds = Number(timeout.value);
-    if (retries.value !== "") body.network_config.max_retries = Number(retries.value);
-    if (concurrency.value || buffer.value) {
-      body.concurrency_and_buffer_size = {};
-      if (concurrency.value) body.concurrency_and_buffer_size.concurrency = Number(concurrency.value);
-      if (buffer.value) body.concurrency_and_buffer_size.buffer_size = Number(buffer.value);
-    }
-    if (typeSelect.value === "custom") body.custom_provider_config = {base_provider_type: baseType.value};
+    const body = copy(stored);
+    body.keys = [...keysBox.children].map(readKey);
+    setOrDrop(body, "models", splitList(models.value));
+    const network = body.network_config || {};
+    setOrDrop(network, "base_url", baseUrl.value.trim());
+    setOrDrop(network, "default_request_timeout_in_seconds", timeout.value === "" ? "" : Number(timeout.value));
+    setOrDrop(network, "max_retries", retries.value === "" ? "" : Number(retries.value));
+    if (Object.keys(network).length || "network_config" in stored) body.network_config = network;
+    const laneBody = body.concurrency_and_buffer_size || {};
+    setOrDrop(laneBody, "concurrency", concurrency.value === "" ? "" : Number(concurrency.value));
+    setOrDrop(laneBody, "buffer_size", buffer.value === "" ? "" : Number(buffer.value));
+    if (Object.keys(laneBody).length) body.concurrency_and_buffer_size = laneBody; else delete body.concurrency_and_buffer_size;
+    if (typeSelect.value === "custom") body.custom_provider_config = {...(body.custom_provider_config || {}), base_provider_type: baseType.value};
     save.disabled = true;
     try {
       if (isNew) await post("/api/providers", {name: name.value.trim(), ...body});
@@ -181,16 +262,14 @@ function openEditor(slot, existing, refresh) {
     h("label", {class: "field"}, h("span", {}, "Request timeout (s)"), timeout),
     h("label", {class: "field"}, h("span", {}, "Max retries"), retries)),
   h("h3", {}, "Keys"),
-  h("p", {class: "hint"}, existing ? "Stored values are never shown: leave a value empty to keep it. Write env.NAME to read a key from the environment." : "Write env.NAME to read a key from the environment instead of storing it."),
+  h("p", {class: "hint"}, existing ? "Stored secrets are never shown: leave a secret empty to keep it. Write env.NAME to read a value from the environment." : "Write env.NAME to read a value from the environment instead of storing it."),
   keysBox,
-  h("button", {type: "button", onclick: () => addKey({weight: 1}), "data-testid": "add-key"}, "+ Add key"),
+  h("button", {type: "button", onclick: () => addKey({}), "data-testid": "add-key"}, "+ Add key"),
   errorBox,
   h("div", {class: "card-actions"}, save, h("button", {type: "button", onclick: () => clear(slot)}, "Cancel")));
   syncType();
   clear(slot, form);
   form.scrollIntoView({behavior: "smooth", block: "start"});
-  // Existing keys show their masked value as a placeholder hint, never as an input value.
-  if (existing) for (const input of keysBox.querySelectorAll('[data-path$=".value"]')) { input.placeholder = `${input.value} (unchanged)`; input.value = ""; }
 }
 
 function showError(form, box, err) {

@@ -62,6 +62,14 @@ export async function mount(root) {
       h("dt", {}, "API"), h("dd", {}, h("a", {href: "/api/openapi.json"}, "OpenAPI document"), " · ", h("a", {href: "/metrics"}, "Prometheus metrics"))),
     session.auth_required ? h("div", {class: "card-actions"}, h("button", {type: "button", onclick: async () => { await api("DELETE", "/api/session"); location.reload(); }}, "Sign out")) : null);
 
-  root.append(h("div", {class: "page-head"}, h("h1", {}, "Settings")),
+  // config.json fields accepted but without effect here (GET /api/config "warnings", as printed at start-up).
+  const warnings = (config.warnings || []).length
+    ? h("section", {class: "panel", "data-testid": "config-warnings"},
+      h("h2", {}, `Config warnings (${config.warnings.length})`),
+      h("p", {class: "hint"}, "These config.json fields are accepted but have no effect in this gateway."),
+      h("ul", {}, config.warnings.map((w) => h("li", {class: "mono"}, w))))
+    : null;
+
+  root.append(h("div", {class: "page-head"}, h("h1", {}, "Settings")), warnings,
     h("div", {class: "grid charts"}, form, h("div", {class: "grid"}, profile, about)));
 }
