@@ -25,7 +25,7 @@ import ssl
 import time
 import zlib
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from runtime.core.lanes import Lane
 
@@ -33,6 +33,9 @@ _MAX_HEAD = 64 * 1024
 _HIGH_WATER = 1 << 20  # pause reading a stream whose reader lags by more than this
 _INFLATE_STEP = 256 * 1024  # inflate at most this much per zlib call, so a bomb is caught before it grows
 DEFAULT_MAX_BODY = 64 << 20
+# Characters a request-target may carry as they are; anything else (space, CR/LF, other controls,
+# non-ASCII, quotes, ...) is percent-encoded, so no URL can break the request line or need latin-1.
+_TARGET_SAFE = "/?#[]@!$&'()*+,;=:%~"
 
 
 class Headers(dict):
@@ -505,6 +508,9 @@ class HTTPClient:
         if origin is None:
             origin = self._origins[origin_key] = _Origin(parts.scheme, parts.hostname, port, self.limit_per_host)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Adapters encode client input (providers/common.path_segment); this is the backstop for any
+        # other text (a base_url from config): a no-op for a well-formed URL, computed once per URL.
+        path = quote(path, safe=_TARGET_SAFE, errors="backslashreplace")
         default_port = port == (443 if parts.scheme == "https" else 80)
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         host_header = host if default_port else f"{host}:{port}"
