@@ -261,3 +261,29 @@ def test_streams_keep_their_back_pressure() -> None:
     paused, total = asyncio.run(_stream_pauses())
     assert paused, "a stream whose reader lags must pause the socket"
     assert total == 8 * MIB
+
+
+async def _stream_bomb() -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join(packer.compress(bytes(MIB)) for _ in range(64)) + packer.flush()
+    runner, url = await _serve(bomb, "chunked", {"Content-Encoding": "gzip"})
+    client = HTTPClient(max_body=8 * MIB)
+    try:
+        response = await client.request("POST", url, {}, b"{}", connect_timeout=5, read_timeout=10)
+        try:
+            await response.readany()
+            await asyncio.sleep(0.5)  # the reader lags: what it has not read must stay under the cap
+            while await response.readany():
+                pass
+        finally:
+            response.close()
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+def test_stream_reader_that_lags_on_a_gzip_bomb_is_capped() -> None:
+    # A stream has no total cap (it is read as it comes), but what it holds unread is bounded by the same
+    # cap: the whole 64 MiB bomb is ~64 KB on the wire, one socket read, which must not inflate past 8 MiB.
+    with pytest.raises(BodyTooLarge):
+        asyncio.run(_stream_bomb())

@@ -289,3 +289,14 @@ def test_join_base_rule() -> None:
     assert join_base("http://v1", "/v1") == "http://v1/v1"  # a host named v1 is not a path
     assert join_base("https://api.perplexity.ai", "") == "https://api.perplexity.ai"
     assert join_base("https://generativelanguage.googleapis.com/v1beta", "/v1beta").endswith(".com/v1beta")
+
+
+def test_http_client_request_line_is_always_ascii() -> None:
+    # The backstop under the adapters: any URL text (e.g. a base_url from config) is percent-encoded
+    # once per URL, so no character can break the request line or need latin-1.
+    from runtime.core.httpclient import HTTPClient
+
+    _origin, line = HTTPClient()._target("http://127.0.0.1:9/a b/模型\r\nX: 1?q=é&r=1")
+    target = line.split(b" HTTP/1.1\r\n")[0]
+    assert line.isascii() and b"\r" not in target and b"\n" not in target
+    assert target == b" /a%20b/%E6%A8%A1%E5%9E%8BX:%201?q=%C3%A9&r=1"  # urlsplit itself drops CR/LF/TAB
