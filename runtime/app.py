@@ -67,7 +67,8 @@ def create_app(config: GatewayConfig) -> web.Application:
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         t = config.tuning
-        client = make_client(t.connection_pool_limit, t.connection_pool_limit_per_host, t.keepalive_timeout_s)
+        max_body = int(config.client.max_upstream_response_mb * (1 << 20))
+        client = make_client(t.connection_pool_limit, t.connection_pool_limit_per_host, t.keepalive_timeout_s, max_body)
         session = make_session()
         gateway.engine.client = client
         gateway.engine.session = session

@@ -13,6 +13,8 @@
     │   ├── UpstreamTimeout   504     timeout (connect, first byte, total, stream idle)
     │   ├── UpstreamUnreachable 502   connection_error
     │   └── UpstreamGarbage   502     bad_response: the provider's body could not be understood
+    │       └── UpstreamTooLarge 502  upstream_response_too_large: over client.max_upstream_response_mb
+    │                                 (not retried: asking again would bill the same oversized answer)
     └── ClientGone            499     the client disconnected; only ever logged, never sent
 
 Each error renders as OpenAI's `{"error": {message, type, code, param}}` plus `is_bifrost_error`,
@@ -128,6 +130,16 @@ class UpstreamGarbage(ProviderError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=502, type="bad_response", code="bad_response")
         self.retryable = True
+
+
+class UpstreamTooLarge(UpstreamGarbage):
+    """The answer exceeded client.max_upstream_response_mb. Never retried on the same target: the
+    provider would bill the same oversized answer again (a fallback to another target is still tried)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = "upstream_response_too_large"
+        self.retryable = False
 
 
 class ClientGone(GatewayError):

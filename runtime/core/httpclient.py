@@ -8,10 +8,12 @@ response incrementally does the same job for a fraction of that.
 
 What it does: HTTP/1.1 with keep-alive, a pool per origin (idle connections expire after
 `keepalive_s`; an optional cap on connections per origin), TLS through the loop, Content-Length,
-chunked and read-until-close bodies, gzip/deflate if a server sends them anyway, back-pressure for
-slow stream readers, and timeouts (connect; per read, for stream idleness; a whole-response deadline
-is the caller's `asyncio.timeout`). A connection that broke is never retried here: a POST to an LLM
-costs money, and whether the server saw it cannot be known, so that decision is the retry policy's.
+chunked and read-until-close bodies, gzip/deflate if a server sends them anyway (inflated in bounded
+steps), back-pressure for slow stream readers (only for them: `read()` collects the whole body without
+pausing), a cap on the body held (`max_body`, after inflation; BodyTooLarge past it), and timeouts
+(connect; per read, for stream idleness; a whole-response deadline is the caller's `asyncio.timeout`).
+A connection that broke is never retried here: a POST to an LLM costs money, and whether the server
+saw it cannot be known, so that decision is the retry policy's.
 What it does not do: proxies, HTTP/2, redirects, cookies — none are used by provider APIs.
 """
 
@@ -23,12 +25,17 @@ import ssl
 import time
 import zlib
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from runtime.core.lanes import Lane
 
 _MAX_HEAD = 64 * 1024
 _HIGH_WATER = 1 << 20  # pause reading a stream whose reader lags by more than this
+_INFLATE_STEP = 256 * 1024  # inflate at most this much per zlib call, so a bomb is caught before it grows
+DEFAULT_MAX_BODY = 64 << 20
+# Characters a request-target may carry as they are; anything else (space, CR/LF, other controls,
+# non-ASCII, quotes, ...) is percent-encoded, so no URL can break the request line or need latin-1.
+_TARGET_SAFE = "/?#[]@!$&'()*+,;=:%~"
 
 
 class Headers(dict):
@@ -54,6 +61,14 @@ class ConnectError(HTTPClientError):
 
 class ServerDisconnected(HTTPClientError):
     pass
+
+
+class BodyTooLarge(HTTPClientError):
+    """The body (after gzip/deflate inflation) is larger than the client's `max_body`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"upstream response body is larger than {limit} bytes")
+        self.limit = limit
 
 
 class ReadTimeout(TimeoutError):
@@ -128,6 +143,11 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def pause_for(self, response: Response) -> None:
+        # Back-pressure is for stream readers (readany) only: a reader that collects the whole body
+        # (read) consumes nothing until the end, so pausing for it would stall until the timeout.
+        # Its memory is bounded by the body cap instead.
+        if response._collect:
+            return
         if not self._paused and self.transport is not None and response._buffered > _HIGH_WATER:
             self._paused = True
             self.transport.pause_reading()
@@ -280,11 +300,13 @@ class Response:
     __slots__ = (
         "_buffered",
         "_chunks",
+        "_collect",
         "_conn",
         "_done",
         "_error",
         "_got_bytes",
         "_inflate",
+        "_limit",
         "_read_timeout",
         "_released",
         "_waiter",
@@ -295,7 +317,9 @@ class Response:
         "status",
     )
 
-    def __init__(self, conn: _Connection, method: str, read_timeout: float | None) -> None:
+    def __init__(
+        self, conn: _Connection, method: str, read_timeout: float | None, limit: int = DEFAULT_MAX_BODY
+    ) -> None:
         self._conn = conn
         self.method = method
         self.status = 0
@@ -311,6 +335,8 @@ class Response:
         self._inflate: Any = None
         self._released = False
         self._read_timeout = read_timeout
+        self._limit = limit  # most body bytes held at once: all of it for read(), the unread part for readany()
+        self._collect = False  # read() is collecting the whole body: no back-pressure pauses
 
     # -- fed by the connection -----------------------------------------------------------------------
     def _wake(self) -> None:
@@ -322,27 +348,42 @@ class Response:
         self._wake()
 
     def _feed(self, data: bytes) -> None:
-        if self._inflate is not None:
-            try:
-                data = self._inflate.decompress(data)
-            except zlib.error as exc:
-                raise HTTPClientError(f"upstream sent a corrupt compressed body: {exc}") from None
-        if data:
-            self._chunks.append(data)
-            self._buffered += len(data)
-            self._wake()
+        inflate = self._inflate
+        if inflate is None:
+            self._hold(data)
+            return
+        # Inflate in bounded steps: a few KB of gzip can expand to GBs, so the cap is checked after
+        # each step and a bomb fails with at most the cap plus one step in memory.
+        try:
+            self._hold(inflate.decompress(data, _INFLATE_STEP))
+            while inflate.unconsumed_tail:
+                self._hold(inflate.decompress(inflate.unconsumed_tail, _INFLATE_STEP))
+        except zlib.error as exc:
+            raise HTTPClientError(f"upstream sent a corrupt compressed body: {exc}") from None
+
+    def _hold(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._buffered + len(data) > self._limit:
+            raise BodyTooLarge(self._limit)
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self._wake()
 
     def _complete(self) -> None:
         if self._inflate is not None:
-            tail = self._inflate.flush()
-            if tail:
-                self._chunks.append(tail)
-                self._buffered += len(tail)
+            try:
+                self._hold(self._inflate.flush())
+            except HTTPClientError as exc:
+                self._fail(exc)
+                self._conn.close()
+                return
         self._done = True
         self._wake()
 
     def _fail(self, exc: BaseException) -> None:
-        if not self._done:
+        # The first failure is the cause; a disconnect that follows our own close must not hide it.
+        if not self._done and self._error is None:
             self._error = exc
             self._wake()
 
@@ -363,7 +404,14 @@ class Response:
 
     # -- reading -------------------------------------------------------------------------------------
     async def read(self) -> bytes:
-        """The whole body (waits for the end)."""
+        """The whole body (waits for the end). Raises BodyTooLarge past the client's `max_body`."""
+        if not self._collect:
+            self._collect = True
+            if not self._done and self._inflate is None and self._conn._state == "body":
+                declared = self._declared_length()
+                if declared > self._limit:  # no need to download what will be refused
+                    raise BodyTooLarge(self._limit)
+            self._conn.resume()  # it may have paused before this reader came
         while not self._done:
             if self._error is not None:
                 raise self._error
@@ -389,6 +437,12 @@ class Response:
         self._buffered = 0
         self._conn.resume()
         return data
+
+    def _declared_length(self) -> int:
+        try:
+            return int(self.headers.get("content-length", "0"))
+        except ValueError:
+            return 0
 
     @property
     def finished(self) -> bool:
@@ -423,8 +477,10 @@ class HTTPClient:
         keepalive_s: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         limit: int = 0,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.limit_per_host = limit_per_host
+        self.max_body = max_body  # bytes of body (after inflation) one response may hold
         # Caps on open sockets (0 = none); lanes already bound requests per provider, these bound sockets.
         self._total = Lane("upstream", limit, 1 << 30, False) if limit > 0 else None
         self.keepalive_s = keepalive_s
@@ -452,6 +508,9 @@ class HTTPClient:
         if origin is None:
             origin = self._origins[origin_key] = _Origin(parts.scheme, parts.hostname, port, self.limit_per_host)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Adapters encode client input (providers/common.path_segment); this is the backstop for any
+        # other text (a base_url from config): a no-op for a well-formed URL, computed once per URL.
+        path = quote(path, safe=_TARGET_SAFE, errors="backslashreplace")
         default_port = port == (443 if parts.scheme == "https" else 80)
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         host_header = host if default_port else f"{host}:{port}"
@@ -487,7 +546,7 @@ class HTTPClient:
         await self._acquire_slots(origin, connect_timeout)
         try:
             conn = await self._connection(origin, connect_timeout)
-            response = Response(conn, method, read_timeout)
+            response = Response(conn, method, read_timeout, self.max_body)
             conn.start(response, data)
             try:
                 while not response.status:

@@ -10,13 +10,26 @@ import asyncio
 
 import aiohttp
 
-from runtime.core.httpclient import ConnectError, ConnectTimeout, HTTPClient, HTTPClientError, ReadTimeout
-from runtime.errors import GatewayError, UpstreamGarbage, UpstreamTimeout, UpstreamUnreachable
+from runtime.core.httpclient import (
+    DEFAULT_MAX_BODY,
+    BodyTooLarge,
+    ConnectError,
+    ConnectTimeout,
+    HTTPClient,
+    HTTPClientError,
+    ReadTimeout,
+)
+from runtime.errors import GatewayError, UpstreamGarbage, UpstreamTimeout, UpstreamTooLarge, UpstreamUnreachable
 
 
-def make_client(pool_limit: int, pool_limit_per_host: int, keepalive_s: float) -> HTTPClient:
-    """The app's upstream client (hot path). Created inside the running loop (cleanup_ctx)."""
-    return HTTPClient(limit=pool_limit, limit_per_host=pool_limit_per_host, keepalive_s=keepalive_s)
+def make_client(
+    pool_limit: int, pool_limit_per_host: int, keepalive_s: float, max_body: int = DEFAULT_MAX_BODY
+) -> HTTPClient:
+    """The app's upstream client (hot path). Created inside the running loop (cleanup_ctx).
+
+    `max_body` is `client.max_upstream_response_mb` in bytes: the most one upstream answer may hold.
+    """
+    return HTTPClient(limit=pool_limit, limit_per_host=pool_limit_per_host, keepalive_s=keepalive_s, max_body=max_body)
 
 
 def make_session() -> aiohttp.ClientSession:
@@ -37,6 +50,11 @@ def transport_error(exc: BaseException, provider: str, phase: str, seconds: floa
             phase, "request_timeout"
         )
         return UpstreamTimeout(f"provider '{provider}' sent no {phase} within {seconds:g}s", code=code)
+    if isinstance(exc, BodyTooLarge):
+        return UpstreamTooLarge(
+            f"provider '{provider}' answered with more than {exc.limit / (1 << 20):g} MB (after decompression); "
+            "raise client.max_upstream_response_mb to accept larger answers"
+        )
     if isinstance(exc, ConnectError):
         return UpstreamUnreachable(f"provider '{provider}': {exc}")
     if isinstance(exc, HTTPClientError) and "closed the connection" in str(exc):

@@ -17,7 +17,7 @@ from runtime.providers.base import ParsedResponse, UpstreamRequest
 from runtime.providers.capabilities import COUNT_TOKENS, operations_for
 from runtime.providers.common import error_body, loads_object, raw_text
 from runtime.providers.openai import retry_after_seconds
-from runtime.providers.registry import ProviderSpec
+from runtime.providers.registry import ProviderSpec, join_base
 
 API_VERSION = "2023-06-01"
 
@@ -40,7 +40,7 @@ class AnthropicAdapter:
         key: KeyConfig,
         stream: bool,
     ) -> UpstreamRequest:
-        base = f"{provider.network.base_url}{spec.path_prefix}/messages"
+        base = f"{join_base(provider.network.base_url, spec.path_prefix)}/messages"
         headers = {
             "Content-Type": "application/json",
             "x-api-key": key.value,

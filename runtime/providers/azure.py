@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from runtime.providers.common import path_segment
 from runtime.providers.openai import PATHS, OpenAIAdapter, openai_error
 from runtime.providers.registry import ProviderSpec
 
@@ -23,7 +24,9 @@ class AzureAdapter(OpenAIAdapter):
         azure = key.azure
         assert azure is not None, "config validation guarantees azure_key_config on Azure keys"
         endpoint = provider.network.base_url or azure.endpoint
-        deployment = azure.deployments.get(model, model)
+        # The deployment is the client's model unless the key maps it: one encoded segment either way,
+        # so a model like "gpt-4o?api-version=…#" cannot replace the configured api-version.
+        deployment = path_segment(azure.deployments.get(model, model))
         return f"{endpoint}/openai/deployments/{deployment}{PATHS[op]}?api-version={azure.api_version}"
 
     def auth_headers(self, key: KeyConfig) -> dict[str, str]:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
@@ -28,7 +27,7 @@ from runtime.providers import sigv4
 from runtime.providers.base import EMBEDDINGS, ParsedResponse, UpstreamRequest
 from runtime.providers.bedrock_stream import ConverseStream
 from runtime.providers.capabilities import operations_for
-from runtime.providers.common import error_body, raw_text, stable_id
+from runtime.providers.common import error_body, path_segment, raw_text, stable_id
 from runtime.providers.openai import retry_after_seconds
 from runtime.providers.registry import ProviderSpec
 
@@ -69,7 +68,8 @@ class BedrockAdapter:
         config = key_config(key)
         region = str(config.get("region") or DEFAULT_REGION)
         base = (provider.network.base_url or "").replace("{region}", region)
-        path = f"{base}{spec.path_prefix}/model/{quote(model_id(model, config), safe='')}"
+        # Encoded like botocore does (":" of versioned ids too); sigv4 signs the encoded path.
+        path = f"{base}{spec.path_prefix}/model/{path_segment(model_id(model, config), '')}"
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if op == EMBEDDINGS:
             url, payload = f"{path}/invoke", wire.build_embed_body(body, model)

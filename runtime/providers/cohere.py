@@ -41,7 +41,7 @@ from runtime.providers.common import (
     tool_choice_of,
 )
 from runtime.providers.openai import retry_after_seconds
-from runtime.providers.registry import ProviderSpec
+from runtime.providers.registry import ProviderSpec, join_base
 from runtime.wire.sse import SSEParser
 
 FINISH = {
@@ -281,7 +281,7 @@ class CohereAdapter:
         key: KeyConfig,
         stream: bool,
     ) -> UpstreamRequest:
-        base = f"{provider.network.base_url}{spec.path_prefix}"
+        base = join_base(provider.network.base_url, spec.path_prefix)
         headers = {
             "Content-Type": "application/json",
             "Authorization": f"Bearer {key.value}",

@@ -4,9 +4,11 @@ and chunk dicts, and decoding error bodies. Nothing here touches the network, th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import ujson
 
@@ -31,6 +33,27 @@ def loads_object(raw: bytes | str, what: str) -> dict[str, Any]:
 
 def dumps(obj: Any) -> str:
     return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False)
+
+
+# -- client input in upstream URLs ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=2048)
+def path_segment(value: str, safe: str = "@") -> str:
+    """A client-supplied string (a model, a deployment) as ONE upstream URL path segment.
+
+    Percent-encodes everything but unreserved characters (and `safe`: "@" by default, a legal path
+    character that Vertex's Claude ids use), so `/`, `?`, `#`, `:`, `%`, spaces, CR/LF and non-ASCII
+    can never change the upstream path, query or method; "", "." and ".." (dot segments a server or
+    proxy would collapse) and text that is not valid Unicode are refused with a 400. The one place
+    every adapter encodes client input for a URL; cached because the same few models repeat.
+    """
+    if value in ("", ".", ".."):
+        raise InvalidRequest(f"model name {value!r} is not valid", param="model")
+    try:
+        return quote(value, safe=safe)
+    except UnicodeEncodeError:  # a lone surrogate: no URL can carry it
+        raise InvalidRequest("model name is not valid Unicode", param="model") from None
 
 
 # -- reading the OpenAI request ---------------------------------------------------------------------------

@@ -20,13 +20,25 @@ from runtime.providers import gemini_request as request
 from runtime.providers import gemini_response as response
 from runtime.providers.base import EMBEDDINGS, ParsedResponse, UpstreamRequest
 from runtime.providers.capabilities import COUNT_TOKENS, operations_for
-from runtime.providers.common import error_body, loads_object, raw_text
+from runtime.providers.common import error_body, loads_object, path_segment, raw_text
 from runtime.providers.openai import retry_after_seconds
-from runtime.providers.registry import ProviderSpec
+from runtime.providers.registry import ProviderSpec, join_base
+
+_COLLECTIONS = ("models/", "tunedModels/")
 
 
 def model_path(model: str) -> str:
-    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+    """The model's resource name as the request BODY names it (`models/x`, `tunedModels/x`)."""
+    return model if model.startswith(_COLLECTIONS) else f"models/{model}"
+
+
+def model_url_path(model: str) -> str:
+    """The same resource name for the URL: the collection, then the id as one encoded path segment,
+    so no model string can reach another path, method (`:x`) or query."""
+    for collection in _COLLECTIONS:
+        if model.startswith(collection):
+            return collection + path_segment(model[len(collection) :])
+    return "models/" + path_segment(model)
 
 
 def parse_count(raw: bytes) -> ParsedResponse:
@@ -61,7 +73,7 @@ class GeminiAdapter:
         stream: bool,
     ) -> UpstreamRequest:
         path = model_path(model)
-        base = f"{provider.network.base_url}{spec.path_prefix}/{path}"
+        base = f"{join_base(provider.network.base_url, spec.path_prefix)}/{model_url_path(model)}"
         headers = {"Content-Type": "application/json", "x-goog-api-key": key.value}
         if provider.network.extra_headers:
             headers.update(provider.network.extra_headers)
@@ -97,4 +109,4 @@ class GeminiAdapter:
         return models
 
 
-__all__ = ["GeminiAdapter", "google_error", "model_path", "parse_count"]
+__all__ = ["GeminiAdapter", "google_error", "model_path", "model_url_path", "parse_count"]

@@ -17,7 +17,7 @@ import ujson
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError, UpstreamGarbage
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ParsedResponse, UpstreamRequest, Usage
-from runtime.providers.registry import ProviderSpec
+from runtime.providers.registry import ProviderSpec, join_base
 from runtime.wire.sse import SSEParser
 
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
@@ -151,7 +151,7 @@ class OpenAIAdapter:
     local = False
 
     def url(self, provider: ProviderConfig, spec: ProviderSpec, op: str, model: str, key: KeyConfig) -> str:
-        return f"{provider.network.base_url}{spec.path_prefix}{PATHS[op]}"
+        return f"{join_base(provider.network.base_url, spec.path_prefix)}{PATHS[op]}"
 
     def auth_headers(self, key: KeyConfig) -> dict[str, str]:
         return {"Authorization": f"Bearer {key.value}"} if key.value else {}

@@ -3,12 +3,16 @@
 Adding an OpenAI-compatible provider is one row. `base_url` is the default base that a user's
 `network_config.base_url` replaces as a whole (for OpenAI that is exactly the origin); the adapter
 appends `path_prefix` and the documented path (`/chat/completions`, ...). This is the Go Bifrost rule,
-so a user's existing `base_url` values keep working.
+so a user's existing `base_url` values keep working. Go's docs write base_url without the version
+(`/v1`) but users write both, so `join_base` appends `path_prefix` only when the base does not already
+end with it: `https://api.openai.com` and `https://api.openai.com/v1` both reach `/v1/chat/completions`.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +202,21 @@ _NATIVE = (
 )
 
 PROVIDER_SPECS: dict[str, ProviderSpec] = {spec.name: spec for spec in (*_OPENAI_COMPATIBLE, *_OTHERS, *_NATIVE)}
+
+
+@functools.lru_cache(maxsize=512)
+def join_base(base_url: str | None, path_prefix: str) -> str:
+    """`base_url` + the provider's version prefix, exactly once (no `/v1/v1/...`).
+
+    A base whose PATH already ends with the prefix (`http://localhost:11434/v1`, Groq's
+    `https://api.groq.com/openai/v1`) is used as is; otherwise the prefix is appended (Groq's default
+    `https://api.groq.com/openai` -> `/openai/v1`). Trailing slashes are dropped first. Cached: the
+    same few bases are joined on every request.
+    """
+    base = (base_url or "").rstrip("/")
+    if path_prefix and urlsplit(base).path.endswith(path_prefix):
+        return base
+    return base + path_prefix
 
 
 def register_spec(spec: ProviderSpec) -> None:

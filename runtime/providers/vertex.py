@@ -29,10 +29,10 @@ from runtime.providers import gemini_response as gemini_out
 from runtime.providers.anthropic import AnthropicAdapter
 from runtime.providers.base import EMBEDDINGS, ParsedResponse, StreamTranslator, UpstreamRequest, Usage
 from runtime.providers.capabilities import COUNT_TOKENS, operations_for
-from runtime.providers.common import embeddings_list, error_body, input_texts, loads_object
+from runtime.providers.common import embeddings_list, error_body, input_texts, loads_object, path_segment
 from runtime.providers.gemini import google_error, parse_count
 from runtime.providers.google_auth import TokenCache, service_account
-from runtime.providers.registry import ProviderSpec
+from runtime.providers.registry import ProviderSpec, join_base
 
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 DEFAULT_REGION = "us-central1"
@@ -83,7 +83,8 @@ class VertexAdapter:
                 code="missing_project",
             )
         region = str(config.get("region") or DEFAULT_REGION)
-        root = f"{base_url(provider, region)}{spec.path_prefix}/projects/{project}/locations/{region}/publishers"
+        base = join_base(base_url(provider, region), spec.path_prefix)
+        root = f"{base}/projects/{project}/locations/{region}/publishers"
         headers = {"Content-Type": "application/json"}
         if provider.network.extra_headers:
             headers.update(provider.network.extra_headers)
@@ -97,8 +98,9 @@ class VertexAdapter:
             )
             payload["anthropic_version"] = ANTHROPIC_VERSION
             method = "streamRawPredict" if stream else "rawPredict"
-            return UpstreamRequest("POST", f"{root}/anthropic/models/{model}:{method}", headers, payload)
-        url = f"{root}/google/models/{model}"
+            url = f"{root}/anthropic/models/{path_segment(model)}:{method}"
+            return UpstreamRequest("POST", url, headers, payload)
+        url = f"{root}/google/models/{path_segment(model)}"
         if op == EMBEDDINGS:
             instances = [
                 {"content": text, **({"task_type": body["task_type"]} if body.get("task_type") else {})}
