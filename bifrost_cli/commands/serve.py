@@ -12,6 +12,7 @@ from bifrost_cli import console
 from bifrost_cli.profiles import PROFILE_CHOICES
 from bifrost_cli.startup import build_startup
 from runtime.config.load import ConfigError
+from runtime.listen import StartError
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
@@ -70,8 +71,14 @@ def run_serve(
     except ConfigError as exc:
         console.error(f"invalid configuration: {exc}")
         sys.exit(2)
-    console.banner(startup.config, startup.banner_rows())
-    sys.exit(runtime.run(startup.config))
+    rows = startup.banner_rows()
+    try:
+        # The banner is printed once the address is bound, so it shows the real port (--port 0).
+        code = runtime.run(startup.config, on_listening=lambda bound: console.banner(bound, rows))
+    except StartError as exc:  # port in use, permission, unknown host: one line, no traceback
+        console.error(str(exc))
+        sys.exit(1)
+    sys.exit(code)
 
 
 @click.command("serve")
