@@ -33,7 +33,8 @@ class HeadTimeoutHandler(RequestHandler):  # type: ignore[type-arg]
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._waiting_for_head():
+        waiter = self._waiter  # inlined _waiting_for_head(): this runs for every read of every connection
+        if waiter is not None and not waiter.done():
             # Part of a head arrived (a complete one would have resolved the waiter): start the clock once.
             if self._head_timer is None and data and self._head_timeout:
                 self._head_timer = self._loop.call_later(self._head_timeout, self._head_deadline)
