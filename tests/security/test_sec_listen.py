@@ -12,6 +12,8 @@ import errno
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from harness import make_config, openai_provider
-from harness.process import Gateway, spawn
+from harness.process import REPO_ROOT, Gateway, gateway_env, spawn
 
 from bifrost_cli.console import shown_url
 from runtime.listen import ListenError
@@ -147,3 +149,22 @@ def test_banner_shows_base_url_overrides_without_secrets(start_gateway) -> None:
 def test_banner_url_never_shows_userinfo_or_query() -> None:
     shown = shown_url("https://user:pa55word@llm.example:8443/v1?key=sk-query-secret#frag")
     assert shown == "https://llm.example:8443/v1"
+
+
+def test_supervisor_stops_when_a_worker_cannot_listen(tmp_path: Path, occupied_port: int) -> None:
+    """The race the supervisor's own check cannot close (the port taken between its check and the workers'
+    bind): workers that cannot listen are not restarted; the supervisor stops them all and fails."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from runtime.config.model import GatewayConfig\n"
+        "from runtime.server import _supervise\n"
+        f"config = GatewayConfig(port={occupied_port}, workers=2, app_dir=Path({str(tmp_path)!r}))\n"
+        "sys.exit(_supervise(config, 'fork'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=gateway_env(), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{occupied_port}: address already in use" in result.stderr
+    assert "starting a new one" not in result.stderr  # never restarted
