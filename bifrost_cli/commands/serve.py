@@ -44,7 +44,8 @@ def serve_options(f):  # type: ignore[no-untyped-def]
             envvar="BIFROST_WORKERS",
             type=click.IntRange(1, 256),
             default=None,
-            help="Worker processes sharing the port (SO_REUSEPORT) [default: the profile's].",
+            help="Worker processes sharing the port (SO_REUSEPORT) [default: the profile's]. They start by "
+            "fork on Linux, by spawn elsewhere; env BIFROST_MP_START=spawn|fork|forkserver forces one.",
         ),
         # No click envvar: BIFROST_PROFILE is read by resolve_profile so the banner can say where
         # the profile came from (flag > env > config.json > auto).
