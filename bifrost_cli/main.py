@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import click
@@ -36,4 +37,7 @@ cli.add_command(config)
 
 
 def main() -> None:
+    # A frozen (PyInstaller) build re-runs this entry point in each spawned worker: hand it to
+    # multiprocessing instead of starting a second CLI. A no-op everywhere else.
+    multiprocessing.freeze_support()
     cli(prog_name="bifrost")

@@ -5,26 +5,42 @@ address with SO_REUSEPORT (the kernel spreads connections); this process then on
 it forwards SIGTERM/SIGINT, restarts a worker that dies unexpectedly, and exits with the workers'
 status. On a stop signal a worker stops accepting, lets in-flight requests and streams finish up to
 `tuning.shutdown_grace_s`, drains the request log, and exits 0.
+
+Before any worker starts, this process binds the address once, so a port in use (or any other bind
+error) ends the start at once with one line (ListenError), and `--port 0` is resolved to the real port
+that the banner shows and every worker binds. Workers start with `fork` on Linux and `spawn` elsewhere;
+`BIFROST_MP_START=spawn` forces spawn (the config pickles).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from runtime.app import create_app
 from runtime.config.model import GatewayConfig
+from runtime.http.body import BODY_READING, BodyReading
+from runtime.http.protocol import HardenedAppRunner
+from runtime.listen import ListenError, StartError, bind_sockets, bound_port
 
 log = logging.getLogger("bifrost")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# A worker that cannot bind exits with this code; the supervisor then stops instead of restarting it.
+EXIT_CANNOT_LISTEN = 3
+# Forces the worker start method ("spawn", "fork", "forkserver"); spawn is what macOS and Windows use.
+START_METHOD_ENV = "BIFROST_MP_START"
 
 
 def _configure_logging(level: str) -> None:
@@ -41,17 +57,31 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-async def serve(config: GatewayConfig, reuse_port: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT, then drain. Usable from tests and embedders."""
+async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[socket.socket] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then drain. Usable from tests and embedders.
+
+    `sockets`: already bound listening sockets (run() binds before starting); else binds config.host/port
+    here (raises ListenError) before the app starts anything.
+    """
+    if sockets is None:
+        sockets = bind_sockets(
+            config.host, config.port, backlog=config.tuning.listen_backlog, listen=True, reuse_port=reuse_port
+        )
+    client = config.client
     app = create_app(config)
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=config.tuning.shutdown_grace_s
+    app[BODY_READING] = BodyReading.from_client(client, config.workers)
+    runner = HardenedAppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.tuning.shutdown_grace_s,
+        # Slow clients: an idle connection, and a request head that is not complete in time, are closed.
+        keepalive_timeout=client.keepalive_idle_timeout_in_seconds,
+        header_read_timeout=client.header_read_timeout_in_seconds,
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner, config.host, config.port, reuse_port=reuse_port or None, backlog=config.tuning.listen_backlog
-    )
-    await site.start()
+    for sock in sockets:
+        await web.SockSite(runner, sock, backlog=config.tuning.listen_backlog).start()
     addresses = [f"http://{a[0]}:{a[1]}" for a in runner.addresses if isinstance(a, tuple)]
     log.info("worker %d listening on %s", os.getpid(), ", ".join(addresses))
     stop = asyncio.Event()
@@ -77,25 +107,66 @@ async def serve(config: GatewayConfig, reuse_port: bool = False) -> None:
 
 def _worker_main(config: GatewayConfig) -> None:
     _configure_logging(config.log_level)
+    try:
+        # Bound here, before the event loop and the app: a worker that cannot listen starts nothing.
+        sockets = bind_sockets(
+            config.host, config.port, backlog=config.tuning.listen_backlog, listen=True, reuse_port=True
+        )
+    except ListenError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(EXIT_CANNOT_LISTEN)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
-        runner.run(serve(config, reuse_port=True))
+        runner.run(serve(config, sockets=sockets))
 
 
-def run(config: GatewayConfig) -> int:
-    """Serve with `config.workers` processes; returns the exit status."""
+def run(config: GatewayConfig, on_listening: Callable[[GatewayConfig], None] | None = None) -> int:
+    """Serve with `config.workers` processes; returns the exit status.
+
+    Binds first: raises ListenError (port in use, permission, unknown host) before anything starts, and
+    StartError for an unusable BIFROST_MP_START. `on_listening(config)` is called once the address is
+    bound, with `config.port` the real port (so `--port 0` shows the port it got).
+    """
     _configure_logging(config.log_level)
+    if config.workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        log.warning("this platform cannot share a port between processes (no SO_REUSEPORT); running 1 worker")
+        config = dataclasses.replace(config, workers=1)
+    backlog = config.tuning.listen_backlog
     if config.workers <= 1:
+        sockets = bind_sockets(config.host, config.port, backlog=backlog, listen=True, reuse_port=False)
+        config = dataclasses.replace(config, port=bound_port(sockets))
+        if on_listening is not None:
+            on_listening(config)
         with asyncio.Runner(loop_factory=_new_loop) as runner:
-            runner.run(serve(config))
+            runner.run(serve(config, sockets=sockets))
         return 0
-    return _supervise(config)
+    method = _start_method()
+    # The check: bind (no listen, no SO_REUSEPORT) so a port held by anyone, even another gateway's
+    # SO_REUSEPORT workers, is refused now; port 0 becomes the port every worker then binds.
+    probe = bind_sockets(config.host, config.port, backlog=backlog, listen=False, reuse_port=False)
+    config = dataclasses.replace(config, port=bound_port(probe))
+    for sock in probe:
+        sock.close()
+    if on_listening is not None:
+        on_listening(config)
+    return _supervise(config, method)
 
 
-def _supervise(config: GatewayConfig) -> int:
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    mp = multiprocessing.get_context(method)
+def _start_method() -> str:
+    forced = os.environ.get(START_METHOD_ENV, "").strip().lower()
+    if not forced:
+        return "fork" if sys.platform.startswith("linux") else "spawn"
+    methods = multiprocessing.get_all_start_methods()
+    if forced not in methods:
+        raise StartError(f"{START_METHOD_ENV}={forced!r} is not a start method here; use one of {', '.join(methods)}")
+    return forced
+
+
+def _supervise(config: GatewayConfig, method: str) -> int:
+    # Any: typeshed's BaseContext (what get_context(str) returns) does not declare Process.
+    mp: Any = multiprocessing.get_context(method)
     workers: list[multiprocessing.process.BaseProcess] = []
     stopping = False
+    cannot_listen = False
 
     def start_worker() -> multiprocessing.process.BaseProcess:
         proc = mp.Process(target=_worker_main, args=(config,), name="bifrost-worker", daemon=False)
@@ -117,6 +188,11 @@ def _supervise(config: GatewayConfig) -> int:
         for i, proc in enumerate(workers):
             if proc.is_alive() or stopping:
                 continue
+            if proc.exitcode == EXIT_CANNOT_LISTEN:  # restarting cannot help: stop (it said why)
+                log.error("a worker could not listen on %s:%s; stopping", config.host, config.port)
+                cannot_listen = True
+                on_signal(signal.SIGTERM, None)
+                break
             now = time.monotonic()
             restarts = [t for t in restarts if now - t < 60]
             if len(restarts) >= 5 * config.workers:
@@ -130,4 +206,4 @@ def _supervise(config: GatewayConfig) -> int:
             break
         time.sleep(0.2)
     codes = [p.exitcode or 0 for p in workers]
-    return 0 if all(c == 0 for c in codes) else 1
+    return 0 if all(c == 0 for c in codes) and not cannot_listen else 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,10 @@ def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
             monkeypatch.delenv(name)
     monkeypatch.setattr(startup, "detect_instance", lambda: m.instance)
 
-    def fake_run(config: GatewayConfig) -> int:
+    def fake_run(config: GatewayConfig, on_listening: Callable[[GatewayConfig], None] | None = None) -> int:
         m.runs.append(config)
+        if on_listening is not None:  # as runtime.run does once bound (it prints the banner)
+            on_listening(config)
         return 0
 
     monkeypatch.setattr(runtime, "run", fake_run)

@@ -13,6 +13,8 @@ from bifrost_cli.commands.config import print_warnings
 from bifrost_cli.profiles import PROFILE_CHOICES
 from bifrost_cli.startup import build_startup
 from runtime.config.load import ConfigError
+from runtime.config.model import GatewayConfig
+from runtime.listen import StartError
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
@@ -44,7 +46,8 @@ def serve_options(f):  # type: ignore[no-untyped-def]
             envvar="BIFROST_WORKERS",
             type=click.IntRange(1, 256),
             default=None,
-            help="Worker processes sharing the port (SO_REUSEPORT) [default: the profile's].",
+            help="Worker processes sharing the port (SO_REUSEPORT) [default: the profile's]. They start by "
+            "fork on Linux, by spawn elsewhere; env BIFROST_MP_START=spawn|fork|forkserver forces one.",
         ),
         # No click envvar: BIFROST_PROFILE is read by resolve_profile so the banner can say where
         # the profile came from (flag > env > config.json > auto).
@@ -71,9 +74,20 @@ def run_serve(
     except ConfigError as exc:
         console.error(f"invalid configuration: {exc}")
         sys.exit(2)
-    console.banner(startup.config, startup.banner_rows())
-    print_warnings(startup.config)
-    sys.exit(runtime.run(startup.config))
+    rows = startup.banner_rows()
+
+    def on_listening(bound: GatewayConfig) -> None:
+        # The banner is printed once the address is bound, so it shows the real port (--port 0);
+        # the config's warnings follow it so they are the last thing a person reads at start.
+        console.banner(bound, rows)
+        print_warnings(startup.config)
+
+    try:
+        code = runtime.run(startup.config, on_listening=on_listening)
+    except StartError as exc:  # port in use, permission, unknown host: one line, no traceback
+        console.error(str(exc))
+        sys.exit(1)
+    sys.exit(code)
 
 
 @click.command("serve")

@@ -7,14 +7,25 @@ every part this runtime implements, so a user can bring their file across.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copyreg
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 
-def _frozen_map(value: Mapping | None = None) -> Mapping:
+def _frozen_map(value: Mapping | None = None) -> MappingProxyType:
     return MappingProxyType(dict(value or {}))
+
+
+def _pickle_frozen_map(value: MappingProxyType) -> tuple[Callable[..., MappingProxyType], tuple[dict]]:
+    return _frozen_map, (dict(value),)
+
+
+# Worker processes started with `spawn` (macOS, Windows, BIFROST_MP_START=spawn) receive the config by
+# pickle; MappingProxyType does not pickle by itself, so it travels as the dict it wraps (read-only again
+# on arrival). Registered here, where the frozen maps are made, so any pickle of a config works.
+copyreg.pickle(MappingProxyType, _pickle_frozen_map)
 
 
 @dataclass(frozen=True, slots=True)
