@@ -117,7 +117,7 @@ class ClientConfig:
     # untrusted client or upstream can make the gateway hold: time, memory or disk.
     max_log_content_kb: int = 256  # per logged input/output text; longer content is cut with a marker
     max_upstream_response_mb: float = 64.0  # a non-streaming upstream answer, after gzip inflation
-    max_request_bodies_in_flight_mb: float = 512.0  # all request bodies being read at once, together
+    max_request_bodies_in_flight_mb: float = 256.0  # all request bodies being read at once, together
     header_read_timeout_in_seconds: float = 10.0  # request line + headers of a new request
     body_read_timeout_in_seconds: float = 60.0  # the whole request body once headers are in
     keepalive_idle_timeout_in_seconds: float = 60.0  # an idle client connection between requests
