@@ -209,6 +209,9 @@ async def test_lone_surrogates_in_content_and_model_are_answered_and_logged_and_
         assert {r["id"] for r in rows} >= set(ids), "every request is logged; later ones too (not wedged)"
         async with session.get(gateway.url("/health")) as resp:
             health = await resp.json()
+        async with session.get(gateway.url("/metrics")) as resp:
+            metrics = await resp.text()
+    assert "bifrost_requestlog_failed_total 0.0" in metrics and "bifrost_requestlog_dropped_total 0.0" in metrics
     assert health["request_log"]["failed"] == 0 and health["request_log"]["dropped"] == 0
     by_id = {r["id"]: r for r in rows}
     assert "hi \ufffd" in by_id[ids[0]]["input"] and by_id[ids[0]]["status"] == 200
