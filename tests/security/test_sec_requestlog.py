@@ -277,6 +277,31 @@ async def test_a_surrogate_pair_split_across_sse_events_reaches_every_ingress_as
         assert f"smile {EMOJI} done" in outputs[rid], f"{name}: the log holds the joined character"
 
 
+async def test_a_lone_surrogate_in_a_non_streamed_answer_reaches_every_ingress_as_valid_json(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = _gateway(start_gateway, fake_openai)
+    answer = {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "smile " + HIGH + " done"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }  # fmt: skip
+    ids = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        for name, (path, body) in INGRESSES.items():
+            fake_openai.enqueue(Reply(raw=json.dumps(answer).encode()))
+            path = path.replace(":streamGenerateContent?alt=sse", ":generateContent")
+            async with session.post(gateway.url(path), json={**body, "stream": False}) as resp:
+                raw = await resp.read()
+                assert resp.status == 200, (name, raw[:300])
+                ids.append(resp.headers["x-request-id"])
+            text = json.dumps(json.loads(raw.decode("utf-8")), ensure_ascii=False)  # strict UTF-8, valid JSON
+            assert "smile" in text and "done" in text, (name, text[:300])
+    rows = await asyncio.to_thread(gateway.log.wait_rows, len(INGRESSES))
+    assert {r["id"] for r in rows} == set(ids)
+
+
 async def test_sigterm_completes_while_the_log_database_refuses_writes(
     start_gateway: StartGateway, fake_openai: FakeOpenAI
 ) -> None:
