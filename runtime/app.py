@@ -59,7 +59,8 @@ def create_app(config: GatewayConfig) -> web.Application:
             retention_days=config.client.log_retention_days,
         )
         app[LOG_WRITER] = writer
-        plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging))
+        content_limit = config.client.max_log_content_kb * 1024
+        plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging, content_limit))
     app[METRICS] = MetricsPlugin()  # counts only; /metrics renders on scrape
     plugins.append(app[METRICS])
     gateway = Gateway(config, Hooks(plugins))

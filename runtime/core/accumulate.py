@@ -1,59 +1,92 @@
 """Rebuild a streamed answer for the request log: text, tool calls and finish reason per choice.
 
-Only used when content logging is on; it folds each chunk's deltas as they pass.
+Only used when content logging is on; it folds each chunk's deltas as they pass. With a `limit`
+(`client.max_log_content_kb`) it keeps at most that many characters of text and arguments in all and
+only counts the rest, so a long answer costs bounded memory; the result says how much was cut.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from runtime.core.text import truncation_marker
+
+SETTING = "client.max_log_content_kb"
+
 
 class StreamAccumulator:
-    __slots__ = ("_choices",)
+    __slots__ = ("_choices", "_room")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self._choices: dict[int, dict[str, Any]] = {}
+        self._room = limit if limit is not None else -1  # characters still kept; -1: no limit
+
+    def _keep(self, parts: list[str], holder: dict[str, Any], text: str) -> None:
+        """Append `text` while there is room; count what does not fit in holder["cut"]."""
+        room = self._room
+        if room < 0:
+            parts.append(text)
+        elif len(text) <= room:
+            parts.append(text)
+            self._room = room - len(text)
+        else:
+            if room:
+                parts.append(text[:room])
+                self._room = 0
+            holder["cut"] = holder.get("cut", 0) + len(text) - room
 
     def add(self, chunk: dict[str, Any]) -> None:
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
             slot = self._choices.setdefault(choice.get("index", 0), {"text": [], "tools": {}, "finish": None})
+            keep = self._keep
             if choice.get("finish_reason"):
                 slot["finish"] = choice["finish_reason"]
             if "text" in choice and isinstance(choice["text"], str):  # legacy completions
-                slot["text"].append(choice["text"])
+                keep(slot["text"], slot, choice["text"])
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 continue
             content = delta.get("content")
             if isinstance(content, str):
-                slot["text"].append(content)
+                keep(slot["text"], slot, content)
             for call in delta.get("tool_calls") or ():
                 if not isinstance(call, dict):
                     continue
                 entry = slot["tools"].setdefault(call.get("index", 0), {"id": None, "name": "", "arguments": []})
                 if call.get("id"):
                     entry["id"] = call["id"]
-                fn = call.get("function") or {}
-                if fn.get("name"):
-                    entry["name"] += fn["name"]
-                if fn.get("arguments"):
-                    entry["arguments"].append(fn["arguments"])
+                fn = call.get("function")
+                if not isinstance(fn, dict):
+                    continue
+                name, arguments = fn.get("name"), fn.get("arguments")
+                if name and isinstance(name, str):
+                    entry["name"] += name
+                if arguments and isinstance(arguments, str):
+                    keep(entry["arguments"], entry, arguments)
 
     def result(self) -> list[dict[str, Any]]:
         out = []
         for index in sorted(self._choices):
             slot = self._choices[index]
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(slot["text"]) or None}
+            text = "".join(slot["text"])
+            if slot.get("cut"):
+                text += truncation_marker(slot["cut"], SETTING)
+            message: dict[str, Any] = {"role": "assistant", "content": text or None}
             if slot["tools"]:
                 message["tool_calls"] = [
                     {
                         "id": t["id"],
                         "type": "function",
-                        "function": {"name": t["name"], "arguments": "".join(t["arguments"])},
+                        "function": {"name": t["name"], "arguments": _joined(t)},
                     }
                     for _, t in sorted(slot["tools"].items())
                 ]
             out.append({"index": index, "message": message, "finish_reason": slot["finish"]})
         return out
+
+
+def _joined(tool: dict[str, Any]) -> str:
+    arguments = "".join(tool["arguments"])
+    return arguments + truncation_marker(tool["cut"], SETTING) if tool.get("cut") else arguments

@@ -17,14 +17,23 @@ from runtime.config.model import GatewayConfig
 from runtime.core.context import RequestContext
 from runtime.core.pipeline import ChunkStream, Engine
 from runtime.core.router import ProviderHandle, Router
+from runtime.core.text import utf8
 from runtime.errors import InvalidRequest
 from runtime.plugins.base import Hooks
 from runtime.providers.base import ParsedResponse
 
 
 def encode_json(obj: Any) -> bytes:
-    """The hot-path JSON encoder: compact, UTF-8, no escaped slashes."""
-    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+    """The hot-path JSON encoder: compact, UTF-8, no escaped slashes.
+
+    JSON text may carry lone UTF-16 surrogates (a client's `"\\ud800"`, an emoji split across two upstream
+    SSE events) that UTF-8 cannot hold: only when encoding fails are they repaired (pair joined, else
+    U+FFFD), so normal text costs nothing extra and no chunk ever crashes a stream."""
+    text = ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return utf8(text)
 
 
 class Gateway:
@@ -34,6 +43,7 @@ class Gateway:
         self.engine = Engine(self.router, None, encode_json)
         self.hooks = hooks
         self.body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
+        self.log_content_limit = config.client.max_log_content_kb * 1024  # streamed answers kept for the log
         # Request ids: unique across workers and restarts, cheap to make (no uuid per request).
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)

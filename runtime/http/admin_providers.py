@@ -359,6 +359,7 @@ def _totals(worker: WorkerMetrics) -> dict[str, Any]:
         "log_written": merged["log"][0],
         "log_dropped": merged["log"][1],
         "log_pending": merged["log"][2],
+        "log_failed": merged["log"][3],
     }
 
 

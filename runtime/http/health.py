@@ -19,7 +19,8 @@ async def health(request: web.Request) -> web.Response:
         "profile": gw.config.tuning.profile,
         "request_log": None
         if writer is None
-        else {"written": writer.written, "pending": writer.pending, "dropped": writer.dropped},
+        # dropped: rows never written, any reason; failed: of those, rows the database refused.
+        else {"written": writer.written, "pending": writer.pending, "dropped": writer.dropped, "failed": writer.failed},
     }
     return web.json_response(body, headers={"x-request-id": gw.new_id(), "x-bf-overhead-us": "0"})
 

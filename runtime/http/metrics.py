@@ -11,8 +11,9 @@ Exposed families (all prefixed `bifrost_`): requests_total{provider,model,status
 request_duration_seconds{provider,model}, gateway_overhead_seconds{provider},
 upstream_duration_seconds{provider}, tokens_total{provider,model,type}, retries_total{provider},
 fallbacks_total{provider}, lane_in_flight / lane_queued / lane_concurrency{provider},
-lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total,
-requestlog_pending, workers.
+lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total (rows never
+written, any reason), requestlog_failed_total (of those, rows the database refused), requestlog_pending,
+workers.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class WorkerMetrics:
             "pid": os.getpid(),
             "series": self.plugin.snapshot(),
             "lanes": lanes,
-            "log": [w.written, w.dropped, w.pending] if w is not None else [0, 0, 0],
+            "log": [w.written, w.dropped, w.pending, w.failed] if w is not None else [0, 0, 0, 0],
         }
 
     def publish(self) -> None:
@@ -106,7 +107,7 @@ class WorkerMetrics:
     def merged(self) -> dict[str, Any]:
         series: dict[tuple[str, str, int], list[int]] = {}
         lanes: dict[str, list[int]] = {}
-        log = [0, 0, 0]
+        log = [0, 0, 0, 0]
         workers = 0
         for snap, alive in self.snapshots():
             for provider, model, status, values in snap["series"]:
@@ -115,6 +116,7 @@ class WorkerMetrics:
                     total[i] += v
             log[0] += snap["log"][0]
             log[1] += snap["log"][1]
+            log[3] += snap["log"][3] if len(snap["log"]) > 3 else 0  # a worker of an older version
             if alive:
                 workers += 1
                 log[2] += snap["log"][2]
@@ -134,6 +136,7 @@ class WorkerMetrics:
                 "log_written": merged["log"][0],
                 "log_dropped": merged["log"][1],
                 "log_pending": merged["log"][2],
+                "log_failed": merged["log"][3],
                 "in_flight": sum(v[0] for v in merged["lanes"].values()),
                 "queued": sum(v[1] for v in merged["lanes"].values()),
             }
@@ -266,9 +269,14 @@ class GatewayCollector:
             for family, value in zip(lane_families, values, strict=True):
                 family.add_metric([provider], value)
         yield from lane_families
-        written, dropped, pending = merged["log"]
+        written, dropped, pending, failed = merged["log"]
         yield CounterMetricFamily("bifrost_requestlog_written", "Request-log rows written", value=written)
-        yield CounterMetricFamily("bifrost_requestlog_dropped", "Request-log rows dropped (buffer full)", value=dropped)
+        yield CounterMetricFamily(
+            "bifrost_requestlog_dropped", "Request-log rows never written (buffer full or refused)", value=dropped
+        )
+        yield CounterMetricFamily(
+            "bifrost_requestlog_failed", "Request-log rows dropped because the database refused them", value=failed
+        )
         yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
 

@@ -76,7 +76,7 @@ async def handle(request: web.Request, op: str) -> web.StreamResponse:
 
 async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, targets: list) -> web.StreamResponse:
     stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
-    accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator()
+    accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator(gw.log_content_limit)
     wants_usage = ctx.client_wants_usage
     response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
     try:

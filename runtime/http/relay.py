@@ -158,7 +158,7 @@ async def _stream(
     request: web.Request, gw: Gateway, ctx: RequestContext, targets: list, ingress: Ingress
 ) -> web.StreamResponse:
     stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
-    accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator()
+    accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator(gw.log_content_limit)
     encoder = ingress.encoder(ctx)
     response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
     rid = ""

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from runtime.core.context import RequestContext
+from runtime.core.text import repair
 
 # Bucket upper bounds in microseconds (exposed in seconds).
 LATENCY_BOUNDS_US = (
@@ -107,12 +108,15 @@ class MetricsPlugin:
                 self.retries[provider] = self.retries.get(provider, 0) + retried
 
     def snapshot(self) -> list[list[Any]]:
-        """JSON-able copy: [[provider, model, status, values], ...]; retries ride on status 0 rows."""
-        rows = [[p, m, st, list(v)] for (p, m, st), v in self.series.items()]
+        """JSON-able copy: [[provider, model, status, values], ...]; retries ride on status 0 rows.
+
+        Names are repaired here, at scrape time, not per request: a model name with a lone surrogate
+        (`"\\ud800"`) would otherwise make every later /metrics fail to encode."""
+        rows = [[repair(p), repair(m), st, list(v)] for (p, m, st), v in self.series.items()]
         for provider, n in self.retries.items():
             values = [0] * SERIES_LEN
             values[RETRIES] = n
-            rows.append([provider, "", 0, values])
+            rows.append([repair(provider), "", 0, values])
         return rows
 
 

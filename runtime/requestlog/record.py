@@ -1,6 +1,9 @@
 """One request -> one log row. Built in `on_finish` as a plain tuple: no encoding on the request path.
 
 Bytes and Python objects are turned into text by the writer, in the batch, off the request's latency.
+Content is bounded here, before the row enters the writer's buffer, so memory is bounded and not only
+the disk: a raw body or answer over `client.max_log_content_kb` is cut (O(cap), no matter its size)
+to text ending in a marker that says how much was cut. Content under the cap costs one `len()`.
 """
 
 from __future__ import annotations
@@ -8,6 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.core.context import RequestContext
+from runtime.core.text import clip_text, clip_utf8
+
+CONTENT_SETTING = "client.max_log_content_kb"
+# Identifier-like columns (model, provider, key name, error type) come from clients too; a name this
+# long is no name, and these columns are indexed.
+NAME_LIMIT = 1024
+
+
+class Clipped(str):
+    """Text already bounded (and valid UTF-8): the writer stores it as it is, not as a JSON value."""
+
+    __slots__ = ()
+
 
 COLUMNS = (
     "id",
@@ -46,8 +62,14 @@ ATTEMPTS_COL = COLUMNS.index("attempts")
 INSERT_SQL = f"INSERT OR REPLACE INTO logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
-def _input_of(ctx: RequestContext) -> Any:
-    """The content part of the request: chat messages, a completion prompt or embedding input."""
+def _input_of(ctx: RequestContext, limit: int | None) -> Any:
+    """The content part of the request: chat messages, a completion prompt or embedding input.
+
+    Over the cap, the raw body's first `limit` bytes instead (slicing it is O(limit); serialising the
+    parsed messages to find where to cut would be O(size))."""
+    raw = ctx.input_raw
+    if limit is not None and raw is not None and len(raw) > limit:
+        return Clipped(clip_utf8(raw, limit, CONTENT_SETTING))
     body = ctx.body
     for field in ("messages", "prompt", "input"):
         if field in body:
@@ -55,16 +77,36 @@ def _input_of(ctx: RequestContext) -> Any:
     return ctx.input_raw
 
 
-def to_row(ctx: RequestContext, with_content: bool) -> tuple[Any, ...]:
+def bounded(value: Any, limit: int | None) -> Any:
+    """`value` as it is when it is within `limit` bytes (or of a kind bounded where it was made: the
+    stream accumulator's result); else a `Clipped` prefix with its truncation marker."""
+    if limit is None or value is None:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return value if len(value) <= limit else Clipped(clip_utf8(value, limit, CONTENT_SETTING))
+    if isinstance(value, str) and len(value) * 4 > limit:
+        clipped = clip_text(value, limit, CONTENT_SETTING)
+        return value if clipped is value else Clipped(clipped)
+    return value
+
+
+def _name(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value if len(value) <= NAME_LIMIT else Clipped(clip_text(value, NAME_LIMIT, "the log's name limit"))
+
+
+def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = None) -> tuple[Any, ...]:
+    """The row for `ctx`; with `content_limit` (bytes), input and output are bounded to it."""
     latency_ns = ctx.elapsed_ns()
     usage = ctx.usage
     return (
         ctx.id,
         ctx.ts_ms,
         ctx.endpoint,
-        ctx.provider or None,
-        ctx.model or None,
-        ctx.model_requested or None,
+        _name(ctx.provider),
+        _name(ctx.model),
+        _name(ctx.model_requested),
         ctx.status,
         1 if ctx.stream else 0,
         latency_ns // 1000,
@@ -81,11 +123,11 @@ def to_row(ctx: RequestContext, with_content: bool) -> tuple[Any, ...]:
         usage.cached_tokens if usage else None,
         ctx.retries,
         ctx.fallback_index,
-        ctx.key_name or None,
-        ctx.error,
-        ctx.error_type,
-        _input_of(ctx) if with_content else None,
-        ctx.output if with_content else None,
+        _name(ctx.key_name),
+        bounded(ctx.error, content_limit),
+        _name(ctx.error_type),
+        _input_of(ctx, content_limit) if with_content else None,
+        bounded(ctx.output, content_limit) if with_content else None,
         ctx.attempts or None,
         ctx.ingress,
     )

@@ -4,7 +4,17 @@ Requests call `submit(row)`, which appends to a list and returns: never an await
 writer task flushes when the buffer reaches `batch_size` rows or every `flush_interval` seconds,
 whichever comes first, with one `executemany` in one transaction (aiosqlite runs it on its own
 thread, so the event loop never waits on the disk). When the buffer holds `capacity` rows, further
-rows are dropped and counted (`dropped`), never blocking a request. `close()` drains everything.
+rows are dropped and counted (`dropped`), never blocking a request.
+
+No row can wedge the log: text is repaired to valid UTF-8 before it reaches SQLite (core/text.py),
+and a batch SQLite still refuses is retried once row by row; the rows refused again are dropped,
+counted (`failed`, also part of `dropped`) and reported once each with their request id. Only a
+database-level error (locked, disk full: `sqlite3.OperationalError`) puts rows back, within
+`capacity`, to be retried with a growing pause. `close()` makes one last attempt, counts what it
+could not write, and always closes the connection, so a failing database never holds up shutdown.
+
+Files: `logs.db` and its `-wal`/`-shm` are private (0600, whatever the umask: prompts are private);
+looser files from earlier versions are tightened at start with a log line.
 """
 
 from __future__ import annotations
@@ -12,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,21 +33,45 @@ from typing import Any
 import aiosqlite
 import ujson
 
+from runtime.core.text import repair
+from runtime.paths import ensure_private_dir
 from runtime.requestlog.migrations import migrate
-from runtime.requestlog.record import ATTEMPTS_COL, INPUT_COL, INSERT_SQL, OUTPUT_COL
+from runtime.requestlog.record import ATTEMPTS_COL, COLUMNS, INPUT_COL, INSERT_SQL, OUTPUT_COL, Clipped
 
 log = logging.getLogger("bifrost.requestlog")
 
 RETENTION_SWEEP_S = 3600.0
+MAX_BACKOFF_S = 5.0
+REPORTED_PER_FLUSH = 10  # dropped rows named one per line per flush; the rest in one summary line
+CLOSE_TIMEOUT_S = 15.0  # the last flush and closing the connection at shutdown, each
+FILE_MODE = 0o600
+_ID_COL = COLUMNS.index("id")
+_CONTENT_COLS = (INPUT_COL, OUTPUT_COL, ATTEMPTS_COL)
+_TEXT_COLS = tuple(i for i in range(len(COLUMNS)) if i not in _CONTENT_COLS)
 
 
 def _text(value: Any) -> str | None:
-    """Content columns hold JSON text: raw JSON bodies are decoded, Python values encoded."""
+    """Content columns hold JSON text: raw JSON bodies are decoded, Python values encoded; bounded
+    text (record.Clipped) is stored as it is. The result is always valid UTF-8."""
     if value is None:
         return None
+    if isinstance(value, Clipped):
+        return repair(str(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
-    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+    return repair(ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False))
+
+
+def tighten(path: Path) -> None:
+    """Make `path` (if it exists) private to its owner, saying so when it was not."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode != FILE_MODE:
+        os.chmod(path, FILE_MODE)
+        if mode & 0o077:
+            log.warning("request log: %s was readable by others (mode %o); now %o", path, mode, FILE_MODE)
 
 
 class LogWriter:
@@ -47,15 +83,16 @@ class LogWriter:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
-        self.dropped = 0
+        self.dropped = 0  # rows never written, for any reason (buffer full, refused, shut down unwritten)
         self.written = 0
-        self.failed = 0
+        self.failed = 0  # of `dropped`: rows SQLite refused (after a row-by-row retry) or that could not be encoded
         self._buf: list[tuple[Any, ...]] = []
         self._db: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_sweep = 0.0
+        self._failures = 0  # consecutive failed flushes (database-level errors)
         # Called with each committed batch (list of row tuples, text columns encoded): live views.
         self.listeners: list[Callable[[list[tuple[Any, ...]]], None]] = []
 
@@ -75,14 +112,29 @@ class LogWriter:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.path.parent)
+        self._create_private()
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA busy_timeout = 10000")
-        await self._enable_wal()
-        await self._db.execute("PRAGMA synchronous = NORMAL")
-        await migrate(self._db)
-        await self._sweep()
+        try:
+            await self._db.execute("PRAGMA busy_timeout = 10000")
+            await self._enable_wal()
+            await self._db.execute("PRAGMA synchronous = NORMAL")
+            await migrate(self._db)
+            await self._sweep()
+        except BaseException:
+            await self._close_db()
+            raise
+        # SQLite gives -wal/-shm its database file's mode; tighten any left looser by older versions.
+        for suffix in ("-wal", "-shm"):
+            tighten(Path(f"{self.path}{suffix}"))
         self._task = asyncio.create_task(self._run(), name="bifrost-log-writer")
+
+    def _create_private(self) -> None:
+        """Create logs.db 0600 before SQLite opens it (umask-independent: chmod, not just the open mode)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        os.close(fd)
+        for suffix in ("", "-wal", "-shm"):
+            tighten(Path(f"{self.path}{suffix}"))
 
     async def _enable_wal(self) -> None:
         """Switch to WAL, retrying while another worker does the same.
@@ -102,17 +154,36 @@ class LogWriter:
                 await asyncio.sleep(min(0.01 * (attempt + 1), 0.2))
 
     async def close(self) -> None:
-        """Stop the loop and write every buffered row."""
+        """Stop the loop, write what is buffered (one attempt) and close the connection, always.
+
+        Every wait is bounded: a database that keeps failing costs the rows still buffered (counted
+        and reported), never a shutdown that does not finish."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        while self._buf:
-            await self._flush()
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        try:
+            if self._task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            if self._buf and self._db is not None:
+                try:
+                    await asyncio.wait_for(self._flush(), CLOSE_TIMEOUT_S)
+                except Exception as exc:  # reported below with the count it cost
+                    log.error("request log: last flush at shutdown failed: %s: %s", type(exc).__name__, exc)
+            if self._buf:
+                lost, self._buf = len(self._buf), []
+                self.dropped += lost
+                log.error("request log: %d buffered rows could not be written before shutdown", lost)
+        finally:
+            await self._close_db()
+
+    async def _close_db(self) -> None:
+        db, self._db = self._db, None
+        if db is None:
+            return
+        try:
+            await asyncio.wait_for(db.close(), CLOSE_TIMEOUT_S)
+        except Exception as exc:  # shutting down: say so, do not raise
+            log.error("request log: closing logs.db failed: %s: %s", type(exc).__name__, exc)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -120,31 +191,63 @@ class LogWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
             self._wake.clear()
-            if self._buf:
+            if self._buf and not self._stopping:
                 try:
                     await self._flush()
-                except Exception:  # keep logging alive through a transient disk error
-                    log.exception("request log flush failed")
-                    await asyncio.sleep(self.flush_interval_s)
+                    self._failures = 0
+                except Exception as exc:  # keep logging alive through a transient disk error
+                    self._failures += 1
+                    if self._failures == 1 or self._failures % 100 == 0:
+                        log.error(
+                            "request log flush failed (%d in a row; %d rows waiting): %s: %s",
+                            self._failures,
+                            len(self._buf),
+                            type(exc).__name__,
+                            exc,
+                        )
+                    pause = min(self.flush_interval_s * 2 ** min(self._failures, 10), MAX_BACKOFF_S)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake_on_stop(), pause)
             if self.retention_days and time.monotonic() - self._last_sweep > RETENTION_SWEEP_S:
                 await self._sweep()
 
+    async def _wake_on_stop(self) -> None:
+        """Sleep until close() is called (the caller bounds it): backing off never delays shutdown."""
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
     async def _flush(self) -> None:
         rows, self._buf = self._buf, []
-        encoded = [self._encode(r) for r in rows]
+        good: list[tuple[Any, ...]] = []  # the rows that encoded, in order
+        encoded: list[tuple[Any, ...]] = []
+        refused: list[tuple[str, BaseException]] = []
+        for row in rows:
+            try:
+                encoded.append(self._encode(row))
+                good.append(row)
+            except Exception as exc:  # a value that cannot become a row: drop that row only
+                refused.append((str(row[_ID_COL]), exc))
         assert self._db is not None
         try:
-            await self._db.execute("BEGIN")
-            await self._db.executemany(INSERT_SQL, encoded)
-            await self._db.execute("COMMIT")
-        except Exception:
-            with contextlib.suppress(Exception):
-                await self._db.execute("ROLLBACK")
-            # Put the rows back (ahead of newer ones) so a transient failure loses nothing.
+            try:
+                if encoded:
+                    await self._insert_batch(encoded)
+            except sqlite3.OperationalError:
+                raise
+            except Exception:
+                # A row SQLite refuses: find it by writing the batch once more, row by row, and drop only
+                # the rows refused again. Never put back: a bad row retried forever wedged the log.
+                encoded = await self._insert_each(encoded, refused)
+        except sqlite3.OperationalError:
+            # The database, not a row (locked, disk full, read-only): keep the rows for the next try,
+            # ahead of newer ones but never past `capacity`; what does not fit is dropped and counted.
             room = max(0, self.capacity - len(self._buf))
-            self.failed += max(0, len(rows) - room)
-            self._buf[:0] = rows[:room]
+            self.dropped += max(0, len(good) - room)
+            self._buf[:0] = good[:room]
+            self._report(refused)
             raise
+        self._report(refused)
         self.written += len(encoded)
         for listener in self.listeners:
             try:
@@ -152,9 +255,75 @@ class LogWriter:
             except Exception:
                 log.exception("request log listener failed")
 
+    async def _insert_batch(self, encoded: list[tuple[Any, ...]]) -> None:
+        assert self._db is not None
+        if self._db.in_transaction:  # a ROLLBACK that failed earlier must not block every later BEGIN
+            await self._db.execute("ROLLBACK")
+        try:
+            await self._db.execute("BEGIN")
+            await self._db.executemany(INSERT_SQL, encoded)
+            await self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._db.execute("ROLLBACK")
+            raise
+
+    async def _insert_each(
+        self, encoded: list[tuple[Any, ...]], refused: list[tuple[str, BaseException]]
+    ) -> list[tuple[Any, ...]]:
+        """Insert rows one by one in one transaction; return those written, add the others to `refused`.
+
+        A database-level error here ends the attempt like a batch one: the rows go back (bounded), and
+        the rows refused so far are not counted yet (they will be when they are refused again)."""
+        assert self._db is not None
+        db = self._db
+        kept: list[tuple[Any, ...]] = []
+        bad: list[tuple[str, BaseException]] = []
+        await db.execute("BEGIN")
+        try:
+            for row in encoded:
+                try:
+                    await db.execute(INSERT_SQL, row)
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:  # this row only
+                    bad.append((str(row[_ID_COL]), exc))
+                else:
+                    kept.append(row)
+            await db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await db.execute("ROLLBACK")
+            raise
+        refused.extend(bad)
+        return kept
+
+    def _report(self, refused: list[tuple[str, BaseException]]) -> None:
+        """Count refused rows and report each once (never retried: they are gone)."""
+        if not refused:
+            return
+        self.failed += len(refused)
+        self.dropped += len(refused)
+        for request_id, exc in refused[:REPORTED_PER_FLUSH]:
+            log.error(
+                "request log: dropped the row of request %s (cannot be stored: %s: %.200s)",
+                request_id,
+                type(exc).__name__,
+                exc,
+            )
+        if len(refused) > REPORTED_PER_FLUSH:
+            log.error("request log: dropped %d more rows in the same batch", len(refused) - REPORTED_PER_FLUSH)
+        refused.clear()
+
     @staticmethod
     def _encode(row: tuple[Any, ...]) -> tuple[Any, ...]:
         out = list(row)
+        for i in _TEXT_COLS:
+            value = out[i]
+            if type(value) is str:
+                out[i] = repair(value)
+            elif isinstance(value, Clipped):
+                out[i] = str(value)
         out[INPUT_COL] = _text(row[INPUT_COL])
         out[OUTPUT_COL] = _text(row[OUTPUT_COL])
         out[ATTEMPTS_COL] = _text(row[ATTEMPTS_COL])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.core.context import RequestContext
+from runtime.core.text import utf8
 from runtime.errors import GatewayError
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
@@ -20,7 +21,7 @@ from runtime.wire.sse import encode_event
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:
-    return encode_event(name, dumps(payload).encode())
+    return encode_event(name, utf8(dumps(payload)))  # utf8: a lone surrogate becomes U+FFFD, never a crash
 
 
 class AnthropicEncoder:

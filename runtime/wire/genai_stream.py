@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.core.context import RequestContext
+from runtime.core.text import utf8
 from runtime.errors import GatewayError
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
@@ -18,7 +19,7 @@ from runtime.wire.genai_ingress import FINISH, error_body, function_call_part, u
 
 
 def _frame(payload: dict[str, Any]) -> bytes:
-    return b"data: " + dumps(payload).encode() + b"\r\n\r\n"
+    return b"data: " + utf8(dumps(payload)) + b"\r\n\r\n"  # utf8: lone surrogates -> U+FFFD, never a crash
 
 
 class GenAIEncoder:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.core.context import RequestContext
+from runtime.core.text import utf8
 from runtime.errors import GatewayError
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
@@ -55,7 +56,7 @@ class ResponsesEncoder:
     def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
         body = {"type": kind, "sequence_number": self._seq, **payload}
         self._seq += 1
-        return encode_event(kind, dumps(body).encode())
+        return encode_event(kind, utf8(dumps(body)))  # utf8: lone surrogates -> U+FFFD, never a crash
 
     def _shell(self, status: str) -> dict[str, Any]:
         return response_shell(self._rid, self._model, self._created, self._internal, status)

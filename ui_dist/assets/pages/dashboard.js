@@ -60,7 +60,7 @@ function emptyState(system) {
       h("a", {href: "#/providers"}, "Providers"), " page. Charts fill in as traffic arrives."),
     h("pre", {}, `curl ${origin}/v1/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{"model": "mock/mock-chat", "messages": [{"role": "user", "content": "Hello"}]}'`),
     system && system.totals && system.totals.log_dropped
-      ? h("p", {class: "hint"}, `${fmt.int(system.totals.log_dropped)} log records were dropped (buffer full).`) : null);
+      ? h("p", {class: "hint"}, `${fmt.int(system.totals.log_dropped)} log records were dropped (buffer full, or ${fmt.int(system.totals.log_failed ?? 0)} refused by the database; see the gateway's log for their request ids).`) : null);
 }
 
 function render(body, stats, hist, system) {
@@ -83,7 +83,7 @@ function render(body, stats, hist, system) {
     kpi("Latency p99", fmt.ms(stats.p99_latency_ms), stats.percentiles.sampled ? `from a sample of ${fmt.int(stats.percentiles.sample_size)}` : "exact", "kpi-p99"),
     kpi("Tokens", fmt.compact(stats.total_tokens), `${fmt.compact(stats.prompt_tokens)} in · ${fmt.compact(stats.completion_tokens)} out`, "kpi-tokens"),
     kpi("Gateway overhead", fmt.us(stats.avg_overhead_us), "average per request", "kpi-overhead"),
-    kpi("Dropped log records", fmt.int(totals.log_dropped ?? 0), `${fmt.int(totals.log_pending ?? 0)} pending write`, "kpi-dropped"),
+    kpi("Dropped log records", fmt.int(totals.log_dropped ?? 0), `${fmt.int(totals.log_pending ?? 0)} pending write · ${fmt.int(totals.log_failed ?? 0)} refused by the database`, "kpi-dropped"),
   );
 
   const buckets = hist.series;
@@ -111,9 +111,10 @@ function render(body, stats, hist, system) {
       ? timeChart([
         {name: "dropped", color: "var(--err)", points: history.map((p) => [p.t, p.log_dropped])},
         {name: "pending", color: "var(--c2)", points: history.map((p) => [p.t, p.log_pending])},
+        {name: "refused", color: "var(--c3)", points: history.map((p) => [p.t, p.log_failed ?? 0])},
       ], {format: fmt.compact})
       : h("p", {class: "hint"}, "Sampled every 5 seconds since the gateway started; a line appears after the first samples."),
-    h("p", {class: "hint"}, `${fmt.int(totals.log_written ?? 0)} written · ${fmt.int(totals.log_dropped ?? 0)} dropped across ${totals.workers ?? 1} worker(s)`));
+    h("p", {class: "hint"}, `${fmt.int(totals.log_written ?? 0)} written · ${fmt.int(totals.log_dropped ?? 0)} dropped (${fmt.int(totals.log_failed ?? 0)} refused by the database) across ${totals.workers ?? 1} worker(s)`));
   const overhead = panel("Gateway overhead per request, by stage",
     stackBar([...STAGES.map(([k, name], i) => ({name, value: stages[k] || 0, color: PALETTE[i]})),
       {name: "Other (routing, hooks, I/O)", value: other, color: "var(--c7)"}]),
