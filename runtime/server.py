@@ -4,7 +4,8 @@ One worker serves in this process. Several workers are child processes that each
 address with SO_REUSEPORT (the kernel spreads connections); this process then only supervises:
 it forwards SIGTERM/SIGINT, restarts a worker that dies unexpectedly, and exits with the workers'
 status. On a stop signal a worker stops accepting, lets in-flight requests and streams finish up to
-`tuning.shutdown_grace_s`, drains the request log, and exits 0.
+`GatewayConfig.shutdown_grace_s` (client.shutdown_grace_in_seconds), ends the streams still running with
+an error event, drains the request log, and exits 0 (runtime/http/drain.py has the order and bounds).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from runtime.app import create_app
 from runtime.config.model import GatewayConfig
+from runtime.http import drain
 
 log = logging.getLogger("bifrost")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -44,9 +46,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def serve(config: GatewayConfig, reuse_port: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then drain. Usable from tests and embedders."""
     app = create_app(config)
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=config.tuning.shutdown_grace_s
-    )
+    # aiohttp's own shutdown wait gets only the short bound: the grace is spent once, by drain.stop.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=drain.CUT_S)
     await runner.setup()
     site = web.TCPSite(
         runner, config.host, config.port, reuse_port=reuse_port or None, backlog=config.tuning.listen_backlog
@@ -67,11 +68,9 @@ async def serve(config: GatewayConfig, reuse_port: bool = False) -> None:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
     try:
         await stop.wait()
-        log.info(
-            "worker %d stopping: draining in-flight requests (up to %gs)", os.getpid(), config.tuning.shutdown_grace_s
-        )
+        log.info("worker %d stopping: draining in-flight requests (up to %gs)", os.getpid(), config.shutdown_grace_s)
     finally:
-        await runner.cleanup()
+        await drain.stop(runner, app[drain.DRAIN])
         log.info("worker %d stopped", os.getpid())
 
 
