@@ -159,7 +159,7 @@ class InternalError(GatewayError):
     find the traceback in the gateway's stderr; the exception's own text may contain secrets."""
 
     status = 500
-    type = "api_error"
+    type = "internal_error"
     code = "internal_error"
 
     def __init__(self, request_id: str) -> None:

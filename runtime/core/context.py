@@ -25,6 +25,7 @@ class RequestContext:
         "build_ns",
         "client_wants_usage",
         "encode_ns",
+        "end_ns",
         "endpoint",
         "error",
         "error_type",
@@ -74,6 +75,7 @@ class RequestContext:
         self.encode_ns = 0
         self.upstream_ns = 0
         self.parse_ns = 0
+        self.end_ns = 0  # set once when the request is over, so every on_finish reader sees the same times
         self.gateway_ns = -1  # a stream's overhead once its headers are out; -1: not streaming (yet)
         self.status = 0
         self.error: str | None = None
@@ -83,14 +85,18 @@ class RequestContext:
         self.attempts: list[dict[str, Any]] = []
 
     def elapsed_ns(self) -> int:
-        return time.perf_counter_ns() - self.start_ns
+        return (self.end_ns or time.perf_counter_ns()) - self.start_ns
+
+    def end(self) -> None:
+        """The request is over: freeze its latency (and so its overhead) for the log, metrics and hooks."""
+        self.end_ns = time.perf_counter_ns()
 
     def overhead_ns(self, elapsed_ns: int | None = None) -> int:
         """The gateway's own time so far (see the module doc); `elapsed_ns` saves a clock read."""
         if self.gateway_ns >= 0:
             return self.gateway_ns
         if elapsed_ns is None:
-            elapsed_ns = time.perf_counter_ns() - self.start_ns
+            elapsed_ns = self.elapsed_ns()
         return max(0, elapsed_ns - self.upstream_ns)
 
     def overhead_us(self) -> int:

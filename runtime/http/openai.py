@@ -82,9 +82,9 @@ async def handle(request: web.Request, op: str) -> web.StreamResponse:
         cancelled(ctx, drain)
         raise
     except Exception:  # a bug of ours: still JSON, a 500 row, a /metrics count (runtime/http/internal.py)
-        err = internal_error(ctx)
-        fail(ctx, err)
-        return error_response(err, ctx, gateway_headers(ctx))
+        bug = internal_error(ctx)
+        fail(ctx, bug)
+        return error_response(bug, ctx, gateway_headers(ctx))
     finally:
         drain.leave()
         gw.finish(ctx)
@@ -133,8 +133,8 @@ async def _stream(
     except Exception:  # a bug of ours after the first byte: an error event, never a silent success
         if not response.prepared:
             raise  # nothing sent yet: the handler answers a plain JSON 500
-        err = internal_error(ctx)
-        await end_stream_with_error(ctx, err, writer, _error_event(err, ctx))
+        bug = internal_error(ctx)
+        await end_stream_with_error(ctx, bug, writer, _error_event(bug, ctx))
     finally:
         drain.discard_stream(stream)
         stream.close()

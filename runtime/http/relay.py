@@ -227,9 +227,9 @@ async def serve(
         cancelled(ctx, drain)
         raise
     except Exception:  # a bug of ours: still the ingress's JSON shape, a 500 row, a /metrics count
-        err = internal_error(ctx)
-        fail(ctx, err)
-        return ingress.error_response(err, ctx, gateway_headers(ctx))
+        bug = internal_error(ctx)
+        fail(ctx, bug)
+        return ingress.error_response(bug, ctx, gateway_headers(ctx))
     finally:
         drain.leave()
         gw.finish(ctx)
@@ -276,8 +276,8 @@ async def _stream(
     except Exception:  # a bug of ours after the first byte: an error event, never a silent success
         if not response.prepared:
             raise  # nothing sent yet: the handler answers a plain JSON 500
-        err = internal_error(ctx)
-        await end_stream_with_error(ctx, err, writer, encoder.error(err, ctx))
+        bug = internal_error(ctx)
+        await end_stream_with_error(ctx, bug, writer, encoder.error(bug, ctx))
     finally:
         drain.discard_stream(stream)
         stream.close()
