@@ -81,6 +81,12 @@ async def handle(request: web.Request, op: str) -> web.StreamResponse:
     except asyncio.CancelledError:
         cancelled(ctx, drain)
         raise
+    except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
+        ctx.status = exc.status
+        raise
+    except ConnectionError:  # the client went away while we read its request
+        client_gone(ctx)
+        raise
     except Exception:  # a bug of ours: still JSON, a 500 row, a /metrics count (runtime/http/internal.py)
         bug = internal_error(ctx)
         fail(ctx, bug)

@@ -226,6 +226,12 @@ async def serve(
     except asyncio.CancelledError:
         cancelled(ctx, drain)
         raise
+    except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
+        ctx.status = exc.status
+        raise
+    except ConnectionError:  # the client went away while we read its request
+        client_gone(ctx)
+        raise
     except Exception:  # a bug of ours: still the ingress's JSON shape, a 500 row, a /metrics count
         bug = internal_error(ctx)
         fail(ctx, bug)
