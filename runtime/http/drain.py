@@ -6,7 +6,9 @@
                    normal tail writes the client's error event and logs the row (503 gateway_shutdown)
                 -> short bounded wait (CUT_S) for those handlers and anything else still open, then
                    cancel what is left (logged as gateway_shutdown too, never as 499)
-                -> app cleanup: upstream client closed, request log drained
+                -> runner.cleanup(): app.on_shutdown signals (none registered today: they would run
+                   after the drain, not before it as in aiohttp's own order), then cleanup_ctx in
+                   reverse: upstream client closed, request log drained last
 
 Why not aiohttp's `runner.cleanup()` with `shutdown_timeout=grace` alone: every connection's
 `RequestHandler.shutdown(timeout)` waits `timeout` for the handler to finish and then, after cancelling
