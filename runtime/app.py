@@ -15,7 +15,9 @@ from runtime.core.gateway import Gateway
 from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
 from runtime.http import admin, anthropic, capabilities, genai, health, metrics, openai, origin, responses, ui
+from runtime.http.drain import DRAIN, Drain
 from runtime.http.errors import error_response
+from runtime.http.internal import fault_injection, last_resort
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
 from runtime.plugins.logging import RequestLogPlugin
@@ -45,9 +47,10 @@ async def _not_found(request: web.Request) -> web.Response:
 
 def create_app(config: GatewayConfig) -> web.Application:
     body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
-    app = web.Application(client_max_size=body_limit)
+    app = web.Application(client_max_size=body_limit, middlewares=[last_resort])
     app[CONFIG] = config
     origin.install(app, config)  # Host check, CORS, JSON-only bodies: every route (issue 9 item 10)
+    app[DRAIN] = Drain(config.shutdown_grace_s)  # live requests and streams, for a bounded stop
     plugins: list = []
     writer: LogWriter | None = None
     if config.client.enable_logging:
@@ -63,6 +66,7 @@ def create_app(config: GatewayConfig) -> web.Application:
         plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging, content_limit))
     app[METRICS] = MetricsPlugin()  # counts only; /metrics renders on scrape
     plugins.append(app[METRICS])
+    fault_injection(app, plugins)  # test suite only (BIFROST_TEST_FAULTS=1); nothing otherwise
     gateway = Gateway(config, Hooks(plugins))
     app[GATEWAY] = gateway
 

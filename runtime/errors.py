@@ -15,7 +15,13 @@
     │   └── UpstreamGarbage   502     bad_response: the provider's body could not be understood
     │       └── UpstreamTooLarge 502  upstream_response_too_large: over client.max_upstream_response_mb
     │                                 (not retried: asking again would bill the same oversized answer)
-    └── ClientGone            499     the client disconnected; only ever logged, never sent
+    ├── ClientGone            499     the client disconnected; only ever logged, never sent
+    ├── ClientStalled         408     client_stopped_reading: a stream's client stopped reading for longer
+    │                                 than client.stream_write_timeout_in_seconds; only ever logged
+    ├── GatewayShutdown       503     gateway_shutdown: the gateway stopped (shutdown grace over) while
+    │                                 the request was still running; streams get it as an error event
+    └── InternalError         500     internal_error: a bug of ours; a generic message with the request id
+                                      (the exception text never reaches the client: it may hold secrets)
 
 Each error renders as OpenAI's `{"error": {message, type, code, param}}` plus `is_bifrost_error`,
 `status_code` and `extra_fields {provider, model_requested, attempts}` (see runtime/http/errors.py).
@@ -146,3 +152,27 @@ class ClientGone(GatewayError):
     status = 499
     type = "client_closed_request"
     code = "client_closed_request"
+
+
+class ClientStalled(GatewayError):
+    status = 408
+    type = "client_stopped_reading"
+    code = "stream_write_timeout"
+
+
+class GatewayShutdown(GatewayError):
+    status = 503
+    type = "gateway_shutdown"
+    code = "gateway_shutdown"
+
+
+class InternalError(GatewayError):
+    """An unexpected exception in the gateway. The message names only the request id, so an operator can
+    find the traceback in the gateway's stderr; the exception's own text may contain secrets."""
+
+    status = 500
+    type = "internal_error"
+    code = "internal_error"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"internal error in the gateway (request id {request_id}); the gateway's log has the details")

@@ -4,7 +4,8 @@ One worker serves in this process. Several workers are child processes that each
 address with SO_REUSEPORT (the kernel spreads connections); this process then only supervises:
 it forwards SIGTERM/SIGINT, restarts a worker that dies unexpectedly, and exits with the workers'
 status. On a stop signal a worker stops accepting, lets in-flight requests and streams finish up to
-`tuning.shutdown_grace_s`, drains the request log, and exits 0.
+`GatewayConfig.shutdown_grace_s` (client.shutdown_grace_in_seconds), ends the streams still running with
+an error event, drains the request log, and exits 0 (runtime/http/drain.py has the order and bounds).
 
 Before any worker starts, this process binds the address once, so a port in use (or any other bind
 error) ends the start at once with one line (ListenError), and `--port 0` is resolved to the real port
@@ -31,6 +32,7 @@ from aiohttp import web
 
 from runtime.app import create_app
 from runtime.config.model import GatewayConfig
+from runtime.http import drain
 from runtime.http.body import BODY_READING, BodyReading
 from runtime.http.protocol import HardenedAppRunner
 from runtime.listen import ListenError, StartError, bind_sockets, bound_port
@@ -74,7 +76,8 @@ async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[s
         app,
         handler_cancellation=True,
         access_log=None,
-        shutdown_timeout=config.tuning.shutdown_grace_s,
+        # aiohttp's own shutdown wait gets only the short bound: the grace is spent once, by drain.stop.
+        shutdown_timeout=drain.CUT_S,
         # Slow clients: an idle connection, and a request head that is not complete in time, are closed.
         keepalive_timeout=client.keepalive_idle_timeout_in_seconds,
         header_read_timeout=client.header_read_timeout_in_seconds,
@@ -97,11 +100,9 @@ async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[s
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
     try:
         await stop.wait()
-        log.info(
-            "worker %d stopping: draining in-flight requests (up to %gs)", os.getpid(), config.tuning.shutdown_grace_s
-        )
+        log.info("worker %d stopping: draining in-flight requests (up to %gs)", os.getpid(), config.shutdown_grace_s)
     finally:
-        await runner.cleanup()
+        await drain.stop(runner, app[drain.DRAIN])
         log.info("worker %d stopped", os.getpid())
 
 

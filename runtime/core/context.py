@@ -3,6 +3,13 @@
 One instance per request and nothing else allocated per request beyond what the wire needs; fields
 are plain attributes so the hot path never does dict look-ups for its own bookkeeping. Stage times
 are nanosecond sums (a retry adds to them), read by the request log and the metrics.
+
+Gateway overhead is the gateway's own time, never a wait on the upstream or on the client. For an
+answer sent whole it is the elapsed time minus the upstream wait. For a stream it is frozen when the
+headers go out (the `x-bf-overhead-us` header reports exactly that figure) and then grows only by the
+time spent on each read batch between its arrival and its write (`add_stream_work`): parsing,
+translating, encoding and handing bytes to the socket, without the waits for the next chunk or for a
+slow client to drain. The log row, /metrics and the dashboard all read `overhead_ns`.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ class RequestContext:
         "build_ns",
         "client_wants_usage",
         "encode_ns",
+        "end_ns",
         "endpoint",
         "error",
         "error_type",
         "fallback_index",
         "fallbacks",
+        "gateway_ns",
         "id",
         "ingress",
         "input_raw",
@@ -66,6 +75,8 @@ class RequestContext:
         self.encode_ns = 0
         self.upstream_ns = 0
         self.parse_ns = 0
+        self.end_ns = 0  # set once when the request is over, so every on_finish reader sees the same times
+        self.gateway_ns = -1  # a stream's overhead once its headers are out; -1: not streaming (yet)
         self.status = 0
         self.error: str | None = None
         self.error_type: str | None = None
@@ -74,8 +85,32 @@ class RequestContext:
         self.attempts: list[dict[str, Any]] = []
 
     def elapsed_ns(self) -> int:
-        return time.perf_counter_ns() - self.start_ns
+        return (self.end_ns or time.perf_counter_ns()) - self.start_ns
+
+    def end(self) -> None:
+        """The request is over: freeze its latency (and so its overhead) for the log, metrics and hooks."""
+        self.end_ns = time.perf_counter_ns()
+
+    def overhead_ns(self, elapsed_ns: int | None = None) -> int:
+        """The gateway's own time so far (see the module doc); `elapsed_ns` saves a clock read."""
+        if self.gateway_ns >= 0:
+            return self.gateway_ns
+        if elapsed_ns is None:
+            elapsed_ns = self.elapsed_ns()
+        return max(0, elapsed_ns - self.upstream_ns)
 
     def overhead_us(self) -> int:
-        """Time spent in the gateway so far: everything except waiting on the upstream."""
-        return max(0, (self.elapsed_ns() - self.upstream_ns) // 1000)
+        return self.overhead_ns() // 1000
+
+    def begin_stream_body(self) -> int:
+        """The stream's headers are about to go out: freeze the overhead so far (everything but the wait for
+        the first upstream events); returns the clock reading the first batch's work is counted from."""
+        now = time.perf_counter_ns()
+        self.gateway_ns = max(0, now - self.start_ns - self.upstream_ns)
+        return now
+
+    def add_stream_work(self, since_ns: int, waited_ns: int = 0) -> None:
+        """Add one read batch's processing: from its arrival (`since_ns`) to now, minus any wait on the client."""
+        work = time.perf_counter_ns() - since_ns - waited_ns
+        if work > 0:
+            self.gateway_ns += work

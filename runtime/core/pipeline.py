@@ -36,7 +36,18 @@ Encoder = Callable[[Any], bytes]
 class ChunkStream:
     """An opened stream: the events parsed so far, and more on demand. Holds a lane slot until closed."""
 
-    __slots__ = ("_closed", "_idle_s", "_lane", "_provider", "_response", "_translator", "first", "usage")
+    __slots__ = (
+        "_closed",
+        "_idle_s",
+        "_interrupted",
+        "_lane",
+        "_provider",
+        "_response",
+        "_translator",
+        "arrived_ns",
+        "first",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -55,21 +66,30 @@ class ChunkStream:
         self._provider = provider
         self._idle_s = idle_s
         self._closed = False
+        self._interrupted: GatewayError | None = None
         self.usage = usage if translator is None else translator.usage
+        # When the last read returned (perf_counter_ns): where the relay starts counting its own work.
+        self.arrived_ns = 0
 
     async def next(self) -> list[dict[str, Any]] | None:
         """The next batch of events; None once the upstream ended properly. Raises GatewayError."""
         translator = self._translator
         if translator is None or self._response is None:
+            self.arrived_ns = perf_counter_ns()
             return None
         while True:
+            if self._interrupted is not None:
+                raise self._interrupted
             if translator.finished:
                 self.usage = translator.usage
                 return None
             try:
                 data = await self._response.readany()
             except TRANSPORT_ERRORS as exc:
+                if self._interrupted is not None:
+                    raise self._interrupted from None
                 raise transport_error(exc, self._provider, "stream data", self._idle_s) from None
+            self.arrived_ns = perf_counter_ns()
             if not data:
                 tail = translator.close()
                 self.usage = translator.usage
@@ -82,6 +102,16 @@ class ChunkStream:
             self.usage = translator.usage
             if chunks:
                 return chunks
+
+    def interrupt(self, err: GatewayError) -> None:
+        """End the stream from outside (gateway shutdown): a `next()` waiting on the upstream, or the next
+        call, raises `err`, so the relay's normal tail writes the client's error event and logs it."""
+        if self._closed or self._interrupted is not None:
+            return
+        self._interrupted = err
+        response = self._response
+        if response is not None:
+            response._fail(err)  # wakes a pending readany(), which raises err; close() then drops the socket
 
     def close(self) -> None:
         """Release the lane slot and the upstream connection (closing it if the body was not finished,

@@ -236,7 +236,8 @@ class GatewayCollector:
         )
         yield _histogram(
             "bifrost_gateway_overhead_seconds",
-            "Time spent in the gateway (total minus upstream wait)",
+            "The gateway's own time per request: never a wait on the provider or the client"
+            " (for streams: up to the headers plus each chunk's processing)",
             ["provider"],
             m.OVERHEAD_BOUNDS_US,
             overhead,

@@ -7,7 +7,6 @@ provider untouched. Answers pass through byte for byte when the provider speaks 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -17,9 +16,19 @@ from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError, InvalidRequest
 from runtime.http.body import check_type, read_json_object, require
+from runtime.http.drain import DRAIN, Drain
 from runtime.http.errors import error_payload, error_response
+from runtime.http.internal import internal_error
 from runtime.http.keys import GATEWAY
-from runtime.http.relay import SSE_HEADERS, client_gone, fail, fail_after_first_byte, gateway_headers
+from runtime.http.relay import (
+    SSE_HEADERS,
+    ClientWriter,
+    cancelled,
+    client_gone,
+    end_stream_with_error,
+    fail,
+    gateway_headers,
+)
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from runtime.wire.sse import DONE
 
@@ -46,7 +55,9 @@ def raise_invalid(message: str, param: str) -> None:
 
 async def handle(request: web.Request, op: str) -> web.StreamResponse:
     gw: Gateway = request.app[GATEWAY]
+    drain = request.app[DRAIN]
     ctx = RequestContext(gw.new_id(), op)
+    drain.enter()
     try:
         raw, body = await read_json_object(request, gw.body_limit)
         ctx.input_raw = raw
@@ -57,7 +68,7 @@ async def handle(request: web.Request, op: str) -> web.StreamResponse:
             ctx.stream = True
             options = body.get("stream_options")
             ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return await _stream(request, gw, ctx, targets)
+            return await _stream(request, gw, drain, ctx, targets)
         result = await gw.complete(ctx, targets)
         ctx.usage = result.usage
         payload = result.raw if result.raw is not None else encode_json(result.data)
@@ -68,17 +79,37 @@ async def handle(request: web.Request, op: str) -> web.StreamResponse:
         fail(ctx, err)
         return error_response(err, ctx, gateway_headers(ctx))
     except asyncio.CancelledError:
+        cancelled(ctx, drain)
+        raise
+    except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
+        ctx.status = exc.status
+        raise
+    except ConnectionError:  # the client went away while we read its request
         client_gone(ctx)
         raise
+    except Exception:  # a bug of ours: still JSON, a 500 row, a /metrics count (runtime/http/internal.py)
+        bug = internal_error(ctx)
+        fail(ctx, bug)
+        return error_response(bug, ctx, gateway_headers(ctx))
     finally:
+        drain.leave()
         gw.finish(ctx)
 
 
-async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, targets: list) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, gw: Gateway, drain: Drain, ctx: RequestContext, targets: list
+) -> web.StreamResponse:
     stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
     accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator(gw.log_content_limit)
     wants_usage = ctx.client_wants_usage
-    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
+    try:
+        mark = ctx.begin_stream_body()  # the overhead header reports the time up to here
+        response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
+        writer = ClientWriter(request, response, gw.config.client.stream_write_timeout_in_seconds)
+    except BaseException:
+        stream.close()
+        raise
+    drain.add_stream(stream)  # once per stream: a stop after the grace can end it with an error event
     try:
         await response.prepare(request)
         chunks: list[dict[str, Any]] | None = stream.first
@@ -91,27 +122,36 @@ async def _stream(request: web.Request, gw: Gateway, ctx: RequestContext, target
                 if not wants_usage and chunk.pop("usage", None) is not None and not chunk.get("choices"):
                     continue
                 out.append(b"data: " + encode_json(chunk) + b"\n\n")
-            if out:
-                await response.write(b"".join(out))
+            # Gateway overhead: this batch's work from its arrival to its write, minus any wait on the client.
+            ctx.add_stream_work(mark, await writer.write(b"".join(out)) if out else 0)
             chunks = await stream.next()
-        await response.write(DONE)
+            mark = stream.arrived_ns
+        ctx.add_stream_work(mark, await writer.write(DONE))
         ctx.status = 200
     except GatewayError as err:
         # Bytes already reached the client: end the stream with an error event, never with [DONE].
-        fail_after_first_byte(ctx, err)
-        with contextlib.suppress(ConnectionError):
-            await response.write(b"data: " + encode_json(error_payload(err, ctx)) + b"\n\n")
+        await end_stream_with_error(ctx, err, writer, _error_event(err, ctx))
     except ConnectionError:
         client_gone(ctx)
     except asyncio.CancelledError:
-        client_gone(ctx)
+        cancelled(ctx, drain)
         raise
+    except Exception:  # a bug of ours after the first byte: an error event, never a silent success
+        if not response.prepared:
+            raise  # nothing sent yet: the handler answers a plain JSON 500
+        bug = internal_error(ctx)
+        await end_stream_with_error(ctx, bug, writer, _error_event(bug, ctx))
     finally:
+        drain.discard_stream(stream)
         stream.close()
         ctx.usage = stream.usage
         if accumulate is not None:
             ctx.output = accumulate.result()
     return response
+
+
+def _error_event(err: GatewayError, ctx: RequestContext) -> bytes:
+    return b"data: " + encode_json(error_payload(err, ctx)) + b"\n\n"
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

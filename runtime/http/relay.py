@@ -10,8 +10,8 @@ the first byte ends the stream with the ingress's error event, never with a succ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -19,8 +19,10 @@ from aiohttp import web
 from runtime.core.accumulate import StreamAccumulator
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway
-from runtime.errors import GatewayError
+from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
 from runtime.http.body import read_json_object
+from runtime.http.drain import DRAIN, Drain
+from runtime.http.internal import internal_error
 from runtime.http.keys import GATEWAY
 from runtime.providers.base import ParsedResponse, Usage
 
@@ -118,13 +120,87 @@ def client_gone(ctx: RequestContext) -> None:
     ctx.error_type = "client_closed_request"
 
 
+def cancelled(ctx: RequestContext, drain: Drain) -> None:
+    """The handler was cancelled: by aiohttp because the client went away, or by our own stop after the
+    shutdown grace (then it is the gateway that ended the request, not the client)."""
+    if drain.cutting:
+        fail(ctx, drain.shutdown_error())
+    else:
+        client_gone(ctx)
+
+
+class ClientWriter:
+    """Writes a stream's bytes; a client that stops reading is ended after `timeout_s` (ClientStalled).
+
+    aiohttp's `write` only ever waits when the socket's send buffer is over its high-water mark (the
+    protocol is then paused until the client reads). So the deadline is armed only when this write could
+    make it wait (already paused, or this write would cross the mark); the normal path adds no timer, just
+    two cheap reads of the transport's state. `write` returns the nanoseconds spent waiting on the client,
+    which the stream's gateway overhead leaves out.
+    """
+
+    __slots__ = ("_high", "_protocol", "_response", "_timeout_s", "_transport")
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, timeout_s: float) -> None:
+        self._response = response
+        self._protocol = request.protocol
+        self._transport = request.transport
+        self._timeout_s = timeout_s
+        self._high = self._transport.get_write_buffer_limits()[1] if self._transport is not None else 0
+
+    async def write(self, data: bytes) -> int:
+        transport = self._transport
+        if (
+            transport is None
+            or transport.is_closing()
+            or (not self._protocol.writing_paused and transport.get_write_buffer_size() + len(data) <= self._high)
+        ):
+            await self._response.write(data)  # cannot wait on the client (or raises: it is gone)
+            return 0
+        start = perf_counter_ns()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._response.write(data)
+        except TimeoutError:
+            raise ClientStalled(
+                f"the client stopped reading the stream for {self._timeout_s:g}s"
+                " (client.stream_write_timeout_in_seconds)"
+            ) from None
+        return perf_counter_ns() - start
+
+    def abort(self) -> None:
+        """Drop the connection without flushing (a stalled client would hold a graceful close forever)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def end_stream_with_error(ctx: RequestContext, err: GatewayError, writer: ClientWriter, event: bytes) -> None:
+    """A stream failed after its first byte: record it, then end it with the client format's error event."""
+    if isinstance(err, ClientStalled):
+        fail(ctx, err)
+        writer.abort()
+        return
+    if isinstance(err, (GatewayShutdown, InternalError)):
+        fail(ctx, err)  # not an upstream attempt
+    else:
+        fail_after_first_byte(ctx, err)
+    try:
+        await writer.write(event)
+    except ClientStalled:
+        writer.abort()
+    except ConnectionError:
+        pass
+
+
 async def serve(
     request: web.Request, op: str, ingress: Ingress, body_hook: Callable[[dict[str, Any]], None] | None = None
 ) -> web.StreamResponse:
     """Answer one request of operation `op` in `ingress`'s format. `body_hook` adjusts the client's body
     before translation (e.g. the model and stream flag that GenAI puts in the URL)."""
     gw: Gateway = request.app[GATEWAY]
+    drain = request.app[DRAIN]
     ctx = RequestContext(gw.new_id(), op, ingress.name)
+    drain.enter()
     try:
         raw, body = await read_json_object(request, gw.body_limit)
         ctx.input_raw = raw
@@ -137,7 +213,7 @@ async def serve(
             strip_extensions(internal)
         if internal.get("stream") is True:
             ctx.stream = True
-            return await _stream(request, gw, ctx, targets, ingress)
+            return await _stream(request, gw, drain, ctx, targets, ingress)
         result = await gw.complete(ctx, targets)
         ctx.usage = result.usage
         payload = ingress.respond(result, ctx)
@@ -148,20 +224,38 @@ async def serve(
         fail(ctx, err)
         return ingress.error_response(err, ctx, gateway_headers(ctx))
     except asyncio.CancelledError:
+        cancelled(ctx, drain)
+        raise
+    except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
+        ctx.status = exc.status
+        raise
+    except ConnectionError:  # the client went away while we read its request
         client_gone(ctx)
         raise
+    except Exception:  # a bug of ours: still the ingress's JSON shape, a 500 row, a /metrics count
+        bug = internal_error(ctx)
+        fail(ctx, bug)
+        return ingress.error_response(bug, ctx, gateway_headers(ctx))
     finally:
+        drain.leave()
         gw.finish(ctx)
 
 
 async def _stream(
-    request: web.Request, gw: Gateway, ctx: RequestContext, targets: list, ingress: Ingress
+    request: web.Request, gw: Gateway, drain: Drain, ctx: RequestContext, targets: list, ingress: Ingress
 ) -> web.StreamResponse:
     stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
     accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator(gw.log_content_limit)
-    encoder = ingress.encoder(ctx)
-    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
     rid = ""
+    try:
+        encoder = ingress.encoder(ctx)
+        mark = ctx.begin_stream_body()  # the overhead header reports the time up to here
+        response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
+        writer = ClientWriter(request, response, gw.config.client.stream_write_timeout_in_seconds)
+    except BaseException:
+        stream.close()
+        raise
+    drain.add_stream(stream)  # once per stream: a stop after the grace can end it with an error event
     try:
         await response.prepare(request)
         chunks: list[dict[str, Any]] | None = stream.first
@@ -173,21 +267,25 @@ async def _stream(
                     accumulate.add(chunk)
                 out.append(encoder.encode(chunk))
             data = b"".join(out)
-            if data:
-                await response.write(data)
+            ctx.add_stream_work(mark, await writer.write(data) if data else 0)
             chunks = await stream.next()
-        await response.write(encoder.end(stream.usage, rid))
+            mark = stream.arrived_ns
+        ctx.add_stream_work(mark, await writer.write(encoder.end(stream.usage, rid)))
         ctx.status = 200
     except GatewayError as err:
-        fail_after_first_byte(ctx, err)
-        with contextlib.suppress(ConnectionError):
-            await response.write(encoder.error(err, ctx))
+        await end_stream_with_error(ctx, err, writer, encoder.error(err, ctx))
     except ConnectionError:
         client_gone(ctx)
     except asyncio.CancelledError:
-        client_gone(ctx)
+        cancelled(ctx, drain)
         raise
+    except Exception:  # a bug of ours after the first byte: an error event, never a silent success
+        if not response.prepared:
+            raise  # nothing sent yet: the handler answers a plain JSON 500
+        bug = internal_error(ctx)
+        await end_stream_with_error(ctx, bug, writer, encoder.error(bug, ctx))
     finally:
+        drain.discard_stream(stream)
         stream.close()
         ctx.usage = stream.usage
         if accumulate is not None:

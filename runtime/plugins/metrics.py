@@ -71,9 +71,10 @@ class MetricsPlugin:
     def on_finish(self, ctx: RequestContext) -> None:
         key = (ctx.provider or "none", ctx.model or "none", ctx.status)
         s = self.series.get(key) or self._new(key)
-        latency = ctx.elapsed_ns() // 1000
+        elapsed = ctx.elapsed_ns()
+        latency = elapsed // 1000
         upstream = ctx.upstream_ns // 1000
-        overhead = latency - upstream if latency > upstream else 0
+        overhead = ctx.overhead_ns(elapsed) // 1000  # the gateway's own time, streams included
         s[COUNT] += 1
         s[LATENCY_SUM] += latency
         s[OVERHEAD_SUM] += overhead

@@ -110,7 +110,7 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         ctx.status,
         1 if ctx.stream else 0,
         latency_ns // 1000,
-        max(0, latency_ns - ctx.upstream_ns) // 1000,
+        ctx.overhead_ns(latency_ns) // 1000,
         ctx.queue_wait_ns // 1000,
         ctx.key_select_ns // 1000,
         ctx.build_ns // 1000,

@@ -82,7 +82,7 @@ function render(body, stats, hist, system) {
     kpi("Latency p50", fmt.ms(stats.p50_latency_ms), `avg ${fmt.ms(stats.avg_latency_ms)}`, "kpi-p50"),
     kpi("Latency p99", fmt.ms(stats.p99_latency_ms), stats.percentiles.sampled ? `from a sample of ${fmt.int(stats.percentiles.sample_size)}` : "exact", "kpi-p99"),
     kpi("Tokens", fmt.compact(stats.total_tokens), `${fmt.compact(stats.prompt_tokens)} in · ${fmt.compact(stats.completion_tokens)} out`, "kpi-tokens"),
-    kpi("Gateway overhead", fmt.us(stats.avg_overhead_us), "average per request", "kpi-overhead"),
+    kpi("Gateway overhead", fmt.us(stats.avg_overhead_us), "average own time per request, streams included (no upstream or client waits)", "kpi-overhead"),
     kpi("Dropped log records", fmt.int(totals.log_dropped ?? 0), `${fmt.int(totals.log_pending ?? 0)} pending write · ${fmt.int(totals.log_failed ?? 0)} refused by the database`, "kpi-dropped"),
   );
 
