@@ -92,10 +92,11 @@ class Router:
                 self._check_model(handle, rest)
                 return handle, rest
             if prefix in PROVIDER_SPECS:
+                env_key = PROVIDER_SPECS[prefix].env_key
                 raise UnknownProvider(
                     f"provider '{prefix}' is not configured. Configured providers: {self.configured()}. "
                     f"Add it to config.json under providers.{prefix} (or set its API key variable"
-                    f"{' ' + PROVIDER_SPECS[prefix].env_key if PROVIDER_SPECS[prefix].env_key else ''}).",
+                    f"{' ' + env_key if env_key else ''}).",
                     param="model",
                 )
         handle = self._bare_cache.get(model_string)

@@ -258,7 +258,7 @@ class GatewayCollector:
             for provider, value in sorted(values.items()):
                 family.add_metric([provider], value)
             yield family
-        lane_families = (
+        lane_families: tuple[GaugeMetricFamily | CounterMetricFamily, ...] = (
             GaugeMetricFamily("bifrost_lane_in_flight", "Upstream requests in flight", labels=["provider"]),
             GaugeMetricFamily("bifrost_lane_queued", "Requests waiting for a lane slot", labels=["provider"]),
             GaugeMetricFamily("bifrost_lane_concurrency", "Lane slots (summed over workers)", labels=["provider"]),
@@ -267,8 +267,8 @@ class GatewayCollector:
             ),
         )
         for provider, values in sorted(merged["lanes"].items()):
-            for family, value in zip(lane_families, values, strict=True):
-                family.add_metric([provider], value)
+            for lane_family, value in zip(lane_families, values, strict=True):
+                lane_family.add_metric([provider], value)
         yield from lane_families
         written, dropped, pending, failed = merged["log"]
         yield CounterMetricFamily("bifrost_requestlog_written", "Request-log rows written", value=written)

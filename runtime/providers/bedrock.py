@@ -127,8 +127,10 @@ class BedrockAdapter:
         if op == EMBEDDINGS:
             data, usage = wire.parse_embed(raw, model)
             return ParsedResponse(data, usage)
-        answer, usage = wire.parse_converse(raw, model, int(self.clock()), stable_id("chatcmpl-", raw.hex()[:64]))
-        return ParsedResponse(answer, usage)
+        answer, answer_usage = wire.parse_converse(
+            raw, model, int(self.clock()), stable_id("chatcmpl-", raw.hex()[:64])
+        )
+        return ParsedResponse(answer, answer_usage)
 
     def stream_translator(self, op: str, model: str) -> ConverseStream:
         created = int(self.clock())

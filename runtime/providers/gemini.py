@@ -93,8 +93,8 @@ class GeminiAdapter:
             return ParsedResponse(data, usage)
         if op == COUNT_TOKENS:
             return parse_count(raw)
-        answer, usage = response.parse_generate(raw, model, int(self.clock()))
-        return ParsedResponse(answer, usage)
+        answer, answer_usage = response.parse_generate(raw, model, int(self.clock()))
+        return ParsedResponse(answer, answer_usage)
 
     def stream_translator(self, op: str, model: str) -> response.GenerateStream:
         return response.GenerateStream(model, int(self.clock()))

@@ -106,7 +106,7 @@ class VertexAdapter:
                 {"content": text, **({"task_type": body["task_type"]} if body.get("task_type") else {})}
                 for text in input_texts(body)
             ]
-            payload: dict[str, Any] = {"instances": instances}
+            payload = {"instances": instances}
             if body.get("dimensions"):
                 payload["parameters"] = {"outputDimensionality": body["dimensions"]}
             return UpstreamRequest("POST", f"{url}:predict", headers, payload)

@@ -17,12 +17,13 @@ answered from the covering indexes of migration m002 (see bench/logs_query.py fo
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -101,9 +102,13 @@ class LogQueries:
                     await db.execute("PRAGMA query_only = 1")
                     await db.execute("PRAGMA mmap_size = 268435456")
                     deadline = [float("inf")]
+
                     # Runs on the connection's thread every few thousand VM steps: past the deadline
                     # SQLite stops the statement ("interrupted") instead of holding the pool.
-                    await db.set_progress_handler(lambda d=deadline: time.monotonic() > d[0], 100_000)
+                    def past_deadline(d: list[float] = deadline) -> bool:
+                        return time.monotonic() > d[0]
+
+                    await db.set_progress_handler(past_deadline, 100_000)
                     self._deadlines[id(db)] = deadline
                     self._all.append(db)
                     pool.put_nowait(db)
@@ -132,7 +137,8 @@ class LogQueries:
             deadline[0] = time.monotonic() + self.budget_s
             try:
                 async with db.execute(sql, params) as cursor:
-                    return list(await cursor.fetchall())
+                    # No row_factory is set: the rows are plain tuples (aiosqlite types them as Row).
+                    return cast(builtins.list[tuple[Any, ...]], list(await cursor.fetchall()))
             except aiosqlite.OperationalError as exc:
                 if "interrupt" in str(exc):
                     raise QueryTooSlow(
@@ -194,7 +200,7 @@ class LogQueries:
             record[name] = _json_or_text(record[name])
         return record
 
-    async def tail(self, after_rowid: int, limit: int = 500) -> list[tuple[int, tuple[Any, ...]]]:
+    async def tail(self, after_rowid: int, limit: int = 500) -> builtins.list[tuple[int, tuple[Any, ...]]]:
         """Rows written after `after_rowid` (any worker's), oldest first: the multi-worker live feed."""
         rows = await self._fetch(
             f"SELECT rowid, {', '.join(COLUMNS)} FROM logs WHERE rowid > ? ORDER BY rowid LIMIT ?", (after_rowid, limit)
@@ -212,7 +218,7 @@ class LogQueries:
         where, params = f.where()
         index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
 
-        async def totals_and_sample() -> tuple[tuple[Any, ...], list[tuple[Any, ...]], int]:
+        async def totals_and_sample() -> tuple[tuple[Any, ...], builtins.list[tuple[Any, ...]], int]:
             totals = (
                 await self._fetch(
                     "SELECT count(*), sum(status < 400), avg(latency_us), sum(prompt_tokens), sum(completion_tokens), "
@@ -254,7 +260,7 @@ class LogQueries:
             "by_provider": _roll_up(groups),
         }
 
-    async def _sample(self, f: LogFilter, count: int, target: int, columns: str) -> tuple[list[tuple], int]:
+    async def _sample(self, f: LogFilter, count: int, target: int, columns: str) -> tuple[builtins.list[tuple], int]:
         """Every k-th rowid in the filter's range (k = count // target): uniform, and read from the
         covering index. Returns (rows, k)."""
         where, params = f.where()
@@ -266,7 +272,7 @@ class LogQueries:
         rows = await self._fetch(f"SELECT {columns} FROM logs {index} WHERE {where}", params)
         return rows, step
 
-    async def pairs(self) -> list[tuple[str | None, str | None]]:
+    async def pairs(self) -> builtins.list[tuple[str | None, str | None]]:
         """Every (provider, model) in the log (pairs removed by retention linger; they count 0)."""
         rows = await self._fetch("SELECT max(rowid) FROM logs")
         top = int(rows[0][0] or 0)
@@ -280,7 +286,7 @@ class LogQueries:
             self._pairs_rowid = top
         return sorted(self._pairs, key=lambda pm: (pm[0] or "", pm[1] or ""))
 
-    async def _by_provider_model(self, f: LogFilter) -> list[dict[str, Any]]:
+    async def _by_provider_model(self, f: LogFilter) -> builtins.list[dict[str, Any]]:
         pairs = [pm for pm in await self.pairs() if not f.providers or pm[0] in f.providers]
         if not pairs:
             return []
@@ -336,8 +342,8 @@ class LogQueries:
         }
 
     async def _overall_series(
-        self, f: LogFilter, width: int, cte: str, cte_params: list[Any]
-    ) -> tuple[list[dict[str, Any]], bool]:
+        self, f: LogFilter, width: int, cte: str, cte_params: builtins.list[Any]
+    ) -> tuple[builtins.list[dict[str, Any]], bool]:
         where, params = f.where("l")
         index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
         agg = "json_array(count(*), sum(l.status >= 400), avg(l.latency_us), sum(l.total_tokens), avg(l.overhead_us))"
@@ -365,7 +371,7 @@ class LogQueries:
         if not total:
             return series, False
         samples, step = await self._sample(f, total, SAMPLE_TARGET * 2, "ts_ms, latency_us")
-        per_bucket: dict[int, list[int]] = {}
+        per_bucket: dict[int, builtins.list[int]] = {}
         for ts, latency in samples:
             per_bucket.setdefault((ts - f.since_ms) // width, []).append(latency)
         for i, values in per_bucket.items():
@@ -375,15 +381,17 @@ class LogQueries:
                 series[i]["p99_latency_ms"] = _ms(_percentile(values, 0.99))
         return series, step > 1
 
-    async def _provider_series(self, f: LogFilter, width: int, cte: str, cte_params: list[Any]) -> dict[str, Any]:
-        models: dict[str, list[str]] = {}
+    async def _provider_series(
+        self, f: LogFilter, width: int, cte: str, cte_params: builtins.list[Any]
+    ) -> dict[str, Any]:
+        models: dict[str, builtins.list[str]] = {}
         for provider, model in await self.pairs():
             if provider is not None and model is not None and (not f.providers or provider in f.providers):
                 models.setdefault(provider, []).append(model)
         where, params = f.where("l")
         index = "" if f.needs_table else "INDEXED BY logs_pm_cover"
 
-        async def one(provider: str, names: list[str]) -> list[dict[str, Any]]:
+        async def one(provider: str, names: builtins.list[str]) -> builtins.list[dict[str, Any]]:
             # provider = ? AND model IN (...) is one range seek per model on logs_pm_cover.
             in_models = "l.model IN (" + ", ".join("?" * len(names)) + ")"
             sql = (

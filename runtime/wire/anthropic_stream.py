@@ -41,7 +41,7 @@ class AnthropicEncoder:
 
     def _start(self, rid: str, out: list[bytes]) -> None:
         self._started = True
-        message = {
+        message: dict[str, Any] = {
             "id": message_id(rid),
             "type": "message",
             "role": "assistant",

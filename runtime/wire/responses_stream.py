@@ -133,8 +133,8 @@ class ResponsesEncoder:
                     self._event(
                         "response.output_text.delta",
                         {
-                            "item_id": self._open["id"],
-                            "output_index": self._index(),  # type: ignore[index]
+                            "item_id": self._open["id"],  # type: ignore[index]
+                            "output_index": self._index(),
                             "content_index": 0,
                             "delta": delta["content"],
                             "logprobs": [],
