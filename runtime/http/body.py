@@ -8,6 +8,7 @@ import ujson
 from aiohttp import web
 
 from runtime.errors import InvalidRequest, PayloadTooLarge
+from runtime.http.jsonlimits import check_body
 
 
 async def read_json_object(request: web.Request, limit_bytes: int) -> tuple[bytes, dict[str, Any]]:
@@ -36,6 +37,7 @@ async def read_json_object(request: web.Request, limit_bytes: int) -> tuple[byte
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
+    check_body(raw, body)
     return raw, body
 
 

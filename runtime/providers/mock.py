@@ -39,7 +39,8 @@ def _last_user_text(messages: Any) -> str:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                # The mock answers whatever it is sent, so a part's text is read only when it is a string.
+                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -91,8 +92,7 @@ class MockAdapter:
                     f"'dimensions' must be an integer from 1 to {MAX_EMBED_DIMENSIONS}", param="dimensions"
                 )
             data = [
-                {"object": "embedding", "index": i, "embedding": _embedding(str(t), dims)}
-                for i, t in enumerate(inputs)
+                {"object": "embedding", "index": i, "embedding": _embedding(str(t), dims)} for i, t in enumerate(inputs)
             ]
             prompt = sum(_words(str(t)) for t in inputs)
             usage = Usage(prompt, 0)

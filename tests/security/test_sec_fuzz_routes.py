@@ -584,7 +584,8 @@ def test_deeply_nested_json_is_a_fast_400(gw: Gateway, route: Route, depth: int)
 def test_non_finite_numbers_are_a_400(gw: Gateway, route: Route, token: str) -> None:
     payload = (
         '{"model": "mock/mock-chat", "messages": [{"role": "user", "content": "hi"}], "contents": [{"parts": '
-        '[{"text": "hi"}]}], "prompt": "hi", "input": "hi", "max_tokens": 5, "temperature": %s}' % token
+        '[{"text": "hi"}]}], "prompt": "hi", "input": "hi", "max_tokens": 5, "temperature": %s, '
+        '"generationConfig": {"temperature": %s}}' % (token, token)
     ).encode()
     path = route.path or f"/genai/v1beta/models/mock/mock-chat:{route.genai_method}"
     status, content_type, raw = post(gw, path, payload)
