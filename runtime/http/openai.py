@@ -52,7 +52,7 @@ def _validate(op: str, body: dict[str, Any]) -> None:
         _tokens_or_texts(require(body, "prompt", (str, list)), "prompt")
     elif op == EMBEDDINGS:
         _tokens_or_texts(require(body, "input", (str, list)), "input")
-        fields.opt_int(body, "dimensions", minimum=1)
+        fields.opt_int(body, "dimensions", minimum=1, maximum=fields.MAX_DIMENSIONS)
         fields.maybe_str(body, "encoding_format")
     fields.check_sampling(body)
     check_type(body, "stream", bool)

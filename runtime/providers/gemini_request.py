@@ -252,7 +252,9 @@ def build_batch_embed_body(body: dict[str, Any], model_path: str) -> dict[str, A
     for text in input_texts(body):
         request: dict[str, Any] = {"model": model_path, "content": {"parts": [{"text": text}]}}
         if body.get("dimensions"):
-            request["outputDimensionality"] = fields.opt_int(body, "dimensions", minimum=1)
+            request["outputDimensionality"] = fields.opt_int(
+                body, "dimensions", minimum=1, maximum=fields.MAX_DIMENSIONS
+            )
         if body.get("task_type"):
             request["taskType"] = fields.opt_str(body, "task_type")
         requests.append(request)

@@ -163,12 +163,23 @@ def req_str(obj: dict[str, Any], key: str, path: str = "") -> str:
 
 # Sampling fields whose values every translator copies to its provider: numbers, checked once.
 NUMBER_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-INTEGER_FIELDS = ("top_k", "n", "seed", "max_tokens", "max_completion_tokens")
+# OpenAI's documented maximum for `n`; every provider's is lower. The bound keeps a client from asking an
+# adapter (or a test fake) to build billions of choices.
+MAX_CHOICES = 128
+# Above every embedding model's size (the largest are 3,072 today); the same reason as MAX_CHOICES.
+MAX_DIMENSIONS = 16384
+INTEGER_FIELDS: tuple[tuple[str, int | None, int | None], ...] = (
+    ("top_k", None, None),
+    ("n", 1, MAX_CHOICES),
+    ("seed", None, None),
+    ("max_tokens", None, None),
+    ("max_completion_tokens", None, None),
+)
 
 
 def check_sampling(body: dict[str, Any], path: str = "") -> None:
     """Type-check the sampling fields of an internal (OpenAI-shaped) body: finite numbers, integers."""
     for name in NUMBER_FIELDS:
         opt_number(body, name, path)
-    for name in INTEGER_FIELDS:
-        opt_int(body, name, path)
+    for name, minimum, maximum in INTEGER_FIELDS:
+        opt_int(body, name, path, minimum, maximum)

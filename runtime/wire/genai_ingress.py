@@ -180,7 +180,7 @@ _GENERATION = (
     ("temperature", "temperature", fields.as_number),
     ("topP", "top_p", fields.as_number),
     ("topK", "top_k", fields.as_int),
-    ("candidateCount", "n", fields.as_int),
+    ("candidateCount", "n", lambda v, p: fields.as_int(v, p, minimum=1, maximum=fields.MAX_CHOICES)),
     ("stopSequences", "stop", fields.strings),
     ("seed", "seed", fields.as_int),
     ("presencePenalty", "presence_penalty", fields.as_number),
@@ -263,7 +263,8 @@ def embed_to_internal(body: dict[str, Any], model: str, batch: bool) -> dict[str
     out: dict[str, Any] = {"model": model, "input": texts}
     first = requests[0]
     if field(first, "outputDimensionality") is not None:
-        out["dimensions"] = fields.as_int(field(first, "outputDimensionality"), "outputDimensionality", minimum=1)
+        dimensions = field(first, "outputDimensionality")
+        out["dimensions"] = fields.as_int(dimensions, "outputDimensionality", minimum=1, maximum=fields.MAX_DIMENSIONS)
     if field(first, "taskType") is not None:
         out["task_type"] = _str_field(first, "taskType", "")
     return out
