@@ -91,7 +91,7 @@ class MockAdapter:
                 raise InvalidRequest(
                     f"'dimensions' must be an integer from 1 to {MAX_EMBED_DIMENSIONS}", param="dimensions"
                 )
-            data = [
+            vectors = [
                 {"object": "embedding", "index": i, "embedding": _embedding(str(t), dims)} for i, t in enumerate(inputs)
             ]
             prompt = sum(_words(str(t)) for t in inputs)
@@ -99,7 +99,7 @@ class MockAdapter:
             return ParsedResponse(
                 {
                     "object": "list",
-                    "data": data,
+                    "data": vectors,
                     "model": model,
                     "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
                 },

@@ -35,7 +35,7 @@ from harness.process import spawn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES = int(os.environ.get("BIFROST_FUZZ_EXAMPLES", "500"))
+EXAMPLES = int(os.environ.get("BIFROST_FUZZ_EXAMPLES", "800"))
 REPORT_ONLY = os.environ.get("BIFROST_FUZZ_REPORT_ONLY") == "1"
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
@@ -155,7 +155,7 @@ TALLY = Tally()
 
 # -- strategies -------------------------------------------------------------------------------------------------
 
-_chars = st.characters(exclude_categories=("Cs",))  # lone surrogates are another item's business
+_chars = st.characters(exclude_categories=["Cs"])  # lone surrogates are another item's business
 _text = st.text(_chars, max_size=12)
 _scalars = st.one_of(
     st.none(),
@@ -513,14 +513,16 @@ def shape_problem(shape: str, body: Any) -> str | None:
     if not isinstance(body, dict):
         return "error body is not an object"
     err = body.get("error")
+    if not isinstance(err, dict):
+        return f"no error object in the {shape} error shape"
     if shape == "anthropic":
-        ok = body.get("type") == "error" and isinstance(err, dict)
+        ok = body.get("type") == "error"
         ok = ok and isinstance(err.get("type"), str) and isinstance(err.get("message"), str)
     elif shape == "genai":
-        ok = isinstance(err, dict) and isinstance(err.get("code"), int)
+        ok = isinstance(err.get("code"), int)
         ok = ok and isinstance(err.get("message"), str) and isinstance(err.get("status"), str)
     else:
-        ok = isinstance(err, dict) and isinstance(err.get("message"), str) and isinstance(err.get("type"), str)
+        ok = isinstance(err.get("message"), str) and isinstance(err.get("type"), str)
         ok = ok and "param" in err and "code" in err
     return None if ok else f"not the {shape} error shape"
 
