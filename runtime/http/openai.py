@@ -38,9 +38,10 @@ def _validate(op: str, body: dict[str, Any]) -> None:
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise_invalid(f"'messages[{i}]' must be an object with a string 'role'", f"messages[{i}]")
             content_parts(m.get("content"), f"messages[{i}].content")
-            for _id, _name, arguments in message_tool_calls(m, f"messages[{i}]"):
+            for j, (_id, _name, arguments) in enumerate(message_tool_calls(m, f"messages[{i}]")):
                 if arguments is not None and not isinstance(arguments, (str, dict)):
-                    raise fields.invalid(f"messages[{i}].tool_calls.function.arguments", "a JSON string", arguments)
+                    where = f"messages[{i}].tool_calls[{j}].function.arguments"
+                    raise fields.invalid(where, "a JSON string", arguments)
             fields.maybe_str(m, "tool_call_id", f"messages[{i}]")
         fields.opt_objects(body, "tools")
         check_type(body, "tool_choice", (str, dict))

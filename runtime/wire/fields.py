@@ -68,9 +68,11 @@ def as_int(value: Any, path: str, minimum: int | None = None, maximum: int | Non
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(path, "an integer", value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        bounds = f"from {minimum}" if minimum is not None else ""
-        bounds += f" to {maximum}" if maximum is not None else " or more"
-        raise InvalidRequest(f"'{path}' must be an integer {bounds.strip()}", param=path, code="invalid_value")
+        if minimum is not None and maximum is not None:
+            bounds = f"from {minimum} to {maximum}"
+        else:
+            bounds = f"of at least {minimum}" if minimum is not None else f"of at most {maximum}"
+        raise InvalidRequest(f"'{path}' must be an integer {bounds}", param=path, code="invalid_value")
     return value
 
 
