@@ -222,7 +222,8 @@ def to_internal(body: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = field(body, "systemInstruction")
     if system is not None:
-        parts = _parts(fields.as_obj(system, "systemInstruction"), "systemInstruction")
+        found = field(fields.as_obj(system, "systemInstruction"), "parts")
+        parts = [] if found is None else fields.objects(found, "systemInstruction.parts")
         text = "".join(fields.opt_str(p, "text", f"systemInstruction.parts[{i}]") for i, p in enumerate(parts))
         if text:
             messages.append({"role": "system", "content": text})
