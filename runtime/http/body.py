@@ -18,6 +18,7 @@ from aiohttp import web
 
 from runtime.config.model import ClientConfig
 from runtime.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from runtime.http.jsonlimits import check_body
 
 MIB = 1024 * 1024
 
@@ -149,6 +150,7 @@ async def read_json_object(request: web.Request, limit_bytes: int) -> tuple[byte
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
+    check_body(raw, body)
     return raw, body
 
 

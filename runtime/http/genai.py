@@ -105,7 +105,7 @@ async def model_method(request: web.Request) -> web.StreamResponse:
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     ctx = RequestContext(gw.new_id(), "models", "genai")
-    models = []
+    models: list[dict[str, Any]] = []
     for name, handle in sorted(gw.router.handles.items()):
         ops = handle.adapter.operations
         methods = [m for m, op in _OPS.items() if op in ops]

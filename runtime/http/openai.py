@@ -30,10 +30,15 @@ from runtime.http.relay import (
     gateway_headers,
 )
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from runtime.providers.common import content_parts, message_tool_calls
+from runtime.wire import fields
 from runtime.wire.sse import DONE
 
 
 def _validate(op: str, body: dict[str, Any]) -> None:
+    """Check the types of the fields the gateway or a translating adapter reads, so a wrong type is a 400
+    naming the field (never an exception inside a provider's request building). Unknown fields and
+    content-part types pass through: the provider judges those."""
     if op == CHAT:
         messages = require(body, "messages", list)
         if not messages:
@@ -41,12 +46,40 @@ def _validate(op: str, body: dict[str, Any]) -> None:
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise_invalid(f"'messages[{i}]' must be an object with a string 'role'", f"messages[{i}]")
+            content_parts(m.get("content"), f"messages[{i}].content")
+            for j, (_id, _name, arguments) in enumerate(message_tool_calls(m, f"messages[{i}]")):
+                if arguments is not None and not isinstance(arguments, (str, dict)):
+                    where = f"messages[{i}].tool_calls[{j}].function.arguments"
+                    raise fields.invalid(where, "a JSON string", arguments)
+            fields.maybe_str(m, "tool_call_id", f"messages[{i}]")
+        fields.opt_objects(body, "tools")
+        check_type(body, "tool_choice", (str, dict))
+        check_type(body, "stop", (str, list))
+        if isinstance(body.get("stop"), list):
+            fields.strings(body["stop"], "stop")
+        check_type(body, "response_format", dict)
     elif op == COMPLETIONS:
-        require(body, "prompt", (str, list))
+        _tokens_or_texts(require(body, "prompt", (str, list)), "prompt")
     elif op == EMBEDDINGS:
-        require(body, "input", (str, list))
+        _tokens_or_texts(require(body, "input", (str, list)), "input")
+        fields.opt_int(body, "dimensions", minimum=1, maximum=fields.MAX_DIMENSIONS)
+        fields.maybe_str(body, "encoding_format")
+    fields.check_sampling(body)
     check_type(body, "stream", bool)
     check_type(body, "stream_options", dict)
+    check_type(body, "user", str)
+
+
+def _tokens_or_texts(value: Any, name: str) -> None:
+    """A prompt or embeddings input: a string, or a list of strings, of token ids, or of token-id lists."""
+    if isinstance(value, str):
+        return
+    for i, item in enumerate(value):
+        if isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool)):
+            continue
+        if isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+            continue
+        raise fields.invalid(f"{name}[{i}]", "a string, a token id or a list of token ids", item)
 
 
 def raise_invalid(message: str, param: str) -> None:

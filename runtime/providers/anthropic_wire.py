@@ -24,13 +24,16 @@ from runtime.providers.common import (
     ChunkMaker,
     append_turn,
     chat_completion,
+    chat_messages,
     content_parts,
+    file_data_of,
     function_tools,
     image_url_of,
     is_context_overflow,
     json_arguments,
     loads_object,
     max_tokens_of,
+    message_tool_calls,
     parse_data_url,
     response_format_of,
     stop_list,
@@ -38,6 +41,7 @@ from runtime.providers.common import (
     tool_call,
     tool_choice_of,
 )
+from runtime.wire import fields
 from runtime.wire.sse import SSEParser
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out
@@ -62,9 +66,9 @@ def _image_block(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
 
 
-def _user_blocks(content: Any) -> list[dict[str, Any]]:
+def _user_blocks(content: Any, path: str = "messages") -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for part in content_parts(content):
+    for i, part in enumerate(content_parts(content, path)):
         kind = part.get("type")
         if kind == "text":
             if not part.get("text"):
@@ -73,8 +77,8 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
         elif kind == "image_url":
             block = _image_block(image_url_of(part))
         elif kind == "file":
-            data = (part.get("file") or {}).get("file_data") or ""
-            inline = parse_data_url(data) if isinstance(data, str) else None
+            data = file_data_of(part, f"{path}[{i}]") or ""
+            inline = parse_data_url(data)
             if inline is None:
                 raise InvalidRequest("file parts need file.file_data as a base64 data URL", param="messages")
             block = {"type": "document", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}}
@@ -86,28 +90,20 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
     return blocks
 
 
-def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
-    blocks = [b for b in _user_blocks(message.get("content")) if b["type"] == "text"]
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function") or {}
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id") or "",
-                "name": fn.get("name") or "",
-                "input": json_arguments(fn.get("arguments")),
-            }
-        )
+def _assistant_blocks(message: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    blocks = [b for b in _user_blocks(message.get("content"), f"{path}.content") if b["type"] == "text"]
+    for call_id, name, arguments in message_tool_calls(message, path):
+        blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": json_arguments(arguments)})
     return blocks
 
 
-def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
+def _tool_result(message: dict[str, Any], path: str) -> dict[str, Any]:
     content = message.get("content")
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or ""}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": fields.opt_str(message, "tool_call_id", path)}
     if isinstance(content, list):
-        block["content"] = _user_blocks(content)
+        block["content"] = _user_blocks(content, f"{path}.content")
     else:
-        block["content"] = text_of(content)
+        block["content"] = text_of(content, f"{path}.content")
     if message.get("is_error"):  # kept from the /anthropic ingress
         block["is_error"] = True
     return block
@@ -121,21 +117,22 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
     """OpenAI messages -> (Anthropic system blocks, Anthropic messages)."""
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
-    for message in messages:
+    for i, message in enumerate(fields.objects(messages, "messages")):
+        path = f"messages[{i}]"
         role = message.get("role")
         if role in ("system", "developer"):
-            for block in _user_blocks(message.get("content")):
+            for block in _user_blocks(message.get("content"), f"{path}.content"):
                 if block["type"] == "text":
                     system.append(block)
             continue
         if role == "user":
-            blocks = _user_blocks(message.get("content"))
+            blocks = _user_blocks(message.get("content"), f"{path}.content")
             turn = "user"
         elif role == "assistant":
-            blocks = _assistant_blocks(message)
+            blocks = _assistant_blocks(message, path)
             turn = "assistant"
         elif role == "tool":
-            blocks = [_tool_result(message)]
+            blocks = [_tool_result(message, path)]
             turn = "user"
         else:
             raise InvalidRequest(f"message role {role!r} is not supported by Anthropic models", param="messages")
@@ -155,9 +152,8 @@ def build_messages_body(
     counting: bool = False,
 ) -> dict[str, Any]:
     """An OpenAI chat body -> an Anthropic Messages body (`model` None: left out, as Vertex wants)."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidRequest("'messages' must be a list", param="messages")
+    messages = chat_messages(body)
+    fields.check_sampling(body)
     n = body.get("n")
     if n not in (None, 1):
         raise InvalidRequest("Anthropic models return one choice; 'n' must be 1", param="n")

@@ -19,6 +19,7 @@ from runtime.providers.common import (
     TOOL_CALLS,
     append_turn,
     chat_completion,
+    chat_messages,
     content_parts,
     embeddings_list,
     function_tools,
@@ -28,6 +29,7 @@ from runtime.providers.common import (
     json_arguments,
     loads_object,
     max_tokens_of,
+    message_tool_calls,
     parse_data_url,
     response_format_of,
     stop_list,
@@ -35,6 +37,7 @@ from runtime.providers.common import (
     tool_call,
     tool_choice_of,
 )
+from runtime.wire import fields
 
 JSON_TOOL = "bifrost_json_output"
 FINISH = {
@@ -65,9 +68,9 @@ def _image(url: str) -> dict[str, Any]:
     return {"image": {"format": fmt, "source": {"bytes": inline[1]}}}
 
 
-def _blocks(content: Any) -> list[dict[str, Any]]:
+def _blocks(content: Any, path: str = "messages") -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for part in content_parts(content):
+    for part in content_parts(content, path):
         kind = part.get("type")
         if kind == "text":
             if part.get("text"):
@@ -86,32 +89,25 @@ def _is_tool_result(block: dict[str, Any]) -> bool:
 def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
-    for message in messages:
+    for i, message in enumerate(fields.objects(messages, "messages")):
+        path = f"messages[{i}]"
+        content = message.get("content")
         role = message.get("role")
         if role in ("system", "developer"):
-            system.extend(_blocks(message.get("content")))
+            system.extend(_blocks(content, f"{path}.content"))
             continue
         if role == "user":
-            turn, blocks = "user", _blocks(message.get("content"))
+            turn, blocks = "user", _blocks(content, f"{path}.content")
         elif role == "assistant":
             turn = "assistant"
-            blocks = [{"text": t} for t in [text_of(message.get("content"))] if t]
-            for call in message.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                blocks.append(
-                    {
-                        "toolUse": {
-                            "toolUseId": call.get("id") or "",
-                            "name": fn.get("name") or "",
-                            "input": json_arguments(fn.get("arguments")),
-                        }
-                    }
-                )
+            blocks = [{"text": t} for t in [text_of(content, f"{path}.content")] if t]
+            for call_id, name, arguments in message_tool_calls(message, path):
+                blocks.append({"toolUse": {"toolUseId": call_id, "name": name, "input": json_arguments(arguments)}})
         elif role == "tool":
             turn = "user"
-            content = message.get("content")
-            inner = _blocks(content) if isinstance(content, list) else [{"text": text_of(content) or " "}]
-            result: dict[str, Any] = {"toolUseId": message.get("tool_call_id") or "", "content": inner}
+            where = f"{path}.content"
+            inner = _blocks(content, where) if isinstance(content, list) else [{"text": text_of(content, where) or " "}]
+            result: dict[str, Any] = {"toolUseId": fields.opt_str(message, "tool_call_id", path), "content": inner}
             if message.get("is_error"):
                 result["status"] = "error"
             blocks = [{"toolResult": result}]
@@ -124,9 +120,8 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
 
 
 def build_converse_body(body: dict[str, Any]) -> dict[str, Any]:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidRequest("'messages' must be a list", param="messages")
+    messages = chat_messages(body)
+    fields.check_sampling(body)
     if body.get("n") not in (None, 1):
         raise InvalidRequest("Bedrock returns one choice; 'n' must be 1", param="n")
     system, converted = convert_messages(messages)

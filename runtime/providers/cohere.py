@@ -24,14 +24,19 @@ from runtime.providers.common import (
     TOOL_CALLS,
     ChunkMaker,
     chat_completion,
+    chat_messages,
     content_parts,
+    dumps,
     embeddings_list,
     error_body,
     function_tools,
+    image_url_of,
     input_texts,
     is_context_overflow,
+    json_arguments,
     loads_object,
     max_tokens_of,
+    message_tool_calls,
     raw_text,
     response_format_of,
     status_type,
@@ -42,6 +47,7 @@ from runtime.providers.common import (
 )
 from runtime.providers.openai import retry_after_seconds
 from runtime.providers.registry import ProviderSpec, join_base
+from runtime.wire import fields
 from runtime.wire.sse import SSEParser
 
 FINISH = {
@@ -62,38 +68,40 @@ _RENAMED = (
 )
 
 
-def _content(content: Any) -> Any:
+def _content(content: Any, path: str) -> Any:
     if isinstance(content, str) or content is None:
         return content or ""
     parts = []
-    for part in content_parts(content):
+    for part in content_parts(content, path):
         if part.get("type") == "text":
             parts.append({"type": "text", "text": part.get("text") or ""})
         elif part.get("type") == "image_url":
-            parts.append({"type": "image_url", "image_url": part["image_url"]})
+            parts.append({"type": "image_url", "image_url": {"url": image_url_of(part)}})
         else:
             raise InvalidRequest(f"content part type {part.get('type')!r} is not supported by Cohere", param="messages")
     return parts
 
 
-def _message(message: dict[str, Any]) -> dict[str, Any]:
+def _message(message: dict[str, Any], path: str) -> dict[str, Any]:
     role = message.get("role")
+    where = f"{path}.content"
     if role in ("system", "developer"):
-        return {"role": "system", "content": text_of(message.get("content"))}
+        return {"role": "system", "content": text_of(message.get("content"), where)}
     if role == "user":
-        return {"role": "user", "content": _content(message.get("content"))}
+        return {"role": "user", "content": _content(message.get("content"), where)}
     if role == "assistant":
         out: dict[str, Any] = {"role": "assistant"}
-        text = text_of(message.get("content"))
-        calls = message.get("tool_calls")
+        text = text_of(message.get("content"), where)
+        calls = message_tool_calls(message, path)
         if calls:
+            # Cohere takes OpenAI's JSON string; any other type is checked (a 400 when it is no object).
             out["tool_calls"] = [
                 tool_call(
-                    c.get("id") or "",
-                    (c.get("function") or {}).get("name") or "",
-                    (c.get("function") or {}).get("arguments") or "{}",
+                    call_id,
+                    name,
+                    arguments if isinstance(arguments, str) and arguments else dumps(json_arguments(arguments)),
                 )
-                for c in calls
+                for call_id, name, arguments in calls
             ]
             if text:
                 out["tool_plan"] = text
@@ -103,19 +111,19 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
     if role == "tool":
         return {
             "role": "tool",
-            "tool_call_id": message.get("tool_call_id") or "",
-            "content": text_of(message.get("content")) or " ",
+            "tool_call_id": fields.opt_str(message, "tool_call_id", path),
+            "content": text_of(message.get("content"), where) or " ",
         }
     raise InvalidRequest(f"message role {role!r} is not supported by Cohere", param="messages")
 
 
 def build_chat_body(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidRequest("'messages' must be a list", param="messages")
+    messages = chat_messages(body)
+    fields.check_sampling(body)
     if body.get("n") not in (None, 1):
         raise InvalidRequest("Cohere returns one choice; 'n' must be 1", param="n")
-    out: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages], "stream": stream}
+    converted = [_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
+    out: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
     tools = function_tools(body)
     choice = tool_choice_of(body)
     if choice is not None and choice[0] == "function":

@@ -14,6 +14,7 @@ import ujson
 
 from runtime.errors import InvalidRequest, UpstreamGarbage
 from runtime.providers.base import Usage
+from runtime.wire import fields
 
 # OpenAI finish reasons, the vocabulary every adapter maps its provider's reasons onto.
 STOP, LENGTH, TOOL_CALLS, CONTENT_FILTER = "stop", "length", "tool_calls", "content_filter"
@@ -59,26 +60,54 @@ def path_segment(value: str, safe: str = "@") -> str:
 # -- reading the OpenAI request ---------------------------------------------------------------------------
 
 
-def text_of(content: Any) -> str:
-    """An OpenAI `content` (string, or list of parts) -> its text, parts joined without separators."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return str(content)
-
-
-def content_parts(content: Any) -> list[dict[str, Any]]:
-    """An OpenAI `content` as a list of parts (a string becomes one text part)."""
+def content_parts(content: Any, path: str = "messages") -> list[dict[str, Any]]:
+    """An OpenAI `content` as a list of parts (a string becomes one text part). Every part is an object and
+    a text part's `text` a string; anything else is InvalidRequest naming the field (`path`)."""
     if content is None:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if isinstance(content, list):
-        return [p for p in content if isinstance(p, dict)]
-    raise InvalidRequest("message 'content' must be a string or a list of content parts", param="messages")
+        parts = fields.objects(content, path)
+        for i, part in enumerate(parts):
+            if part.get("type") == "text":
+                fields.opt_str(part, "text", fields.join(path, i))
+        return parts
+    raise fields.invalid(path, "a string or an array of content parts", content)
+
+
+def text_of(content: Any, path: str = "messages") -> str:
+    """An OpenAI `content` (string, or list of parts) -> its text, parts joined without separators."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or "" for p in content_parts(content, path) if p.get("type") == "text")
+
+
+def chat_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The request's `messages`: a list of objects (InvalidRequest naming the first one that is not)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidRequest("'messages' must be a list", param="messages")
+    return fields.objects(messages, "messages")
+
+
+def message_tool_calls(message: dict[str, Any], path: str) -> list[tuple[str, str, Any]]:
+    """An assistant message's `tool_calls` as (id, function name, arguments), types checked."""
+    calls = []
+    for i, call in enumerate(fields.opt_objects(message, "tool_calls", path)):
+        where = fields.join(fields.join(path, "tool_calls"), i)
+        fn = fields.opt_obj(call, "function", where) or {}
+        name = fields.opt_str(fn, "name", fields.join(where, "function"))
+        calls.append((fields.opt_str(call, "id", where), name, fn.get("arguments")))
+    return calls
+
+
+def file_data_of(part: dict[str, Any], path: str) -> str | None:
+    """A `file` part's `file.file_data` (None when absent)."""
+    file = fields.opt_obj(part, "file", path) or {}
+    return fields.maybe_str(file, "file_data", fields.join(path, "file"))
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:
@@ -105,6 +134,8 @@ def json_arguments(arguments: Any) -> dict[str, Any]:
         return arguments
     if arguments is None or arguments == "":
         return {}
+    if not isinstance(arguments, str):
+        raise fields.invalid("messages.tool_calls.function.arguments", "a JSON string", arguments)
     try:
         value = ujson.loads(arguments)
     except ValueError:
@@ -156,10 +187,11 @@ def function_tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
             raise InvalidRequest(
                 f"tools[{i}] must be {{type: function, function: {{name, parameters}}}}", param=f"tools[{i}]"
             )
+        where = f"tools[{i}].function"
         entry = {
             "name": fn["name"],
-            "description": fn.get("description") or "",
-            "parameters": fn.get("parameters") or {"type": "object", "properties": {}},
+            "description": fields.opt_str(fn, "description", where),
+            "parameters": fields.opt_obj(fn, "parameters", where) or {"type": "object", "properties": {}},
         }
         if "cache_control" in tool:
             entry["cache_control"] = tool["cache_control"]

@@ -18,18 +18,22 @@ import ujson
 
 from runtime.errors import InvalidRequest
 from runtime.providers.common import (
+    chat_messages,
     content_parts,
+    file_data_of,
     function_tools,
     image_url_of,
     input_texts,
     json_arguments,
     max_tokens_of,
+    message_tool_calls,
     parse_data_url,
     response_format_of,
     stop_list,
     text_of,
     tool_choice_of,
 )
+from runtime.wire import fields
 
 THOUGHT_MARK = "~ts~"
 # The OpenAPI 3 subset Gemini's Schema object documents; everything else is dropped.
@@ -93,9 +97,9 @@ def _file_part(url: str) -> dict[str, Any]:
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
-def _user_parts(content: Any) -> list[dict[str, Any]]:
+def _user_parts(content: Any, path: str = "messages") -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    for part in content_parts(content):
+    for i, part in enumerate(content_parts(content, path)):
         kind = part.get("type")
         if kind == "text":
             if part.get("text"):
@@ -103,8 +107,8 @@ def _user_parts(content: Any) -> list[dict[str, Any]]:
         elif kind == "image_url":
             parts.append(_file_part(image_url_of(part)))
         elif kind == "file":
-            data = (part.get("file") or {}).get("file_data")
-            if not isinstance(data, str):
+            data = file_data_of(part, f"{path}[{i}]")
+            if data is None:
                 raise InvalidRequest("file parts need file.file_data as a data URL", param="messages")
             parts.append(_file_part(data))
         else:
@@ -117,12 +121,12 @@ def split_call_id(call_id: str) -> tuple[str, str | None]:
     return base, signature if mark else None
 
 
-def _function_response(message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    call_id = message.get("tool_call_id") or ""
-    name = message.get("name") or names.get(call_id)
+def _function_response(message: dict[str, Any], names: dict[str, str], path: str) -> dict[str, Any]:
+    call_id = fields.opt_str(message, "tool_call_id", path)
+    name = fields.opt_str(message, "name", path) or names.get(call_id)
     if not name:
-        raise InvalidRequest(f"tool message {call_id!r} answers no earlier tool call", param="messages")
-    text = text_of(message.get("content"))
+        raise InvalidRequest(f"tool message {call_id!r} answers no earlier tool call", param=path)
+    text = text_of(message.get("content"), f"{path}.content")
     try:
         value = ujson.loads(text)
     except ValueError:
@@ -136,28 +140,26 @@ def convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name, for functionResponse
-    for message in messages:
+    for i, message in enumerate(fields.objects(messages, "messages")):
+        path = f"messages[{i}]"
         role = message.get("role")
         if role in ("system", "developer"):
-            system.extend(_user_parts(message.get("content")))
+            system.extend(_user_parts(message.get("content"), f"{path}.content"))
             continue
         if role == "user":
-            turn, parts = "user", _user_parts(message.get("content"))
+            turn, parts = "user", _user_parts(message.get("content"), f"{path}.content")
         elif role == "assistant":
             turn = "model"
-            parts = [{"text": t} for t in [text_of(message.get("content"))] if t]
-            for call in message.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                names[call.get("id") or ""] = fn.get("name") or ""
-                part: dict[str, Any] = {
-                    "functionCall": {"name": fn.get("name") or "", "args": json_arguments(fn.get("arguments"))}
-                }
-                _base, signature = split_call_id(call.get("id") or "")
+            parts = [{"text": t} for t in [text_of(message.get("content"), f"{path}.content")] if t]
+            for call_id, name, arguments in message_tool_calls(message, path):
+                names[call_id] = name
+                part: dict[str, Any] = {"functionCall": {"name": name, "args": json_arguments(arguments)}}
+                _base, signature = split_call_id(call_id)
                 if signature:
                     part["thoughtSignature"] = signature
                 parts.append(part)
         elif role == "tool":
-            turn, parts = "user", [_function_response(message, names)]
+            turn, parts = "user", [_function_response(message, names, path)]
         else:
             raise InvalidRequest(f"message role {role!r} is not supported by Gemini models", param="messages")
         if not parts:
@@ -221,9 +223,8 @@ def generation_config(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_generate_body(body: dict[str, Any]) -> dict[str, Any]:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidRequest("'messages' must be a list", param="messages")
+    messages = chat_messages(body)
+    fields.check_sampling(body)
     system, contents = convert_messages(messages)
     out: dict[str, Any] = {"contents": contents}
     if system:
@@ -251,8 +252,10 @@ def build_batch_embed_body(body: dict[str, Any], model_path: str) -> dict[str, A
     for text in input_texts(body):
         request: dict[str, Any] = {"model": model_path, "content": {"parts": [{"text": text}]}}
         if body.get("dimensions"):
-            request["outputDimensionality"] = body["dimensions"]
+            request["outputDimensionality"] = fields.opt_int(
+                body, "dimensions", minimum=1, maximum=fields.MAX_DIMENSIONS
+            )
         if body.get("task_type"):
-            request["taskType"] = body["task_type"]
+            request["taskType"] = fields.opt_str(body, "task_type")
         requests.append(request)
     return {"requests": requests}

@@ -21,6 +21,9 @@ from runtime.providers.registry import ProviderSpec
 MOCK_MODELS = ("mock-chat", "mock-embed")
 FINGERPRINT = "bifrost-mock"
 _EMBED_DIMENSIONS = 256
+# Real embedding models stop at a few thousand dimensions; the bound keeps a client's `dimensions` from
+# making the in-process mock allocate without limit (10**12 took the whole machine's memory).
+MAX_EMBED_DIMENSIONS = 8192
 
 
 def _words(text: str) -> int:
@@ -36,7 +39,8 @@ def _last_user_text(messages: Any) -> str:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                # The mock answers whatever it is sent, so a part's text is read only when it is a string.
+                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -80,17 +84,22 @@ class MockAdapter:
                 inputs = [inputs]
             if not isinstance(inputs, list) or not inputs:
                 raise InvalidRequest("'input' must be a string or a non-empty list", param="input")
-            dims = body.get("dimensions") or _EMBED_DIMENSIONS
-            data = [
-                {"object": "embedding", "index": i, "embedding": _embedding(str(t), int(dims))}
-                for i, t in enumerate(inputs)
+            dims = body.get("dimensions")
+            if dims is None:
+                dims = _EMBED_DIMENSIONS
+            elif isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_EMBED_DIMENSIONS:
+                raise InvalidRequest(
+                    f"'dimensions' must be an integer from 1 to {MAX_EMBED_DIMENSIONS}", param="dimensions"
+                )
+            vectors = [
+                {"object": "embedding", "index": i, "embedding": _embedding(str(t), dims)} for i, t in enumerate(inputs)
             ]
             prompt = sum(_words(str(t)) for t in inputs)
             usage = Usage(prompt, 0)
             return ParsedResponse(
                 {
                     "object": "list",
-                    "data": data,
+                    "data": vectors,
                     "model": model,
                     "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
                 },

@@ -15,6 +15,7 @@ import ujson
 from runtime.errors import GatewayError, InvalidRequest
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
+from runtime.wire import fields
 
 STOP_REASON = {
     "stop": "end_turn",
@@ -25,77 +26,88 @@ STOP_REASON = {
 }
 
 
-def _source_url(block: dict[str, Any]) -> str:
-    source = block.get("source") or {}
+def _source_url(block: dict[str, Any], path: str) -> str:
+    source = fields.opt_obj(block, "source", path) or {}
+    where = fields.join(path, "source")
     if source.get("type") == "base64":
-        return f"data:{source.get('media_type') or 'application/octet-stream'};base64,{source.get('data') or ''}"
+        media = fields.opt_str(source, "media_type", where) or "application/octet-stream"
+        return f"data:{media};base64,{fields.opt_str(source, 'data', where)}"
     if source.get("type") == "url" and isinstance(source.get("url"), str):
         return source["url"]
-    raise InvalidRequest(f"{block.get('type')} source type {source.get('type')!r} is not supported", param="messages")
+    raise InvalidRequest(f"{block.get('type')} source type {source.get('type')!r} is not supported", param=where)
 
 
-def _part(block: dict[str, Any]) -> dict[str, Any]:
+def _part(block: dict[str, Any], path: str) -> dict[str, Any]:
     kind = block.get("type")
     if kind == "text":
-        part: dict[str, Any] = {"type": "text", "text": block.get("text") or ""}
+        part: dict[str, Any] = {"type": "text", "text": fields.opt_str(block, "text", path)}
     elif kind == "image":
-        part = {"type": "image_url", "image_url": {"url": _source_url(block)}}
+        part = {"type": "image_url", "image_url": {"url": _source_url(block, path)}}
     elif kind == "document":
-        part = {"type": "file", "file": {"file_data": _source_url(block)}}
+        part = {"type": "file", "file": {"file_data": _source_url(block, path)}}
     else:
-        raise InvalidRequest(f"content block type {kind!r} is not supported here", param="messages")
+        raise InvalidRequest(f"content block type {kind!r} is not supported here", param=path)
     if "cache_control" in block:
         part["cache_control"] = block["cache_control"]
     return part
 
 
-def _blocks(content: Any) -> list[dict[str, Any]]:
+def _blocks(content: Any, path: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    if isinstance(content, list) and all(isinstance(b, dict) for b in content):
-        return content
-    raise InvalidRequest("message content must be a string or a list of content blocks", param="messages")
+    if isinstance(content, list):
+        return fields.objects(content, path)
+    raise InvalidRequest(f"'{path}' must be a string or a list of content blocks", param=path)
 
 
-def _user_messages(content: Any) -> list[dict[str, Any]]:
+def _user_messages(content: Any, path: str) -> list[dict[str, Any]]:
     """One Anthropic user turn -> tool messages (one per tool_result, first) then a user message."""
     out: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for block in _blocks(content):
+    for i, block in enumerate(_blocks(content, path)):
+        where = fields.join(path, i)
         if block.get("type") == "tool_result":
             inner = block.get("content")
-            result = inner if isinstance(inner, str) else [_part(b) for b in _blocks(inner or [])]
-            tool: dict[str, Any] = {"role": "tool", "tool_call_id": block.get("tool_use_id") or "", "content": result}
+            inner_path = f"{where}.content"
+            result = (
+                inner
+                if isinstance(inner, str)
+                else [_part(b, fields.join(inner_path, j)) for j, b in enumerate(_blocks(inner or [], inner_path))]
+            )
+            call_id = fields.opt_str(block, "tool_use_id", where)
+            tool: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": result}
             if block.get("is_error"):
                 tool["is_error"] = True
             out.append(tool)
         else:
-            parts.append(_part(block))
+            parts.append(_part(block, where))
     if parts:
         simple = len(parts) == 1 and parts[0]["type"] == "text" and "cache_control" not in parts[0]
         out.append({"role": "user", "content": parts[0]["text"] if simple else parts})
     return out
 
 
-def _assistant_message(content: Any) -> dict[str, Any]:
+def _assistant_message(content: Any, path: str) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in _blocks(content):
+    for i, block in enumerate(_blocks(content, path)):
+        where = fields.join(path, i)
         kind = block.get("type")
         if kind == "text":
-            texts.append(block.get("text") or "")
+            texts.append(fields.opt_str(block, "text", where))
         elif kind == "tool_use":
+            arguments = dumps(fields.opt_obj(block, "input", where) or {})
             calls.append(
                 {
-                    "id": block.get("id") or "",
+                    "id": fields.opt_str(block, "id", where),
                     "type": "function",
-                    "function": {"name": block.get("name") or "", "arguments": dumps(block.get("input") or {})},
+                    "function": {"name": fields.opt_str(block, "name", where), "arguments": arguments},
                 }
             )
         elif kind in ("thinking", "redacted_thinking"):
             continue  # reasoning from an earlier turn; providers re-derive it
         else:
-            raise InvalidRequest(f"assistant content block type {kind!r} is not supported here", param="messages")
+            raise InvalidRequest(f"assistant content block type {kind!r} is not supported here", param=where)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
@@ -103,8 +115,9 @@ def _assistant_message(content: Any) -> dict[str, Any]:
 
 
 def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
-    if not isinstance(choice, dict):
+    if choice is None:
         return
+    choice = fields.as_obj(choice, "tool_choice")
     kind = choice.get("type")
     if kind == "auto":
         out["tool_choice"] = "auto"
@@ -113,9 +126,18 @@ def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
     elif kind == "none":
         out["tool_choice"] = "none"
     elif kind == "tool":
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name") or ""}}
+        out["tool_choice"] = {"type": "function", "function": {"name": fields.opt_str(choice, "name", "tool_choice")}}
     if choice.get("disable_parallel_tool_use"):
         out["parallel_tool_calls"] = False
+
+
+# Sampling fields copied as they are, each with the check of its type.
+_SAMPLING = (
+    ("temperature", fields.as_number),
+    ("top_p", fields.as_number),
+    ("top_k", fields.as_int),
+    ("thinking", fields.as_obj),
+)
 
 
 def to_internal(body: dict[str, Any], counting: bool = False) -> dict[str, Any]:
@@ -123,8 +145,12 @@ def to_internal(body: dict[str, Any], counting: bool = False) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("'messages' is required and must be a list", param="messages")
-    if not counting and not isinstance(body.get("max_tokens"), int):
-        raise InvalidRequest("'max_tokens' is required and must be an integer", param="max_tokens")
+    if not counting:
+        if body.get("max_tokens") is None:
+            raise InvalidRequest("'max_tokens' is required and must be an integer", param="max_tokens")
+        fields.as_int(body["max_tokens"], "max_tokens", minimum=1)
+    if not counting:
+        fields.opt_bool(body, "stream")
     out: dict[str, Any] = {"model": body.get("model")}
     converted: list[dict[str, Any]] = []
     system = body.get("system")
@@ -132,30 +158,32 @@ def to_internal(body: dict[str, Any], counting: bool = False) -> dict[str, Any]:
         if isinstance(system, str):
             converted.append({"role": "system", "content": system})
         else:
-            converted.append({"role": "system", "content": [_part(b) for b in _blocks(system)]})
+            blocks = _blocks(system, "system")
+            converted.append({"role": "system", "content": [_part(b, f"system[{i}]") for i, b in enumerate(blocks)]})
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages[{i}] must be an object", param=f"messages[{i}]")
         role = message.get("role")
         if role == "user":
-            converted.extend(_user_messages(message.get("content")))
+            converted.extend(_user_messages(message.get("content"), f"messages[{i}].content"))
         elif role == "assistant":
-            converted.append(_assistant_message(message.get("content")))
+            converted.append(_assistant_message(message.get("content"), f"messages[{i}].content"))
         else:
             raise InvalidRequest(f"messages[{i}].role must be user or assistant", param=f"messages[{i}].role")
     out["messages"] = converted
     tools = []
-    for i, tool in enumerate(body.get("tools") or ()):
+    for i, tool in enumerate(fields.opt_list(body, "tools")):
         if not isinstance(tool, dict) or "input_schema" not in tool:
             raise InvalidRequest(
                 f"tools[{i}]: only custom tools (name, input_schema) can be translated", param=f"tools[{i}]"
             )
+        where = f"tools[{i}]"
         entry: dict[str, Any] = {
             "type": "function",
             "function": {
-                "name": tool.get("name"),
-                "description": tool.get("description") or "",
-                "parameters": tool.get("input_schema"),
+                "name": fields.req_str(tool, "name", where),
+                "description": fields.opt_str(tool, "description", where),
+                "parameters": fields.as_obj(tool.get("input_schema"), f"{where}.input_schema"),
             },
         }
         if "cache_control" in tool:
@@ -166,9 +194,14 @@ def to_internal(body: dict[str, Any], counting: bool = False) -> dict[str, Any]:
     _tool_choice(body.get("tool_choice"), out)
     if not counting:
         out["max_tokens"] = body["max_tokens"]
-    if body.get("stop_sequences"):
-        out["stop"] = body["stop_sequences"]
-    for name in ("temperature", "top_p", "top_k", "thinking", "stream", "fallbacks", "anthropic_beta"):
+    stops = fields.opt_list(body, "stop_sequences")
+    if stops:
+        out["stop"] = fields.strings(stops, "stop_sequences")
+    for name, check in _SAMPLING:
+        if body.get(name) is not None:
+            out[name] = check(body[name], name)
+    # A count is one JSON answer: a `stream` flag there is ignored, as Anthropic does.
+    for name in ("fallbacks", "anthropic_beta") if counting else ("stream", "fallbacks", "anthropic_beta"):
         if body.get(name) is not None:
             out[name] = body[name]
     metadata = body.get("metadata")

@@ -19,6 +19,7 @@ from runtime.errors import GatewayError, InvalidRequest
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
 from runtime.providers.gemini_request import THOUGHT_MARK, split_call_id
+from runtime.wire import fields
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
@@ -69,28 +70,42 @@ def _media_part(mime: str, url: str) -> dict[str, Any]:
     return {"type": "file", "file": {"file_data": url}}
 
 
-def _user_turn(parts: list[dict[str, Any]], pending: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _obj_field(obj: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    """`field(obj, name)` as an object (a missing field reads as {})."""
+    value = field(obj, name)
+    return {} if value is None else fields.as_obj(value, fields.join(path, name))
+
+
+def _str_field(obj: dict[str, Any], name: str, path: str, default: str = "") -> str:
+    value = field(obj, name)
+    return default if value is None else fields.as_str(value, fields.join(path, name))
+
+
+def _user_turn(parts: list[dict[str, Any]], pending: dict[str, list[str]], path: str) -> list[dict[str, Any]]:
     """A user turn -> tool messages (for functionResponse parts, first) then one user message."""
     tools: list[dict[str, Any]] = []
     content: list[dict[str, Any]] = []
-    for part in parts:
+    for i, part in enumerate(parts):
+        where = fields.join(path, i)
         if "text" in part:
-            content.append({"type": "text", "text": part["text"]})
+            content.append({"type": "text", "text": fields.opt_str(part, "text", where)})
         elif has(part, "inlineData"):
-            data = field(part, "inlineData")
-            mime = field(data, "mimeType", "application/octet-stream")
-            content.append(_media_part(mime, f"data:{mime};base64,{data.get('data') or ''}"))
+            data = _obj_field(part, "inlineData", where)
+            mime = _str_field(data, "mimeType", f"{where}.inlineData", "application/octet-stream")
+            payload = fields.opt_str(data, "data", f"{where}.inlineData")
+            content.append(_media_part(mime, f"data:{mime};base64,{payload}"))
         elif has(part, "fileData"):
-            data = field(part, "fileData")
-            content.append(_media_part(field(data, "mimeType", "image/jpeg"), field(data, "fileUri", "")))
+            data = _obj_field(part, "fileData", where)
+            mime = _str_field(data, "mimeType", f"{where}.fileData", "image/jpeg")
+            content.append(_media_part(mime, _str_field(data, "fileUri", f"{where}.fileData")))
         elif has(part, "functionResponse"):
-            fr = field(part, "functionResponse")
-            name = fr.get("name") or ""
+            fr = _obj_field(part, "functionResponse", where)
+            name = fields.opt_str(fr, "name", f"{where}.functionResponse")
             ids = pending.get(name) or []
-            call_id = fr.get("id") or (ids.pop(0) if ids else f"call_{name}")
+            call_id = fields.opt_str(fr, "id", f"{where}.functionResponse") or (ids.pop(0) if ids else f"call_{name}")
             tools.append({"role": "tool", "tool_call_id": call_id, "content": dumps(fr.get("response") or {})})
         else:
-            raise InvalidRequest(f"part {sorted(part)} is not supported here", param="contents")
+            raise InvalidRequest(f"part {sorted(part)} is not supported here", param=where)
     out = tools
     if content:
         simple = len(content) == 1 and content[0]["type"] == "text"
@@ -98,28 +113,24 @@ def _user_turn(parts: list[dict[str, Any]], pending: dict[str, list[str]]) -> li
     return out
 
 
-def _model_turn(parts: list[dict[str, Any]], turn: int, pending: dict[str, list[str]]) -> dict[str, Any]:
+def _model_turn(parts: list[dict[str, Any]], turn: int, pending: dict[str, list[str]], path: str) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for n, part in enumerate(parts):
+        where = fields.join(path, n)
         if part.get("thought"):
             continue
         if has(part, "functionCall"):
-            fc = field(part, "functionCall")
-            name = fc.get("name") or ""
-            call_id = fc.get("id") or f"call_{turn}_{n}"
+            fc = _obj_field(part, "functionCall", where)
+            name = fields.opt_str(fc, "name", f"{where}.functionCall")
+            call_id = fields.opt_str(fc, "id", f"{where}.functionCall") or f"call_{turn}_{n}"
             if has(part, "thoughtSignature"):
-                call_id = f"{call_id}{THOUGHT_MARK}{field(part, 'thoughtSignature')}"
+                call_id = f"{call_id}{THOUGHT_MARK}{_str_field(part, 'thoughtSignature', where)}"
             pending.setdefault(name, []).append(call_id)
-            calls.append(
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": dumps(fc.get("args") or {})},
-                }
-            )
+            args = fields.opt_obj(fc, "args", f"{where}.functionCall") or {}
+            calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": dumps(args)}})
         elif "text" in part:
-            texts.append(part["text"])
+            texts.append(fields.opt_str(part, "text", where))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
@@ -128,28 +139,33 @@ def _model_turn(parts: list[dict[str, Any]], turn: int, pending: dict[str, list[
 
 def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
     tools = []
-    for tool in body.get("tools") or ():
-        for decl in field(tool, "functionDeclarations", ()):
+    for i, tool in enumerate(fields.opt_objects(body, "tools")):
+        where = fields.join("tools", i)
+        decls = field(tool, "functionDeclarations")
+        for j, decl in enumerate(fields.objects(decls, f"{where}.functionDeclarations") if decls is not None else ()):
+            at = f"{where}.functionDeclarations[{j}]"
             params = (
                 field(decl, "parametersJsonSchema")
-                or json_schema(decl.get("parameters"))
+                or json_schema(fields.opt_obj(decl, "parameters", at))
                 or {"type": "object", "properties": {}}
             )
             tools.append(
                 {
                     "type": "function",
                     "function": {
-                        "name": decl.get("name"),
-                        "description": decl.get("description") or "",
-                        "parameters": params,
+                        "name": fields.req_str(decl, "name", at),
+                        "description": fields.opt_str(decl, "description", at),
+                        "parameters": fields.as_obj(params, f"{at}.parameters"),
                     },
                 }
             )
     if tools:
         out["tools"] = tools
-    config = field(field(body, "toolConfig"), "functionCallingConfig", {})
-    mode = config.get("mode")
-    allowed = field(config, "allowedFunctionNames", [])
+    config = _obj_field(_obj_field(body, "toolConfig", ""), "functionCallingConfig", "toolConfig")
+    where = "toolConfig.functionCallingConfig"
+    mode = fields.opt_str(config, "mode", where)
+    allowed = field(config, "allowedFunctionNames")
+    allowed = [] if allowed is None else fields.strings(allowed, f"{where}.allowedFunctionNames")
     if mode == "NONE":
         out["tool_choice"] = "none"
     elif mode == "AUTO":
@@ -158,28 +174,42 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
         out["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}} if len(allowed) == 1 else "required"
 
 
+# generationConfig fields -> internal names, with the accessor that checks each one's type.
+_GENERATION = (
+    ("maxOutputTokens", "max_tokens", lambda v, p: fields.as_int(v, p, minimum=1)),
+    ("temperature", "temperature", fields.as_number),
+    ("topP", "top_p", fields.as_number),
+    ("topK", "top_k", fields.as_int),
+    ("candidateCount", "n", lambda v, p: fields.as_int(v, p, minimum=1, maximum=fields.MAX_CHOICES)),
+    ("stopSequences", "stop", fields.strings),
+    ("seed", "seed", fields.as_int),
+    ("presencePenalty", "presence_penalty", fields.as_number),
+    ("frequencyPenalty", "frequency_penalty", fields.as_number),
+    ("thinkingConfig", "thinking_config", fields.as_obj),
+)
+
+
 def _generation(config: dict[str, Any], out: dict[str, Any]) -> None:
-    for theirs, ours in (
-        ("maxOutputTokens", "max_tokens"),
-        ("temperature", "temperature"),
-        ("topP", "top_p"),
-        ("topK", "top_k"),
-        ("candidateCount", "n"),
-        ("stopSequences", "stop"),
-        ("seed", "seed"),
-        ("presencePenalty", "presence_penalty"),
-        ("frequencyPenalty", "frequency_penalty"),
-        ("thinkingConfig", "thinking_config"),
-    ):
-        if field(config, theirs) is not None:
-            out[ours] = field(config, theirs)
+    for theirs, ours, check in _GENERATION:
+        value = field(config, theirs)
+        if value is not None:
+            out[ours] = check(value, f"generationConfig.{theirs}")
     if field(config, "responseMimeType") == "application/json":
         schema = field(config, "responseJsonSchema") or json_schema(field(config, "responseSchema"))
+        if schema is not None:
+            fields.as_obj(schema, "generationConfig.responseSchema")
         out["response_format"] = (
             {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
             if schema
             else {"type": "json_object"}
         )
+
+
+def _parts(content: Any, path: str) -> list[dict[str, Any]]:
+    parts = field(content, "parts")
+    if not isinstance(parts, list):
+        raise InvalidRequest(f"{path}.parts must be a list", param=path)
+    return fields.objects(parts, f"{path}.parts")
 
 
 def to_internal(body: dict[str, Any]) -> dict[str, Any]:
@@ -191,24 +221,26 @@ def to_internal(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("'contents' must be a non-empty list", param="contents")
     messages: list[dict[str, Any]] = []
     system = field(body, "systemInstruction")
-    if isinstance(system, dict):
-        text = "".join(p.get("text", "") for p in system.get("parts") or ())
+    if system is not None:
+        found = field(fields.as_obj(system, "systemInstruction"), "parts")
+        parts = [] if found is None else fields.objects(found, "systemInstruction.parts")
+        text = "".join(fields.opt_str(p, "text", f"systemInstruction.parts[{i}]") for i, p in enumerate(parts))
         if text:
             messages.append({"role": "system", "content": text})
     pending: dict[str, list[str]] = {}
     for turn, content in enumerate(contents):
-        parts = content.get("parts") if isinstance(content, dict) else None
-        if not isinstance(parts, list):
-            raise InvalidRequest(f"contents[{turn}].parts must be a list", param=f"contents[{turn}]")
+        path = f"contents[{turn}]"
+        parts = _parts(fields.as_obj(content, path), path)
         if content.get("role") == "model":
-            messages.append(_model_turn(parts, turn, pending))
+            messages.append(_model_turn(parts, turn, pending, f"{path}.parts"))
         else:
-            messages.extend(_user_turn(parts, pending))
+            messages.extend(_user_turn(parts, pending, f"{path}.parts"))
     out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
     _tools(body, out)
-    _generation(field(body, "generationConfig", {}), out)
-    if isinstance(field(body, "safetySettings"), list):
-        out["safety_settings"] = field(body, "safetySettings")
+    _generation(_obj_field(body, "generationConfig", ""), out)
+    safety = field(body, "safetySettings")
+    if safety is not None:
+        out["safety_settings"] = fields.objects(safety, "safetySettings")
     for name in ("stream", "fallbacks"):
         if body.get(name) is not None:
             out[name] = body[name]
@@ -221,15 +253,21 @@ def embed_to_internal(body: dict[str, Any], model: str, batch: bool) -> dict[str
     if not isinstance(requests, list) or not requests:
         raise InvalidRequest("'requests' must be a non-empty list", param="requests")
     texts = []
-    for request in requests:
-        parts = ((request or {}).get("content") or {}).get("parts") or []
-        texts.append(" ".join(p.get("text", "") for p in parts if isinstance(p, dict)))
+    for i, request in enumerate(fields.objects(requests, "requests")):
+        path = f"requests[{i}]" if batch else ""
+        content = _obj_field(request, "content", path)
+        parts = field(content, "parts")
+        parts = [] if parts is None else fields.objects(parts, fields.join(path, "content.parts"))
+        texts.append(
+            " ".join(fields.opt_str(p, "text", fields.join(path, f"content.parts[{j}]")) for j, p in enumerate(parts))
+        )
     out: dict[str, Any] = {"model": model, "input": texts}
-    first = requests[0] or {}
-    if field(first, "outputDimensionality"):
-        out["dimensions"] = field(first, "outputDimensionality")
-    if field(first, "taskType"):
-        out["task_type"] = field(first, "taskType")
+    first = requests[0]
+    if field(first, "outputDimensionality") is not None:
+        dimensions = field(first, "outputDimensionality")
+        out["dimensions"] = fields.as_int(dimensions, "outputDimensionality", minimum=1, maximum=fields.MAX_DIMENSIONS)
+    if field(first, "taskType") is not None:
+        out["task_type"] = _str_field(first, "taskType", "")
     return out
 
 

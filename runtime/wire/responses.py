@@ -12,6 +12,7 @@ from typing import Any
 
 from runtime.errors import InvalidRequest
 from runtime.providers.base import Usage
+from runtime.wire import fields
 
 _ROLES = {"user", "system", "developer", "assistant"}
 
@@ -21,14 +22,17 @@ def _part(part: Any, role: str) -> dict[str, Any]:
         raise InvalidRequest("input content parts must be objects", param="input")
     kind = part.get("type")
     if kind in ("input_text", "output_text", "text", "refusal"):
-        return {"type": "text", "text": part.get("text") or part.get("refusal") or ""}
+        return {
+            "type": "text",
+            "text": fields.opt_str(part, "text", "input") or fields.opt_str(part, "refusal", "input"),
+        }
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str) or not url:
             raise InvalidRequest("input_image needs image_url (file_id is not supported by the gateway)", param="input")
         image: dict[str, Any] = {"url": url}
         if part.get("detail"):
-            image["detail"] = part["detail"]
+            image["detail"] = fields.opt_str(part, "detail", "input")
         return {"type": "image_url", "image_url": image}
     if kind == "input_file":
         data = part.get("file_data")
@@ -36,14 +40,14 @@ def _part(part: Any, role: str) -> dict[str, Any]:
             raise InvalidRequest("input_file needs file_data (file_id is not supported by the gateway)", param="input")
         file: dict[str, Any] = {"file_data": data}
         if part.get("filename"):
-            file["filename"] = part["filename"]
+            file["filename"] = fields.opt_str(part, "filename", "input")
         return {"type": "file", "file": file}
     raise InvalidRequest(f"input content type {kind!r} is not supported", param="input")
 
 
 def _message(item: dict[str, Any]) -> dict[str, Any]:
     role = item.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise InvalidRequest(f"input message role {role!r} is not supported", param="input")
     content = item.get("content")
     if isinstance(content, list):
@@ -77,9 +81,12 @@ def convert_input(value: Any) -> list[dict[str, Any]]:
             messages.append(_message(item))
         elif kind == "function_call":
             call = {
-                "id": item.get("call_id") or item.get("id") or "",
+                "id": fields.opt_str(item, "call_id", "input") or fields.opt_str(item, "id", "input"),
                 "type": "function",
-                "function": {"name": item.get("name") or "", "arguments": item.get("arguments") or "{}"},
+                "function": {
+                    "name": fields.opt_str(item, "name", "input"),
+                    "arguments": fields.opt_str(item, "arguments", "input") or "{}",
+                },
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant":  # calls of one turn join its message
@@ -90,7 +97,11 @@ def convert_input(value: Any) -> list[dict[str, Any]]:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             messages.append(
-                {"role": "tool", "tool_call_id": item.get("call_id") or "", "content": _output_text(item.get("output"))}
+                {
+                    "role": "tool",
+                    "tool_call_id": fields.opt_str(item, "call_id", "input"),
+                    "content": _output_text(item.get("output")),
+                }
             )
         elif kind == "reasoning":
             continue  # reasoning items from an earlier turn; providers re-derive them
@@ -105,7 +116,7 @@ def convert_input(value: Any) -> list[dict[str, Any]]:
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
     out = []
-    for i, tool in enumerate(tools or ()):
+    for i, tool in enumerate([] if tools is None else fields.as_list(tools, "tools")):
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else tool
             raise InvalidRequest(
@@ -113,10 +124,11 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
                 " gateway; use function tools",
                 param=f"tools[{i}]",
             )
+        where = f"tools[{i}]"
         fn = {
-            "name": tool.get("name"),
-            "description": tool.get("description") or "",
-            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+            "name": fields.req_str(tool, "name", where),
+            "description": fields.opt_str(tool, "description", where),
+            "parameters": fields.opt_obj(tool, "parameters", where) or {"type": "object", "properties": {}},
         }
         if tool.get("strict") is not None:
             fn["strict"] = tool["strict"]
@@ -131,11 +143,25 @@ def _format(text: Any) -> dict[str, Any] | None:
     if fmt.get("type") == "json_object":
         return {"type": "json_object"}
     if fmt.get("type") == "json_schema":
-        spec = {"name": fmt.get("name") or "response", "schema": fmt.get("schema") or {}}
+        where = "text.format"
+        spec = {
+            "name": fields.opt_str(fmt, "name", where) or "response",
+            "schema": fields.opt_obj(fmt, "schema", where) or {},
+        }
         if fmt.get("strict") is not None:
             spec["strict"] = fmt["strict"]
         return {"type": "json_schema", "json_schema": spec}
     raise InvalidRequest(f"text.format type {fmt.get('type')!r} is not supported", param="text.format")
+
+
+# Fields copied as they are, each with the check of its type.
+_COPIED = (
+    ("temperature", fields.as_number),
+    ("top_p", fields.as_number),
+    ("parallel_tool_calls", fields.as_bool),
+    ("user", fields.as_str),
+    ("stream", fields.as_bool),
+)
 
 
 def to_internal(body: dict[str, Any]) -> dict[str, Any]:
@@ -157,18 +183,20 @@ def to_internal(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(choice, str):
         out["tool_choice"] = choice
     elif isinstance(choice, dict) and choice.get("type") == "function":
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+        out["tool_choice"] = {"type": "function", "function": {"name": fields.req_str(choice, "name", "tool_choice")}}
     fmt = _format(body.get("text"))
     if fmt is not None:
         out["response_format"] = fmt
     if body.get("max_output_tokens") is not None:
-        out["max_completion_tokens"] = body["max_output_tokens"]
+        out["max_completion_tokens"] = fields.as_int(body["max_output_tokens"], "max_output_tokens", minimum=1)
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("effort"):
-        out["reasoning_effort"] = reasoning["effort"]
-    for name in ("temperature", "top_p", "parallel_tool_calls", "user", "stream", "fallbacks"):
+        out["reasoning_effort"] = fields.opt_str(reasoning, "effort", "reasoning")
+    for name, check in _COPIED:
         if body.get(name) is not None:
-            out[name] = body[name]
+            out[name] = check(body[name], name)
+    if body.get("fallbacks") is not None:
+        out["fallbacks"] = body["fallbacks"]
     if body.get("stream"):
         out["stream_options"] = {"include_usage": True}
     return out

@@ -103,8 +103,10 @@ def schema_problem(schema: Any, where: str) -> str | None:
     for key in schema:
         if key not in SCHEMA_KEYS:
             return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
-    if "type" in schema and schema["type"] not in SCHEMA_TYPES:
+    if "type" in schema and (not isinstance(schema["type"], str) or schema["type"] not in SCHEMA_TYPES):
         return f"{where}.type: invalid value {schema['type']!r}"
+    if not isinstance(schema.get("properties") or {}, dict):  # Gemini's 400 for a malformed schema
+        return f"{where}.properties: must be an object"
     for name, sub in (schema.get("properties") or {}).items():
         problem = schema_problem(sub, f"{where}.properties[{name}]")
         if problem:
