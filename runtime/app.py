@@ -14,10 +14,10 @@ from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
 from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
-from runtime.http import admin, anthropic, capabilities, genai, health, metrics, openai, origin, responses, ui
+from runtime.http import admin, anthropic, capabilities, edge, genai, health, metrics, openai, responses, ui
 from runtime.http.drain import DRAIN, Drain
 from runtime.http.errors import error_response
-from runtime.http.internal import fault_injection, last_resort
+from runtime.http.internal import fault_injection
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins.base import Hooks
 from runtime.plugins.logging import RequestLogPlugin
@@ -47,9 +47,9 @@ async def _not_found(request: web.Request) -> web.Response:
 
 def create_app(config: GatewayConfig) -> web.Application:
     body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
-    app = web.Application(client_max_size=body_limit, middlewares=[last_resort])
+    app = web.Application(client_max_size=body_limit)
     app[CONFIG] = config
-    origin.install(app, config)  # Host check, CORS, JSON-only bodies: every route (issue 9 item 10)
+    edge.install(app, config)  # Host check, CORS, JSON-only bodies, JSON 500 for our bugs: every route
     app[DRAIN] = Drain(config.shutdown_grace_s)  # live requests and streams, for a bounded stop
     plugins: list = []
     writer: LogWriter | None = None

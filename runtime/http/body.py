@@ -118,23 +118,34 @@ async def read_json_object(request: web.Request, limit_bytes: int) -> tuple[byte
     if not budget.take(reserved):
         raise _busy(budget)
     chunks: list[bytes] = []
+    content = request.content
     try:
-        received = 0
-        content = request.content
-        async with asyncio.timeout(reading.timeout_s):
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    break
-                received += len(chunk)
-                if received > limit_bytes:
-                    raise _too_large(limit_bytes)
-                if received > reserved:  # chunked (or a body longer than its Content-Length)
-                    if not budget.take(received - reserved):
-                        raise _busy(budget)
-                    reserved = received
-                chunks.append(chunk)
-        raw = b"".join(chunks)
+        if content.is_eof():
+            # The usual case: the whole body came with the headers and is buffered already, so there is
+            # nothing to wait for and no deadline to arm (a timer per request is measurable at 3k RPS).
+            raw = await content.read()
+            if len(raw) > limit_bytes:
+                raise _too_large(limit_bytes)
+            if len(raw) > reserved:  # chunked: reserve what it turned out to be
+                if not budget.take(len(raw) - reserved):
+                    raise _busy(budget)
+                reserved = len(raw)
+        else:
+            received = 0
+            async with asyncio.timeout(reading.timeout_s):
+                while True:
+                    chunk = await content.readany()
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    if received > limit_bytes:
+                        raise _too_large(limit_bytes)
+                    if received > reserved:  # chunked (or a body longer than its Content-Length)
+                        if not budget.take(received - reserved):
+                            raise _busy(budget)
+                        reserved = received
+                    chunks.append(chunk)
+            raw = b"".join(chunks)
     except TimeoutError:
         raise RequestBodyTimeout(
             f"the request body did not arrive within {reading.timeout_s:g} s (client.body_read_timeout_in_seconds)"

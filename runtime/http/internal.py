@@ -2,7 +2,8 @@
 
 Inference handlers catch `Exception` after their GatewayError branch and call `internal_error` (the
 request then ends like any failed request: the ingress's error shape, a log row with status 500, a
-/metrics count). Every other route is covered by `last_resort`, an aiohttp middleware. The client only
+/metrics count). Every other route is covered by the edge middleware (runtime/http/edge.py), which
+answers with `last_resort_response`. The client only
 ever sees a generic message with the request id; the traceback goes to stderr under the same id, since
 an exception's text may quote a key or a header.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -39,19 +39,11 @@ def internal_error(ctx: RequestContext) -> InternalError:
     return InternalError(ctx.id)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def last_resort(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        rid = request.app[GATEWAY].new_id()
-        log.exception("internal error in request %s (%s %s)", rid, request.method, request.path)
-        return error_response(InternalError(rid), headers={"x-request-id": rid, "x-bf-overhead-us": "0"})
+def last_resort_response(request: web.Request) -> web.Response:
+    """Call from an `except Exception` block around any handler: JSON 500, traceback logged under a new id."""
+    rid = request.app[GATEWAY].new_id()
+    log.exception("internal error in request %s (%s %s)", rid, request.method, request.path)
+    return error_response(InternalError(rid), headers={"x-request-id": rid, "x-bf-overhead-us": "0"})
 
 
 class _FaultPlugin:

@@ -1,7 +1,8 @@
-"""Who may talk to the gateway from a web page: Host check, CORS and JSON-only bodies, in one middleware.
+"""Who may talk to the gateway from a web page: Host check, CORS and JSON-only bodies, in one check.
 
 A gateway on loopback is open to this machine's *programs*, not to every page its browser visits.
-Three browser tricks are closed here, for every route (inference, /api, /ws, /metrics, the UI):
+Three browser tricks are closed here, for every route (inference, /api, /ws, /metrics, the UI); the
+one middleware of runtime/http/edge.py runs the check before every handler:
 
 - DNS rebinding: a page on `evil.example` re-resolves its name to 127.0.0.1 and is then same-origin
   with us. While listening on loopback the `Host` header must be a loopback name or IP (any port),
@@ -156,11 +157,15 @@ class OriginPolicy:
             return False
 
 
-def middleware(config: GatewayConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
+Check = Callable[[web.Request], "web.StreamResponse | None"]
+
+
+def checker(config: GatewayConfig) -> Check:
+    """The policy as one synchronous function: a refusal (or a preflight answer) to send instead of
+    calling the handler, or None to go on. runtime/http/edge.py calls it for every request."""
     policy = OriginPolicy(config)
 
-    @web.middleware
-    async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def check(request: web.Request) -> web.StreamResponse | None:
         headers = request.headers
         if policy.check_host:
             host = headers.get("Host")
@@ -173,15 +178,15 @@ def middleware(config: GatewayConfig) -> Callable[..., Awaitable[web.StreamRespo
                 )
         origin = headers.get("Origin")
         method = request.method
-        if origin is None:
-            if method in STATE_CHANGING and not _is_json(headers.get("Content-Type")):
-                refused = _not_json(request)
-                if refused is not None:
-                    return refused
-            return await handler(request)
-        return await _with_origin(request, handler, origin, method)
+        if origin is not None:
+            refused = _check_origin(request, origin, method)
+            if refused is not None:
+                return refused
+        if method in STATE_CHANGING and not _is_json(headers.get("Content-Type")):
+            return _not_json(request)
+        return None
 
-    async def _with_origin(request: web.Request, handler: Handler, origin: str, method: str) -> web.StreamResponse:
+    def _check_origin(request: web.Request, origin: str, method: str) -> web.StreamResponse | None:
         path = request.path
         admin = path == "/ws" or path.startswith("/api/") or path == "/api"
         same = policy.same_origin(origin, request.headers.get("Host"))
@@ -198,13 +203,9 @@ def middleware(config: GatewayConfig) -> Callable[..., Awaitable[web.StreamRespo
             )
         if listed:
             request[_CORS_ORIGIN] = origin  # type: ignore[index]  # read when the response is prepared
-        if method in STATE_CHANGING and not _is_json(request.headers.get("Content-Type")):
-            refused = _not_json(request)
-            if refused is not None:
-                return refused
-        return await handler(request)
+        return None
 
-    return origin_guard
+    return check
 
 
 def _not_json(request: web.Request) -> web.Response | None:
@@ -250,8 +251,7 @@ async def _add_cors_headers(request: web.Request, response: web.StreamResponse) 
         response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
 
 
-def install(app: web.Application, config: GatewayConfig) -> None:
-    """Register the middleware; the response hook only when some cross-origin page is allowed."""
-    app.middlewares.append(middleware(config))
+def install_cors(app: web.Application, config: GatewayConfig) -> None:
+    """The response hook that adds CORS headers, only when some cross-origin page is allowed."""
     if OriginPolicy(config).cors:
         app.on_response_prepare.append(_add_cors_headers)

@@ -46,8 +46,10 @@ REPORTED_PER_FLUSH = 10  # dropped rows named one per line per flush; the rest i
 CLOSE_TIMEOUT_S = 15.0  # the last flush and closing the connection at shutdown, each
 FILE_MODE = 0o600
 _ID_COL = COLUMNS.index("id")
-_CONTENT_COLS = (INPUT_COL, OUTPUT_COL, ATTEMPTS_COL)
-_TEXT_COLS = tuple(i for i in range(len(COLUMNS)) if i not in _CONTENT_COLS)
+# The columns that hold client- or upstream-supplied text (the rest are numbers, flags or our own ids):
+# only these can carry a lone surrogate, so only these are checked per row.
+_TEXT_NAMES = ("endpoint", "provider", "model", "model_requested", "key_name", "error", "error_type")
+_TEXT_COLS = tuple(COLUMNS.index(name) for name in _TEXT_NAMES)
 
 
 def _text(value: Any) -> str | None:
