@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime.config.model import GatewayConfig
+    from runtime.stores.config import ConfigStore
     from runtime.stores.logs import LogStore
     from runtime.stores.shared import SharedState
 
@@ -71,6 +72,13 @@ def load(table: dict[str, str], name: str) -> Any:
         raise ValueError(f"no such store engine {name!r} (available: {', '.join(sorted(table))})") from None
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def build_config_store(config: GatewayConfig) -> ConfigStore:
+    """The config store `config` selects (`config_store.type`), holding `config` as its current document."""
+    factory = load(CONFIG_STORE_ENGINES, engine_name(config, "config_store"))
+    store: ConfigStore = factory.from_config(config)
+    return store
 
 
 def build_log_store(config: GatewayConfig) -> LogStore | None:
