@@ -19,7 +19,7 @@ from runtime.requestlog.filters import LogFilter, Page
 from runtime.requestlog.record import COLUMNS
 from runtime.stores import engines
 from runtime.stores.config import ConfigStore
-from runtime.stores.logs import LogReadError, LogReader, LogStore
+from runtime.stores.logs import LogReader, LogReadError, LogStore
 
 DOC = {"providers": {"openai": {"keys": [{"name": "k", "value": "sk-1", "models": [], "weight": 1}]}}}
 
