@@ -89,8 +89,8 @@ def create_app(config: GatewayConfig) -> web.Application:
             await writer.close()
 
     async def shared(app: web.Application) -> AsyncIterator[None]:
-        # Opened per worker; nothing on the request path touches it yet (budgets, rate limits will).
-        await shared_state.open()
+        # One per worker, opened by its first use (nothing uses it yet; budgets and rate limits will):
+        # until then no file, no thread, no task. Closed after everything else at shutdown.
         yield
         await shared_state.close()
 

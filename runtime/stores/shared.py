@@ -42,10 +42,12 @@ class Subscription(Protocol):
 @runtime_checkable
 class SharedState(Protocol):
     async def open(self) -> None:
-        """Connect / create what the engine needs. Called once per worker before any other call."""
+        """Connect / create what the engine needs. Optional: the first operation opens the store (a
+        worker that never uses shared state pays nothing); call it to surface errors early."""
 
     async def close(self) -> None:
-        """Stop background work, end every subscription, release connections. Idempotent."""
+        """Stop background work, end every subscription, release connections. Idempotent; the
+        store cannot be used afterwards (RuntimeError)."""
 
     # -- counters over windows -----------------------------------------------------------------------
     async def incr(self, key: str, amount: Number = 1, window_s: float | None = None) -> Number:

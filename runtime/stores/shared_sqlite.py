@@ -153,11 +153,15 @@ class SQLiteSharedState:
         self._wake = asyncio.Event()
         self._last_id = 0
         self._data_version = -1
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
 
     # -- plumbing ------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the store's thread, opening the store on first use."""
         if self._executor is None:
-            raise RuntimeError("the shared-state store is not open")
+            await self.open()
+        assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _conn(self) -> sqlite3.Connection:
@@ -166,16 +170,23 @@ class SQLiteSharedState:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="bifrost-state")
-        try:
-            await self._call(self._open_sync)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
-        self._sweeper = asyncio.create_task(self._sweep_loop(), name="bifrost-state-sweep")
+        """Create/open state.db. Optional: the first call opens the store, so a worker that never uses
+        shared state has no file, no thread and no sweep task. After `close()` it stays closed."""
+        if self._closed:
+            raise RuntimeError("the shared-state store is closed")
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._executor is not None:
+                return
+            executor = ThreadPoolExecutor(1, thread_name_prefix="bifrost-state")
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, self._open_sync)
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            self._executor = executor
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="bifrost-state-sweep")
 
     def _open_sync(self) -> None:
         ensure_private_dir(self.path.parent)
@@ -204,6 +215,7 @@ class SQLiteSharedState:
         self._db = db
 
     async def close(self) -> None:
+        self._closed = True
         tasks = [t for t in (self._poller, self._sweeper) if t is not None]
         self._poller = self._sweeper = None
         for task in tasks:

@@ -56,9 +56,11 @@ async def test_the_app_builds_and_closes_every_store(tmp_path: Path) -> None:
     assert app[LOG_STORE].writer is not None
     async with TestClient(TestServer(app)) as client:
         shared = client.app[SHARED_STATE]
-        assert await shared.incr("started") == 1  # opened by cleanup_ctx
-    assert (tmp_path / "state.db").exists()
-    with pytest.raises(RuntimeError, match="not open"):
+        assert (await client.get("/health")).status == 200
+        assert not (tmp_path / "state.db").exists()  # unused: not even opened
+        assert await shared.incr("started") == 1  # the first use opens it
+        assert (tmp_path / "state.db").exists()
+    with pytest.raises(RuntimeError, match="closed"):  # closed by cleanup_ctx at shutdown
         await shared.incr("after close")
 
 

@@ -173,6 +173,19 @@ async def test_close_ends_subscriptions(engine: str, db_path: Path) -> None:
     await s.close()  # idempotent
 
 
+async def test_the_first_use_opens_the_store(engine: str, db_path: Path) -> None:
+    from runtime.stores.engines import build_shared_state_at
+
+    s = build_shared_state_at(engine, db_path)
+    try:
+        # Several first calls at once open it once (a worker's first requests can arrive together).
+        assert sorted(await asyncio.gather(*(s.incr("lazy") for _ in range(10)))) == list(range(1, 11))
+    finally:
+        await s.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await s.get("lazy")
+
+
 async def test_data_survives_a_new_instance(engine: str, db_path: Path) -> None:
     first = await open_shared_state_engine(engine, db_path)
     await first.incr("persist", 7)
