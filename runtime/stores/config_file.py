@@ -28,12 +28,12 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.config.load import ConfigError, parse_document, read_config_file
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.providers.registry import PROVIDER_SPECS
-from runtime.stores.config import ConfigWriteError, Raw
+from runtime.stores.config import ConfigStore, ConfigWriteError, Raw
 from runtime.stores.files import file_signature, write_atomic
 
 try:  # POSIX: serialise writers across worker processes
@@ -185,3 +185,7 @@ class FileConfigStore:
             new = await self.check()
             if new is not None:
                 yield new
+
+
+if TYPE_CHECKING:  # mypy holds the engine to the interface
+    _engine: type[ConfigStore] = FileConfigStore

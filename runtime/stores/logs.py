@@ -84,7 +84,9 @@ class LogReader(Protocol):
 class LogStore(Protocol):
     """One engine's log store for this worker: its writer and a factory for read sides."""
 
-    writer: LogWriter
+    @property
+    def writer(self) -> LogWriter:
+        """This worker's writer (one per store)."""
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> LogStore: ...

@@ -31,10 +31,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime.paths import ensure_private_dir
-from runtime.stores.shared import Number
+from runtime.stores.shared import Number, SharedState
 
 log = logging.getLogger("bifrost.stores")
 
@@ -359,3 +359,7 @@ class SQLiteSharedState:
                 await self.sweep()
             except Exception:
                 log.exception("shared state: sweep failed")
+
+
+if TYPE_CHECKING:  # mypy holds the engine to the interface
+    _engine: type[SharedState] = SQLiteSharedState

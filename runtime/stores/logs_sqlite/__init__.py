@@ -10,8 +10,11 @@ Every worker writes the same file (WAL: one writer at a time, readers never bloc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.config.model import GatewayConfig
+from runtime.stores.logs import LogReader, LogStore
+from runtime.stores.logs import LogWriter as LogWriterInterface
 from runtime.stores.logs_sqlite.queries import LogQueries
 from runtime.stores.logs_sqlite.writer import LogWriter
 
@@ -34,3 +37,9 @@ class SQLiteLogStore:
 
     def reader(self) -> LogQueries:
         return LogQueries(self.path)
+
+
+if TYPE_CHECKING:  # mypy holds the engine to the interfaces
+    _engine: type[LogStore] = SQLiteLogStore
+    _writer: type[LogWriterInterface] = LogWriter
+    _reader: type[LogReader] = LogQueries
