@@ -31,8 +31,6 @@ from runtime.requestlog.filters import SORTS, LogFilter, Page
 from runtime.requestlog.record import COLUMNS
 from runtime.stores.logs import LogQueryTooSlow, LogReadError
 
-QueryTooSlow = LogQueryTooSlow  # the name this module used before the log store interface
-
 SAMPLE_TARGET = 20_000
 LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("input", "output", "attempts"))
 STAGES = ("queue_wait_us", "key_select_us", "build_us", "encode_us", "upstream_us", "parse_us")
