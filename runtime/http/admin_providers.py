@@ -28,8 +28,7 @@ from runtime.http.admin_views import NAME_RE, clean_entry, lane_view, merge_secr
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.http.metrics import WORKER_METRICS, WorkerMetrics
 from runtime.providers.registry import PROVIDER_SPECS
-from runtime.stores.config import ConfigWriteError, Raw
-from runtime.stores.config_file import env_providers_raw
+from runtime.stores.config import ConfigWriteError, Raw, env_providers_raw
 
 _EDIT_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("admin_edit_lock")
 CLIENT_FIELDS = (

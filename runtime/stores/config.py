@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from runtime.providers.registry import PROVIDER_SPECS
+
 if TYPE_CHECKING:
     from runtime.config.model import GatewayConfig
 
@@ -42,3 +44,21 @@ class ConfigStore(Protocol):
 
     def changes(self) -> AsyncIterator[GatewayConfig]:
         """Configs written by others, validated, as they appear (runs until cancelled)."""
+
+
+def env_providers_raw(config: GatewayConfig) -> Raw:
+    """The providers a file-less start took from the environment, written as `env.NAME` references,
+    so that the first saved edit does not silently drop them on the next start."""
+    block: Raw = {}
+    for name, provider in config.providers.items():
+        spec = PROVIDER_SPECS.get(name)
+        if name == "mock" or spec is None or not spec.env_key:
+            continue
+        key: Raw = {"name": spec.env_key.lower(), "value": f"env.{spec.env_key}"}
+        if provider.keys and provider.keys[0].azure is not None:
+            key["azure_key_config"] = {
+                "endpoint": provider.keys[0].azure.endpoint,
+                "api_version": provider.keys[0].azure.api_version,
+            }
+        block[name] = {"keys": [key]}
+    return block

@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.config.load import ConfigError, parse_document, read_config_file
 from runtime.config.model import ClientConfig, GatewayConfig
-from runtime.providers.registry import PROVIDER_SPECS
-from runtime.stores.config import ConfigStore, ConfigWriteError, Raw
+from runtime.stores.config import ConfigStore, ConfigWriteError, Raw, env_providers_raw
 from runtime.stores.files import file_signature, write_atomic
 
 try:  # POSIX: serialise writers across worker processes
@@ -58,24 +57,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def env_providers_raw(config: GatewayConfig) -> Raw:
-    """The providers a file-less start took from the environment, written as `env.NAME` references,
-    so that the first saved edit does not silently drop them on the next start."""
-    block: Raw = {}
-    for name, provider in config.providers.items():
-        spec = PROVIDER_SPECS.get(name)
-        if name == "mock" or spec is None or not spec.env_key:
-            continue
-        key: Raw = {"name": spec.env_key.lower(), "value": f"env.{spec.env_key}"}
-        if provider.keys and provider.keys[0].azure is not None:
-            key["azure_key_config"] = {
-                "endpoint": provider.keys[0].azure.endpoint,
-                "api_version": provider.keys[0].azure.api_version,
-            }
-        block[name] = {"keys": [key]}
-    return block
 
 
 class FileConfigStore:
