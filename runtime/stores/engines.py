@@ -9,9 +9,10 @@ config.json selects the config and log engines the way Go Bifrost does, with a `
 
 A block that is absent, has no `type`, names "sqlite" or is `enabled: false` runs on the embedded
 engine (and, as before, the block is warned about as a Go Bifrost field with no effect: its `config`,
-e.g. a path, is not used). A block that is enabled and names another engine (Go's "postgres") stops
-the load with `<block>.type: ... is not available in this version yet` — a gateway that silently
-ignored a PostgreSQL store would not be sharing what the operator thinks it shares.
+e.g. a path, is not used). A block that is enabled and names another engine (Go's "postgres") loads
+on the embedded engine with the warning `<block>.type: ... is not available in this version yet; the
+embedded engine is used` (start-up, `config validate`, /api/config): a Go config must start here as it
+does in Go (issue 9), and never silently — the operator is told the store is not shared.
 Adding an engine is one row here and one module beside this one. The table modules are imported
 lazily (uvicorn's LOOP_SETUPS pattern), so reading the names costs config validation nothing.
 """
@@ -51,15 +52,17 @@ def unavailable(block: str, raw: Any) -> str | None:
     if kind is None or kind in table:
         return None
     return (
-        f"the {kind!r} engine is not available in this version yet (available: {', '.join(sorted(table))}, "
-        f"the embedded default); remove `{block}`, set its type to {EMBEDDED!r}, or set enabled to false"
+        f"the {kind!r} engine is not available in this version yet, so the embedded {EMBEDDED!r} engine is "
+        f"used (available: {', '.join(sorted(table))}); set its type to {EMBEDDED!r} or remove `{block}` "
+        "to silence this"
     )
 
 
 def engine_name(config: GatewayConfig, block: str) -> str:
-    """The engine `config` selects for `block` (the load has already refused unavailable ones)."""
+    """The engine `config` selects for `block`: its `type` when this version has it, else the embedded one
+    (the load has warned about an unavailable one)."""
     raw = config.raw.get(block)
-    if isinstance(raw, dict) and raw.get("enabled") is not False and isinstance(raw.get("type"), str):
+    if isinstance(raw, dict) and raw.get("enabled") is not False and raw.get("type") in STORE_BLOCKS[block]:
         return str(raw["type"])
     return EMBEDDED
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from runtime.app import create_app
-from runtime.config.load import ConfigError, load_gateway_config
+from runtime.config.load import load_gateway_config
 from runtime.http.keys import CONFIG_STORE, LOG_STORE, SHARED_STATE
 from runtime.stores.config import ConfigStore
 from runtime.stores.engines import CONFIG_STORE_ENGINES, LOG_STORE_ENGINES, SHARED_STATE_ENGINES, engine_name
@@ -31,12 +31,12 @@ def test_every_table_has_the_embedded_engine() -> None:
 
 
 @pytest.mark.parametrize("block", ["config_store", "logs_store"])
-def test_an_engine_we_lack_stops_the_load_naming_the_field(tmp_path: Path, block: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        load(tmp_path, {block: {"enabled": True, "type": "postgres", "config": POSTGRES}})
-    assert info.value.path == f"{block}.type"
-    assert "'postgres' engine is not available in this version yet" in str(info.value)
-    assert "sqlite" in str(info.value)
+def test_an_engine_we_lack_loads_on_the_embedded_one_with_a_warning(tmp_path: Path, block: str) -> None:
+    config = load(tmp_path, {block: {"enabled": True, "type": "postgres", "config": POSTGRES}})
+    assert engine_name(config, block) == "sqlite"
+    (warning,) = [w for w in config.warnings if w.startswith(f"{block}.type:")]
+    assert "'postgres' engine is not available in this version yet" in warning
+    assert "embedded 'sqlite' engine is used" in warning
 
 
 @pytest.mark.parametrize("block", ["config_store", "logs_store"])
