@@ -33,7 +33,7 @@ from aiohttp import web
 from runtime.app import create_app
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.requestlog.record import INSERT_SQL
-from runtime.requestlog.writer import LogWriter
+from runtime.stores.logs_sqlite.writer import LogWriter
 
 PROVIDERS = (
     ("openai", ("gpt-4o", "gpt-4o-mini")),

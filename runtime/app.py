@@ -1,7 +1,9 @@
 """create_app(config): the aiohttp application — routes, typed state, and what it owns.
 
-The app owns exactly one upstream ClientSession and one request-log writer, both created and closed
-by `cleanup_ctx` so that shutdown drains them in order (requests first, then the log).
+The app owns exactly one upstream ClientSession and its stores (runtime/stores/, engines chosen through
+the tables of runtime/stores/engines.py): the config store and its change feed, the log store's
+writer, and this worker's shared-state store. All are opened and closed by `cleanup_ctx`, so that
+shutdown drains them in order (requests first, then the log, then shared state).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from runtime.config.live import ConfigWatcher
 from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
 from runtime.core.upstream import make_client, make_session
@@ -18,11 +21,11 @@ from runtime.http import admin, anthropic, capabilities, edge, genai, health, me
 from runtime.http.drain import DRAIN, Drain
 from runtime.http.errors import error_response
 from runtime.http.internal import fault_injection
-from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
+from runtime.http.keys import CONFIG, CONFIG_STORE, GATEWAY, LOG_STORE, LOG_WRITER, SHARED_STATE
 from runtime.plugins.base import Hooks
 from runtime.plugins.logging import RequestLogPlugin
 from runtime.plugins.metrics import METRICS, MetricsPlugin
-from runtime.requestlog.writer import LogWriter
+from runtime.stores import engines
 
 # Route modules, in order; each has add_routes(app). Later features append theirs here.
 ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, openai.add_routes]
@@ -52,16 +55,11 @@ def create_app(config: GatewayConfig) -> web.Application:
     edge.install(app, config)  # Host check, CORS, JSON-only bodies, JSON 500 for our bugs: every route
     app[DRAIN] = Drain(config.shutdown_grace_s)  # live requests and streams, for a bounded stop
     plugins: list = []
-    writer: LogWriter | None = None
-    if config.client.enable_logging:
-        writer = LogWriter(
-            config.log_db_path,
-            capacity=config.client.initial_pool_size,
-            batch_size=config.tuning.log_batch_size,
-            flush_interval_s=config.tuning.log_flush_interval_ms / 1000.0,
-            retention_days=config.client.log_retention_days,
-        )
-        app[LOG_WRITER] = writer
+    log_store = engines.build_log_store(config)
+    writer = None
+    if log_store is not None:
+        app[LOG_STORE] = log_store
+        writer = app[LOG_WRITER] = log_store.writer
         content_limit = config.client.max_log_content_kb * 1024
         plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging, content_limit))
     app[METRICS] = MetricsPlugin()  # counts only; /metrics renders on scrape
@@ -69,6 +67,8 @@ def create_app(config: GatewayConfig) -> web.Application:
     fault_injection(app, plugins)  # test suite only (BIFROST_TEST_FAULTS=1); nothing otherwise
     gateway = Gateway(config, Hooks(plugins))
     app[GATEWAY] = gateway
+    config_store = app[CONFIG_STORE] = engines.build_config_store(config)
+    shared_state = app[SHARED_STATE] = engines.build_shared_state(config)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         t = config.tuning
@@ -88,9 +88,18 @@ def create_app(config: GatewayConfig) -> web.Application:
         if writer is not None:
             await writer.close()
 
-    # Order matters: cleanup runs in reverse, so the log (entered first) is drained last.
+    async def shared(app: web.Application) -> AsyncIterator[None]:
+        # One per worker, opened by its first use (nothing uses it yet; budgets and rate limits will):
+        # until then no file, no thread, no task. Closed after everything else at shutdown.
+        yield
+        await shared_state.close()
+
+    # Order matters: cleanup runs in reverse, so the log (entered early) is drained after requests end,
+    # and shared state (entered first) is closed last.
+    app.cleanup_ctx.append(shared)
     app.cleanup_ctx.append(request_log)
     app.cleanup_ctx.append(upstream_session)
+    app.cleanup_ctx.append(ConfigWatcher(config_store, gateway, writer).lifespan)  # live reload
     for add_routes in ROUTE_MODULES:
         add_routes(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)

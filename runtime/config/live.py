@@ -5,8 +5,9 @@ are unaffected: they hold the handles they resolved) and updates the few client 
 change at run time. `enable_logging` only takes effect at the next start: the request-log plugin is
 part of the frozen hook tuple.
 
-With several worker processes, each one runs a `ConfigWatcher`: once a second it stats config.json
-and, when another worker (or a person) replaced it, validates and applies the new file.
+With several worker processes, each one runs a `ConfigWatcher`: it follows the config store's
+change feed (`ConfigStore.changes()`; the embedded engine stats config.json once a second) and
+applies each new config another worker (or a person) wrote.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from runtime.config.load import ConfigError
 from runtime.config.model import ClientConfig, GatewayConfig
-from runtime.config.store import ConfigStore
 from runtime.core.gateway import Gateway
 from runtime.core.router import Router
-from runtime.requestlog.writer import LogWriter
+from runtime.stores.config import ConfigStore
+from runtime.stores.logs import LogWriter
 
 log = logging.getLogger("bifrost.config")
 
-WATCH_INTERVAL_S = 1.0
 # Client settings that only a restart applies (everything else applies at once).
 RESTART_ONLY = ("enable_logging",)
 
@@ -55,42 +54,31 @@ def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | No
 
 
 class ConfigWatcher:
-    """Polls the store and applies what changed on disk (another worker's or a person's edit)."""
+    """Applies what the store reports as changed elsewhere (another worker's or a person's edit)."""
 
-    def __init__(
-        self, store: ConfigStore, gateway: Gateway, writer: LogWriter | None, interval_s: float = WATCH_INTERVAL_S
-    ) -> None:
+    def __init__(self, store: ConfigStore, gateway: Gateway, writer: LogWriter | None) -> None:
         self.store = store
         self.gateway = gateway
         self.writer = writer
-        self.interval_s = interval_s
         self.reloads = 0
 
-    async def check(self) -> bool:
-        """One poll; True when a new config was applied."""
-        if not self.store.changed_on_disk():  # one stat, on the loop: cheap
-            return False
-        try:
-            new = await asyncio.to_thread(self.store.poll)
-        except (ConfigError, OSError) as exc:
-            log.warning("config.json changed but cannot be used, keeping the running config: %s", exc)
-            return False
-        if new is None:
-            return False
+    def apply(self, new: GatewayConfig) -> None:
         apply_config(self.gateway, new, self.writer)
         self.reloads += 1
         log.info("config.json changed on disk: %d provider(s) applied", len(new.providers))
         for warning in new.warnings:
             log.warning("config.json: %s", warning)
-        return True
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
             try:
-                await self.check()
+                async for new in self.store.changes():
+                    self.apply(new)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # a watcher that dies silently would be worse than a logged error
                 log.exception("config watcher failed")
+                await asyncio.sleep(1.0)
 
     async def lifespan(self, _app: object) -> AsyncIterator[None]:
         task = asyncio.create_task(self.run(), name="bifrost-config-watcher")

@@ -41,6 +41,7 @@ from runtime.config.model import (
 )
 from runtime.config.urls import UnsafeURL, check_base_url
 from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
+from runtime.stores.engines import STORE_BLOCKS, unavailable
 
 
 class ConfigError(ValueError):
@@ -613,6 +614,13 @@ def parse_document(
         admin = raw.get("admin")
         if admin is not None:
             _Reader(admin, "admin", environ).check(ADMIN_FIELDS, (), warnings)
+        # config_store / logs_store select an engine (runtime/stores/engines.py). One we lack is a Go
+        # Bifrost setting with no effect here: the file still loads (as it does in Go), on the embedded
+        # engine, and the warning says so on every channel config warnings reach.
+        for block in STORE_BLOCKS:
+            problem = unavailable(block, raw.get(block))
+            if problem is not None:
+                warnings.append(f"{block}.type: {problem}")
     # The client block first: allow_private_base_urls decides which provider base URLs are accepted.
     client = parse_client(raw.get("client") if raw else None, environ, client_defaults, warnings)
     providers = build_providers(raw, environ, tuning, client, warnings)

@@ -1,7 +1,7 @@
 """The management surface: /api (JSON, described at /api/openapi.json), /ws (live log feed).
 
-`add_routes(app)` builds the admin state for this worker (config store + watcher, read-only log
-queries, live hub, admin auth) and mounts the route modules. Every admin handler is wrapped by the
+`add_routes(app)` builds the admin state for this worker (the app's config store, a read side of
+its log store, live hub, admin auth) and mounts the route modules. Every admin handler is wrapped by the
 auth guard when the gateway listens off loopback; inference routes are untouched, so they pay
 nothing for any of this.
 """
@@ -14,15 +14,12 @@ from functools import partial
 
 from aiohttp import web
 
-from runtime.config.live import ConfigWatcher
-from runtime.config.store import ConfigStore
 from runtime.http import admin_logs, admin_providers, admin_ws, openapi
 from runtime.http.admin_auth import COOKIE, AdminAuth, guard
 from runtime.http.admin_common import ADMIN, AdminBadRequest, AdminState, fail, json_response, read_object
 from runtime.http.admin_sessions import SESSION_TTL_S
 from runtime.http.admin_ws import LiveHub
-from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
-from runtime.requestlog.queries import LogQueries
+from runtime.http.keys import CONFIG, CONFIG_STORE, LOG_STORE, LOG_WRITER
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -62,16 +59,15 @@ async def delete_session(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     config = app[CONFIG]
-    gateway = app[GATEWAY]
     writer = app.get(LOG_WRITER)
-    store = ConfigStore(config)
+    store = app[CONFIG_STORE]
     auth = AdminAuth.for_config(config)
-    queries = LogQueries(config.log_db_path) if writer is not None else None
+    log_store = app.get(LOG_STORE)
+    queries = log_store.reader() if log_store is not None else None
     hub = LiveHub(queries, poll=config.workers > 1)
     if writer is not None:
         writer.listeners.append(hub.on_batch)
     app[ADMIN] = AdminState(store=store, auth=auth, queries=queries, hub=hub)
-    watcher = ConfigWatcher(store, gateway, writer)
 
     async def read_side(_app: web.Application) -> AsyncIterator[None]:
         yield
@@ -79,7 +75,6 @@ def add_routes(app: web.Application) -> None:
         if queries is not None:
             await queries.close()
 
-    app.cleanup_ctx.append(watcher.lifespan)
     app.cleanup_ctx.append(read_side)
     wrap = partial(guard, auth)
     r = app.router

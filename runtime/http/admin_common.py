@@ -17,17 +17,17 @@ from runtime.errors import GatewayError
 from runtime.http.errors import error_response
 
 if TYPE_CHECKING:
-    from runtime.config.store import ConfigStore
     from runtime.http.admin_auth import AdminAuth
     from runtime.http.admin_ws import LiveHub
-    from runtime.requestlog.queries import LogQueries
+    from runtime.stores.config import ConfigStore
+    from runtime.stores.logs import LogReader
 
 
 @dataclass(slots=True)
 class AdminState:
     store: ConfigStore
     auth: AdminAuth
-    queries: LogQueries | None
+    queries: LogReader | None
     hub: LiveHub
     started_at: float = field(default_factory=time.time)
 

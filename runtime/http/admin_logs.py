@@ -7,12 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from runtime.http.admin_common import ADMIN, fail, json_response
 from runtime.requestlog.filters import FilterError, parse_filter, parse_page
-from runtime.requestlog.queries import LogQueries, QueryTooSlow
+from runtime.stores.logs import LogQueryTooSlow, LogReader, LogReadError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -20,7 +19,7 @@ DAY_MS = 86_400_000
 MAX_BUCKETS = 500
 
 
-def _queries(request: web.Request) -> LogQueries | None:
+def _queries(request: web.Request) -> LogReader | None:
     queries = request.app[ADMIN].queries
     return queries if queries is not None and queries.available() else None
 
@@ -106,9 +105,9 @@ def _answer_errors(handler: Handler) -> Handler:
     async def run(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except QueryTooSlow as exc:
+        except LogQueryTooSlow as exc:
             return fail(str(exc), 503, code="log_query_too_slow", type="api_error")
-        except aiosqlite.Error as exc:
+        except LogReadError as exc:
             return fail(
                 f"the request log cannot be read right now: {exc}", 503, code="log_query_failed", type="api_error"
             )

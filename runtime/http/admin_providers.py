@@ -20,7 +20,6 @@ from aiohttp import web
 from runtime.config.live import apply_config, restart_required
 from runtime.config.load import ConfigError
 from runtime.config.model import GatewayConfig
-from runtime.config.store import ConfigWriteError, Raw, env_providers_raw
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError
@@ -29,6 +28,7 @@ from runtime.http.admin_views import NAME_RE, clean_entry, lane_view, merge_secr
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.http.metrics import WORKER_METRICS, WorkerMetrics
 from runtime.providers.registry import PROVIDER_SPECS
+from runtime.stores.config import ConfigWriteError, Raw, env_providers_raw
 
 _EDIT_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("admin_edit_lock")
 CLIENT_FIELDS = (
@@ -66,7 +66,7 @@ async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[Gat
     state = request.app[ADMIN]
     async with request.app[_EDIT_LOCK]:
         try:
-            new, result = await asyncio.to_thread(state.store.mutate, change)
+            new, result = await state.store.apply(change)
         except ConfigError as exc:
             raise AdminBadRequest(exc.args[0], param=exc.path or None, code="invalid_config") from None
         except UnicodeError:  # read_object refuses such text first; this keeps any other path a 400 too

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from runtime.config.store import file_signature, write_atomic
+from runtime.stores.files import file_signature, write_atomic
 
 try:  # POSIX: serialise writers across worker processes
     import fcntl

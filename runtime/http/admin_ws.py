@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from runtime.http.admin_common import ADMIN
-from runtime.requestlog.queries import LogQueries, row_summary
+from runtime.requestlog.record import row_summary
+from runtime.stores.logs import LogReader
 
 log = logging.getLogger("bifrost.admin")
 
@@ -41,7 +42,7 @@ class _Client:
 
 
 class LiveHub:
-    def __init__(self, queries: LogQueries | None, poll: bool) -> None:
+    def __init__(self, queries: LogReader | None, poll: bool) -> None:
         self.queries = queries
         self.poll = poll
         self.clients: set[_Client] = set()

@@ -33,12 +33,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from runtime.config.store import write_atomic
 from runtime.core.gateway import Gateway
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins import metrics as m
 from runtime.plugins.metrics import METRICS, MetricsPlugin
-from runtime.requestlog.writer import LogWriter
+from runtime.stores.files import write_atomic
+from runtime.stores.logs import LogWriter
 
 PUBLISH_INTERVAL_S = 1.0
 HISTORY_INTERVAL_S = 5.0

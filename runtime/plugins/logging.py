@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from runtime.core.context import RequestContext
 from runtime.requestlog.record import to_row
-from runtime.requestlog.writer import LogWriter
+from runtime.stores.logs import LogWriter
 
 DEFAULT_CONTENT_LIMIT = 256 * 1024  # bytes; ClientConfig.max_log_content_kb's default
 

@@ -131,3 +131,18 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         ctx.attempts or None,
         ctx.ingress,
     )
+
+
+TRIM = 2000  # characters of input/output a live-feed record carries
+
+
+def row_summary(row: tuple[Any, ...] | dict[str, Any], trim: int = TRIM) -> dict[str, Any]:
+    """A log row (tuple in record.COLUMNS order, or dict) as the live feed's JSON object."""
+    record = dict(zip(COLUMNS, row, strict=False)) if isinstance(row, tuple) else dict(row)
+    for name in ("input", "output"):
+        value = record.get(name)
+        if isinstance(value, str) and len(value) > trim:
+            record[name] = value[:trim]
+            record[f"{name}_truncated"] = True
+    record["stream"] = bool(record.get("stream"))
+    return record

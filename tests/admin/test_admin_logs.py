@@ -13,9 +13,9 @@ from fakes.reply import Reply
 from harness import Gateway
 
 from runtime.requestlog.filters import FilterError, LogFilter, Page, parse_filter, parse_page
-from runtime.requestlog.queries import LogQueries
 from runtime.requestlog.record import COLUMNS
-from runtime.requestlog.writer import LogWriter
+from runtime.stores.logs_sqlite.queries import LogQueries
+from runtime.stores.logs_sqlite.writer import LogWriter
 
 from .conftest import Api
 
@@ -178,7 +178,7 @@ def test_logs_end_to_end(admin_gateway: Gateway, api: Api, fake_openai: FakeOpen
 
 
 async def test_a_query_past_its_budget_is_stopped(queries: LogQueries) -> None:
-    from runtime.requestlog.queries import QueryTooSlow
+    from runtime.stores.logs import LogQueryTooSlow as QueryTooSlow
 
     queries.budget_s = 0.0  # every statement is already late
     with pytest.raises(QueryTooSlow, match="narrow the time range"):

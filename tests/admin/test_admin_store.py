@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from runtime.config.load import ConfigError, load_gateway_config
-from runtime.config.store import ConfigStore, ConfigWriteError
+from runtime.stores.config import ConfigWriteError
+from runtime.stores.config_file import FileConfigStore as ConfigStore
 
 
 def _store(tmp_path: Path, doc: dict, environ: dict[str, str]) -> ConfigStore:

@@ -33,7 +33,7 @@ from runtime.core.context import RequestContext
 from runtime.core.gateway import encode_json
 from runtime.core.text import clip_text, clip_utf8, repair, utf8
 from runtime.requestlog.record import INPUT_COL, OUTPUT_COL, to_row
-from runtime.requestlog.writer import LogWriter
+from runtime.stores.logs_sqlite.writer import LogWriter
 
 EMOJI = "\U0001f600"  # 😀 = "\ud83d\ude00" in UTF-16
 HIGH, LOW = "\ud83d", "\ude00"

@@ -10,7 +10,7 @@ from pathlib import Path
 from runtime.core.context import RequestContext
 from runtime.providers.base import Usage
 from runtime.requestlog.record import to_row
-from runtime.requestlog.writer import LogWriter
+from runtime.stores.logs_sqlite.writer import LogWriter
 
 
 def row(i: int, ts_ms: int | None = None) -> tuple:

@@ -35,8 +35,8 @@ import ujson
 
 from runtime.core.text import repair
 from runtime.paths import ensure_private_dir
-from runtime.requestlog.migrations import migrate
 from runtime.requestlog.record import ATTEMPTS_COL, COLUMNS, INPUT_COL, INSERT_SQL, OUTPUT_COL, Clipped
+from runtime.stores.logs_sqlite.migrations import migrate
 
 log = logging.getLogger("bifrost.requestlog")
 

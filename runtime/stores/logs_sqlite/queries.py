@@ -29,16 +29,12 @@ import aiosqlite
 
 from runtime.requestlog.filters import SORTS, LogFilter, Page
 from runtime.requestlog.record import COLUMNS
+from runtime.stores.logs import LogQueryTooSlow, LogReadError
 
 SAMPLE_TARGET = 20_000
 LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("input", "output", "attempts"))
 STAGES = ("queue_wait_us", "key_select_us", "build_us", "encode_us", "upstream_us", "parse_us")
-TRIM = 2000  # characters of input/output a live-feed record carries
 QUERY_BUDGET_S = 10.0  # no admin query may hold a read connection longer than this
-
-
-class QueryTooSlow(Exception):
-    """A log query passed its time budget and was interrupted."""
 
 
 def _json_or_text(value: Any) -> Any:
@@ -59,18 +55,6 @@ def _percentile(sorted_values: list[int], q: float) -> float | None:
 
 def _ms(us: float | None) -> float | None:
     return None if us is None else round(us / 1000.0, 3)
-
-
-def row_summary(row: tuple[Any, ...] | dict[str, Any], trim: int = TRIM) -> dict[str, Any]:
-    """A log row (tuple in record.COLUMNS order, or dict) as the live feed's JSON object."""
-    record = dict(zip(COLUMNS, row, strict=False)) if isinstance(row, tuple) else dict(row)
-    for name in ("input", "output"):
-        value = record.get(name)
-        if isinstance(value, str) and len(value) > trim:
-            record[name] = value[:trim]
-            record[f"{name}_truncated"] = True
-    record["stream"] = bool(record.get("stream"))
-    return record
 
 
 class LogQueries:
@@ -132,22 +116,27 @@ class LogQueries:
         self._pool = None
 
     async def _fetch(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        async with self.connection() as db:
-            deadline = self._deadlines[id(db)]
-            deadline[0] = time.monotonic() + self.budget_s
-            try:
-                async with db.execute(sql, params) as cursor:
-                    # No row_factory is set: the rows are plain tuples (aiosqlite types them as Row).
-                    return cast(builtins.list[tuple[Any, ...]], list(await cursor.fetchall()))
-            except aiosqlite.OperationalError as exc:
-                if "interrupt" in str(exc):
-                    raise QueryTooSlow(
-                        f"the log query ran longer than {self.budget_s:g} s and was stopped; "
-                        "narrow the time range or the filters"
-                    ) from None
-                raise
-            finally:
-                deadline[0] = float("inf")
+        """Every read goes through here: the driver's errors leave as the log store's own
+        (LogQueryTooSlow, LogReadError), so nothing above the store imports aiosqlite."""
+        try:
+            async with self.connection() as db:
+                deadline = self._deadlines[id(db)]
+                deadline[0] = time.monotonic() + self.budget_s
+                try:
+                    async with db.execute(sql, params) as cursor:
+                        # No row_factory is set: the rows are plain tuples (aiosqlite types them as Row).
+                        return cast(builtins.list[tuple[Any, ...]], list(await cursor.fetchall()))
+                finally:
+                    deadline[0] = float("inf")
+        except aiosqlite.OperationalError as exc:
+            if "interrupt" in str(exc):
+                raise LogQueryTooSlow(
+                    f"the log query ran longer than {self.budget_s:g} s and was stopped; "
+                    "narrow the time range or the filters"
+                ) from None
+            raise LogReadError(str(exc)) from exc
+        except aiosqlite.Error as exc:
+            raise LogReadError(str(exc)) from exc
 
     # -- list and detail -----------------------------------------------------------------------------
     async def list(self, f: LogFilter, page: Page) -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""Persist admin edits to `<app_dir>/config.json` and reload edits made by others.
+"""The embedded config store: `<app_dir>/config.json`, edited atomically, watched for others' edits.
 
-    ConfigStore.mutate(change)  read-modify-write under a cross-process lock:
+    FileConfigStore.mutate(change)  read-modify-write under a cross-process lock (blocking; `apply`
+                                    runs it in a thread):
         1. re-read config.json if another worker (or a person) changed it since we last looked
         2. apply `change` to a deep copy of the raw document (secrets still written as `env.NAME`)
         3. validate the whole document into a new GatewayConfig (ConfigError names the field path)
         4. write a temp file, fsync, os.replace: readers see the old file or the new one, never half
-    ConfigStore.poll()          what another process wrote, validated (None when nothing changed)
+    FileConfigStore.poll()      what another process wrote, validated (None when nothing changed)
+    FileConfigStore.changes()   poll once a second (one stat on the loop; reading and validating a
+                                changed file in a thread): live reload across workers
 
 Only the raw document is ever written, so an `env.NAME` reference the edit did not touch stays a
 reference and its secret never lands on disk. If validation or the write fails, the file on disk and
@@ -14,74 +17,33 @@ the in-memory state are both left as they were.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
 import json
+import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.config.load import parse_document, read_config_file
+from runtime.config.load import ConfigError, parse_document, read_config_file
 from runtime.config.model import ClientConfig, GatewayConfig
-from runtime.providers.registry import PROVIDER_SPECS
+from runtime.stores.config import ConfigStore, ConfigWriteError, Raw, env_providers_raw
+from runtime.stores.files import file_signature, write_atomic
 
 try:  # POSIX: serialise writers across worker processes
     import fcntl
 except ImportError:  # pragma: no cover - Windows runs one worker
     fcntl = None  # type: ignore[assignment]
 
-Raw = dict[str, Any]
-Signature = tuple[int, int, int]
+log = logging.getLogger("bifrost.config")
 
-
-class ConfigWriteError(OSError):
-    """config.json could not be written; the previous file is still in place."""
-
-
-def file_signature(path: Path) -> Signature | None:
-    """What changes whenever the file is replaced or rewritten (mtime, size, inode)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a crash or a full disk never leaves a partial file behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600  # the file holds provider keys: owner only
-    data = text.encode("utf-8")  # before the temp file exists: text it cannot hold leaves nothing behind
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:  # any failure (even a cancel) removes the temp file
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ConfigWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
-    # Make the rename itself durable; not possible (nor needed) on every platform.
-    with contextlib.suppress(OSError, AttributeError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+WATCH_INTERVAL_S = 1.0
+__all__ = ["ConfigWriteError", "FileConfigStore", "Raw", "env_providers_raw", "file_signature", "write_atomic"]
 
 
 @contextlib.contextmanager
@@ -97,28 +59,12 @@ def _locked(lock_path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def env_providers_raw(config: GatewayConfig) -> Raw:
-    """The providers a file-less start took from the environment, written as `env.NAME` references,
-    so that the first saved edit does not silently drop them on the next start."""
-    block: Raw = {}
-    for name, provider in config.providers.items():
-        spec = PROVIDER_SPECS.get(name)
-        if name == "mock" or spec is None or not spec.env_key:
-            continue
-        key: Raw = {"name": spec.env_key.lower(), "value": f"env.{spec.env_key}"}
-        if provider.keys and provider.keys[0].azure is not None:
-            key["azure_key_config"] = {
-                "endpoint": provider.keys[0].azure.endpoint,
-                "api_version": provider.keys[0].azure.api_version,
-            }
-        block[name] = {"keys": [key]}
-    return block
-
-
-class ConfigStore:
+class FileConfigStore:
     """The raw config document of one app dir, and the validated GatewayConfig it yields."""
 
-    def __init__(self, config: GatewayConfig, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, environ: Mapping[str, str] | None = None, interval_s: float = WATCH_INTERVAL_S
+    ) -> None:
         self.environ = os.environ if environ is None else environ
         self.path = config.config_path
         self.lock_path = self.path.with_name(".config.json.lock")
@@ -128,6 +74,11 @@ class ConfigStore:
         self._client_defaults: ClientConfig = config.client
         self.signature = file_signature(self.path)
         self._lock = threading.Lock()
+        self.interval_s = interval_s
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> FileConfigStore:
+        return cls(config)
 
     # -- building ------------------------------------------------------------------------------------
     def build(self, raw: Mapping[str, Any]) -> GatewayConfig:
@@ -142,6 +93,10 @@ class ConfigStore:
         )
 
     # -- writing -------------------------------------------------------------------------------------
+    async def apply(self, change: Callable[[Raw], Any]) -> tuple[GatewayConfig, Any]:
+        """The store interface's atomic edit: `mutate` on a thread (it takes a file lock and fsyncs)."""
+        return await asyncio.to_thread(self.mutate, change)
+
     def mutate(self, change: Callable[[Raw], Any]) -> tuple[GatewayConfig, Any]:
         """Apply `change(raw)` and persist. Blocking (file lock, fsync): call it in a thread.
 
@@ -194,3 +149,24 @@ class ConfigStore:
             self.raw = raw
             self.current = new
             return new
+
+    async def check(self) -> GatewayConfig | None:
+        """One look: the new config if another process replaced the file, else None (invalid: logged)."""
+        if not self.changed_on_disk():  # one stat, on the loop: cheap
+            return None
+        try:
+            return await asyncio.to_thread(self.poll)
+        except (ConfigError, OSError) as exc:
+            log.warning("config.json changed but cannot be used, keeping the running config: %s", exc)
+            return None
+
+    async def changes(self) -> AsyncIterator[GatewayConfig]:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            new = await self.check()
+            if new is not None:
+                yield new
+
+
+if TYPE_CHECKING:  # mypy holds the engine to the interface
+    _engine: type[ConfigStore] = FileConfigStore

@@ -1,0 +1,110 @@
+"""The engines of each store, as tables: a name -> "module:factory", imported only when chosen.
+
+config.json selects the config and log engines the way Go Bifrost does, with a `type` in its
+`config_store` / `logs_store` blocks. This version has only the embedded engines:
+
+    config_store  "sqlite"  the embedded default: config.json in the app dir, live reload (config_file.py)
+    logs_store    "sqlite"  the embedded default: <app_dir>/logs.db, batched writer (logs_sqlite/)
+    shared state  "sqlite"  the embedded default: <app_dir>/state.db, across workers (shared_sqlite.py)
+
+A block that is absent, has no `type`, names "sqlite" or is `enabled: false` runs on the embedded
+engine (and, as before, the block is warned about as a Go Bifrost field with no effect: its `config`,
+e.g. a path, is not used). A block that is enabled and names another engine (Go's "postgres") loads
+on the embedded engine with the warning `<block>.type: ... is not available in this version yet; the
+embedded engine is used` (start-up, `config validate`, /api/config): a Go config must start here as it
+does in Go (issue 9), and never silently — the operator is told the store is not shared.
+Adding an engine is one row here and one module beside this one. The table modules are imported
+lazily (uvicorn's LOOP_SETUPS pattern), so reading the names costs config validation nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.config.model import GatewayConfig
+    from runtime.stores.config import ConfigStore
+    from runtime.stores.logs import LogStore
+    from runtime.stores.shared import SharedState
+
+CONFIG_STORE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.config_file:FileConfigStore"}
+LOG_STORE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.logs_sqlite:SQLiteLogStore"}
+SHARED_STATE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.shared_sqlite:SQLiteSharedState"}
+
+# The config.json blocks that select an engine, and their tables.
+STORE_BLOCKS: dict[str, dict[str, str]] = {"config_store": CONFIG_STORE_ENGINES, "logs_store": LOG_STORE_ENGINES}
+EMBEDDED = "sqlite"
+SHARED_STATE_FILE = "state.db"
+
+
+def unavailable(block: str, raw: Any) -> str | None:
+    """Why the `block` of a raw config document names an engine this version lacks (None: it does not).
+
+    Only the engine choice is judged here; field names and types are checked with the rest of the file."""
+    if not isinstance(raw, dict):
+        return None
+    if raw.get("enabled") is False:
+        return None
+    kind = raw.get("type")
+    table = STORE_BLOCKS[block]
+    if kind is None or kind in table:
+        return None
+    return (
+        f"the {kind!r} engine is not available in this version yet, so the embedded {EMBEDDED!r} engine is "
+        f"used (available: {', '.join(sorted(table))}); set its type to {EMBEDDED!r} or remove `{block}` "
+        "to silence this"
+    )
+
+
+def engine_name(config: GatewayConfig, block: str) -> str:
+    """The engine `config` selects for `block`: its `type` when this version has it, else the embedded one
+    (the load has warned about an unavailable one)."""
+    raw = config.raw.get(block)
+    if isinstance(raw, dict) and raw.get("enabled") is not False and raw.get("type") in STORE_BLOCKS[block]:
+        return str(raw["type"])
+    return EMBEDDED
+
+
+def load(table: dict[str, str], name: str) -> Any:
+    """The factory registered as `name` in `table` (imports its module)."""
+    try:
+        target = table[name]
+    except KeyError:
+        raise ValueError(f"no such store engine {name!r} (available: {', '.join(sorted(table))})") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_config_store(config: GatewayConfig) -> ConfigStore:
+    """The config store `config` selects (`config_store.type`), holding `config` as its current document."""
+    factory = load(CONFIG_STORE_ENGINES, engine_name(config, "config_store"))
+    store: ConfigStore = factory.from_config(config)
+    return store
+
+
+def build_log_store(config: GatewayConfig) -> LogStore | None:
+    """The request-log store of `config`, or None when logging is off. Not yet started."""
+    if not config.client.enable_logging:
+        return None
+    factory = load(LOG_STORE_ENGINES, engine_name(config, "logs_store"))
+    store: LogStore = factory.from_config(config)
+    return store
+
+
+def build_shared_state(config: GatewayConfig, name: str = EMBEDDED) -> SharedState:
+    """This worker's shared-state store (not yet opened). No config block selects it yet: embedded."""
+    return build_shared_state_at(name, Path(config.app_dir) / SHARED_STATE_FILE)
+
+
+def build_shared_state_at(name: str, path: Path) -> SharedState:
+    store: SharedState = load(SHARED_STATE_ENGINES, name)(path)
+    return store
+
+
+async def open_shared_state_engine(name: str, path: Path) -> SharedState:
+    """A shared-state store of engine `name` on `path`, opened (tests and benchmarks)."""
+    store = build_shared_state_at(name, path)
+    await store.open()
+    return store

@@ -1,0 +1,74 @@
+"""The shared-state store: what must agree between worker processes (and, later, instances).
+
+Three primitives, all async, all atomic with respect to every other process using the same store:
+
+- Counters over fixed time windows. A window of `window_s` seconds is aligned to the epoch
+  (`floor(now / window_s)`), so every process agrees which window "now" is without talking.
+  `incr` adds and returns the new total in the current window; `reserve` adds only if the total
+  stays within `limit` (check and add are one atomic step: never more than `limit` granted, however
+  many processes race). `window_s=None` means one window forever. Amounts may be int or float.
+- Key/value text with an optional TTL (`set(key, value, ttl_s)`); an expired key reads as absent.
+- Change notifications: `publish(channel, message)` reaches every current subscriber of `channel`
+  in every process; `subscribe(channel)` returns a `Subscription` (an async iterator of messages)
+  that is registered when the await returns, so nothing published after that is missed.
+  Delivery is at-most-once and best effort (a slow subscriber's backlog is bounded): use it to say
+  "something changed, re-read", not as a queue.
+
+Engines: `shared_sqlite.SQLiteSharedState` (one host, any number of workers). A Redis engine
+(INCRBYFLOAT + EXPIRE per window, a Lua script for reserve, SET EX, PUBLISH/SUBSCRIBE) fits the same
+protocol. Nothing on the request path calls this store yet; budget and rate-limit work will lease
+slices of a limit (DESIGN.md principle 8) rather than make a round trip per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+Number = int | float
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """Messages of one channel, in publish order per publisher, until `close()`."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def __anext__(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedState(Protocol):
+    async def open(self) -> None:
+        """Connect / create what the engine needs. Optional: the first operation opens the store (a
+        worker that never uses shared state pays nothing); call it to surface errors early."""
+
+    async def close(self) -> None:
+        """Stop background work, end every subscription, release connections. Idempotent; the
+        store cannot be used afterwards (RuntimeError)."""
+
+    # -- counters over windows -----------------------------------------------------------------------
+    async def incr(self, key: str, amount: Number = 1, window_s: float | None = None) -> Number:
+        """Add `amount` to `key`'s current window; the new total of that window."""
+
+    async def reserve(self, key: str, amount: Number, limit: Number, window_s: float | None = None) -> bool:
+        """Add `amount` only if the window's total stays <= `limit`; whether it was added."""
+
+    async def total(self, key: str, window_s: float | None = None) -> Number:
+        """The current window's total (0 when nothing was added in it)."""
+
+    # -- key/value with TTL --------------------------------------------------------------------------
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        """Store `value`; with `ttl_s`, it reads as absent once that many seconds have passed."""
+
+    async def delete(self, key: str) -> bool:
+        """Remove `key`; whether it existed (and had not expired)."""
+
+    # -- notifications -------------------------------------------------------------------------------
+    async def publish(self, channel: str, message: str) -> None: ...
+
+    async def subscribe(self, channel: str) -> Subscription: ...
