@@ -18,12 +18,17 @@ Retries: a connection that broke is not retried here — a POST to an LLM costs 
 server saw it cannot be known, so that decision is the engine's retry policy's. With ONE exception,
 the stale keep-alive race: a request written on a socket taken from the idle pool, whose connection
 is closed or reset before a single response byte arrives, is sent once more on a fresh connection.
-That is safe because an HTTP/1.1 server closes an idle keep-alive socket on its own timer, before
-reading anything more from it: a request that lands on such a socket as the server closes it was
-never read, so it never reached the application (RFC 9112 §9.3.1 allows the automatic retry in this
-case). It is the same rule urllib3, httpx and Go's net/http apply. It is never done when the
-connection was fresh (the server may have read and acted on the request, then crashed) nor when any
-response byte arrived (the server did read it).
+Why that is safe: an HTTP/1.1 server closes an idle keep-alive socket on its own timer, without
+reading anything more from it, and our write can cross its close on the wire. A request that lands on
+a socket the server is closing was never read, so it never reached the application; a server that
+had read it would answer, or fail it with a status, before closing. (RFC 9112 §9.3.1 allows retrying
+a non-idempotent request automatically when the client can tell it was never applied: this race.)
+Go's net/http makes the same call but only for replayable requests;
+we include POST because the gateway's requests would otherwise fail on every keep-alive expiry race.
+The residual risk is a server that reads a request and then dies without a byte of answer on a reused
+socket: it gets the request twice, as any client retry would. It is never done when the connection
+was fresh (nothing idle raced us: the server read the request and then failed) nor when any
+response byte arrived (the server did read it), and never more than once.
 What it does not do: proxies, HTTP/2, redirects, cookies — none are used by provider APIs.
 """
 
