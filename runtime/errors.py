@@ -9,7 +9,7 @@
     ├── QueueFull             429     queue_full: the provider's lane buffer is full and excess is dropped
     ├── QueueTimeout          504     timeout: waited in the lane for longer than the request timeout
     ├── ConnectionPoolTimeout 504     pool_timeout: waited connect_timeout for a free upstream socket
-    │                                 (client connection_pool_limit[_per_host] all busy); nothing was sent
+    │                                 (tuning connection_pool_limit[_per_host] all busy); nothing was sent
     ├── ProviderError         (upstream status) the provider answered with an error; keeps its
     │   │                             status and message (is_bifrost_error = False)
     │   ├── UpstreamTimeout   504     timeout (connect, first byte, total, stream idle)

@@ -23,8 +23,8 @@ reading anything more from it, and our write can cross its close on the wire. A 
 a socket the server is closing was never read, so it never reached the application; a server that
 had read it would answer, or fail it with a status, before closing. (RFC 9112 §9.3.1 allows retrying
 a non-idempotent request automatically when the client can tell it was never applied: this race.)
-Go's net/http makes the same call but only for replayable requests;
-we include POST because the gateway's requests would otherwise fail on every keep-alive expiry race.
+Go's net/http makes the same call but only for replayable requests; we include POST because every
+gateway request is a POST and would otherwise fail on each keep-alive expiry race.
 The residual risk is a server that reads a request and then dies without a byte of answer on a reused
 socket: it gets the request twice, as any client retry would. It is never done when the connection
 was fresh (nothing idle raced us: the server read the request and then failed) nor when any
@@ -547,35 +547,34 @@ class HTTPClient:
         await self._acquire_slots(origin, connect_timeout)
         try:
             conn = self._idle_connection(origin)
-            if conn is not None:
+            reused = conn is not None
+            while True:
+                if conn is None:
+                    conn = await self._connect(origin, connect_timeout)
+                response = Response(conn, method, read_timeout, self.max_body)
+                conn.start(response, data)
                 try:
-                    return await self._exchange(conn, method, data, read_timeout)
+                    while not response.status:
+                        if response._error is not None:
+                            raise response._error
+                        await response._wait()
                 except ServerDisconnected as exc:
-                    if exc.got_bytes:
-                        raise  # the server read the request and began answering: not ours to repeat
+                    self._discard(conn, response)
+                    if not reused or exc.got_bytes:
+                        raise  # a fresh socket, or the server began answering: not ours to repeat
                     # The stale keep-alive race (module docstring): the server closed this idle socket
                     # without reading the request. Once, on a fresh connection (never another idle one).
+                    reused = False
+                    conn = None
                     self.stale_retries += 1
-            conn = await self._connect(origin, connect_timeout)
-            return await self._exchange(conn, method, data, read_timeout)
+                    continue
+                except BaseException:
+                    self._discard(conn, response)
+                    raise
+                return response  # the socket slots now belong to the response
         except BaseException:
             self._release_slots(origin)
             raise
-
-    async def _exchange(self, conn: _Connection, method: str, data: bytes, read_timeout: float | None) -> Response:
-        """Write the request on `conn`; return once the status and headers arrived (the socket slots then
-        belong to the response). On any failure the connection is dropped and the error raised."""
-        response = Response(conn, method, read_timeout, self.max_body)
-        conn.start(response, data)
-        try:
-            while not response.status:
-                if response._error is not None:
-                    raise response._error
-                await response._wait()
-        except BaseException:
-            self._discard(conn, response)
-            raise
-        return response
 
     async def _acquire_slots(self, origin: _Origin, timeout: float) -> None:
         total = self._total

@@ -49,7 +49,7 @@ class Slots:
             if isinstance(exc, TimeoutError):
                 raise PoolTimeout(
                     f"waited {timeout:g}s for a free connection to {self.name} "
-                    f"({self.setting} = {self.limit} sockets, all busy)",
+                    f"(tuning profile {self.setting} = {self.limit}, all busy)",
                     timeout,
                 ) from None
             raise
