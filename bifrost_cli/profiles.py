@@ -20,7 +20,7 @@ What the knobs mean in *this* runtime (Python, one event loop per worker process
   of request objects; Python has no such pool, and the log buffer is the one memory pool that
   scales with load, so the benchmark figure is kept for it.
 - ``connection_pool_limit`` / ``connection_pool_limit_per_host`` - the worker's upstream HTTP
-  client (runtime/core/httpclient.py): open upstream sockets in total and per origin (scheme, host,
+  client (runtime/net/client.py): open upstream sockets in total and per origin (scheme, host,
   port). Per host matches ``concurrency`` so a lane permit never waits for a socket.
 - ``keepalive_timeout_s`` - how long an idle upstream socket is kept in the pool for reuse. Longer
   keeps TLS handshakes off the request path but holds sockets and their buffers.

@@ -15,13 +15,13 @@ from aiohttp import web
 from runtime.config.live import ConfigWatcher
 from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
-from runtime.core.upstream import make_client, make_session
 from runtime.errors import GatewayError
 from runtime.http import admin, anthropic, capabilities, edge, genai, health, metrics, openai, responses, ui
 from runtime.http.drain import DRAIN, Drain
 from runtime.http.errors import error_response
 from runtime.http.internal import fault_injection
 from runtime.http.keys import CONFIG, CONFIG_STORE, GATEWAY, LOG_STORE, LOG_WRITER, SHARED_STATE
+from runtime.net import make_client, make_session
 from runtime.plugins.base import Hooks
 from runtime.plugins.logging import RequestLogPlugin
 from runtime.plugins.metrics import METRICS, MetricsPlugin

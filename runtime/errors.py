@@ -8,6 +8,8 @@
     ├── PayloadTooLarge       413     request_too_large
     ├── QueueFull             429     queue_full: the provider's lane buffer is full and excess is dropped
     ├── QueueTimeout          504     timeout: waited in the lane for longer than the request timeout
+    ├── ConnectionPoolTimeout 504     pool_timeout: waited connect_timeout for a free upstream socket
+    │                                 (tuning connection_pool_limit[_per_host] all busy); nothing was sent
     ├── ProviderError         (upstream status) the provider answered with an error; keeps its
     │   │                             status and message (is_bifrost_error = False)
     │   ├── UpstreamTimeout   504     timeout (connect, first byte, total, stream idle)
@@ -102,6 +104,18 @@ class QueueTimeout(GatewayError):
     status = 504
     type = "timeout"
     code = "queue_timeout"
+
+
+class ConnectionPoolTimeout(GatewayError):
+    """No free socket in the upstream client's pool within the connect timeout (runtime.net PoolTimeout).
+
+    The gateway's own congestion, like QueueTimeout, but not the provider lane's: the message names the
+    pool setting. Not retried on the same target (the pool is as busy a moment later); fallbacks still run.
+    """
+
+    status = 504
+    type = "timeout"
+    code = "pool_timeout"
 
 
 class ProviderError(GatewayError):

@@ -59,10 +59,14 @@ def test_no_fallback_when_primary_succeeds(
 def test_fallback_after_rate_limit_and_connection_error(
     two_providers: Gateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
 ) -> None:
-    fake_openai.enqueue(Reply.rate_limited(retry_after=0), Reply(drop=True))
+    # The retry goes out on the kept-alive socket of the 429; a drop there, before any response byte, is
+    # the stale keep-alive race, which the client re-sends once on a fresh connection (runtime/net/client.py).
+    # The drop on that fresh connection is the connection error that makes the gateway fall back.
+    fake_openai.enqueue(Reply.rate_limited(retry_after=0), Reply(drop=True), Reply(drop=True))
     with two_providers.client() as client:
         answer = client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES, extra_body=FALLBACKS)
     assert answer.choices[0].message.content == "fake-openai-2: fall back"
+    assert len(fake_openai.requests) == 3
 
 
 def test_fallback_for_stream_before_first_byte(

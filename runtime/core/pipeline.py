@@ -23,11 +23,11 @@ import aiohttp
 
 from runtime.config.model import KeyConfig
 from runtime.core.context import RequestContext
-from runtime.core.httpclient import HTTPClient, Response
 from runtime.core.retry import retry_delay
 from runtime.core.router import ProviderHandle, Router
 from runtime.core.upstream import TRANSPORT_ERRORS, transport_error
 from runtime.errors import GatewayError, UnknownModel, UnsupportedOperation, UpstreamGarbage, UpstreamTimeout
+from runtime.net.client import HTTPClient, Response
 from runtime.providers.base import ParsedResponse, StreamTranslator, UpstreamRequest, Usage
 
 Encoder = Callable[[Any], bytes]
@@ -210,7 +210,7 @@ class Engine:
         ctx.build_ns += t3 - t2
         if request.body is None:
             request.body = self.encode(request.payload)
-        sign = getattr(handle.adapter, "sign", None)
+        sign = handle.adapter.sign
         if sign is not None:
             await sign(request, key, handle.config, self.session)
         ctx.encode_ns += perf_counter_ns() - t3
@@ -231,7 +231,7 @@ class Engine:
             _key, request = await self._prepare(ctx, handle, model, exclude, False)
             adapter = handle.adapter
             if request is None:
-                return adapter.respond(ctx.endpoint, ctx.body, model)  # type: ignore[attr-defined]
+                return adapter.respond(ctx.endpoint, ctx.body, model)
             net = handle.config.network
             t4 = perf_counter_ns()
             phase = "response headers"
@@ -291,7 +291,7 @@ class Engine:
             _key, request = await self._prepare(ctx, handle, model, exclude, True)
             adapter = handle.adapter
             if request is None:
-                chunks, usage = adapter.respond_stream(ctx.endpoint, ctx.body, model)  # type: ignore[attr-defined]
+                chunks, usage = adapter.respond_stream(ctx.endpoint, ctx.body, model)
                 return ChunkStream(chunks, None, None, handle.lane, handle.name, 0.0, usage)
             net = handle.config.network
             t4 = perf_counter_ns()

@@ -1,67 +1,108 @@
-"""The one place that touches the network for requests: the app's HTTPClient, and error mapping.
+"""Upstream failures in the gateway's terms: the runtime.net client's errors mapped BY TYPE, in one table.
 
-Transport failures are mapped here to the gateway's error tree, with messages that say which bound
-was hit, so that retries, fallbacks and the log all see the same classification.
+The client (runtime/net/) reports what happened on the wire in its own error classes; here each class
+becomes one error of the gateway's tree (runtime/errors.py), with a message that names the provider and
+the bound that was hit, so that retries, fallbacks and the log all see the same classification. Never
+match on message text: a class is the contract, a message is for people.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 
-import aiohttp
-
-from runtime.core.httpclient import (
-    DEFAULT_MAX_BODY,
+from runtime.errors import (
+    ConnectionPoolTimeout,
+    GatewayError,
+    UpstreamGarbage,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+    UpstreamUnreachable,
+)
+from runtime.net.errors import (
     BodyTooLarge,
     ConnectError,
     ConnectTimeout,
-    HTTPClient,
-    HTTPClientError,
+    InvalidHeader,
+    NetError,
+    NetTimeout,
+    PoolTimeout,
+    ProtocolError,
     ReadTimeout,
+    ServerDisconnected,
 )
-from runtime.errors import GatewayError, UpstreamGarbage, UpstreamTimeout, UpstreamTooLarge, UpstreamUnreachable
+
+# What the engine catches around a request: the client's errors, the caller's own `asyncio.timeout`
+# deadlines (builtin TimeoutError) and a socket error that escaped the protocol (OSError).
+TRANSPORT_ERRORS = (NetError, TimeoutError, OSError)
+
+_PHASE_CODES = {"response headers": "first_byte_timeout", "stream data": "stream_idle_timeout"}
 
 
-def make_client(
-    pool_limit: int, pool_limit_per_host: int, keepalive_s: float, max_body: int = DEFAULT_MAX_BODY
-) -> HTTPClient:
-    """The app's upstream client (hot path). Created inside the running loop (cleanup_ctx).
-
-    `max_body` is `client.max_upstream_response_mb` in bytes: the most one upstream answer may hold.
-    """
-    return HTTPClient(limit=pool_limit, limit_per_host=pool_limit_per_host, keepalive_s=keepalive_s, max_body=max_body)
+def _waited(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    # A read bound (the client's) or a deadline (the engine's asyncio.timeout): named by what we awaited.
+    code = _PHASE_CODES.get(phase, "request_timeout")
+    return UpstreamTimeout(f"provider '{provider}' sent no {phase} within {seconds:g}s", code=code)
 
 
-def make_session() -> aiohttp.ClientSession:
-    """An aiohttp session for auxiliary calls off the hot path (e.g. OAuth token fetches by adapters)."""
-    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False)
+def _connect_timeout(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    return UpstreamTimeout(f"timed out connecting to provider '{provider}' ({exc})", code="connect_timeout")
+
+
+def _pool_timeout(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    return ConnectionPoolTimeout(f"provider '{provider}': {exc}")
+
+
+def _too_large(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    limit = exc.limit if isinstance(exc, BodyTooLarge) else 0
+    return UpstreamTooLarge(
+        f"provider '{provider}' answered with more than {limit / (1 << 20):g} MB (after decompression); "
+        "raise client.max_upstream_response_mb to accept larger answers"
+    )
+
+
+def _unreachable(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    return UpstreamUnreachable(f"provider '{provider}': {exc}")
+
+
+def _garbage(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    return UpstreamGarbage(f"provider '{provider}' sent an invalid HTTP response: {exc}")
+
+
+def _unsendable(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    return UpstreamGarbage(f"the request to provider '{provider}' could not be sent: {exc}")
+
+
+def _failed(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
+    return UpstreamUnreachable(f"provider '{provider}' request failed: {type(exc).__name__}: {exc}")
+
+
+Mapper = Callable[[BaseException, str, str, float], GatewayError]
+
+# The one table. Looked up along the exception's MRO, so the most specific class listed wins.
+TRANSPORT_ERROR_MAP: dict[type[BaseException], Mapper] = {
+    ConnectTimeout: _connect_timeout,
+    ReadTimeout: _waited,
+    PoolTimeout: _pool_timeout,
+    NetTimeout: _waited,
+    TimeoutError: _waited,
+    BodyTooLarge: _too_large,
+    ConnectError: _unreachable,
+    ServerDisconnected: _unreachable,
+    ProtocolError: _garbage,
+    InvalidHeader: _unsendable,
+    NetError: _garbage,
+    BaseException: _failed,
+}
 
 
 def transport_error(exc: BaseException, provider: str, phase: str, seconds: float) -> GatewayError:
-    """Map a transport failure to UpstreamTimeout, UpstreamUnreachable or UpstreamGarbage.
+    """Map a transport failure to the gateway's error for it (see TRANSPORT_ERROR_MAP).
 
     `phase` is what we were waiting for ("response headers", "response body", "stream data") and
     `seconds` the bound that applied to it, for the message.
     """
-    if isinstance(exc, ConnectTimeout):
-        return UpstreamTimeout(f"timed out connecting to provider '{provider}' ({exc})", code="connect_timeout")
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, ReadTimeout)):
-        code = {"response headers": "first_byte_timeout", "stream data": "stream_idle_timeout"}.get(
-            phase, "request_timeout"
-        )
-        return UpstreamTimeout(f"provider '{provider}' sent no {phase} within {seconds:g}s", code=code)
-    if isinstance(exc, BodyTooLarge):
-        return UpstreamTooLarge(
-            f"provider '{provider}' answered with more than {exc.limit / (1 << 20):g} MB (after decompression); "
-            "raise client.max_upstream_response_mb to accept larger answers"
-        )
-    if isinstance(exc, ConnectError):
-        return UpstreamUnreachable(f"provider '{provider}': {exc}")
-    if isinstance(exc, HTTPClientError) and "closed the connection" in str(exc):
-        return UpstreamUnreachable(f"provider '{provider}': {exc}")
-    if isinstance(exc, HTTPClientError):
-        return UpstreamGarbage(f"provider '{provider}' sent an invalid HTTP response: {exc}")
-    return UpstreamUnreachable(f"provider '{provider}' request failed: {type(exc).__name__}: {exc}")
-
-
-TRANSPORT_ERRORS = (HTTPClientError, TimeoutError, asyncio.TimeoutError, OSError)
+    for cls in type(exc).__mro__:
+        mapper = TRANSPORT_ERROR_MAP.get(cls)
+        if mapper is not None:
+            return mapper(exc, provider, phase, seconds)
+    return _failed(exc, provider, phase, seconds)  # unreachable: BaseException is in the table

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from runtime.codecs.sse import DONE
 from runtime.core.accumulate import StreamAccumulator
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
@@ -32,7 +33,6 @@ from runtime.http.relay import (
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
 from runtime.providers.common import content_parts, message_tool_calls
 from runtime.wire import fields
-from runtime.wire.sse import DONE
 
 
 def _validate(op: str, body: dict[str, Any]) -> None:

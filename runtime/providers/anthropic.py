@@ -13,7 +13,7 @@ from typing import Any
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError
 from runtime.providers import anthropic_wire as wire
-from runtime.providers.base import ParsedResponse, UpstreamRequest
+from runtime.providers.base import AdapterBase, ParsedResponse, UpstreamRequest
 from runtime.providers.capabilities import COUNT_TOKENS, operations_for
 from runtime.providers.common import error_body, loads_object, raw_text
 from runtime.providers.openai import retry_after_seconds
@@ -22,10 +22,9 @@ from runtime.providers.registry import ProviderSpec, join_base
 API_VERSION = "2023-06-01"
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(AdapterBase):
     kind = "anthropic"
     operations = operations_for("anthropic")
-    local = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # only for the `created` stamp of translated answers
@@ -83,9 +82,3 @@ class AnthropicAdapter:
                 "error": {"type": None, "message": f"Anthropic returned HTTP {status}" + (f": {text}" if text else "")},
             }
         return wire.error_from_body(status, body, headers, retry_after_s=retry_after_seconds(headers))
-
-    def list_models(self, provider: ProviderConfig) -> list[str]:
-        models = list(provider.models)
-        for key in provider.keys:
-            models.extend(m for m in key.models if m not in models)
-        return models

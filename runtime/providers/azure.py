@@ -6,7 +6,7 @@ without an entry is assumed to be deployed under its own name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError
@@ -35,9 +35,5 @@ class AzureAdapter(OpenAIAdapter):
     def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
         return openai_error(status, headers, raw, "Azure OpenAI")
 
-    def list_models(self, provider: ProviderConfig) -> list[str]:
-        models = super().list_models(provider)
-        for key in provider.keys:
-            if key.azure:
-                models.extend(m for m in key.azure.deployments if m not in models)
-        return models
+    def deployments(self, key: KeyConfig) -> Iterable[str]:
+        return key.azure.deployments if key.azure else ()

@@ -6,14 +6,20 @@ embeddings shapes, as parsed dicts) and one provider's wire format. `build_reque
 upstream step sends what `build_request` returns. That keeps every adapter testable from JSON fixtures.
 
 Adapters marked `local` (the mock) answer in-process through `respond` and never reach `upstream`.
+
+`Adapter` is the whole contract: every attribute and method the engine, router and HTTP layer use on
+an adapter is declared there. `AdapterBase` holds the defaults most adapters share (not local, no
+signing, the configured models list); subclassing it is optional.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from runtime.config.model import KeyConfig, ProviderConfig
     from runtime.errors import ProviderError
     from runtime.providers.registry import ProviderSpec
@@ -111,10 +117,22 @@ class StreamTranslator(Protocol):
         ...
 
 
+# `sign(request, key, provider, session)`: awaited after the body is encoded, for schemes that sign the
+# exact bytes (SigV4) or attach a token fetched (and cached) with the auxiliary `session`.
+Signer = Callable[["UpstreamRequest", "KeyConfig", "ProviderConfig", "aiohttp.ClientSession | None"], Awaitable[None]]
+
+
 class Adapter(Protocol):
-    kind: str
-    operations: frozenset[str]
-    local: bool
+    """Everything the core calls on an adapter (runtime/core/pipeline.py, router.py, runtime/http/)."""
+
+    kind: str  # the registry's `kind` this adapter speaks; also decides pass-through of OpenAI fields
+    operations: frozenset[str]  # endpoints accepted (CHAT, COMPLETIONS, EMBEDDINGS, COUNT_TOKENS, ...)
+    local: bool  # answers in-process through respond / respond_stream; never builds an upstream request
+
+    @property
+    def sign(self) -> Signer | None:
+        """None, or the coroutine function that signs or authorises a built request (see Signer)."""
+        ...
 
     def build_request(
         self,
@@ -133,4 +151,47 @@ class Adapter(Protocol):
 
     def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError: ...
 
-    def list_models(self, provider: ProviderConfig) -> list[str]: ...
+    def list_models(self, provider: ProviderConfig) -> list[str]:
+        """The models to list for this provider (empty: the router uses the registry's defaults)."""
+        ...
+
+    def respond(self, op: str, body: dict[str, Any], model: str) -> ParsedResponse:
+        """A local adapter's whole answer (only called when `local`)."""
+        ...
+
+    def respond_stream(self, op: str, body: dict[str, Any], model: str) -> tuple[list[dict[str, Any]], Usage]:
+        """A local adapter's answer as OpenAI stream chunks, with its usage (only called when `local`)."""
+        ...
+
+
+def configured_models(provider: ProviderConfig, deployments: Callable[[KeyConfig], Iterable[str]]) -> list[str]:
+    """The provider's `models`, then each key's allow-list and deployment names, first occurrence kept."""
+    models = list(provider.models)
+    for key in provider.keys:
+        models.extend(m for m in key.models if m not in models)
+        models.extend(m for m in deployments(key) if m not in models)
+    return models
+
+
+class AdapterBase:
+    """Defaults shared by the network adapters: not local, nothing to sign, configured models listed.
+
+    Subclasses set `kind` and `operations` and implement the translation methods; an adapter whose keys
+    map model names to deployments overrides `deployments`.
+    """
+
+    local = False
+    sign: Signer | None = None
+
+    def deployments(self, key: KeyConfig) -> Iterable[str]:
+        """Model names a key serves through its own model -> deployment map (none by default)."""
+        return ()
+
+    def list_models(self, provider: ProviderConfig) -> list[str]:
+        return configured_models(provider, self.deployments)
+
+    def respond(self, op: str, body: dict[str, Any], model: str) -> ParsedResponse:
+        raise NotImplementedError(f"{type(self).__name__} is not a local adapter")
+
+    def respond_stream(self, op: str, body: dict[str, Any], model: str) -> tuple[list[dict[str, Any]], Usage]:
+        raise NotImplementedError(f"{type(self).__name__} is not a local adapter")

@@ -14,7 +14,7 @@ network_config.base_url replaces the whole origin.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,7 +24,7 @@ from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import GatewayError, ProviderError
 from runtime.providers import bedrock_wire as wire
 from runtime.providers import sigv4
-from runtime.providers.base import EMBEDDINGS, ParsedResponse, UpstreamRequest
+from runtime.providers.base import EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest
 from runtime.providers.bedrock_stream import ConverseStream
 from runtime.providers.capabilities import operations_for
 from runtime.providers.common import error_body, path_segment, raw_text, stable_id
@@ -47,10 +47,9 @@ def model_id(model: str, config: Mapping[str, Any]) -> str:
     return f"{arn}/{target}" if arn and not target.startswith("arn:") else target
 
 
-class BedrockAdapter:
+class BedrockAdapter(AdapterBase):
     kind = "bedrock"
     operations = operations_for("bedrock")
-    local = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # `created` stamps, and the SigV4 timestamp in `sign`
@@ -147,11 +146,6 @@ class BedrockAdapter:
         kind = headers.get("x-amzn-errortype") or (body.get("__type") if isinstance(body, dict) else None)
         return wire.error_from(kind, status, message, body, retry_after_s=retry_after_seconds(headers))
 
-    def list_models(self, provider: ProviderConfig) -> list[str]:
-        models = list(provider.models)
-        for key in provider.keys:
-            models.extend(m for m in key.models if m not in models)
-            deployments = key_config(key).get("deployments")
-            if isinstance(deployments, Mapping):
-                models.extend(m for m in deployments if m not in models)
-        return models
+    def deployments(self, key: KeyConfig) -> Iterable[str]:
+        deployments = key_config(key).get("deployments")
+        return deployments if isinstance(deployments, Mapping) else ()

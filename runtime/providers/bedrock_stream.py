@@ -12,11 +12,11 @@ from typing import Any
 
 import ujson
 
+from runtime.codecs.eventstream import EventStreamDecoder, Message
 from runtime.errors import UpstreamGarbage
 from runtime.providers.base import Usage
 from runtime.providers.bedrock_wire import FINISH, JSON_TOOL, error_from, usage_of
 from runtime.providers.common import STOP, TOOL_CALLS, ChunkMaker
-from runtime.wire.eventstream import EventStreamDecoder, Message
 
 
 class ConverseStream:

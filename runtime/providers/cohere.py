@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from runtime.codecs.sse import SSEParser
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import InvalidRequest, ProviderError, UpstreamGarbage
-from runtime.providers.base import EMBEDDINGS, ParsedResponse, UpstreamRequest, Usage
+from runtime.providers.base import EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest, Usage
 from runtime.providers.capabilities import operations_for
 from runtime.providers.common import (
     LENGTH,
@@ -48,7 +49,6 @@ from runtime.providers.common import (
 from runtime.providers.openai import retry_after_seconds
 from runtime.providers.registry import ProviderSpec, join_base
 from runtime.wire import fields
-from runtime.wire.sse import SSEParser
 
 FINISH = {
     "COMPLETE": STOP,
@@ -271,10 +271,9 @@ def error_from(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderE
     )
 
 
-class CohereAdapter:
+class CohereAdapter(AdapterBase):
     kind = "cohere"
     operations = operations_for("cohere")
-    local = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # only for the `created` stamp of translated answers
@@ -329,9 +328,3 @@ class CohereAdapter:
 
     def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
         return error_from(status, headers, raw)
-
-    def list_models(self, provider: ProviderConfig) -> list[str]:
-        models = list(provider.models)
-        for key in provider.keys:
-            models.extend(m for m in key.models if m not in models)
-        return models

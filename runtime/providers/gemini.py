@@ -18,7 +18,7 @@ from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError
 from runtime.providers import gemini_request as request
 from runtime.providers import gemini_response as response
-from runtime.providers.base import EMBEDDINGS, ParsedResponse, UpstreamRequest
+from runtime.providers.base import EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest
 from runtime.providers.capabilities import COUNT_TOKENS, operations_for
 from runtime.providers.common import error_body, loads_object, path_segment, raw_text
 from runtime.providers.openai import retry_after_seconds
@@ -54,10 +54,9 @@ def google_error(status: int, headers: Mapping[str, str], raw: bytes, label: str
     return response.error_from_body(status, body, retry_after_s=retry_after_seconds(headers))
 
 
-class GeminiAdapter:
+class GeminiAdapter(AdapterBase):
     kind = "gemini"
     operations = operations_for("gemini")
-    local = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # only for the `created` stamp of translated answers
@@ -101,12 +100,6 @@ class GeminiAdapter:
 
     def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
         return google_error(status, headers, raw, "Gemini")
-
-    def list_models(self, provider: ProviderConfig) -> list[str]:
-        models = list(provider.models)
-        for key in provider.keys:
-            models.extend(m for m in key.models if m not in models)
-        return models
 
 
 __all__ = ["GeminiAdapter", "google_error", "model_path", "model_url_path", "parse_count"]

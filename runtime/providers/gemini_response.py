@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from runtime.codecs.sse import SSEParser
 from runtime.errors import ProviderError, UpstreamGarbage
 from runtime.providers.base import Usage
 from runtime.providers.common import (
@@ -31,7 +32,6 @@ from runtime.providers.common import (
     tool_call,
 )
 from runtime.providers.gemini_request import THOUGHT_MARK
-from runtime.wire.sse import SSEParser
 
 FINISH = {
     "STOP": STOP,

@@ -15,7 +15,7 @@ from typing import Any
 
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import InvalidRequest, ProviderError
-from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ParsedResponse, UpstreamRequest, Usage
+from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest, Usage
 from runtime.providers.registry import ProviderSpec
 
 MOCK_MODELS = ("mock-chat", "mock-embed")
@@ -71,7 +71,7 @@ def _embedding(text: str, dimensions: int) -> list[float]:
     return [round(v / norm, 6) for v in values]
 
 
-class MockAdapter:
+class MockAdapter(AdapterBase):
     kind = "mock"
     operations = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
     local = True

@@ -14,11 +14,11 @@ from typing import Any
 
 import ujson
 
+from runtime.codecs.sse import SSEParser
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError, UpstreamGarbage
-from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ParsedResponse, UpstreamRequest, Usage
+from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest, Usage
 from runtime.providers.registry import ProviderSpec, join_base
-from runtime.wire.sse import SSEParser
 
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
 # The member that every successful body of an operation must have.
@@ -145,10 +145,9 @@ class OpenAIStream:
         return []
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(AdapterBase):
     kind = "openai"
     operations = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
-    local = False
 
     def url(self, provider: ProviderConfig, spec: ProviderSpec, op: str, model: str, key: KeyConfig) -> str:
         return f"{join_base(provider.network.base_url, spec.path_prefix)}{PATHS[op]}"
@@ -186,10 +185,3 @@ class OpenAIAdapter:
 
     def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
         return openai_error(status, headers, raw, "provider")
-
-    def list_models(self, provider: ProviderConfig) -> list[str]:
-        """Configured models (the provider's `models`, then its keys' allow-lists)."""
-        models = list(provider.models)
-        for key in provider.keys:
-            models.extend(m for m in key.models if m not in models)
-        return models

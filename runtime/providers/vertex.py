@@ -27,7 +27,7 @@ from runtime.providers import anthropic_wire
 from runtime.providers import gemini_request as gemini
 from runtime.providers import gemini_response as gemini_out
 from runtime.providers.anthropic import AnthropicAdapter
-from runtime.providers.base import EMBEDDINGS, ParsedResponse, StreamTranslator, UpstreamRequest, Usage
+from runtime.providers.base import EMBEDDINGS, AdapterBase, ParsedResponse, StreamTranslator, UpstreamRequest, Usage
 from runtime.providers.capabilities import COUNT_TOKENS, operations_for
 from runtime.providers.common import embeddings_list, error_body, input_texts, loads_object, path_segment
 from runtime.providers.gemini import google_error, parse_count
@@ -54,10 +54,9 @@ def base_url(provider: ProviderConfig, region: str) -> str:
     return base.replace("{region}", region)
 
 
-class VertexAdapter:
+class VertexAdapter(AdapterBase):
     kind = "vertex"
     operations = operations_for("vertex")
-    local = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # `created` stamps; token expiry lives in the TokenCache
@@ -164,12 +163,6 @@ class VertexAdapter:
         if isinstance(body, list) and body and isinstance(body[0], dict):
             raw = ujson.dumps(body[0]).encode()  # some Vertex errors come wrapped in a one-element list
         return google_error(status, headers, raw, "Vertex AI")
-
-    def list_models(self, provider: ProviderConfig) -> list[str]:
-        models = list(provider.models)
-        for key in provider.keys:
-            models.extend(m for m in key.models if m not in models)
-        return models
 
 
 def _parse_predict(raw: bytes, model: str) -> ParsedResponse:

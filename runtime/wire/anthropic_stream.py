@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.codecs.sse import encode_event
 from runtime.core.context import RequestContext
 from runtime.core.text import utf8
 from runtime.errors import GatewayError
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
 from runtime.wire.anthropic_ingress import STOP_REASON, error_status_and_body, message_id, usage_dict
-from runtime.wire.sse import encode_event
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:

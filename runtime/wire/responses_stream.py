@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.codecs.sse import encode_event
 from runtime.core.context import RequestContext
 from runtime.core.text import utf8
 from runtime.errors import GatewayError
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
 from runtime.wire.responses import INCOMPLETE, call_item, message_item, response_shell, usage_object
-from runtime.wire.sse import encode_event
 
 
 class ResponsesEncoder:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from runtime.codecs.sse import SSEParser
 from runtime.errors import InvalidRequest, ProviderError
 from runtime.providers import anthropic_wire as wire
 from runtime.providers.anthropic import AnthropicAdapter
 from runtime.providers.base import Usage
 from runtime.wire import anthropic_ingress as ingress
 from runtime.wire.anthropic_stream import AnthropicEncoder
-from runtime.wire.sse import SSEParser
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 

@@ -15,11 +15,11 @@ from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer
 from fakes.native.bedrock_fake import event, exception_frame, frame
 
+from runtime.codecs.eventstream import EventStreamDecoder, encode_message
 from runtime.errors import ProviderError, UpstreamGarbage
 from runtime.providers import bedrock_wire, sigv4
 from runtime.providers.bedrock import BedrockAdapter
 from runtime.providers.bedrock_stream import ConverseStream
-from runtime.wire.eventstream import EventStreamDecoder, encode_message
 
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 

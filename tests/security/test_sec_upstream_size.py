@@ -31,7 +31,7 @@ from fakes import FakeOpenAI, Reply
 from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.process import CLIENT_KEY
 
-from runtime.core.httpclient import BodyTooLarge, HTTPClient
+from runtime.net import BodyTooLarge, HTTPClient
 
 MIB = 1 << 20
 NETWORK = {"default_request_timeout_in_seconds": 30, "max_retries": 2}

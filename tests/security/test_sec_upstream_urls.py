@@ -294,7 +294,7 @@ def test_join_base_rule() -> None:
 def test_http_client_request_line_is_always_ascii() -> None:
     # The backstop under the adapters: any URL text (e.g. a base_url from config) is percent-encoded
     # once per URL, so no character can break the request line or need latin-1.
-    from runtime.core.httpclient import HTTPClient
+    from runtime.net import HTTPClient
 
     _origin, line = HTTPClient()._target("http://127.0.0.1:9/a b/模型\r\nX: 1?q=é&r=1")
     target = line.split(b" HTTP/1.1\r\n")[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.wire.sse import SSEParser
+from runtime.codecs.sse import SSEParser
 
 STREAM = b'event: message_start\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n'
 

@@ -12,8 +12,23 @@ chunked and read-until-close bodies, gzip/deflate if a server sends them anyway 
 steps), back-pressure for slow stream readers (only for them: `read()` collects the whole body without
 pausing), a cap on the body held (`max_body`, after inflation; BodyTooLarge past it), and timeouts
 (connect; per read, for stream idleness; a whole-response deadline is the caller's `asyncio.timeout`).
-A connection that broke is never retried here: a POST to an LLM costs money, and whether the server
-saw it cannot be known, so that decision is the retry policy's.
+Errors are the client's own (runtime/net/errors.py); the engine maps them to the gateway's tree.
+
+Retries: a connection that broke is not retried here — a POST to an LLM costs money, and whether the
+server saw it cannot be known, so that decision is the engine's retry policy's. With ONE exception,
+the stale keep-alive race: a request written on a socket taken from the idle pool, whose connection
+is closed or reset before a single response byte arrives, is sent once more on a fresh connection.
+Why that is safe: an HTTP/1.1 server closes an idle keep-alive socket on its own timer, without
+reading anything more from it, and our write can cross its close on the wire. A request that lands on
+a socket the server is closing was never read, so it never reached the application; a server that
+had read it would answer, or fail it with a status, before closing. (RFC 9112 §9.3.1 allows retrying
+a non-idempotent request automatically when the client can tell it was never applied: this race.)
+Go's net/http makes the same call but only for replayable requests; we include POST because every
+gateway request is a POST and would otherwise fail on each keep-alive expiry race.
+The residual risk is a server that reads a request and then dies without a byte of answer on a reused
+socket: it gets the request twice, as any client retry would. It is never done when the connection
+was fresh (nothing idle raced us: the server read the request and then failed) nor when any
+response byte arrived (the server did read it), and never more than once.
 What it does not do: proxies, HTTP/2, redirects, cookies — none are used by provider APIs.
 """
 
@@ -27,7 +42,17 @@ import zlib
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from runtime.core.lanes import Lane
+from runtime.net.errors import (
+    BodyTooLarge,
+    ConnectError,
+    ConnectTimeout,
+    InvalidHeader,
+    NetError,
+    ProtocolError,
+    ReadTimeout,
+    ServerDisconnected,
+)
+from runtime.net.slots import Slots
 
 _MAX_HEAD = 64 * 1024
 _HIGH_WATER = 1 << 20  # pause reading a stream whose reader lags by more than this
@@ -51,34 +76,6 @@ class Headers(dict):
         return dict.__contains__(self, key.lower() if isinstance(key, str) else key)
 
 
-class HTTPClientError(Exception):
-    """Transport-level failure: the connection broke or the response was not valid HTTP."""
-
-
-class ConnectError(HTTPClientError):
-    pass
-
-
-class ServerDisconnected(HTTPClientError):
-    pass
-
-
-class BodyTooLarge(HTTPClientError):
-    """The body (after gzip/deflate inflation) is larger than the client's `max_body`."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"upstream response body is larger than {limit} bytes")
-        self.limit = limit
-
-
-class ReadTimeout(TimeoutError):
-    pass
-
-
-class ConnectTimeout(TimeoutError):
-    pass
-
-
 class _Origin:
     __slots__ = ("host", "idle", "key", "limiter", "port", "server_hostname", "tls")
 
@@ -89,7 +86,7 @@ class _Origin:
         self.server_hostname = host if self.tls else None
         self.key = (scheme, host, port)
         self.idle: collections.deque[tuple[float, _Connection]] = collections.deque()
-        self.limiter = Lane(f"{host}:{port}", limit, 1 << 30, False) if limit > 0 else None
+        self.limiter = Slots(f"{host}:{port}", limit, "connection_pool_limit_per_host") if limit > 0 else None
 
 
 class _Connection(asyncio.Protocol):
@@ -122,7 +119,8 @@ class _Connection(asyncio.Protocol):
                 ServerDisconnected(
                     "upstream closed the connection before the response was complete"
                     if response.status
-                    else "upstream closed the connection before answering"
+                    else "upstream closed the connection before answering",
+                    got_bytes=response._got_bytes,
                 )
             )
 
@@ -138,7 +136,7 @@ class _Connection(asyncio.Protocol):
         self._buf += data
         try:
             self._parse()
-        except HTTPClientError as exc:
+        except NetError as exc:
             response._fail(exc)
             self.close()
 
@@ -168,7 +166,7 @@ class _Connection(asyncio.Protocol):
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(buf) > _MAX_HEAD:
-                        raise HTTPClientError("upstream response head is too large")
+                        raise ProtocolError("upstream response head is too large")
                     return
                 head = bytes(buf[:end])
                 del buf[: end + 4]
@@ -185,14 +183,14 @@ class _Connection(asyncio.Protocol):
                 end = buf.find(b"\r\n")
                 if end < 0:
                     if len(buf) > 1024:
-                        raise HTTPClientError("bad chunked encoding from upstream")
+                        raise ProtocolError("bad chunked encoding from upstream")
                     return
                 line = bytes(buf[:end]).split(b";", 1)[0].strip()
                 del buf[: end + 2]
                 try:
                     size = int(line, 16)
                 except ValueError:
-                    raise HTTPClientError(f"bad chunk size from upstream: {line[:20]!r}") from None
+                    raise ProtocolError(f"bad chunk size from upstream: {line[:20]!r}") from None
                 if size == 0:
                     self._state = "trailers"
                 else:
@@ -209,7 +207,7 @@ class _Connection(asyncio.Protocol):
                 if len(buf) < 2:
                     return
                 if buf[:2] != b"\r\n":
-                    raise HTTPClientError("bad chunked encoding from upstream (missing CRLF)")
+                    raise ProtocolError("bad chunked encoding from upstream (missing CRLF)")
                 del buf[:2]
                 self._state = "chunk_size"
             elif state == "trailers":
@@ -223,7 +221,7 @@ class _Connection(asyncio.Protocol):
                 response._feed(bytes(buf))
                 buf.clear()
             else:  # done or idle: unexpected extra bytes
-                raise HTTPClientError("upstream sent bytes after the response ended")
+                raise ProtocolError("upstream sent bytes after the response ended")
         if response._buffered > _HIGH_WATER:
             self.pause_for(response)
 
@@ -231,11 +229,11 @@ class _Connection(asyncio.Protocol):
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-            raise HTTPClientError(f"upstream did not answer with HTTP/1.x: {lines[0][:60]!r}")
+            raise ProtocolError(f"upstream did not answer with HTTP/1.x: {lines[0][:60]!r}")
         try:
             status = int(parts[1])
         except ValueError:
-            raise HTTPClientError(f"bad status line from upstream: {lines[0][:60]!r}") from None
+            raise ProtocolError(f"bad status line from upstream: {lines[0][:60]!r}") from None
         if 100 <= status < 200 and status != 101:
             return True
         headers = Headers()
@@ -261,7 +259,7 @@ class _Connection(asyncio.Protocol):
             try:
                 self._remaining = int(headers["content-length"])
             except ValueError:
-                raise HTTPClientError("bad Content-Length from upstream") from None
+                raise ProtocolError("bad Content-Length from upstream") from None
             self._state = "body"
             if not self._remaining:
                 self._finish()
@@ -359,7 +357,7 @@ class Response:
             while inflate.unconsumed_tail:
                 self._hold(inflate.decompress(inflate.unconsumed_tail, _INFLATE_STEP))
         except zlib.error as exc:
-            raise HTTPClientError(f"upstream sent a corrupt compressed body: {exc}") from None
+            raise ProtocolError(f"upstream sent a corrupt compressed body: {exc}") from None
 
     def _hold(self, data: bytes) -> None:
         if not data:
@@ -374,7 +372,7 @@ class Response:
         if self._inflate is not None:
             try:
                 self._hold(self._inflate.flush())
-            except HTTPClientError as exc:
+            except NetError as exc:
                 self._fail(exc)
                 self._conn.close()
                 return
@@ -398,7 +396,9 @@ class Response:
                     async with asyncio.timeout(self._read_timeout):
                         await waiter
                 except TimeoutError:
-                    raise ReadTimeout(f"no data from upstream for {self._read_timeout:g}s") from None
+                    raise ReadTimeout(
+                        f"no data from upstream for {self._read_timeout:g}s", self._read_timeout
+                    ) from None
         finally:
             self._waiter = None
 
@@ -482,13 +482,14 @@ class HTTPClient:
         self.limit_per_host = limit_per_host
         self.max_body = max_body  # bytes of body (after inflation) one response may hold
         # Caps on open sockets (0 = none); lanes already bound requests per provider, these bound sockets.
-        self._total = Lane("upstream", limit, 1 << 30, False) if limit > 0 else None
+        self._total = Slots("upstream", limit, "connection_pool_limit") if limit > 0 else None
         self.keepalive_s = keepalive_s
         self._ssl = ssl_context
         self._origins: dict[str, _Origin] = {}
         self._targets: dict[str, tuple[_Origin, bytes]] = {}  # url -> (origin, request-target + host line)
         self._all: set[_Connection] = set()
         self.closed = False
+        self.stale_retries = 0  # requests re-sent after the stale keep-alive race (observability, tests)
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -537,7 +538,7 @@ class HTTPClient:
         head = [method.encode("ascii"), target]
         for name, value in headers.items():
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise HTTPClientError(f"header {name!r} contains a line break")
+                raise InvalidHeader(f"header {name!r} contains a line break")
             head.append(f"{name}: {value}\r\n".encode("latin-1"))
         if body is not None:
             head.append(b"Content-Length: %d\r\n" % len(body))
@@ -545,18 +546,32 @@ class HTTPClient:
         data = b"".join(head) + body if body else b"".join(head)
         await self._acquire_slots(origin, connect_timeout)
         try:
-            conn = await self._connection(origin, connect_timeout)
-            response = Response(conn, method, read_timeout, self.max_body)
-            conn.start(response, data)
-            try:
-                while not response.status:
-                    if response._error is not None:
-                        raise response._error
-                    await response._wait()
-            except BaseException:
-                self._discard(conn, response)
-                raise
-            return response  # the socket slots now belong to the response
+            conn = self._idle_connection(origin)
+            reused = conn is not None
+            while True:
+                if conn is None:
+                    conn = await self._connect(origin, connect_timeout)
+                response = Response(conn, method, read_timeout, self.max_body)
+                conn.start(response, data)
+                try:
+                    while not response.status:
+                        if response._error is not None:
+                            raise response._error
+                        await response._wait()
+                except ServerDisconnected as exc:
+                    self._discard(conn, response)
+                    if not reused or exc.got_bytes:
+                        raise  # a fresh socket, or the server began answering: not ours to repeat
+                    # The stale keep-alive race (module docstring): the server closed this idle socket
+                    # without reading the request. Once, on a fresh connection (never another idle one).
+                    reused = False
+                    conn = None
+                    self.stale_retries += 1
+                    continue
+                except BaseException:
+                    self._discard(conn, response)
+                    raise
+                return response  # the socket slots now belong to the response
         except BaseException:
             self._release_slots(origin)
             raise
@@ -586,7 +601,8 @@ class HTTPClient:
         conn.close()
         self._all.discard(conn)
 
-    async def _connection(self, origin: _Origin, connect_timeout: float) -> _Connection:
+    def _idle_connection(self, origin: _Origin) -> _Connection | None:
+        """The most recently used idle socket still open and within `keepalive_s`, if any."""
         now = time.monotonic()
         idle = origin.idle
         while idle:
@@ -596,6 +612,9 @@ class HTTPClient:
                 self._all.discard(conn)
                 continue
             return conn
+        return None
+
+    async def _connect(self, origin: _Origin, connect_timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
@@ -607,7 +626,9 @@ class HTTPClient:
                     server_hostname=origin.server_hostname,
                 )
         except TimeoutError:
-            raise ConnectTimeout(f"connecting to {origin.host}:{origin.port} took over {connect_timeout:g}s") from None
+            raise ConnectTimeout(
+                f"connecting to {origin.host}:{origin.port} took over {connect_timeout:g}s", connect_timeout
+            ) from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {origin.host}:{origin.port}: {exc.strerror or exc}") from None
         self._all.add(conn)
@@ -631,3 +652,13 @@ class HTTPClient:
         for origin in self._origins.values():
             origin.idle.clear()
         await asyncio.sleep(0)
+
+
+def make_client(
+    pool_limit: int, pool_limit_per_host: int, keepalive_s: float, max_body: int = DEFAULT_MAX_BODY
+) -> HTTPClient:
+    """The app's upstream client (hot path). Created inside the running loop (cleanup_ctx).
+
+    `max_body` is `client.max_upstream_response_mb` in bytes: the most one upstream answer may hold.
+    """
+    return HTTPClient(limit=pool_limit, limit_per_host=pool_limit_per_host, keepalive_s=keepalive_s, max_body=max_body)

@@ -1,0 +1,6 @@
+"""Byte-level stream codecs, below `providers/` (which decode upstream streams with them) and below
+`wire/` (whose client-format translators encode our streams with them): no provider or format knowledge.
+
+    sse.py          server-sent events: incremental parser, event encoders
+    eventstream.py  AWS event-stream framing (Bedrock ConverseStream)
+"""
