@@ -1,10 +1,12 @@
-"""The request flow every translating ingress (Anthropic, GenAI, Responses) shares.
+"""The one request flow every ingress (OpenAI, Anthropic, GenAI, Responses) goes through.
 
-    read body -> ingress.to_internal -> gateway targets -> complete | open_stream -> ingress.respond / encoder
+    read body -> ingress.to_internal -> gateway targets -> ingress.routed
+              -> complete | open_stream -> ingress.respond / ingress.encoder
 
-An ingress supplies the translation and its own error shape; this module owns the order of things, the
-request context, the log fields and the stream relay (events forwarded as they arrive, a failure after
-the first byte ends the stream with the ingress's error event, never with a success marker).
+An ingress supplies the translation (OpenAI's is the identity plus validation) and its own error shape;
+this module owns the order of things, the request context, the log fields and the one stream relay
+(events forwarded as they arrive, a failure after the first byte ends the stream with the ingress's error
+event, never with a success marker).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from runtime.http.body import read_json_object
 from runtime.http.drain import DRAIN, Drain
 from runtime.http.internal import internal_error
 from runtime.http.keys import GATEWAY
-from runtime.providers.base import ParsedResponse, Usage
+from runtime.providers.base import EMBEDDINGS, ParsedResponse, Usage
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -42,11 +44,15 @@ class StreamEncoder(Protocol):
 
 
 class Ingress(Protocol):
-    """One client-facing format. `to_internal` may raise InvalidRequest (400 in the ingress's shape)."""
+    """One client-facing format. `to_internal` may raise InvalidRequest (400 in the ingress's shape);
+    `routed` runs once the targets are known (checks that must come after the model's, body fix-ups that
+    depend on the targets)."""
 
     name: str
 
     def to_internal(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def routed(self, body: dict[str, Any], targets: list) -> None: ...
 
     def respond(self, result: ParsedResponse, ctx: RequestContext) -> bytes: ...
 
@@ -88,6 +94,15 @@ def strip_extensions(body: dict[str, Any]) -> None:
             for part in content:
                 if isinstance(part, dict):
                     part.pop("cache_control", None)
+
+
+class TranslatingIngress:
+    """The base of ingresses that translate into the internal (OpenAI-shaped) body: once the targets are
+    known, drop the native-only extensions if an OpenAI-format target is among them."""
+
+    def routed(self, body: dict[str, Any], targets: list) -> None:
+        if any(handle.adapter.kind in PASS_THROUGH_KINDS for handle, _model in targets):
+            strip_extensions(body)
 
 
 def gateway_headers(ctx: RequestContext) -> dict[str, str]:
@@ -209,10 +224,11 @@ async def serve(
         internal = ingress.to_internal(body)
         ctx.body = internal
         targets = gw.targets(ctx, internal)
-        if any(handle.adapter.kind in PASS_THROUGH_KINDS for handle, _model in targets):
-            strip_extensions(internal)
-        if internal.get("stream") is True:
+        ingress.routed(internal, targets)
+        if internal.get("stream") is True and op != EMBEDDINGS:
             ctx.stream = True
+            options = internal.get("stream_options")  # read by the OpenAI encoder (usage chunk or not)
+            ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
             return await _stream(request, gw, drain, ctx, targets, ingress)
         result = await gw.complete(ctx, targets)
         ctx.usage = result.usage
