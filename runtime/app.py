@@ -15,6 +15,7 @@ from aiohttp import web
 from runtime.config.live import ConfigWatcher
 from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
+from runtime.core.hooks import Hooks
 from runtime.errors import GatewayError
 from runtime.http import admin, anthropic, capabilities, edge, genai, health, metrics, openai, responses, ui
 from runtime.http.drain import DRAIN, Drain
@@ -22,8 +23,7 @@ from runtime.http.errors import error_response
 from runtime.http.internal import fault_injection
 from runtime.http.keys import CONFIG, CONFIG_STORE, GATEWAY, LOG_STORE, LOG_WRITER, SHARED_STATE
 from runtime.net import make_client, make_session
-from runtime.plugins.base import Hooks
-from runtime.plugins.logging import RequestLogPlugin
+from runtime.plugins import registry
 from runtime.plugins.metrics import METRICS, MetricsPlugin
 from runtime.stores import engines
 
@@ -54,16 +54,14 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[CONFIG] = config
     edge.install(app, config)  # Host check, CORS, JSON-only bodies, JSON 500 for our bugs: every route
     app[DRAIN] = Drain(config.shutdown_grace_s)  # live requests and streams, for a bounded stop
-    plugins: list = []
     log_store = engines.build_log_store(config)
     writer = None
     if log_store is not None:
         app[LOG_STORE] = log_store
         writer = app[LOG_WRITER] = log_store.writer
-        content_limit = config.client.max_log_content_kb * 1024
-        plugins.append(RequestLogPlugin(writer, not config.client.disable_content_logging, content_limit))
     app[METRICS] = MetricsPlugin()  # counts only; /metrics renders on scrape
-    plugins.append(app[METRICS])
+    # Built-ins (request log, metrics) and configured plugins, from the one registry table.
+    plugins = registry.build(config.plugins, registry.PluginEnv(config, writer, app[METRICS]))
     fault_injection(app, plugins)  # test suite only (BIFROST_TEST_FAULTS=1); nothing otherwise
     gateway = Gateway(config, Hooks(plugins))
     app[GATEWAY] = gateway

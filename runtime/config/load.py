@@ -36,6 +36,7 @@ from runtime.config.model import (
     GatewayConfig,
     KeyConfig,
     NetworkConfig,
+    PluginConfig,
     ProviderConfig,
     Tuning,
 )
@@ -231,7 +232,9 @@ CUSTOM_FIELDS = frozenset({"base_provider_type"})
 PROVIDER_FIELDS = frozenset(
     {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models", "default_max_tokens"}
 )
-TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile"})
+TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins"})
+PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
+GO_PLUGIN_FIELDS = frozenset({"path", "version", "placement", "order"})
 ADMIN_FIELDS = frozenset({"token"})
 _CREDENTIAL_BLOCKS = {
     "bedrock_key_config": (BEDROCK_KEY_FIELDS, fields.GO_BEDROCK_KEY),
@@ -621,10 +624,64 @@ def parse_document(
             problem = unavailable(block, raw.get(block))
             if problem is not None:
                 warnings.append(f"{block}.type: {problem}")
+        parse_plugins(raw.get("plugins"), warnings)  # checked on every load and edit; kept by load_gateway_config
     # The client block first: allow_private_base_urls decides which provider base URLs are accepted.
     client = parse_client(raw.get("client") if raw else None, environ, client_defaults, warnings)
     providers = build_providers(raw, environ, tuning, client, warnings)
     return providers, client, tuple(warnings)
+
+
+def parse_plugins(value: Any, warnings: list[str]) -> tuple[PluginConfig, ...]:
+    """`plugins: [{"name", "enabled", "config"}]` -> PluginConfig per entry we can run.
+
+    A name in the registry (runtime/plugins/registry.py) is checked field by field against the config
+    fields its plugin declares; a Go Bifrost plugin we do not implement (or a Go dynamic plugin, given by
+    `path`) is a warning, as every Go setting we lack; any other name is an error."""
+    from runtime.plugins import registry  # the registry reads entry points: only when a file has plugins
+
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError("plugins", f"must be a list of plugin objects, got {_type_name(value)}")
+    out: list[PluginConfig] = []
+    for i, item in enumerate(value):
+        path = f"plugins[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(path, f"must be an object, got {_type_name(item)}")
+        fields.check_fields(item, path, PLUGIN_FIELDS, GO_PLUGIN_FIELDS, warnings)
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{path}.name", "is required: the plugin's name")
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{path}.enabled", f"must be true or false, got {_type_name(enabled)}")
+        config = item.get("config")
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise ConfigError(f"{path}.config", f"must be an object, got {_type_name(config)}")
+        spec = registry.find(name)
+        if spec is None:
+            if name in registry.GO_ONLY or "path" in item:
+                warnings.append(f"{path}: Go Bifrost plugin '{name}' is not implemented in this version; no effect")
+                continue
+            known = registry.names()
+            raise ConfigError(
+                f"{path}.name", f"no plugin named '{name}'{fields.suggest(name, known)}; known: {', '.join(known)}"
+            )
+        for key, v in config.items():
+            where = f"{path}.config.{key}"
+            kind = spec.fields.get(key)
+            if kind is None:
+                if spec.builtin:
+                    warnings.append(f"{where}: Go Bifrost setting not implemented in this version; it has no effect")
+                    continue
+                raise ConfigError(where, f"unknown field{fields.suggest(str(key), spec.fields)}")
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+                raise ConfigError(where, f"must be {_kind_words(kinds)}, got {_type_name(v)}")
+        out.append(PluginConfig(name, enabled, MappingProxyType(dict(config))))
+    return tuple(out)
 
 
 def load_gateway_config(
@@ -658,4 +715,5 @@ def load_gateway_config(
         tuning=tuning,
         raw=MappingProxyType(dict(raw or {})),
         warnings=warnings,
+        plugins=parse_plugins(raw.get("plugins"), []) if raw else (),  # already checked by parse_document
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 
 def _frozen_map(value: Mapping | None = None) -> MappingProxyType:
@@ -145,6 +146,15 @@ class Tuning:
 
 
 @dataclass(frozen=True, slots=True)
+class PluginConfig:
+    """One `plugins[i]` entry of config.json (runtime/plugins/registry.py finds the plugin by name)."""
+
+    name: str
+    enabled: bool = True
+    config: Mapping[str, Any] = field(default_factory=_frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything `runtime.run` needs. Built by the CLI (or a test) and never mutated."""
 
@@ -162,6 +172,7 @@ class GatewayConfig:
     # runtime does not implement, keys skipped for an unset env.NAME, ...): printed at start-up, by
     # `bifrost config validate`, and returned by GET /api/config.
     warnings: tuple[str, ...] = ()
+    plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
 
     @property
     def config_path(self) -> Path:

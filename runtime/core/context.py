@@ -15,7 +15,11 @@ slow client to drain. The log row, /metrics and the dashboard all read `overhead
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class RequestContext:
@@ -23,6 +27,7 @@ class RequestContext:
         "attempts",
         "body",
         "build_ns",
+        "caller",
         "client_wants_usage",
         "encode_ns",
         "end_ns",
@@ -32,6 +37,7 @@ class RequestContext:
         "fallback_index",
         "fallbacks",
         "gateway_ns",
+        "headers",
         "id",
         "ingress",
         "input_raw",
@@ -41,6 +47,7 @@ class RequestContext:
         "model_requested",
         "output",
         "parse_ns",
+        "pre_ran",
         "provider",
         "queue_wait_ns",
         "retries",
@@ -59,6 +66,9 @@ class RequestContext:
         self.endpoint = endpoint  # "chat" | "completions" | "embeddings" | ...
         self.ingress = ingress  # which API shape the client speaks
         self.body: dict[str, Any] = {}
+        self.headers: Mapping[str, str] = _NO_HEADERS  # the request's (read-only), set by the relay
+        self.caller: Any = None  # who is calling: set by an auth hook, None by default
+        self.pre_ran = 0  # how many plugins' pre-hooks ran (runtime/core/hooks.py), for post-hooks
         self.input_raw: bytes | None = None
         self.stream = False
         self.client_wants_usage = False

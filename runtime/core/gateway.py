@@ -1,8 +1,8 @@
 """The Gateway: the per-app state every ingress handler works through.
 
 It owns the router (swapped atomically when providers change), the engine, the frozen plugin hooks
-and request ids. Ingress modules (OpenAI, Anthropic, GenAI, Responses) translate their wire format to
-the internal one, then call `targets`, `complete` / `open_stream` and `finish`.
+(run by the relay, runtime/http/relay.py) and request ids. The relay translates each ingress's wire format
+to the internal one, then calls `targets`, `complete` / `open_stream` and `finish`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import ujson
 
 from runtime.config.model import GatewayConfig
 from runtime.core.context import RequestContext
+from runtime.core.hooks import Hooks
 from runtime.core.pipeline import ChunkStream, Engine
 from runtime.core.router import ProviderHandle, Router
 from runtime.core.text import utf8
 from runtime.errors import InvalidRequest
-from runtime.plugins.base import Hooks
 from runtime.providers.base import ParsedResponse
 
 
@@ -86,13 +86,7 @@ class Gateway:
         return targets
 
     async def complete(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ParsedResponse:
-        hooks = self.hooks
-        if not hooks.pre and not hooks.post:
-            return await self.engine.complete(ctx, targets)
-        cached, ran = await hooks.run_pre(ctx)
-        response = cached if cached is not None else await self.engine.complete(ctx, targets)
-        await hooks.run_post(ctx, response, ran)
-        return response
+        return await self.engine.complete(ctx, targets)
 
     async def open_stream(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ChunkStream:
         return await self.engine.open_stream(ctx, targets)

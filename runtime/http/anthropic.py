@@ -18,7 +18,7 @@ from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError
 from runtime.http.keys import GATEWAY
-from runtime.http.relay import gateway_headers, serve
+from runtime.http.relay import TranslatingIngress, gateway_headers, serve
 from runtime.providers.base import CHAT, ParsedResponse
 from runtime.providers.capabilities import COUNT_TOKENS
 from runtime.wire import anthropic_ingress as wire
@@ -36,7 +36,7 @@ def _extra(ctx: RequestContext) -> dict[str, Any]:
     }
 
 
-class AnthropicIngress:
+class AnthropicIngress(TranslatingIngress):
     name = "anthropic"
 
     def __init__(self, counting: bool = False) -> None:

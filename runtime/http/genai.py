@@ -20,7 +20,7 @@ from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError, InvalidRequest
 from runtime.http.keys import GATEWAY
-from runtime.http.relay import gateway_headers, serve
+from runtime.http.relay import TranslatingIngress, gateway_headers, serve
 from runtime.providers.base import CHAT, EMBEDDINGS, ParsedResponse
 from runtime.providers.capabilities import COUNT_TOKENS
 from runtime.wire import genai_ingress as wire
@@ -41,7 +41,7 @@ def error_response(err: GatewayError, headers: dict[str, str]) -> web.Response:
     )
 
 
-class GenAIIngress:
+class GenAIIngress(TranslatingIngress):
     name = "genai"
 
     def __init__(self, method: str) -> None:

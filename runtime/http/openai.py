@@ -1,36 +1,25 @@
 """OpenAI-compatible ingress: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models.
 
-Parse the body once, check only the fields routing and the endpoint need, hand everything else to the
-provider untouched. Answers pass through byte for byte when the provider speaks OpenAI's format.
+The identity ingress of the shared relay (runtime/http/relay.py): parse the body once, check only the
+fields routing and the endpoint need, hand everything else to the provider untouched. Answers pass
+through byte for byte when the provider speaks OpenAI's format.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
 
 from runtime.codecs.sse import DONE
-from runtime.core.accumulate import StreamAccumulator
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError, InvalidRequest
-from runtime.http.body import check_type, read_json_object, require
-from runtime.http.drain import DRAIN, Drain
+from runtime.http.body import check_type, require
 from runtime.http.errors import error_payload, error_response
-from runtime.http.internal import internal_error
 from runtime.http.keys import GATEWAY
-from runtime.http.relay import (
-    SSE_HEADERS,
-    ClientWriter,
-    cancelled,
-    client_gone,
-    end_stream_with_error,
-    fail,
-    gateway_headers,
-)
-from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from runtime.http.relay import gateway_headers, serve
+from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ParsedResponse, Usage
 from runtime.providers.common import content_parts, message_tool_calls
 from runtime.wire import fields
 
@@ -86,117 +75,68 @@ def raise_invalid(message: str, param: str) -> None:
     raise InvalidRequest(message, param=param)
 
 
-async def handle(request: web.Request, op: str) -> web.StreamResponse:
-    gw: Gateway = request.app[GATEWAY]
-    drain = request.app[DRAIN]
-    ctx = RequestContext(gw.new_id(), op)
-    drain.enter()
-    try:
-        raw, body = await read_json_object(request, gw.body_limit)
-        ctx.input_raw = raw
-        ctx.body = body
-        targets = gw.targets(ctx, body)
-        _validate(op, body)
-        if body.get("stream") is True and op != EMBEDDINGS:
-            ctx.stream = True
-            options = body.get("stream_options")
-            ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return await _stream(request, gw, drain, ctx, targets)
-        result = await gw.complete(ctx, targets)
-        ctx.usage = result.usage
-        payload = result.raw if result.raw is not None else encode_json(result.data)
-        ctx.output = payload
-        ctx.status = 200
-        return web.Response(body=payload, content_type="application/json", headers=gateway_headers(ctx))
-    except GatewayError as err:
-        fail(ctx, err)
-        return error_response(err, ctx, gateway_headers(ctx))
-    except asyncio.CancelledError:
-        cancelled(ctx, drain)
-        raise
-    except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
-        ctx.status = exc.status
-        raise
-    except ConnectionError:  # the client went away while we read its request
-        client_gone(ctx)
-        raise
-    except Exception:  # a bug of ours: still JSON, a 500 row, a /metrics count (runtime/http/internal.py)
-        bug = internal_error(ctx)
-        fail(ctx, bug)
-        return error_response(bug, ctx, gateway_headers(ctx))
-    finally:
-        drain.leave()
-        gw.finish(ctx)
+class OpenAIEncoder:
+    """OpenAI SSE out of OpenAI-shaped chunks: each chunk as one `data:` event, `[DONE]` at the end."""
+
+    __slots__ = ("wants_usage",)
+
+    def __init__(self, wants_usage: bool) -> None:
+        self.wants_usage = wants_usage
+
+    def encode(self, chunk: dict[str, Any]) -> bytes:
+        # We asked upstream for usage so the log always has it; the client did not.
+        if not self.wants_usage and chunk.pop("usage", None) is not None and not chunk.get("choices"):
+            return b""
+        return b"data: " + encode_json(chunk) + b"\n\n"
+
+    def end(self, usage: Usage | None, rid: str = "") -> bytes:
+        return DONE
+
+    def error(self, err: GatewayError, ctx: RequestContext) -> bytes:
+        return b"data: " + encode_json(error_payload(err, ctx)) + b"\n\n"
 
 
-async def _stream(
-    request: web.Request, gw: Gateway, drain: Drain, ctx: RequestContext, targets: list
-) -> web.StreamResponse:
-    stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
-    accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator(gw.log_content_limit)
-    wants_usage = ctx.client_wants_usage
-    try:
-        mark = ctx.begin_stream_body()  # the overhead header reports the time up to here
-        response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **gateway_headers(ctx)})
-        writer = ClientWriter(request, response, gw.config.client.stream_write_timeout_in_seconds)
-    except BaseException:
-        stream.close()
-        raise
-    drain.add_stream(stream)  # once per stream: a stop after the grace can end it with an error event
-    try:
-        await response.prepare(request)
-        chunks: list[dict[str, Any]] | None = stream.first
-        while chunks is not None:
-            out = []
-            for chunk in chunks:
-                if accumulate is not None:
-                    accumulate.add(chunk)
-                # We asked upstream for usage so the log always has it; the client did not.
-                if not wants_usage and chunk.pop("usage", None) is not None and not chunk.get("choices"):
-                    continue
-                out.append(b"data: " + encode_json(chunk) + b"\n\n")
-            # Gateway overhead: this batch's work from its arrival to its write, minus any wait on the client.
-            ctx.add_stream_work(mark, await writer.write(b"".join(out)) if out else 0)
-            chunks = await stream.next()
-            mark = stream.arrived_ns
-        ctx.add_stream_work(mark, await writer.write(DONE))
-        ctx.status = 200
-    except GatewayError as err:
-        # Bytes already reached the client: end the stream with an error event, never with [DONE].
-        await end_stream_with_error(ctx, err, writer, _error_event(err, ctx))
-    except ConnectionError:
-        client_gone(ctx)
-    except asyncio.CancelledError:
-        cancelled(ctx, drain)
-        raise
-    except Exception:  # a bug of ours after the first byte: an error event, never a silent success
-        if not response.prepared:
-            raise  # nothing sent yet: the handler answers a plain JSON 500
-        bug = internal_error(ctx)
-        await end_stream_with_error(ctx, bug, writer, _error_event(bug, ctx))
-    finally:
-        drain.discard_stream(stream)
-        stream.close()
-        ctx.usage = stream.usage
-        if accumulate is not None:
-            ctx.output = accumulate.result()
-    return response
+class OpenAIIngress:
+    """The identity ingress: the client's body is the internal one. It is validated after routing (a
+    missing or unknown model is reported first), and an answer from a provider that speaks OpenAI goes
+    back byte for byte."""
+
+    name = "openai"
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+
+    def to_internal(self, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    def routed(self, body: dict[str, Any], targets: list) -> None:
+        _validate(self.op, body)
+
+    def respond(self, result: ParsedResponse, ctx: RequestContext) -> bytes:
+        return result.raw if result.raw is not None else encode_json(result.data)
+
+    def encoder(self, ctx: RequestContext) -> OpenAIEncoder:
+        return OpenAIEncoder(ctx.client_wants_usage)
+
+    def error_response(self, err: GatewayError, ctx: RequestContext, headers: dict[str, str]) -> web.Response:
+        return error_response(err, ctx, headers)
 
 
-def _error_event(err: GatewayError, ctx: RequestContext) -> bytes:
-    return b"data: " + encode_json(error_payload(err, ctx)) + b"\n\n"
+_CHAT = OpenAIIngress(CHAT)
+_COMPLETIONS = OpenAIIngress(COMPLETIONS)
+_EMBEDDINGS = OpenAIIngress(EMBEDDINGS)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await handle(request, CHAT)
+    return await serve(request, CHAT, _CHAT)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    return await handle(request, COMPLETIONS)
+    return await serve(request, COMPLETIONS, _COMPLETIONS)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await handle(request, EMBEDDINGS)
+    return await serve(request, EMBEDDINGS, _EMBEDDINGS)
 
 
 async def list_models(request: web.Request) -> web.Response:

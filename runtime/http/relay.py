@@ -1,10 +1,12 @@
-"""The request flow every translating ingress (Anthropic, GenAI, Responses) shares.
+"""The one request flow every ingress (OpenAI, Anthropic, GenAI, Responses) goes through.
 
-    read body -> ingress.to_internal -> gateway targets -> complete | open_stream -> ingress.respond / encoder
+    read body -> ingress.to_internal -> gateway targets -> ingress.routed
+              -> complete | open_stream -> ingress.respond / ingress.encoder
 
-An ingress supplies the translation and its own error shape; this module owns the order of things, the
-request context, the log fields and the stream relay (events forwarded as they arrive, a failure after
-the first byte ends the stream with the ingress's error event, never with a success marker).
+An ingress supplies the translation (OpenAI's is the identity plus validation) and its own error shape;
+this module owns the order of things, the request context, the log fields and the one stream relay
+(events forwarded as they arrive, a failure after the first byte ends the stream with the ingress's error
+event, never with a success marker).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from aiohttp import web
 from runtime.core.accumulate import StreamAccumulator
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway
+from runtime.core.hooks import AnswerStream, Hooks
 from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
 from runtime.http.body import read_json_object
 from runtime.http.drain import DRAIN, Drain
 from runtime.http.internal import internal_error
 from runtime.http.keys import GATEWAY
-from runtime.providers.base import ParsedResponse, Usage
+from runtime.providers.base import EMBEDDINGS, ParsedResponse, Usage
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -42,11 +45,15 @@ class StreamEncoder(Protocol):
 
 
 class Ingress(Protocol):
-    """One client-facing format. `to_internal` may raise InvalidRequest (400 in the ingress's shape)."""
+    """One client-facing format. `to_internal` may raise InvalidRequest (400 in the ingress's shape);
+    `routed` runs once the targets are known (checks that must come after the model's, body fix-ups that
+    depend on the targets)."""
 
     name: str
 
     def to_internal(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def routed(self, body: dict[str, Any], targets: list) -> None: ...
 
     def respond(self, result: ParsedResponse, ctx: RequestContext) -> bytes: ...
 
@@ -88,6 +95,15 @@ def strip_extensions(body: dict[str, Any]) -> None:
             for part in content:
                 if isinstance(part, dict):
                     part.pop("cache_control", None)
+
+
+class TranslatingIngress:
+    """The base of ingresses that translate into the internal (OpenAI-shaped) body: once the targets are
+    known, drop the native-only extensions if an OpenAI-format target is among them."""
+
+    def routed(self, body: dict[str, Any], targets: list) -> None:
+        if any(handle.adapter.kind in PASS_THROUGH_KINDS for handle, _model in targets):
+            strip_extensions(body)
 
 
 def gateway_headers(ctx: RequestContext) -> dict[str, str]:
@@ -196,56 +212,102 @@ async def serve(
     request: web.Request, op: str, ingress: Ingress, body_hook: Callable[[dict[str, Any]], None] | None = None
 ) -> web.StreamResponse:
     """Answer one request of operation `op` in `ingress`'s format. `body_hook` adjusts the client's body
-    before translation (e.g. the model and stream flag that GenAI puts in the URL)."""
+    before translation (e.g. the model and stream flag that GenAI puts in the URL). The plugin hooks run
+    here, in the order docs/architecture.md describes (runtime/core/hooks.py has the contract)."""
     gw: Gateway = request.app[GATEWAY]
     drain = request.app[DRAIN]
+    hooks = gw.hooks
     ctx = RequestContext(gw.new_id(), op, ingress.name)
+    ctx.headers = request.headers
+    result: ParsedResponse | None = None
     drain.enter()
     try:
-        raw, body = await read_json_object(request, gw.body_limit)
-        ctx.input_raw = raw
-        if body_hook is not None:
-            body_hook(body)
-        internal = ingress.to_internal(body)
-        ctx.body = internal
-        targets = gw.targets(ctx, internal)
-        if any(handle.adapter.kind in PASS_THROUGH_KINDS for handle, _model in targets):
-            strip_extensions(internal)
-        if internal.get("stream") is True:
-            ctx.stream = True
-            return await _stream(request, gw, drain, ctx, targets, ingress)
-        result = await gw.complete(ctx, targets)
-        ctx.usage = result.usage
-        payload = ingress.respond(result, ctx)
-        ctx.output = payload
-        ctx.status = 200
-        return web.Response(body=payload, content_type="application/json", headers=gateway_headers(ctx))
-    except GatewayError as err:
-        fail(ctx, err)
-        return ingress.error_response(err, ctx, gateway_headers(ctx))
-    except asyncio.CancelledError:
-        cancelled(ctx, drain)
-        raise
-    except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
-        ctx.status = exc.status
-        raise
-    except ConnectionError:  # the client went away while we read its request
-        client_gone(ctx)
-        raise
-    except Exception:  # a bug of ours: still the ingress's JSON shape, a 500 row, a /metrics count
-        bug = internal_error(ctx)
-        fail(ctx, bug)
-        return ingress.error_response(bug, ctx, gateway_headers(ctx))
+        try:
+            raw, body = await read_json_object(request, gw.body_limit)
+            ctx.input_raw = raw
+            if body_hook is not None:
+                body_hook(body)
+            internal = ctx.body = ingress.to_internal(body)
+            if internal.get("stream") is True and op != EMBEDDINGS:
+                ctx.stream = True
+                options = internal.get("stream_options")  # read by the OpenAI encoder (usage chunk or not)
+                ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            answer = None
+            if hooks.pre:
+                model = internal.get("model")
+                ctx.model_requested = model if isinstance(model, str) else ""
+                answer = await hooks.run_pre(ctx)
+                internal = ctx.body  # a hook may have replaced it (or changed the model and fallbacks in it)
+            if answer is None:
+                targets = gw.targets(ctx, internal)
+                ingress.routed(internal, targets)
+                if ctx.stream:
+                    stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
+                    response: web.StreamResponse = await _stream(request, gw, drain, ctx, stream, ingress)
+                else:
+                    result = await gw.complete(ctx, targets)
+                    response = _answer(result, ctx, ingress)
+            else:
+                ingress.routed(internal, [])  # the checks an ingress makes once routed (none: a hook answered)
+                if isinstance(answer, ParsedResponse):
+                    result = answer
+                    response = _answer(result, ctx, ingress)
+                else:
+                    replay = await AnswerStream(answer).start()
+                    response = await _stream(request, gw, drain, ctx, replay, ingress)
+        except GatewayError as err:
+            fail(ctx, err)
+            response = ingress.error_response(err, ctx, gateway_headers(ctx))
+        except asyncio.CancelledError:
+            cancelled(ctx, drain)
+            raise
+        except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
+            ctx.status = exc.status
+            raise
+        except ConnectionError:  # the client went away while we read its request
+            client_gone(ctx)
+            raise
+        except Exception:  # a bug of ours (or a hook's): the ingress's JSON shape, a 500 row, a /metrics count
+            bug = internal_error(ctx)
+            fail(ctx, bug)
+            response = ingress.error_response(bug, ctx, gateway_headers(ctx))
+        if hooks.post:
+            response = await _post(hooks, ctx, result, response, ingress)
+        return response
     finally:
         drain.leave()
         gw.finish(ctx)
 
 
-async def _stream(
-    request: web.Request, gw: Gateway, drain: Drain, ctx: RequestContext, targets: list, ingress: Ingress
+def _answer(result: ParsedResponse, ctx: RequestContext, ingress: Ingress) -> web.Response:
+    ctx.usage = result.usage
+    payload = ingress.respond(result, ctx)
+    ctx.output = payload
+    ctx.status = 200
+    return web.Response(body=payload, content_type="application/json", headers=gateway_headers(ctx))
+
+
+async def _post(
+    hooks: Hooks, ctx: RequestContext, result: ParsedResponse | None, response: web.StreamResponse, ingress: Ingress
 ) -> web.StreamResponse:
-    stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
+    """Post-hooks after the outcome. One that raises turns an answer not yet sent into a JSON 500; a stream
+    already sent is only recorded as failed (its bytes are with the client)."""
+    try:
+        await hooks.run_post(ctx, result if ctx.status == 200 else None)
+    except Exception as exc:
+        bug = exc if isinstance(exc, GatewayError) else internal_error(ctx)
+        fail(ctx, bug)
+        if not response.prepared:
+            return ingress.error_response(bug, ctx, gateway_headers(ctx))
+    return response
+
+
+async def _stream(
+    request: web.Request, gw: Gateway, drain: Drain, ctx: RequestContext, stream: Any, ingress: Ingress
+) -> web.StreamResponse:
+    """Relay an opened stream (the provider's ChunkStream, or a hook's AnswerStream) to the client."""
     accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator(gw.log_content_limit)
+    observers = gw.hooks.chunk
     rid = ""
     try:
         encoder = ingress.encoder(ctx)
@@ -263,6 +325,9 @@ async def _stream(
             out = []
             for chunk in chunks:
                 rid = rid or str(chunk.get("id") or "")
+                if observers:  # an empty stage costs one truth test per chunk
+                    for observe in observers:
+                        observe(ctx, chunk)
                 if accumulate is not None:
                     accumulate.add(chunk)
                 out.append(encoder.encode(chunk))

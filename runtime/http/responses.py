@@ -14,13 +14,13 @@ from runtime.core.context import RequestContext
 from runtime.core.gateway import encode_json
 from runtime.errors import GatewayError
 from runtime.http.errors import error_response
-from runtime.http.relay import serve
+from runtime.http.relay import TranslatingIngress, serve
 from runtime.providers.base import CHAT, ParsedResponse
 from runtime.wire import responses as wire
 from runtime.wire.responses_stream import ResponsesEncoder
 
 
-class ResponsesIngress:
+class ResponsesIngress(TranslatingIngress):
     name = "responses"
 
     def to_internal(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -205,7 +205,8 @@ def test_every_go_example_config_loads(tmp_path: Path, example: Path) -> None:
             assert any(w.startswith(f"{block}.type: the 'postgres' engine") for w in cfg.warnings), cfg.warnings
     for block in ("governance", "config_store", "logs_store", "plugins", "vector_store", "mcp"):
         if block in top:
-            assert any(w.startswith(f"{block}:") for w in cfg.warnings), (block, cfg.warnings)
+            # `plugins` is implemented: each Go plugin or setting we lack is warned at its own path.
+            assert any(w.startswith((f"{block}:", f"{block}[")) for w in cfg.warnings), (block, cfg.warnings)
     for name in top.get("providers", {}):
         assert name in cfg.providers
 

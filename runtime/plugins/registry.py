@@ -1,0 +1,102 @@
+"""The one plugin table: built-ins and third-party plugins, looked up by the name `config.json` uses.
+
+    "plugins": [{"name": "example", "enabled": true, "config": {"x": 1}}]
+
+A third-party plugin is found through the `bifrost.plugins` entry-point group (importlib.metadata): the
+entry point's name is the plugin's name, its object a callable `factory(config: dict) -> plugin` with an
+optional `config_fields` mapping (field name -> type or tuple of types) that the config loader checks,
+with paths like `plugins[0].config.x`. Built-ins are rows of the same table; their factories also get
+the app's parts (the log writer, the metrics counters) through a PluginEnv.
+
+Entry points are read once per process, and only a name the configuration uses is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+ENTRY_POINT_GROUP = "bifrost.plugins"
+
+# Go Bifrost's built-in plugins this runtime does not implement: configured, they are a warning.
+GO_ONLY = frozenset({"governance", "maxim", "semantic_cache", "otel", "jsonparser", "mocker"})
+
+
+@dataclass
+class PluginEnv:
+    """What a built-in's factory may need from the app."""
+
+    config: Any = None  # GatewayConfig
+    writer: Any = None  # the log store's writer (None without a log store)
+    metrics: Any = None  # the MetricsPlugin behind /metrics
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    name: str
+    factory: Callable[[Mapping[str, Any], PluginEnv], Any]  # returns the plugin, or None (nothing to do)
+    fields: Mapping[str, Any] = field(default_factory=dict)  # config field -> type(s)
+    builtin: bool = False  # on by default; unknown config fields are Go settings we lack (warnings)
+
+
+def _request_log(config: Mapping[str, Any], env: PluginEnv) -> Any:
+    from runtime.plugins.logging import RequestLogPlugin
+
+    if env.writer is None:
+        return None
+    client = env.config.client
+    return RequestLogPlugin(env.writer, not client.disable_content_logging, client.max_log_content_kb * 1024)
+
+
+def _metrics(config: Mapping[str, Any], env: PluginEnv) -> Any:
+    return env.metrics
+
+
+# Go's names: "logging" is the request log, "telemetry" the Prometheus counters.
+BUILTINS: dict[str, PluginSpec] = {
+    "logging": PluginSpec("logging", _request_log, builtin=True),
+    "telemetry": PluginSpec("telemetry", _metrics, builtin=True),
+}
+
+
+@functools.cache
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def find(name: str) -> PluginSpec | None:
+    """The plugin called `name`: a built-in, else an installed entry point (imported now), else None."""
+    spec = BUILTINS.get(name)
+    if spec is not None:
+        return spec
+    ep = _entry_points().get(name)
+    if ep is None:
+        return None
+    factory = ep.load()
+    return PluginSpec(name, lambda config, _env: factory(dict(config)), getattr(factory, "config_fields", {}))
+
+
+def names() -> list[str]:
+    return sorted(set(BUILTINS) | set(_entry_points()))
+
+
+def build(configured: tuple[Any, ...], env: PluginEnv) -> list[Any]:
+    """The ordered plugin list: built-ins (unless configured `enabled: false`), then the enabled
+    configured plugins in file order."""
+    by_name = {p.name: p for p in configured}
+    plugins: list[Any] = []
+    for name, spec in BUILTINS.items():
+        conf = by_name.get(name)
+        if conf is None or conf.enabled:
+            plugin = spec.factory(conf.config if conf is not None else {}, env)
+            if plugin is not None:
+                plugins.append(plugin)
+    for conf in configured:
+        if conf.enabled and conf.name not in BUILTINS:
+            found = find(conf.name)
+            if found is not None:
+                plugins.append(found.factory(conf.config, env))
+    return plugins
