@@ -122,12 +122,11 @@ def test_refusal_in_each_ingress_shape(plugged: Callable[..., Plugged], fake_ope
             client.responses.create(model="hook/refuse", input="hi")
     assert chat_err.value.body["message"] == "refused by the example plugin"  # type: ignore[index]
     assert resp_err.value.body["code"] == "refused"  # type: ignore[index]
-    with pytest.raises(anthropic.PermissionDeniedError) as ant_err:
-        anthropic_client(gw).messages.create(model="hook/refuse", max_tokens=10, messages=MESSAGES)  # type: ignore[arg-type]
+    with anthropic_client(gw) as ac, pytest.raises(anthropic.PermissionDeniedError) as ant_err:
+        ac.messages.create(model="hook/refuse", max_tokens=10, messages=MESSAGES)  # type: ignore[arg-type]
     assert ant_err.value.body["type"] == "error"  # type: ignore[index]
     assert ant_err.value.body["error"]["message"].startswith("refused by the example plugin")  # type: ignore[index]
-    with pytest.raises(genai_errors.ClientError) as gen_err:
-        gclient = genai_client(gw)  # held: the SDK closes its HTTP client when the Client is collected
+    with genai_client(gw) as gclient, pytest.raises(genai_errors.ClientError) as gen_err:
         gclient.models.generate_content(model="hook/refuse", contents="hi")
     assert gen_err.value.code == 403 and (gen_err.value.message or "").startswith("refused by the example plugin")
     assert fake_openai.requests == []  # refused before routing: no provider was called
@@ -141,11 +140,12 @@ def test_answer_with_a_response_in_every_format(plugged: Callable[..., Plugged],
             client.chat.completions.create(model="hook/answer", messages=MESSAGES).choices[0].message.content == ANSWER
         )
         assert client.responses.create(model="hook/answer", input="hi").output_text == ANSWER
-    message = anthropic_client(gw).messages.create(model="hook/answer", max_tokens=10, messages=MESSAGES)  # type: ignore[arg-type]
+    with anthropic_client(gw) as ac:  # closed here: an SDK client left to the GC leaks its socket
+        message = ac.messages.create(model="hook/answer", max_tokens=10, messages=MESSAGES)  # type: ignore[arg-type]
     assert message.content[0].text == ANSWER  # type: ignore[union-attr]
     assert message.usage.output_tokens == 5
-    gclient = genai_client(gw)  # held: the SDK closes its HTTP client when the Client is collected
-    assert gclient.models.generate_content(model="hook/answer", contents="hi").text == ANSWER
+    with genai_client(gw) as gclient:
+        assert gclient.models.generate_content(model="hook/answer", contents="hi").text == ANSWER
     assert fake_openai.requests == []
 
 
@@ -157,11 +157,14 @@ def test_answer_with_a_stream_in_every_format(plugged: Callable[..., Plugged], f
         events = list(client.responses.create(model="hook/answer", input="hi", stream=True))
         assert events[-1].type == "response.completed"
         assert events[-1].response.output_text == ANSWER  # type: ignore[union-attr]
-    with anthropic_client(gw).messages.stream(model="hook/answer", max_tokens=10, messages=MESSAGES) as stream:  # type: ignore[arg-type]
+    with (
+        anthropic_client(gw) as ac,
+        ac.messages.stream(model="hook/answer", max_tokens=10, messages=MESSAGES) as stream,  # type: ignore[arg-type]
+    ):
         assert stream.get_final_text() == ANSWER
-    gclient = genai_client(gw)  # held: the SDK closes its HTTP client when the Client is collected
-    parts = gclient.models.generate_content_stream(model="hook/answer", contents="hi")
-    assert "".join(part.text or "" for part in parts) == ANSWER
+    with genai_client(gw) as gclient:
+        parts = gclient.models.generate_content_stream(model="hook/answer", contents="hi")
+        assert "".join(part.text or "" for part in parts) == ANSWER
     assert fake_openai.requests == []
 
 
