@@ -5,7 +5,7 @@
   included, stay far below MAX_DEPTH.
 - `NaN` and `Infinity`: ujson reads them as floats, but they are not JSON; forwarded, they would make
   the upstream body invalid. (Overflowing literals such as `1e400` also read as infinity; the typed
-  field accessors in runtime/wire/fields.py refuse non-finite values in the numeric fields that
+  field accessors in runtime/codecs/fields.py refuse non-finite values in the numeric fields that
   translators read, which is where they would do harm.)
 
 `check_body(raw, body)` runs after a successful parse. Ordinary bodies pay two `bytes.count` and two

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from runtime.codecs import fields
 from runtime.codecs.sse import DONE
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
@@ -21,7 +22,6 @@ from runtime.http.keys import GATEWAY
 from runtime.http.relay import gateway_headers, serve
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ParsedResponse, Usage
 from runtime.providers.common import content_parts, message_tool_calls
-from runtime.wire import fields
 
 
 def _validate(op: str, body: dict[str, Any]) -> None:

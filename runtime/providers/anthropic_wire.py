@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.codecs import fields
 from runtime.codecs.sse import SSEParser
 from runtime.errors import InvalidRequest, ProviderError, UpstreamGarbage
 from runtime.providers.base import Usage
@@ -42,7 +43,6 @@ from runtime.providers.common import (
     tool_call,
     tool_choice_of,
 )
-from runtime.wire import fields
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out
 JSON_TOOL = "bifrost_json_output"

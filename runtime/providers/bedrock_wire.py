@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.codecs import fields
 from runtime.errors import InvalidRequest, ProviderError, UpstreamGarbage
 from runtime.providers.base import Usage
 from runtime.providers.common import (
@@ -37,7 +38,6 @@ from runtime.providers.common import (
     tool_call,
     tool_choice_of,
 )
-from runtime.wire import fields
 
 JSON_TOOL = "bifrost_json_output"
 FINISH = {

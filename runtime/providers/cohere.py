@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from runtime.codecs import fields
 from runtime.codecs.sse import SSEParser
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import InvalidRequest, ProviderError, UpstreamGarbage
@@ -48,7 +49,6 @@ from runtime.providers.common import (
 )
 from runtime.providers.openai import retry_after_seconds
 from runtime.providers.registry import ProviderSpec, join_base
-from runtime.wire import fields
 
 FINISH = {
     "COMPLETE": STOP,

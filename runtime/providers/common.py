@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import ujson
 
+from runtime.codecs import fields
 from runtime.errors import InvalidRequest, UpstreamGarbage
 from runtime.providers.base import Usage
-from runtime.wire import fields
 
 # OpenAI finish reasons, the vocabulary every adapter maps its provider's reasons onto.
 STOP, LENGTH, TOOL_CALLS, CONTENT_FILTER = "stop", "length", "tool_calls", "content_filter"

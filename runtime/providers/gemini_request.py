@@ -16,6 +16,7 @@ from typing import Any
 
 import ujson
 
+from runtime.codecs import fields
 from runtime.errors import InvalidRequest
 from runtime.providers.common import (
     chat_messages,
@@ -33,7 +34,6 @@ from runtime.providers.common import (
     text_of,
     tool_choice_of,
 )
-from runtime.wire import fields
 
 THOUGHT_MARK = "~ts~"
 # The OpenAPI 3 subset Gemini's Schema object documents; everything else is dropped.

@@ -12,10 +12,10 @@ from typing import Any
 
 import ujson
 
+from runtime.codecs import fields
 from runtime.errors import GatewayError, InvalidRequest
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
-from runtime.wire import fields
 
 STOP_REASON = {
     "stop": "end_turn",

@@ -15,11 +15,11 @@ from typing import Any
 
 import ujson
 
+from runtime.codecs import fields
 from runtime.errors import GatewayError, InvalidRequest
 from runtime.providers.base import Usage
 from runtime.providers.common import dumps
 from runtime.providers.gemini_request import THOUGHT_MARK, split_call_id
-from runtime.wire import fields
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")

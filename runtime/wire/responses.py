@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.codecs import fields
 from runtime.errors import InvalidRequest
 from runtime.providers.base import Usage
-from runtime.wire import fields
 
 _ROLES = {"user", "system", "developer", "assistant"}
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import ujson
 
+from runtime.codecs import fields as F
 from runtime.errors import InvalidRequest
 from runtime.http.jsonlimits import MAX_DEPTH, check_body
 from runtime.http.openai import _validate
@@ -25,7 +26,6 @@ from runtime.providers.cohere import build_chat_body
 from runtime.providers.gemini_request import build_generate_body
 from runtime.providers.mock import MockAdapter
 from runtime.wire import anthropic_ingress, genai_ingress, responses
-from runtime.wire import fields as F
 
 USER = {"role": "user", "content": "hi"}
 
