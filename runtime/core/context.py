@@ -29,6 +29,7 @@ class RequestContext:
         "build_ns",
         "caller",
         "client_wants_usage",
+        "cost",
         "encode_ns",
         "end_ns",
         "endpoint",
@@ -50,6 +51,7 @@ class RequestContext:
         "pre_ran",
         "provider",
         "queue_wait_ns",
+        "response_headers",
         "retries",
         "start_ns",
         "status",
@@ -69,6 +71,9 @@ class RequestContext:
         self.headers: Mapping[str, str] = _NO_HEADERS  # the request's (read-only), set by the relay
         self.caller: Any = None  # who is calling: set by an auth hook, None by default
         self.pre_ran = 0  # how many plugins' pre-hooks ran (runtime/core/hooks.py), for post-hooks
+        # Headers a hook adds to the answer (e.g. rate-limit state). None until a hook sets some, so the
+        # common case builds no dict; read when the answer's headers are built, plain or streaming.
+        self.response_headers: dict[str, str] | None = None
         self.input_raw: bytes | None = None
         self.stream = False
         self.client_wants_usage = False
@@ -91,6 +96,7 @@ class RequestContext:
         self.error: str | None = None
         self.error_type: str | None = None
         self.usage: Any = None
+        self.cost: float | None = None  # US dollars, once the outcome's usage is priced (None: unpriced)
         self.output: Any = None  # bytes (raw body) or str (assembled stream text)
         self.attempts: list[dict[str, Any]] = []
 

@@ -7,13 +7,14 @@ A plugin is any object with a `name` and any of these methods (docs/architecture
   (the internal OpenAI-shaped body, with its `model` and `fallbacks`), `ctx.stream` and `ctx.caller`.
   It may change the route (assign `ctx.body["model"]` / `ctx.body["fallbacks"]`), change or replace
   `ctx.body`, set `ctx.caller`, refuse by raising a GatewayError (rendered in the ingress's error shape),
+  add answer headers (`ctx.response_headers`, a dict it creates: sent on the answer, errors included),
   or answer at once: a ParsedResponse is sent as the ingress's JSON answer, an async iterator of
   OpenAI-shaped chunk dicts as the ingress's stream (so one replay serves every client format). The
   first answer or refusal ends the stage: later pre-hooks and the provider are skipped.
 - `async post_hook(ctx, response) -> None` runs in reverse plugin order after the outcome, success or
   failure, streaming or not (after a stream's last byte), for plugins whose pre-hook ran (plugins without
   a pre-hook always). `response` is the ParsedResponse of a successful non-streaming answer, else None;
-  status, error, usage, output and timings are on ctx.
+  status, error, usage, cost (`ctx.cost`, dollars, None when unpriced), output and timings are on ctx.
 - `on_chunk(ctx, chunk) -> None` (synchronous) sees every chunk dict of a stream before it is encoded;
   raising GatewayError stops the stream with the ingress's error event.
 - `on_finish(ctx) -> None` (synchronous, must not block) runs exactly once when the request is over,

@@ -107,7 +107,10 @@ class TranslatingIngress:
 
 
 def gateway_headers(ctx: RequestContext) -> dict[str, str]:
-    return {"x-request-id": ctx.id, "x-bf-overhead-us": str(ctx.overhead_us())}
+    headers = {"x-request-id": ctx.id, "x-bf-overhead-us": str(ctx.overhead_us())}
+    if ctx.response_headers:  # set by a hook (runtime/core/hooks.py); the gateway's own names win
+        return {**ctx.response_headers, **headers}
+    return headers
 
 
 def fail(ctx: RequestContext, err: GatewayError) -> None:
