@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import ujson
+
+from runtime.codecs.sse import SSEParser
 from runtime.core.text import truncation_marker
 
 SETTING = "client.max_log_content_kb"
@@ -90,3 +93,44 @@ class StreamAccumulator:
 def _joined(tool: dict[str, Any]) -> str:
     arguments = "".join(tool["arguments"])
     return arguments + truncation_marker(tool["cut"], SETTING) if tool.get("cut") else arguments
+
+
+class RawAccumulator:
+    """The streaming fast path's log content: the forwarded SSE bytes, folded into a StreamAccumulator
+    in batches (parsed once per `FOLD_AT` bytes and at the end, not once per event as they pass), so
+    the text logged is the same as the parsed path's and memory stays bounded by the same limit."""
+
+    FOLD_AT = 64 * 1024
+
+    __slots__ = ("_acc", "_parser", "_pending", "_size")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._acc = StreamAccumulator(limit)
+        self._parser = SSEParser()
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def add(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= self.FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._size = 0
+        add = self._acc.add
+        for event in self._parser.feed(data):
+            if event.data == "[DONE]":
+                continue
+            try:
+                chunk = ujson.loads(event.data)
+            except ValueError:
+                continue  # the relay already refused malformed events; nothing here to log
+            if isinstance(chunk, dict):
+                add(chunk)
+
+    def result(self) -> list[dict[str, Any]]:
+        self._fold()
+        return self._acc.result()

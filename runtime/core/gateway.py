@@ -17,6 +17,7 @@ from runtime.config.model import GatewayConfig
 from runtime.core.context import RequestContext
 from runtime.core.hooks import Hooks
 from runtime.core.pipeline import ChunkStream, Engine
+from runtime.core.rawstream import RawStream
 from runtime.core.router import ProviderHandle, Router
 from runtime.core.text import utf8
 from runtime.errors import InvalidRequest
@@ -88,8 +89,10 @@ class Gateway:
     async def complete(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ParsedResponse:
         return await self.engine.complete(ctx, targets)
 
-    async def open_stream(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ChunkStream:
-        return await self.engine.open_stream(ctx, targets)
+    async def open_stream(
+        self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], passthrough: bool = False
+    ) -> ChunkStream | RawStream:
+        return await self.engine.open_stream(ctx, targets, passthrough)
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.end()  # one clock reading: the log row and /metrics report the same latency and overhead

@@ -23,6 +23,7 @@ import aiohttp
 
 from runtime.config.model import KeyConfig
 from runtime.core.context import RequestContext
+from runtime.core.rawstream import LINGER_S, RawStream
 from runtime.core.retry import retry_delay
 from runtime.core.router import ProviderHandle, Router
 from runtime.core.upstream import TRANSPORT_ERRORS, transport_error
@@ -120,10 +121,10 @@ class ChunkStream:
             return
         self._closed = True
         if self._response is not None:
-            if self._response.finished:
-                self._response.release()
+            if self._translator is not None and self._translator.finished:
+                self._response.release_when_done(LINGER_S)
             else:
-                self._response.close()
+                self._response.close()  # tells the provider to stop generating
         if self._lane is not None:
             self._lane.release()
 
@@ -143,8 +144,13 @@ class Engine:
     async def complete(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ParsedResponse:
         return await self._run(ctx, targets, self._complete_once)
 
-    async def open_stream(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ChunkStream:
-        return await self._run(ctx, targets, self._open_stream_once)
+    async def open_stream(
+        self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], passthrough: bool = False
+    ) -> ChunkStream | RawStream:
+        """Open a stream on the first target that starts one. With `passthrough` (the client speaks OpenAI SSE
+        and no hook observes chunks), a target whose adapter has a pass-through scanner gives a RawStream
+        (bytes forwarded as they are, runtime/core/rawstream.py); any other target a ChunkStream."""
+        return await self._run(ctx, targets, self._open_raw_once if passthrough else self._open_stream_once)
 
     async def _run(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], once: Any) -> Any:
         first_error: GatewayError | None = None
@@ -282,9 +288,19 @@ class Engine:
             read_timeout=read_timeout,
         )
 
-    async def _open_stream_once(
+    async def _open_raw_once(
         self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: KeyConfig | None
-    ) -> ChunkStream:
+    ) -> ChunkStream | RawStream:
+        return await self._open_stream_once(ctx, handle, model, exclude, True)
+
+    async def _open_stream_once(
+        self,
+        ctx: RequestContext,
+        handle: ProviderHandle,
+        model: str,
+        exclude: KeyConfig | None,
+        passthrough: bool = False,
+    ) -> ChunkStream | RawStream:
         await self._acquire(ctx, handle)
         response: Response | None = None
         try:
@@ -311,6 +327,18 @@ class Engine:
                     raw = b""
                 ctx.upstream_ns += perf_counter_ns() - t4
                 raise adapter.parse_error(response.status, response.headers, raw)
+            scanner = adapter.raw_stream(ctx.endpoint, model, ctx.client_wants_usage) if passthrough else None
+            if scanner is not None:
+                raw_stream = RawStream(scanner, response, handle.lane, handle.name, net.stream_idle_timeout_in_seconds)
+                try:
+                    raw_first = await raw_stream.read_first()  # a failure up to here may still fall back
+                finally:
+                    ctx.upstream_ns += perf_counter_ns() - t4
+                if not raw_first and not scanner.finished:
+                    raise UpstreamTimeout(f"provider '{handle.name}' sent an empty stream")
+                raw_stream.first = raw_first
+                response = None  # owned by the stream now
+                return raw_stream
             translator = adapter.stream_translator(ctx.endpoint, model)
             stream = ChunkStream([], translator, response, handle.lane, handle.name, net.stream_idle_timeout_in_seconds)
             # Read until the first events parse: a failure up to here may still fall back.

@@ -18,10 +18,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from runtime.core.accumulate import StreamAccumulator
+from runtime.core.accumulate import RawAccumulator, StreamAccumulator
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway
 from runtime.core.hooks import AnswerStream, Hooks
+from runtime.core.rawstream import RawStream
 from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
 from runtime.http.body import read_json_object
 from runtime.http.drain import DRAIN, Drain
@@ -181,11 +182,61 @@ class ClientWriter:
             async with asyncio.timeout(self._timeout_s):
                 await self._response.write(data)
         except TimeoutError:
-            raise ClientStalled(
-                f"the client stopped reading the stream for {self._timeout_s:g}s"
-                " (client.stream_write_timeout_in_seconds)"
-            ) from None
+            raise self._stalled() from None
         return perf_counter_ns() - start
+
+    def _stalled(self) -> ClientStalled:
+        return ClientStalled(
+            f"the client stopped reading the stream for {self._timeout_s:g}s (client.stream_write_timeout_in_seconds)"
+        )
+
+    def direct(self) -> Callable[[bytes], None] | None:
+        """A synchronous write for the streaming fast path (called from the upstream socket's callback),
+        framing body bytes exactly as aiohttp's own writer does (HTTP/1.1 chunked or not). None when the
+        writer is not in the plain state this relies on: head not yet sent, compression, a declared
+        length, or write callbacks (then the caller writes through aiohttp instead)."""
+        pw: Any = getattr(self._response, "_payload_writer", None)
+        transport = self._transport
+        if (
+            pw is None
+            or transport is None
+            or getattr(pw, "_compress", True) is not None
+            or getattr(pw, "length", True) is not None
+            or getattr(pw, "_headers_buf", True)
+            or getattr(pw, "_on_chunk_sent", True) is not None
+            or getattr(pw, "on_body_write", None) is not None
+        ):
+            return None
+        if pw.chunked:
+
+            def write(data: bytes) -> None:
+                if transport.is_closing():
+                    raise ConnectionResetError("the client closed the connection")
+                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+        else:
+
+            def write(data: bytes) -> None:
+                if transport.is_closing():
+                    raise ConnectionResetError("the client closed the connection")
+                transport.write(data)
+
+        return write
+
+    def paused(self) -> bool:
+        """Whether the client's socket buffer is over its high-water mark (aiohttp paused writing)."""
+        return bool(self._protocol.writing_paused)
+
+    async def drained(self) -> None:
+        """Wait until the client reads its socket buffer down again, at most `timeout_s` (ClientStalled)."""
+        if not self._protocol.writing_paused:
+            return
+        pw: Any = getattr(self._response, "_payload_writer", None)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await pw.drain()
+        except TimeoutError:
+            raise self._stalled() from None
 
     def abort(self) -> None:
         """Drop the connection without flushing (a stalled client would hold a graceful close forever)."""
@@ -245,7 +296,11 @@ async def serve(
                 targets = gw.targets(ctx, internal)
                 ingress.routed(internal, targets)
                 if ctx.stream:
-                    stream = await gw.open_stream(ctx, targets)  # a failure here is still a plain JSON error
+                    # The fast path needs the client to speak OpenAI SSE and no hook to observe chunks.
+                    passthrough = ingress.name == "openai" and not hooks.chunk
+                    stream = await gw.open_stream(
+                        ctx, targets, passthrough
+                    )  # a failure here is still a plain JSON error
                     response: web.StreamResponse = await _stream(request, gw, drain, ctx, stream, ingress)
                 else:
                     result = await gw.complete(ctx, targets)
@@ -308,10 +363,12 @@ async def _post(
 async def _stream(
     request: web.Request, gw: Gateway, drain: Drain, ctx: RequestContext, stream: Any, ingress: Ingress
 ) -> web.StreamResponse:
-    """Relay an opened stream (the provider's ChunkStream, or a hook's AnswerStream) to the client."""
-    accumulate = None if gw.config.client.disable_content_logging else StreamAccumulator(gw.log_content_limit)
-    observers = gw.hooks.chunk
-    rid = ""
+    """Relay an opened stream to the client: the provider's ChunkStream or a hook's AnswerStream (chunk
+    dicts, encoded in the ingress's format), or a RawStream (the fast path: the provider's own bytes)."""
+    raw = isinstance(stream, RawStream)
+    accumulate: Any = None
+    if not gw.config.client.disable_content_logging:
+        accumulate = (RawAccumulator if raw else StreamAccumulator)(gw.log_content_limit)
     try:
         encoder = ingress.encoder(ctx)
         mark = ctx.begin_stream_body()  # the overhead header reports the time up to here
@@ -323,22 +380,10 @@ async def _stream(
     drain.add_stream(stream)  # once per stream: a stop after the grace can end it with an error event
     try:
         await response.prepare(request)
-        chunks: list[dict[str, Any]] | None = stream.first
-        while chunks is not None:
-            out = []
-            for chunk in chunks:
-                rid = rid or str(chunk.get("id") or "")
-                if observers:  # an empty stage costs one truth test per chunk
-                    for observe in observers:
-                        observe(ctx, chunk)
-                if accumulate is not None:
-                    accumulate.add(chunk)
-                out.append(encoder.encode(chunk))
-            data = b"".join(out)
-            ctx.add_stream_work(mark, await writer.write(data) if data else 0)
-            chunks = await stream.next()
-            mark = stream.arrived_ns
-        ctx.add_stream_work(mark, await writer.write(encoder.end(stream.usage, rid)))
+        if raw:
+            await _relay_bytes(ctx, stream, writer, mark, accumulate)
+        else:
+            await _relay_chunks(ctx, stream, writer, mark, encoder, accumulate, gw.hooks.chunk)
         ctx.status = 200
     except GatewayError as err:
         await end_stream_with_error(ctx, err, writer, encoder.error(err, ctx))
@@ -359,3 +404,54 @@ async def _stream(
         if accumulate is not None:
             ctx.output = accumulate.result()
     return response
+
+
+async def _relay_chunks(
+    ctx: RequestContext,
+    stream: Any,
+    writer: ClientWriter,
+    mark: int,
+    encoder: StreamEncoder,
+    accumulate: StreamAccumulator | None,
+    observers: tuple[Callable[[RequestContext, dict[str, Any]], None], ...],
+) -> None:
+    """Chunk dicts: observed by the hooks, folded for the log, encoded in the client's format. What one
+    upstream read brings is written at once."""
+    rid = ""
+    chunks: list[dict[str, Any]] | None = stream.first
+    while chunks is not None:
+        out = []
+        for chunk in chunks:
+            rid = rid or str(chunk.get("id") or "")
+            if observers:  # an empty stage costs one truth test per chunk
+                for observe in observers:
+                    observe(ctx, chunk)
+            if accumulate is not None:
+                accumulate.add(chunk)
+            out.append(encoder.encode(chunk))
+        data = b"".join(out)
+        ctx.add_stream_work(mark, await writer.write(data) if data else 0)
+        chunks = await stream.next()
+        mark = stream.arrived_ns
+    ctx.add_stream_work(mark, await writer.write(encoder.end(stream.usage, rid)))
+
+
+async def _relay_bytes(
+    ctx: RequestContext, stream: RawStream, writer: ClientWriter, mark: int, accumulate: RawAccumulator | None
+) -> None:
+    """The fast path: the provider's bytes, forwarded from the upstream socket's callback (RawStream.pump).
+    The first write goes through aiohttp (it carries the buffered response head); the rest are direct."""
+    keep = accumulate.add if accumulate is not None else None
+    if keep is not None and stream.first:
+        keep(stream.source)
+    ctx.add_stream_work(mark, await writer.write(stream.first) if stream.first else 0)
+    direct = writer.direct()
+    if direct is not None:
+        await stream.pump(ctx, direct, writer.paused, writer.drained, keep)
+        return
+    # aiohttp's writer is not in the state the direct path relies on: the same bytes, written by this task.
+    while (data := await stream.next()) is not None:
+        mark = stream.arrived_ns
+        if keep is not None:
+            keep(stream.source)
+        ctx.add_stream_work(mark, await writer.write(data))

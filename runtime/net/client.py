@@ -150,6 +150,11 @@ class _Connection(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
 
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
     def resume(self) -> None:
         if self._paused and self.transport is not None and not self.closed:
             self._paused = False
@@ -292,6 +297,10 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _discard(data: bytes) -> None:
+    """The sink of a response whose reader has left (release_when_done)."""
+
+
 class Response:
     """An upstream response: status and headers once `request` returns, the body on demand."""
 
@@ -303,10 +312,15 @@ class Response:
         "_done",
         "_error",
         "_got_bytes",
+        "_idle_from",
+        "_idle_timer",
         "_inflate",
         "_limit",
+        "_linger",
+        "_loop",
         "_read_timeout",
         "_released",
+        "_sink",
         "_waiter",
         "headers",
         "keep_alive",
@@ -333,6 +347,14 @@ class Response:
         self._inflate: Any = None
         self._released = False
         self._read_timeout = read_timeout
+        # The idle bound is one deadline, not a timer per wait: `_idle_from` moves on every arrival and
+        # every wait, and a single timer, re-armed only when it fires early, checks it (see _idle_check).
+        self._loop = asyncio.get_running_loop()
+        self._idle_from = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        # A sink takes body bytes straight from the socket callback (attach_sink): no queue, no wake-up.
+        self._sink: Any = None
+        self._linger: asyncio.TimerHandle | None = None  # release_when_done's bound
         self._limit = limit  # most body bytes held at once: all of it for read(), the unread part for readany()
         self._collect = False  # read() is collecting the whole body: no back-pressure pauses
 
@@ -362,6 +384,11 @@ class Response:
     def _hold(self, data: bytes) -> None:
         if not data:
             return
+        self._idle_from = self._loop.time()
+        sink = self._sink
+        if sink is not None:
+            sink(data)  # the sink never raises: it fails this response itself (attach_sink)
+            return
         if self._buffered + len(data) > self._limit:
             raise BodyTooLarge(self._limit)
         self._chunks.append(data)
@@ -377,30 +404,122 @@ class Response:
                 self._conn.close()
                 return
         self._done = True
+        self._stop_idle_timer()
         self._wake()
+        if self._linger is not None:  # the reader left before the body's end (release_when_done)
+            self.release()
 
     def _fail(self, exc: BaseException) -> None:
         # The first failure is the cause; a disconnect that follows our own close must not hide it.
         if not self._done and self._error is None:
             self._error = exc
+            self._stop_idle_timer()
             self._wake()
+            if self._linger is not None:
+                self.close()
 
     async def _wait(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+        """Until the connection wakes us (headers, data, the end, a failure) or the idle bound passes
+        (then `_error` is a ReadTimeout). The caller re-checks the state after it returns."""
+        loop = self._loop
+        waiter = loop.create_future()
         self._waiter = waiter
+        timeout = self._read_timeout
+        if timeout is not None:
+            self._idle_from = loop.time()
+            if self._idle_timer is None:
+                self._idle_timer = loop.call_at(self._idle_from + timeout, self._idle_check)
         try:
-            if self._read_timeout is None:
-                await waiter
-            else:
-                try:
-                    async with asyncio.timeout(self._read_timeout):
-                        await waiter
-                except TimeoutError:
-                    raise ReadTimeout(
-                        f"no data from upstream for {self._read_timeout:g}s", self._read_timeout
-                    ) from None
+            await waiter
         finally:
             self._waiter = None
+
+    def _idle_check(self) -> None:
+        """The idle timer fired: fail the response if no data came for the whole bound while someone
+        waited; otherwise re-arm for the bound counted from the latest arrival or wait. A reader busy
+        elsewhere (no waiter) is not timed: its next wait re-arms the timer."""
+        self._idle_timer = None
+        timeout = self._read_timeout
+        if timeout is None or self._done or self._error is not None or self._waiter is None:
+            return
+        due = self._idle_from + timeout
+        if self._loop.time() >= due:
+            self._fail(ReadTimeout(f"no data from upstream for {timeout:g}s", timeout))
+        else:
+            self._idle_timer = self._loop.call_at(due, self._idle_check)
+
+    def _stop_linger(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def release_when_done(self, timeout: float) -> None:
+        """The reader has all it wants (an SSE stream's end marker) but the body's own end may still be
+        on its way (a chunked terminator a moment behind): discard whatever else arrives and return the
+        connection to the pool when the body ends, or close it after `timeout` seconds. Reusing the
+        socket saves the next stream a new connection (and TLS handshake)."""
+        if self._released:
+            return
+        if self._done:
+            self.release()
+            return
+        if self._error is not None:
+            self.close()
+            return
+        self._sink = _discard
+        self._chunks.clear()
+        self._buffered = 0
+        self._conn.resume()
+        self._linger = self._loop.call_later(timeout, self.close)
+
+    # -- sink mode: body bytes handed over from the socket callback ----------------------------------
+    def attach_sink(self, sink: Any) -> bytes:
+        """From now on, call `sink(data)` with each body piece as it arrives (inside the connection's
+        data callback: it must be quick and must not raise; to stop, it calls `fail`). Returns the body
+        bytes already buffered, which the caller hands to the sink itself first. The owner then awaits
+        `wait()` for the end, a failure, or a `wake()` of its own (the sink asking for attention)."""
+        self._sink = sink
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self._conn.resume()
+        return data
+
+    def detach_sink(self) -> None:
+        self._sink = None
+
+    async def wait(self) -> None:
+        """Sink mode: until the body ends, fails, times out idle, or `wake()`; check the state after."""
+        await self._wait()
+
+    def wake(self) -> None:
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail this response (its reader raises `exc`) and stop reading from the connection."""
+        self._fail(exc)
+        self._conn.pause()
+
+    def pause_reading(self) -> None:
+        """Back-pressure from a sink's consumer: stop reading from the socket until resume_reading."""
+        self._conn.pause()
+
+    def resume_reading(self) -> None:
+        self._conn.resume()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    @property
+    def limit(self) -> int:
+        """The most body bytes this response may hold at once (the client's `max_body`)."""
+        return self._limit
 
     # -- reading -------------------------------------------------------------------------------------
     async def read(self) -> bytes:
@@ -453,15 +572,24 @@ class Response:
         if self._released:
             return
         self._released = True
+        self._sink = None
+        self._stop_idle_timer()
+        self._stop_linger()
         conn = self._conn
         conn.response = None
-        conn.client._give_back(conn, self._done and self.keep_alive and self._error is None)
+        reuse = self._done and self.keep_alive and self._error is None
+        if reuse:
+            conn.resume()  # a reader's back-pressure pause must not follow the socket into the pool
+        conn.client._give_back(conn, reuse)
 
     def close(self) -> None:
         """Abandon the response (and its connection): tells the server to stop sending."""
         if self._released:
             return
         self._released = True
+        self._sink = None
+        self._stop_idle_timer()
+        self._stop_linger()
         conn = self._conn
         conn.response = None
         conn.close()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from runtime.config.model import KeyConfig, ProviderConfig
-    from runtime.errors import ProviderError
+    from runtime.errors import GatewayError, ProviderError
     from runtime.providers.registry import ProviderSpec
 
 # Operations (endpoints) a provider may support.
@@ -117,6 +117,25 @@ class StreamTranslator(Protocol):
         ...
 
 
+class RawStreamScanner(Protocol):
+    """State for one upstream stream forwarded as bytes: finds whole events, drops none the client
+    should see, reads only usage, the end marker and error events (providers/openai_passthrough.py)."""
+
+    usage: Usage | None
+    finished: bool
+    source: bytes  # the whole events the last `feed` consumed, as received (for the request log)
+    max_event: int  # bytes of one unfinished event it may hold (set to the upstream body cap)
+    failed: GatewayError | None  # an error met after events `feed` returned: raise it once they are sent
+
+    def feed(self, data: bytes) -> bytes:
+        """The bytes to forward now (whole events). Raises GatewayError for an upstream error event."""
+        ...
+
+    def close(self) -> bytes:
+        """Upstream EOF: a last event that lacked its blank line, or b""."""
+        ...
+
+
 # `sign(request, key, provider, session)`: awaited after the body is encoded, for schemes that sign the
 # exact bytes (SigV4) or attach a token fetched (and cached) with the auxiliary `session`.
 Signer = Callable[["UpstreamRequest", "KeyConfig", "ProviderConfig", "aiohttp.ClientSession | None"], Awaitable[None]]
@@ -148,6 +167,11 @@ class Adapter(Protocol):
     def parse_response(self, op: str, model: str, raw: bytes) -> ParsedResponse: ...
 
     def stream_translator(self, op: str, model: str) -> StreamTranslator: ...
+
+    def raw_stream(self, op: str, model: str, client_wants_usage: bool) -> RawStreamScanner | None:
+        """For the streaming fast path (the client speaks this provider's stream format): a scanner whose
+        `feed` returns the upstream bytes to forward as they are; None when the adapter has none."""
+        ...
 
     def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError: ...
 
@@ -189,6 +213,9 @@ class AdapterBase:
 
     def list_models(self, provider: ProviderConfig) -> list[str]:
         return configured_models(provider, self.deployments)
+
+    def raw_stream(self, op: str, model: str, client_wants_usage: bool) -> RawStreamScanner | None:
+        return None  # translating adapters relay parsed chunks
 
     def respond(self, op: str, body: dict[str, Any], model: str) -> ParsedResponse:
         raise NotImplementedError(f"{type(self).__name__} is not a local adapter")

@@ -18,6 +18,7 @@ from runtime.codecs.sse import SSEParser
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError, UpstreamGarbage
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest, Usage
+from runtime.providers.openai_passthrough import OpenAIPassThrough
 from runtime.providers.registry import ProviderSpec, join_base
 
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
@@ -182,6 +183,9 @@ class OpenAIAdapter(AdapterBase):
 
     def stream_translator(self, op: str, model: str) -> OpenAIStream:
         return OpenAIStream()
+
+    def raw_stream(self, op: str, model: str, client_wants_usage: bool) -> OpenAIPassThrough:
+        return OpenAIPassThrough(client_wants_usage)
 
     def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
         return openai_error(status, headers, raw, "provider")
