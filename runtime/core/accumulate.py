@@ -42,19 +42,31 @@ class StreamAccumulator:
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
-            slot = self._choices.setdefault(choice.get("index", 0), {"text": [], "tools": {}, "finish": None})
-            keep = self._keep
+            index = choice.get("index", 0)
+            slot = self._choices.get(index)
+            if slot is None:  # (not setdefault: that would build a new dict for every chunk)
+                slot = self._choices[index] = {"text": [], "tools": {}, "finish": None}
             if choice.get("finish_reason"):
                 slot["finish"] = choice["finish_reason"]
-            if "text" in choice and isinstance(choice["text"], str):  # legacy completions
-                keep(slot["text"], slot, choice["text"])
+            text = choice.get("text")
+            if isinstance(text, str):  # legacy completions
+                self._keep(slot["text"], slot, text)
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 continue
             content = delta.get("content")
-            if isinstance(content, str):
-                keep(slot["text"], slot, content)
-            for call in delta.get("tool_calls") or ():
+            if isinstance(content, str) and content:
+                if self._room < 0 or len(content) <= self._room:  # the common case, inline
+                    slot["text"].append(content)
+                    if self._room >= 0:
+                        self._room -= len(content)
+                else:
+                    self._keep(slot["text"], slot, content)
+            calls = delta.get("tool_calls")
+            if not calls:
+                continue
+            keep = self._keep
+            for call in calls:
                 if not isinstance(call, dict):
                     continue
                 entry = slot["tools"].setdefault(call.get("index", 0), {"id": None, "name": "", "arguments": []})
@@ -117,19 +129,28 @@ class RawAccumulator:
             self._fold()
 
     def _fold(self) -> None:
+        if not self._pending:
+            return
         data = b"".join(self._pending)
         self._pending.clear()
         self._size = 0
         add = self._acc.add
-        for event in self._parser.feed(data):
-            if event.data == "[DONE]":
+        # The scanner hands over whole events with LF line ends: a one-line `data: {...}` event is read
+        # straight from the bytes; anything else (comments, multi-line data) goes through the parser.
+        for event in data.split(b"\n\n"):
+            if event.startswith(b"data: {") and b"\n" not in event:
+                payloads: Any = (event[6:],)
+            elif event.strip():
+                payloads = [e.data for e in self._parser.feed(event + b"\n\n") if e.data != "[DONE]"]
+            else:
                 continue
-            try:
-                chunk = ujson.loads(event.data)
-            except ValueError:
-                continue  # the relay already refused malformed events; nothing here to log
-            if isinstance(chunk, dict):
-                add(chunk)
+            for payload in payloads:
+                try:
+                    chunk = ujson.loads(payload)
+                except ValueError:
+                    continue  # the relay already refused malformed events; nothing here to log
+                if isinstance(chunk, dict):
+                    add(chunk)
 
     def result(self) -> list[dict[str, Any]]:
         self._fold()
