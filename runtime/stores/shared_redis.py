@@ -290,7 +290,8 @@ class RedisSharedState:
                 sub.end()
         self._subs.clear()
         for fut in self._confirm.values():
-            fut.cancel()
+            if not fut.done():  # a subscribe still waiting for its confirmation: tell it why it ends
+                fut.set_exception(RuntimeError("the shared-state store is closed"))
         self._confirm.clear()
         pubsub, self._pubsub = self._pubsub, None
         client, self._client = self._client, None
@@ -317,6 +318,16 @@ class RedisSharedState:
         return _number(await self._run("incr", self._incr(client, name, amount, expire_ms, True)))
 
     async def _incr(self, client: aioredis.Redis, name: str, amount: Number, expire_ms: int, as_float: bool) -> Any:
+        """The new total; None when INCRBY refused because the value holds a fraction."""
+        if not expire_ms:  # one window forever: a single command, no transaction needed
+            try:
+                if as_float:
+                    return await client.incrbyfloat(name, float(amount))
+                return await client.incrby(name, int(amount))
+            except ResponseError as exc:
+                if not as_float and "not an integer" in str(exc):
+                    return None
+                raise
         async with client.pipeline(transaction=True) as pipe:
             if as_float:
                 pipe.incrbyfloat(name, float(amount))
@@ -420,16 +431,26 @@ class RedisSharedState:
                 log.warning("%s", exc)
 
     async def _read_loop(self) -> None:
-        """Fan messages out to subscribers until the store closes; reconnect after a lost connection."""
+        """Fan messages out to subscribers until the store closes; reconnect after a lost connection.
+
+        An outage is logged once as a warning when it starts (then at debug level each retry) and once
+        when notifications flow again, not once a second while Redis is down."""
+        failing = False
         while self._pubsub is not None:
             try:
                 message = await self._pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("%s; retrying in %g s", self._error("reading notifications", exc), RECONNECT_DELAY_S)
+                error = self._error("reading notifications", exc)
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "%s; retrying every %g s", error, RECONNECT_DELAY_S)
+                failing = True
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
+            if failing:
+                failing = False
+                log.warning("shared state: Redis at %s: reading notifications again", self.where)
             if message is None:
                 continue
             kind, channel = message.get("type"), message.get("channel")

@@ -79,6 +79,10 @@ async def test_integer_and_fractional_amounts_mix_on_one_counter(store: RedisSha
     assert not await store.reserve("mix", 1, limit=5)
     assert await store.total("mix") == 4.5
     assert await store.incr("big", 2**53 + 1) == 2**53 + 1  # integers stay exact
+    # The same in a window (INCRBY inside MULTI/EXEC with its PEXPIREAT).
+    assert await store.incr("wmix", 0.25, window_s=3600) == 0.25
+    assert await store.incr("wmix", 2, window_s=3600) == 2.25
+    assert await store.total("wmix", window_s=3600) == 2.25
 
 
 async def test_pub_sub_across_two_clients(redis_url: str) -> None:
