@@ -267,6 +267,9 @@ class RedisSharedState:
                 max_connections=self.max_connections,
                 timeout=self.timeout_s,  # waiting for a free connection is bounded too
                 decode_responses=True,
+                # RESP2: what every redis-py >= 5 speaks by default to every server (RESP3 needs Redis 6
+                # and is redis-py 8's default), so the engine behaves the same across the versions allowed.
+                protocol=2,
                 retry=Retry(NoBackoff(), 0),  # no silent retries: a lost INCRBY reply must not count twice
             )
             client = aioredis.Redis(connection_pool=pool)
