@@ -6,11 +6,18 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 # System packages: Chromium for the UI tests (Playwright drives Debian's build; its own download
-# cannot work offline). Root installs it; otherwise the browser tests say what is missing.
-if ! command -v chromium >/dev/null 2>&1; then
+# cannot work offline); redis-server for the shared-state tests (tests/stores/conftest.py starts one
+# in a temp dir on loopback); postgresql and nginx for the cluster-mode tests. Root installs what is
+# missing; otherwise the tests that need a server fail saying which package to install.
+missing=()
+for pair in chromium:chromium redis-server:redis-server nginx:nginx; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")
+done
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)  # not on PATH in Debian
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing chromium (apt)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "== installing ${missing[*]} (apt)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
 

@@ -7,8 +7,9 @@ persisting edits.
 
 Environment references (`env.NAME`) are read only where a secret or a deployment address belongs,
 as Go Bifrost documents: a key's `value`, every field of a key's credential block
-(`azure_key_config`, `bedrock_key_config`, `vertex_key_config`), `network_config.base_url` and the
-values of `network_config.extra_headers` (and `admin.token`, read by the admin API). Any other text
+(`azure_key_config`, `bedrock_key_config`, `vertex_key_config`), `network_config.base_url`, the
+values of `network_config.extra_headers`, `shared_state.config`'s addr/username/password (and
+`admin.token`, read by the admin API). Any other text
 field takes `env.NAME` literally (a key may be *named* `env.OPENAI_KEY`); a number or a flag written
 as `env.NAME` is an error, so no setting silently comes from the environment. A message about a value
 that came from the environment names the reference, never the value: `got env.X (value hidden)`.
@@ -65,7 +66,7 @@ class MissingEnv(ConfigError):
 _MISSING = object()
 ENV_FIELDS_HELP = (
     "environment references (env.NAME) are read only in a key's value, its azure/bedrock/vertex_key_config, "
-    "network_config.base_url and network_config.extra_headers"
+    "network_config.base_url, network_config.extra_headers and shared_state.config's addr/username/password"
 )
 
 
@@ -232,7 +233,7 @@ CUSTOM_FIELDS = frozenset({"base_provider_type"})
 PROVIDER_FIELDS = frozenset(
     {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models", "default_max_tokens"}
 )
-TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins"})
+TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state"})
 PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
 GO_PLUGIN_FIELDS = frozenset({"path", "version", "placement", "order"})
 ADMIN_FIELDS = frozenset({"token"})
@@ -625,6 +626,7 @@ def parse_document(
             if problem is not None:
                 warnings.append(f"{block}.type: {problem}")
         parse_plugins(raw.get("plugins"), warnings)  # checked on every load and edit; kept by load_gateway_config
+        _shared_state(raw, environ, warnings)  # likewise
     # The client block first: allow_private_base_urls decides which provider base URLs are accepted.
     client = parse_client(raw.get("client") if raw else None, environ, client_defaults, warnings)
     providers = build_providers(raw, environ, tuning, client, warnings)
@@ -716,4 +718,12 @@ def load_gateway_config(
         raw=MappingProxyType(dict(raw or {})),
         warnings=warnings,
         plugins=parse_plugins(raw.get("plugins"), []) if raw else (),  # already checked by parse_document
+        shared_state=_shared_state(raw, env, []),
     )
+
+
+def _shared_state(raw: Mapping[str, Any] | None, environ: Mapping[str, str], warnings: list[str]) -> Any:
+    """The `shared_state` block (runtime/config/shared_state.py, which imports this module: hence here)."""
+    from runtime.config.shared_state import parse_shared_state
+
+    return parse_shared_state(raw.get("shared_state"), environ, warnings) if raw else None

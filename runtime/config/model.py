@@ -155,6 +155,30 @@ class PluginConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """`shared_state.config` of the Redis engine: Go Bifrost's `redis_config` fields (config/shared_state.py)."""
+
+    host: str
+    port: int = 6379
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr, a log line or a message
+    db: int = 0
+    key_prefix: str = "bifrost:"
+    timeout_s: float = 3.0  # context_timeout: the bound on every operation
+    connect_timeout_s: float = 2.0  # dial_timeout
+    socket_timeout_s: float | None = None  # read_timeout / write_timeout (the larger); None: timeout_s
+    max_connections: int = 32  # pool_size (or max_active_conns)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedStateConfig:
+    """config.json `shared_state`: which engine holds what workers and instances share."""
+
+    type: str = "sqlite"
+    redis: RedisSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything `runtime.run` needs. Built by the CLI (or a test) and never mutated."""
 
@@ -173,6 +197,7 @@ class GatewayConfig:
     # `bifrost config validate`, and returned by GET /api/config.
     warnings: tuple[str, ...] = ()
     plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
+    shared_state: SharedStateConfig | None = None  # config.json `shared_state`; None: the embedded engine
 
     @property
     def config_path(self) -> Path:

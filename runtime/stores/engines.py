@@ -6,6 +6,7 @@ config.json selects the config and log engines the way Go Bifrost does, with a `
     config_store  "sqlite"  the embedded default: config.json in the app dir, live reload (config_file.py)
     logs_store    "sqlite"  the embedded default: <app_dir>/logs.db, batched writer (logs_sqlite/)
     shared state  "sqlite"  the embedded default: <app_dir>/state.db, across workers (shared_sqlite.py)
+                  "redis"   one Redis server, across instances (shared_redis.py; needs the `redis` package)
 
 A block that is absent, has no `type`, names "sqlite" or is `enabled: false` runs on the embedded
 engine (and, as before, the block is warned about as a Go Bifrost field with no effect: its `config`,
@@ -13,6 +14,8 @@ e.g. a path, is not used). A block that is enabled and names another engine (Go'
 on the embedded engine with the warning `<block>.type: ... is not available in this version yet; the
 embedded engine is used` (start-up, `config validate`, /api/config): a Go config must start here as it
 does in Go (issue 9), and never silently — the operator is told the store is not shared.
+The shared-state engine is chosen by our own `shared_state` block (Go Bifrost has none: see
+runtime/config/shared_state.py), parsed into `config.shared_state`; absent or disabled: embedded.
 Adding an engine is one row here and one module beside this one. The table modules are imported
 lazily (uvicorn's LOOP_SETUPS pattern), so reading the names costs config validation nothing.
 """
@@ -31,7 +34,10 @@ if TYPE_CHECKING:
 
 CONFIG_STORE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.config_file:FileConfigStore"}
 LOG_STORE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.logs_sqlite:SQLiteLogStore"}
-SHARED_STATE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.shared_sqlite:SQLiteSharedState"}
+SHARED_STATE_ENGINES: dict[str, str] = {
+    "sqlite": "runtime.stores.shared_sqlite:SQLiteSharedState",
+    "redis": "runtime.stores.shared_redis:RedisSharedState",
+}
 
 # The config.json blocks that select an engine, and their tables.
 STORE_BLOCKS: dict[str, dict[str, str]] = {"config_store": CONFIG_STORE_ENGINES, "logs_store": LOG_STORE_ENGINES}
@@ -93,18 +99,24 @@ def build_log_store(config: GatewayConfig) -> LogStore | None:
     return store
 
 
-def build_shared_state(config: GatewayConfig, name: str = EMBEDDED) -> SharedState:
-    """This worker's shared-state store (not yet opened). No config block selects it yet: embedded."""
-    return build_shared_state_at(name, Path(config.app_dir) / SHARED_STATE_FILE)
-
-
-def build_shared_state_at(name: str, path: Path) -> SharedState:
-    store: SharedState = load(SHARED_STATE_ENGINES, name)(path)
+def build_shared_state(config: GatewayConfig) -> SharedState:
+    """This worker's shared-state store (not yet opened): the engine `shared_state.type` names, else embedded."""
+    settings = config.shared_state
+    if settings is None or settings.type == EMBEDDED:
+        return build_shared_state_at(EMBEDDED, Path(config.app_dir) / SHARED_STATE_FILE)
+    store: SharedState = load(SHARED_STATE_ENGINES, settings.type).from_config(config)
     return store
 
 
-async def open_shared_state_engine(name: str, path: Path) -> SharedState:
-    """A shared-state store of engine `name` on `path`, opened (tests and benchmarks)."""
-    store = build_shared_state_at(name, path)
+def build_shared_state_at(name: str, location: Path | str) -> SharedState:
+    """A shared-state store of engine `name` at `location`: a file path (sqlite) or redis://host:port/db."""
+    factory = load(SHARED_STATE_ENGINES, name)
+    store: SharedState = factory(Path(location) if name == EMBEDDED else str(location))
+    return store
+
+
+async def open_shared_state_engine(name: str, location: Path | str) -> SharedState:
+    """A shared-state store of engine `name` at `location`, opened (tests and benchmarks)."""
+    store = build_shared_state_at(name, location)
     await store.open()
     return store

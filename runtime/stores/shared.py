@@ -14,10 +14,14 @@ Three primitives, all async, all atomic with respect to every other process usin
   Delivery is at-most-once and best effort (a slow subscriber's backlog is bounded): use it to say
   "something changed, re-read", not as a queue.
 
-Engines: `shared_sqlite.SQLiteSharedState` (one host, any number of workers). A Redis engine
-(INCRBYFLOAT + EXPIRE per window, a Lua script for reserve, SET EX, PUBLISH/SUBSCRIBE) fits the same
-protocol. Nothing on the request path calls this store yet; budget and rate-limit work will lease
-slices of a limit (DESIGN.md principle 8) rather than make a round trip per request.
+Engines: `shared_sqlite.SQLiteSharedState` (one host, any number of workers; the default) and
+`shared_redis.RedisSharedState` (any number of instances on one Redis server; INCRBY/INCRBYFLOAT +
+PEXPIREAT per window, a Lua script for reserve, SET PX, PUBLISH/SUBSCRIBE), chosen by config.json's
+`shared_state` block (runtime/config/shared_state.py, runtime/stores/engines.py). A store that cannot
+do an operation (its server is down, slow past its timeout, refuses the password) raises
+`SharedStateError`, whatever the engine; its message never holds a credential. Nothing on the
+request path calls this store yet; budget and rate-limit work will lease slices of a limit
+(DESIGN.md principle 8) rather than make a round trip per request.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 Number = int | float
+
+
+class SharedStateError(Exception):
+    """The shared-state store could not do an operation (unreachable, timed out, refused): the caller
+    decides what that means (governance: fail open or closed). The message names the server, no secret."""
 
 
 @runtime_checkable

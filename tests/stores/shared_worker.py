@@ -1,6 +1,6 @@
 """One worker process of the shared-state tests: its own event loop and its own store on a shared file.
 
-    python shared_worker.py ENGINE PATH GO_FILE OP ARGS...
+    python shared_worker.py ENGINE LOCATION GO_FILE OP ARGS...     (LOCATION: a file, or redis://host:port/db)
         incr KEY N              N increments of 1; prints the last total seen
         reserve KEY N LIMIT     N reserve(1, LIMIT) calls; prints how many were granted
         subscribe CHANNEL N     prints each of N messages as it arrives (JSON lines)
@@ -20,8 +20,8 @@ from pathlib import Path
 from runtime.stores.engines import open_shared_state_engine
 
 
-async def main(engine: str, path: str, go_file: str, op: str, *args: str) -> None:
-    store = await open_shared_state_engine(engine, Path(path))
+async def main(engine: str, location: str, go_file: str, op: str, *args: str) -> None:
+    store = await open_shared_state_engine(engine, location)
     try:
         sub = await store.subscribe(args[0]) if op == "subscribe" else None
         print("ready", flush=True)

@@ -1,8 +1,9 @@
 """The shared-state store, at its interface, against every engine in ENGINES.
 
 The cross-process tests are the `--workers 2` case: separate OS processes, each with its own event
-loop and its own store instance on the same database, racing on one counter. A later engine (Redis)
-joins by adding its name to ENGINES (and a fixture that starts the real server).
+loop and its own store instance on the same database, racing on one counter. Every engine of
+SHARED_STATE_ENGINES runs every test here: "sqlite" on a file in a temp dir, "redis" on a real
+redis-server (tests/stores/conftest.py), so both are held to one set of semantics.
 """
 
 from __future__ import annotations
@@ -37,19 +38,27 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(engine: str, db_path: Path) -> AsyncIterator[SharedState]:
-    s = await open_shared_state_engine(engine, db_path)
+def location(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where the engine keeps its state: a file (sqlite) or the test session's emptied Redis (redis)."""
+    if engine == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+async def store(engine: str, location: Path | str) -> AsyncIterator[SharedState]:
+    s = await open_shared_state_engine(engine, location)
     yield s
     await s.close()
 
 
-def _spawn(engine: str, path: Path, go: Path, *args: str) -> subprocess.Popen[str]:
+def _spawn(engine: str, path: Path | str, go: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, str(WORKER), engine, str(path), str(go), *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
 
 
-def _run_together(engine: str, path: Path, tmp_path: Path, jobs: list[tuple[str, ...]]) -> list[list[str]]:
+def _run_together(engine: str, path: Path | str, tmp_path: Path, jobs: list[tuple[str, ...]]) -> list[list[str]]:
     """Start one process per job, release them at once, return each one's output lines after "ready"."""
     go = tmp_path / "go"
     procs = [_spawn(engine, path, go, *job) for job in jobs]
@@ -164,8 +173,8 @@ async def test_a_subscription_sees_nothing_from_before_it(store: SharedState) ->
     await sub.close()
 
 
-async def test_close_ends_subscriptions(engine: str, db_path: Path) -> None:
-    s = await open_shared_state_engine(engine, db_path)
+async def test_close_ends_subscriptions(engine: str, location: Path | str) -> None:
+    s = await open_shared_state_engine(engine, location)
     sub = await s.subscribe("c")
     await s.close()
     with pytest.raises(StopAsyncIteration):
@@ -173,10 +182,10 @@ async def test_close_ends_subscriptions(engine: str, db_path: Path) -> None:
     await s.close()  # idempotent
 
 
-async def test_the_first_use_opens_the_store(engine: str, db_path: Path) -> None:
+async def test_the_first_use_opens_the_store(engine: str, location: Path | str) -> None:
     from runtime.stores.engines import build_shared_state_at
 
-    s = build_shared_state_at(engine, db_path)
+    s = build_shared_state_at(engine, location)
     try:
         # Several first calls at once open it once (a worker's first requests can arrive together).
         assert sorted(await asyncio.gather(*(s.incr("lazy") for _ in range(10)))) == list(range(1, 11))
@@ -186,12 +195,12 @@ async def test_the_first_use_opens_the_store(engine: str, db_path: Path) -> None
         await s.get("lazy")
 
 
-async def test_data_survives_a_new_instance(engine: str, db_path: Path) -> None:
-    first = await open_shared_state_engine(engine, db_path)
+async def test_data_survives_a_new_instance(engine: str, location: Path | str) -> None:
+    first = await open_shared_state_engine(engine, location)
     await first.incr("persist", 7)
     await first.set("kp", "v", ttl_s=600)
     await first.close()
-    second = await open_shared_state_engine(engine, db_path)
+    second = await open_shared_state_engine(engine, location)
     try:
         assert await second.total("persist") == 7
         assert await second.get("kp") == "v"
@@ -200,14 +209,14 @@ async def test_data_survives_a_new_instance(engine: str, db_path: Path) -> None:
 
 
 # -- across processes (--workers 2) ----------------------------------------------------------------
-def test_two_processes_incrementing_one_counter_lose_nothing(engine: str, db_path: Path, tmp_path: Path) -> None:
-    outputs = _run_together(engine, db_path, tmp_path, [("incr", "shared", "2000"), ("incr", "shared", "2000")])
+def test_two_processes_incrementing_one_counter_lose_nothing(engine: str, location: Path | str, tmp_path: Path) -> None:
+    outputs = _run_together(engine, location, tmp_path, [("incr", "shared", "2000"), ("incr", "shared", "2000")])
     last_seen = [json.loads(out[0]) for out in outputs]
     assert max(last_seen) == 4000  # whoever finished last saw the exact total
     assert all(2000 <= n <= 4000 for n in last_seen)
 
     async def check() -> None:
-        s = await open_shared_state_engine(engine, db_path)
+        s = await open_shared_state_engine(engine, location)
         try:
             assert await s.total("shared") == 4000
         finally:
@@ -216,14 +225,14 @@ def test_two_processes_incrementing_one_counter_lose_nothing(engine: str, db_pat
     asyncio.run(check())
 
 
-def test_two_processes_reserving_never_exceed_the_limit(engine: str, db_path: Path, tmp_path: Path) -> None:
+def test_two_processes_reserving_never_exceed_the_limit(engine: str, location: Path | str, tmp_path: Path) -> None:
     jobs = [("reserve", "budget", "1500", "1000"), ("reserve", "budget", "1500", "1000")]
-    outputs = _run_together(engine, db_path, tmp_path, jobs)
+    outputs = _run_together(engine, location, tmp_path, jobs)
     granted = [json.loads(out[0]) for out in outputs]
     assert sum(granted) == 1000, granted  # exactly the limit: 3,000 attempts, 1,000 granted
 
     async def check() -> None:
-        s = await open_shared_state_engine(engine, db_path)
+        s = await open_shared_state_engine(engine, location)
         try:
             assert await s.total("budget") == 1000
         finally:
@@ -232,16 +241,16 @@ def test_two_processes_reserving_never_exceed_the_limit(engine: str, db_path: Pa
     asyncio.run(check())
 
 
-def test_publish_in_one_process_reaches_a_subscriber_in_another(engine: str, db_path: Path, tmp_path: Path) -> None:
+def test_publish_in_one_process_reaches_a_subscriber_in_another(
+    engine: str, location: Path | str, tmp_path: Path
+) -> None:
     messages = [f"m{i}" for i in range(20)]
     jobs = [("subscribe", "news", str(len(messages))), ("publish", "news", *messages)]
-    outputs = _run_together(engine, db_path, tmp_path, jobs)
+    outputs = _run_together(engine, location, tmp_path, jobs)
     assert [json.loads(line) for line in outputs[0]] == messages
 
 
-async def test_sweep_removes_expired_rows(engine: str, db_path: Path) -> None:
-    if engine != "sqlite":
-        pytest.skip("row-level sweep is the SQLite engine's")
+async def test_sweep_removes_expired_rows(db_path: Path) -> None:  # the SQLite engine's own sweep
     from runtime.stores.shared_sqlite import SQLiteSharedState
 
     s = SQLiteSharedState(db_path, event_retention_s=0.0)
@@ -266,12 +275,9 @@ async def test_sweep_removes_expired_rows(engine: str, db_path: Path) -> None:
         await s.close()
 
 
-def test_the_database_file_is_private(engine: str, db_path: Path) -> None:
-    if engine != "sqlite":
-        pytest.skip("a file engine only")
-
+def test_the_database_file_is_private(db_path: Path) -> None:  # the SQLite engine's file
     async def go() -> None:
-        s = await open_shared_state_engine(engine, db_path)
+        s = await open_shared_state_engine("sqlite", db_path)
         await s.close()
 
     asyncio.run(go())
