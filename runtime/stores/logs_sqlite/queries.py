@@ -180,10 +180,10 @@ class LogQueries:
         }
 
     async def get(self, log_id: str) -> dict[str, Any] | None:
-        rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, cost, extra FROM logs WHERE id = ?", (log_id,))
+        rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, extra FROM logs WHERE id = ?", (log_id,))
         if not rows:
             return None
-        record = dict(zip((*COLUMNS, "cost", "extra"), rows[0], strict=False))
+        record = dict(zip((*COLUMNS, "extra"), rows[0], strict=False))
         record["stream"] = bool(record["stream"])
         for name in ("input", "output", "attempts", "extra"):
             record[name] = _json_or_text(record[name])
