@@ -277,3 +277,22 @@ def test_pricing_overrides_must_be_a_list() -> None:
     with pytest.raises(ConfigError) as err:
         parse({"model_pattern": "x"})
     assert err.value.path == "providers.openai.pricing_overrides"
+
+
+def test_admin_view_shows_pricing_overrides_and_a_round_trip_keeps_them() -> None:
+    """Prices are named like secrets (`..._token`): the admin view must show them, and GET then PUT
+    must store them unchanged (a masked price would make the edit fail validation)."""
+    from runtime.http.admin_views import masked, merge_secrets
+
+    stored = {
+        "keys": [{"name": "k", "value": "sk-secret-value"}],
+        "pricing_overrides": [
+            {"model_pattern": "gpt-*", "match_type": "wildcard", "input_cost_per_token": 0.000001},
+        ],
+    }
+    view = {field: masked(field, value) for field, value in stored.items()}
+    assert view["pricing_overrides"] == stored["pricing_overrides"]
+    assert view["keys"][0]["value"] != "sk-secret-value"
+    back = merge_secrets(view, stored)
+    assert back == stored
+    assert parse_provider("openai", back, {}, Tuning()).pricing_overrides[0].prices["input_cost_per_token"] == 1e-6
