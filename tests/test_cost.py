@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from fakes import FakeOpenAI, Reply
@@ -194,3 +195,43 @@ def test_models_list_shows_prices_and_context_windows(gw: Gateway) -> None:
     assert gpt is not None and gpt["context_length"] == CATALOG["openai/gpt-4o"]["context_window"]
     mock = models["mock/mock-gpt"].model_extra if "mock/mock-gpt" in models else {}
     assert "pricing" not in (mock or {}), "a model the catalog does not know shows no invented price"
+
+
+def test_embeddings_are_priced(gw: Gateway, fake_openai: FakeOpenAI) -> None:
+    with gw.client() as client:
+        raw = client.embeddings.with_raw_response.create(model="openai/text-embedding-3-small", input="a b c d")
+    row = gw.log.row_for(raw.headers["x-request-id"])
+    assert row["prompt_tokens"] and row["cost"] == pytest.approx(
+        row["prompt_tokens"] * rates("openai/text-embedding-3-small")["input"], rel=1e-12
+    )
+
+
+def test_a_stream_that_fails_after_usage_arrived_is_still_priced(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
+    """The upstream bills the prompt once it started answering: a stream cut after Anthropic's
+    message_start (which carries the input usage) is logged as failed, with the cost of what was used."""
+    usage = {"input_tokens": 1000, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "output_tokens": 7}
+    fake_anthropic.enqueue(NativeReply(usage=usage, cut_after=3))
+    with gw.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="anthropic/claude-sonnet-4-5", messages=MESSAGES, stream=True
+        )
+        with pytest.raises(openai.APIError):
+            list(raw.parse())
+    row = gw.log.row_for(raw.headers["x-request-id"])
+    assert row["status"] >= 400
+    r = rates("anthropic/claude-sonnet-4-5")
+    # message_start reports the input and a first output token; the cut came before the final count.
+    assert row["cost"] == pytest.approx(1000 * r["input"] + row["completion_tokens"] * r["output"], rel=1e-12)
+
+
+def test_anthropic_ingress_rows_are_priced_too(gw: Gateway, fake_anthropic: FakeAnthropic) -> None:
+    usage = {"input_tokens": 10, "cache_read_input_tokens": 90, "cache_creation_input_tokens": 0, "output_tokens": 5}
+    fake_anthropic.enqueue(NativeReply(usage=usage))
+    with anthropic.Anthropic(base_url=gw.base_url + "/anthropic", api_key="sk-client", max_retries=0) as client:
+        raw = client.messages.with_raw_response.create(
+            model="anthropic/claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        )
+        raw.parse()
+    row = gw.log.row_for(raw.headers["x-request-id"])
+    r = rates("anthropic/claude-sonnet-4-5")
+    assert row["cost"] == pytest.approx(10 * r["input"] + 90 * r["cache_read"] + 5 * r["output"], rel=1e-12)
