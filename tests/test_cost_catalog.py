@@ -142,13 +142,21 @@ def test_lookup_fallbacks_and_what_is_not_matched() -> None:
 
 def test_catalog_is_read_on_first_lookup_only(tmp_path: Path) -> None:
     path = tmp_path / "models.json"
+    catalog = Catalog(path)  # constructing it does not read the file...
     path.write_text(json.dumps({"x/y": {"input": 1e-6, "output": 2e-6}}))
+    assert catalog.lookup("x", "y") is not None  # ...the first lookup does
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "[1, 2]"])
+def test_a_missing_or_broken_catalog_leaves_requests_unpriced(
+    tmp_path: Path, content: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "models.json"
+    if content is not None:
+        path.write_text(content)
     catalog = Catalog(path)
-    path.unlink()  # constructing it did not read the file...
-    with pytest.raises(FileNotFoundError):
-        catalog.lookup("x", "y")  # ...the first lookup does
-    path.write_text(json.dumps({"x/y": {"input": 1e-6, "output": 2e-6}}))
-    assert catalog.lookup("x", "y") is not None
+    assert catalog.lookup("openai", "gpt-4o") is None and len(catalog) == 0
+    assert "model catalog" in caplog.text and "without cost" in caplog.text
 
 
 # -- overrides (Go's precedence) and price(ctx) ---------------------------------------------------------
@@ -296,3 +304,18 @@ def test_admin_view_shows_pricing_overrides_and_a_round_trip_keeps_them() -> Non
     back = merge_secrets(view, stored)
     assert back == stored
     assert parse_provider("openai", back, {}, Tuning()).pricing_overrides[0].prices["input_cost_per_token"] == 1e-6
+
+
+def test_the_mock_provider_is_unpriced_without_reading_the_catalog(tmp_path: Path) -> None:
+    import runtime.core.cost as cost_module
+
+    never = Catalog(tmp_path / "absent.json")
+    saved = cost_module.CATALOG
+    cost_module.CATALOG = never
+    try:
+        ctx = RequestContext("r", "chat")
+        ctx.provider, ctx.model, ctx.usage = "mock", "mock-gpt", Usage(5, 5)
+        price(ctx, {"mock": provider("mock", "mock")})
+    finally:
+        cost_module.CATALOG = saved
+    assert ctx.cost is None and never._raw is None

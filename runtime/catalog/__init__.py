@@ -23,11 +23,13 @@ Such requests are unpriced (cost NULL, never 0) unless `pricing_overrides` price
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("bifrost.catalog")
 DATA = Path(__file__).with_name("models.json")
 NOTICE = Path(__file__).with_name("models_NOTICE.txt")
 
@@ -169,7 +171,16 @@ class Catalog:
     def _load(self) -> dict[str, Any]:
         with self._lock:
             if self._raw is None:
-                self._raw = json.loads(self.path.read_text(encoding="utf-8"))
+                try:
+                    raw = json.loads(self.path.read_text(encoding="utf-8"))
+                    if not isinstance(raw, dict):
+                        raise ValueError("not a JSON object")
+                except (OSError, ValueError) as exc:
+                    # A broken install must not fail requests: they are logged unpriced (cost NULL), and
+                    # the reason is said once.
+                    log.error("model catalog %s unreadable (%s): requests are logged without cost", self.path, exc)
+                    raw = {}
+                self._raw = raw
             return self._raw
 
     def __len__(self) -> int:

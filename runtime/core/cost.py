@@ -161,6 +161,8 @@ class PriceBook:
     def _resolve(self, provider: str, model: str, kind: str) -> ModelInfo | None:
         catalog_name = provider
         config = self.providers.get(provider)
+        if config is not None and config.kind == "mock" and provider not in self._overrides:
+            return None  # the built-in mock costs nothing real: no catalog read for a mock-only gateway
         if config is not None and config.kind == "azure":
             catalog_name = "azure"
             model_for_catalog = self._deployments.get(provider, {}).get(model, model)
