@@ -9,6 +9,7 @@ gateway's code), so a wrong rate, a cached token priced twice or a field read fr
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,24 @@ def test_anthropic_ingress_rows_are_priced_too(gw: Gateway, fake_anthropic: Fake
     row = gw.log.row_for(raw.headers["x-request-id"])
     r = rates("anthropic/claude-sonnet-4-5")
     assert row["cost"] == pytest.approx(10 * r["input"] + 90 * r["cache_read"] + 5 * r["output"], rel=1e-12)
+
+
+def test_pricing_overrides_edited_live_apply_to_the_next_request(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = start_gateway(make_config({"openai": openai_provider(fake_openai.url)}))
+    base = f"{gateway.base_url}/api/providers/openai"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(base, timeout=30) as response:
+        view = json.loads(response.read())
+    view["pricing_overrides"] = [{"model_pattern": "gpt-4o", "match_type": "exact", "output_cost_per_token": 0.25}]
+    put = urllib.request.Request(
+        base, data=json.dumps(view).encode(), method="PUT", headers={"Content-Type": "application/json"}
+    )
+    with opener.open(put, timeout=30) as response:
+        assert response.status == 200
+        shown = json.loads(response.read())
+    assert shown["pricing_overrides"][0]["output_cost_per_token"] == 0.25, "prices are shown, not masked"
+    fake_openai.enqueue(Reply(usage={"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}))
+    row = ask(gateway, "openai/gpt-4o", stream=False)
+    assert row["cost"] == pytest.approx(4 * rates("openai/gpt-4o")["input"] + 2 * 0.25, rel=1e-12)
