@@ -112,6 +112,7 @@ def _rows(n: int, now_ms: int, rng: random.Random) -> Any:
             None if failed else response,
             None,
             "openai",
+            None if failed else latency * 1e-9,  # cost: some dollars, so totals are summed like a real log's
         )
 
 

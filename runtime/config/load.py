@@ -41,6 +41,7 @@ from runtime.config.model import (
     ProviderConfig,
     Tuning,
 )
+from runtime.config.pricing import parse_pricing_overrides
 from runtime.config.urls import UnsafeURL, check_base_url
 from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
 from runtime.stores.engines import STORE_BLOCKS, unavailable
@@ -231,7 +232,15 @@ NETWORK_FIELDS = frozenset(
 LANE_FIELDS = frozenset({"concurrency", "buffer_size"})
 CUSTOM_FIELDS = frozenset({"base_provider_type"})
 PROVIDER_FIELDS = frozenset(
-    {"keys", "network_config", "concurrency_and_buffer_size", "custom_provider_config", "models", "default_max_tokens"}
+    {
+        "keys",
+        "network_config",
+        "concurrency_and_buffer_size",
+        "custom_provider_config",
+        "models",
+        "default_max_tokens",
+        "pricing_overrides",
+    }
 )
 TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state"})
 PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
@@ -461,6 +470,9 @@ def parse_provider(
         explicit_lane=lane is not None,
         extra=MappingProxyType(extra),
         missing_env=tuple(dict.fromkeys(missing)) if missing and not keys else (),
+        pricing_overrides=parse_pricing_overrides(
+            r.data.get("pricing_overrides"), f"{path}.pricing_overrides", warnings
+        ),
     )
 
 

@@ -83,6 +83,18 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PricingOverride:
+    """One `providers.<name>.pricing_overrides[i]` (Go Bifrost's field): prices that replace the catalog's
+    for the models `model_pattern` matches (runtime/core/cost.py applies them, Go's precedence)."""
+
+    model_pattern: str
+    match_type: str  # "exact" | "wildcard" | "regex"
+    request_types: tuple[str, ...] = ()  # Go's request types (chat_completion, embedding, ...); () = all
+    # Go field name (input_cost_per_token, cache_read_input_token_cost, ...) -> US dollars
+    prices: Mapping[str, float] = field(default_factory=_frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """A configured provider: `name` is what users write before the slash, `kind` picks the adapter."""
 
@@ -100,6 +112,7 @@ class ProviderConfig:
     # Environment variables whose absence left this provider without any key (every key was skipped,
     # as Go Bifrost does); its requests then fail with an error naming them.
     missing_env: tuple[str, ...] = ()
+    pricing_overrides: tuple[PricingOverride, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

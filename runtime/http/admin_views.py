@@ -47,13 +47,13 @@ def _raw_keys(raw_entry: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 # Which stored fields are secrets, by name, at any depth of a provider entry: a key's `value`, Bedrock's
 # access/secret key and session token, Vertex's auth_credentials, any *_token/*_secret/... in extra
-# fields. Model -> deployment maps are data whatever a model is called; every extra header may carry
-# a credential.
+# fields. Model -> deployment maps and pricing overrides (`input_cost_per_token`, ...) are data whatever
+# their fields are called; every extra header may carry a credential.
 SECRET_FIELD = re.compile(
     r"(^|_)(secret|token|password|passphrase|credentials?|private|key)(_|$)|api_?key|access_?key|^value$",
     re.IGNORECASE,
 )  # by whole words: `default_max_tokens`, `keys`, `api_version` are not secrets
-PLAIN_MAPS = frozenset({"deployments"})
+PLAIN_MAPS = frozenset({"deployments", "pricing_overrides"})
 SECRET_MAPS = frozenset({"extra_headers"})
 VIEW_ONLY = ("name", "kind", "label", "source", "lane", "listed_models", "effective")
 KEY_VIEW_ONLY = ("value_source", "name_source")

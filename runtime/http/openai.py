@@ -7,13 +7,16 @@ through byte for byte when the provider speaks OpenAI's format.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
+from runtime.catalog import ModelInfo
 from runtime.codecs import fields
 from runtime.codecs.sse import DONE
 from runtime.core.context import RequestContext
+from runtime.core.cost import book_for
 from runtime.core.gateway import Gateway, encode_json
 from runtime.errors import GatewayError, InvalidRequest
 from runtime.http.body import check_type, require
@@ -139,14 +142,49 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await serve(request, EMBEDDINGS, _EMBEDDINGS)
 
 
+def _usd(value: float) -> str:
+    """A per-token price as OpenRouter writes it: a decimal string, never an exponent (2.5e-06 -> 0.0000025)."""
+    return f"{Decimal(repr(value)):f}"
+
+
+def catalog_fields(info: ModelInfo | None) -> dict[str, Any]:
+    """What /v1/models adds to a model the catalog knows, in OpenRouter's names: `context_length`,
+    `max_completion_tokens` and `pricing` (US dollars per token, or per image, as decimal strings)."""
+    if info is None:
+        return {}
+    out: dict[str, Any] = {}
+    if info.context_window:
+        out["context_length"] = info.context_window
+    if info.max_output:
+        out["max_completion_tokens"] = info.max_output
+    pricing = {
+        name: _usd(value)
+        for name, value in (
+            ("prompt", info.input),
+            ("completion", info.output),
+            ("input_cache_read", info.cache_read),
+            ("input_cache_write", info.cache_write),
+            ("image", info.other_prices.get("input_per_image")),
+        )
+        if isinstance(value, (int, float))
+    }
+    if pricing:
+        out["pricing"] = pricing
+    return out
+
+
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     ctx = RequestContext(gw.new_id(), "models")
+    book = book_for(gw.config.providers)  # the catalog with the providers' pricing_overrides applied
     data = []
     for name, handle_ in sorted(gw.router.handles.items()):
         owner = "bifrost-mock" if handle_.adapter.local else name
         for model in handle_.listed_models:
-            data.append({"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": owner})
+            entry = {"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": owner}
+            if not handle_.adapter.local:
+                entry.update(catalog_fields(book.info(name, model)))
+            data.append(entry)
     return web.Response(
         body=encode_json({"object": "list", "data": data}),
         content_type="application/json",

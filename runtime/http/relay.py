@@ -20,6 +20,7 @@ from aiohttp import web
 
 from runtime.core.accumulate import RawAccumulator, StreamAccumulator
 from runtime.core.context import RequestContext
+from runtime.core.cost import price
 from runtime.core.gateway import Gateway
 from runtime.core.hooks import AnswerStream, Hooks
 from runtime.core.rawstream import RawStream
@@ -329,6 +330,8 @@ async def serve(
             bug = internal_error(ctx)
             fail(ctx, bug)
             response = ingress.error_response(bug, ctx, gateway_headers(ctx))
+        if ctx.usage is not None:  # the cost of every answer with usage, before budget hooks and the log
+            price(ctx, gw.config.providers)
         if hooks.post:
             response = await _post(hooks, ctx, result, response, ingress)
         return response

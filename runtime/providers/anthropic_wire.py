@@ -218,7 +218,7 @@ def usage_of(usage: Any) -> Usage | None:
     read = usage.get("cache_read_input_tokens") or 0
     written = usage.get("cache_creation_input_tokens") or 0
     prompt = (usage.get("input_tokens") or 0) + read + written
-    return Usage(prompt, usage.get("output_tokens") or 0, cached_tokens=read)
+    return Usage(prompt, usage.get("output_tokens") or 0, cached_tokens=read, cache_write_tokens=written)
 
 
 def parse_message(raw: bytes, model: str, created: int) -> tuple[dict[str, Any], Usage | None]:

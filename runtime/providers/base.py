@@ -32,9 +32,13 @@ ALL_OPERATIONS = (CHAT, COMPLETIONS, EMBEDDINGS)
 
 
 class Usage:
-    """Token counts for one request; zeros when the provider reported none."""
+    """Token counts for one request; zeros when the provider reported none.
 
-    __slots__ = ("cached_tokens", "completion_tokens", "prompt_tokens", "total_tokens")
+    `prompt_tokens` includes `cached_tokens` (read from the provider's prompt cache) and
+    `cache_write_tokens` (written to it: Anthropic's and Bedrock's cache creation), as OpenAI's
+    `prompt_tokens` does; the catalog prices each kind at its own rate (runtime/catalog)."""
+
+    __slots__ = ("cache_write_tokens", "cached_tokens", "completion_tokens", "prompt_tokens", "total_tokens")
 
     def __init__(
         self,
@@ -42,11 +46,13 @@ class Usage:
         completion_tokens: int = 0,
         total_tokens: int | None = None,
         cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> None:
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.total_tokens = prompt_tokens + completion_tokens if total_tokens is None else total_tokens
         self.cached_tokens = cached_tokens
+        self.cache_write_tokens = cache_write_tokens
 
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:

@@ -183,7 +183,7 @@ def usage_of(usage: Any) -> Usage | None:
     read = usage.get("cacheReadInputTokens") or 0
     written = usage.get("cacheWriteInputTokens") or 0
     prompt = (usage.get("inputTokens") or 0) + read + written
-    return Usage(prompt, usage.get("outputTokens") or 0, cached_tokens=read)
+    return Usage(prompt, usage.get("outputTokens") or 0, cached_tokens=read, cache_write_tokens=written)
 
 
 def parse_converse(raw: bytes, model: str, created: int, rid: str) -> tuple[dict[str, Any], Usage | None]:

@@ -55,6 +55,7 @@ COLUMNS = (
     "output",
     "attempts",
     "ingress",
+    "cost",
 )
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
@@ -130,6 +131,7 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         bounded(ctx.output, content_limit) if with_content else None,
         ctx.attempts or None,
         ctx.ingress,
+        ctx.cost,
     )
 
 

@@ -87,7 +87,28 @@ async def m002_covering_indexes(db: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (m001_logs, m002_covering_indexes)
+async def m003_cost_in_covering_indexes(db: aiosqlite.Connection) -> None:
+    """`cost` (written since issue 11) joins both covering indexes, so the stats, per-model and histogram
+    views total it from the index alone, as they do tokens. Rebuilding them is a one-off at upgrade."""
+    await _script(
+        db,
+        """
+        DROP INDEX IF EXISTS logs_ts_cover;
+        DROP INDEX IF EXISTS logs_pm_cover;
+        CREATE INDEX logs_ts_cover ON logs (ts_ms, provider, model, status, stream, latency_us,
+            overhead_us, upstream_us, queue_wait_us, key_select_us, build_us, encode_us, parse_us,
+            prompt_tokens, completion_tokens, total_tokens, cost);
+        CREATE INDEX logs_pm_cover ON logs (provider, model, ts_ms, status, stream, latency_us,
+            overhead_us, prompt_tokens, completion_tokens, total_tokens, cost)
+        """,
+    )
+
+
+MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (
+    m001_logs,
+    m002_covering_indexes,
+    m003_cost_in_covering_indexes,
+)
 
 
 async def migrate(db: aiosqlite.Connection) -> int:

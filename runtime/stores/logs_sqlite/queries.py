@@ -180,10 +180,10 @@ class LogQueries:
         }
 
     async def get(self, log_id: str) -> dict[str, Any] | None:
-        rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, cost, extra FROM logs WHERE id = ?", (log_id,))
+        rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, extra FROM logs WHERE id = ?", (log_id,))
         if not rows:
             return None
-        record = dict(zip((*COLUMNS, "cost", "extra"), rows[0], strict=False))
+        record = dict(zip((*COLUMNS, "extra"), rows[0], strict=False))
         record["stream"] = bool(record["stream"])
         for name in ("input", "output", "attempts", "extra"):
             record[name] = _json_or_text(record[name])
@@ -211,7 +211,7 @@ class LogQueries:
             totals = (
                 await self._fetch(
                     "SELECT count(*), sum(status < 400), avg(latency_us), sum(prompt_tokens), sum(completion_tokens), "
-                    f"sum(total_tokens) FROM logs {index} WHERE {where}",
+                    f"sum(total_tokens), sum(cost) FROM logs {index} WHERE {where}",
                     params,
                 )
             )[0]
@@ -242,6 +242,7 @@ class LogQueries:
             "prompt_tokens": int(totals[3] or 0),
             "completion_tokens": int(totals[4] or 0),
             "total_tokens": int(totals[5] or 0),
+            "cost": totals[6],  # US dollars over the priced rows; None when no row was priced
             "streams": round(sum(r[2] for r in sample) * count / n) if sample else 0,
             "stages_avg_us": stage_avgs,
             "percentiles": {"sampled": step > 1, "sample_size": len(sample)},
@@ -285,12 +286,12 @@ class LogQueries:
         sql = (
             f"WITH d(provider, model) AS (VALUES {values}) "
             "SELECT d.provider, d.model, (SELECT json_array(count(*), sum(l.status < 400), avg(l.latency_us), "
-            "avg(l.overhead_us), sum(l.prompt_tokens), sum(l.completion_tokens), sum(l.total_tokens)) "
+            "avg(l.overhead_us), sum(l.prompt_tokens), sum(l.completion_tokens), sum(l.total_tokens), sum(l.cost)) "
             f"FROM logs l {index} WHERE l.provider IS d.provider AND l.model IS d.model AND {where}) FROM d"
         )
         out = []
         for provider, model, packed in await self._fetch(sql, [*(v for pm in pairs for v in pm), *params]):
-            n, ok, lat, over, prompt, completion, total = json.loads(packed)
+            n, ok, lat, over, prompt, completion, total, cost = json.loads(packed)
             if not n:
                 continue
             out.append(
@@ -305,6 +306,7 @@ class LogQueries:
                     "prompt_tokens": prompt or 0,
                     "completion_tokens": completion or 0,
                     "total_tokens": total or 0,
+                    "cost": cost,
                 }
             )
         out.sort(key=lambda g: -g["count"])
@@ -335,7 +337,10 @@ class LogQueries:
     ) -> tuple[builtins.list[dict[str, Any]], bool]:
         where, params = f.where("l")
         index = "" if f.needs_table else "INDEXED BY logs_ts_cover"
-        agg = "json_array(count(*), sum(l.status >= 400), avg(l.latency_us), sum(l.total_tokens), avg(l.overhead_us))"
+        agg = (
+            "json_array(count(*), sum(l.status >= 400), avg(l.latency_us), sum(l.total_tokens), avg(l.overhead_us), "
+            "sum(l.cost))"
+        )
         sql = (
             cte + f"SELECT lo, (SELECT {agg} FROM logs l {index} WHERE l.ts_ms >= b.lo AND "
             f"l.ts_ms < b.lo + ? AND {where}) FROM b"
@@ -343,7 +348,7 @@ class LogQueries:
         series = []
         total = 0
         for lo, packed in await self._fetch(sql, [*cte_params, width, *params]):
-            n, err, lat, tokens, over = json.loads(packed)
+            n, err, lat, tokens, over, cost = json.loads(packed)
             total += n
             series.append(
                 {
@@ -355,6 +360,7 @@ class LogQueries:
                     "p99_latency_ms": None,
                     "tokens": tokens or 0,
                     "avg_overhead_us": None if over is None else round(over, 1),
+                    "cost": cost,
                 }
             )
         if not total:
@@ -431,6 +437,7 @@ def _roll_up(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "total_tokens": 0,
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
+                "cost": None,
             },
         )
         p["count"] += g["count"]
@@ -438,6 +445,8 @@ def _roll_up(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
         p["_lat"] += (g["avg_latency_ms"] or 0) * g["count"]
         for k in ("total_tokens", "prompt_tokens", "completion_tokens"):
             p[k] += g[k]
+        if g["cost"] is not None:
+            p["cost"] = (p["cost"] or 0.0) + g["cost"]
     out = []
     for p in by.values():
         lat = p.pop("_lat")
