@@ -140,7 +140,7 @@ def streams(doc: Doc, out_dir: str) -> list[str]:
         pts = sorted(
             (c["concurrency"], c["ttft_ms"]["p99"])
             for c in cells
-            if c["target"] == name and c.get("ttft_ms", {}).get("p99") is not None
+            if c["target"] == name and c.get("concurrency") and c.get("ttft_ms", {}).get("p99") is not None
         )
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=COLORS[name])

@@ -240,7 +240,7 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
                 "",
             ]
     elif name == "streams":
-        head, rows = _load_rows(cells, ["concurrency"])
+        head, rows = _load_rows(cells, ["concurrency", "open_rate"])
         parts.append(_table(head, rows))
         for k, rws in doc["derived"].items():
             parts += [
@@ -261,7 +261,7 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
                     ],
                     [
                         [
-                            r["concurrency"],
+                            r.get("concurrency") or f"open {r.get('open_rate', 0):g}/s",
                             r["ok"],
                             r["errors"],
                             r["stalled"],

@@ -1,10 +1,10 @@
 """The last line for bugs of ours: an unexpected exception still answers JSON 500, logged and counted.
 
-Inference handlers catch `Exception` after their GatewayError branch and call `internal_error` (the
-request then ends like any failed request: the ingress's error shape, a log row with status 500, a
-/metrics count). Every other route is covered by the edge middleware (runtime/http/edge.py), which
-answers with `last_resort_response`. The client only
-ever sees a generic message with the request id; the traceback goes to stderr under the same id, since
+The inference pipeline catches `Exception` after its GatewayError branch and calls `internal_error`
+(runtime/core/flow.py): the request then ends like any failed request, with the ingress's error shape,
+a log row with status 500 and a /metrics count. Every other route is covered by the edge middleware
+(runtime/http/edge.py), which answers with `last_resort_response`. The client only ever sees a generic
+message with the request id; the traceback goes to stderr under the same id, since
 an exception's text may quote a key or a header.
 
 `fault_injection` is for the test suite only: with BIFROST_TEST_FAULTS=1 in the gateway's environment a
@@ -31,12 +31,6 @@ log = logging.getLogger("bifrost")
 FAULT_ENV = "BIFROST_TEST_FAULTS"
 FAULT_USER = "bifrost-test-fault"
 FAULT_PATH = "/__bifrost_test/fault"
-
-
-def internal_error(ctx: RequestContext) -> InternalError:
-    """Call from an `except Exception` block: logs the traceback under the request id."""
-    log.exception("internal error in request %s (%s %s)", ctx.id, ctx.ingress, ctx.endpoint)
-    return InternalError(ctx.id)
 
 
 def last_resort_response(request: web.Request) -> web.Response:

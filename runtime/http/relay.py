@@ -1,12 +1,13 @@
-"""The one request flow every ingress (OpenAI, Anthropic, GenAI, Responses) goes through.
+"""The HTTP side of the one request pipeline, shared by every ingress (OpenAI, Anthropic, GenAI, Responses).
 
-    read body -> ingress.to_internal -> gateway targets -> ingress.routed
-              -> complete | open_stream -> ingress.respond / ingress.encoder
+The order of steps (translation, hooks, routing, the attempt loop, pricing, on_finish) is the core's:
+runtime/core/flow.py. `serve` runs it with an `AiohttpExchange`, which reads the body, sends a whole
+answer, renders errors in the ingress's shape, and relays streams. There is one stream relay: chunk dicts
+encoded in the client's format (observed by hooks, folded for the log), or, on the fast path, the
+provider's own bytes (RawStream). Events are forwarded as they arrive; a failure after the first byte
+ends the stream with the ingress's error event, never with a success marker.
 
-An ingress supplies the translation (OpenAI's is the identity plus validation) and its own error shape;
-this module owns the order of things, the request context, the log fields and the one stream relay
-(events forwarded as they arrive, a failure after the first byte ends the stream with the ingress's error
-event, never with a success marker).
+An ingress supplies the translation (OpenAI's is the identity plus validation) and its own error shape.
 """
 
 from __future__ import annotations
@@ -18,18 +19,17 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from runtime.core import flow
 from runtime.core.accumulate import RawAccumulator, StreamAccumulator
 from runtime.core.context import RequestContext
-from runtime.core.cost import price
+from runtime.core.flow import client_gone, fail, internal_error
 from runtime.core.gateway import Gateway
-from runtime.core.hooks import AnswerStream, Hooks
 from runtime.core.rawstream import RawStream
 from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
 from runtime.http.body import read_json_object
 from runtime.http.drain import DRAIN, Drain
-from runtime.http.internal import internal_error
 from runtime.http.keys import GATEWAY
-from runtime.providers.base import EMBEDDINGS, ParsedResponse, Usage
+from runtime.providers.base import ParsedResponse, Usage
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -115,12 +115,6 @@ def gateway_headers(ctx: RequestContext) -> dict[str, str]:
     return headers
 
 
-def fail(ctx: RequestContext, err: GatewayError) -> None:
-    ctx.status = err.status
-    ctx.error = err.message
-    ctx.error_type = err.type
-
-
 def fail_after_first_byte(ctx: RequestContext, err: GatewayError) -> None:
     """A stream broke after bytes reached the client: too late to fall back; record it as an attempt."""
     fail(ctx, err)
@@ -133,12 +127,6 @@ def fail_after_first_byte(ctx: RequestContext, err: GatewayError) -> None:
         after_first_byte=True,
     )
     ctx.attempts.append(entry)
-
-
-def client_gone(ctx: RequestContext) -> None:
-    ctx.status = 499
-    ctx.error = "client disconnected before the response was complete"
-    ctx.error_type = "client_closed_request"
 
 
 def cancelled(ctx: RequestContext, drain: Drain) -> None:
@@ -263,104 +251,63 @@ async def end_stream_with_error(ctx: RequestContext, err: GatewayError, writer: 
         pass
 
 
+class AiohttpExchange:
+    """The HTTP side of one request for the core pipeline (runtime/core/flow.py `Exchange`)."""
+
+    __slots__ = ("_drain", "_gw", "_ingress", "_request", "ctx")
+
+    def __init__(self, request: web.Request, gw: Gateway, drain: Drain, ctx: RequestContext, ingress: Ingress) -> None:
+        self._request = request
+        self._gw = gw
+        self._drain = drain
+        self._ingress = ingress
+        self.ctx = ctx
+
+    async def read_body(self) -> tuple[bytes, dict[str, Any]]:
+        return await read_json_object(self._request, self._gw.body_limit)
+
+    def answer(self, result: ParsedResponse) -> web.Response:
+        ctx = self.ctx
+        ctx.usage = result.usage
+        payload = self._ingress.respond(result, ctx)
+        ctx.output = payload
+        ctx.status = 200
+        return web.Response(body=payload, content_type="application/json", headers=gateway_headers(ctx))
+
+    async def stream(self, stream: Any) -> web.StreamResponse:
+        return await _stream(self._request, self._gw, self._drain, self.ctx, stream, self._ingress)
+
+    def error(self, err: GatewayError) -> web.Response:
+        return self._ingress.error_response(err, self.ctx, gateway_headers(self.ctx))
+
+    def sent(self, response: web.StreamResponse) -> bool:
+        return response.prepared
+
+    def cancelled(self) -> None:
+        cancelled(self.ctx, self._drain)
+
+    def framework_status(self, exc: Exception) -> int | None:
+        return exc.status if isinstance(exc, web.HTTPException) else None
+
+
 async def serve(
     request: web.Request, op: str, ingress: Ingress, body_hook: Callable[[dict[str, Any]], None] | None = None
 ) -> web.StreamResponse:
-    """Answer one request of operation `op` in `ingress`'s format. `body_hook` adjusts the client's body
-    before translation (e.g. the model and stream flag that GenAI puts in the URL). The plugin hooks run
-    here, in the order docs/architecture.md describes (runtime/core/hooks.py has the contract)."""
+    """Answer one request of operation `op` in `ingress`'s format, through the core pipeline
+    (runtime/core/flow.py). `body_hook` adjusts the client's body before translation (e.g. the model and
+    stream flag that GenAI puts in the URL)."""
     gw: Gateway = request.app[GATEWAY]
     drain = request.app[DRAIN]
-    hooks = gw.hooks
     ctx = RequestContext(gw.new_id(), op, ingress.name)
     ctx.headers = request.headers
-    result: ParsedResponse | None = None
     drain.enter()
     try:
-        try:
-            raw, body = await read_json_object(request, gw.body_limit)
-            ctx.input_raw = raw
-            if body_hook is not None:
-                body_hook(body)
-            internal = ctx.body = ingress.to_internal(body)
-            if internal.get("stream") is True and op != EMBEDDINGS:
-                ctx.stream = True
-                options = internal.get("stream_options")  # read by the OpenAI encoder (usage chunk or not)
-                ctx.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-            answer = None
-            if hooks.pre:
-                model = internal.get("model")
-                ctx.model_requested = model if isinstance(model, str) else ""
-                answer = await hooks.run_pre(ctx)
-                internal = ctx.body  # a hook may have replaced it (or changed the model and fallbacks in it)
-            if answer is None:
-                targets = gw.targets(ctx, internal)
-                ingress.routed(internal, targets)
-                if ctx.stream:
-                    # The fast path needs the client to speak OpenAI SSE and no hook to observe chunks.
-                    passthrough = ingress.name == "openai" and not hooks.chunk
-                    stream = await gw.open_stream(
-                        ctx, targets, passthrough
-                    )  # a failure here is still a plain JSON error
-                    response: web.StreamResponse = await _stream(request, gw, drain, ctx, stream, ingress)
-                else:
-                    result = await gw.complete(ctx, targets)
-                    response = _answer(result, ctx, ingress)
-            else:
-                ingress.routed(internal, [])  # the checks an ingress makes once routed (none: a hook answered)
-                if isinstance(answer, ParsedResponse):
-                    result = answer
-                    response = _answer(result, ctx, ingress)
-                else:
-                    replay = await AnswerStream(answer).start()
-                    response = await _stream(request, gw, drain, ctx, replay, ingress)
-        except GatewayError as err:
-            fail(ctx, err)
-            response = ingress.error_response(err, ctx, gateway_headers(ctx))
-        except asyncio.CancelledError:
-            cancelled(ctx, drain)
-            raise
-        except web.HTTPException as exc:  # an answer aiohttp renders itself (none of ours today): not a bug
-            ctx.status = exc.status
-            raise
-        except ConnectionError:  # the client went away while we read its request
-            client_gone(ctx)
-            raise
-        except Exception:  # a bug of ours (or a hook's): the ingress's JSON shape, a 500 row, a /metrics count
-            bug = internal_error(ctx)
-            fail(ctx, bug)
-            response = ingress.error_response(bug, ctx, gateway_headers(ctx))
-        if ctx.usage is not None:  # the cost of every answer with usage, before budget hooks and the log
-            price(ctx, gw.config.providers)
-        if hooks.post:
-            response = await _post(hooks, ctx, result, response, ingress)
+        response: web.StreamResponse = await flow.handle(
+            gw, ctx, ingress, AiohttpExchange(request, gw, drain, ctx, ingress), body_hook
+        )
         return response
     finally:
         drain.leave()
-        gw.finish(ctx)
-
-
-def _answer(result: ParsedResponse, ctx: RequestContext, ingress: Ingress) -> web.Response:
-    ctx.usage = result.usage
-    payload = ingress.respond(result, ctx)
-    ctx.output = payload
-    ctx.status = 200
-    return web.Response(body=payload, content_type="application/json", headers=gateway_headers(ctx))
-
-
-async def _post(
-    hooks: Hooks, ctx: RequestContext, result: ParsedResponse | None, response: web.StreamResponse, ingress: Ingress
-) -> web.StreamResponse:
-    """Post-hooks after the outcome. One that raises turns an answer not yet sent into a JSON 500; a stream
-    already sent is only recorded as failed (its bytes are with the client)."""
-    try:
-        await hooks.run_post(ctx, result if ctx.status == 200 else None)
-    except Exception as exc:
-        bug = exc if isinstance(exc, GatewayError) else internal_error(ctx)
-        fail(ctx, bug)
-        if not response.prepared:
-            return ingress.error_response(bug, ctx, gateway_headers(ctx))
-    return response
 
 
 async def _stream(
