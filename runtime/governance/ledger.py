@@ -178,7 +178,7 @@ class Ledger:
             return None
         pool.avail -= amount
         pool.inflight += 1
-        if pool.avail < amount and pool.refill is None and pool.seen < pool.limit.max:
+        if pool.avail < amount and pool.refill is None and pool.seen + max(pool.slice, amount) <= pool.limit.max:
             # Ahead of need: the next request of this size will not wait. Leases at most one request
             # (or slice) more than is used, which is what a worker may strand until the idle return.
             self._spawn(self._refill(pool, max(pool.slice, amount)))
@@ -217,9 +217,8 @@ class Ledger:
             if ok:
                 pool.avail += amount
                 pool.leased += amount
-                pool.seen = float(await self.store.total(pool.key))
-            else:
-                pool.seen = pool.limit.max  # full, as far as we know: no background refills until it frees
+                pool.seen += amount  # at once, for "remaining" while the read below is on its way
+            pool.seen = float(await self.store.total(pool.key))  # with what other workers leased or returned
             return ok
         finally:
             pool.refill = None
