@@ -39,7 +39,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,7 @@ class Pool:
         "leased",
         "limit",
         "refill",
+        "reset_text",
         "seen",
         "slice",
         "start",
@@ -92,7 +93,8 @@ class Pool:
         self.inflight = 0
         self.wanted = 0.0  # what coroutines waiting on the current lease need: the next lease covers them
         self.idle_since = 0.0
-        self.refill: asyncio.Future[None] | None = None
+        self.refill: asyncio.Task[bool] | None = None  # the lease in flight, if any
+        self.reset_text: tuple[int, str] = (-1, "")  # (whole seconds left, its header text), reused
 
     def remaining(self) -> float:
         """What is left of the limit as this worker last saw it: its own unused lease + the store's rest."""
@@ -201,17 +203,24 @@ class Ledger:
                     pool.wanted -= amount
                 continue
             missing = amount - pool.avail
-            if await self._lease(pool, max(missing + pool.wanted, pool.slice)):
+            ask = max(missing + pool.wanted, pool.slice)
+            if await self._lease(pool, ask):
                 continue
-            if missing + pool.wanted > missing and await self._lease(pool, missing):
+            if ask > missing and await self._lease(pool, missing):  # a whole slice no longer fits: just ours
                 continue
             return self.try_take(pool, amount)  # the store is full; a refund meanwhile may still cover it
 
-    async def _lease(self, pool: Pool, amount: float) -> bool:
+    def _lease(self, pool: Pool, amount: float) -> Awaitable[bool]:
+        """Lease `amount` from the store into `pool.avail`. The lease runs as its own task, shielded: a
+        request cancelled while it waits (its client went away) must not lose a lease the store granted
+        (the SQL runs to its end on the store's thread anyway), or every cancellation would strand a slice."""
+        task = asyncio.get_running_loop().create_task(self._lease_now(pool, amount))
+        pool.refill = task  # set before any await: concurrent takers wait on this lease, not start theirs
+        return asyncio.shield(task)
+
+    async def _lease_now(self, pool: Pool, amount: float) -> bool:
         if pool.limit.integer:
             amount = float(math.ceil(amount))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pool.refill = future
         try:
             ok = await self.store.reserve(pool.key, amount, pool.limit.max)
             if ok:
@@ -221,8 +230,7 @@ class Ledger:
             pool.seen = float(await self.store.total(pool.key))  # with what other workers leased or returned
             return ok
         finally:
-            pool.refill = None
-            future.set_result(None)
+            pool.refill = None  # cleared before the task completes: no waiter ever sees a finished lease
 
     async def _refill(self, pool: Pool, amount: float) -> None:
         if pool.refill is None and self._pools.get(pool.limit.name) is pool:

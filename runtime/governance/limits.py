@@ -81,7 +81,10 @@ class BudgetAndRateLimits:
         self.default_max_tokens = default_max_tokens
         self.unpriced_price = unpriced_price
         self.ledger = Ledger(store, clock=clock, lease_fraction=lease_fraction, idle_return_s=idle_return_s)
-        self._limits: dict[tuple[Any, ...], Limit] = {}  # parsed once per (budget or rate limit) definition
+        # Parsed once per budget / rate-limit object, keyed by id() with the object kept alongside (an id is
+        # only reused once its object is gone, and then `is` fails): hashing a frozen dataclass per request
+        # would hash every field.
+        self._limits: dict[tuple[int, str], tuple[Any, Limit]] = {}
         self._open: dict[str, _Open] = {}  # by request id, until on_finish
 
     # -- the hooks -----------------------------------------------------------------------------------
@@ -97,15 +100,16 @@ class BudgetAndRateLimits:
         state = _Open()
         state.estimate_tokens = prompt + max_out
         taken: list[Hold] = []
+        now = self.clock()  # one reading per request: every limit's window is judged at the same instant
         try:
             if caller.rate_limits:
-                await self._rate_limits(ctx, caller.rate_limits, state, taken)
+                await self._rate_limits(ctx, caller.rate_limits, state, taken, now)
             if caller.budgets:
                 state.price = self._worst_price(body)
                 cost = prompt * state.price[0] + max_out * state.price[1]
                 for budget in caller.budgets:
                     limit = self._budget_limit(budget)
-                    hold = await self._take(limit, cost)
+                    hold = self._take_now(limit, cost, now) or await self._take(limit, cost)
                     if hold is None:
                         raise self._budget_refusal(budget, limit, cost)
                     taken.append(hold)
@@ -139,6 +143,13 @@ class BudgetAndRateLimits:
         await self.ledger.close()
 
     # -- taking --------------------------------------------------------------------------------------
+    def _take_now(self, limit: Limit, amount: float, now: float) -> Hold | None:
+        """The common case, without a coroutine: this window's pool is here and its lease covers it."""
+        pool = self.ledger._pools.get(limit.name)
+        if pool is None or pool.limit is not limit or not (pool.start <= now < pool.end):
+            return None
+        return self.ledger.try_take(pool, amount)
+
     async def _take(self, limit: Limit, amount: float) -> Hold | None:
         pool = self.ledger.current(limit)
         if pool is None:
@@ -149,7 +160,7 @@ class BudgetAndRateLimits:
         return hold
 
     async def _rate_limits(
-        self, ctx: RequestContext, rate_limits: tuple[RateLimit, ...], state: _Open, taken: list[Hold]
+        self, ctx: RequestContext, rate_limits: tuple[RateLimit, ...], state: _Open, taken: list[Hold], now: float
     ) -> None:
         shown: dict[str, tuple[float, Pool]] = {}  # kind -> (remaining, pool) of the most constrained
         for rl in rate_limits:
@@ -160,7 +171,7 @@ class BudgetAndRateLimits:
                 if max_ is None or not duration:
                     continue
                 limit = self._rate_limit(rl, kind, max_, duration)
-                hold = await self._take(limit, amount)
+                hold = self._take_now(limit, amount, now) or await self._take(limit, amount)
                 if hold is None:
                     pool = self.ledger._pools[limit.name]
                     shown[kind] = (0.0, pool)
@@ -173,24 +184,36 @@ class BudgetAndRateLimits:
                 if kind not in shown or remaining < shown[kind][0]:
                     shown[kind] = (remaining, hold.pool)
         if shown:
-            _headers(ctx, shown, self.clock())
+            _headers(ctx, shown, now)
 
     # -- limits, parsed once per definition ----------------------------------------------------------
     def _budget_limit(self, budget: Budget) -> Limit:
-        key = ("b", budget)
-        limit = self._limits.get(key)
-        if limit is None:
-            limit = self._limits[key] = Limit(
-                f"budget:{budget.id}", float(budget.max_limit), _period(budget.reset_duration, budget.calendar_aligned)
-            )
+        entry = self._limits.get((id(budget), "b"))
+        if entry is not None and entry[0] is budget:
+            return entry[1]
+        limit = Limit(
+            f"budget:{budget.id}", float(budget.max_limit), _period(budget.reset_duration, budget.calendar_aligned)
+        )
+        self._remember((id(budget), "b"), budget, limit)
         return limit
 
     def _rate_limit(self, rl: RateLimit, kind: str, max_: int, duration: str) -> Limit:
-        key = ("r", rl, kind)
-        limit = self._limits.get(key)
-        if limit is None:
-            limit = self._limits[key] = Limit(f"rl:{rl.id}:{kind}", float(max_), _period(duration, False), True)
+        entry = self._limits.get((id(rl), kind))
+        if entry is not None and entry[0] is rl:
+            return entry[1]
+        limit = Limit(f"rl:{rl.id}:{kind}", float(max_), _period(duration, False), True)
+        self._remember((id(rl), kind), rl, limit)
         return limit
+
+    def _remember(self, key: tuple[int, str], definition: Any, limit: Limit) -> None:
+        if len(self._limits) > 100_000:  # definitions replaced by many live config changes: start over
+            self._limits.clear()
+        # Equal definitions (a config reload builds new objects) share one Limit, so its pool carries on.
+        for _definition, known in self._limits.values():
+            if known.name == limit.name and known == limit:
+                limit = known
+                break
+        self._limits[key] = (definition, limit)
 
     # -- prices --------------------------------------------------------------------------------------
     def _price_of(self, model: str) -> tuple[float, float] | None:
@@ -270,4 +293,8 @@ def _headers(ctx: RequestContext, shown: dict[str, tuple[float, Pool]], now: flo
     for kind, (remaining, pool) in shown.items():
         headers[f"x-ratelimit-limit-{kind}"] = str(int(pool.limit.max))
         headers[f"x-ratelimit-remaining-{kind}"] = str(int(remaining))
-        headers[f"x-ratelimit-reset-{kind}"] = format_reset(pool.end - now)
+        left = pool.end - now
+        whole = int(left)
+        if whole != pool.reset_text[0] or left < 1:
+            pool.reset_text = (whole, format_reset(left))
+        headers[f"x-ratelimit-reset-{kind}"] = pool.reset_text[1]

@@ -210,3 +210,63 @@ async def test_unpriced_models_and_ungoverned_requests(stores: Callable[[], Shar
     plain = make_ctx(None)
     await limits.pre_hook(plain)  # no Caller: nothing governed, nothing held
     assert plain.response_headers is None and not limits._open
+
+
+class SlowAnswers(SQLiteSharedState):
+    """The real store, whose `reserve` answers only once `gate` opens: the SQL has run (the lease is granted)
+    but the caller has not heard yet, which is when a client that walks away cancels its request."""
+
+    gate: asyncio.Event | None = None
+    waiting = 0
+
+    async def reserve(self, key: str, amount: float, limit: float, window_s: float | None = None) -> bool:
+        ok = await super().reserve(key, amount, limit, window_s)
+        if self.gate is not None:
+            self.waiting += 1
+            await self.gate.wait()
+        return ok
+
+
+async def cancel_mid_lease(store: SlowAnswers, limits: BudgetAndRateLimits, ctx: Any) -> None:
+    store.gate, store.waiting = asyncio.Event(), 0
+    task = asyncio.create_task(limits.pre_hook(ctx))
+    while not store.waiting:  # the store granted the lease; the answer is on its way
+        await asyncio.sleep(0.01)
+    task.cancel()  # the client went away
+    await asyncio.gather(task, return_exceptions=True)
+    store.gate.set()
+    store.gate = None
+    await asyncio.sleep(0.05)
+
+
+async def test_a_request_cancelled_while_leasing_does_not_strand_the_lease(tmp_path: Path) -> None:
+    store = SlowAnswers(tmp_path / "state.db")
+    try:
+        caller = Caller("vk1", budgets=(Budget("b", 100 * COST, "1h"),))
+        limits = BudgetAndRateLimits(store, price, idle_return_s=0)
+        warm = make_ctx(caller, max_tokens=1)  # the window, its anchor and a first small lease
+        await limits.pre_hook(warm)
+        finish(warm, limits, completion=1)
+        await cancel_mid_lease(store, limits, make_ctx(caller, max_tokens=20 * MAX_TOKENS))  # needs a lease
+        await limits.close()  # a graceful stop gives every unused lease back
+        assert await counter(store, limits, "budget:b") == PRICE_OUT  # only the warm-up's 1 token is spent
+    finally:
+        await store.close()
+
+
+async def test_a_budget_far_from_its_limit_never_refuses_under_churn(tmp_path: Path) -> None:
+    """Leases given back and taken again, with clients walking away mid-lease: a budget nowhere near spent
+    keeps admitting (a stranded slice per cancellation would fill the counter after 16 of them)."""
+    store = SlowAnswers(tmp_path / "state.db")
+    try:
+        caller = Caller("vk1", budgets=(Budget("big", 1e9, "1d"),))
+        limits = BudgetAndRateLimits(store, price, idle_return_s=0)
+        for _ in range(20):
+            await limits.ledger.return_idle(force=True)  # the lease goes back: the next request leases again
+            await cancel_mid_lease(store, limits, make_ctx(caller))
+            await limits.ledger.return_idle(force=True)
+            ctx = make_ctx(caller)
+            await limits.pre_hook(ctx)  # never BudgetExceeded
+            finish(ctx, limits)
+    finally:
+        await store.close()
