@@ -150,8 +150,13 @@ class Ledger:
         if pool is not None and pool.limit == limit and pool.start <= now < pool.end:
             return pool
         start, end = limit.period.window(now, anchor)
-        pool = Pool(limit, start, end, self.lease_fraction)
+        old, pool = pool, Pool(limit, start, end, self.lease_fraction)
         self._pools[limit.name] = pool
+        if old is not None and old.key == pool.key and old.avail > 0 and old.refill is None:
+            # The limit was redefined (a live config change) within its window: same counter, new pool;
+            # give the old pool's unused lease back rather than strand it.
+            amount, old.avail = old.avail, 0.0
+            self._spawn(self._give_back(old.key, amount))
         if self._sweeper is None and self.idle_return_s > 0:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="bifrost-ledger-return")
         return pool
@@ -261,6 +266,9 @@ class Ledger:
         pool.avail -= excess
         pool.seen += owed
         self._spawn(self._record_excess(pool, owed))
+
+    async def _give_back(self, key: str, amount: float) -> None:
+        await self.store.incr(key, -amount)
 
     async def _record_excess(self, pool: Pool, amount: float) -> None:
         await self.store.incr(pool.key, amount)

@@ -270,3 +270,24 @@ async def test_a_budget_far_from_its_limit_never_refuses_under_churn(tmp_path: P
             finish(ctx, limits)
     finally:
         await store.close()
+
+
+async def test_a_budget_redefined_live_keeps_its_spend(stores: Callable[[], SharedState]) -> None:
+    store = stores()
+    limits = BudgetAndRateLimits(store, price, idle_return_s=0)
+    small = Caller("vk1", budgets=(Budget("b", 2 * COST, "1d"),))
+    for _ in range(2):
+        ctx = make_ctx(small)
+        await limits.pre_hook(ctx)
+        finish(ctx, limits)
+    with pytest.raises(BudgetExceeded):
+        await limits.pre_hook(make_ctx(small))
+    raised = Caller("vk1", budgets=(Budget("b", 4 * COST, "1d"),))  # a config change: the same budget, raised
+    for _ in range(2):
+        ctx = make_ctx(raised)
+        await limits.pre_hook(ctx)
+        finish(ctx, limits)
+    with pytest.raises(BudgetExceeded):
+        await limits.pre_hook(make_ctx(raised))
+    await limits.close()
+    assert await counter(store, limits, "budget:b") == 4 * COST
