@@ -62,6 +62,18 @@ class _Open:
         self.estimate_tokens = 0
 
 
+class _Plan:
+    """A caller's limits, parsed once: (kind, Limit, RateLimit) per rate counter, (Limit, Budget) per budget."""
+
+    __slots__ = ("budgets", "rates")
+
+    def __init__(
+        self, rates: tuple[tuple[str, Limit, RateLimit], ...], budgets: tuple[tuple[Limit, Budget], ...]
+    ) -> None:
+        self.rates = rates
+        self.budgets = budgets
+
+
 class BudgetAndRateLimits:
     name = "governance-limits"
 
@@ -85,6 +97,7 @@ class BudgetAndRateLimits:
         # only reused once its object is gone, and then `is` fails): hashing a frozen dataclass per request
         # would hash every field.
         self._limits: dict[tuple[int, str], tuple[Any, Limit]] = {}
+        self._plans: dict[int, tuple[Caller, _Plan]] = {}  # by id(caller), the caller kept (see _limits)
         self._open: dict[str, _Open] = {}  # by request id, until on_finish
 
     # -- the hooks -----------------------------------------------------------------------------------
@@ -101,14 +114,15 @@ class BudgetAndRateLimits:
         state.estimate_tokens = prompt + max_out
         taken: list[Hold] = []
         now = self.clock()  # one reading per request: every limit's window is judged at the same instant
+        entry = self._plans.get(id(caller))
+        plan = entry[1] if entry is not None and entry[0] is caller else self._plan(caller)
         try:
-            if caller.rate_limits:
-                await self._rate_limits(ctx, caller.rate_limits, state, taken, now)
-            if caller.budgets:
+            if plan.rates:
+                await self._rate_limits(ctx, plan.rates, state, taken, now)
+            if plan.budgets:
                 state.price = self._worst_price(body)
                 cost = prompt * state.price[0] + max_out * state.price[1]
-                for budget in caller.budgets:
-                    limit = self._budget_limit(budget)
+                for limit, budget in plan.budgets:
                     hold = self._take_now(limit, cost, now) or await self._take(limit, cost)
                     if hold is None:
                         raise self._budget_refusal(budget, limit, cost)
@@ -160,31 +174,47 @@ class BudgetAndRateLimits:
         return hold
 
     async def _rate_limits(
-        self, ctx: RequestContext, rate_limits: tuple[RateLimit, ...], state: _Open, taken: list[Hold], now: float
+        self,
+        ctx: RequestContext,
+        rates: tuple[tuple[str, Limit, RateLimit], ...],
+        state: _Open,
+        taken: list[Hold],
+        now: float,
     ) -> None:
         shown: dict[str, tuple[float, Pool]] = {}  # kind -> (remaining, pool) of the most constrained
-        for rl in rate_limits:
-            for kind, max_, duration, amount in (
-                ("requests", rl.request_max_limit, rl.request_reset_duration, 1),
-                ("tokens", rl.token_max_limit, rl.token_reset_duration, state.estimate_tokens),
-            ):
-                if max_ is None or not duration:
-                    continue
-                limit = self._rate_limit(rl, kind, max_, duration)
-                hold = self._take_now(limit, amount, now) or await self._take(limit, amount)
-                if hold is None:
-                    pool = self.ledger._pools[limit.name]
-                    shown[kind] = (0.0, pool)
-                    _headers(ctx, shown, self.clock())
-                    raise self._rate_refusal(rl, kind, limit, pool, amount)
-                taken.append(hold)
-                if kind == "tokens":
-                    state.token_holds.append(hold)
-                remaining = hold.pool.remaining()
-                if kind not in shown or remaining < shown[kind][0]:
-                    shown[kind] = (remaining, hold.pool)
+        for kind, limit, rl in rates:
+            amount = 1 if kind == "requests" else state.estimate_tokens
+            hold = self._take_now(limit, amount, now) or await self._take(limit, amount)
+            if hold is None:
+                pool = self.ledger._pools[limit.name]
+                shown[kind] = (0.0, pool)
+                _headers(ctx, shown, self.clock())
+                raise self._rate_refusal(rl, kind, limit, pool, amount)
+            taken.append(hold)
+            if kind == "tokens":
+                state.token_holds.append(hold)
+            remaining = hold.pool.remaining()
+            if kind not in shown or remaining < shown[kind][0]:
+                shown[kind] = (remaining, hold.pool)
         if shown:
             _headers(ctx, shown, now)
+
+    def _plan(self, caller: Caller) -> _Plan:
+        rates = []
+        for rl in caller.rate_limits:
+            if rl.request_max_limit is not None and rl.request_reset_duration:
+                rates.append(
+                    ("requests", self._rate_limit(rl, "requests", rl.request_max_limit, rl.request_reset_duration), rl)
+                )
+            if rl.token_max_limit is not None and rl.token_reset_duration:
+                rates.append(
+                    ("tokens", self._rate_limit(rl, "tokens", rl.token_max_limit, rl.token_reset_duration), rl)
+                )
+        plan = _Plan(tuple(rates), tuple((self._budget_limit(b), b) for b in caller.budgets))
+        if len(self._plans) > 10_000:  # callers built per request, or many config changes: start over
+            self._plans.clear()
+        self._plans[id(caller)] = (caller, plan)
+        return plan
 
     # -- limits, parsed once per definition ----------------------------------------------------------
     def _budget_limit(self, budget: Budget) -> Limit:
@@ -206,7 +236,7 @@ class BudgetAndRateLimits:
         return limit
 
     def _remember(self, key: tuple[int, str], definition: Any, limit: Limit) -> None:
-        if len(self._limits) > 100_000:  # definitions replaced by many live config changes: start over
+        if len(self._limits) > 10_000:  # definitions replaced by many live config changes: start over
             self._limits.clear()
         # Equal definitions (a config reload builds new objects) share one Limit, so its pool carries on.
         for _definition, known in self._limits.values():
