@@ -105,6 +105,8 @@ class BudgetAndRateLimits:
         caller = ctx.caller
         if not isinstance(caller, Caller) or not (caller.budgets or caller.rate_limits):
             return None
+        if ctx.id in self._open:  # called twice for one request (plugged in twice): hold once, settle once
+            return None
         body = ctx.body
         prompt = -(-len(ctx.input_raw or b"") // BYTES_PER_TOKEN)
         max_out = body.get("max_completion_tokens") or body.get("max_tokens")
