@@ -24,7 +24,12 @@ from bench.scenarios.common import Context, log, measure
 from bench.stats import summarize
 from bench.targets import Running, TargetUnavailable
 
-_MODELS = {"bifrost": "openai/gpt-4o-mini", "litellm": "gpt-4o-mini", "direct": "gpt-4o-mini"}
+_MODELS = {
+    "bifrost": "openai/gpt-4o-mini",
+    "bifrost-gov": "openai/gpt-4o-mini",
+    "litellm": "gpt-4o-mini",
+    "direct": "gpt-4o-mini",
+}
 
 
 def _listener_pid(port: int) -> int | None:

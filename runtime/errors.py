@@ -22,6 +22,12 @@
     │                                 than client.stream_write_timeout_in_seconds; only ever logged
     ├── GatewayShutdown       503     gateway_shutdown: the gateway stopped (shutdown grace over) while
     │                                 the request was still running; streams get it as an error event
+    ├── BudgetExceeded        402     budget_exceeded: a governance budget cannot cover the request's
+    │                                 worst-case cost; names the budget and when it resets (Go: 402)
+    ├── UnpricedModel         402     budget_unpriced_model: a budget applies but the model has no price,
+    │                                 so its cost cannot be bounded
+    ├── RateLimited           429     rate_limited (code request_limited | token_limited): a governance
+    │                                 rate limit is used up; Retry-After says when its window resets
     └── InternalError         500     internal_error: a bug of ours; a generic message with the request id
                                       (the exception text never reaches the client: it may hold secrets)
 
@@ -178,6 +184,34 @@ class GatewayShutdown(GatewayError):
     status = 503
     type = "gateway_shutdown"
     code = "gateway_shutdown"
+
+
+# -- governance limits (runtime/governance/limits.py) ------------------------------------------------------
+class BudgetExceeded(GatewayError):
+    """A budget in the caller's chain cannot cover the request's worst-case cost. Go Bifrost answers 402."""
+
+    status = 402
+    type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
+class UnpricedModel(GatewayError):
+    """A budget applies but the model has no price: its cost cannot be bounded, so it is not sent."""
+
+    status = 402
+    type = "budget_exceeded"
+    code = "budget_unpriced_model"
+
+
+class RateLimited(GatewayError):
+    """A governance rate limit (requests or tokens per window) is used up. 429 with Retry-After."""
+
+    status = 429
+    type = "rate_limited"
+    code = "request_limited"
+
+
+# -- end of governance limits ---------------------------------------------------------------------------------
 
 
 class InternalError(GatewayError):

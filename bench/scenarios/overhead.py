@@ -18,7 +18,8 @@ def run(ctx: Context) -> str:
     duration = ctx.dur(30.0, 2.0)
     cells: list[dict[str, Any]] = []
     with mock(MockSettings(latency_ms=0.0)) as m:
-        for name in ("direct", "bifrost", "litellm"):
+        # bifrost-gov (governance on: budgets + rate limit on every request) only with --targets naming it
+        for name in ("direct", "bifrost", "bifrost-gov", "litellm"):
             if not ctx.want(name):
                 continue
             with target(ctx, name, m, profile="cost") as running:
@@ -30,7 +31,7 @@ def run(ctx: Context) -> str:
                 cells.append(out)
     base = by(cells, target="direct")
     derived: dict[str, Any] = {}
-    for name in ("bifrost", "litellm"):
+    for name in ("bifrost", "bifrost-gov", "litellm"):
         c = by(cells, target=name)
         if c is None or base is None:
             continue

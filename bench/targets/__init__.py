@@ -6,13 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.targets.base import Running, Target, TargetUnavailable
-from bench.targets.bifrost import BifrostTarget
+from bench.targets.bifrost import BifrostGovernedTarget, BifrostTarget
 from bench.targets.direct import DirectTarget
 from bench.targets.litellm import LiteLLMTarget
 
 TARGETS: dict[str, Callable[..., Target]] = {
     "direct": DirectTarget,
     "bifrost": BifrostTarget,
+    "bifrost-gov": BifrostGovernedTarget,  # governance on (issue 11): budgets + rate limit on every request
     "litellm": LiteLLMTarget,
 }
 
@@ -23,6 +24,7 @@ def make(name: str, **kwargs: Any) -> Target:
     accepted = {
         "direct": {"mock_pid"},
         "bifrost": {"profile", "logging", "workers", "label"},
+        "bifrost-gov": {"profile", "logging", "workers", "label"},
         "litellm": {"workers", "auto_install"},
     }[name]
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from bench import control
 from bench.mockproc import REPO_ROOT, child_env
@@ -46,7 +47,9 @@ def supports(flag: str) -> bool:
     return flag in serve_help()
 
 
-def write_config(app_dir: str, mock_origin: str, *, logging: bool, profile: str | None) -> str:
+def write_config(
+    app_dir: str, mock_origin: str, *, logging: bool, profile: str | None, governance: bool = False
+) -> str:
     provider: dict[str, object] = {
         "keys": [{"name": "bench", "value": "sk-bench-fake", "models": [], "weight": 1.0}],
         "network_config": {"base_url": mock_origin, "default_request_timeout_in_seconds": 30, "max_retries": 0},
@@ -55,9 +58,12 @@ def write_config(app_dir: str, mock_origin: str, *, logging: bool, profile: str 
     if profile is None:
         provider["concurrency_and_buffer_size"] = {"concurrency": 2000, "buffer_size": 20000}
         client.update({"drop_excess_requests": False, "initial_pool_size": 20000})
+    doc: dict[str, object] = {"providers": {"openai": provider}, "client": client}
+    if governance:  # every request governed: a budget chain and a rate limit (bench/governance_plugin.py)
+        doc["plugins"] = [{"name": "bench-governance", "enabled": True, "config": {"app_dir": app_dir}}]
     path = os.path.join(app_dir, "config.json")
     with open(path, "w") as fh:
-        json.dump({"providers": {"openai": provider}, "client": client}, fh, indent=2)
+        json.dump(doc, fh, indent=2)
     return path
 
 
@@ -67,9 +73,16 @@ class BifrostTarget(Target):
     name = "bifrost"
 
     def __init__(
-        self, *, profile: str | None = None, logging: bool = True, workers: int = 1, label: str | None = None
+        self,
+        *,
+        profile: str | None = None,
+        logging: bool = True,
+        workers: int = 1,
+        label: str | None = None,
+        governance: bool = False,
     ) -> None:
         super().__init__()
+        self.governance = governance
         self.profile = profile
         self.logging = logging
         self.workers = workers
@@ -86,7 +99,7 @@ class BifrostTarget(Target):
             print(f"bench: WARNING {notes[-1]}", file=sys.stderr)
             profile = None
         self.app_dir = tempfile.mkdtemp(prefix="bench-bifrost-")
-        write_config(self.app_dir, mock_origin, logging=self.logging, profile=profile)
+        write_config(self.app_dir, mock_origin, logging=self.logging, profile=profile, governance=self.governance)
         port = port or control.free_port()
         cmd = [
             *layout.gateway_prefix(),
@@ -110,6 +123,11 @@ class BifrostTarget(Target):
         env = child_env()
         for key in [k for k in env if k.startswith("BIFROST_")]:
             del env[key]  # the suite's flags and config.json are the whole truth
+        if self.governance:
+            from bench.governance_plugin import install
+
+            site = install(Path(self.app_dir) / "site")
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), str(site), env.get("PYTHONPATH")) if p)
         proc = self._spawn(
             cmd, env, os.path.join(self.app_dir, "gateway.log"), cwd=REPO_ROOT, preexec=gateway_preexec(layout)
         )
@@ -137,3 +155,12 @@ class BifrostTarget(Target):
                 return fh.read()[-n:]
         except OSError:
             return ""
+
+
+class BifrostGovernedTarget(BifrostTarget):
+    """Bifrost with governance on: every request reserves against two budgets and a rate limit."""
+
+    name = "bifrost-gov"
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(governance=True, **kwargs)  # type: ignore[arg-type]
