@@ -224,3 +224,115 @@ def test_every_net_error_class_has_a_row() -> None:
 
     classes = [getattr(net_errors, name) for name in net_errors.__all__]
     assert all(cls in TRANSPORT_ERROR_MAP for cls in classes), "each client error is mapped explicitly"
+
+
+# -- sink mode and release_when_done (the streaming fast path, issue 10 item 5) -------------------------
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunk_of(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class ScriptedServer:
+    """Answers each request with a list of (delay_s, bytes) writes; counts connections."""
+
+    def __init__(self, writes: list[list[tuple[float, bytes]]]) -> None:
+        self.writes = writes
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.writes:
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                    await reader.readexactly(2)  # the client's b"{}" body
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                for delay, data in self.writes.pop(0):
+                    await asyncio.sleep(delay)
+                    writer.write(data)
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def open_stream(client: HTTPClient, url: str):  # type: ignore[no-untyped-def]
+    return await client.request(
+        "POST", url, {"Content-Type": "application/json"}, b"{}", connect_timeout=10.0, read_timeout=30.0
+    )
+
+
+async def test_a_sink_gets_every_body_piece_from_the_socket_callback_and_the_socket_is_reused() -> None:
+    pieces = [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]
+    body = [(0.0, CHUNKED_HEAD)] + [(0.02, chunk_of(p)) for p in pieces] + [(0.02, b"0\r\n\r\n")]
+    server = ScriptedServer([body, [(0.0, OK)]])
+    url = await server.start()
+    client = HTTPClient()
+    try:
+        response = await open_stream(client, url)
+        got: list[bytes] = [response.attach_sink(lambda data: got.append(data))]
+        while not response.finished and response.error is None:
+            await response.wait()
+        response.detach_sink()
+        response.release()
+        assert b"".join(got) == b"".join(pieces)
+        assert await post(client, url) == b"ok"
+    finally:
+        await client.close()
+        await server.stop()
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("terminator_delay", [0.2, None])
+async def test_a_reader_that_leaves_before_the_body_end_keeps_the_socket_only_if_the_end_comes(
+    terminator_delay: float | None,
+) -> None:
+    body = [(0.0, CHUNKED_HEAD + chunk_of(b"data: [DONE]\n\n"))]
+    if terminator_delay is not None:
+        body.append((terminator_delay, b"0\r\n\r\n"))
+    server = ScriptedServer([body, [(0.0, OK)]])
+    url = await server.start()
+    client = HTTPClient()
+    try:
+        response = await open_stream(client, url)
+        assert await response.readany() == b"data: [DONE]\n\n"
+        response.release_when_done(0.5)  # the reader has its end marker; the body's end is still due
+        await asyncio.sleep(0.8)
+        assert await post(client, url) == b"ok"
+    finally:
+        await client.close()
+        await server.stop()
+    # With the terminator, the connection went back to the pool; without it, it was closed after 0.5 s.
+    assert server.connections == (1 if terminator_delay is not None else 2)
+
+
+async def test_a_connection_paused_by_back_pressure_is_resumed_when_it_goes_back_to_the_pool() -> None:
+    server = ScriptedServer([[(0.0, CHUNKED_HEAD + chunk_of(b"x" * 100) + b"0\r\n\r\n")], [(0.0, OK)]])
+    url = await server.start()
+    client = HTTPClient()
+    try:
+        response = await open_stream(client, url)
+        while not response.finished:
+            await response.readany()
+        response.pause_reading()  # as a sink does for a slow client, just as the body ended
+        response.release()
+        assert await post(client, url) == b"ok", "a socket left paused would never read this answer"
+    finally:
+        await client.close()
+        await server.stop()
+    assert server.connections == 1
