@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from runtime.governance.entities import GovernanceConfig
+
 
 def _frozen_map(value: Mapping | None = None) -> MappingProxyType:
     return MappingProxyType(dict(value or {}))
@@ -127,6 +129,8 @@ class ClientConfig:
     # Provider base_urls may point at private and loopback addresses (local models); false refuses them.
     # Link-local and cloud-metadata addresses are refused always.
     allow_private_base_urls: bool = True
+    # Go Bifrost's switch: inference requests without a valid virtual key get 401 (runtime/governance/).
+    enforce_auth_on_inference: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,7 @@ class GatewayConfig:
     # `bifrost config validate`, and returned by GET /api/config.
     warnings: tuple[str, ...] = ()
     plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
+    governance: GovernanceConfig | None = None  # config.json `governance` (virtual keys, teams, budgets...)
 
     @property
     def config_path(self) -> Path:
