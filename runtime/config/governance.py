@@ -237,9 +237,12 @@ def _virtual_key(
     shown = f" (read from {reference})" if reference else ""
     if not value:
         raise ConfigError(f"{r.path}.value", f"is required: the key clients present, starting with {VK_PREFIX}")
-    if not value[: len(VK_PREFIX)].lower() == VK_PREFIX:
-        # Only values with Go Bifrost's prefix are read from request headers: any other could never be used.
-        raise ConfigError(f"{r.path}.value", f"must start with {VK_PREFIX}{shown}")
+    if value[: len(VK_PREFIX)].lower() != VK_PREFIX:
+        # Go Bifrost reads only sk-bf- values from the SDKs' key headers; x-bf-vk takes any value.
+        warnings.append(
+            f"{r.path}.value does not start with {VK_PREFIX}{shown}: clients can present it only in the x-bf-vk "
+            "header, not as an SDK's API key"
+        )
     key_digest = digest(value)
     if key_digest in seen_digests:
         raise ConfigError(f"{r.path}.value", f"the same value as virtual key '{seen_digests[key_digest]}'{shown}")
@@ -258,7 +261,7 @@ def _virtual_key(
         pcs.append(pc)
     return VirtualKey(
         id=ident,
-        name=r.get("name", str),
+        name=r.get("name", str, "") or ident,  # Go's schema requires it; its own example omits it
         value_digest=key_digest,
         description=r.get("description", str, ""),
         is_active=r.get("is_active", bool, True),
