@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
+from itertools import accumulate
 from types import MappingProxyType
 from typing import Any
 
@@ -45,7 +47,7 @@ UNKNOWN_KEY = "virtual key not found. The provided virtual key does not exist or
 class _Entry:
     """One virtual key with what its requests need, computed once."""
 
-    __slots__ = ("allowed_keys", "caller", "callers", "key")
+    __slots__ = ("allowed_keys", "caller", "callers", "key", "routes")
 
     def __init__(self, key: VirtualKey, governance: GovernanceConfig) -> None:
         self.key = key
@@ -59,6 +61,24 @@ class _Entry:
         }
         restricted = {pc.provider: pc.allowed_keys for pc in key.provider_configs if pc.allowed_keys is not None}
         self.allowed_keys: Mapping[str, frozenset[str]] | None = MappingProxyType(restricted) if restricted else None
+        self.routes: dict[str, _Route | None] = {}
+
+    def route(self, name: str) -> _Route | None:
+        """The routing of bare model `name` (None: no provider config allows it), computed once."""
+        try:
+            return self.routes[name]
+        except KeyError:
+            pass
+        eligible = [pc for pc in self.key.provider_configs if pc.allows(name)]
+        route = _Route(eligible, name) if eligible else None
+        if len(self.routes) < 1024:  # model names come from clients: bound the cache
+            self.routes[name] = route
+        return route
+
+
+def _index(governance: GovernanceConfig | None) -> dict[bytes, _Entry]:
+    gov = governance or GovernanceConfig()
+    return {vk.value_digest: _Entry(vk, gov) for vk in gov.virtual_keys}
 
 
 def _caller(key: VirtualKey, team_id: str | None, customer_id: str | None, owners: Iterable[Any]) -> Caller:
@@ -97,13 +117,18 @@ class GovernancePlugin:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        gov = governance or GovernanceConfig()
         self.mandatory = mandatory
         self.limits = limits
-        self._keys: dict[bytes, _Entry] = {vk.value_digest: _Entry(vk, gov) for vk in gov.virtual_keys}
+        self._keys = _index(governance)
         self._providers = frozenset(providers)
         self._clock = clock
         self._random = (rng or random.Random()).random
+
+    def reload(self, governance: GovernanceConfig | None, mandatory: bool) -> None:
+        """Adopt an edited `governance` block (config.json changed, by the admin API or by hand). One
+        assignment each: a request sees the old keys or the new ones, never a mix."""
+        self._keys = _index(governance)
+        self.mandatory = mandatory
 
     async def pre_hook(self, ctx: RequestContext) -> Any:
         value = presented_key(ctx.headers)
@@ -119,7 +144,7 @@ class GovernancePlugin:
             raise PermissionDenied("Virtual key is inactive")
         if key.expires_at is not None and self._clock() >= key.expires_at:
             raise PermissionDenied("Virtual key has expired")
-        provider = self._route(key, ctx.body) if key.provider_configs else None
+        provider = self._route(entry, ctx.body) if key.provider_configs else None
         ctx.caller = entry.callers.get(provider, entry.caller) if provider else entry.caller
         if entry.allowed_keys is not None:
             ctx.allowed_keys = entry.allowed_keys
@@ -154,67 +179,88 @@ class GovernancePlugin:
             raise _model_blocked(model, param)
         return pc
 
-    def _route(self, key: VirtualKey, body: dict[str, Any]) -> str | None:
+    def _route(self, entry: _Entry, body: dict[str, Any]) -> str | None:
         """Check (and for a bare name, choose) the request's provider; returns the provider chosen."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return None  # the router reports a missing or malformed model
+        key = entry.key
         fallbacks = body.get("fallbacks")
-        if isinstance(fallbacks, list):
-            for i, fallback in enumerate(fallbacks):
-                if isinstance(fallback, str):
-                    fb_provider, fb_model = self._split(fallback)
-                    if fb_provider is not None:
-                        self._check(key, fb_provider, fb_model, f"fallbacks[{i}]")
-                        continue
-                    # A bare fallback goes to the key's heaviest provider that allows it, never to
-                    # whichever provider the router would pick for the name.
-                    allowed = [pc for pc in key.provider_configs if pc.allows(fb_model)]
-                    if not allowed:
-                        raise _model_blocked(fb_model, f"fallbacks[{i}]")
-                    fallbacks[i] = f"{max(allowed, key=lambda pc: pc.weight).provider}/{fb_model}"
+        if fallbacks:
+            self._check_fallbacks(entry, fallbacks)
         provider, name = self._split(model)
         if provider is not None:
             self._check(key, provider, name, "model")
             return provider
-        eligible = [pc for pc in key.provider_configs if pc.allows(name)]
-        if not eligible:
+        route = entry.route(name)
+        if route is None:
             raise _model_blocked(name, "model")
-        chosen = self._choose(eligible)
-        body["model"] = f"{chosen.provider}/{name}"
-        if "fallbacks" not in body and len(eligible) > 1:
-            others = sorted((pc for pc in eligible if pc is not chosen), key=lambda pc: -pc.weight)
-            body["fallbacks"] = [f"{pc.provider}/{name}" for pc in others]
-        return chosen.provider
+        i = route.choose(self._random) if len(route.models) > 1 else 0
+        body["model"] = route.models[i]
+        if fallbacks is None and route.fallbacks[i]:
+            body["fallbacks"] = list(route.fallbacks[i])
+        return route.providers[i]
 
-    def _choose(self, eligible: list[VirtualKeyProvider]) -> VirtualKeyProvider:
-        """Weighted random choice (Go's rule); when every weight is 0 they share equally."""
-        if len(eligible) == 1:
-            return eligible[0]
+    def _check_fallbacks(self, entry: _Entry, fallbacks: Any) -> None:
+        if not isinstance(fallbacks, list):
+            return  # the router reports a malformed list
+        for i, fallback in enumerate(fallbacks):
+            if not isinstance(fallback, str):
+                continue
+            fb_provider, fb_model = self._split(fallback)
+            if fb_provider is not None:
+                self._check(entry.key, fb_provider, fb_model, f"fallbacks[{i}]")
+                continue
+            # A bare fallback goes to the key's heaviest provider that allows it, never to whichever
+            # provider the router would pick for the name.
+            route = entry.route(fb_model)
+            if route is None:
+                raise _model_blocked(fb_model, f"fallbacks[{i}]")
+            fallbacks[i] = route.models[route.heaviest]
+
+
+class _Route:
+    """How one virtual key routes one bare model name: the providers that allow it, their weights, and
+    for each choice the `provider/model` string and the fallbacks (the others, heaviest first)."""
+
+    __slots__ = ("cumulative", "fallbacks", "heaviest", "models", "providers")
+
+    def __init__(self, eligible: list[VirtualKeyProvider], name: str) -> None:
         weights = [pc.weight for pc in eligible]
-        total = sum(weights)
-        if total <= 0:
-            weights = [1.0] * len(eligible)
-            total = float(len(eligible))
-        point = self._random() * total
-        for pc, weight in zip(eligible, weights, strict=True):
-            point -= weight
-            if point < 0:
-                return pc
-        return eligible[-1]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(eligible)  # every weight 0: they share equally
+        self.cumulative = tuple(accumulate(weights))
+        self.providers = tuple(pc.provider for pc in eligible)
+        self.models = tuple(f"{pc.provider}/{name}" for pc in eligible)
+        order = sorted(range(len(eligible)), key=lambda j: -weights[j])  # stable: file order breaks ties
+        self.heaviest = order[0]
+        self.fallbacks = tuple(tuple(self.models[j] for j in order if j != i) for i in range(len(eligible)))
+
+    def choose(self, random: Callable[[], float]) -> int:
+        """Weighted random choice (Go Bifrost's rule for provider_configs weights)."""
+        i = bisect_right(self.cumulative, random() * self.cumulative[-1])
+        return min(i, len(self.models) - 1)
 
 
 def _model_blocked(model: str, param: str) -> PermissionDenied:
     return PermissionDenied(f"Model '{model}' is not allowed for this virtual key", type="model_blocked", param=param)
 
 
-def build(config: Any, plugin_config: Mapping[str, Any], limits: Any | None = None) -> GovernancePlugin | None:
+def is_mandatory(config: Any) -> bool:
+    """Whether keyless requests get 401: `client.enforce_auth_on_inference`, or the governance plugin
+    entry's `is_vk_mandatory` (Go Bifrost's two spellings of the same switch)."""
+    if config.client.enforce_auth_on_inference:
+        return True
+    return any(p.name == "governance" and p.config.get("is_vk_mandatory") is True for p in config.plugins)
+
+
+def build(config: Any, limits: Any | None = None) -> GovernancePlugin | None:
     """The plugin for a GatewayConfig, or None when nothing asks for governance (no plugin, no cost):
     no virtual key, no `governance` plugin entry, no `client.enforce_auth_on_inference`."""
     from runtime.providers.registry import PROVIDER_SPECS
 
     governance: GovernanceConfig | None = config.governance
-    mandatory = bool(config.client.enforce_auth_on_inference or plugin_config.get("is_vk_mandatory") is True)
+    mandatory = is_mandatory(config)
     listed = any(p.name == "governance" and p.enabled for p in config.plugins)
     if not (mandatory or listed or (governance is not None and governance.virtual_keys)):
         return None

@@ -63,7 +63,7 @@ def _governance(config: Mapping[str, Any], env: PluginEnv) -> Any:
     from runtime.governance.plugin import build
 
     # The budgets-and-rate-limits object (runtime/governance/limits.py) is passed as `limits` once wired.
-    return build(env.config, config)
+    return build(env.config)  # reads its entry's config from env.config.plugins (live reloads need it there)
 
 
 # Go's names: "logging" is the request log, "telemetry" the Prometheus counters, "governance" virtual keys

@@ -55,6 +55,7 @@ COLUMNS = (
     "output",
     "attempts",
     "ingress",
+    "virtual_key_id",  # the governing virtual key's id (never its value), None when ungoverned
 )
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
@@ -130,6 +131,7 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         bounded(ctx.output, content_limit) if with_content else None,
         ctx.attempts or None,
         ctx.ingress,
+        getattr(ctx.caller, "virtual_key_id", None),  # ctx.caller is a governance Caller, or None
     )
 
 

@@ -290,3 +290,45 @@ def test_allowed_keys_restrict_the_provider_keys_used(start_gateway: Callable[..
         assert {r.bearer for r in fake.requests[20:]} == {"sk-fake-a", "sk-fake-b"}
     finally:
         fake.stop()
+
+
+# -- the log row names the key by id, never by value ---------------------------------------------------------
+def test_log_rows_record_the_virtual_key_id_never_its_value(enforced: Gateway, fake_openai: FakeOpenAI) -> None:
+    gw = enforced
+    with gw.client(api_key=VK) as client:
+        ok = client.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    with gw.client(api_key="sk-bf-never-issued") as client, pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    rows = gw.log.wait_rows(2)
+    by_id = {row["id"]: row for row in rows}
+    assert by_id[ok.headers["x-request-id"]]["virtual_key_id"] == "vk-a"
+    refused = [row for row in rows if row["status"] == 401]
+    assert len(refused) == 1 and refused[0]["virtual_key_id"] is None
+    dump = json.dumps([dict(row) for row in rows], default=str)
+    assert VK not in dump and "sk-bf-never-issued" not in dump
+
+
+# -- live: config.json edits apply without a restart ---------------------------------------------------------
+def test_edited_config_applies_keys_live(start_gateway: Callable[..., Gateway], fake_openai: FakeOpenAI) -> None:
+    import time
+
+    config = governed_config(fake_openai.url, enforce_auth_on_inference=True)
+    gw = start_gateway(config, env=ENV)
+    new_key = "sk-bf-test-added-live-0007"
+    config["governance"]["virtual_keys"][0]["is_active"] = False
+    config["governance"]["virtual_keys"].append({"id": "vk-new", "name": "added", "value": new_key})
+    (gw.app_dir / "config.json").write_text(json.dumps(config))
+
+    def status(api_key: str) -> int:
+        with gw.client(api_key=api_key) as client:
+            try:
+                client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+            except openai.APIStatusError as err:
+                return err.status_code
+            return 200
+
+    deadline = time.monotonic() + 30  # the file watcher polls once a second; bounded, not timed
+    while status(new_key) != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status(new_key) == 200
+    assert status(VK) == 403  # disabled by the same edit

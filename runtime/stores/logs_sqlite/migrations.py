@@ -87,7 +87,16 @@ async def m002_covering_indexes(db: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (m001_logs, m002_covering_indexes)
+async def m003_virtual_key_id(db: aiosqlite.Connection) -> None:
+    """The virtual key a governed request was charged to (its id, never its value): issue 11."""
+    await db.execute("ALTER TABLE logs ADD COLUMN virtual_key_id TEXT")
+
+
+MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (
+    m001_logs,
+    m002_covering_indexes,
+    m003_virtual_key_id,
+)
 
 
 async def migrate(db: aiosqlite.Connection) -> int:
