@@ -11,9 +11,11 @@ A virtual key's `value` may be `env.NAME`; a key whose variable is unset is skip
 provider keys are). Values are hashed here and dropped: no message ever shows one, only its path or
 its env reference.
 
-Our extension: `expires_at` on a virtual key (RFC 3339; Go Bifrost keeps the same field on its key
-table, though its config schema does not list it). `allowed_keys` (provider key names) is read as Go's
-own example configs write it; Go's schema spelling, `keys: [{name, ...}]`, is read by name.
+Our extensions: `expires_at` on a virtual key (RFC 3339; Go Bifrost keeps the same field on its key
+table, though its config schema does not list it), and `value_sha256` instead of `value` (the key's
+digest, as the admin API stores the keys it creates: the value is shown once and kept nowhere).
+`allowed_keys` (provider key names) is read as Go's own example configs write it; Go's schema
+spelling, `keys: [{name, ...}]`, is read by name.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ VK_FIELDS = frozenset(
         "rate_limit_id",
         "provider_configs",
         "expires_at",
+        "value_sha256",
     }
 )
 VK_PROVIDER_FIELDS = frozenset(
@@ -235,15 +238,23 @@ def _virtual_key(
         return None
     reference = r.reference("value")
     shown = f" (read from {reference})" if reference else ""
-    if not value:
+    stored = r.get("value_sha256", str, None)
+    if stored is not None:
+        # Our extension: keys created by the admin API are stored as their digest only (shown once).
+        if value is not None:
+            raise ConfigError(f"{r.path}.value_sha256", "give either value or value_sha256, not both")
+        if not re.fullmatch(r"[0-9a-f]{64}", stored):
+            raise ConfigError(f"{r.path}.value_sha256", "expected 64 lower-case hex digits (a SHA-256 digest)")
+        value = ""
+    if not value and stored is None:
         raise ConfigError(f"{r.path}.value", f"is required: the key clients present, starting with {VK_PREFIX}")
-    if value[: len(VK_PREFIX)].lower() != VK_PREFIX:
+    if stored is None and value[: len(VK_PREFIX)].lower() != VK_PREFIX:
         # Go Bifrost reads only sk-bf- values from the SDKs' key headers; x-bf-vk takes any value.
         warnings.append(
             f"{r.path}.value does not start with {VK_PREFIX}{shown}: clients can present it only in the x-bf-vk "
             "header, not as an SDK's API key"
         )
-    key_digest = digest(value)
+    key_digest = bytes.fromhex(stored) if stored is not None else digest(value)
     if key_digest in seen_digests:
         raise ConfigError(f"{r.path}.value", f"the same value as virtual key '{seen_digests[key_digest]}'{shown}")
     seen_digests[key_digest] = ident
