@@ -54,7 +54,7 @@ def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | No
         elif getattr(plugin, "name", "") == "governance":
             from runtime.governance.plugin import is_mandatory  # only gateways that govern import it
 
-            plugin.reload(config.governance, is_mandatory(config))
+            plugin.reload(config.governance, is_mandatory(config), config.providers)
 
 
 class ConfigWatcher:

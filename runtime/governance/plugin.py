@@ -120,15 +120,20 @@ class GovernancePlugin:
         self.mandatory = mandatory
         self.limits = limits
         self._keys = _index(governance)
-        self._providers = frozenset(providers)
+        self._providers = provider_names(providers)
         self._clock = clock
         self._random = (rng or random.Random()).random
 
-    def reload(self, governance: GovernanceConfig | None, mandatory: bool) -> None:
-        """Adopt an edited `governance` block (config.json changed, by the admin API or by hand). One
+    def reload(
+        self, governance: GovernanceConfig | None, mandatory: bool, providers: Iterable[str] | None = None
+    ) -> None:
+        """Adopt an edited config (config.json changed, by the admin API or by hand): its keys, switch and
+        provider names (a provider added live must split off `provider/model` as the router does). One
         assignment each: a request sees the old keys or the new ones, never a mix."""
         self._keys = _index(governance)
         self.mandatory = mandatory
+        if providers is not None:
+            self._providers = provider_names(providers)
 
     async def pre_hook(self, ctx: RequestContext) -> Any:
         value = presented_key(ctx.headers)
@@ -242,6 +247,14 @@ class _Route:
         return min(i, len(self.models) - 1)
 
 
+def provider_names(configured: Iterable[str]) -> frozenset[str]:
+    """Names a model string may start with: the configured providers and every known one (the router
+    splits `provider/model` for both, and reports the unconfigured ones itself)."""
+    from runtime.providers.registry import PROVIDER_SPECS
+
+    return frozenset(configured) | frozenset(PROVIDER_SPECS)
+
+
 def _model_blocked(model: str, param: str) -> PermissionDenied:
     return PermissionDenied(f"Model '{model}' is not allowed for this virtual key", type="model_blocked", param=param)
 
@@ -257,12 +270,9 @@ def is_mandatory(config: Any) -> bool:
 def build(config: Any, limits: Any | None = None) -> GovernancePlugin | None:
     """The plugin for a GatewayConfig, or None when nothing asks for governance (no plugin, no cost):
     no virtual key, no `governance` plugin entry, no `client.enforce_auth_on_inference`."""
-    from runtime.providers.registry import PROVIDER_SPECS
-
     governance: GovernanceConfig | None = config.governance
     mandatory = is_mandatory(config)
     listed = any(p.name == "governance" and p.enabled for p in config.plugins)
     if not (mandatory or listed or (governance is not None and governance.virtual_keys)):
         return None
-    providers = set(config.providers) | set(PROVIDER_SPECS)
-    return GovernancePlugin(governance, mandatory=mandatory, providers=providers, limits=limits)
+    return GovernancePlugin(governance, mandatory=mandatory, providers=config.providers, limits=limits)

@@ -136,3 +136,13 @@ def test_expiry_uses_the_clock_and_reload_swaps_keys() -> None:
     with pytest.raises(AuthenticationRequired) as err:
         run(plugin, {"model": "openai/x"})
     assert err.value.type == "virtual_key_required"
+
+
+def test_a_provider_added_live_is_split_off_like_the_router_does() -> None:
+    gov, providers = governance({"id": "vk", "name": "k", "value": KEY, "provider_configs": [{"provider": "openai"}]})
+    plugin = GovernancePlugin(gov, mandatory=True, providers=providers)
+    assert run(plugin, {"model": "acme/x"}, x_bf_vk=KEY).body["model"] == "openai/acme/x"  # a bare name here
+    plugin.reload(gov, True, [*providers, "acme"])  # the admin API added provider "acme"
+    with pytest.raises(PermissionDenied) as err:
+        run(plugin, {"model": "acme/x"}, x_bf_vk=KEY)
+    assert err.value.type == "provider_blocked"
