@@ -332,3 +332,14 @@ def test_edited_config_applies_keys_live(start_gateway: Callable[..., Gateway], 
         time.sleep(0.2)
     assert status(new_key) == 200
     assert status(VK) == 403  # disabled by the same edit
+
+
+def test_spawned_workers_enforce_keys(start_gateway: Callable[..., Gateway], fake_openai: FakeOpenAI) -> None:
+    """Spawned workers get the config by pickle: the keys (digests) must arrive and be enforced."""
+    config = governed_config(fake_openai.url, enforce_auth_on_inference=True)
+    gw = start_gateway(config, env={**ENV, "BIFROST_MP_START": "spawn"}, args=("--workers", "2"))
+    for _ in range(6):
+        with gw.client(api_key=VK) as client:
+            assert client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES).choices  # type: ignore[arg-type]
+        with gw.client() as client, pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
