@@ -61,12 +61,13 @@ def create_app(config: GatewayConfig) -> web.Application:
         writer = app[LOG_WRITER] = log_store.writer
     app[METRICS] = MetricsPlugin()  # counts only; /metrics renders on scrape
     # Built-ins (request log, metrics) and configured plugins, from the one registry table.
-    plugins = registry.build(config.plugins, registry.PluginEnv(config, writer, app[METRICS]))
+    # Shared state before the plugins: governance counters live in it (opened by their first use).
+    shared_state = app[SHARED_STATE] = engines.build_shared_state(config)
+    plugins = registry.build(config.plugins, registry.PluginEnv(config, writer, app[METRICS], shared_state))
     fault_injection(app, plugins)  # test suite only (BIFROST_TEST_FAULTS=1); nothing otherwise
     gateway = Gateway(config, Hooks(plugins))
     app[GATEWAY] = gateway
     config_store = app[CONFIG_STORE] = engines.build_config_store(config)
-    shared_state = app[SHARED_STATE] = engines.build_shared_state(config)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         t = config.tuning

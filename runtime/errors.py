@@ -5,6 +5,10 @@
     │   ├── UnknownProvider   400     unknown_provider: says which providers are configured
     │   ├── UnknownModel      400     unknown_model: no key on the provider may serve the model
     │   └── UnsupportedOperation 400  unsupported_operation: the provider lacks this endpoint
+    ├── AuthenticationRequired 401    virtual_key_required / virtual_key_not_found: governance needs a
+    │                                 valid virtual key (runtime/governance/)
+    ├── PermissionDenied      403     virtual_key_blocked / provider_blocked / model_blocked: the virtual
+    │                                 key is disabled or expired, or does not allow this provider or model
     ├── PayloadTooLarge       413     request_too_large
     ├── QueueFull             429     queue_full: the provider's lane buffer is full and excess is dropped
     ├── QueueTimeout          504     timeout: waited in the lane for longer than the request timeout
@@ -92,6 +96,29 @@ class UnknownModel(InvalidRequest):
 class UnsupportedOperation(InvalidRequest):
     type = "unsupported_operation"
     code = "unsupported_operation"
+
+
+class AuthenticationRequired(GatewayError):
+    """No usable credential for a governed gateway. `type` is Go Bifrost's decision name, so clients
+    and dashboards can tell a missing key (`virtual_key_required`) from an unknown one."""
+
+    status = 401
+    type = "virtual_key_required"
+    code = "virtual_key_required"
+
+    def __init__(self, message: str, *, type: str = "virtual_key_required") -> None:
+        super().__init__(message, type=type, code=type)
+
+
+class PermissionDenied(GatewayError):
+    """A valid virtual key that may not make this request (Go Bifrost answers these with 403)."""
+
+    status = 403
+    type = "virtual_key_blocked"
+    code = "virtual_key_blocked"
+
+    def __init__(self, message: str, *, type: str = "virtual_key_blocked", param: str | None = None) -> None:
+        super().__init__(message, type=type, code=type, param=param)
 
 
 class PayloadTooLarge(GatewayError):

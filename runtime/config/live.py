@@ -51,6 +51,10 @@ def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | No
     for plugin in gateway.hooks.plugins:
         if getattr(plugin, "name", "") == "request-log":
             plugin.content_logging = not config.client.disable_content_logging
+        elif getattr(plugin, "name", "") == "governance":
+            from runtime.governance.plugin import is_mandatory  # only gateways that govern import it
+
+            plugin.reload(config.governance, is_mandatory(config), config.providers)
 
 
 class ConfigWatcher:

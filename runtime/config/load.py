@@ -43,6 +43,7 @@ from runtime.config.model import (
 )
 from runtime.config.pricing import parse_pricing_overrides
 from runtime.config.urls import UnsafeURL, check_base_url
+from runtime.governance.entities import GovernanceConfig
 from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
 from runtime.stores.engines import STORE_BLOCKS, unavailable
 
@@ -242,7 +243,11 @@ PROVIDER_FIELDS = frozenset(
         "pricing_overrides",
     }
 )
+<<<<<<< HEAD
 TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state"})
+=======
+TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "governance"})
+>>>>>>> h-vk
 PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
 GO_PLUGIN_FIELDS = frozenset({"path", "version", "placement", "order"})
 ADMIN_FIELDS = frozenset({"token"})
@@ -476,7 +481,8 @@ def parse_provider(
     )
 
 
-CLIENT_FIELDS = frozenset(f.name for f in dataclasses.fields(ClientConfig))
+# `enforce_governance_header` is Go's deprecated spelling of enforce_auth_on_inference: read, never ignored.
+CLIENT_FIELDS = frozenset(f.name for f in dataclasses.fields(ClientConfig)) | {"enforce_governance_header"}
 
 
 def parse_client(
@@ -514,6 +520,8 @@ def parse_client(
         ),
         shutdown_grace_in_seconds=r.get("shutdown_grace_in_seconds", float, d.shutdown_grace_in_seconds),
         allow_private_base_urls=r.get("allow_private_base_urls", bool, d.allow_private_base_urls),
+        enforce_auth_on_inference=r.get("enforce_auth_on_inference", bool, d.enforce_auth_on_inference)
+        or r.get("enforce_governance_header", bool, False),
     )
     _positive(client.initial_pool_size, "client.initial_pool_size")
     _positive(client.log_retention_days, "client.log_retention_days", allow_zero=True)
@@ -642,7 +650,34 @@ def parse_document(
     # The client block first: allow_private_base_urls decides which provider base URLs are accepted.
     client = parse_client(raw.get("client") if raw else None, environ, client_defaults, warnings)
     providers = build_providers(raw, environ, tuning, client, warnings)
+    if raw:
+        check_governance(raw, environ, providers, client, warnings)
     return providers, client, tuple(warnings)
+
+
+def check_governance(
+    raw: Mapping[str, Any],
+    environ: Mapping[str, str],
+    providers: Mapping[str, ProviderConfig],
+    client: ClientConfig,
+    warnings: list[str],
+) -> GovernanceConfig | None:
+    """The `governance` block, checked (runtime/config/governance.py), plus the warnings about how it is
+    enforced: keys with nothing asking for them, or enforcement with no key that could pass it."""
+    from runtime.config.governance import parse_governance  # it imports this module's reader
+
+    governance = parse_governance(raw.get("governance"), environ, providers, warnings)
+    if client.enforce_auth_on_inference and (governance is None or not governance.virtual_keys):
+        warnings.append(
+            "client.enforce_auth_on_inference: no virtual key is configured, so every inference request gets 401"
+        )
+    plugins = raw.get("plugins")
+    disabled = isinstance(plugins, list) and any(
+        isinstance(p, dict) and p.get("name") == "governance" and p.get("enabled") is False for p in plugins
+    )
+    if disabled and governance is not None and governance.virtual_keys:
+        warnings.append("plugins: governance is disabled, so governance.virtual_keys are not enforced")
+    return governance
 
 
 def parse_plugins(value: Any, warnings: list[str]) -> tuple[PluginConfig, ...]:
@@ -687,7 +722,7 @@ def parse_plugins(value: Any, warnings: list[str]) -> tuple[PluginConfig, ...]:
             where = f"{path}.config.{key}"
             kind = spec.fields.get(key)
             if kind is None:
-                if spec.builtin:
+                if spec.builtin and (spec.go_fields is None or key in spec.go_fields):
                     warnings.append(f"{where}: Go Bifrost setting not implemented in this version; it has no effect")
                     continue
                 raise ConfigError(where, f"unknown field{fields.suggest(str(key), spec.fields)}")
@@ -730,7 +765,11 @@ def load_gateway_config(
         raw=MappingProxyType(dict(raw or {})),
         warnings=warnings,
         plugins=parse_plugins(raw.get("plugins"), []) if raw else (),  # already checked by parse_document
+<<<<<<< HEAD
         shared_state=_shared_state(raw, env, []),
+=======
+        governance=check_governance(raw, env, providers, client, []) if raw else None,  # checked above too
+>>>>>>> h-vk
     )
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from runtime.governance.entities import GovernanceConfig
+
 
 def _frozen_map(value: Mapping | None = None) -> MappingProxyType:
     return MappingProxyType(dict(value or {}))
@@ -140,6 +142,8 @@ class ClientConfig:
     # Provider base_urls may point at private and loopback addresses (local models); false refuses them.
     # Link-local and cloud-metadata addresses are refused always.
     allow_private_base_urls: bool = True
+    # Go Bifrost's switch: inference requests without a valid virtual key get 401 (runtime/governance/).
+    enforce_auth_on_inference: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +214,11 @@ class GatewayConfig:
     # `bifrost config validate`, and returned by GET /api/config.
     warnings: tuple[str, ...] = ()
     plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
+<<<<<<< HEAD
     shared_state: SharedStateConfig | None = None  # config.json `shared_state`; None: the embedded engine
+=======
+    governance: GovernanceConfig | None = None  # config.json `governance` (virtual keys, teams, budgets...)
+>>>>>>> h-vk
 
     @property
     def config_path(self) -> Path:

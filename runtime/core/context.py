@@ -24,6 +24,7 @@ _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 class RequestContext:
     __slots__ = (
+        "allowed_keys",
         "attempts",
         "body",
         "build_ns",
@@ -70,6 +71,9 @@ class RequestContext:
         self.body: dict[str, Any] = {}
         self.headers: Mapping[str, str] = _NO_HEADERS  # the request's (read-only), set by the relay
         self.caller: Any = None  # who is calling: set by an auth hook, None by default
+        # Provider name -> the key names this request may use there (a virtual key's allowed_keys); None:
+        # any key. Read once per attempt by key selection (runtime/core/keys.py).
+        self.allowed_keys: Mapping[str, frozenset[str]] | None = None
         self.pre_ran = 0  # how many plugins' pre-hooks ran (runtime/core/hooks.py), for post-hooks
         # Headers a hook adds to the answer (e.g. rate-limit state). None until a hook sets some, so the
         # common case builds no dict; read when the answer's headers are built, plain or streaming.

@@ -1,7 +1,8 @@
 """Key selection: weighted random among the keys a model may use.
 
 The candidate list and cumulative weights for each model are computed once and cached, so a
-selection is one random draw and one bisect. A retry can exclude the key that just failed.
+selection is one random draw and one bisect. A retry can exclude the key that just failed; a request
+may narrow the choice to some key names (a virtual key's allowed_keys), filtered per request.
 """
 
 from __future__ import annotations
@@ -44,8 +45,15 @@ class KeySelector:
                 self._cache[model] = entry
         return entry
 
-    def select(self, model: str, exclude: KeyConfig | None = None) -> KeyConfig | None:
+    def select(
+        self, model: str, exclude: KeyConfig | None = None, only: frozenset[str] | None = None
+    ) -> KeyConfig | None:
+        """A key for `model`, not `exclude` when another may serve; `only` (key names) narrows the choice
+        for one request (a virtual key's allowed_keys): none of them serving the model is None."""
         keys, cumulative = self._entry(model)
+        if only is not None:
+            keys = tuple(k for k in keys if k.name in only)
+            cumulative = _cumulative(keys)
         if not keys:
             return None
         if exclude is not None and len(keys) > 1 and exclude in keys:

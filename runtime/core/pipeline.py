@@ -203,7 +203,7 @@ class Engine:
     ) -> tuple[KeyConfig, UpstreamRequest | None]:
         """Lane slot already held. Key selection, build and encode, each timed."""
         t1 = perf_counter_ns()
-        key = handle.keys.select(model, exclude)
+        key = handle.keys.select(model, exclude, ctx.allowed_keys.get(handle.name) if ctx.allowed_keys else None)
         if key is None:
             raise UnknownModel(f"no key of provider '{handle.name}' may serve model '{model}'", param="model")
         ctx.key_name = key.name

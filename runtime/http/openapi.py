@@ -358,6 +358,35 @@ PATHS: J = {
             tags=("providers",),
         ),
     },
+    # Virtual keys (runtime/http/admin_governance.py): Go Bifrost's paths; a value is shown once only.
+    "/api/governance/virtual-keys": {
+        "get": _op("List virtual keys (never their values)", {"200": _json({"type": "object"})}, tags=("governance",)),
+        "post": _op(
+            "Create a virtual key: the answer's virtual_key.value is the only time the value is shown",
+            {"201": _json({"type": "object"})},
+            body={"type": "object", "properties": {"name": {"type": "string"}, "id": {"type": "string"}}},
+            tags=("governance",),
+        ),
+    },
+    "/api/governance/virtual-keys/{vk_id}": {
+        "parameters": [{"name": "vk_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "get": _op("One virtual key", {"200": _json({"type": "object"})}, tags=("governance",)),
+        "put": _op(
+            "Update a virtual key's fields (is_active: false disables it at once)",
+            {"200": _json({"type": "object"})},
+            body={"type": "object"},
+            tags=("governance",),
+        ),
+        "delete": _op("Delete a virtual key", {"200": _json({"type": "object"})}, tags=("governance",)),
+    },
+    "/api/governance/virtual-keys/{vk_id}/rotate": {
+        "parameters": [{"name": "vk_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "post": _op(
+            "New value for a virtual key (shown once); the old value stops working at once",
+            {"200": _json({"type": "object"})},
+            tags=("governance",),
+        ),
+    },
     "/api/provider-types": {
         "get": _op(
             "Known provider types (for the add-provider form)", {"200": _json({"type": "object"})}, tags=("providers",)

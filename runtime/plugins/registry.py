@@ -22,7 +22,7 @@ from typing import Any
 ENTRY_POINT_GROUP = "bifrost.plugins"
 
 # Go Bifrost's built-in plugins this runtime does not implement: configured, they are a warning.
-GO_ONLY = frozenset({"governance", "maxim", "semantic_cache", "otel", "jsonparser", "mocker"})
+GO_ONLY = frozenset({"maxim", "semantic_cache", "otel", "jsonparser", "mocker"})
 
 
 @dataclass
@@ -32,6 +32,7 @@ class PluginEnv:
     config: Any = None  # GatewayConfig
     writer: Any = None  # the log store's writer (None without a log store)
     metrics: Any = None  # the MetricsPlugin behind /metrics
+    shared_state: Any = None  # this worker's shared-state store (runtime/stores/), for counters across workers
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class PluginSpec:
     factory: Callable[[Mapping[str, Any], PluginEnv], Any]  # returns the plugin, or None (nothing to do)
     fields: Mapping[str, Any] = field(default_factory=dict)  # config field -> type(s)
     builtin: bool = False  # on by default; unknown config fields are Go settings we lack (warnings)
+    # A built-in's Go config fields we lack (warnings); None: every unknown field is one. Any other field
+    # is then a typo, an error: a misspelt security switch must not pass as "a Go setting".
+    go_fields: frozenset[str] | None = None
 
 
 def _request_log(config: Mapping[str, Any], env: PluginEnv) -> Any:
@@ -55,8 +59,25 @@ def _metrics(config: Mapping[str, Any], env: PluginEnv) -> Any:
     return env.metrics
 
 
-# Go's names: "logging" is the request log, "telemetry" the Prometheus counters.
+def _governance(config: Mapping[str, Any], env: PluginEnv) -> Any:
+    from runtime.governance.plugin import build
+
+    # The budgets-and-rate-limits object (runtime/governance/limits.py) is passed as `limits` once wired.
+    return build(env.config)  # reads its entry's config from env.config.plugins (live reloads need it there)
+
+
+# Go's names: "logging" is the request log, "telemetry" the Prometheus counters, "governance" virtual keys
+# (first, so that a refused request reaches no other plugin's pre-hook).
 BUILTINS: dict[str, PluginSpec] = {
+    "governance": PluginSpec(
+        "governance",
+        _governance,
+        {"is_vk_mandatory": bool},
+        builtin=True,
+        go_fields=frozenset(
+            {"required_headers", "is_enterprise", "disable_auto_tool_inject", "routing_chain_max_depth"}
+        ),
+    ),
     "logging": PluginSpec("logging", _request_log, builtin=True),
     "telemetry": PluginSpec("telemetry", _metrics, builtin=True),
 }

@@ -56,6 +56,7 @@ COLUMNS = (
     "attempts",
     "ingress",
     "cost",
+    "virtual_key_id",  # the governing virtual key's id (never its value), None when ungoverned
 )
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
@@ -132,6 +133,7 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         ctx.attempts or None,
         ctx.ingress,
         ctx.cost,
+        getattr(ctx.caller, "virtual_key_id", None),  # ctx.caller is a governance Caller, or None
     )
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from runtime.config.load import ConfigError, parse_document, read_config_file
+from runtime.config.load import ConfigError, check_governance, parse_document, read_config_file
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.stores.config import ConfigStore, ConfigWriteError, Raw, env_providers_raw
 from runtime.stores.files import file_signature, write_atomic
@@ -88,6 +88,7 @@ class FileConfigStore:
             self.current,
             providers=MappingProxyType(providers),
             client=client,
+            governance=check_governance(raw, self.environ, providers, client, []),  # virtual keys apply live
             raw=MappingProxyType(copy.deepcopy(dict(raw))),
             warnings=warnings,
         )

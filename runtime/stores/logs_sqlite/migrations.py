@@ -104,10 +104,16 @@ async def m003_cost_in_covering_indexes(db: aiosqlite.Connection) -> None:
     )
 
 
+async def m004_virtual_key_id(db: aiosqlite.Connection) -> None:
+    """The virtual key a governed request was charged to (its id, never its value): issue 11."""
+    await db.execute("ALTER TABLE logs ADD COLUMN virtual_key_id TEXT")
+
+
 MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (
     m001_logs,
     m002_covering_indexes,
     m003_cost_in_covering_indexes,
+    m004_virtual_key_id,
 )
 
 
