@@ -8,6 +8,8 @@ shutdown drains them in order (requests first, then the log, then shared state).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -26,6 +28,8 @@ from runtime.net import make_client, make_session
 from runtime.plugins import registry
 from runtime.plugins.metrics import METRICS, MetricsPlugin
 from runtime.stores import engines
+
+log = logging.getLogger("bifrost")
 
 # Route modules, in order; each has add_routes(app). Later features append theirs here.
 ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, openai.add_routes]
@@ -88,9 +92,17 @@ def create_app(config: GatewayConfig) -> web.Application:
             await writer.close()
 
     async def shared(app: web.Application) -> AsyncIterator[None]:
-        # One per worker, opened by its first use (nothing uses it yet; budgets and rate limits will):
-        # until then no file, no thread, no task. Closed after everything else at shutdown.
+        # One per worker, opened by its first use (governance's budgets and rate limits): until then no
+        # file, no thread, no task. Closed after everything else at shutdown, once the plugins that count
+        # in it have handed back what they leased (a plugin with an async `close`).
         yield
+        for plugin in plugins:
+            close = getattr(plugin, "aclose", None)
+            if close is not None:
+                try:
+                    await asyncio.wait_for(close(), config.shutdown_grace_s)
+                except Exception:
+                    log.exception("plugin %s failed to close", getattr(plugin, "name", plugin))
         await shared_state.close()
 
     # Order matters: cleanup runs in reverse, so the log (entered early) is drained after requests end,

@@ -243,11 +243,7 @@ PROVIDER_FIELDS = frozenset(
         "pricing_overrides",
     }
 )
-<<<<<<< HEAD
-TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state"})
-=======
-TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "governance"})
->>>>>>> h-vk
+TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance"})
 PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
 GO_PLUGIN_FIELDS = frozenset({"path", "version", "placement", "order"})
 ADMIN_FIELDS = frozenset({"token"})
@@ -765,11 +761,8 @@ def load_gateway_config(
         raw=MappingProxyType(dict(raw or {})),
         warnings=warnings,
         plugins=parse_plugins(raw.get("plugins"), []) if raw else (),  # already checked by parse_document
-<<<<<<< HEAD
         shared_state=_shared_state(raw, env, []),
-=======
         governance=check_governance(raw, env, providers, client, []) if raw else None,  # checked above too
->>>>>>> h-vk
     )
 
 

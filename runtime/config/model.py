@@ -214,11 +214,8 @@ class GatewayConfig:
     # `bifrost config validate`, and returned by GET /api/config.
     warnings: tuple[str, ...] = ()
     plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
-<<<<<<< HEAD
     shared_state: SharedStateConfig | None = None  # config.json `shared_state`; None: the embedded engine
-=======
     governance: GovernanceConfig | None = None  # config.json `governance` (virtual keys, teams, budgets...)
->>>>>>> h-vk
 
     @property
     def config_path(self) -> Path:

@@ -204,3 +204,20 @@ def price(ctx: RequestContext, providers: Mapping[str, ProviderConfig]) -> None:
         ctx.cost = info.price(
             usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens
         )
+
+
+def token_prices(
+    provider: str, model: str, fallback: Mapping[str, ProviderConfig] | None = None
+) -> tuple[float, float] | None:
+    """(dollars per input token, per output token) for budget reservations, overrides applied; None when
+    unpriced. Reads the providers config `price` last used (so a live config change applies from the
+    next priced request), else `fallback`."""
+    book = _book
+    if book is None:
+        if fallback is None:
+            return None
+        book = book_for(fallback)
+    info = book.info(provider, model)
+    if info is None or info.input is None or info.output is None:
+        return None
+    return info.input, info.output

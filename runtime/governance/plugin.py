@@ -14,7 +14,7 @@ Its pre-hook, before routing (runtime/core/hooks.py):
    may use every provider and model.
 3. `ctx.allowed_keys` (the provider keys each provider config allows) and `ctx.caller`, the Caller
    (runtime/governance/model.py) with the chain of budgets and rate limits, most specific first.
-4. the limits (budgets and rate limits), when the plugin was given them: its pre-hook, post-hook and
+4. the limits (budgets and rate limits), when the plugin was given them: its pre-hook and
    on_finish delegate to that object.
 
 Everything per key is precomputed here at start-up, so a governed request costs a SHA-256 of its key,
@@ -157,13 +157,16 @@ class GovernancePlugin:
             return await self.limits.pre_hook(ctx)
         return None
 
-    async def post_hook(self, ctx: RequestContext, response: Any) -> None:
-        if self.limits is not None and ctx.caller is not None:
-            await self.limits.post_hook(ctx, response)
-
     def on_finish(self, ctx: RequestContext) -> None:
+        # The limits settle here (exactly once, whatever happened), not in a post-hook: post-hooks do not
+        # run for a request the client left.
         if self.limits is not None and ctx.caller is not None:
             self.limits.on_finish(ctx)
+
+    async def aclose(self) -> None:
+        """At shutdown, before the shared-state store closes: hand back the unused leased slices."""
+        if self.limits is not None:
+            await self.limits.close()
 
     # -- allow-lists and routing -----------------------------------------------------------------------
     def _split(self, model: str) -> tuple[str | None, str]:

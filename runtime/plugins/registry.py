@@ -60,10 +60,15 @@ def _metrics(config: Mapping[str, Any], env: PluginEnv) -> Any:
 
 
 def _governance(config: Mapping[str, Any], env: PluginEnv) -> Any:
+    from runtime.core.cost import token_prices
+    from runtime.governance.limits import BudgetAndRateLimits
     from runtime.governance.plugin import build
 
-    # The budgets-and-rate-limits object (runtime/governance/limits.py) is passed as `limits` once wired.
-    return build(env.config)  # reads its entry's config from env.config.plugins (live reloads need it there)
+    # Budgets and rate limits count in this worker's shared-state store (opened by the first governed
+    # request), priced from the model catalog and the providers' pricing_overrides.
+    initial = env.config.providers
+    limits = BudgetAndRateLimits(env.shared_state, lambda provider, model: token_prices(provider, model, initial))
+    return build(env.config, limits=limits)  # reads its entry's config from env.config.plugins (live reloads)
 
 
 # Go's names: "logging" is the request log, "telemetry" the Prometheus counters, "governance" virtual keys

@@ -52,8 +52,19 @@ def start_limited(start_gateway: Callable[..., Gateway], fake_openai: FakeOpenAI
 
     def start(*, app_dir: Path | None = None, args: tuple[str, ...] = (), **plugin: Any) -> Gateway:
         directory = app_dir or tmp_path / "app"
-        config = make_config({"openai": openai_provider(fake_openai.url)})
         plugin.setdefault("price_out", PRICE_OUT)
+        provider = openai_provider(fake_openai.url)
+        # The gateway prices each answer from the catalog (ctx.cost), which settlement charges: give the
+        # catalog the test plugin's prices, so reservation and settlement agree.
+        provider["pricing_overrides"] = [
+            {
+                "model_pattern": "*",
+                "match_type": "wildcard",
+                "input_cost_per_token": plugin.get("price_in", 0.0),
+                "output_cost_per_token": plugin["price_out"],
+            }
+        ]
+        config = make_config({"openai": provider})
         plugin.setdefault("idle_return_s", 0.2)
         config["plugins"] = [{"name": "limits-test", "enabled": True, "config": {"app_dir": str(directory), **plugin}}]
         pythonpath = ":".join((str(REPO_ROOT), str(site), str(PLUGIN_DIR)))
