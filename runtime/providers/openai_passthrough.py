@@ -27,11 +27,20 @@ from runtime.providers.base import Usage
 _USAGE = rb'"usage"\s*:\s*\{'  # a usage object; `"usage":null` rides on every chunk
 _ERROR = rb'"error"\s*:'
 _SURROGATE = rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}"  # a UTF-16 surrogate as a JSON escape
-# One search per read decides whether any event in it needs a look; then per event, which look.
-_SLOW = re.compile(rb"\[DONE\]|" + _USAGE + b"|" + _ERROR + b"|" + _SURROGATE)
 _PARSE = re.compile(_USAGE + b"|" + _ERROR + b"|" + _SURROGATE)
 _SURROGATES = re.compile(_SURROGATE)
 MAX_EVENT = 64 << 20  # default bound on one event held while waiting for its end (the body cap's default)
+
+
+def _needs_a_look(data: bytes) -> bool:
+    """Whether any event in `data` may carry [DONE], an error, a usage object or an escaped surrogate.
+    Substring searches (C memmem) first; a regex only when a cheap test cannot rule the event out."""
+    if b"[DONE]" in data or b'"error"' in data:
+        return True
+    usage = data.count(b'"usage"')
+    if usage and usage != data.count(b'"usage":null'):  # compact JSON carries `"usage":null` on every chunk
+        return True
+    return b"\\u" in data and _SURROGATES.search(data) is not None
 
 
 class OpenAIPassThrough:
@@ -75,7 +84,7 @@ class OpenAIPassThrough:
             self._keep(data[end:])
             data = data[:end]
         self.source = data
-        if _SLOW.search(data) is not None:
+        if _needs_a_look(data):
             return self._events(data)
         return data
 

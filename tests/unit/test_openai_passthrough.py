@@ -108,3 +108,11 @@ def test_a_final_event_without_its_blank_line_is_flushed_at_eof() -> None:
     assert scanner.feed(event(chunk("a")) + b"data: [DONE]") == event(chunk("a"))
     assert scanner.close() == b"data: [DONE]\n\n"
     assert scanner.finished
+
+
+def test_usage_in_json_with_spaces_is_still_found() -> None:
+    scanner = OpenAIPassThrough(wants_usage=False)
+    spaced = b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}}\n\n'
+    content = b'data: {"choices": [{"index": 0, "delta": {"content": "x"}}], "usage": null}\n\n'
+    assert scanner.feed(content + spaced) == content
+    assert scanner.usage is not None and scanner.usage.total_tokens == 3
