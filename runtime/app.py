@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from runtime.config.live import ConfigWatcher
 from runtime.config.model import GatewayConfig
 from runtime.core.gateway import Gateway
 from runtime.core.hooks import Hooks
@@ -24,6 +23,7 @@ from runtime.http.drain import DRAIN, Drain
 from runtime.http.errors import error_response
 from runtime.http.internal import fault_injection
 from runtime.http.keys import CONFIG, CONFIG_STORE, GATEWAY, LOG_STORE, LOG_WRITER, SHARED_STATE
+from runtime.live import ConfigWatcher
 from runtime.net import make_client, make_session
 from runtime.plugins import registry
 from runtime.plugins.metrics import METRICS, MetricsPlugin

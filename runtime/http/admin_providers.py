@@ -17,7 +17,6 @@ from typing import Any
 
 from aiohttp import web
 
-from runtime.config.live import apply_config, restart_required
 from runtime.config.load import ConfigError
 from runtime.config.model import GatewayConfig
 from runtime.core.context import RequestContext
@@ -27,6 +26,7 @@ from runtime.http.admin_common import ADMIN, AdminBadRequest, AdminState, fail, 
 from runtime.http.admin_views import NAME_RE, clean_entry, lane_view, merge_secrets, provider_view
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.http.metrics import WORKER_METRICS, WorkerMetrics
+from runtime.live import apply_config, restart_required
 from runtime.providers.registry import PROVIDER_SPECS
 from runtime.stores.config import ConfigWriteError, Raw, env_providers_raw
 

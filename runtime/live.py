@@ -1,5 +1,8 @@
 """Apply a new GatewayConfig to the running gateway, and follow config.json edits made elsewhere.
 
+This is app-level work (it reaches into the router, the plugins and the stores), so it lives beside
+app.py, not in `config/`, which only parses and models the configuration.
+
 Applying swaps the router (live lanes are kept by `Router.build`, so in-flight and queued requests
 are unaffected: they hold the handles they resolved) and updates the few client settings that can
 change at run time. `enable_logging` only takes effect at the next start: the request-log plugin is
