@@ -20,6 +20,24 @@ CUT_KINDS = ("stream_cut", "conn_closed", "stream_error", "bad_sse", "sse_after_
 OPEN_RATE = 1000.0  # new streams per second in the open-loop cell
 
 
+def _added(cells: list[dict[str, Any]], name: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """What target `name` added over direct-to-mock in the cell matching `key` (None: not measured)."""
+    c, d = by(cells, target=name, **key), by(cells, target="direct", **key)
+    if c is None:
+        return None
+    return {
+        **key,
+        "ok": c["ok"],
+        "errors": c["error_total"],
+        "stalled": c["stalled"],
+        "cut": c["cut"],
+        "added_ttft_p50_ms": diff(c["ttft_ms"]["p50"], d and d["ttft_ms"]["p50"]),
+        "added_ttft_p99_ms": diff(c["ttft_ms"]["p99"], d and d["ttft_ms"]["p99"]),
+        "added_gap_p99_ms": diff(c["chunk_gap_ms"]["p99"], d and d["chunk_gap_ms"]["p99"]),
+        "peak_rss_mb": c["resources"]["peak_rss_mb"],
+    }
+
+
 def run(ctx: Context) -> str:
     levels = [64, 256, 512] if not ctx.smoke else [4, 8]
     duration = ctx.dur(20.0, 2.0)
@@ -71,39 +89,8 @@ def run(ctx: Context) -> str:
                 cells.append(out)
     derived: dict[str, Any] = {}
     for name in ("bifrost", "litellm"):
-        rows = []
-        for conc in levels:
-            c, d = by(cells, target=name, concurrency=conc), by(cells, target="direct", concurrency=conc)
-            if c is None:
-                continue
-            rows.append(
-                {
-                    "concurrency": conc,
-                    "ok": c["ok"],
-                    "errors": c["error_total"],
-                    "stalled": c["stalled"],
-                    "cut": c["cut"],
-                    "added_ttft_p50_ms": diff(c["ttft_ms"]["p50"], d and d["ttft_ms"]["p50"]),
-                    "added_ttft_p99_ms": diff(c["ttft_ms"]["p99"], d and d["ttft_ms"]["p99"]),
-                    "added_gap_p99_ms": diff(c["chunk_gap_ms"]["p99"], d and d["chunk_gap_ms"]["p99"]),
-                    "peak_rss_mb": c["resources"]["peak_rss_mb"],
-                }
-            )
-        c, d = by(cells, target=name, open_rate=rate), by(cells, target="direct", open_rate=rate)
-        if c is not None:
-            rows.append(
-                {
-                    "open_rate": rate,
-                    "ok": c["ok"],
-                    "errors": c["error_total"],
-                    "stalled": c["stalled"],
-                    "cut": c["cut"],
-                    "added_ttft_p50_ms": diff(c["ttft_ms"]["p50"], d and d["ttft_ms"]["p50"]),
-                    "added_ttft_p99_ms": diff(c["ttft_ms"]["p99"], d and d["ttft_ms"]["p99"]),
-                    "added_gap_p99_ms": diff(c["chunk_gap_ms"]["p99"], d and d["chunk_gap_ms"]["p99"]),
-                    "peak_rss_mb": c["resources"]["peak_rss_mb"],
-                }
-            )
+        keys: list[dict[str, Any]] = [{"concurrency": conc} for conc in levels] + [{"open_rate": rate}]
+        rows = [row for key in keys if (row := _added(cells, name, key)) is not None]
         if rows:
             derived[name] = rows
     return save(

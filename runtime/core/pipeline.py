@@ -26,8 +26,8 @@ from runtime.core.context import RequestContext
 from runtime.core.rawstream import LINGER_S, RawStream
 from runtime.core.retry import retry_delay
 from runtime.core.router import ProviderHandle, Router
-from runtime.core.upstream import TRANSPORT_ERRORS, transport_error
-from runtime.errors import GatewayError, UnknownModel, UnsupportedOperation, UpstreamGarbage, UpstreamTimeout
+from runtime.core.upstream import TRANSPORT_ERRORS, incomplete_stream, transport_error
+from runtime.errors import GatewayError, UnknownModel, UnsupportedOperation, UpstreamTimeout
 from runtime.net.client import HTTPClient, Response
 from runtime.providers.base import ParsedResponse, StreamTranslator, UpstreamRequest, Usage
 
@@ -95,9 +95,7 @@ class ChunkStream:
                 tail = translator.close()
                 self.usage = translator.usage
                 if not translator.finished:
-                    raise UpstreamGarbage(
-                        f"provider '{self._provider}' ended the stream without its end marker: the answer is incomplete"
-                    )
+                    raise incomplete_stream(self._provider)
                 return tail or None
             chunks = translator.feed(data)
             self.usage = translator.usage

@@ -21,8 +21,8 @@ from time import perf_counter_ns
 from typing import Any
 
 from runtime.core.context import RequestContext
-from runtime.core.upstream import TRANSPORT_ERRORS, transport_error
-from runtime.errors import GatewayError, UpstreamGarbage
+from runtime.core.upstream import TRANSPORT_ERRORS, incomplete_stream, transport_error
+from runtime.errors import GatewayError
 from runtime.net.client import Response
 from runtime.providers.base import RawStreamScanner, Usage
 
@@ -104,9 +104,7 @@ class RawStream:
     def _end_of_body(self) -> bytes:
         tail = self._scanner.close()
         if not self._scanner.finished:
-            raise UpstreamGarbage(
-                f"provider '{self._provider}' ended the stream without its end marker: the answer is incomplete"
-            )
+            raise incomplete_stream(self._provider)
         return tail
 
     async def pump(

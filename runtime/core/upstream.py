@@ -106,3 +106,8 @@ def transport_error(exc: BaseException, provider: str, phase: str, seconds: floa
         if mapper is not None:
             return mapper(exc, provider, phase, seconds)
     return _failed(exc, provider, phase, seconds)  # unreachable: BaseException is in the table
+
+
+def incomplete_stream(provider: str) -> UpstreamGarbage:
+    """The upstream body ended before the stream's own end marker ([DONE], message_stop, ...)."""
+    return UpstreamGarbage(f"provider '{provider}' ended the stream without its end marker: the answer is incomplete")

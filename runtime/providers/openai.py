@@ -18,7 +18,7 @@ from runtime.codecs.sse import SSEParser
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError, UpstreamGarbage
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest, Usage
-from runtime.providers.openai_passthrough import OpenAIPassThrough
+from runtime.providers.openai_passthrough import OpenAIPassThrough, stream_event
 from runtime.providers.registry import ProviderSpec, join_base
 
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
@@ -119,20 +119,7 @@ class OpenAIStream:
             if payload == "[DONE]":
                 self.finished = True
                 continue
-            try:
-                chunk = ujson.loads(payload)
-            except ValueError:
-                raise UpstreamGarbage(f"upstream stream sent a non-JSON event: {payload[:120]!r}") from None
-            if not isinstance(chunk, dict):
-                raise UpstreamGarbage(f"upstream stream sent a non-object event: {payload[:120]!r}")
-            err = chunk.get("error")
-            if err is not None and "choices" not in chunk:
-                message = err.get("message") if isinstance(err, dict) else str(err)
-                raise ProviderError(
-                    f"upstream stream error: {message}",
-                    status=502,
-                    type=(err.get("type") if isinstance(err, dict) else None) or "api_error",
-                )
+            chunk = stream_event(payload)
             usage = chunk.get("usage")
             if usage:
                 self.usage = Usage.from_openai(usage)

@@ -18,6 +18,7 @@ only be split safely on one kind of separator.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import ujson
 
@@ -30,6 +31,26 @@ _SURROGATE = rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}"  # a UTF-16 surrogate as a JSON
 _PARSE = re.compile(_USAGE + b"|" + _ERROR + b"|" + _SURROGATE)
 _SURROGATES = re.compile(_SURROGATE)
 MAX_EVENT = 64 << 20  # default bound on one event held while waiting for its end (the body cap's default)
+
+
+def stream_event(payload: bytes | str) -> dict[str, Any]:
+    """One OpenAI stream event's JSON object. Raises UpstreamGarbage for anything but an object, and
+    ProviderError for an error event (an `error` without `choices`), as every OpenAI stream reader must."""
+    try:
+        chunk = ujson.loads(payload)
+    except ValueError:
+        raise UpstreamGarbage(f"upstream stream sent a non-JSON event: {payload[:120]!r}") from None
+    if not isinstance(chunk, dict):
+        raise UpstreamGarbage(f"upstream stream sent a non-object event: {payload[:120]!r}")
+    err = chunk.get("error")
+    if err is not None and "choices" not in chunk:
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        raise ProviderError(
+            f"upstream stream error: {message}",
+            status=502,
+            type=(err.get("type") if isinstance(err, dict) else None) or "api_error",
+        )
+    return chunk
 
 
 def _needs_a_look(data: bytes) -> bool:
@@ -144,20 +165,7 @@ class OpenAIPassThrough:
     def _inspect(self, payload: bytes) -> bytes | None:
         """Parse one event that may carry usage, an error or escaped surrogates: None to drop it, b"" to
         forward it unchanged, else the event re-encoded (only when it held a surrogate escape)."""
-        try:
-            chunk = ujson.loads(payload)
-        except ValueError:
-            raise UpstreamGarbage(f"upstream stream sent a non-JSON event: {payload[:120]!r}") from None
-        if not isinstance(chunk, dict):
-            raise UpstreamGarbage(f"upstream stream sent a non-object event: {payload[:120]!r}")
-        err = chunk.get("error")
-        if err is not None and "choices" not in chunk:
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            raise ProviderError(
-                f"upstream stream error: {message}",
-                status=502,
-                type=(err.get("type") if isinstance(err, dict) else None) or "api_error",
-            )
+        chunk = stream_event(payload)
         usage = chunk.get("usage")
         if usage:
             self.usage = Usage.from_openai(usage)
