@@ -151,3 +151,17 @@ async def test_rows_submitted_while_a_batch_is_being_written_are_drained_by_clos
     await writer.close()
     assert writer.written == 1_777 and writer.dropped == 0 and writer.pending == 0
     assert count(tmp_path / "logs.db") == 1_777
+
+
+async def test_rows_are_kept_and_counted_when_the_connection_is_gone(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path / "logs.db", capacity=100, batch_size=10, flush_interval_s=0.01)
+    await writer.start()
+    assert writer._db is not None
+    await writer._db.close()  # the connection and its thread end under the writer
+    for i in range(30):
+        writer.submit(row(i))
+    for _ in range(20):
+        await asyncio.sleep(0.01)  # several flushes fail meanwhile
+    assert writer.pending == 30, "a failed hand-off keeps its rows"
+    await writer.close()
+    assert writer.written == 0 and writer.dropped == 30 and writer.pending == 0

@@ -350,13 +350,13 @@ class LogWriter:
         db = self._db
         # One hop: the batch is encoded and written on the connection's thread (aiosqlite runs any
         # callable there with `_execute`; `_conn` is its sqlite3 connection, used only on that thread).
-        out: Outcome = await db._execute(lambda: write_batch(db._conn, rows))
+        try:
+            out: Outcome = await db._execute(lambda: write_batch(db._conn, rows))
+        except Exception:  # the connection itself failed (closed, its thread gone): nothing was written
+            self._put_back(rows)
+            raise
         if out.error is not None:
-            # The database, not a row: keep the rows for the next try, ahead of newer ones but never
-            # past `capacity`; what does not fit is dropped and counted.
-            room = max(0, self.capacity - len(self._buf))
-            self.dropped += max(0, len(out.back) - room)
-            self._buf[:0] = out.back[:room]
+            self._put_back(out.back)
             self._report(out.refused)
             raise out.error
         self._report(out.refused)
@@ -366,6 +366,13 @@ class LogWriter:
                 listener(out.written)
             except Exception:
                 log.exception("request log listener failed")
+
+    def _put_back(self, rows: list[Row]) -> None:
+        """Keep unwritten rows for the next try, ahead of newer ones but never past `capacity`; what
+        does not fit is dropped and counted."""
+        room = max(0, self.capacity - len(self._buf))
+        self.dropped += max(0, len(rows) - room)
+        self._buf[:0] = rows[:room]
 
     def _report(self, refused: list[tuple[str, BaseException]]) -> None:
         """Count refused rows and report each once (never retried: they are gone)."""
