@@ -12,7 +12,7 @@ from pathlib import Path
 from runtime.core.context import RequestContext
 from runtime.providers.base import Usage
 from runtime.requestlog.record import COLUMNS, to_row
-from runtime.stores.logs_sqlite.writer import CHUNK_ROWS, LogWriter
+from runtime.stores.logs_sqlite.writer import CHUNK_ROWS, LogWriter, chunk_rows_for, write_batch
 
 STATUS = COLUMNS.index("status")
 
@@ -87,6 +87,7 @@ async def test_a_batch_is_one_transaction_of_multi_row_inserts(tmp_path: Path) -
     assert writer._db is not None
     statements: list[str] = []
     await writer._db.set_trace_callback(statements.append)  # SQLite reports each statement it runs
+    assert writer._chunk_rows == CHUNK_ROWS, "this SQLite takes whole chunks"
     n = CHUNK_ROWS * 6 + 37  # whole chunks and a rest
     for i in range(n):
         writer.submit(row(i))
@@ -165,3 +166,26 @@ async def test_rows_are_kept_and_counted_when_the_connection_is_gone(tmp_path: P
     assert writer.pending == 30, "a failed hand-off keeps its rows"
     await writer.close()
     assert writer.written == 0 and writer.dropped == 30 and writer.pending == 0
+
+
+def test_a_small_bound_parameter_limit_gives_smaller_chunks_never_failing_batches(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "limit.db") as conn:
+        assert chunk_rows_for(conn) == CHUNK_ROWS
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # SQLite before 3.32
+        assert chunk_rows_for(conn) == 999 // len(COLUMNS)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)
+        assert chunk_rows_for(conn) == 1
+
+
+async def test_batches_fit_an_old_sqlites_bound_parameter_limit(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path / "logs.db", capacity=10)
+    await writer.start()  # the schema
+    await writer.close()
+    conn = sqlite3.connect(tmp_path / "logs.db", isolation_level=None)
+    try:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        out = write_batch(conn, [row(i) for i in range(250)], chunk_rows_for(conn))
+    finally:
+        conn.close()
+    assert out.error is None and not out.refused and len(out.written) == 250
+    assert count(tmp_path / "logs.db") == 250

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -45,6 +46,7 @@ import ujson
 from runtime.core.text import repair
 from runtime.paths import ensure_private_dir
 from runtime.requestlog.record import ATTEMPTS_COL, COLUMNS, INPUT_COL, INSERT_SQL, OUTPUT_COL, Clipped, insert_sql
+from runtime.stores.logs import Row
 from runtime.stores.logs_sqlite.migrations import migrate
 
 log = logging.getLogger("bifrost.requestlog")
@@ -60,12 +62,12 @@ _ID_COL = COLUMNS.index("id")
 _TEXT_NAMES = ("endpoint", "provider", "model", "model_requested", "key_name", "error", "error_type")
 _TEXT_COLS = tuple(COLUMNS.index(name) for name in _TEXT_NAMES)
 _CONTENT_COLS = (INPUT_COL, OUTPUT_COL, ATTEMPTS_COL)
-# Rows per INSERT statement: bounded by SQLite's 32,766 bound parameters; 200 rows keeps the one
-# compiled statement small while taking the per-statement cost off all but 1/200 of the rows (bench:
-# ~1 us of ~10 us per row). The rest of a batch (< CHUNK_ROWS rows) goes through executemany.
-CHUNK_ROWS = min(200, 32_766 // len(COLUMNS))
-CHUNK_SQL = insert_sql(CHUNK_ROWS)
-Row = tuple[Any, ...]
+# Rows per INSERT statement: 200 rows keeps the one compiled statement small while taking the
+# per-statement cost off all but 1/200 of the rows (bench: ~1 us of ~10 us per row). start() lowers it
+# to what the linked SQLite's bound-parameter limit allows (999 before SQLite 3.32). The rest of a
+# batch (fewer rows than a chunk) goes through executemany.
+CHUNK_ROWS = 200
+_chunk_sql = functools.cache(insert_sql)
 
 
 def _text(value: Any) -> str | None:
@@ -111,7 +113,12 @@ class Outcome:
     back: list[Row] = field(default_factory=list)
 
 
-def write_batch(conn: sqlite3.Connection, rows: list[Row]) -> Outcome:
+def chunk_rows_for(conn: sqlite3.Connection) -> int:
+    """Rows per multi-row INSERT that this SQLite accepts (its bound-parameter limit), at most CHUNK_ROWS."""
+    return max(1, min(CHUNK_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
+
+
+def write_batch(conn: sqlite3.Connection, rows: list[Row], chunk_rows: int = CHUNK_ROWS) -> Outcome:
     """Encode `rows` and insert them in one transaction; runs on the connection's thread.
 
     A row that cannot be encoded is refused alone. A batch SQLite refuses is written once more row by
@@ -131,7 +138,7 @@ def write_batch(conn: sqlite3.Connection, rows: list[Row]) -> Outcome:
         return out
     try:
         try:
-            _insert_batch(conn, encoded)
+            _insert_batch(conn, encoded, chunk_rows)
         except sqlite3.OperationalError:
             raise
         except Exception:
@@ -143,14 +150,15 @@ def write_batch(conn: sqlite3.Connection, rows: list[Row]) -> Outcome:
     return out
 
 
-def _insert_batch(conn: sqlite3.Connection, encoded: list[Row]) -> None:
+def _insert_batch(conn: sqlite3.Connection, encoded: list[Row], chunk_rows: int) -> None:
     if conn.in_transaction:  # a ROLLBACK that failed earlier must not block every later BEGIN
         conn.execute("ROLLBACK")
     try:
         conn.execute("BEGIN")
-        whole = len(encoded) - len(encoded) % CHUNK_ROWS
-        for start in range(0, whole, CHUNK_ROWS):
-            conn.execute(CHUNK_SQL, list(chain.from_iterable(encoded[start : start + CHUNK_ROWS])))
+        whole = len(encoded) - len(encoded) % chunk_rows
+        sql = _chunk_sql(chunk_rows)
+        for start in range(0, whole, chunk_rows):
+            conn.execute(sql, list(chain.from_iterable(encoded[start : start + chunk_rows])))
         if whole < len(encoded):
             conn.executemany(INSERT_SQL, encoded[whole:])
         conn.execute("COMMIT")
@@ -220,6 +228,7 @@ class LogWriter:
         self._stopping = False
         self._last_sweep = 0.0
         self._failures = 0  # consecutive failed flushes (database-level errors)
+        self._chunk_rows = CHUNK_ROWS
         # Called with each committed batch (list of row tuples, text columns encoded): live views.
         self.listeners: list[Callable[[list[tuple[Any, ...]]], None]] = []
 
@@ -248,6 +257,8 @@ class LogWriter:
             await self._db.execute("PRAGMA synchronous = NORMAL")
             await migrate(self._db)
             await self._sweep()
+            db = self._db
+            self._chunk_rows = await db._execute(lambda: chunk_rows_for(db._conn))
         except BaseException:
             await self._close_db()
             raise
@@ -351,7 +362,7 @@ class LogWriter:
         # One hop: the batch is encoded and written on the connection's thread (aiosqlite runs any
         # callable there with `_execute`; `_conn` is its sqlite3 connection, used only on that thread).
         try:
-            out: Outcome = await db._execute(lambda: write_batch(db._conn, rows))
+            out: Outcome = await db._execute(lambda: write_batch(db._conn, rows, self._chunk_rows))
         except Exception:  # the connection itself failed (closed, its thread gone): nothing was written
             self._put_back(rows)
             raise
