@@ -2,6 +2,10 @@
 
 Closed loop at a concurrency that saturates one core; the two settings alternate (on, off, on,
 off, ...) so drift in the shared machine hits both alike; the cost is 1 - mean(on) / mean(off).
+
+The gateway's CPU per request is reported beside it (`cpu_cost_pct` = 1 - cpu(off) / cpu(on)): at
+saturation throughput is the inverse of CPU per request, and CPU time is far less disturbed than
+throughput when neighbours take the shared cores (`cpu_pressure_pct_max` says how much they did).
 """
 
 from __future__ import annotations
@@ -42,6 +46,25 @@ def run(ctx: Context) -> str:
             "throughput_off_rps": round(mean(off_thr), 1),
             "cost_pct": round((1 - mean(on_thr) / mean(off_thr)) * 100.0, 2),
         }
+        on_cpu, off_cpu = _cpu_per_request(cells, True), _cpu_per_request(cells, False)
+        if on_cpu and off_cpu:
+            derived.update(
+                cpu_ms_per_request_on=round(on_cpu, 4),
+                cpu_ms_per_request_off=round(off_cpu, 4),
+                cpu_cost_pct=round((1 - off_cpu / on_cpu) * 100.0, 2),
+            )
+        pressure = [c["cpu_pressure_pct"] for c in cells if isinstance(c.get("cpu_pressure_pct"), (int, float))]
+        if pressure:
+            derived["cpu_pressure_pct_max"] = max(pressure)
     return save(
         ctx, NAME, {"concurrency": conc, "duration_s": duration, "rounds": rounds, "profile": "cost"}, cells, derived
     )
+
+
+def _cpu_per_request(cells: list[dict[str, Any]], logging: bool) -> float | None:
+    values = [
+        c["resources"]["cpu_ms_per_request"]
+        for c in cells
+        if c["logging"] is logging and (c.get("resources") or {}).get("cpu_ms_per_request")
+    ]
+    return mean(values) if values else None

@@ -61,7 +61,15 @@ COLUMNS = (
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
 ATTEMPTS_COL = COLUMNS.index("attempts")
-INSERT_SQL = f"INSERT OR REPLACE INTO logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def insert_sql(rows: int) -> str:
+    """The INSERT of `rows` rows (multi-row VALUES), in COLUMNS order."""
+    one = f"({', '.join('?' * len(COLUMNS))})"
+    return f"INSERT OR REPLACE INTO logs ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"
+
+
+INSERT_SQL = insert_sql(1)
 
 
 def _input_of(ctx: RequestContext, limit: int | None) -> Any:
