@@ -251,3 +251,34 @@ def test_spend_persists_across_a_restart_with_redis(
     second = start_gateway(config, app_dir=tmp_path / "second")
     more, refusal = until_refused([second], n)
     assert more == n - spent and refusal.status_code == 402
+
+
+def test_the_bench_governed_target_runs_the_built_in_governance(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """`bifrost-gov` (bench/targets/bifrost.py) measures the real plugin: its config.json makes the virtual
+    key mandatory, and the key the load generator sends is admitted and charged to its key and team."""
+    from bench.governance_plugin import VIRTUAL_KEY
+    from bench.targets.bifrost import write_config
+
+    fake_openai.always(Reply(usage=USAGE))
+    app = tmp_path / "bench-gov"
+    app.mkdir()
+    config = json.loads(
+        Path(write_config(str(app), fake_openai.url, logging=True, profile=None, governance=True)).read_text()
+    )
+    config["providers"]["openai"]["keys"][0]["value"] = "sk-fake-1"  # the fake's key
+    gateway = start_gateway(config, app_dir=app)
+    with gateway.client(api_key="sk-bench-not-a-secret") as client:  # the load generator's default key
+        try:
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+        except openai.AuthenticationError:
+            pass
+        else:
+            raise AssertionError("the governed target answered a request without its virtual key")
+    with gateway.client(api_key=VIRTUAL_KEY) as client:
+        raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+    assert int(raw.headers["x-ratelimit-remaining-requests"]) > 10**8  # its rate limit counted the request
+    rows = gateway.log.wait_rows(2)
+    assert [r["virtual_key_id"] for r in rows if r["status"] == 200] == ["bench-key"]
+    assert len(fake_openai.requests_to("/chat/completions")) == 1
