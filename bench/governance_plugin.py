@@ -1,10 +1,15 @@
-"""The bench's governance load: every request governed as one caller with a budget and a rate limit.
+"""The bench's governance load: every request governed as one caller with two budgets and a rate limit.
 
-Used by the `bifrost-gov` target (bench/targets/bifrost.py): installed into the gateway through a
-`bifrost.plugins` entry point, it sets `ctx.caller` (what the virtual-key plugin does for a keyed
-request) and runs the budget and rate-limit hooks (runtime/governance/limits.py) on the gateway's own
-state.db. The limits are far above what a run sends, so nothing is refused: the bench measures what
-reserving and settling costs on every request, not refusals. Prices are made up (any positive ones do).
+- `governance_config()`: the `bifrost-gov` target's config.json blocks (bench/targets/bifrost.py): the
+  REAL built-in governance (runtime/governance/plugin.py) with one virtual key, `VIRTUAL_KEY`, which the
+  load generator sends as `Authorization: Bearer` (the target's `Running.headers`). Keys are mandatory,
+  so every request goes through the key check, its budget (and its team's) and its rate limit (requests
+  and tokens), priced from the model catalog, on the gateway's own state.db.
+- `BenchGovernance`: the same caller without the key check, for the in-process bench
+  (`python -m bench.governance`): sets `ctx.caller` and runs the budget and rate-limit hooks.
+
+The limits are far above what a run sends, so nothing is refused: the bench measures what checking,
+reserving and settling cost on every request, not refusals. Prices are made up (any positive ones do).
 """
 
 from __future__ import annotations
@@ -27,6 +32,49 @@ CALLER = Caller(
 )
 
 
+VIRTUAL_KEY = "sk-bf-bench-not-a-secret"  # a made-up key, configured only in the bench's temp app dir
+
+
+def governance_config() -> dict[str, Any]:
+    """`client` fields and the `governance` block (Go Bifrost's schema) of CALLER's limits."""
+    rl = CALLER.rate_limits[0]
+    key_budget, team_budget = CALLER.budgets
+    return {
+        "client": {"enforce_auth_on_inference": True},
+        "governance": {
+            "budgets": [
+                {"id": key_budget.id, "max_limit": key_budget.max_limit, "reset_duration": key_budget.reset_duration},
+                {
+                    "id": team_budget.id,
+                    "max_limit": team_budget.max_limit,
+                    "reset_duration": team_budget.reset_duration,
+                    "calendar_aligned": True,
+                },
+            ],
+            "rate_limits": [
+                {
+                    "id": rl.id,
+                    "request_max_limit": rl.request_max_limit,
+                    "request_reset_duration": rl.request_reset_duration,
+                    "token_max_limit": rl.token_max_limit,
+                    "token_reset_duration": rl.token_reset_duration,
+                }
+            ],
+            "teams": [{"id": CALLER.team_id, "name": "bench", "budget_id": team_budget.id}],
+            "virtual_keys": [
+                {
+                    "id": CALLER.virtual_key_id,
+                    "name": CALLER.virtual_key_name,
+                    "value": VIRTUAL_KEY,
+                    "team_id": CALLER.team_id,
+                    "budget_id": key_budget.id,
+                    "rate_limit_id": rl.id,
+                }
+            ],
+        },
+    }
+
+
 def _price(provider: str, model: str) -> tuple[float, float]:
     return PRICE
 
@@ -45,14 +93,3 @@ class BenchGovernance:
 
     def on_finish(self, ctx: RequestContext) -> None:
         self.limits.on_finish(ctx)
-
-
-def install(site: Path) -> Path:
-    """A dist-info directory declaring the entry point; put `site` and the repo on the gateway's path."""
-    info = site / "bifrost_bench_governance-0.1.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bifrost-bench-governance\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[bifrost.plugins]\nbench-governance = bench.governance_plugin:BenchGovernance\n"
-    )
-    return site

@@ -80,7 +80,19 @@ def _spec(ctx: Context, running: Running, args: argparse.Namespace) -> LoadSpec:
         timeout=args.timeout,
         latency_hint_s=args.mock_latency_ms / 1000 + 0.005,
         cpus=ctx.layout.bench,
+        headers={**running.headers, **_headers(args.header)},
     )
+
+
+def _headers(given: list[str] | None) -> dict[str, str]:
+    """`--header "Name: value"` options as a dict (an Authorization one replaces the default key)."""
+    out: dict[str, str] = {}
+    for item in given or ():
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise SystemExit(f"bench run: --header wants 'Name: value', got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def _managed(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
@@ -151,6 +163,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-request-log", action="store_true", help="Bifrost: enable_logging false")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
     p.add_argument("--model", default=None, help="--external: model name to send")
+    p.add_argument(
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a header sent with every request, repeatable (e.g. 'Authorization: Bearer sk-bf-...' for a virtual key)",
+    )
     p.add_argument("--external", action="store_true", help="measure a target already listening on --port")
     p.add_argument("--output", default=None, help="JSON file, results keyed by target (accumulates)")
 

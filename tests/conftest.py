@@ -20,6 +20,7 @@ import pytest
 from fakes import FakeAzure, FakeOpenAI
 from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.process import spawn
+from harness.redis import RedisServer, start_redis
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
@@ -61,6 +62,23 @@ def fake_azure() -> Iterator[FakeAzure]:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the session (tests/harness/redis.py); fails when it is not installed."""
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied: each test starts from no keys."""
+    assert redis_server.command("FLUSHALL").startswith(b"+OK")
+    return redis_server.url
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 # System packages: Chromium for the UI tests (Playwright drives Debian's build; its own download
-# cannot work offline); redis-server for the shared-state tests (tests/stores/conftest.py starts one
+# cannot work offline); redis-server for the Redis tests (tests/harness/redis.py starts one
 # in a temp dir on loopback); postgresql and nginx for the cluster-mode tests. Root installs what is
 # missing; otherwise the tests that need a server fail saying which package to install.
 missing=()

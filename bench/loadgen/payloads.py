@@ -57,14 +57,17 @@ def request_body(endpoint: Endpoint, model: str, *, big: bool = False, max_token
 
 
 def http_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    """A complete keep-alive POST request, ready to write to a socket."""
+    """A complete keep-alive POST request, ready to write to a socket. `headers` are added; an
+    `Authorization` among them replaces the default placeholder key (a virtual key, say)."""
+    extra = headers or {}
     lines = [
         f"POST {path} HTTP/1.1",
         f"Host: {host}:{port}",
         "Content-Type: application/json",
         "Accept: */*",
-        "Authorization: Bearer sk-bench-not-a-secret",
-        f"Content-Length: {len(body)}",
     ]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if not any(k.lower() == "authorization" for k in extra):
+        lines.append("Authorization: Bearer sk-bench-not-a-secret")
+    lines.append(f"Content-Length: {len(body)}")
+    lines += [f"{k}: {v}" for k, v in extra.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

@@ -119,6 +119,7 @@ def load_spec(
         timeout=timeout,
         latency_hint_s=latency_hint_s,
         cpus=ctx.layout.bench,
+        headers=dict(running.headers),
     )
 
 

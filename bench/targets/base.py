@@ -26,6 +26,7 @@ class Running:
     pid: int | None  # root of the process tree whose RSS/CPU is reported
     embedding_model: str = "text-embedding-3-small"
     notes: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (e.g. a virtual key)
 
 
 class Target:

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 from bench import control
 from bench.mockproc import REPO_ROOT, child_env
@@ -59,8 +58,12 @@ def write_config(
         provider["concurrency_and_buffer_size"] = {"concurrency": 2000, "buffer_size": 20000}
         client.update({"drop_excess_requests": False, "initial_pool_size": 20000})
     doc: dict[str, object] = {"providers": {"openai": provider}, "client": client}
-    if governance:  # every request governed: a budget chain and a rate limit (bench/governance_plugin.py)
-        doc["plugins"] = [{"name": "bench-governance", "enabled": True, "config": {"app_dir": app_dir}}]
+    if governance:  # the built-in governance: a virtual key, its budgets and rate limit (bench/governance_plugin.py)
+        from bench.governance_plugin import governance_config
+
+        blocks = governance_config()
+        client.update(blocks["client"])
+        doc["governance"] = blocks["governance"]
     path = os.path.join(app_dir, "config.json")
     with open(path, "w") as fh:
         json.dump(doc, fh, indent=2)
@@ -123,11 +126,6 @@ class BifrostTarget(Target):
         env = child_env()
         for key in [k for k in env if k.startswith("BIFROST_")]:
             del env[key]  # the suite's flags and config.json are the whole truth
-        if self.governance:
-            from bench.governance_plugin import install
-
-            site = install(Path(self.app_dir) / "site")
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), str(site), env.get("PYTHONPATH")) if p)
         proc = self._spawn(
             cmd, env, os.path.join(self.app_dir, "gateway.log"), cwd=REPO_ROOT, preexec=gateway_preexec(layout)
         )
@@ -136,6 +134,11 @@ class BifrostTarget(Target):
         except RuntimeError as exc:
             self.stop(5)
             raise TargetUnavailable(f"bifrost did not start: {exc}\n{self.log_tail()}") from None
+        headers: dict[str, str] = {}
+        if self.governance:  # every request presents the virtual key, as an SDK with it as api_key does
+            from bench.governance_plugin import VIRTUAL_KEY
+
+            headers["Authorization"] = f"Bearer {VIRTUAL_KEY}"
         return Running(
             name=self.name,
             port=port,
@@ -143,6 +146,7 @@ class BifrostTarget(Target):
             pid=proc.pid,
             embedding_model="openai/text-embedding-3-small",
             notes=notes,
+            headers=headers,
         )
 
     @property
@@ -158,7 +162,8 @@ class BifrostTarget(Target):
 
 
 class BifrostGovernedTarget(BifrostTarget):
-    """Bifrost with governance on: every request reserves against two budgets and a rate limit."""
+    """Bifrost with its built-in governance on: every request presents a virtual key (mandatory), and
+    reserves and settles against the key's budget, its team's budget and its rate limit."""
 
     name = "bifrost-gov"
 
