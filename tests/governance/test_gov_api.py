@@ -5,7 +5,9 @@ by virtual key and team."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -13,6 +15,11 @@ import pytest
 from fakes import FakeOpenAI, Reply
 from harness import Gateway
 from harness.process import StartGateway
+
+from runtime.requestlog.filters import LogFilter, Page
+from runtime.requestlog.record import COLUMNS
+from runtime.stores.logs_sqlite.queries import LogQueries
+from runtime.stores.logs_sqlite.writer import LogWriter
 
 from .test_governance_wired import COST, MAX_TOKENS, MESSAGES, USAGE, VK, wired_config
 from .test_vk_admin import call
@@ -64,7 +71,12 @@ def test_crud_round_trips_in_go_shapes(gw: Gateway) -> None:
     assert status == 201, created
     rl = created["rate_limit"]
     assert rl["token_current_usage"] == 0 and rl["request_max_limit"] is None and rl["request_current_usage"] is None
-    body = {"request_max_limit": 5, "request_reset_duration": "1m", "token_max_limit": None, "token_reset_duration": None}
+    body = {
+        "request_max_limit": 5,
+        "request_reset_duration": "1m",
+        "token_max_limit": None,
+        "token_reset_duration": None,
+    }
     status, updated = call(gw, "PUT", f"{G}/rate-limits/rl-new", body)
     assert status == 200, updated
     assert updated["rate_limit"]["token_max_limit"] is None and updated["rate_limit"]["request_max_limit"] == 5
@@ -180,3 +192,74 @@ def test_a_virtual_key_created_with_an_inline_budget_is_held_to_it(gw: Gateway) 
     assert created["virtual_key"]["budget"]["max_limit"] == COST
     assert chat_status(gw, value) == 200
     assert chat_status(gw, value) == 402  # one request's worth, spent
+
+
+def test_logs_filter_by_virtual_key_and_team_and_group_by_key(gw: Gateway) -> None:
+    status, created = call(gw, "POST", f"{G}/virtual-keys", {"name": "other"})
+    assert status == 201
+    other = created["virtual_key"]
+    assert call(gw, "POST", f"{G}/teams", {"id": "t-x", "name": "X"})[0] == 201
+    assert call(gw, "POST", f"{G}/teams", {"id": "t-empty", "name": "Nobody"})[0] == 201
+    assert call(gw, "PUT", f"{G}/virtual-keys/vk-wired", {"team_id": "t-x"})[0] == 200
+    for _ in range(2):
+        assert chat_status(gw) == 200
+    assert chat_status(gw, other["value"]) == 200
+    gw.log.wait_rows(3)
+
+    def ids(query: str) -> list[Any]:
+        status, page = call(gw, "GET", f"/api/logs?{query}")
+        assert status == 200, page
+        assert page["total"] == len(page["items"])
+        return sorted(r["virtual_key_id"] for r in page["items"])
+
+    assert ids("virtual_key_id=vk-wired") == ["vk-wired", "vk-wired"]
+    assert ids(f"virtual_key_id={other['id']}") == [other["id"]]
+    assert ids(f"virtual_key_id=vk-wired,{other['id']}") == sorted(["vk-wired", "vk-wired", other["id"]])
+    assert ids("team_id=t-x") == ["vk-wired", "vk-wired"]
+    assert ids(f"team_id=t-x&virtual_key_id={other['id']}") == []  # both: their intersection
+    assert ids("team_id=t-empty") == []
+    status, err = call(gw, "GET", "/api/logs?team_id=nope")
+    assert status == 400 and err["error"]["param"] == "team_id"
+
+    status, stats = call(gw, "GET", "/api/logs/stats?team_id=t-x")
+    assert status == 200 and stats["count"] == 2 and stats["cost"] == pytest.approx(2 * COST)
+    status, stats = call(gw, "GET", "/api/logs/stats?group_by=virtual_key")
+    assert status == 200
+    by_key = {g["virtual_key_id"]: g for g in stats["by_virtual_key"]}
+    assert by_key["vk-wired"]["count"] == 2 and by_key["vk-wired"]["cost"] == pytest.approx(2 * COST)
+    assert by_key[other["id"]]["count"] == 1
+    assert call(gw, "GET", "/api/logs/stats?group_by=colour")[0] == 400
+    status, hist = call(gw, "GET", "/api/logs/histogram?virtual_key_id=vk-wired&buckets=5")
+    assert status == 200 and sum(b["count"] for b in hist["series"]) == 2
+
+
+async def test_key_filtered_log_queries_seek_the_time_index(tmp_path: Path) -> None:
+    """A key filter reads the table (no covering index has the column), but the time range is still a
+    range seek on an index, never a scan of the whole log."""
+    writer = LogWriter(tmp_path / "logs.db", capacity=100)
+    await writer.start()
+    row: dict[str, Any] = {c: 0 for c in COLUMNS}
+    row.update(id="r1", ts_ms=1, endpoint="chat", provider="openai", model="m", virtual_key_id="vk")
+    row.update(input=None, output=None, attempts=None, error=None, error_type=None, cost=None)
+    writer.submit(tuple(row[c] for c in COLUMNS))
+    await writer.close()
+    f = LogFilter(since_ms=0, until_ms=10, virtual_key_ids=("vk", "vk2"))
+    where, params = f.where()
+    db = sqlite3.connect(tmp_path / "logs.db")
+    try:
+        for sql in (
+            f"SELECT count(*), sum(cost) FROM logs WHERE {where}",
+            f"SELECT virtual_key_id, count(*) FROM logs WHERE {where} GROUP BY virtual_key_id",
+            f"SELECT id FROM logs WHERE {where} ORDER BY ts_ms DESC LIMIT 50",
+        ):
+            plan = " | ".join(str(step[-1]) for step in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "USING INDEX" in plan and "ts_ms>" in plan.replace(" ", ""), (sql, plan)
+    finally:
+        db.close()
+    q = LogQueries(tmp_path / "logs.db")
+    try:
+        assert [g["virtual_key_id"] for g in await q.by_virtual_key(f)] == ["vk"]
+        assert (await q.list(f, Page()))["total"] == 1
+        assert (await q.list(LogFilter(virtual_key_ids=()), Page()))["total"] == 0
+    finally:
+        await q.close()
