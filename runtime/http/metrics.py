@@ -366,6 +366,7 @@ def add_routes(app: web.Application) -> None:
     if plugin is None:
         return
     config = app[CONFIG]
+    plugin.governed = any(getattr(p, "name", "") == "governance" for p in app[GATEWAY].hooks.plugins)
     worker = WorkerMetrics(plugin, app[GATEWAY], app.get(LOG_WRITER), _shared_dir(config.app_dir, config.workers))
     registry = CollectorRegistry(auto_describe=False)
     collector = app[_COLLECTOR] = GatewayCollector(worker)

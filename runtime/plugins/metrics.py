@@ -71,6 +71,10 @@ class MetricsPlugin:
     def __init__(self) -> None:
         self.series: dict[SeriesKey, list[int]] = {}
         self.retries: dict[str, int] = {}
+        # Governance counters, kept only when the gateway runs the governance plugin (set at start-up by
+        # runtime/http/metrics.py; a gateway without it cannot gain it without a restart): an ungoverned
+        # gateway pays one attribute test per request for them.
+        self.governed = False
         self.spend: dict[str, float] = {}  # virtual key id -> dollars (governed requests only)
         self.rejections: dict[str, int] = {}  # governance refusal type -> count
 
@@ -108,8 +112,14 @@ class MetricsPlugin:
             self._count_retries(ctx)
         if ctx.fallback_index:
             s[FALLBACKS] += 1
-        if ctx.caller is not None and ctx.cost:  # governed and priced: nothing more for any other request
-            self._spend(ctx, ctx.cost)
+        if self.governed:
+            self._governance(ctx)
+
+    def _governance(self, ctx: RequestContext) -> None:
+        """Spend of a governed, priced request by its virtual key; a governance refusal by its reason."""
+        cost = ctx.cost
+        if ctx.caller is not None and cost:
+            self._spend(ctx, cost)
         if ctx.error_type is not None and ctx.error_type in GOV_REJECTIONS:
             self.rejections[ctx.error_type] = self.rejections.get(ctx.error_type, 0) + 1
 

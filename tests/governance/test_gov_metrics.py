@@ -127,6 +127,11 @@ def test_ungoverned_requests_add_no_governance_series() -> None:
     ctx = RequestContext("r1", "chat", "openai")
     ctx.status, ctx.cost, ctx.provider, ctx.model = 200, 0.5, "openai", "gpt-4o-mini"
     ctx.end_ns = ctx.start_ns + 1000
+    ctx.caller = Caller("vk-1")
+    plugin.on_finish(ctx)
+    assert plugin.spend == {}  # a gateway without the governance plugin keeps no governance counters
+    plugin.governed = True
+    ctx.caller = None
     plugin.on_finish(ctx)
     ctx.status, ctx.error_type = 500, "api_error"
     plugin.on_finish(ctx)
