@@ -18,7 +18,7 @@ from aiohttp import web
 
 from runtime.governance.entities import VK_PREFIX
 from runtime.http.admin_common import AdminBadRequest, fail, json_response, read_object
-from runtime.http.admin_governance_entities import Views, apply_inline
+from runtime.http.admin_governance_entities import Views, apply_inline, page
 from runtime.http.admin_providers import _edit
 from runtime.http.keys import GATEWAY
 from runtime.stores.config import Raw
@@ -103,14 +103,13 @@ async def _with_usage(views: Views, entry: dict[str, Any]) -> dict[str, Any]:
 async def list_keys(request: web.Request) -> web.Response:
     raw = request.app[GATEWAY].config.raw.get("governance")
     keys = raw.get("virtual_keys") if isinstance(raw, dict) else None
-    entries = [k for k in keys or () if isinstance(k, dict)]
-    for field in ("team_id", "customer_id"):  # Go's list filters
-        wanted = request.query.get(field)
-        if wanted:
-            entries = [k for k in entries if k.get(field) == wanted]
+    try:
+        entries, paging = page(request, [k for k in keys or () if isinstance(k, dict)], ("team_id", "customer_id"))
+    except AdminBadRequest as exc:
+        return exc.response()
     views = Views(request)
     items = [await _with_usage(views, k) for k in entries]
-    return json_response({"virtual_keys": items, "count": len(items)})
+    return json_response({"virtual_keys": items, "count": len(items), **paging})
 
 
 async def get_key(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ from runtime.http.keys import GATEWAY
 from runtime.stores.config import Raw
 
 PREFIX = "/api/governance"
+J = dict[str, Any]
 BUDGET_FIELDS = ("max_limit", "reset_duration", "calendar_aligned")
 RATE_LIMIT_FIELDS = ("token_max_limit", "token_reset_duration", "request_max_limit", "request_reset_duration")
 
@@ -50,6 +51,7 @@ class Kind:
     fields: tuple[str, ...]  # what a client may set (besides `id` at creation)
     required: tuple[str, ...]  # at creation
     inline: bool  # accepts Go's inline `budget` / `rate_limit` objects
+    filters: tuple[str, ...] = ()  # list query parameters matched exactly (Go's)
 
 
 BUDGETS = Kind("budgets", "budgets", "budget", "Budget", BUDGET_FIELDS, ("max_limit", "reset_duration"), False)
@@ -57,7 +59,16 @@ RATE_LIMITS = Kind("rate_limits", "rate-limits", "rate_limit", "Rate limit", RAT
 CUSTOMERS = Kind(
     "customers", "customers", "customer", "Customer", ("name", "budget_id", "rate_limit_id"), ("name",), True
 )
-TEAMS = Kind("teams", "teams", "team", "Team", ("name", "customer_id", "budget_id", "rate_limit_id"), ("name",), True)
+TEAMS = Kind(
+    "teams",
+    "teams",
+    "team",
+    "Team",
+    ("name", "customer_id", "budget_id", "rate_limit_id"),
+    ("name",),
+    True,
+    ("customer_id",),
+)
 KINDS = (BUDGETS, RATE_LIMITS, CUSTOMERS, TEAMS)
 
 # Who may refer to an entity of each kind: (section, field, nested provider_configs too).
@@ -250,16 +261,47 @@ class Views:
 
 # -- handlers ------------------------------------------------------------------------------------------
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+MAX_PAGE = 1000
+
+
+def _number(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > maximum:
+        raise AdminBadRequest(f"{name} must be a whole number from 0 to {maximum}, got {raw!r}", param=name)
+    return int(raw)
+
+
+def page(request: web.Request, entries: list[dict[str, Any]], filters: tuple[str, ...]) -> tuple[list[Any], J]:
+    """Go's list parameters: equality `filters` (team_id, customer_id), `search` (a case-insensitive part of
+    the name or id), `limit` and `offset`. Returns (the page, Go's `total_count`/`limit`/`offset` fields)."""
+    for field in filters:
+        wanted = request.query.get(field)
+        if wanted:
+            entries = [e for e in entries if e.get(field) == wanted]
+    search = (request.query.get("search") or "").strip().casefold()
+    if search:
+        entries = [
+            e
+            for e in entries
+            if search in str(e.get("name", "")).casefold() or search in str(e.get("id", "")).casefold()
+        ]
+    limit = _number(request, "limit", 0, MAX_PAGE)  # 0: all (config.json tables are small)
+    offset = _number(request, "offset", 0, 10**9)
+    shown = entries[offset : offset + limit] if limit else entries[offset:]
+    return shown, {"total_count": len(entries), "limit": limit, "offset": offset}
 
 
 def _list(kind: Kind) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        entries = _running_raw(request, kind.section)
-        if kind is TEAMS and request.query.get("customer_id"):  # Go's filter
-            entries = [e for e in entries if e.get("customer_id") == request.query["customer_id"]]
+        try:
+            entries, paging = page(request, _running_raw(request, kind.section), kind.filters)
+        except AdminBadRequest as exc:
+            return exc.response()
         views = Views(request)
         items = [await views.of(kind, e) for e in entries]
-        return json_response({kind.section: items, "count": len(items)})
+        return json_response({kind.section: items, "count": len(items), **paging})
 
     return handler
 

@@ -540,6 +540,13 @@ PATHS: J = {
 }
 
 
+LIST_PARAMS = [
+    _q("search", "A case-insensitive part of the name or id"),
+    _q("limit", "Page size, 0 (all) to 1000", {"type": "integer", "default": 0}),
+    _q("offset", "Entries to skip", {"type": "integer", "default": 0}),
+]
+
+
 def _governance_paths() -> J:
     """CRUD paths of the governance entities: {list, create} on the collection, {get, update, delete} on one."""
     paths: J = {}
@@ -556,7 +563,13 @@ def _governance_paths() -> J:
         base = f"/api/governance/{route}"
         listing = {
             "type": "object",
-            "properties": {many: {"type": "array", "items": _ref(schema)}, "count": {"type": "integer"}},
+            "properties": {
+                many: {"type": "array", "items": _ref(schema)},
+                "count": {"type": "integer", "description": "Entries in this answer"},
+                "total_count": {"type": "integer", "description": "Entries matching the filters"},
+                "limit": {"type": "integer"},
+                "offset": {"type": "integer"},
+            },
         }
         single = {"type": "object", "properties": {one: _ref(schema)}}
         changed = {"type": "object", "properties": {"message": {"type": "string"}, one: _ref(schema)}}
@@ -564,7 +577,10 @@ def _governance_paths() -> J:
             "get": _op(
                 f"List {many.replace('_', ' ')} with current usage",
                 {"200": _json(listing)},
-                params=[_q(f, f"Only those with this {f}") for f in filters],
+                params=[
+                    *(_q(f, f"Only those with this {f}") for f in filters),
+                    *LIST_PARAMS,
+                ],
                 tags=tags,
             ),
             "post": _op(

@@ -83,12 +83,16 @@ def test_crud_round_trips_in_go_shapes(gw: Gateway) -> None:
 
     # customers, with Go's inline budget (created and linked)
     status, created = call(
-        gw, "POST", f"{G}/customers", {"id": "c1", "name": "Acme", "budget": {"max_limit": 3, "reset_duration": "1d"}}
+        gw,
+        "POST",
+        f"{G}/customers",
+        {"id": "c1", "name": "Acme", "budget": {"id": "cust-budget", "max_limit": 3, "reset_duration": "1d"}},
     )
     assert status == 201, created
     customer = created["customer"]
     assert customer["budget_id"] and customer["budget"]["max_limit"] == 3 and customer["budget"]["current_usage"] == 0
     inline_budget = customer["budget_id"]
+    assert inline_budget == "cust-budget"
     # an inline budget on update changes the customer's own budget in place
     status, updated = call(gw, "PUT", f"{G}/customers/c1", {"budget": {"max_limit": 4}})
     assert status == 200 and updated["customer"]["budget_id"] == inline_budget
@@ -105,6 +109,12 @@ def test_crud_round_trips_in_go_shapes(gw: Gateway) -> None:
     assert status == 200 and listed["count"] == 1 and listed["teams"][0]["id"] == "t1"
     assert call(gw, "GET", f"{G}/customers/c1")[1]["customer"]["teams"] == [{"id": "t1", "name": "Search"}]
     assert call(gw, "PUT", f"{G}/teams/t1", {"name": "Search 2"})[1]["team"]["name"] == "Search 2"
+    # Go's list parameters: search (name or id), limit, offset; total_count counts every match
+    status, found = call(gw, "GET", f"{G}/budgets?search=B-&limit=1&offset=1")
+    assert status == 200 and found["count"] == 1 and found["total_count"] == 2, found
+    assert (found["limit"], found["offset"]) == (1, 1)
+    assert call(gw, "GET", f"{G}/customers?search=acme")[1]["customers"][0]["id"] == "c1"
+    assert call(gw, "GET", f"{G}/teams?limit=-1")[1]["error"]["param"] == "limit"
 
     # the file holds them, as config.json entries
     stored = (gw.app_dir / "config.json").read_text()
