@@ -18,7 +18,7 @@ from aiohttp import web
 
 from runtime.governance.entities import VK_PREFIX
 from runtime.http.admin_common import AdminBadRequest, fail, json_response, read_object
-from runtime.http.admin_governance_entities import Views, apply_inline, page
+from runtime.http.admin_governance_entities import Views, apply_inline, page, restart_note
 from runtime.http.admin_providers import _edit
 from runtime.http.keys import GATEWAY
 from runtime.stores.config import Raw
@@ -80,14 +80,6 @@ def _fields(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in EDITABLE if k in body}
 
 
-def _restart_note(request: web.Request) -> dict[str, Any]:
-    """Keys added to a gateway that started without governance wait for a restart (no plugin runs)."""
-    plugins = request.app[GATEWAY].hooks.plugins
-    if any(getattr(p, "name", "") == "governance" for p in plugins):
-        return {}
-    return {"restart_required": True}
-
-
 async def _with_usage(views: Views, entry: dict[str, Any]) -> dict[str, Any]:
     """The key's view with its `budget` and `rate_limit` (and each provider config's) and their current usage."""
     view = await views.owner(_view(entry))
@@ -145,7 +137,7 @@ async def create_key(request: web.Request) -> web.Response:
         return exc.response()
     view = {**await _with_usage(Views(request), entry), "value": value}  # the value: shown once, here
     answer = {"message": "Virtual key created successfully", "virtual_key": view}
-    return json_response({**answer, **_restart_note(request)}, status=201)
+    return json_response({**answer, **restart_note(request)}, status=201)
 
 
 async def update_key(request: web.Request) -> web.Response:

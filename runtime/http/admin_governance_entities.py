@@ -192,6 +192,15 @@ def apply_inline(raw: Raw, entry: dict[str, Any], body: dict[str, Any]) -> None:
         entry[id_field] = ident
 
 
+def restart_note(request: web.Request) -> dict[str, Any]:
+    """Governance added to a gateway that started without it waits for a restart (no plugin runs, so an
+    ungoverned gateway pays nothing per request): say so in the answer."""
+    plugins = request.app[GATEWAY].hooks.plugins
+    if any(getattr(p, "name", "") == "governance" for p in plugins):
+        return {}
+    return {"restart_required": True}
+
+
 # -- views ---------------------------------------------------------------------------------------------
 class Views:
     """Answers for one request: entries with their usage, each budget/rate limit read once."""
@@ -341,7 +350,8 @@ def _create(kind: Kind) -> Handler:
         except AdminBadRequest as exc:
             return exc.response()
         view = await Views(request).of(kind, entry)
-        return json_response({"message": f"{kind.title} created successfully", kind.one: view}, status=201)
+        answer = {"message": f"{kind.title} created successfully", kind.one: view, **restart_note(request)}
+        return json_response(answer, status=201)
 
     return handler
 

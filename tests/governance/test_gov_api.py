@@ -14,6 +14,7 @@ import openai
 import pytest
 from fakes import FakeOpenAI, Reply
 from harness import Gateway
+from harness.config import make_config, openai_provider
 from harness.process import StartGateway
 
 from runtime.requestlog.filters import LogFilter, Page
@@ -273,3 +274,16 @@ async def test_key_filtered_log_queries_seek_the_time_index(tmp_path: Path) -> N
         assert (await q.list(LogFilter(virtual_key_ids=()), Page()))["total"] == 0
     finally:
         await q.close()
+
+
+def test_an_ungoverned_gateway_stores_entities_and_says_a_restart_applies_them(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gw = start_gateway(make_config({"openai": openai_provider(fake_openai.url)}))
+    status, created = call(gw, "POST", f"{G}/budgets", {"id": "b1", "max_limit": 1, "reset_duration": "1d"})
+    assert status == 201 and created["restart_required"] is True, created
+    assert created["budget"]["current_usage"] is None  # no limits run here: nothing counts yet
+    status, created = call(gw, "POST", f"{G}/teams", {"name": "T", "budget_id": "b1"})
+    assert status == 201 and created["restart_required"] is True
+    assert created["team"]["budget"]["id"] == "b1"
+    assert '"b1"' in (gw.app_dir / "config.json").read_text()
