@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import calendar
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -15,9 +18,12 @@ from harness.process import StartGateway
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.core.context import RequestContext
-from runtime.governance.model import Caller
+from runtime.governance.limits import BudgetAndRateLimits
+from runtime.governance.model import Budget, Caller, RateLimit
 from runtime.plugins.metrics import MetricsPlugin
+from runtime.stores.shared_sqlite import SQLiteSharedState
 
+from .test_budget_ledger import Clock, finish, make_ctx, price
 from .test_governance_wired import COST, MAX_TOKENS, MESSAGES, USAGE, VK, wired_config
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -139,3 +145,42 @@ def test_ungoverned_requests_add_no_governance_series() -> None:
     ctx.caller, ctx.status, ctx.error_type = Caller("vk-1"), 200, None
     plugin.on_finish(ctx)
     assert plugin.spend == {"vk-1": 0.5}
+
+
+async def test_ledger_usage_reads_the_window_without_taking(tmp_path: Path) -> None:
+    """Ledger.usage (via BudgetAndRateLimits.budget_usage / rate_limit_usage): the shared counter minus this
+    worker's unused lease, in the window the injectable clock is in; a read takes nothing."""
+    clock = Clock(calendar.timegm((2026, 3, 10, 12, 0, 0)))
+    store, other_store = SQLiteSharedState(tmp_path / "state.db"), SQLiteSharedState(tmp_path / "state.db")
+    budget = Budget("b-day", 10 * COST, "1d", calendar_aligned=True)
+    rl = RateLimit("rl", request_max_limit=5, request_reset_duration="1h")
+    caller = Caller("vk1", budgets=(budget,), rate_limits=(rl,))
+    limits = BudgetAndRateLimits(store, price, clock=clock, idle_return_s=0)
+    other = BudgetAndRateLimits(other_store, price, clock=clock, idle_return_s=0)  # a second worker
+    try:
+        assert await limits.budget_usage(budget) == (0.0, clock.now - 12 * 3600, clock.now + 12 * 3600)
+        assert await limits.rate_limit_usage(rl, "tokens") is None  # not limited
+        used, start, end = await limits.rate_limit_usage(rl, "requests")
+        assert used == 0 and end - start == 3600 and start <= clock.now < end
+        for worker in (limits, other, limits):
+            ctx = make_ctx(caller)
+            await worker.pre_hook(ctx)
+            finish(ctx, worker)
+        await asyncio.gather(*limits.ledger._tasks, *other.ledger._tasks)  # background refills landed
+        # both workers' spend, as either sees it (the other's unused lease counts until it goes back)
+        assert (await limits.budget_usage(budget))[0] == pytest.approx(
+            3 * COST + other.ledger._pools["budget:b-day"].avail
+        )
+        await other.close()  # gives its unused lease back
+        assert (await limits.budget_usage(budget))[0] == pytest.approx(3 * COST)
+        assert (await limits.rate_limit_usage(rl, "requests"))[0] == 3
+        total_before = await store.total(limits.ledger._pools["budget:b-day"].key)
+        await limits.budget_usage(budget)
+        assert await store.total(limits.ledger._pools["budget:b-day"].key) == total_before  # reads take nothing
+        clock.now += 86400  # the next day: a new window, nothing used in it yet
+        used, start, _end = await limits.budget_usage(budget)
+        assert used == 0.0 and start == calendar.timegm((2026, 3, 11, 0, 0, 0))
+    finally:
+        await limits.close()
+        await store.close()
+        await other_store.close()
