@@ -178,6 +178,23 @@ class Ledger:
             return now
         return float(await self.store.total(key))
 
+    # -- reading (admin API, /metrics): never on the request path -------------------------------------
+    async def usage(self, limit: Limit) -> tuple[float, float, float]:
+        """(used, window start, window end) of `limit`'s current window, read from the shared store.
+
+        `used` is the store counter (what every worker and instance took: spend, in-flight reservations
+        and other workers' unused leases, which go back within `idle_return_s`) minus this worker's own
+        unused lease. A read-only look: it takes nothing and creates no pool, so the hot path is as it was
+        (a rolling window's anchor is set here if nobody used the limit yet, as its first use would)."""
+        anchor = 0.0 if limit.period.calendar else await self._anchor(limit)
+        start, end = limit.period.window(self.clock(), anchor)
+        key = f"gov:{limit.name}:{int(start)}"
+        used = float(await self.store.total(key))
+        pool = self._pools.get(limit.name)
+        if pool is not None and pool.key == key:
+            used -= max(pool.avail, 0.0)
+        return max(0.0, used), start, end
+
     # -- take / settle -------------------------------------------------------------------------------
     def try_take(self, pool: Pool, amount: float) -> Hold | None:
         """Take `amount` from the local lease, without waiting; None when it does not cover it."""

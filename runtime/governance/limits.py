@@ -218,6 +218,22 @@ class BudgetAndRateLimits:
         self._plans[id(caller)] = (caller, plan)
         return plan
 
+    # -- reading (admin API, /metrics) ----------------------------------------------------------------
+    async def budget_usage(self, budget: Budget) -> tuple[float, float, float]:
+        """(dollars used, window start, window end) of `budget`'s current window (Ledger.usage)."""
+        return await self.ledger.usage(self._budget_limit(budget))
+
+    async def rate_limit_usage(self, rl: RateLimit, kind: str) -> tuple[float, float, float] | None:
+        """(used, window start, window end) of `rl`'s `kind` ("requests" or "tokens"), None if not limited."""
+        max_, duration = (
+            (rl.request_max_limit, rl.request_reset_duration)
+            if kind == "requests"
+            else (rl.token_max_limit, rl.token_reset_duration)
+        )
+        if max_ is None or not duration:
+            return None
+        return await self.ledger.usage(self._rate_limit(rl, kind, max_, duration))
+
     # -- limits, parsed once per definition ----------------------------------------------------------
     def _budget_limit(self, budget: Budget) -> Limit:
         entry = self._limits.get((id(budget), "b"))

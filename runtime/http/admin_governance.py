@@ -18,6 +18,7 @@ from aiohttp import web
 
 from runtime.governance.entities import VK_PREFIX
 from runtime.http.admin_common import AdminBadRequest, fail, json_response, read_object
+from runtime.http.admin_governance_entities import Views, apply_inline, page, restart_note
 from runtime.http.admin_providers import _edit
 from runtime.http.keys import GATEWAY
 from runtime.stores.config import Raw
@@ -73,25 +74,34 @@ def _fields(body: dict[str, Any]) -> dict[str, Any]:
             raise AdminBadRequest(
                 f"{secret} is set by the gateway (create or rotate a key to get a new value)", param=secret
             )
-    unknown = sorted(k for k in body if k not in EDITABLE and k != "id")
+    unknown = sorted(k for k in body if k not in EDITABLE and k not in ("id", "budget", "rate_limit"))
     if unknown:
         raise AdminBadRequest(f"unknown field {unknown[0]!r}; fields: {', '.join(EDITABLE)}", param=unknown[0])
     return {k: body[k] for k in EDITABLE if k in body}
 
 
-def _restart_note(request: web.Request) -> dict[str, Any]:
-    """Keys added to a gateway that started without governance wait for a restart (no plugin runs)."""
-    plugins = request.app[GATEWAY].hooks.plugins
-    if any(getattr(p, "name", "") == "governance" for p in plugins):
-        return {}
-    return {"restart_required": True}
+async def _with_usage(views: Views, entry: dict[str, Any]) -> dict[str, Any]:
+    """The key's view with its `budget` and `rate_limit` (and each provider config's) and their current usage."""
+    view = await views.owner(_view(entry))
+    pcs = view.get("provider_configs")
+    if isinstance(pcs, list):
+        view["provider_configs"] = [
+            await views.owner(pc) if isinstance(pc, dict) and (pc.get("budget_id") or pc.get("rate_limit_id")) else pc
+            for pc in pcs
+        ]
+    return view
 
 
 async def list_keys(request: web.Request) -> web.Response:
     raw = request.app[GATEWAY].config.raw.get("governance")
     keys = raw.get("virtual_keys") if isinstance(raw, dict) else None
-    items = [_view(k) for k in keys or () if isinstance(k, dict)]
-    return json_response({"virtual_keys": items, "count": len(items)})
+    try:
+        entries, paging = page(request, [k for k in keys or () if isinstance(k, dict)], ("team_id", "customer_id"))
+    except AdminBadRequest as exc:
+        return exc.response()
+    views = Views(request)
+    items = [await _with_usage(views, k) for k in entries]
+    return json_response({"virtual_keys": items, "count": len(items), **paging})
 
 
 async def get_key(request: web.Request) -> web.Response:
@@ -99,7 +109,7 @@ async def get_key(request: web.Request) -> web.Response:
     keys = raw.get("virtual_keys") if isinstance(raw, dict) else None
     for entry in keys or ():
         if isinstance(entry, dict) and entry.get("id") == request.match_info["vk_id"]:
-            return json_response({"virtual_key": _view(entry)})
+            return json_response({"virtual_key": await _with_usage(Views(request), entry)})
     return fail(f"no virtual key with id {request.match_info['vk_id']!r}", 404, code="not_found", param="vk_id")
 
 
@@ -119,31 +129,37 @@ async def create_key(request: web.Request) -> web.Response:
             keys = _keys_of(raw)
             if any(isinstance(k, dict) and k.get("id") == vk_id for k in keys):
                 raise AdminBadRequest(f"virtual key {vk_id!r} already exists", status=409, param="id")
+            apply_inline(raw, entry, body)  # Go's inline `budget` / `rate_limit`
             keys.append(entry)
 
         await _edit(request, change)
     except AdminBadRequest as exc:
         return exc.response()
-    answer = {"message": "Virtual key created successfully", "virtual_key": _view(entry, value)}
-    return json_response({**answer, **_restart_note(request)}, status=201)
+    view = {**await _with_usage(Views(request), entry), "value": value}  # the value: shown once, here
+    answer = {"message": "Virtual key created successfully", "virtual_key": view}
+    return json_response({**answer, **restart_note(request)}, status=201)
 
 
 async def update_key(request: web.Request) -> web.Response:
     vk_id = request.match_info["vk_id"]
     try:
-        fields = _fields(await read_object(request))
+        body = await read_object(request)
+        fields = _fields(body)
         updated: dict[str, Any] = {}
 
         def change(raw: Raw) -> None:
             keys = _keys_of(raw)
             i = _find(keys, vk_id)
-            keys[i] = {**keys[i], **fields}
-            updated.update(keys[i])
+            entry = {**keys[i], **fields}
+            apply_inline(raw, entry, body)
+            keys[i] = entry
+            updated.update(entry)
 
         await _edit(request, change)
     except AdminBadRequest as exc:
         return exc.response()
-    return json_response({"message": "Virtual key updated successfully", "virtual_key": _view(updated)})
+    view = await _with_usage(Views(request), updated)
+    return json_response({"message": "Virtual key updated successfully", "virtual_key": view})
 
 
 async def rotate_key(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
@@ -10,7 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from runtime.http.admin_common import ADMIN, fail, json_response
-from runtime.requestlog.filters import FilterError, parse_filter, parse_page
+from runtime.http.keys import GATEWAY
+from runtime.requestlog.filters import FilterError, LogFilter, parse_filter, parse_page
 from runtime.stores.logs import LogQueryTooSlow, LogReader, LogReadError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -28,6 +30,23 @@ def _no_log() -> web.Response:
     return fail("the request log is off (client.enable_logging is false) or empty", 404, code="no_request_log")
 
 
+def _team_keys(request: web.Request) -> dict[str, list[str]]:
+    """Each configured team's virtual keys' ids, for the `team_id` filter (the running config's view)."""
+    gov = request.app[GATEWAY].config.governance
+    if gov is None:
+        return {}
+    teams: dict[str, list[str]] = {team: [] for team in gov.teams}
+    for vk in gov.virtual_keys:
+        if vk.team_id in teams:
+            teams[vk.team_id].append(vk.id)
+    return teams
+
+
+def _filter(request: web.Request, default_window_ms: int | None = None) -> LogFilter:
+    team_keys = _team_keys(request) if request.query.get("team_id") else None
+    return parse_filter(request.query, default_window_ms, team_keys)
+
+
 def _bad(exc: FilterError) -> web.Response:
     return fail(str(exc), 400, param=exc.param, code="invalid_filter")
 
@@ -42,7 +61,7 @@ async def list_logs(request: web.Request) -> web.Response:
     if queries is None:
         return json_response({"items": [], "total": 0, "limit": 50, "offset": 0, "has_more": False})
     try:
-        f = parse_filter(request.query)
+        f = _filter(request)
         page = parse_page(request.query)
     except FilterError as exc:
         return _bad(exc)
@@ -67,11 +86,18 @@ async def log_stats(request: web.Request) -> web.Response:
     if queries is None:
         return _no_log()
     try:
-        f = parse_filter(request.query, default_window_ms=DAY_MS)
+        f = _filter(request, default_window_ms=DAY_MS)
+        group_by = request.query.get("group_by") or None
+        if group_by not in (None, "virtual_key"):
+            raise FilterError("group_by", f"expected virtual_key, got {group_by!r}")
     except FilterError as exc:
         return _bad(exc)
     started = time.perf_counter()
-    return _timed(await queries.stats(f), started)
+    if group_by is None:
+        return _timed(await queries.stats(f), started)
+    stats, by_key = await asyncio.gather(queries.stats(f), queries.by_virtual_key(f))
+    stats["by_virtual_key"] = by_key
+    return _timed(stats, started)
 
 
 async def log_histogram(request: web.Request) -> web.Response:
@@ -79,7 +105,7 @@ async def log_histogram(request: web.Request) -> web.Response:
     if queries is None:
         return _no_log()
     try:
-        f = parse_filter(request.query, default_window_ms=3_600_000)
+        f = _filter(request, default_window_ms=3_600_000)
         raw = request.query.get("buckets", "60")
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_BUCKETS:
             raise FilterError("buckets", f"expected a whole number from 1 to {MAX_BUCKETS}, got {raw!r}")

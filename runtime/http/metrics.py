@@ -10,7 +10,10 @@ Directories of earlier runs (whose supervisor is gone) are removed at start-up.
 Exposed families (all prefixed `bifrost_`): requests_total{provider,model,status},
 request_duration_seconds{provider,model}, gateway_overhead_seconds{provider},
 upstream_duration_seconds{provider}, tokens_total{provider,model,type}, retries_total{provider},
-fallbacks_total{provider}, lane_in_flight / lane_queued / lane_concurrency{provider},
+fallbacks_total{provider}, governance_spend_dollars_total{virtual_key},
+governance_rejections_total{reason}, governance_budget_remaining_dollars{budget} and
+governance_budget_limit_dollars{budget} (read from the ledger's shared counters at scrape time),
+lane_in_flight / lane_queued / lane_concurrency{provider},
 lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total (rows never
 written, any reason), requestlog_failed_total (of those, rows the database refused), requestlog_pending,
 workers.
@@ -34,6 +37,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from runtime.core.gateway import Gateway
+from runtime.core.text import repair
+from runtime.http.admin_governance_usage import budget_remaining, limits_of
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins import metrics as m
 from runtime.plugins.metrics import METRICS, MetricsPlugin
@@ -79,6 +84,7 @@ class WorkerMetrics:
             "series": self.plugin.snapshot(),
             "lanes": lanes,
             "log": [w.written, w.dropped, w.pending, w.failed] if w is not None else [0, 0, 0, 0],
+            "gov": {"spend": dict(self.plugin.spend), "rejections": dict(self.plugin.rejections)},
         }
 
     def publish(self) -> None:
@@ -109,7 +115,14 @@ class WorkerMetrics:
         lanes: dict[str, list[int]] = {}
         log = [0, 0, 0, 0]
         workers = 0
+        spend: dict[str, float] = {}
+        rejections: dict[str, int] = {}
         for snap, alive in self.snapshots():
+            gov = snap.get("gov") or {}
+            for vk, dollars in (gov.get("spend") or {}).items():
+                spend[vk] = spend.get(vk, 0.0) + dollars
+            for reason, n in (gov.get("rejections") or {}).items():
+                rejections[reason] = rejections.get(reason, 0) + n
             for provider, model, status, values in snap["series"]:
                 total = series.setdefault((provider, model, status), [0] * m.SERIES_LEN)
                 for i, v in enumerate(values[: m.SERIES_LEN]):
@@ -124,7 +137,14 @@ class WorkerMetrics:
                     lane = lanes.setdefault(name, [0, 0, 0, 0])
                     for i, v in enumerate(values):
                         lane[i] += v
-        return {"series": series, "lanes": lanes, "log": log, "workers": workers}
+        return {
+            "series": series,
+            "lanes": lanes,
+            "log": log,
+            "workers": workers,
+            "spend": spend,
+            "rejections": rejections,
+        }
 
     def sample_history(self) -> None:
         merged = self.merged()
@@ -196,6 +216,9 @@ def _add(
 class GatewayCollector:
     def __init__(self, worker: WorkerMetrics) -> None:
         self.worker = worker
+        # {budget id: (max_limit, remaining)}, read from the ledger by the scrape handler just before
+        # generate_latest (the reads are async; collect() is not).
+        self.budgets: dict[str, tuple[float, float]] = {}
 
     def collect(self) -> Iterator[Metric]:
         merged = self.worker.merged()
@@ -280,10 +303,39 @@ class GatewayCollector:
         )
         yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
+        yield from self._governance(merged)
+
+    def _governance(self, merged: dict[str, Any]) -> Iterator[Metric]:
+        spend = CounterMetricFamily(
+            "bifrost_governance_spend_dollars",
+            "Priced cost of governed requests, by virtual key",
+            labels=["virtual_key"],
+        )
+        for vk, dollars in sorted(merged["spend"].items()):
+            spend.add_metric([repair(vk)], dollars)
+        yield spend
+        rejections = CounterMetricFamily(
+            "bifrost_governance_rejections", "Requests refused by governance, by reason", labels=["reason"]
+        )
+        for reason, n in sorted(merged["rejections"].items()):
+            rejections.add_metric([reason], n)
+        yield rejections
+        remaining = GaugeMetricFamily(
+            "bifrost_governance_budget_remaining_dollars",
+            "Budget left in the current window (max_limit minus the shared counter's usage)",
+            labels=["budget"],
+        )
+        limit = GaugeMetricFamily("bifrost_governance_budget_limit_dollars", "A budget's max_limit", labels=["budget"])
+        for budget, (max_limit, left) in sorted(self.budgets.items()):
+            remaining.add_metric([repair(budget)], left)
+            limit.add_metric([repair(budget)], max_limit)
+        yield remaining
+        yield limit
 
 
 WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
 _REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("metrics_registry")
+_COLLECTOR: web.AppKey[GatewayCollector] = web.AppKey("metrics_collector")
 
 
 def _shared_dir(app_dir: Path, workers: int) -> Path | None:
@@ -298,6 +350,13 @@ def _shared_dir(app_dir: Path, workers: int) -> Path | None:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    governance = request.app[GATEWAY].config.governance
+    collector = request.app[_COLLECTOR]
+    if governance is not None and governance.budgets:
+        # Read here, bounded, not in collect(): the ledger's counters live in the shared-state store.
+        collector.budgets = await budget_remaining(limits_of(request.app), dict(governance.budgets))
+    else:
+        collector.budgets = {}
     body = generate_latest(request.app[_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -307,9 +366,11 @@ def add_routes(app: web.Application) -> None:
     if plugin is None:
         return
     config = app[CONFIG]
+    plugin.governed = any(getattr(p, "name", "") == "governance" for p in app[GATEWAY].hooks.plugins)
     worker = WorkerMetrics(plugin, app[GATEWAY], app.get(LOG_WRITER), _shared_dir(config.app_dir, config.workers))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(worker))  # type: ignore[arg-type]
+    collector = app[_COLLECTOR] = GatewayCollector(worker)
+    registry.register(collector)  # type: ignore[arg-type]
     app[WORKER_METRICS] = worker
     app[_REGISTRY] = registry
     app.cleanup_ctx.append(worker.lifespan)

@@ -55,6 +55,8 @@ FILTERS = [
     _q("min_latency_ms", "Minimum total latency", {"type": "integer"}),
     _q("max_latency_ms", "Maximum total latency", {"type": "integer"}),
     _q("q", "Text to find in the request, response or error (substring, case-insensitive for ASCII)"),
+    _q("virtual_key_id", "Comma-separated virtual key ids (governance)"),
+    _q("team_id", "A team's virtual keys (as configured now); with virtual_key_id, their intersection"),
 ]
 PAGING = [
     _q("sort", "ts, latency, overhead, tokens or status", {"type": "string", "default": "ts"}),
@@ -63,7 +65,100 @@ PAGING = [
     _q("offset", "Rows to skip", {"type": "integer", "default": 0}),
 ]
 
+_USAGE_NOTE = (
+    "current usage is read from the ledger's shared counters (every worker and instance): null when the "
+    "gateway runs no limits (started without governance); usage_error set when the store cannot be read"
+)
+_WINDOW = {"type": "string", "format": "date-time", "nullable": True, "readOnly": True}
+
+
+def _rate_kind(kind: str) -> J:
+    return {
+        f"{kind}_max_limit": {"type": "integer", "minimum": 1, "nullable": True},
+        f"{kind}_reset_duration": {"type": "string", "nullable": True, "example": "1m"},
+        f"{kind}_current_usage": {"type": "integer", "nullable": True, "readOnly": True},
+        f"{kind}_last_reset": {**_WINDOW, "description": "Start of the current window"},
+        f"{kind}_reset_at": {**_WINDOW, "description": "End of the current window (when usage resets)"},
+    }
+
+
+def _owner(extra: J, required: tuple[str, ...] = ("name",)) -> J:
+    """A team, customer or virtual key: config fields, Go's inline budget/rate_limit on write, and the
+    embedded budget and rate limit (with usage) on read."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {
+            "id": {"type": "string", "description": "Optional at creation (a UUID is made)"},
+            "name": {"type": "string"},
+            **extra,
+            "budget_id": {"type": "string", "nullable": True},
+            "rate_limit_id": {"type": "string", "nullable": True},
+            "budget": {
+                **_ref("Budget"),
+                "description": "Read: the linked budget with its usage. Write (Go's inline form): update the "
+                "entity's own budget, or create one and link it",
+            },
+            "rate_limit": {**_ref("RateLimit"), "description": "As budget, for the rate limit"},
+        },
+    }
+
+
 SCHEMAS: J = {
+    "Budget": {
+        "type": "object",
+        "description": "governance.budgets[] in config.json; " + _USAGE_NOTE,
+        "required": ["max_limit", "reset_duration"],
+        "properties": {
+            "id": {"type": "string", "description": "Optional at creation (a UUID is made)"},
+            "max_limit": {"type": "number", "minimum": 0, "description": "Dollars per window"},
+            "reset_duration": {"type": "string", "example": "1M", "description": "30s, 5m, 1h, 1d, 1w, 1M, 1Y"},
+            "calendar_aligned": {"type": "boolean", "default": False},
+            "current_usage": {"type": "number", "nullable": True, "readOnly": True, "description": "Dollars"},
+            "last_reset": {**_WINDOW, "description": "Start of the current window"},
+            "reset_at": {**_WINDOW, "description": "End of the current window (when usage resets)"},
+            "usage_error": {"type": "string", "readOnly": True},
+        },
+    },
+    "RateLimit": {
+        "type": "object",
+        "description": "governance.rate_limits[] in config.json (a kind left null is not limited); " + _USAGE_NOTE,
+        "properties": {
+            "id": {"type": "string", "description": "Optional at creation (a UUID is made)"},
+            **_rate_kind("token"),
+            **_rate_kind("request"),
+            "usage_error": {"type": "string", "readOnly": True},
+        },
+    },
+    "Customer": _owner(
+        {"teams": {"type": "array", "readOnly": True, "items": {"type": "object"}, "description": "[{id, name}]"}}
+    ),
+    "Team": _owner(
+        {
+            "customer_id": {"type": "string", "nullable": True},
+            "customer": {"type": "object", "nullable": True, "readOnly": True, "description": "{id, name}"},
+        }
+    ),
+    "VirtualKey": _owner(
+        {
+            "description": {"type": "string"},
+            "is_active": {"type": "boolean", "default": True},
+            "team_id": {"type": "string", "nullable": True},
+            "customer_id": {"type": "string", "nullable": True},
+            "expires_at": {"type": "string", "format": "date-time", "nullable": True},
+            "provider_configs": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "{provider, weight, allowed_models, allowed_keys, budget_id, rate_limit_id}; on "
+                "read, an entry with a budget_id/rate_limit_id also has budget/rate_limit with usage",
+            },
+            "value": {
+                "type": "string",
+                "readOnly": True,
+                "description": "sk-bf-…: only in the answer of create and rotate, never again",
+            },
+        }
+    ),
     "Error": {
         "type": "object",
         "properties": {
@@ -358,35 +453,7 @@ PATHS: J = {
             tags=("providers",),
         ),
     },
-    # Virtual keys (runtime/http/admin_governance.py): Go Bifrost's paths; a value is shown once only.
-    "/api/governance/virtual-keys": {
-        "get": _op("List virtual keys (never their values)", {"200": _json({"type": "object"})}, tags=("governance",)),
-        "post": _op(
-            "Create a virtual key: the answer's virtual_key.value is the only time the value is shown",
-            {"201": _json({"type": "object"})},
-            body={"type": "object", "properties": {"name": {"type": "string"}, "id": {"type": "string"}}},
-            tags=("governance",),
-        ),
-    },
-    "/api/governance/virtual-keys/{vk_id}": {
-        "parameters": [{"name": "vk_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "get": _op("One virtual key", {"200": _json({"type": "object"})}, tags=("governance",)),
-        "put": _op(
-            "Update a virtual key's fields (is_active: false disables it at once)",
-            {"200": _json({"type": "object"})},
-            body={"type": "object"},
-            tags=("governance",),
-        ),
-        "delete": _op("Delete a virtual key", {"200": _json({"type": "object"})}, tags=("governance",)),
-    },
-    "/api/governance/virtual-keys/{vk_id}/rotate": {
-        "parameters": [{"name": "vk_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "post": _op(
-            "New value for a virtual key (shown once); the old value stops working at once",
-            {"200": _json({"type": "object"})},
-            tags=("governance",),
-        ),
-    },
+    # Governance (runtime/http/admin_governance*.py): Go Bifrost's paths and shapes; see _governance_paths.
     "/api/provider-types": {
         "get": _op(
             "Known provider types (for the add-provider form)", {"200": _json({"type": "object"})}, tags=("providers",)
@@ -429,7 +496,14 @@ PATHS: J = {
             "Count, success rate, avg/p50/p99 latency, tokens, per-stage overhead, by "
             "provider and model (default range: last 24 h)",
             {"200": _json(_ref("Stats"))},
-            params=FILTERS,
+            params=[
+                *FILTERS,
+                _q(
+                    "group_by",
+                    "virtual_key: add by_virtual_key [{virtual_key_id, count, success, total_tokens, cost}]",
+                    {"type": "string", "enum": ["virtual_key"]},
+                ),
+            ],
             tags=("logs",),
         )
     },
@@ -464,6 +538,90 @@ PATHS: J = {
         )
     },
 }
+
+
+LIST_PARAMS = [
+    _q("search", "A case-insensitive part of the name or id"),
+    _q("limit", "Page size, 0 (all) to 1000", {"type": "integer", "default": 0}),
+    _q("offset", "Entries to skip", {"type": "integer", "default": 0}),
+]
+
+
+def _governance_paths() -> J:
+    """CRUD paths of the governance entities: {list, create} on the collection, {get, update, delete} on one."""
+    paths: J = {}
+    tags = ("governance",)
+    conflict = {"409": _json(_ref("Error"), "The id exists already (already_exists) or is in use (in_use)")}
+    missing = {"404": _json(_ref("Error"), "No such id (not_found)")}
+    for route, many, one, schema, path_param, filters in (
+        ("virtual-keys", "virtual_keys", "virtual_key", "VirtualKey", "vk_id", ("team_id", "customer_id")),
+        ("teams", "teams", "team", "Team", "id", ("customer_id",)),
+        ("customers", "customers", "customer", "Customer", "id", ()),
+        ("budgets", "budgets", "budget", "Budget", "id", ()),
+        ("rate-limits", "rate_limits", "rate_limit", "RateLimit", "id", ()),
+    ):
+        base = f"/api/governance/{route}"
+        listing = {
+            "type": "object",
+            "properties": {
+                many: {"type": "array", "items": _ref(schema)},
+                "count": {"type": "integer", "description": "Entries in this answer"},
+                "total_count": {"type": "integer", "description": "Entries matching the filters"},
+                "limit": {"type": "integer"},
+                "offset": {"type": "integer"},
+            },
+        }
+        single = {"type": "object", "properties": {one: _ref(schema)}}
+        changed = {"type": "object", "properties": {"message": {"type": "string"}, one: _ref(schema)}}
+        paths[base] = {
+            "get": _op(
+                f"List {many.replace('_', ' ')} with current usage",
+                {"200": _json(listing)},
+                params=[
+                    *(_q(f, f"Only those with this {f}") for f in filters),
+                    *LIST_PARAMS,
+                ],
+                tags=tags,
+            ),
+            "post": _op(
+                f"Create a {one.replace('_', ' ')} (live at once; stored in config.json)",
+                {"201": _json(changed), **conflict},
+                body=_ref(schema),
+                tags=tags,
+            ),
+        }
+        paths[f"{base}/{{{path_param}}}"] = {
+            "parameters": [{"name": path_param, "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": _op(f"One {one.replace('_', ' ')} with current usage", {"200": _json(single), **missing}, tags=tags),
+            "put": _op(
+                f"Update a {one.replace('_', ' ')}: the fields given change, null removes a field",
+                {"200": _json(changed), **missing},
+                body=_ref(schema),
+                tags=tags,
+            ),
+            "delete": _op(
+                f"Delete a {one.replace('_', ' ')} (409 in_use while anything refers to it)",
+                {"200": _json({"type": "object"}), **missing, **conflict},
+                tags=tags,
+            ),
+        }
+    paths["/api/governance/virtual-keys/{vk_id}/rotate"] = {
+        "parameters": [{"name": "vk_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "post": _op(
+            "New value for a virtual key (shown once); the old value stops working at once",
+            {
+                "200": _json(
+                    {"type": "object", "properties": {"message": {"type": "string"}, "virtual_key": _ref("VirtualKey")}}
+                ),
+                **missing,
+            },
+            tags=tags,
+        ),
+    }
+    return paths
+
+
+PATHS.update(_governance_paths())
 
 DOCUMENT: J = {
     "openapi": "3.0.3",

@@ -50,6 +50,20 @@ MAX_SERIES = 2_000
 
 SeriesKey = tuple[str, str, int]
 
+# Governance refusals by reason: the error `type`s of runtime/governance (plugin.py, limits.py).
+GOV_REJECTIONS = frozenset(
+    {
+        "virtual_key_required",
+        "virtual_key_not_found",
+        "virtual_key_blocked",
+        "provider_blocked",
+        "model_blocked",
+        "budget_exceeded",
+        "rate_limited",
+    }
+)
+MAX_SPEND_SERIES = 10_000  # virtual keys come from config, but bound them all the same
+
 
 class MetricsPlugin:
     name = "metrics"
@@ -57,6 +71,12 @@ class MetricsPlugin:
     def __init__(self) -> None:
         self.series: dict[SeriesKey, list[int]] = {}
         self.retries: dict[str, int] = {}
+        # Governance counters, kept only when the gateway runs the governance plugin (set at start-up by
+        # runtime/http/metrics.py; a gateway without it cannot gain it without a restart): an ungoverned
+        # gateway pays one attribute test per request for them.
+        self.governed = False
+        self.spend: dict[str, float] = {}  # virtual key id -> dollars (governed requests only)
+        self.rejections: dict[str, int] = {}  # governance refusal type -> count
 
     def _new(self, key: SeriesKey) -> list[int]:
         if len(self.series) >= MAX_SERIES:
@@ -92,6 +112,24 @@ class MetricsPlugin:
             self._count_retries(ctx)
         if ctx.fallback_index:
             s[FALLBACKS] += 1
+        if self.governed:
+            self._governance(ctx)
+
+    def _governance(self, ctx: RequestContext) -> None:
+        """Spend of a governed, priced request by its virtual key; a governance refusal by its reason."""
+        cost = ctx.cost
+        if ctx.caller is not None and cost:
+            self._spend(ctx, cost)
+        if ctx.error_type is not None and ctx.error_type in GOV_REJECTIONS:
+            self.rejections[ctx.error_type] = self.rejections.get(ctx.error_type, 0) + 1
+
+    def _spend(self, ctx: RequestContext, cost: float) -> None:
+        vk = getattr(ctx.caller, "virtual_key_id", None)
+        if not isinstance(vk, str):
+            return
+        if vk not in self.spend and len(self.spend) >= MAX_SPEND_SERIES:
+            vk = "other"
+        self.spend[vk] = self.spend.get(vk, 0.0) + cost
 
     def _count_retries(self, ctx: RequestContext) -> None:
         """Attribute retries to the provider that was retried (the rare path: read the attempts).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # Named status classes the UI offers, as SQL on the integer `status` column.
@@ -49,11 +49,16 @@ class LogFilter:
     min_latency_us: int | None = None
     max_latency_us: int | None = None
     text: str | None = None
+    # Governance: rows of these virtual keys (a team filter resolves to its keys). None: no filter;
+    # empty: nothing matches (a team without keys).
+    virtual_key_ids: tuple[str, ...] | None = None
 
     @property
     def needs_table(self) -> bool:
-        """Whether the filter reads columns the covering indexes lack (the text search does)."""
-        return bool(self.text) or self.endpoint is not None
+        """Whether the filter reads columns the covering indexes lack (the text search does, and so does
+        virtual_key_id: adding it to both covering indexes would cost every row's insert more than the
+        rare key-filtered query gains; the time range still narrows it through the ts index)."""
+        return bool(self.text) or self.endpoint is not None or self.virtual_key_ids is not None
 
     def where(self, alias: str = "") -> tuple[str, list[object]]:
         """`(sql, params)`; sql is "1" when nothing filters."""
@@ -91,6 +96,12 @@ class LogFilter:
         if self.max_latency_us is not None:
             clauses.append(f"{a}latency_us <= ?")
             params.append(self.max_latency_us)
+        if self.virtual_key_ids is not None:
+            if self.virtual_key_ids:
+                clauses.append(f"{a}virtual_key_id IN ({', '.join('?' * len(self.virtual_key_ids))})")
+                params.extend(self.virtual_key_ids)
+            else:
+                clauses.append("0")
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append(
@@ -127,10 +138,28 @@ def _ms_to_us(value: int | None) -> int | None:
     return None if value is None else value * 1000
 
 
-def parse_filter(query: Mapping[str, str], default_window_ms: int | None = None) -> LogFilter:
+def _virtual_keys(query: Mapping[str, str], team_keys: Mapping[str, Sequence[str]] | None) -> tuple[str, ...] | None:
+    """`virtual_key_id=a,b` and `team_id=t` (t's keys in the running config): both given, their intersection."""
+    keys = _list(query, "virtual_key_id") or None
+    team = (query.get("team_id") or "").strip()
+    if not team:
+        return keys
+    members = (team_keys or {}).get(team)
+    if members is None:
+        known = ", ".join(sorted(team_keys or {})[:20]) or "none configured"
+        raise FilterError("team_id", f"no team {team!r} in governance.teams (teams: {known})")
+    return tuple(k for k in members if keys is None or k in keys)
+
+
+def parse_filter(
+    query: Mapping[str, str],
+    default_window_ms: int | None = None,
+    team_keys: Mapping[str, Sequence[str]] | None = None,
+) -> LogFilter:
     """Build a LogFilter from query parameters (see the OpenAPI document for their meaning).
 
-    `since`/`until` are unix milliseconds; `last` is a window in seconds ending now (e.g. 3600)."""
+    `since`/`until` are unix milliseconds; `last` is a window in seconds ending now (e.g. 3600).
+    `team_keys` maps each configured team to its virtual keys' ids (for `team_id`)."""
     since = _int(query, "since", 0)
     until = _int(query, "until", 0)
     last = _int(query, "last", 1)
@@ -162,6 +191,7 @@ def parse_filter(query: Mapping[str, str], default_window_ms: int | None = None)
         min_latency_us=_ms_to_us(_int(query, "min_latency_ms", 0)),
         max_latency_us=_ms_to_us(_int(query, "max_latency_ms", 0)),
         text=text,
+        virtual_key_ids=_virtual_keys(query, team_keys),
     )
 
 

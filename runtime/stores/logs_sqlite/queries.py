@@ -250,6 +250,22 @@ class LogQueries:
             "by_provider": _roll_up(groups),
         }
 
+    async def by_virtual_key(self, f: LogFilter, limit: int = 200) -> builtins.list[dict[str, Any]]:
+        """Requests, successes, tokens and cost per virtual key (None: ungoverned), most requests first.
+
+        One GROUP BY over the filter's range: the ts index narrows the rows, the table gives the key
+        (no covering index holds virtual_key_id; see LogFilter.needs_table)."""
+        where, params = f.where()
+        rows = await self._fetch(
+            "SELECT virtual_key_id, count(*), sum(status < 400), sum(total_tokens), sum(cost) "
+            f"FROM logs WHERE {where} GROUP BY virtual_key_id ORDER BY count(*) DESC, virtual_key_id LIMIT ?",
+            [*params, limit],
+        )
+        return [
+            {"virtual_key_id": vk, "count": n, "success": int(ok or 0), "total_tokens": int(tokens or 0), "cost": cost}
+            for vk, n, ok, tokens, cost in rows
+        ]
+
     async def _sample(self, f: LogFilter, count: int, target: int, columns: str) -> tuple[builtins.list[tuple], int]:
         """Every k-th rowid in the filter's range (k = count // target): uniform, and read from the
         covering index. Returns (rows, k)."""
