@@ -302,10 +302,22 @@ class Ledger:
                 amount, pool.avail = pool.avail, 0.0
                 pool.leased -= amount
                 if now < pool.end:
-                    await self.store.incr(pool.key, -amount)
-                    pool.seen -= amount
+                    # While the lease is on its way back, a taker must wait for it (as for a refill)
+                    # rather than lease against a store counter that still holds it: near the limit
+                    # that would refuse a request the limit has room for.
+                    giving = asyncio.get_running_loop().create_task(self._return_now(pool, amount))
+                    pool.refill = giving
+                    await asyncio.shield(giving)
             if now >= pool.end and pool.inflight == 0:
                 del self._pools[name]  # a finished window: nothing to give back (it resets anyway)
+
+    async def _return_now(self, pool: Pool, amount: float) -> bool:
+        try:
+            await self.store.incr(pool.key, -amount)
+            pool.seen -= amount
+            return True
+        finally:
+            pool.refill = None
 
     async def _sweep_loop(self) -> None:
         while True:

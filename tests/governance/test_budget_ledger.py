@@ -291,3 +291,45 @@ async def test_a_budget_redefined_live_keeps_its_spend(stores: Callable[[], Shar
         await limits.pre_hook(make_ctx(raised))
     await limits.close()
     assert await counter(store, limits, "budget:b") == 4 * COST
+
+
+class SlowReturns:
+    """The real SQLite store, with every negative `incr` (a lease going back) held until released:
+    the window in which another request arrives while the hand-back is on its way."""
+
+    def __init__(self, store: SharedState) -> None:
+        self._store = store
+        self.release = asyncio.Event()
+        self.returning = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def incr(self, key: str, amount: Any = 1, window_s: float | None = None) -> Any:
+        if amount < 0:
+            self.returning.set()
+            await self.release.wait()
+        return await self._store.incr(key, amount, window_s)
+
+
+async def test_a_request_arriving_while_a_lease_goes_back_waits_for_it_instead_of_being_refused(
+    stores: Callable[[], SharedState],
+) -> None:
+    # One worker leases the whole budget, spends nothing, and goes idle; while its lease is on its way
+    # back to the store, a request needs it. Leasing against the store counter before the hand-back
+    # landed would find the budget full and refuse a request the budget has room for.
+    budget = Budget("team-r", 4 * COST, "1d")
+    caller = Caller("vk1", budgets=(budget,))
+    store = SlowReturns(stores())
+    limits = BudgetAndRateLimits(store, price, idle_return_s=0, lease_fraction=1.0)  # type: ignore[arg-type]
+    first = make_ctx(caller)
+    assert await admitted(limits, first)
+    finish(first, limits, completion=0)  # spends nothing: the whole lease is unused
+    sweep = asyncio.ensure_future(limits.ledger.return_idle(force=True))
+    await asyncio.wait_for(store.returning.wait(), 10)
+    second = asyncio.ensure_future(admitted(limits, make_ctx(caller)))
+    await asyncio.sleep(0.05)
+    store.release.set()
+    await sweep
+    assert await asyncio.wait_for(second, 10), "refused while the budget had room"
+    await limits.close()
