@@ -1,5 +1,5 @@
-// Dashboard: throughput, latency, errors, tokens and dropped log records over time, by provider, and
-// where the gateway's own time goes (per-stage overhead). Refreshes every 5 seconds.
+// Dashboard: throughput, latency, errors, tokens, cost and dropped log records over time, by provider,
+// and where the gateway's own time goes (per-stage overhead). Refreshes every 5 seconds.
 
 import {get, query} from "../api.js";
 import {PALETTE, stackBar, timeChart} from "../chart.js";
@@ -63,6 +63,12 @@ function emptyState(system) {
       ? h("p", {class: "hint"}, `${fmt.int(system.totals.log_dropped)} log records were dropped (buffer full, or ${fmt.int(system.totals.log_failed ?? 0)} refused by the database; see the gateway's log for their request ids).`) : null);
 }
 
+function costNote(stats) {
+  if (stats.cost === undefined) return "not reported by this gateway";
+  const per = stats.cost && stats.count ? ` · ${fmt.cost(stats.cost / stats.count)} per request` : "";
+  return `catalog prices and pricing_overrides${per}`;
+}
+
 function render(body, stats, hist, system) {
   if (!stats || !stats.count) {
     clear(body, emptyState(system));
@@ -81,6 +87,7 @@ function render(body, stats, hist, system) {
     kpi("Error rate", fmt.pct(errorRate), `${fmt.int(stats.errors)} failed`, "kpi-errors"),
     kpi("Latency p50", fmt.ms(stats.p50_latency_ms), `avg ${fmt.ms(stats.avg_latency_ms)}`, "kpi-p50"),
     kpi("Latency p99", fmt.ms(stats.p99_latency_ms), stats.percentiles.sampled ? `from a sample of ${fmt.int(stats.percentiles.sample_size)}` : "exact", "kpi-p99"),
+    kpi("Cost", fmt.cost(stats.cost ?? null), costNote(stats), "kpi-cost"),
     kpi("Tokens", fmt.compact(stats.total_tokens), `${fmt.compact(stats.prompt_tokens)} in · ${fmt.compact(stats.completion_tokens)} out`, "kpi-tokens"),
     kpi("Gateway overhead", fmt.us(stats.avg_overhead_us), "average own time per request, streams included (no upstream or client waits)", "kpi-overhead"),
     kpi("Dropped log records", fmt.int(totals.log_dropped ?? 0), `${fmt.int(totals.log_pending ?? 0)} pending write · ${fmt.int(totals.log_failed ?? 0)} refused by the database`, "kpi-dropped"),
@@ -105,6 +112,14 @@ function render(body, stats, hist, system) {
   ], {format: (v) => `${fmt.rate(v)}%`}));
   const tokens = panel("Tokens, by provider",
     timeChart(byProvider((b) => b.tokens), {kind: "bar", stacked: true}));
+  // Cost: per time bucket, and split by provider (the stats' roll-up of its per-model sums).
+  const costSeries = buckets.map((b) => [b.t, b.cost ?? 0]);
+  const costByProvider = (stats.by_provider || []).filter((p) => p.cost);
+  const costBar = stackBar(costByProvider.map((p, k) => ({name: p.provider || "–", value: p.cost, color: PALETTE[k % PALETTE.length]})), fmt.cost);
+  costBar.dataset.testid = "cost-by-provider";
+  const cost = panel("Cost (US dollars), over time and by provider",
+    timeChart([{name: "cost", color: "var(--c5)", points: costSeries}], {kind: "bar", format: fmt.cost, height: 140}),
+    costByProvider.length ? costBar : h("p", {class: "hint"}, "No priced requests in this range: a model missing from the catalog (and without pricing_overrides) costs nothing here."));
   const history = system.history || [];
   const dropped = panel("Dropped log records (total) and pending writes",
     history.length > 1
@@ -123,12 +138,13 @@ function render(body, stats, hist, system) {
       {format: fmt.us, height: 140}));
 
   const table = h("table", {class: "data", "data-testid": "provider-table"},
-    h("thead", {}, h("tr", {}, ["Provider", "Model", "Requests", "Success", "Avg latency", "Overhead", "Tokens"].map((t, i) => h("th", {class: i > 1 ? "num" : ""}, t)))),
+    h("thead", {}, h("tr", {}, ["Provider", "Model", "Requests", "Success", "Avg latency", "Overhead", "Tokens", "Cost"].map((t, i) => h("th", {class: i > 1 ? "num" : ""}, t)))),
     h("tbody", {}, stats.by_model.map((g) => h("tr", {onclick: () => { location.hash = `#/logs?provider=${encodeURIComponent(g.provider || "")}&model=${encodeURIComponent(g.model || "")}`; }},
       h("td", {}, g.provider || "–"), h("td", {}, g.model || "–"), h("td", {class: "num"}, fmt.int(g.count)),
       h("td", {class: "num"}, fmt.pct(g.success_rate)), h("td", {class: "num"}, fmt.ms(g.avg_latency_ms)),
-      h("td", {class: "num"}, fmt.us(g.avg_overhead_us)), h("td", {class: "num"}, fmt.compact(g.total_tokens))))));
+      h("td", {class: "num"}, fmt.us(g.avg_overhead_us)), h("td", {class: "num"}, fmt.compact(g.total_tokens)),
+      h("td", {class: "num", "data-testid": "model-cost"}, fmt.cost(g.cost ?? null))))));
 
-  clear(body, kpis, h("div", {class: "grid charts"}, throughput, latency, errors, tokens, overhead, dropped),
+  clear(body, kpis, h("div", {class: "grid charts"}, throughput, latency, errors, tokens, cost, overhead, dropped),
     h("div", {style: "height:1rem"}), panel("By provider and model", h("div", {class: "table-wrap"}, table)));
 }

@@ -1,0 +1,265 @@
+"""Issue 11 item 6, the governance UI in headless Debian chromium (Playwright), against a real governed
+gateway and a fake provider: create a virtual key in the browser, see its value once, use it with the
+official openai SDK, find the request in Logs with its cost and key (and filter by the key), disable it
+(403), rotate it (the old value 401, the new one works), delete it; the dashboard shows the cost. Teams
+and Customers pages: created from the browser where this gateway serves their API, else a clear "not
+available" state. Screenshots go to artifacts/screenshots/ like the other UI tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import openai
+import pytest
+from fakes import FakeOpenAI, Reply
+from harness import Gateway, StartGateway
+from harness.config import make_config, openai_provider
+
+from .conftest import Api, shot
+
+pytestmark = pytest.mark.browser
+
+VK_CONFIG = "sk-bf-ui-config-key-0001"
+PRICE_OUT = 0.001  # dollars per output token: 20 tokens = $0.02 a request
+USAGE = {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25}
+COST = "$0.02"
+MESSAGES = [{"role": "user", "content": "hello from a virtual key"}]
+
+
+def governed_ui_config(fake_url: str) -> dict[str, Any]:
+    provider = openai_provider(fake_url)
+    provider["pricing_overrides"] = [
+        {
+            "model_pattern": "*",
+            "match_type": "wildcard",
+            "input_cost_per_token": 0.0,
+            "output_cost_per_token": PRICE_OUT,
+        }
+    ]
+    config = make_config({"openai": provider}, enforce_auth_on_inference=True)
+    config["governance"] = {
+        "budgets": [
+            {"id": "b-key", "max_limit": 5, "reset_duration": "1d"},
+            {"id": "b-team", "max_limit": 50, "reset_duration": "1M"},
+        ],
+        "rate_limits": [{"id": "rl-key", "request_max_limit": 100, "request_reset_duration": "1m"}],
+        "customers": [{"id": "acme", "name": "Acme"}],
+        "teams": [{"id": "search", "name": "Search", "customer_id": "acme", "budget_id": "b-team"}],
+        "virtual_keys": [
+            {
+                "id": "vk-config",
+                "name": "config key",
+                "value": VK_CONFIG,
+                "team_id": "search",
+                "budget_id": "b-key",
+                "rate_limit_id": "rl-key",
+            }
+        ],
+    }
+    return config
+
+
+def status_with(gw: Gateway, api_key: str) -> int:
+    with gw.client(api_key=api_key) as client:
+        try:
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        except openai.APIStatusError as err:
+            return err.status_code
+    return 200
+
+
+@pytest.fixture
+def governed_gateway(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> Gateway:
+    fake_openai.always(Reply(usage=USAGE))
+    return start_gateway(governed_ui_config(fake_openai.url))
+
+
+def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_cost_and_disabled(
+    browser_page: Any, governed_gateway: Gateway
+) -> None:
+    from playwright.sync_api import expect
+
+    page, gw = browser_page, governed_gateway
+    page.goto(gw.base_url + "/#/virtual-keys")
+    table = page.get_by_test_id("vk-table")
+    expect(table.locator('tr[data-vk="vk-config"]')).to_contain_text("config key")
+    expect(table.locator('tr[data-vk="vk-config"]')).to_contain_text(re.compile("search", re.I))  # its team
+    assert VK_CONFIG not in page.content()
+
+    # Create: name, team, budget, rate limit and one provider with an allow-list.
+    page.get_by_test_id("create-vk").click()
+    editor = page.get_by_test_id("vk-editor")
+    editor.locator('[data-field="name"]').fill("made in the ui")
+    editor.locator('[data-field="team_id"]').select_option("team:search")
+    editor.locator('[data-field="budget_id"]').select_option("b-key")
+    editor.locator('[data-field="rate_limit_id"]').select_option("rl-key")
+    page.get_by_test_id("add-pc").click()
+    editor.locator('[data-pc="provider"]').select_option("openai")
+    editor.locator('[data-pc="allowed_models"]').fill("gpt-4o-mini")
+    shot(page, "20-vk-create-form")
+    page.get_by_test_id("save-vk").click()
+
+    # The value, once, with the warning; gone from the page after "I have copied it".
+    box = page.get_by_test_id("secret-box")
+    expect(box).to_contain_text("you will not see it again")
+    value = page.get_by_test_id("vk-secret").input_value()
+    assert value.startswith("sk-bf-") and len(value) > 40
+    shot(page, "21-vk-secret-shown-once")
+    page.get_by_test_id("secret-done").click()
+    expect(box).to_have_count(0)
+    assert value not in page.content()
+    created = Api(gw.base_url).get("/api/governance/virtual-keys").body["virtual_keys"]
+    new = next(k for k in created if k["name"] == "made in the ui")
+    assert new["team_id"] == "search" and new["budget_id"] == "b-key" and new["rate_limit_id"] == "rl-key"
+    assert new["provider_configs"] == [{"provider": "openai", "allowed_models": ["gpt-4o-mini"]}]
+    assert value not in (gw.app_dir / "config.json").read_text()
+    row = table.locator(f'tr[data-vk="{new["id"]}"]')
+    expect(row.get_by_test_id("vk-status")).to_have_text("active")
+    expect(row).to_contain_text("gpt-4o-mini")
+    expect(row).to_contain_text("b-key")  # its budget (a usage bar where the API reports usage)
+
+    # The openai SDK with the new key; one more request with the config's key, to filter against.
+    assert status_with(gw, value) == 200
+    assert status_with(gw, VK_CONFIG) == 200
+    rows = gw.log.wait_rows(2)
+    assert {r["virtual_key_id"] for r in rows} == {new["id"], "vk-config"}
+
+    # Logs: each row shows its cost and its key's name; the key filter keeps only the new key's row.
+    page.click("a[data-page=logs]")
+    log_rows = page.get_by_test_id("log-rows").locator("tr")
+    expect(log_rows).to_have_count(2)
+    mine = log_rows.filter(has_text="made in the ui")
+    expect(mine.get_by_test_id("row-cost")).to_have_text(COST)
+    expect(log_rows.filter(has_text="config key").get_by_test_id("row-cost")).to_have_text(COST)
+    page.locator('select[data-filter="virtual_key_id"]').select_option(new["id"])
+    expect(log_rows).to_have_count(1)
+    expect(log_rows.first.get_by_test_id("row-vk")).to_have_text("made in the ui")
+    shot(page, "22-logs-cost-and-key-filter")
+    log_rows.first.click()
+    detail = page.get_by_test_id("log-detail")
+    expect(detail.get_by_test_id("detail-cost")).to_have_text(COST)
+    expect(detail.get_by_test_id("detail-vk")).to_have_text(new["id"])
+    page.keyboard.press("Escape")
+
+    # The key's "Logs" link opens Logs filtered by it.
+    page.goto(gw.base_url + "/#/virtual-keys")
+    table.locator('tr[data-vk="vk-config"]').get_by_test_id("vk-logs").click()
+    expect(page.locator('select[data-filter="virtual_key_id"]')).to_have_value("vk-config")
+    expect(log_rows).to_have_count(1)
+    expect(log_rows.first.get_by_test_id("row-vk")).to_have_text("config key")
+
+    # Dashboard: the total cost, and per model.
+    page.click("a[data-page=dashboard]")
+    expect(page.get_by_test_id("kpi-cost")).to_contain_text("$0.04")
+    expect(page.get_by_test_id("model-cost").first).to_have_text("$0.04")
+    expect(page.get_by_test_id("cost-by-provider")).to_contain_text("openai")
+    shot(page, "23-dashboard-cost")
+
+    # Disable in the UI: the key is refused at once (403); enable it again.
+    page.click("a[data-page=virtual-keys]")
+    row.get_by_test_id("vk-toggle").click()
+    expect(row.get_by_test_id("vk-status")).to_have_text("disabled")
+    assert status_with(gw, value) == 403
+    shot(page, "24-vk-disabled")
+    row.get_by_test_id("vk-toggle").click()
+    expect(row.get_by_test_id("vk-status")).to_have_text("active")
+    assert status_with(gw, value) == 200
+
+    # Rotate after the inline confirmation: a new value, shown once; the old one stops at once.
+    row.get_by_test_id("vk-rotate").click()
+    expect(row.get_by_test_id("confirm-yes")).to_be_visible()
+    row.get_by_test_id("confirm-yes").click()
+    expect(box).to_contain_text("you will not see it again")
+    rotated = page.get_by_test_id("vk-secret").input_value()
+    assert rotated.startswith("sk-bf-") and rotated != value
+    page.get_by_test_id("secret-done").click()
+    assert status_with(gw, value) == 401
+    assert status_with(gw, rotated) == 200
+
+    # Delete: Cancel keeps it; confirming removes it, and its value stops working.
+    row.get_by_test_id("vk-delete").click()
+    row.get_by_test_id("confirm-no").click()
+    expect(row).to_have_count(1)
+    row.get_by_test_id("vk-delete").click()
+    row.get_by_test_id("confirm-yes").click()
+    expect(row).to_have_count(0)
+    assert status_with(gw, rotated) == 401
+    assert rotated not in page.content() and value not in page.content()
+
+
+def test_a_bad_field_is_shown_on_the_form(browser_page: Any, governed_gateway: Gateway) -> None:
+    from playwright.sync_api import expect
+
+    page, gw = browser_page, governed_gateway
+    page.goto(gw.base_url + "/#/virtual-keys")
+    page.get_by_test_id("create-vk").click()
+    editor = page.get_by_test_id("vk-editor")
+    editor.locator('[data-field="name"]').fill("openai twice")
+    page.get_by_test_id("add-pc").click()
+    page.get_by_test_id("add-pc").click()
+    editor.locator('[data-pc="provider"]').nth(0).select_option("openai")
+    editor.locator('[data-pc="provider"]').nth(1).select_option("openai")
+    page.get_by_test_id("save-vk").click()
+    expect(page.get_by_test_id("form-error")).to_contain_text("appears twice")
+    expect(editor.locator('[data-pc="provider"]').nth(1)).to_have_class(re.compile("invalid"))
+    expect(page.get_by_test_id("secret-box")).to_have_count(0)
+    before = json.loads((gw.app_dir / "config.json").read_text())
+    assert [k["id"] for k in before["governance"]["virtual_keys"]] == ["vk-config"]
+
+
+def _has_route(gw: Gateway, path: str) -> bool:
+    return Api(gw.base_url).get(path).status == 200
+
+
+@pytest.mark.parametrize("kind", ["customers", "teams"])
+def test_teams_and_customers_pages(browser_page: Any, governed_gateway: Gateway, kind: str) -> None:
+    """Created from the browser with a budget, the budget edited, then deleted, where this gateway
+    serves /api/governance/<kind>; otherwise the page says the feature is not available (no error)."""
+    from playwright.sync_api import expect
+
+    page, gw = browser_page, governed_gateway
+    noun = kind[:-1]
+    page.goto(gw.base_url + f"/#/{kind}")
+    if not _has_route(gw, f"/api/governance/{kind}"):
+        expect(page.get_by_test_id("unavailable")).to_contain_text("not available")
+        expect(page.get_by_test_id(f"create-{noun}")).to_be_disabled()
+        shot(page, f"25-{kind}-not-available")
+        return
+
+    table = page.get_by_test_id(f"{kind}-table")
+    existing = "acme" if kind == "customers" else "search"
+    expect(table.locator(f'tr[data-entity="{existing}"]')).to_be_visible()
+    page.get_by_test_id(f"create-{noun}").click()
+    editor = page.get_by_test_id(f"{noun}-editor")
+    editor.locator('[data-field="name"]').fill(f"ui {noun}")
+    if kind == "teams":
+        editor.locator('[data-field="customer_id"]').select_option("acme")
+    editor.locator('[data-field="budget"]').fill("10")
+    editor.locator('[data-field="reset_duration"]').select_option("1d")
+    page.get_by_test_id(f"save-{noun}").click()
+    row = table.locator("tr", has_text=f"ui {noun}")
+    expect(row.get_by_test_id("budget-bar")).to_contain_text("$10")
+    api = Api(gw.base_url)
+    made = next(e for e in api.get(f"/api/governance/{kind}").body[kind] if e["name"] == f"ui {noun}")
+    assert made["budget"]["max_limit"] == 10 and made["budget"]["reset_duration"] == "1d"
+    if kind == "teams":
+        assert made["customer_id"] == "acme"
+    shot(page, f"25-{kind}")
+
+    row.get_by_test_id("edit-budget").click()
+    row.get_by_test_id("budget-editor").locator('[data-field="budget"]').fill("20")
+    row.get_by_test_id("save-budget").click()
+    expect(row.get_by_test_id("budget-bar")).to_contain_text("$20")
+
+    row.get_by_test_id(f"delete-{noun}").click()
+    row.get_by_test_id("confirm-yes").click()
+    expect(row).to_have_count(0)
+    assert all(e["name"] != f"ui {noun}" for e in api.get(f"/api/governance/{kind}").body[kind])
+    # An entity still referred to is refused with the API's message, and stays listed.
+    table.locator(f'tr[data-entity="{existing}"]').get_by_test_id(f"delete-{noun}").click()
+    table.locator(f'tr[data-entity="{existing}"]').get_by_test_id("confirm-yes").click()
+    expect(page.locator("#toast")).to_contain_text(re.compile("in use", re.I))
+    expect(table.locator(f'tr[data-entity="{existing}"]')).to_be_visible()
