@@ -19,6 +19,18 @@ export async function optional(path) {
   }
 }
 
+let logFilterProbe = null;
+
+/** Whether this gateway's log API (list, stats, histogram) filters by `virtual_key_id` / `team_id`.
+ * An older one ignores unknown parameters, which would show unfiltered numbers as filtered ones; a
+ * newer one checks `team_id` against the configured teams, so a made-up team answers 400 naming it. */
+export function logsFilterByKey() {
+  if (!logFilterProbe) {
+    logFilterProbe = get("/api/logs?limit=1&team_id=bifrost-ui-capability-probe").then(() => false, (err) => err instanceof ApiError && err.param === "team_id");
+  }
+  return logFilterProbe;
+}
+
 /** The lists every governance page needs, each null when its route is missing on this gateway. */
 export async function loadGovernance() {
   const [keys, teams, customers, budgets, rateLimits] = await Promise.all([

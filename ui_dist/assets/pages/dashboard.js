@@ -3,6 +3,7 @@
 
 import {get, query} from "../api.js";
 import {PALETTE, stackBar, timeChart} from "../chart.js";
+import {GOV, logsFilterByKey, optional} from "../gov.js";
 import {RANGES, clear, fmt, h} from "../util.js";
 
 const REFRESH_MS = 5000;
@@ -12,6 +13,8 @@ const STAGES = [
 ];
 let timer = null;
 let range = Number(sessionStorage.getItem("bifrost-range")) || 900;
+// Narrow every number to one virtual key or team (where the log API filters by them).
+const scope = {virtual_key_id: "", team_id: ""};
 
 export function unmount() {
   clearInterval(timer);
@@ -25,15 +28,35 @@ export async function mount(root) {
       type: "button", class: seconds === range ? "primary" : "", "data-range": seconds,
       onclick: () => { range = seconds; sessionStorage.setItem("bifrost-range", seconds); mount(clear(root)); },
     }, label)));
-  root.append(h("div", {class: "page-head"}, h("h1", {}, "Dashboard"), picker), body);
+  const [byKey, vkList, teamList] = await Promise.all([
+    logsFilterByKey(),
+    optional(`${GOV}/virtual-keys`).catch(() => null),
+    optional(`${GOV}/teams`).catch(() => null),
+  ]);
+  const keys = (vkList && vkList.virtual_keys) || [];
+  const teams = (teamList && teamList.teams) || [];
+  const keyName = new Map(keys.map((k) => [k.id, k.name || k.id]));
+  const scopeSelect = (key, label, pairs) => {
+    const sel = h("select", {"aria-label": label, "data-scope": key, onchange: () => { scope[key] = sel.value; refresh(); }},
+      h("option", {value: ""}, label), pairs.map(([v, t]) => h("option", {value: v}, t)));
+    sel.value = pairs.some(([v]) => v === scope[key]) ? scope[key] : "";
+    scope[key] = sel.value;
+    return sel;
+  };
+  const scopeBox = byKey && (keys.length || teams.length) ? h("div", {class: "toolbar"},
+    keys.length ? scopeSelect("virtual_key_id", "All virtual keys", keys.map((k) => [k.id, k.name || k.id])) : null,
+    teams.length ? scopeSelect("team_id", "All teams", teams.map((t) => [t.id, t.name || t.id])) : null) : null;
+  if (!scopeBox) Object.assign(scope, {virtual_key_id: "", team_id: ""});
+  root.append(h("div", {class: "page-head"}, h("h1", {}, "Dashboard"), h("div", {class: "toolbar"}, scopeBox, picker)), body);
   const refresh = async () => {
     try {
+      const filters = {last: range, ...scope};
       const [stats, hist, system] = await Promise.all([
-        get(`/api/logs/stats${query({last: range})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
-        get(`/api/logs/histogram${query({last: range, buckets: 60})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+        get(`/api/logs/stats${query({...filters, group_by: byKey ? "virtual_key" : ""})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+        get(`/api/logs/histogram${query({...filters, buckets: 60})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
         get("/api/system"),
       ]);
-      render(body, stats, hist, system);
+      render(body, stats, hist, system, keyName);
     } catch (err) {
       clear(body, h("div", {class: "error-box"}, `Could not load the dashboard: ${err.message}`));
     }
@@ -69,7 +92,20 @@ function costNote(stats) {
   return `catalog prices and pricing_overrides${per}`;
 }
 
-function render(body, stats, hist, system) {
+/** Requests, tokens and cost per virtual key (from stats?group_by=virtual_key), or null without keys. */
+function keyPanel(stats, keyName) {
+  const groups = stats.by_virtual_key || [];
+  if (!groups.some((g) => g.virtual_key_id)) return null;
+  const table = h("table", {class: "data", "data-testid": "vk-cost-table"},
+    h("thead", {}, h("tr", {}, ["Virtual key", "Requests", "Success", "Tokens", "Cost"].map((t, i) => h("th", {class: i ? "num" : ""}, t)))),
+    h("tbody", {}, groups.map((g) => h("tr", {"data-vk": g.virtual_key_id || "", onclick: g.virtual_key_id ? () => { location.hash = `#/logs?virtual_key_id=${encodeURIComponent(g.virtual_key_id)}`; } : null},
+      h("td", {}, g.virtual_key_id ? keyName.get(g.virtual_key_id) || g.virtual_key_id : h("span", {class: "hint"}, "no virtual key")),
+      h("td", {class: "num"}, fmt.int(g.count)), h("td", {class: "num"}, fmt.pct(g.count ? g.success / g.count : null)),
+      h("td", {class: "num"}, fmt.compact(g.total_tokens)), h("td", {class: "num", "data-testid": "vk-cost"}, fmt.cost(g.cost ?? null))))));
+  return panel("By virtual key", h("div", {class: "table-wrap"}, table));
+}
+
+function render(body, stats, hist, system, keyName = new Map()) {
   if (!stats || !stats.count) {
     clear(body, emptyState(system));
     return;
@@ -146,5 +182,6 @@ function render(body, stats, hist, system) {
       h("td", {class: "num", "data-testid": "model-cost"}, fmt.cost(g.cost ?? null))))));
 
   clear(body, kpis, h("div", {class: "grid charts"}, throughput, latency, errors, tokens, cost, overhead, dropped),
-    h("div", {style: "height:1rem"}), panel("By provider and model", h("div", {class: "table-wrap"}, table)));
+    h("div", {style: "height:1rem"}), panel("By provider and model", h("div", {class: "table-wrap"}, table)),
+    keyPanel(stats, keyName) ? [h("div", {style: "height:1rem"}), keyPanel(stats, keyName)] : null);
 }

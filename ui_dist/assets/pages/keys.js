@@ -5,9 +5,11 @@
 
 import {del, get, post, put} from "../api.js";
 import {GOV, confirmButton, limitBars, loadGovernance, nameOf, options, secretBox, showFormError, toMs, unavailable} from "../gov.js";
+import {PERIODS} from "../entities.js";
 import {clear, fmt, h, toast} from "../util.js";
 
 const BASE = `${GOV}/virtual-keys`;
+const NEW = "\u0000new"; // the budget select's "New budget…" choice (no id can be this)
 
 export function unmount() {}
 
@@ -133,7 +135,19 @@ function createForm(gov, providers, {done, cancel}) {
   ];
   const ownerSelect = h("select", {"data-field": "team_id", "aria-label": "Owner"}, options("No team or customer", ownerPairs));
   const budgetSelect = h("select", {"data-field": "budget_id", "aria-label": "Budget"},
-    options("No budget of its own", choices(gov.budgets, [...keys.map((k) => k.budget_id)])));
+    options("No budget of its own", choices(gov.budgets, [...keys.map((k) => k.budget_id)])),
+    // A gateway that manages budgets also takes Go's inline `budget` object: a new budget for this key.
+    gov.budgets !== null ? h("option", {value: NEW}, "New budget…") : null);
+  const newMax = h("input", {type: "number", min: 0, step: "any", "data-field": "budget", placeholder: "dollars", "aria-label": "New budget in dollars"});
+  const newPeriod = h("select", {"data-field": "reset_duration", "aria-label": "New budget resets every"},
+    PERIODS.map(([v, t]) => h("option", {value: v}, `per ${t}`)));
+  newPeriod.value = "1M";
+  const newBudget = h("label", {class: "field", style: "display:none"}, h("span", {}, "New budget"),
+    h("div", {class: "toolbar"}, newMax, newPeriod));
+  budgetSelect.addEventListener("change", () => {
+    newBudget.style.display = budgetSelect.value === NEW ? "" : "none";
+    newMax.required = budgetSelect.value === NEW;
+  });
   const rateSelect = h("select", {"data-field": "rate_limit_id", "aria-label": "Rate limit"},
     options("No rate limit of its own", choices(gov.rateLimits, [...keys.map((k) => k.rate_limit_id)])));
   const expires = h("input", {type: "datetime-local", "data-field": "expires_at", "aria-label": "Expires at (UTC)"});
@@ -157,7 +171,8 @@ function createForm(gov, providers, {done, cancel}) {
     const [kind, ownerId] = ownerSelect.value.split(/:(.*)/s);
     if (kind === "team") body.team_id = ownerId;
     if (kind === "customer") body.customer_id = ownerId;
-    if (budgetSelect.value) body.budget_id = budgetSelect.value;
+    if (budgetSelect.value === NEW) body.budget = {max_limit: Number(newMax.value), reset_duration: newPeriod.value};
+    else if (budgetSelect.value) body.budget_id = budgetSelect.value;
     if (rateSelect.value) body.rate_limit_id = rateSelect.value;
     if (expires.value) body.expires_at = new Date(`${expires.value}:00Z`).toISOString().replace(".000Z", "Z");
     const configs = [...rowsBox.children].map((row, i) => {
@@ -188,6 +203,7 @@ function createForm(gov, providers, {done, cancel}) {
     h("label", {class: "field"}, h("span", {}, "Description"), description),
     h("label", {class: "field"}, h("span", {}, "Owner"), ownerSelect),
     h("label", {class: "field"}, h("span", {}, "Budget"), budgetSelect),
+    newBudget,
     h("label", {class: "field"}, h("span", {}, "Rate limit"), rateSelect),
     h("label", {class: "field"}, h("span", {}, "Expires (UTC, optional)"), expires)),
   h("h3", {}, "Providers and models"),

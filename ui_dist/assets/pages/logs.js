@@ -4,7 +4,7 @@
 
 import {get, live, query} from "../api.js";
 import {PALETTE} from "../chart.js";
-import {GOV, optional} from "../gov.js";
+import {GOV, logsFilterByKey, optional} from "../gov.js";
 import {RANGES, clear, debounce, fmt, h, pretty, statusBadge} from "../util.js";
 
 const LIMIT = 50;
@@ -166,15 +166,9 @@ function preview(r) {
   return text.slice(0, 120);
 }
 
-/** The names of the filters this gateway's GET /api/logs takes, from its OpenAPI document. */
+/** The key/team filters this gateway's GET /api/logs applies itself. */
 async function logFilters() {
-  try {
-    const doc = await get("/api/openapi.json");
-    const op = ((doc.paths || {})["/api/logs"] || {}).get || {};
-    return new Set((op.parameters || []).map((p) => p.name));
-  } catch {
-    return new Set();
-  }
+  return new Set(await logsFilterByKey() ? GOV_FILTERS : []);
 }
 
 const GOV_FILTERS = ["virtual_key_id", "team_id"];
