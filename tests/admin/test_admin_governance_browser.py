@@ -151,11 +151,34 @@ def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_co
     expect(log_rows).to_have_count(1)
     expect(log_rows.first.get_by_test_id("row-vk")).to_have_text("config key")
 
-    # Dashboard: the total cost, and per model.
+    # Usage bars: where the API reports usage, the shared budget shows both requests' spend.
+    page.click("a[data-page=virtual-keys]")
+    if _reports_usage(gw):
+        bar = row.get_by_test_id("budget-bar")
+        expect(bar).to_contain_text("$5.00")
+        expect(bar).to_have_attribute("data-used", re.compile(r"^0\.04"))
+        expect(row.get_by_test_id("requests-bar")).to_contain_text("2 / 100")
+    else:  # an API that only gives the budget's id: the id, no bar
+        expect(row).to_contain_text("budget b-key")
+    shot(page, "23-vk-usage-bars")
+
+    # Dashboard: the total cost, and per model; where the log API filters by key and team, the
+    # dashboard narrows to one key (and lists cost per key).
     page.click("a[data-page=dashboard]")
     expect(page.get_by_test_id("kpi-cost")).to_contain_text("$0.04")
     expect(page.get_by_test_id("model-cost").first).to_have_text("$0.04")
     expect(page.get_by_test_id("cost-by-provider")).to_contain_text("openai")
+    if _logs_filter_by_key(gw):
+        expect(page.get_by_test_id("vk-cost-table").locator(f'tr[data-vk="{new["id"]}"]')).to_contain_text(COST)
+        page.locator('select[data-scope="virtual_key_id"]').select_option(new["id"])
+        expect(page.get_by_test_id("kpi-cost")).to_contain_text(COST)
+        expect(page.get_by_test_id("kpi-requests")).to_contain_text("1")
+        page.locator('select[data-scope="virtual_key_id"]').select_option("")
+        page.locator('select[data-scope="team_id"]').select_option("search")
+        expect(page.get_by_test_id("kpi-requests")).to_contain_text("2")
+        page.locator('select[data-scope="team_id"]').select_option("")
+    else:
+        expect(page.locator("select[data-scope]")).to_have_count(0)
     shot(page, "23-dashboard-cost")
 
     # Disable in the UI: the key is refused at once (403); enable it again.
@@ -212,6 +235,45 @@ def test_a_bad_field_is_shown_on_the_form(browser_page: Any, governed_gateway: G
 
 def _has_route(gw: Gateway, path: str) -> bool:
     return Api(gw.base_url).get(path).status == 200
+
+
+def _reports_usage(gw: Gateway) -> bool:
+    """Whether GET /api/governance/virtual-keys embeds each key's budget with its current usage."""
+    keys = Api(gw.base_url).get("/api/governance/virtual-keys").body["virtual_keys"]
+    return any(isinstance(k.get("budget"), dict) and k["budget"].get("current_usage") is not None for k in keys)
+
+
+def _logs_filter_by_key(gw: Gateway) -> bool:
+    """Whether the log API applies team_id (a newer one refuses an unknown team; an older one ignores it)."""
+    answer = Api(gw.base_url).get("/api/logs?limit=1&team_id=no-such-team")
+    return answer.status == 400 and answer.body["error"]["param"] == "team_id"
+
+
+def test_a_key_with_a_new_budget_of_its_own(browser_page: Any, governed_gateway: Gateway) -> None:
+    """Go's inline `budget` at creation, where this gateway manages budgets; otherwise not offered."""
+    from playwright.sync_api import expect
+
+    page, gw = browser_page, governed_gateway
+    page.goto(gw.base_url + "/#/virtual-keys")
+    page.get_by_test_id("create-vk").click()
+    editor = page.get_by_test_id("vk-editor")
+    new_budget = editor.locator('[data-field="budget_id"] option', has_text="New budget")
+    if not _has_route(gw, "/api/governance/budgets"):
+        expect(new_budget).to_have_count(0)
+        return
+    editor.locator('[data-field="name"]').fill("own budget")
+    editor.locator('[data-field="budget_id"]').select_option(label="New budget…")
+    editor.locator('[data-field="budget"]').fill("10")  # above one request's worst case, 4096 tokens = $4.096
+    editor.locator('[data-field="reset_duration"]').select_option("1d")
+    page.get_by_test_id("save-vk").click()
+    expect(page.get_by_test_id("secret-box")).to_be_visible()
+    value = page.get_by_test_id("vk-secret").input_value()
+    page.get_by_test_id("secret-done").click()
+    listed = Api(gw.base_url).get("/api/governance/virtual-keys").body["virtual_keys"]
+    made = next(k for k in listed if k["name"] == "own budget")
+    assert made["budget"]["max_limit"] == 10 and made["budget"]["reset_duration"] == "1d"
+    expect(page.locator(f'tr[data-vk="{made["id"]}"]').get_by_test_id("budget-bar")).to_contain_text("$10.00")
+    assert status_with(gw, value) == 200
 
 
 @pytest.mark.parametrize("kind", ["customers", "teams"])

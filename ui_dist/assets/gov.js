@@ -135,6 +135,9 @@ export function usageBar(label, limit, format, testid) {
     notes.length ? h("div", {class: "hint"}, notes.join(" · ")) : null);
 }
 
+/** An id worth showing next to a label: a name someone chose, not a generated UUID. */
+const shortId = (id) => !!id && !/^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(id);
+
 /** Bars for an entity's budget and rate limit, or a dash when it has neither. */
 export function limitBars(entity, gov) {
   const budget = budgetOf(entity, gov);
@@ -143,7 +146,7 @@ export function limitBars(entity, gov) {
   if (budget) {
     bars.push(budget.max === null
       ? h("div", {class: "hint"}, `budget ${budget.id}`)
-      : usageBar(`Budget${budget.id ? ` (${budget.id})` : ""}`, budget, fmt.cost, "budget-bar"));
+      : usageBar(`Budget${shortId(budget.id) ? ` (${budget.id})` : ""}`, budget, fmt.cost, "budget-bar"));
   }
   if (rl && rl.requests) bars.push(usageBar("Requests", rl.requests, fmt.int, "requests-bar"));
   if (rl && rl.tokens) bars.push(usageBar("Tokens", rl.tokens, fmt.compact, "tokens-bar"));
