@@ -137,6 +137,12 @@ def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_co
     page.locator('select[data-filter="virtual_key_id"]').select_option(new["id"])
     expect(log_rows).to_have_count(1)
     expect(log_rows.first.get_by_test_id("row-vk")).to_have_text("made in the ui")
+    # A request made now arrives live in the filtered table, with its cost; the other key's does not.
+    assert status_with(gw, value) == 200
+    assert status_with(gw, VK_CONFIG) == 200
+    expect(log_rows).to_have_count(2)
+    expect(log_rows.get_by_test_id("row-cost")).to_have_text([COST, COST])
+    expect(log_rows.get_by_test_id("row-vk")).to_have_text(["made in the ui", "made in the ui"])
     shot(page, "22-logs-cost-and-key-filter")
     log_rows.first.click()
     detail = page.get_by_test_id("log-detail")
@@ -148,16 +154,20 @@ def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_co
     page.goto(gw.base_url + "/#/virtual-keys")
     table.locator('tr[data-vk="vk-config"]').get_by_test_id("vk-logs").click()
     expect(page.locator('select[data-filter="virtual_key_id"]')).to_have_value("vk-config")
-    expect(log_rows).to_have_count(1)
-    expect(log_rows.first.get_by_test_id("row-vk")).to_have_text("config key")
+    expect(log_rows).to_have_count(2)
+    expect(log_rows.get_by_test_id("row-vk")).to_have_text(["config key", "config key"])
+    if _has_route(gw, "/api/governance/teams"):  # the team filter: both keys are the Search team's
+        page.locator('select[data-filter="virtual_key_id"]').select_option("")
+        page.locator('select[data-filter="team_id"]').select_option("search")
+        expect(log_rows).to_have_count(4)
 
     # Usage bars: where the API reports usage, the shared budget shows both requests' spend.
     page.click("a[data-page=virtual-keys]")
     if _reports_usage(gw):
         bar = row.get_by_test_id("budget-bar")
         expect(bar).to_contain_text("$5.00")
-        expect(bar).to_have_attribute("data-used", re.compile(r"^0\.04"))
-        expect(row.get_by_test_id("requests-bar")).to_contain_text("2 / 100")
+        expect(bar).to_have_attribute("data-used", re.compile(r"^0\.08"))
+        expect(row.get_by_test_id("requests-bar")).to_contain_text("4 / 100")
     else:  # an API that only gives the budget's id: the id, no bar
         expect(row).to_contain_text("budget b-key")
     shot(page, "23-vk-usage-bars")
@@ -165,17 +175,19 @@ def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_co
     # Dashboard: the total cost, and per model; where the log API filters by key and team, the
     # dashboard narrows to one key (and lists cost per key).
     page.click("a[data-page=dashboard]")
-    expect(page.get_by_test_id("kpi-cost")).to_contain_text("$0.04")
-    expect(page.get_by_test_id("model-cost").first).to_have_text("$0.04")
+    requests = page.get_by_test_id("kpi-requests").locator(".value")
+    expect(requests).to_have_text("4")
+    expect(page.get_by_test_id("kpi-cost").locator(".value")).to_have_text("$0.08")
+    expect(page.get_by_test_id("model-cost").first).to_have_text("$0.08")
     expect(page.get_by_test_id("cost-by-provider")).to_contain_text("openai")
     if _logs_filter_by_key(gw):
-        expect(page.get_by_test_id("vk-cost-table").locator(f'tr[data-vk="{new["id"]}"]')).to_contain_text(COST)
+        expect(page.get_by_test_id("vk-cost-table").locator(f'tr[data-vk="{new["id"]}"]')).to_contain_text("$0.04")
         page.locator('select[data-scope="virtual_key_id"]').select_option(new["id"])
-        expect(page.get_by_test_id("kpi-cost")).to_contain_text(COST)
-        expect(page.get_by_test_id("kpi-requests")).to_contain_text("1")
+        expect(page.get_by_test_id("kpi-cost").locator(".value")).to_have_text("$0.04")
+        expect(requests).to_have_text("2")
         page.locator('select[data-scope="virtual_key_id"]').select_option("")
         page.locator('select[data-scope="team_id"]').select_option("search")
-        expect(page.get_by_test_id("kpi-requests")).to_contain_text("2")
+        expect(requests).to_have_text("4")
         page.locator('select[data-scope="team_id"]').select_option("")
     else:
         expect(page.locator("select[data-scope]")).to_have_count(0)
