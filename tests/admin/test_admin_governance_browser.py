@@ -337,3 +337,26 @@ def test_teams_and_customers_pages(browser_page: Any, governed_gateway: Gateway,
     table.locator(f'tr[data-entity="{existing}"]').get_by_test_id("confirm-yes").click()
     expect(page.locator("#toast")).to_contain_text(re.compile("in use", re.I))
     expect(table.locator(f'tr[data-entity="{existing}"]')).to_be_visible()
+
+
+def test_governance_pages_on_a_phone_and_in_the_dark(browser_page: Any, governed_gateway: Gateway) -> None:
+    """The new pages keep the page itself from scrolling sideways on a phone (tables scroll in their box)."""
+    from playwright.sync_api import expect
+
+    page, gw = browser_page, governed_gateway
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(gw.base_url + "/#/virtual-keys")
+    expect(page.get_by_test_id("vk-table")).to_be_visible()
+    page.get_by_test_id("create-vk").click()
+    page.get_by_test_id("add-pc").click()
+    for name in ("virtual-keys", "teams", "customers"):
+        page.goto(gw.base_url + f"/#/{name}")
+        page.locator("main h1").wait_for()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{name} scrolls sideways by {overflow}px on a phone"
+    shot(page, "26-customers-mobile")
+    page.set_viewport_size({"width": 1360, "height": 900})
+    page.click("#theme-toggle")
+    page.goto(gw.base_url + "/#/virtual-keys")
+    expect(page.get_by_test_id("vk-table")).to_be_visible()
+    shot(page, "27-vk-dark")
