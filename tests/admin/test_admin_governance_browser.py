@@ -44,6 +44,7 @@ def governed_ui_config(fake_url: str) -> dict[str, Any]:
         "budgets": [
             {"id": "b-key", "max_limit": 5, "reset_duration": "1d"},
             {"id": "b-team", "max_limit": 50, "reset_duration": "1M"},
+            {"id": "b-openai", "max_limit": 20, "reset_duration": "1w"},
         ],
         "rate_limits": [{"id": "rl-key", "request_max_limit": 100, "request_reset_duration": "1m"}],
         "customers": [{"id": "acme", "name": "Acme"}],
@@ -56,6 +57,7 @@ def governed_ui_config(fake_url: str) -> dict[str, Any]:
                 "team_id": "search",
                 "budget_id": "b-key",
                 "rate_limit_id": "rl-key",
+                "provider_configs": [{"provider": "openai", "budget_id": "b-openai"}],
             }
         ],
     }
@@ -88,6 +90,11 @@ def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_co
     expect(table.locator('tr[data-vk="vk-config"]')).to_contain_text("config key")
     expect(table.locator('tr[data-vk="vk-config"]')).to_contain_text(re.compile("search", re.I))  # its team
     assert VK_CONFIG not in page.content()
+    openai_config = table.locator('tr[data-vk="vk-config"] [data-pc-provider="openai"]')
+    if _reports_usage(gw):  # a provider config's own budget gets its own bar
+        expect(openai_config.get_by_test_id("budget-bar")).to_contain_text("$20.00")
+    else:
+        expect(openai_config).to_contain_text("budget b-openai")
 
     # Create: name, team, budget, rate limit and one provider with an allow-list.
     page.get_by_test_id("create-vk").click()

@@ -93,6 +93,7 @@ export function budgetOf(entity, gov) {
     used: first(b, ["current_usage", "usage.current_usage", "usage.spent", "spent"]),
     period: first(b, ["reset_duration"]),
     resetsAt: toMs(first(b, ["resets_at", "reset_at", "next_reset", "usage.resets_at"])),
+    error: b.usage_error || null,
   };
 }
 
@@ -115,17 +116,19 @@ export function rateLimitOf(entity, gov) {
       resetsAt: toMs(first(r, [`${kind}_resets_at`, `${kind}_reset_at`, `usage.${kind}_resets_at`])),
     };
   };
-  return {id: r.id ?? id, requests: part("request"), tokens: part("token")};
+  const parts = {requests: part("request"), tokens: part("token")};
+  for (const p of Object.values(parts)) if (p) p.error = r.usage_error || null;
+  return {id: r.id ?? id, ...parts};
 }
 
 /** One labelled usage bar. Without a usage figure (the API does not report one) only the limit shows. */
 export function usageBar(label, limit, format, testid) {
-  const {max, used, period, resetsAt} = limit;
+  const {max, used, period, resetsAt, error} = limit;
   const known = used !== null && used !== undefined && max !== null && max !== undefined;
   const ratio = known ? (max > 0 ? Math.min(1, used / max) : 1) : 0;
   const level = ratio >= 1 ? "err" : ratio >= 0.8 ? "warn" : "ok";
   const notes = [period ? `per ${period}` : null, resetsAt ? `resets ${until(resetsAt)}` : null,
-    known ? null : "usage not reported"].filter(Boolean);
+    known ? null : error ? `usage unavailable (${error})` : "usage not reported"].filter(Boolean);
   return h("div", {class: "usage", "data-testid": testid, "data-used": known ? used : null, "data-max": max},
     h("div", {class: "usage-head"}, h("span", {}, label),
       h("span", {class: "mono"}, known ? `${format(used)} / ${format(max)}` : `max ${format(max)}`)),

@@ -59,13 +59,15 @@ function status(k) {
   return h("span", {class: "badge ok", "data-testid": "vk-status"}, "active");
 }
 
-function access(k) {
+function access(k, gov) {
   const configs = k.provider_configs || [];
   if (!configs.length) return h("span", {class: "hint"}, "every provider and model");
   return h("div", {}, configs.map((pc) => {
     const models = (pc.allowed_models || []).filter((m) => m !== "*");
-    return h("div", {class: "mono"}, pc.provider, (pc.weight ?? 1) !== 1 ? ` ×${pc.weight}` : "",
-      ": ", models.length ? models.join(", ") : "any model");
+    const own = pc.budget || pc.rate_limit || pc.budget_id || pc.rate_limit_id; // a provider config's own limits
+    return h("div", {"data-pc-provider": pc.provider}, h("div", {class: "mono"}, pc.provider,
+      (pc.weight ?? 1) !== 1 ? ` ×${pc.weight}` : "", ": ", models.length ? models.join(", ") : "any model"),
+    own ? limitBars(pc, gov) : null);
   }));
 }
 
@@ -93,7 +95,7 @@ function table(gov, {refresh, showSecret}) {
         h("div", {class: "hint mono"}, k.id)),
       h("td", {}, status(k), k.expires_at ? h("div", {class: "hint"}, `expires ${fmt.datetime(toMs(k.expires_at))}`) : null),
       h("td", {}, owner(k, gov)),
-      h("td", {style: "white-space:normal;min-width:12rem"}, access(k)),
+      h("td", {style: "white-space:normal;min-width:15rem"}, access(k, gov)),
       h("td", {style: "min-width:14rem"}, limitBars(k, gov)),
       h("td", {}, h("div", {class: "row-actions"},
         h("a", {class: "btn", href: `#/logs?virtual_key_id=${id}`, "data-testid": "vk-logs"}, "Logs"),
