@@ -96,6 +96,13 @@ def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_co
     else:
         expect(openai_config).to_contain_text("budget b-openai")
 
+    # The search narrows the list in the page.
+    page.get_by_test_id("vk-search").fill("no such key")
+    expect(page.get_by_test_id("empty-vks")).to_contain_text("No virtual key matches")
+    page.get_by_test_id("vk-search").fill("CONFIG")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    page.get_by_test_id("vk-search").fill("")
+
     # Create: name, team, budget, rate limit and one provider with an allow-list.
     page.get_by_test_id("create-vk").click()
     editor = page.get_by_test_id("vk-editor")

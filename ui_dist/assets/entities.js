@@ -65,8 +65,10 @@ function createForm(kind, base, gov, {done, cancel}) {
     if (b) body.budget = b;
     save.disabled = true;
     try {
-      await post(base, body);
-      toast(`Created ${kind.noun} ${body.name}`);
+      const created = await post(base, body);
+      toast(created && created.restart_required
+        ? `Created ${kind.noun} ${body.name}; its limits apply after a restart (this gateway started without governance)`
+        : `Created ${kind.noun} ${body.name}`);
       await done();
     } catch (err) {
       showFormError(form, errorBox, err);

@@ -19,6 +19,7 @@ export async function mount(root) {
   const listSlot = h("div");
   let gov = null;
   let providers = [];
+  let search = "";
 
   const refresh = async () => {
     gov = await loadGovernance();
@@ -27,8 +28,17 @@ export async function mount(root) {
       createButton.disabled = true;
       return;
     }
-    clear(listSlot, table(gov, {refresh, showSecret}));
+    paint();
   };
+  // The search filters the loaded list in the page (config.json's tables are small): name, id, team.
+  const paint = () => {
+    const q = search.trim().toLowerCase();
+    const shown = q ? gov.keys.filter((k) => [k.name, k.id, k.description, k.team_id, k.customer_id]
+      .some((v) => typeof v === "string" && v.toLowerCase().includes(q))) : gov.keys;
+    clear(listSlot, table({...gov, keys: shown}, {refresh, showSecret, filtered: !!q}));
+  };
+  const searchBox = h("input", {type: "search", placeholder: "Search name, id or team…", "aria-label": "Search virtual keys",
+    "data-testid": "vk-search", oninput: (e) => { search = e.target.value; if (gov && gov.keys) paint(); }});
   const showSecret = (value, title) => {
     clear(secretSlot, secretBox(value, title, () => clear(secretSlot)));
     secretSlot.scrollIntoView({block: "start"});
@@ -42,7 +52,7 @@ export async function mount(root) {
     editorSlot.querySelector("input").focus();
   }}, "Create virtual key");
 
-  root.append(h("div", {class: "page-head"}, h("h1", {}, "Virtual Keys"), createButton),
+  root.append(h("div", {class: "page-head"}, h("h1", {}, "Virtual Keys"), h("div", {class: "toolbar"}, searchBox, createButton)),
     h("p", {class: "hint", style: "margin-top:-.5rem"},
       "Clients send a virtual key (sk-bf-…) as their API key; the gateway applies its allow-list, budget and rate limit, and never forwards it upstream."),
     secretSlot, editorSlot, listSlot);
@@ -78,7 +88,10 @@ function owner(k, gov) {
   return parts.length ? parts : h("span", {class: "hint"}, "–");
 }
 
-function table(gov, {refresh, showSecret}) {
+function table(gov, {refresh, showSecret, filtered}) {
+  if (!gov.keys.length && filtered) {
+    return h("div", {class: "panel empty", "data-testid": "empty-vks"}, h("h2", {}, "No virtual key matches this search"));
+  }
   if (!gov.keys.length) {
     return h("div", {class: "panel empty", "data-testid": "empty-vks"},
       h("h2", {}, "No virtual keys yet"),
