@@ -125,6 +125,7 @@ def test_a_virtual_key_made_in_the_browser_is_shown_once_used_logged_with_its_co
     page.get_by_test_id("secret-done").click()
     expect(box).to_have_count(0)
     assert value not in page.content()
+    assert value not in page.evaluate("JSON.stringify([{...localStorage}, {...sessionStorage}])")  # never kept
     created = Api(gw.base_url).get("/api/governance/virtual-keys").body["virtual_keys"]
     new = next(k for k in created if k["name"] == "made in the ui")
     assert new["team_id"] == "search" and new["budget_id"] == "b-key" and new["rate_limit_id"] == "rl-key"
