@@ -7,10 +7,12 @@ processes of its own.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,3 +88,57 @@ def api(admin_gateway: Gateway) -> Api:
 
 def read_config(gateway: Gateway) -> dict[str, Any]:
     return json.loads((gateway.app_dir / "config.json").read_text())
+
+
+# -- the browser (Playwright driving Debian's chromium), shared by the UI tests ---------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _need_browser() -> Any:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "the playwright package is not installed (pip install -e .[test])"
+    else:
+        if CHROMIUM.exists():
+            return sync_playwright
+        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"browser tests must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    sync_playwright = _need_browser()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme="light")
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+        assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def shot(page: Any, name: str) -> None:
+    """A full-page screenshot to artifacts/screenshots/, after checking no placeholder leaked into the text."""
+    text = page.inner_text("body")
+    assert "[object " not in text and "undefined" not in text and "NaN" not in text, f"{name}: {text[:2000]}"
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

@@ -11,10 +11,7 @@ skips with a reason; in CI (env CI set) that is a failure instead.
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,64 +19,14 @@ from fakes import FakeOpenAI
 from harness import Gateway, StartGateway, make_config
 
 from .conftest import Api
+from .conftest import shot as _shot
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _need_browser() -> Any:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "the playwright package is not installed (pip install -e .[test])"
-    else:
-        if CHROMIUM.exists():
-            return sync_playwright
-        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"browser tests must run in CI: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    sync_playwright = _need_browser()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme="light")
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-        assert not errors, f"JavaScript errors in the page: {errors}"
 
 
 @pytest.fixture
 def ui_gateway(start_gateway: StartGateway) -> Gateway:
     return start_gateway(make_config({}))  # only the built-in mock: the test adds the real provider
-
-
-def _shot(page: Any, name: str) -> None:
-    text = page.inner_text("body")
-    assert "[object " not in text and "undefined" not in text and "NaN" not in text, f"{name}: {text[:2000]}"
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_configure_and_observe_from_the_browser(

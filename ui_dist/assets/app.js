@@ -1,13 +1,17 @@
-// The shell: hash routing between the four pages, the theme switch and the live-feed indicator.
+// The shell: hash routing between the pages, the theme switch and the live-feed indicator.
 
 import {live} from "./api.js";
+import * as customers from "./pages/customers.js";
 import * as dashboard from "./pages/dashboard.js";
+import * as keys from "./pages/keys.js";
 import * as logs from "./pages/logs.js";
 import * as providers from "./pages/providers.js";
 import * as settings from "./pages/settings.js";
+import * as teams from "./pages/teams.js";
 import {h} from "./util.js";
 
-const PAGES = {dashboard, logs, providers, settings};
+const PAGES = {dashboard, logs, providers, "virtual-keys": keys, teams, customers, settings};
+const TITLES = {"virtual-keys": "Virtual Keys"};
 let current = null;
 
 function route() {
@@ -20,7 +24,8 @@ function route() {
   for (const a of document.querySelectorAll(".nav nav a")) a.classList.toggle("active", a.dataset.page === (PAGES[name] ? name : "dashboard"));
   const main = document.getElementById("page");
   main.replaceChildren();
-  document.title = `Bifrost · ${name[0].toUpperCase()}${name.slice(1)}`;
+  const shown = PAGES[name] ? name : "dashboard";
+  document.title = `Bifrost · ${TITLES[shown] || shown[0].toUpperCase() + shown.slice(1)}`;
   Promise.resolve(page.mount(main, params)).catch((err) => {
     main.replaceChildren(h("div", {class: "error-box"}, `Could not load this page: ${err.message}`));
   });

@@ -39,6 +39,16 @@ export const fmt = {
     if (a >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
     return Number.isInteger(n) ? String(n) : n.toFixed(2);
   },
+  // Dollars: cents precision from $1, four significant digits below (a request often costs < $0.001).
+  cost: (n) => {
+    if (n === null || n === undefined) return "–";
+    if (n === 0) return "$0";
+    const a = Math.abs(n);
+    if (a >= 1000) return `$${Math.round(n).toLocaleString()}`;
+    if (a >= 1) return `$${n.toFixed(2)}`;
+    if (a < 1e-6) return "< $0.000001";
+    return `$${Number(n.toPrecision(4))}`; // no exponent: JS writes one only below 1e-7
+  },
   time: (ms) => new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"}),
   datetime: (ms) => new Date(ms).toLocaleString(),
   clock: (ms, spanMs) => {

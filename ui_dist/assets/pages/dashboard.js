@@ -1,8 +1,9 @@
-// Dashboard: throughput, latency, errors, tokens and dropped log records over time, by provider, and
-// where the gateway's own time goes (per-stage overhead). Refreshes every 5 seconds.
+// Dashboard: throughput, latency, errors, tokens, cost and dropped log records over time, by provider,
+// and where the gateway's own time goes (per-stage overhead). Refreshes every 5 seconds.
 
 import {get, query} from "../api.js";
 import {PALETTE, stackBar, timeChart} from "../chart.js";
+import {GOV, logsFilterByKey, optional} from "../gov.js";
 import {RANGES, clear, fmt, h} from "../util.js";
 
 const REFRESH_MS = 5000;
@@ -12,6 +13,8 @@ const STAGES = [
 ];
 let timer = null;
 let range = Number(sessionStorage.getItem("bifrost-range")) || 900;
+// Narrow every number to one virtual key or team (where the log API filters by them).
+const scope = {virtual_key_id: "", team_id: ""};
 
 export function unmount() {
   clearInterval(timer);
@@ -25,15 +28,35 @@ export async function mount(root) {
       type: "button", class: seconds === range ? "primary" : "", "data-range": seconds,
       onclick: () => { range = seconds; sessionStorage.setItem("bifrost-range", seconds); mount(clear(root)); },
     }, label)));
-  root.append(h("div", {class: "page-head"}, h("h1", {}, "Dashboard"), picker), body);
+  const [byKey, vkList, teamList] = await Promise.all([
+    logsFilterByKey(),
+    optional(`${GOV}/virtual-keys`).catch(() => null),
+    optional(`${GOV}/teams`).catch(() => null),
+  ]);
+  const keys = (vkList && vkList.virtual_keys) || [];
+  const teams = (teamList && teamList.teams) || [];
+  const keyName = new Map(keys.map((k) => [k.id, k.name || k.id]));
+  const scopeSelect = (key, label, pairs) => {
+    const sel = h("select", {"aria-label": label, "data-scope": key, onchange: () => { scope[key] = sel.value; refresh(); }},
+      h("option", {value: ""}, label), pairs.map(([v, t]) => h("option", {value: v}, t)));
+    sel.value = pairs.some(([v]) => v === scope[key]) ? scope[key] : "";
+    scope[key] = sel.value;
+    return sel;
+  };
+  const scopeBox = byKey && (keys.length || teams.length) ? h("div", {class: "toolbar"},
+    keys.length ? scopeSelect("virtual_key_id", "All virtual keys", keys.map((k) => [k.id, k.name || k.id])) : null,
+    teams.length ? scopeSelect("team_id", "All teams", teams.map((t) => [t.id, t.name || t.id])) : null) : null;
+  if (!scopeBox) Object.assign(scope, {virtual_key_id: "", team_id: ""});
+  root.append(h("div", {class: "page-head"}, h("h1", {}, "Dashboard"), h("div", {class: "toolbar"}, scopeBox, picker)), body);
   const refresh = async () => {
     try {
+      const filters = {last: range, ...scope};
       const [stats, hist, system] = await Promise.all([
-        get(`/api/logs/stats${query({last: range})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
-        get(`/api/logs/histogram${query({last: range, buckets: 60})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+        get(`/api/logs/stats${query({...filters, group_by: byKey ? "virtual_key" : ""})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+        get(`/api/logs/histogram${query({...filters, buckets: 60})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
         get("/api/system"),
       ]);
-      render(body, stats, hist, system);
+      render(body, stats, hist, system, keyName);
     } catch (err) {
       clear(body, h("div", {class: "error-box"}, `Could not load the dashboard: ${err.message}`));
     }
@@ -63,7 +86,26 @@ function emptyState(system) {
       ? h("p", {class: "hint"}, `${fmt.int(system.totals.log_dropped)} log records were dropped (buffer full, or ${fmt.int(system.totals.log_failed ?? 0)} refused by the database; see the gateway's log for their request ids).`) : null);
 }
 
-function render(body, stats, hist, system) {
+function costNote(stats) {
+  if (stats.cost === undefined) return "not reported by this gateway";
+  const per = stats.cost && stats.count ? ` · ${fmt.cost(stats.cost / stats.count)} per request` : "";
+  return `catalog prices and pricing_overrides${per}`;
+}
+
+/** Requests, tokens and cost per virtual key (from stats?group_by=virtual_key), or null without keys. */
+function keyPanel(stats, keyName) {
+  const groups = stats.by_virtual_key || [];
+  if (!groups.some((g) => g.virtual_key_id)) return null;
+  const table = h("table", {class: "data", "data-testid": "vk-cost-table"},
+    h("thead", {}, h("tr", {}, ["Virtual key", "Requests", "Success", "Tokens", "Cost"].map((t, i) => h("th", {class: i ? "num" : ""}, t)))),
+    h("tbody", {}, groups.map((g) => h("tr", {"data-vk": g.virtual_key_id || "", onclick: g.virtual_key_id ? () => { location.hash = `#/logs?virtual_key_id=${encodeURIComponent(g.virtual_key_id)}`; } : null},
+      h("td", {}, g.virtual_key_id ? keyName.get(g.virtual_key_id) || g.virtual_key_id : h("span", {class: "hint"}, "no virtual key")),
+      h("td", {class: "num"}, fmt.int(g.count)), h("td", {class: "num"}, fmt.pct(g.count ? g.success / g.count : null)),
+      h("td", {class: "num"}, fmt.compact(g.total_tokens)), h("td", {class: "num", "data-testid": "vk-cost"}, fmt.cost(g.cost ?? null))))));
+  return panel("By virtual key", h("div", {class: "table-wrap"}, table));
+}
+
+function render(body, stats, hist, system, keyName = new Map()) {
   if (!stats || !stats.count) {
     clear(body, emptyState(system));
     return;
@@ -81,6 +123,7 @@ function render(body, stats, hist, system) {
     kpi("Error rate", fmt.pct(errorRate), `${fmt.int(stats.errors)} failed`, "kpi-errors"),
     kpi("Latency p50", fmt.ms(stats.p50_latency_ms), `avg ${fmt.ms(stats.avg_latency_ms)}`, "kpi-p50"),
     kpi("Latency p99", fmt.ms(stats.p99_latency_ms), stats.percentiles.sampled ? `from a sample of ${fmt.int(stats.percentiles.sample_size)}` : "exact", "kpi-p99"),
+    kpi("Cost", fmt.cost(stats.cost ?? null), costNote(stats), "kpi-cost"),
     kpi("Tokens", fmt.compact(stats.total_tokens), `${fmt.compact(stats.prompt_tokens)} in · ${fmt.compact(stats.completion_tokens)} out`, "kpi-tokens"),
     kpi("Gateway overhead", fmt.us(stats.avg_overhead_us), "average own time per request, streams included (no upstream or client waits)", "kpi-overhead"),
     kpi("Dropped log records", fmt.int(totals.log_dropped ?? 0), `${fmt.int(totals.log_pending ?? 0)} pending write · ${fmt.int(totals.log_failed ?? 0)} refused by the database`, "kpi-dropped"),
@@ -105,6 +148,14 @@ function render(body, stats, hist, system) {
   ], {format: (v) => `${fmt.rate(v)}%`}));
   const tokens = panel("Tokens, by provider",
     timeChart(byProvider((b) => b.tokens), {kind: "bar", stacked: true}));
+  // Cost: per time bucket, and split by provider (the stats' roll-up of its per-model sums).
+  const costSeries = buckets.map((b) => [b.t, b.cost ?? 0]);
+  const costByProvider = (stats.by_provider || []).filter((p) => p.cost);
+  const costBar = stackBar(costByProvider.map((p, k) => ({name: p.provider || "–", value: p.cost, color: PALETTE[k % PALETTE.length]})), fmt.cost);
+  costBar.dataset.testid = "cost-by-provider";
+  const cost = panel("Cost (US dollars), over time and by provider",
+    timeChart([{name: "cost", color: "var(--c5)", points: costSeries}], {kind: "bar", format: fmt.cost, height: 140}),
+    costByProvider.length ? costBar : h("p", {class: "hint"}, "No priced requests in this range: a model missing from the catalog (and without pricing_overrides) costs nothing here."));
   const history = system.history || [];
   const dropped = panel("Dropped log records (total) and pending writes",
     history.length > 1
@@ -123,12 +174,14 @@ function render(body, stats, hist, system) {
       {format: fmt.us, height: 140}));
 
   const table = h("table", {class: "data", "data-testid": "provider-table"},
-    h("thead", {}, h("tr", {}, ["Provider", "Model", "Requests", "Success", "Avg latency", "Overhead", "Tokens"].map((t, i) => h("th", {class: i > 1 ? "num" : ""}, t)))),
+    h("thead", {}, h("tr", {}, ["Provider", "Model", "Requests", "Success", "Avg latency", "Overhead", "Tokens", "Cost"].map((t, i) => h("th", {class: i > 1 ? "num" : ""}, t)))),
     h("tbody", {}, stats.by_model.map((g) => h("tr", {onclick: () => { location.hash = `#/logs?provider=${encodeURIComponent(g.provider || "")}&model=${encodeURIComponent(g.model || "")}`; }},
       h("td", {}, g.provider || "–"), h("td", {}, g.model || "–"), h("td", {class: "num"}, fmt.int(g.count)),
       h("td", {class: "num"}, fmt.pct(g.success_rate)), h("td", {class: "num"}, fmt.ms(g.avg_latency_ms)),
-      h("td", {class: "num"}, fmt.us(g.avg_overhead_us)), h("td", {class: "num"}, fmt.compact(g.total_tokens))))));
+      h("td", {class: "num"}, fmt.us(g.avg_overhead_us)), h("td", {class: "num"}, fmt.compact(g.total_tokens)),
+      h("td", {class: "num", "data-testid": "model-cost"}, fmt.cost(g.cost ?? null))))));
 
-  clear(body, kpis, h("div", {class: "grid charts"}, throughput, latency, errors, tokens, overhead, dropped),
-    h("div", {style: "height:1rem"}), panel("By provider and model", h("div", {class: "table-wrap"}, table)));
+  clear(body, kpis, h("div", {class: "grid charts"}, throughput, latency, errors, tokens, cost, overhead, dropped),
+    h("div", {style: "height:1rem"}), panel("By provider and model", h("div", {class: "table-wrap"}, table)),
+    keyPanel(stats, keyName) ? [h("div", {style: "height:1rem"}), keyPanel(stats, keyName)] : null);
 }

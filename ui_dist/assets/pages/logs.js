@@ -1,8 +1,10 @@
 // Logs: a live table (new records arrive over /ws), filters and search, pages, and a detail drawer with
-// the request, the response, every attempt (retries, fallbacks, keys) and a timing waterfall.
+// the request, the response, every attempt (retries, fallbacks, keys) and a timing waterfall. Each row
+// shows its cost and the virtual key that made it; rows filter by virtual key and by team.
 
 import {get, live, query} from "../api.js";
 import {PALETTE} from "../chart.js";
+import {GOV, logsFilterByKey, optional} from "../gov.js";
 import {RANGES, clear, debounce, fmt, h, pretty, statusBadge} from "../util.js";
 
 const LIMIT = 50;
@@ -17,10 +19,23 @@ export function unmount() {
 export async function mount(root, params = {}) {
   const state = {
     f: {q: "", provider: params.provider || "", model: params.model || "", status: params.status || "", stream: "",
-      min_latency_ms: "", max_latency_ms: "", last: params.last || ""},
+      min_latency_ms: "", max_latency_ms: "", last: params.last || "",
+      virtual_key_id: params.virtual_key_id || "", team_id: params.team_id || ""},
     sort: "ts", order: "desc", offset: 0, items: [], total: 0, hasMore: false, live: true,
   };
-  const facets = await get("/api/logs/facets").catch(() => ({providers: [], models: []}));
+  const [facets, vkList, teamList, serverFilters] = await Promise.all([
+    get("/api/logs/facets").catch(() => ({providers: [], models: []})),
+    optional(`${GOV}/virtual-keys`).catch(() => null),
+    optional(`${GOV}/teams`).catch(() => null),
+    logFilters(),
+  ]);
+  // Key names for the table, and each team's keys: the page filters by them itself when this gateway's
+  // /api/logs does not (yet) take the virtual_key_id / team_id filters.
+  const keys = (vkList && vkList.virtual_keys) || [];
+  state.keyName = new Map(keys.map((k) => [k.id, k.name || k.id]));
+  state.teamKeys = new Map();
+  for (const k of keys) if (k.team_id) state.teamKeys.set(k.team_id, [...(state.teamKeys.get(k.team_id) || []), k.id]);
+  state.serverFilters = serverFilters;
   const tableBody = h("tbody", {"data-testid": "log-rows"});
   const info = h("span", {class: "hint", "data-testid": "log-count"});
   const empty = h("div");
@@ -48,7 +63,12 @@ export async function mount(root, params = {}) {
     field("min_latency_ms", h("input", {type: "number", min: 0, placeholder: "min ms", style: "width:6.5rem", "aria-label": "Minimum latency (ms)"})),
     field("max_latency_ms", h("input", {type: "number", min: 0, placeholder: "max ms", style: "width:6.5rem", "aria-label": "Maximum latency (ms)"})),
     select("last", "All time", RANGES.map(([label, seconds]) => [String(seconds), `Last ${label}`])),
+    select("virtual_key_id", "Any virtual key", [...new Set([...keys.map((k) => k.id), state.f.virtual_key_id].filter(Boolean))]
+      .map((id) => [id, state.keyName.get(id) || id])),
+    teamList && teamList.teams && teamList.teams.length
+      ? select("team_id", "Any team", teamList.teams.map((t) => [t.id, t.name || t.id])) : null,
   );
+  const localHint = h("div", {class: "hint", "data-testid": "local-filter-hint"});
   const sortHead = (label, key, cls = "") => h("th", {class: cls, style: key ? "cursor:pointer" : "", onclick: key ? () => {
     if (state.sort === key) state.order = state.order === "desc" ? "asc" : "desc"; else { state.sort = key; state.order = "desc"; }
     state.offset = 0; load();
@@ -56,10 +76,10 @@ export async function mount(root, params = {}) {
   const head = h("thead");
   const renderHead = () => clear(head, h("tr", {}, sortHead("Time", "ts"), sortHead("Status", "status"), h("th", {}, "Provider / model"),
     h("th", {}, "Endpoint"), h("th", {}, "Stream"), sortHead("Latency", "latency", "num"), sortHead("Overhead", "overhead", "num"),
-    sortHead("Tokens", "tokens", "num"), h("th", {}, "Request")));
+    sortHead("Tokens", "tokens", "num"), h("th", {class: "num"}, "Cost"), h("th", {}, "Virtual key"), h("th", {}, "Request")));
 
   root.append(h("div", {class: "page-head"}, h("h1", {}, "Logs"),
-    h("label", {class: "check"}, liveBox, "Live")), filters,
+    h("label", {class: "check"}, liveBox, "Live")), filters, localHint,
   h("div", {class: "panel"}, h("div", {class: "table-wrap"}, h("table", {class: "data"}, head, tableBody)), empty,
     h("div", {class: "toolbar", style: "justify-content:space-between;margin-top:.75rem"}, info, h("div", {class: "toolbar"}, prev, next))));
 
@@ -68,6 +88,8 @@ export async function mount(root, params = {}) {
     h("td", {}, `${r.provider || "–"} / ${r.model || "–"}`), h("td", {}, r.endpoint), h("td", {}, r.stream ? "yes" : ""),
     h("td", {class: "num"}, fmt.ms(r.latency_us / 1000)), h("td", {class: "num"}, fmt.us(r.overhead_us)),
     h("td", {class: "num"}, r.total_tokens ?? "–"),
+    h("td", {class: "num", "data-testid": "row-cost"}, fmt.cost(r.cost ?? null)),
+    h("td", {"data-testid": "row-vk", title: r.virtual_key_id || ""}, r.virtual_key_id ? state.keyName.get(r.virtual_key_id) || r.virtual_key_id : "–"),
     h("td", {class: "mono", style: "max-width:22rem;overflow:hidden;text-overflow:ellipsis"}, preview(r)));
 
   const paint = () => {
@@ -88,7 +110,14 @@ export async function mount(root, params = {}) {
   async function load() {
     arrivedWhileLoading = [];
     try {
-      const page = await get(`/api/logs${query({...state.f, sort: state.sort, order: state.order, limit: LIMIT, offset: state.offset})}`);
+      const page = await get(`/api/logs${query({...serverSide(state), sort: state.sort, order: state.order, limit: LIMIT, offset: state.offset})}`);
+      const local = localOnly(state);
+      if (local) {
+        // This gateway ignores the key/team filter: keep this page's matching rows and say so.
+        page.items = page.items.filter((r) => matches(r, local, state));
+        page.total = null;
+      }
+      clear(localHint, local ? "This gateway's log API does not filter by virtual key or team: showing the matching rows of each page only." : null);
       // Records pushed while the query ran may be newer than what it saw: keep them on top.
       const seen = new Set(page.items.map((r) => r.id));
       const extra = state.offset === 0 && state.sort === "ts" && state.order === "desc"
@@ -110,7 +139,7 @@ export async function mount(root, params = {}) {
   unsubscribe = live.subscribe((items) => {
     for (const r of items) { ensureOption("provider", r.provider); ensureOption("model", r.model); }
     if (!state.live || state.offset !== 0 || state.sort !== "ts" || state.order !== "desc") return;
-    const fresh = items.filter((r) => matches(r, state.f)).reverse().map((r) => ({...r, input_preview: r.input}));
+    const fresh = items.filter((r) => matches(r, state.f, state)).reverse().map((r) => ({...r, input_preview: r.input}));
     if (!fresh.length) return;
     if (arrivedWhileLoading) arrivedWhileLoading.unshift(...fresh);
     state.items = [...fresh, ...state.items.filter((r) => !fresh.some((x) => x.id === r.id))].slice(0, LIMIT);
@@ -137,7 +166,30 @@ function preview(r) {
   return text.slice(0, 120);
 }
 
-function matches(r, f) {
+/** The key/team filters this gateway's GET /api/logs applies itself. */
+async function logFilters() {
+  return new Set(await logsFilterByKey() ? GOV_FILTERS : []);
+}
+
+const GOV_FILTERS = ["virtual_key_id", "team_id"];
+
+/** The filters to send: the key/team ones only when the server takes them. */
+function serverSide(state) {
+  const f = {...state.f};
+  for (const k of GOV_FILTERS) if (!state.serverFilters.has(k)) delete f[k];
+  return f;
+}
+
+/** The key/team filters the page must apply itself (null when none). */
+function localOnly(state) {
+  const local = {};
+  for (const k of GOV_FILTERS) if (state.f[k] && !state.serverFilters.has(k)) local[k] = state.f[k];
+  return Object.keys(local).length ? local : null;
+}
+
+function matches(r, f, state) {
+  if (f.virtual_key_id && r.virtual_key_id !== f.virtual_key_id) return false;
+  if (f.team_id && !(state.teamKeys.get(f.team_id) || []).includes(r.virtual_key_id)) return false;
   if (f.provider && r.provider !== f.provider) return false;
   if (f.model && r.model !== f.model) return false;
   if (f.stream && String(!!r.stream) !== f.stream) return false;
@@ -195,6 +247,8 @@ function detail(r) {
       h("dt", {}, "Endpoint"), h("dd", {}, `${r.endpoint}${r.stream ? " (stream)" : ""} via ${r.ingress || "openai"}`),
       h("dt", {}, "Model requested"), h("dd", {}, r.model_requested || "–"),
       h("dt", {}, "Key"), h("dd", {}, r.key_name || "–"),
+      h("dt", {}, "Virtual key"), h("dd", {"data-testid": "detail-vk"}, r.virtual_key_id || "–"),
+      h("dt", {}, "Cost"), h("dd", {"data-testid": "detail-cost"}, r.cost === null || r.cost === undefined ? "– (not priced)" : fmt.cost(r.cost)),
       h("dt", {}, "Retries / fallback"), h("dd", {}, `${r.retries} retries · ${r.fallback_index ? `answered by fallback #${r.fallback_index}` : "primary target"}`),
       h("dt", {}, "Latency"), h("dd", {}, `${fmt.ms(r.latency_us / 1000)} total · ${fmt.us(r.overhead_us)} in the gateway`),
       h("dt", {}, "Tokens"), h("dd", {}, r.total_tokens === null ? "–" : `${r.prompt_tokens} in + ${r.completion_tokens} out = ${r.total_tokens}`)),
