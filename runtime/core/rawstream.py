@@ -110,14 +110,13 @@ class RawStream:
     async def pump(
         self,
         ctx: RequestContext,
-        write: Callable[[bytes], None],
-        client_paused: Callable[[], bool],
+        write: Callable[[bytes], bool],
         client_drained: Callable[[], Awaitable[Any]],
         keep: Callable[[bytes], None] | None,
     ) -> None:
-        """Forward the rest of the stream. `write` sends bytes to the client without waiting (raises
-        ConnectionError once the client is gone); `client_paused` says whether the client's socket
-        buffer is full; `client_drained` waits (bounded) until it is not; `keep` receives the
+        """Forward the rest of the stream. `write` sends bytes to the client without waiting and says whether
+        the client's socket buffer is now full (raises ConnectionError once the client is gone);
+        `client_drained` waits (bounded) until it is not; `keep` receives the
         forwarded events as the provider sent them, for the request log. Returns at the proper end;
         raises GatewayError (upstream failure, idle timeout, shutdown interrupt, stalled client) or
         ConnectionError (client gone)."""
@@ -133,10 +132,10 @@ class RawStream:
                 if out:
                     if keep is not None:
                         keep(scanner.source)
-                    write(out)
+                    full = write(out)
                     if scanner.failed is not None:
                         response.fail(scanner.failed)
-                    elif client_paused():
+                    elif full:
                         self._waiting_client = True
                         response.pause_reading()
                         response.wake()

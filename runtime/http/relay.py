@@ -179,9 +179,10 @@ class ClientWriter:
             f"the client stopped reading the stream for {self._timeout_s:g}s (client.stream_write_timeout_in_seconds)"
         )
 
-    def direct(self) -> Callable[[bytes], None] | None:
+    def direct(self) -> Callable[[bytes], bool] | None:
         """A synchronous write for the streaming fast path (called from the upstream socket's callback),
-        framing body bytes exactly as aiohttp's own writer does (HTTP/1.1 chunked or not). None when the
+        framing body bytes exactly as aiohttp's own writer does (HTTP/1.1 chunked or not); it returns
+        whether the client's buffer is full (then wait for `drained`). None when the
         writer is not in the plain state this relies on: head not yet sent, compression, a declared
         length, or write callbacks (then the caller writes through aiohttp instead)."""
         pw: Any = getattr(self._response, "_payload_writer", None)
@@ -196,25 +197,18 @@ class ClientWriter:
             or getattr(pw, "on_body_write", None) is not None
         ):
             return None
-        if pw.chunked:
+        protocol = self._protocol
+        chunked = pw.chunked
 
-            def write(data: bytes) -> None:
-                if transport.is_closing():
-                    raise ConnectionResetError("the client closed the connection")
-                transport.write(b"%x\r\n%b\r\n" % (len(data), data))
-
-        else:
-
-            def write(data: bytes) -> None:
-                if transport.is_closing():
-                    raise ConnectionResetError("the client closed the connection")
-                transport.write(data)
+        def write(data: bytes) -> bool:
+            if transport.is_closing():
+                raise ConnectionResetError("the client closed the connection")
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+            # Whether the client's buffer is now over its high-water mark (aiohttp paused writing). The
+            # transport sends at once when it can, so the common case is one C call returning 0.
+            return transport.get_write_buffer_size() > 0 and bool(protocol.writing_paused)
 
         return write
-
-    def paused(self) -> bool:
-        """Whether the client's socket buffer is over its high-water mark (aiohttp paused writing)."""
-        return bool(self._protocol.writing_paused)
 
     async def drained(self) -> None:
         """Wait until the client reads its socket buffer down again, at most `timeout_s` (ClientStalled)."""
@@ -397,7 +391,7 @@ async def _relay_bytes(
     ctx.add_stream_work(mark, await writer.write(stream.first) if stream.first else 0)
     direct = writer.direct()
     if direct is not None:
-        await stream.pump(ctx, direct, writer.paused, writer.drained, keep)
+        await stream.pump(ctx, direct, writer.drained, keep)
         return
     # aiohttp's writer is not in the state the direct path relies on: the same bytes, written by this task.
     while (data := await stream.next()) is not None:
