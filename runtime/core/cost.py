@@ -217,7 +217,18 @@ def token_prices(
         if fallback is None:
             return None
         book = book_for(fallback)
-    info = book.info(provider, model)
+    if provider:
+        return _token_prices(book.info(provider, model))
+    # A bare model name (no `provider/`): budgets are reserved before routing, so price it as the first
+    # configured provider that prices it (the router also sends a bare name to a provider that lists it).
+    for name in book.providers:
+        prices = _token_prices(book.info(name, model))
+        if prices is not None:
+            return prices
+    return None
+
+
+def _token_prices(info: ModelInfo | None) -> tuple[float, float] | None:
     if info is None or info.input is None or info.output is None:
         return None
     return info.input, info.output

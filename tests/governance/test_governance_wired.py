@@ -109,3 +109,21 @@ def test_without_the_virtual_key_the_request_is_refused_401(
         else:
             raise AssertionError("an unauthenticated request was answered")
     assert fake_openai.requests_to("/chat/completions") == []
+
+
+def test_a_bare_model_name_is_priced_for_the_budget_before_routing(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    # Budgets are reserved before routing; a bare model name must still be priced (as the configured
+    # provider that prices it), not refused as an unpriced model.
+    fake_openai.always(Reply(usage=USAGE))
+    gateway = start_gateway(wired_config(fake_openai.url, budget_requests=2))
+    with gateway.client(api_key=VK, max_retries=0) as client:
+        for _ in range(2):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=MAX_TOKENS)
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=MAX_TOKENS)
+        except openai.APIStatusError as err:
+            assert err.status_code == 402 and err.body["type"] == "budget_exceeded"
+        else:
+            raise AssertionError("a third request fitted a budget of two")
