@@ -571,27 +571,27 @@ class Response:
         """Done with this response: a complete one returns its connection to the pool, else it closes."""
         if self._released:
             return
-        self._released = True
-        self._sink = None
-        self._stop_idle_timer()
-        self._stop_linger()
-        conn = self._conn
-        conn.response = None
+        conn = self._detach()
         reuse = self._done and self.keep_alive and self._error is None
         if reuse:
             conn.resume()  # a reader's back-pressure pause must not follow the socket into the pool
         conn.client._give_back(conn, reuse)
 
-    def close(self) -> None:
-        """Abandon the response (and its connection): tells the server to stop sending."""
-        if self._released:
-            return
+    def _detach(self) -> _Connection:
+        """Release this response's hold on its connection (timers, sink) once; the caller decides its fate."""
         self._released = True
         self._sink = None
         self._stop_idle_timer()
         self._stop_linger()
         conn = self._conn
         conn.response = None
+        return conn
+
+    def close(self) -> None:
+        """Abandon the response (and its connection): tells the server to stop sending."""
+        if self._released:
+            return
+        conn = self._detach()
         conn.close()
         conn.client._give_back(conn, False)
 

@@ -26,8 +26,9 @@ request path calls this store yet; budget and rate-limit work will lease slices 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 Number = int | float
 
@@ -81,3 +82,56 @@ class SharedState(Protocol):
     async def publish(self, channel: str, message: str) -> None: ...
 
     async def subscribe(self, channel: str) -> Subscription: ...
+
+
+class QueuedSubscription:
+    """The engines' common Subscription: one subscriber's bounded queue, filled by the engine's reader.
+    A full queue drops (and counts) new messages rather than block the reader: delivery is best effort,
+    as the protocol says. Engines subclass it with their own `close()`."""
+
+    _END: Any = object()
+
+    def __init__(self, channel: str, size: int) -> None:
+        self.channel = channel
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(size)
+        self.dropped = 0
+        self.closed = False
+
+    def __aiter__(self) -> QueuedSubscription:
+        return self
+
+    async def __anext__(self) -> str:
+        if self.closed and self.queue.empty():
+            raise StopAsyncIteration
+        item = await self.queue.get()
+        if item is self._END:
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    def offer(self, message: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def end(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        while True:  # make room for the end marker: a closed subscription has no reader to wait for
+            try:
+                self.queue.put_nowait(self._END)
+                return
+            except asyncio.QueueFull:
+                self.queue.get_nowait()
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> QueuedSubscription:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()

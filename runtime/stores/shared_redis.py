@@ -41,7 +41,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from runtime.stores.shared import Number, SharedState, SharedStateError
+from runtime.stores.shared import Number, QueuedSubscription, SharedState, SharedStateError
 
 if TYPE_CHECKING:
     from runtime.config.model import GatewayConfig
@@ -100,57 +100,16 @@ def _text(amount: Number) -> str:
     return str(amount) if isinstance(amount, int) else repr(float(amount))
 
 
-class _Subscription:
-    """One subscriber's bounded queue; the store's reader task fills it."""
-
-    _END: Any = object()
+class _Subscription(QueuedSubscription):
+    """One subscriber's bounded queue (runtime/stores/shared.py); the store's reader task fills it."""
 
     def __init__(self, store: RedisSharedState, channel: str, size: int) -> None:
+        super().__init__(channel, size)
         self.store = store
-        self.channel = channel
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(size)
-        self.dropped = 0
-        self.closed = False
-
-    def __aiter__(self) -> _Subscription:
-        return self
-
-    async def __anext__(self) -> str:
-        if self.closed and self.queue.empty():
-            raise StopAsyncIteration
-        item = await self.queue.get()
-        if item is self._END:
-            raise StopAsyncIteration
-        return item  # type: ignore[no-any-return]
-
-    def deliver(self, message: str) -> None:
-        if self.closed:
-            return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.dropped += 1
-
-    def end(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        while True:  # make room for the end marker: a closed subscription has no reader to wait for
-            try:
-                self.queue.put_nowait(self._END)
-                return
-            except asyncio.QueueFull:
-                self.queue.get_nowait()
 
     async def close(self) -> None:
         self.end()
         await self.store._unsubscribe(self)
-
-    async def __aenter__(self) -> _Subscription:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
 
 
 class RedisSharedState:
@@ -459,7 +418,7 @@ class RedisSharedState:
             kind, channel = message.get("type"), message.get("channel")
             if kind == "message":
                 for sub in self._subs.get(channel, ()):
-                    sub.deliver(message["data"])
+                    sub.offer(message["data"])
             elif kind == "subscribe":
                 fut = self._confirm.get(channel)
                 if fut is not None and not fut.done():

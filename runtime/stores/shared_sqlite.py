@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime.paths import ensure_private_dir
-from runtime.stores.shared import Number, SharedState
+from runtime.stores.shared import Number, QueuedSubscription, SharedState
 
 log = logging.getLogger("bifrost.stores")
 
@@ -76,58 +76,21 @@ def _window(window_s: float | None, now: float) -> tuple[int, int, float | None]
     return span, win, (win + 1) * span / 1000.0
 
 
-class _Subscription:
-    """One subscriber's bounded queue; the store's poller fills it."""
-
-    _END: Any = object()
+class _Subscription(QueuedSubscription):
+    """One subscriber's bounded queue (runtime/stores/shared.py); the store's poller fills it."""
 
     def __init__(self, store: SQLiteSharedState, channel: str, after_id: int, size: int) -> None:
+        super().__init__(channel, size)
         self.store = store
-        self.channel = channel
         self.after_id = after_id  # events up to this id were published before we subscribed
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(size)
-        self.dropped = 0
-        self.closed = False
-
-    def __aiter__(self) -> _Subscription:
-        return self
-
-    async def __anext__(self) -> str:
-        if self.closed and self.queue.empty():
-            raise StopAsyncIteration
-        item = await self.queue.get()
-        if item is self._END:
-            raise StopAsyncIteration
-        return item  # type: ignore[no-any-return]
 
     def deliver(self, event_id: int, message: str) -> None:
-        if event_id <= self.after_id or self.closed:
-            return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.dropped += 1
-
-    def end(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        while True:  # make room for the end marker: a closed subscription has no reader to wait for
-            try:
-                self.queue.put_nowait(self._END)
-                return
-            except asyncio.QueueFull:
-                self.queue.get_nowait()
+        if event_id > self.after_id:
+            self.offer(message)
 
     async def close(self) -> None:
         self.store._unsubscribe(self)
         self.end()
-
-    async def __aenter__(self) -> _Subscription:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
 
 
 class SQLiteSharedState:
