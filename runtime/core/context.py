@@ -15,7 +15,7 @@ slow client to drain. The log row, /metrics and the dashboard all read `overhead
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -28,6 +28,8 @@ class RequestContext:
         "attempts",
         "body",
         "build_ns",
+        "cache",
+        "cache_similarity",
         "caller",
         "client_wants_usage",
         "cost",
@@ -47,6 +49,7 @@ class RequestContext:
         "key_select_ns",
         "model",
         "model_requested",
+        "observers",
         "output",
         "parse_ns",
         "pre_ran",
@@ -74,6 +77,12 @@ class RequestContext:
         # Provider name -> the key names this request may use there (a virtual key's allowed_keys); None:
         # any key. Read once per attempt by key selection (runtime/core/keys.py).
         self.allowed_keys: Mapping[str, frozenset[str]] | None = None
+        # Chunk observers this request only (a pre-hook appends, e.g. the cache capturing a miss's stream);
+        # None: the plugins' own `on_chunk`s only. Any observer turns the streaming fast path off.
+        self.observers: list[Callable[[RequestContext, dict[str, Any]], None]] | None = None
+        # What the response cache did: "hit-direct" | "hit-semantic" | "miss"; None: not consulted.
+        self.cache: str | None = None
+        self.cache_similarity: float | None = None  # a semantic hit's cosine similarity
         self.pre_ran = 0  # how many plugins' pre-hooks ran (runtime/core/hooks.py), for post-hooks
         # Headers a hook adds to the answer (e.g. rate-limit state). None until a hook sets some, so the
         # common case builds no dict; read when the answer's headers are built, plain or streaming.

@@ -130,7 +130,7 @@ async def handle(
                     # The fast path (bytes forwarded as the provider sent them) needs the client to speak
                     # OpenAI SSE and no hook to observe chunks. A failure opening the stream is still a
                     # plain error answer: nothing was sent yet, so fallbacks were still allowed.
-                    passthrough = ingress.name == "openai" and not hooks.chunk
+                    passthrough = ingress.name == "openai" and not hooks.chunk and ctx.observers is None
                     response = await exchange.stream(await gw.open_stream(ctx, targets, passthrough))
                 else:
                     result = await gw.complete(ctx, targets)

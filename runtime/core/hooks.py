@@ -16,7 +16,11 @@ A plugin is any object with a `name` and any of these methods (docs/architecture
   a pre-hook always). `response` is the ParsedResponse of a successful non-streaming answer, else None;
   status, error, usage, cost (`ctx.cost`, dollars, None when unpriced), output and timings are on ctx.
 - `on_chunk(ctx, chunk) -> None` (synchronous) sees every chunk dict of a stream before it is encoded;
-  raising GatewayError stops the stream with the ingress's error event.
+  raising GatewayError stops the stream with the ingress's error event. A plugin that needs chunks for
+  some requests only appends an observer of the same signature to `ctx.observers` in its pre-hook
+  instead, so that every other stream keeps the fast path (bytes forwarded, no chunk dicts built).
+- A pre-hook that answers may set `ctx.provider`, `ctx.model` and `ctx.cost` (e.g. 0.0 for a cache hit):
+  the pipeline prices only an answer whose cost is still None.
 - `on_finish(ctx) -> None` (synchronous, must not block) runs exactly once when the request is over,
   whatever happened.
 

@@ -327,7 +327,8 @@ async def _stream(
         if raw:
             await _relay_bytes(ctx, stream, writer, mark, accumulate)
         else:
-            await _relay_chunks(ctx, stream, writer, mark, encoder, accumulate, gw.hooks.chunk)
+            observers = gw.hooks.chunk if ctx.observers is None else (*gw.hooks.chunk, *ctx.observers)
+            await _relay_chunks(ctx, stream, writer, mark, encoder, accumulate, observers)
         ctx.status = 200
     except GatewayError as err:
         await end_stream_with_error(ctx, err, writer, encoder.error(err, ctx))
