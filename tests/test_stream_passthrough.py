@@ -219,3 +219,134 @@ async def test_a_client_that_leaves_mid_stream_is_logged_499_and_the_upstream_is
             break
         await asyncio.sleep(0.05)
     assert upstream.finished == [False], "the upstream connection was closed, the stream never ran to its end"
+
+
+# -- tolerant streams (issue 13 item 1), on the fast path and on the parsed path ------------------------
+# The parsed path is taken by a client of another format (here Anthropic's), reading the same upstream.
+ANTHROPIC_REQUEST = {
+    "model": "openai/gpt-4o-mini",
+    "stream": True,
+    "max_tokens": 50,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+async def _stream_as(session: aiohttp.ClientSession, gateway: Gateway, ingress: str) -> tuple[str, bytes]:
+    if ingress == "openai":
+        return await _stream(session, gateway, True)
+    async with session.post(gateway.url("/anthropic/v1/messages"), json=ANTHROPIC_REQUEST) as resp:
+        assert resp.status == 200
+        return resp.headers["x-request-id"], await resp.read()
+
+
+def _text_of(ingress: str, body: bytes) -> str:
+    text = []
+    for raw in body.split(b"\n\n"):
+        data = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+        if not data or data[0] == b"[DONE]":
+            continue
+        obj = json.loads(data[0])
+        if ingress == "openai":
+            text += [c["delta"].get("content") or "" for c in obj.get("choices", [])]
+        elif obj.get("type") == "content_block_delta":
+            text.append(obj["delta"].get("text", ""))
+    return "".join(text)
+
+
+@pytest.mark.parametrize("ingress", ["openai", "anthropic"])
+async def test_a_stream_without_done_that_ended_after_its_finish_reason_is_a_success(
+    start_gateway: StartGateway, upstream: Upstream, ingress: str
+) -> None:
+    gateway = _gateway(start_gateway, upstream)
+    upstream.scripts.append(pieces_of(BODY + USAGE_EVENT))  # no [DONE], then a clean end of body
+    async with aiohttp.ClientSession() as session:
+        rid, body = await _stream_as(session, gateway, ingress)
+    assert _text_of(ingress, body) == "pass through é✓"
+    assert b'"error"' not in body
+    if ingress == "openai":
+        assert body == STREAM, "the client gets the provider's bytes and the [DONE] the provider left out"
+    else:
+        assert b"message_stop" in body
+    row = await asyncio.to_thread(gateway.log.row_for, rid)
+    assert row["status"] == 200 and row["total_tokens"] == 7
+
+
+@pytest.mark.parametrize("ingress", ["openai", "anthropic"])
+async def test_a_stream_that_ends_before_any_finish_reason_is_still_an_error(
+    start_gateway: StartGateway, upstream: Upstream, ingress: str
+) -> None:
+    gateway = _gateway(start_gateway, upstream)
+    upstream.scripts.append([event(chunk("a")), event(chunk("b"))])  # a clean end of body, but no finish reason
+    async with aiohttp.ClientSession() as session:
+        rid, body = await _stream_as(session, gateway, ingress)
+    assert b'"error"' in body and b"[DONE]" not in body and b"message_stop" not in body
+    row = await asyncio.to_thread(gateway.log.row_for, rid)
+    assert row["status"] == 502
+
+
+@pytest.mark.parametrize("ingress", ["openai", "anthropic"])
+async def test_malformed_events_are_skipped_counted_on_the_log_row_and_the_stream_goes_on(
+    start_gateway: StartGateway, upstream: Upstream, ingress: str
+) -> None:
+    gateway = _gateway(start_gateway, upstream)
+    garbage = b"data: {truncated\n\n" + b"data: <html>oops</html>\n\n"
+    upstream.scripts.append(
+        [
+            event(chunk("pass ")),
+            garbage,
+            event(chunk("through ")),
+            event(chunk("é✓", "stop")),
+            USAGE_EVENT + b"data: [DONE]\n\n",
+        ]
+    )
+    async with aiohttp.ClientSession() as session:
+        rid, body = await _stream_as(session, gateway, ingress)
+    assert _text_of(ingress, body) == "pass through é✓"
+    assert b"truncated" not in body and b"oops" not in body and b'"error"' not in body
+    row = await asyncio.to_thread(gateway.log.row_for, rid)
+    assert row["status"] == 200 and row["skipped_events"] == 2
+
+
+# -- time to first token (issue 13 item 3) --------------------------------------------------------------
+PINGS = [b": keep-alive\n\n"] * 150  # ~3 s of comments and no event: headers came, the model never answers
+
+
+@pytest.mark.parametrize("ingress", ["openai", "anthropic"])
+async def test_a_provider_that_sends_headers_and_keep_alives_but_no_event_hits_the_first_token_timeout(
+    start_gateway: StartGateway, upstream: Upstream, ingress: str
+) -> None:
+    provider = openai_provider(upstream.url, first_token_timeout_in_seconds=0.5, stream_idle_timeout_in_seconds=60)
+    gateway = start_gateway(make_config({"openai": provider}))
+    upstream.scripts.append(PINGS)
+    path, body = (
+        ("/v1/chat/completions", REQUEST) if ingress == "openai" else ("/anthropic/v1/messages", ANTHROPIC_REQUEST)
+    )
+    async with aiohttp.ClientSession() as session, session.post(gateway.url(path), json=body) as resp:
+        assert resp.status == 504, "no byte reached the client yet: a plain error answer"
+        answer = await resp.json()
+    assert "first_token_timeout_in_seconds" in json.dumps(answer)
+    row = await asyncio.to_thread(gateway.log.row_for, resp.headers["x-request-id"])
+    assert row["status"] == 504
+
+
+async def test_the_first_token_timeout_fails_over_to_the_fallback(
+    start_gateway: StartGateway, upstream: Upstream
+) -> None:
+    provider = openai_provider(upstream.url, first_token_timeout_in_seconds=0.5)
+    gateway = start_gateway(make_config({"openai": provider}))
+    upstream.scripts.append(PINGS)
+    body = {**REQUEST, "fallbacks": ["mock/mock-chat"]}
+    async with aiohttp.ClientSession() as session, session.post(gateway.url("/v1/chat/completions"), json=body) as resp:
+        assert resp.status == 200
+        data = await resp.read()
+    assert b'"model":"mock-chat"' in data and data.endswith(b"data: [DONE]\n\n")
+
+
+async def test_keep_alives_before_the_first_event_are_forwarded_with_it(
+    start_gateway: StartGateway, upstream: Upstream
+) -> None:
+    gateway = _gateway(start_gateway, upstream)
+    upstream.scripts.append([*PINGS[:3], *pieces_of(STREAM)])
+    async with aiohttp.ClientSession() as session:
+        _rid, body = await _stream(session, gateway, True)
+    assert body == b"".join(PINGS[:3]) + STREAM

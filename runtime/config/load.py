@@ -222,6 +222,7 @@ NETWORK_FIELDS = frozenset(
         "default_request_timeout_in_seconds",
         "connect_timeout_in_seconds",
         "first_byte_timeout_in_seconds",
+        "first_token_timeout_in_seconds",
         "stream_idle_timeout_in_seconds",
         "max_retries",
         "retry_backoff_initial_ms",
@@ -363,6 +364,7 @@ def _parse_network(
         cap = r.get("retry_backoff_max", int, d.retry_backoff_max_ms)
     base_url = _base_url(r, "base_url", spec.base_url, client.allow_private_base_urls)
     first_byte = r.get("first_byte_timeout_in_seconds", float, None)
+    first_token = r.get("first_token_timeout_in_seconds", float, None)
     net = NetworkConfig(
         base_url=base_url,
         extra_headers=MappingProxyType(resolved_headers),
@@ -371,6 +373,7 @@ def _parse_network(
         ),
         connect_timeout_in_seconds=r.get("connect_timeout_in_seconds", float, d.connect_timeout_in_seconds),
         first_byte_timeout_in_seconds=first_byte,
+        first_token_timeout_in_seconds=first_token,
         stream_idle_timeout_in_seconds=r.get("stream_idle_timeout_in_seconds", float, d.stream_idle_timeout_in_seconds),
         max_retries=r.get("max_retries", int, d.max_retries),
         retry_backoff_initial_ms=initial,
@@ -380,6 +383,8 @@ def _parse_network(
         _positive(getattr(net, name), f"{r.path}.{name}")
     if first_byte is not None:
         _positive(first_byte, f"{r.path}.first_byte_timeout_in_seconds")
+    if first_token is not None:
+        _positive(first_token, f"{r.path}.first_token_timeout_in_seconds")
     _positive(net.max_retries, f"{r.path}.max_retries", allow_zero=True)
     _positive(net.retry_backoff_initial_ms, f"{r.path}.retry_backoff_initial_ms", allow_zero=True)
     _positive(net.retry_backoff_max_ms, f"{r.path}.retry_backoff_max_ms", allow_zero=True)

@@ -63,7 +63,9 @@ class NetworkConfig:
 
     Timeouts: `connect_timeout_in_seconds` bounds the TCP/TLS connect; `first_byte_timeout_in_seconds`
     bounds the wait for the response headers; `default_request_timeout_in_seconds` bounds a whole
-    non-streaming attempt; `stream_idle_timeout_in_seconds` bounds the gap between two stream chunks.
+    non-streaming attempt; `first_token_timeout_in_seconds` bounds a stream's wait from its headers to
+    its first event (keep-alive comments do not count), so a provider that answers headers and then
+    thinks forever fails over; `stream_idle_timeout_in_seconds` bounds the gap between two stream chunks.
     A stream has no total bound: long generations are legitimate, a silent upstream is not.
     """
 
@@ -72,6 +74,7 @@ class NetworkConfig:
     default_request_timeout_in_seconds: float = 30.0
     connect_timeout_in_seconds: float = 10.0
     first_byte_timeout_in_seconds: float | None = None  # None: the request timeout
+    first_token_timeout_in_seconds: float | None = None  # None: the request timeout
     stream_idle_timeout_in_seconds: float = 60.0
     max_retries: int = 0
     retry_backoff_initial_ms: int = 500
@@ -82,6 +85,12 @@ class NetworkConfig:
         if self.first_byte_timeout_in_seconds is None:
             return self.default_request_timeout_in_seconds
         return self.first_byte_timeout_in_seconds
+
+    @property
+    def first_token_timeout(self) -> float:
+        if self.first_token_timeout_in_seconds is None:
+            return self.default_request_timeout_in_seconds
+        return self.first_token_timeout_in_seconds
 
 
 @dataclass(frozen=True, slots=True)

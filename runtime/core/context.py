@@ -57,6 +57,7 @@ class RequestContext:
         "queue_wait_ns",
         "response_headers",
         "retries",
+        "skipped_events",
         "start_ns",
         "status",
         "stream",
@@ -96,6 +97,7 @@ class RequestContext:
         self.fallbacks: tuple[str, ...] = ()
         self.fallback_index = 0
         self.retries = 0
+        self.skipped_events = 0  # malformed upstream stream events dropped (the stream went on)
         self.key_name = ""
         self.queue_wait_ns = 0
         self.key_select_ns = 0

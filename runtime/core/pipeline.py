@@ -26,7 +26,7 @@ from runtime.core.context import RequestContext
 from runtime.core.rawstream import LINGER_S, RawStream
 from runtime.core.retry import retry_delay
 from runtime.core.router import ProviderHandle, Router
-from runtime.core.upstream import TRANSPORT_ERRORS, incomplete_stream, transport_error
+from runtime.core.upstream import TRANSPORT_ERRORS, first_token_timeout, incomplete_stream, transport_error
 from runtime.errors import GatewayError, UnknownModel, UnsupportedOperation, UpstreamTimeout
 from runtime.net.client import HTTPClient, Response
 from runtime.providers.base import ParsedResponse, StreamTranslator, UpstreamRequest, Usage
@@ -101,6 +101,11 @@ class ChunkStream:
             self.usage = translator.usage
             if chunks:
                 return chunks
+
+    @property
+    def skipped(self) -> int:
+        """Malformed events the translator dropped so far (0 for formats that never skip)."""
+        return getattr(self._translator, "skipped", 0)
 
     def interrupt(self, err: GatewayError) -> None:
         """End the stream from outside (gateway shutdown): a `next()` waiting on the upstream, or the next
@@ -329,7 +334,12 @@ class Engine:
             if scanner is not None:
                 raw_stream = RawStream(scanner, response, handle.lane, handle.name, net.stream_idle_timeout_in_seconds)
                 try:
-                    raw_first = await raw_stream.read_first()  # a failure up to here may still fall back
+                    # A failure up to the first event may still fall back; a provider that sends headers (or
+                    # keep-alive comments) but no event is bounded by the first-token timeout.
+                    async with asyncio.timeout(net.first_token_timeout):
+                        raw_first = await raw_stream.read_first()
+                except TimeoutError:
+                    raise first_token_timeout(handle.name, net.first_token_timeout) from None
                 finally:
                     ctx.upstream_ns += perf_counter_ns() - t4
                 if not raw_first and not scanner.finished:
@@ -341,7 +351,11 @@ class Engine:
             stream = ChunkStream([], translator, response, handle.lane, handle.name, net.stream_idle_timeout_in_seconds)
             # Read until the first events parse: a failure up to here may still fall back.
             try:
-                first = await stream.next()
+                async with asyncio.timeout(net.first_token_timeout):
+                    first = await stream.next()
+            except TimeoutError:
+                ctx.upstream_ns += perf_counter_ns() - t4
+                raise first_token_timeout(handle.name, net.first_token_timeout) from None
             except GatewayError:
                 ctx.upstream_ns += perf_counter_ns() - t4
                 raise

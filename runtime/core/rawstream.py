@@ -66,12 +66,24 @@ class RawStream:
         self.arrived_ns = 0
 
     @property
+    def skipped(self) -> int:
+        """Malformed events dropped so far (the scanner's count)."""
+        return self._scanner.skipped
+
+    @property
     def usage(self) -> Usage | None:
         return self._scanner.usage
 
     async def read_first(self) -> bytes:
-        """Read until at least one whole event (or the end): what a fallback decision needs to see."""
-        return await self.next() or b""
+        """Read until the first data event (or the end): what a fallback decision needs to see. Comments
+        (keep-alives some providers send while the model thinks) before it are kept and sent with it."""
+        first = await self.next() or b""
+        while first and b"data:" not in first:
+            more = await self.next()
+            if more is None:
+                break
+            first += more
+        return first
 
     async def next(self) -> bytes | None:
         """The next whole events to forward, read by the calling task (the path without a sink);

@@ -108,6 +108,14 @@ def transport_error(exc: BaseException, provider: str, phase: str, seconds: floa
     return _failed(exc, provider, phase, seconds)  # unreachable: BaseException is in the table
 
 
+def first_token_timeout(provider: str, seconds: float) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"provider '{provider}' sent no stream event within {seconds:g}s of its headers "
+        "(network_config.first_token_timeout_in_seconds)",
+        code="first_token_timeout",
+    )
+
+
 def incomplete_stream(provider: str) -> UpstreamGarbage:
     """The upstream body ended before the stream's own end marker ([DONE], message_stop, ...)."""
     return UpstreamGarbage(f"provider '{provider}' ended the stream without its end marker: the answer is incomplete")

@@ -130,6 +130,7 @@ def provider_view(
             "default_request_timeout_in_seconds": net.default_request_timeout_in_seconds,
             "connect_timeout_in_seconds": net.connect_timeout_in_seconds,
             "first_byte_timeout_in_seconds": net.first_byte_timeout_in_seconds,
+            "first_token_timeout_in_seconds": net.first_token_timeout_in_seconds,
             "stream_idle_timeout_in_seconds": net.stream_idle_timeout_in_seconds,
             "max_retries": net.max_retries,
             "retry_backoff_initial_ms": net.retry_backoff_initial_ms,

@@ -226,6 +226,7 @@ SCHEMAS: J = {
             "default_request_timeout_in_seconds": {"type": "number"},
             "connect_timeout_in_seconds": {"type": "number"},
             "first_byte_timeout_in_seconds": {"type": "number", "nullable": True},
+            "first_token_timeout_in_seconds": {"type": "number", "nullable": True},
             "stream_idle_timeout_in_seconds": {"type": "number"},
             "max_retries": {"type": "integer"},
             "retry_backoff_initial_ms": {"type": "integer"},

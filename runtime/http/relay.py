@@ -346,6 +346,7 @@ async def _stream(
         drain.discard_stream(stream)
         stream.close()
         ctx.usage = stream.usage
+        ctx.skipped_events = getattr(stream, "skipped", 0)  # a hook's AnswerStream has none
         if accumulate is not None:
             ctx.output = accumulate.result()
     return response

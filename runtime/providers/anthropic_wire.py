@@ -259,9 +259,22 @@ def parse_message(raw: bytes, model: str, created: int) -> tuple[dict[str, Any],
 
 
 class MessagesStream:
-    """Anthropic SSE in, OpenAI chunks out. `finished` once `message_stop` arrives."""
+    """Anthropic SSE in, OpenAI chunks out. `finished` once `message_stop` arrives, or when the body ends
+    cleanly after the stop reason (`message_delta`) without it. A malformed event is skipped and counted
+    in `skipped`; an `error` event fails the stream."""
 
-    __slots__ = ("_blocks", "_chunks", "_input", "_output", "_parser", "_tools", "finished", "usage")
+    __slots__ = (
+        "_blocks",
+        "_chunks",
+        "_input",
+        "_output",
+        "_parser",
+        "_stopped",
+        "_tools",
+        "finished",
+        "skipped",
+        "usage",
+    )
 
     def __init__(self, model: str, created: int) -> None:
         self._parser = SSEParser()
@@ -272,6 +285,8 @@ class MessagesStream:
         self._output = 0
         self.usage: Usage | None = None
         self.finished = False
+        self._stopped = False  # the stop reason arrived
+        self.skipped = 0
 
     def _set_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
@@ -288,7 +303,11 @@ class MessagesStream:
         for event in self._parser.feed(data):
             if not event.data:
                 continue
-            payload = loads_object(event.data, "Anthropic stream event")
+            try:
+                payload = loads_object(event.data, "Anthropic stream event")
+            except UpstreamGarbage:
+                self.skipped += 1
+                continue
             kind = payload.get("type") or event.event
             handler = _HANDLERS.get(kind or "")
             if handler is not None:
@@ -296,7 +315,10 @@ class MessagesStream:
         return out
 
     def close(self) -> list[dict[str, Any]]:
-        return self.feed(b"\n\n") if self._parser.pending else []
+        out = self.feed(b"\n\n") if self._parser.pending else []
+        if self._stopped and not self.finished:
+            self._message_stop({}, out)  # a clean end after the stop reason: complete without message_stop
+        return out
 
     # -- event handlers --------------------------------------------------------------------------------
     def _message_start(self, payload: dict[str, Any], out: list[dict[str, Any]]) -> None:
@@ -338,6 +360,7 @@ class MessagesStream:
         delta = payload.get("delta") or {}
         reason = delta.get("stop_reason")
         if reason:
+            self._stopped = True
             finish = FINISH.get(reason, STOP)
             if finish == TOOL_CALLS and not self._tools:
                 finish = STOP

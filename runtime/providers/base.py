@@ -114,7 +114,9 @@ class StreamTranslator(Protocol):
     """State for one upstream stream: bytes in, OpenAI `chat.completion.chunk` dicts out."""
 
     usage: Usage | None
-    finished: bool  # the upstream signalled a proper end of stream
+    # The upstream signalled a proper end of stream: its end marker, or (for formats whose providers
+    # omit it) a clean end of body after every choice's finish reason; set by `close()` in that case.
+    finished: bool
 
     def feed(self, data: bytes) -> list[dict[str, Any]]: ...
 
@@ -132,6 +134,7 @@ class RawStreamScanner(Protocol):
     source: bytes  # the whole events the last `feed` consumed, as received (for the request log)
     max_event: int  # bytes of one unfinished event it may hold (set to the upstream body cap)
     failed: GatewayError | None  # an error met after events `feed` returned: raise it once they are sent
+    skipped: int  # malformed events dropped (the stream goes on)
 
     def feed(self, data: bytes) -> bytes:
         """The bytes to forward now (whole events). Raises GatewayError for an upstream error event."""

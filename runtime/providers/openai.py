@@ -103,14 +103,24 @@ def parse_openai_body(op: str, raw: bytes) -> ParsedResponse:
 
 
 class OpenAIStream:
-    """OpenAI SSE in, chunk dicts out; remembers usage and whether `[DONE]` arrived."""
+    """OpenAI SSE in, chunk dicts out; remembers usage and whether the stream ended properly.
 
-    __slots__ = ("_parser", "finished", "usage")
+    Tolerant as real providers require: several never send `[DONE]`, so a stream whose body ends cleanly
+    after a finish reason is complete too (the client still gets its `[DONE]` from the encoder); a
+    malformed event (not a JSON object) is skipped and counted in `skipped`, and the stream goes on. An
+    error event still fails the stream, and a body that ends before any finish reason is still cut."""
+
+    __slots__ = ("_done", "_open", "_parser", "finished", "skipped", "usage")
 
     def __init__(self) -> None:
         self._parser = SSEParser()
         self.usage: Usage | None = None
         self.finished = False
+        # Choice indexes seen without their finish reason yet, and those finished: when some finished and
+        # none is open, a clean end of body completes the stream.
+        self._open: set[Any] = set()
+        self._done: set[Any] = set()
+        self.skipped = 0
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []
@@ -119,18 +129,40 @@ class OpenAIStream:
             if payload == "[DONE]":
                 self.finished = True
                 continue
-            chunk = stream_event(payload)
+            if not payload:
+                continue  # an event with no data (a keep-alive or `event:`-only line) carries nothing
+            try:
+                chunk = stream_event(payload)
+            except UpstreamGarbage:
+                self.skipped += 1
+                continue
             usage = chunk.get("usage")
             if usage:
                 self.usage = Usage.from_openai(usage)
+            choices = chunk.get("choices")
+            if choices and isinstance(choices, list):
+                self._track(choices)
             chunks.append(chunk)
         return chunks
 
+    def _track(self, choices: list[Any]) -> None:
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            if not isinstance(index, int):
+                index = 0  # only a set member; a hostile index must not raise
+            if choice.get("finish_reason"):
+                self._done.add(index)
+                self._open.discard(index)
+            elif index not in self._done:
+                self._open.add(index)
+
     def close(self) -> list[dict[str, Any]]:
-        if self._parser.pending:
-            # A final event without its blank line: parse it rather than lose it.
-            return self.feed(b"\n\n")
-        return []
+        tail = self.feed(b"\n\n") if self._parser.pending else []  # a final event without its blank line
+        if self._done and not self._open:
+            self.finished = True  # every choice finished, then the body ended cleanly: complete without [DONE]
+        return tail
 
 
 class OpenAIAdapter(AdapterBase):

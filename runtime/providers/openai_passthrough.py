@@ -7,7 +7,12 @@ spliced into the middle of one. It parses JSON only for the few events that need
 - the usage event, for the log and the usage counters; it is dropped when the gateway asked for usage
   but the client did not;
 - `[DONE]`, the proper end;
-- an `error` object, which becomes a ProviderError, as OpenAIStream does.
+- an `error` object, which becomes a ProviderError, as OpenAIStream does;
+- a finish reason, so that a body that ends cleanly after one is complete without `[DONE]` (several
+  providers never send it): the client then gets a `[DONE]` the gateway adds;
+- an event that does not have the shape of a JSON object (`data: {...}`): it is dropped and counted in
+  `skipped`, and the stream goes on. The check is on the shape (counts of event starts and ends per read),
+  not a full parse: an event with matching braces and broken JSON inside is forwarded as it came.
 
 A cheap byte search decides which events to parse, so an ordinary content event costs one `rfind` and
 three substring searches per read, whatever its size. The forwarded bytes are the provider's own, byte for
@@ -29,6 +34,8 @@ _USAGE = rb'"usage"\s*:\s*\{'  # a usage object; `"usage":null` rides on every c
 _ERROR = rb'"error"\s*:'
 _SURROGATE = rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}"  # a UTF-16 surrogate as a JSON escape
 _PARSE = re.compile(_USAGE + b"|" + _ERROR + b"|" + _SURROGATE)
+_REASON = re.compile(rb'"finish_reason"\s*:\s*"')  # a finish reason (not the `null` of every other chunk)
+DONE_EVENT = b"data: [DONE]\n\n"
 _SURROGATES = re.compile(_SURROGATE)
 MAX_EVENT = 64 << 20  # default bound on one event held while waiting for its end (the body cap's default)
 
@@ -67,7 +74,7 @@ def _needs_a_look(data: bytes) -> bool:
 class OpenAIPassThrough:
     """Scan one upstream OpenAI SSE stream; `feed` returns the bytes to forward (whole events only)."""
 
-    __slots__ = ("_pending", "_wants_usage", "failed", "finished", "max_event", "source", "usage")
+    __slots__ = ("_pending", "_reason", "_wants_usage", "failed", "finished", "max_event", "skipped", "source", "usage")
 
     def __init__(self, wants_usage: bool) -> None:
         self._wants_usage = wants_usage  # the client asked for the usage chunk (stream_options.include_usage)
@@ -75,6 +82,8 @@ class OpenAIPassThrough:
         self.max_event = MAX_EVENT  # the stream's owner sets the upstream body cap here
         self.usage: Usage | None = None
         self.finished = False
+        self._reason = False  # a finish reason went by: a clean end of body completes the stream
+        self.skipped = 0  # malformed events dropped
         # An error event met after other events of the same read: those are returned first, and this
         # is raised by the next call (the stream's owner checks it after forwarding them).
         self.failed: GatewayError | None = None
@@ -105,16 +114,25 @@ class OpenAIPassThrough:
             self._keep(data[end:])
             data = data[:end]
         self.source = data
-        if _needs_a_look(data):
+        if not self._reason:
+            reasons = data.count(b'"finish_reason"')
+            if reasons and reasons != data.count(b'"finish_reason":null') and _REASON.search(data) is not None:
+                self._reason = True
+        if _needs_a_look(data) or not _well_formed(data):
             return self._events(data)
         return data
 
     def close(self) -> bytes:
-        """Upstream EOF: a last event without its blank line is still an event."""
+        """Upstream EOF: a last event without its blank line is still an event; a stream that ended
+        cleanly after its finish reason is complete, and the client gets the `[DONE]` it did not send."""
+        tail = b""
         if self._pending.strip() and not self.finished:
-            tail, self._pending = self._pending, b""
-            return self.feed(tail.rstrip(b"\n") + b"\n\n")
-        return b""
+            rest, self._pending = self._pending, b""
+            tail = self.feed(rest.rstrip(b"\n") + b"\n\n")
+        if not self.finished and self._reason and self.failed is None:
+            self.finished = True
+            tail += DONE_EVENT
+        return tail
 
     def _keep(self, rest: bytes) -> None:
         if len(rest) > self.max_event:
@@ -140,9 +158,17 @@ class OpenAIPassThrough:
                 self.finished = True
                 out.append(event)
                 break
+            if payload is not None and not _object_shaped(payload):
+                self.skipped += 1  # not a JSON object: a client's SDK would fail on it
+                changed = True
+                continue
             if payload is not None and _PARSE.search(payload) is not None:
                 try:
                     replaced = self._inspect(payload)
+                except UpstreamGarbage:
+                    self.skipped += 1
+                    changed = True
+                    continue
                 except GatewayError as err:
                     if not out:
                         raise
@@ -180,6 +206,19 @@ class OpenAIPassThrough:
             text = ujson.dumps(chunk, ensure_ascii=False, escape_forward_slashes=False)
             return b"data: " + text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
         return b""
+
+
+def _well_formed(data: bytes) -> bool:
+    """Whether every event in `data` (whole events, LF line ends) is one `data: {...}` line: as many
+    event starts and object ends as event separators. Anything else takes the per-event look."""
+    events = data.count(b"\n\n")
+    starts = data.count(b"\n\ndata: {") + (1 if data.startswith(b"data: {") else 0)
+    return starts == events and data.count(b"}\n\n") == events
+
+
+def _object_shaped(payload: bytes) -> bool:
+    body = payload.strip()
+    return body[:1] == b"{" and body[-1:] == b"}"
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -57,6 +57,7 @@ COLUMNS = (
     "ingress",
     "cost",
     "virtual_key_id",  # the governing virtual key's id (never its value), None when ungoverned
+    "skipped_events",  # malformed upstream stream events dropped (the stream went on); None: none
 )
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
@@ -142,6 +143,7 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         ctx.ingress,
         ctx.cost,
         getattr(ctx.caller, "virtual_key_id", None),  # ctx.caller is a governance Caller, or None
+        ctx.skipped_events or None,
     )
 
 

@@ -69,9 +69,44 @@ def test_the_word_error_inside_content_is_not_an_error() -> None:
     assert scanner.feed(data) == data
 
 
-def test_a_non_json_usage_event_is_upstream_garbage() -> None:
-    with pytest.raises(UpstreamGarbage):
-        OpenAIPassThrough(wants_usage=True).feed(b'data: {"usage": {oops\n\n')
+def test_a_non_json_usage_event_is_dropped_and_counted_and_the_stream_goes_on() -> None:
+    scanner = OpenAIPassThrough(wants_usage=True)
+    assert scanner.feed(b'data: {"usage": {oops}\n\n' + event(chunk("a"))) == event(chunk("a"))
+    assert scanner.skipped == 1 and not scanner.finished
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"data: {truncated\n\n", b"data: <html>502 Bad Gateway</html>\n\n", b"data: \n\n", b"data: [1, 2]\n\n"],
+)
+@pytest.mark.parametrize("size", [1, 5, 10_000])
+def test_a_malformed_event_is_skipped_and_counted_in_any_split(bad: bytes, size: int) -> None:
+    scanner = OpenAIPassThrough(wants_usage=True)
+    out = feed_in_pieces(scanner, event(chunk("a")) + bad + STREAM, size)
+    assert out == event(chunk("a")) + STREAM
+    assert scanner.skipped == 1 and scanner.finished
+
+
+def test_a_clean_end_after_the_finish_reason_is_complete_and_the_client_gets_done() -> None:
+    scanner = OpenAIPassThrough(wants_usage=True)
+    body = event(chunk("hel")) + event(chunk("lo", "stop")) + event(USAGE)
+    assert feed_in_pieces(scanner, body, 7) == body + b"data: [DONE]\n\n"
+    assert scanner.finished and scanner.usage is not None
+
+
+def test_a_spaced_finish_reason_counts_too() -> None:
+    scanner = OpenAIPassThrough(wants_usage=False)
+    body = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}\n\n'
+    assert feed_in_pieces(scanner, body, 10_000) == body + b"data: [DONE]\n\n"
+    assert scanner.finished
+
+
+def test_a_body_that_ends_before_any_finish_reason_is_not_complete() -> None:
+    scanner = OpenAIPassThrough(wants_usage=True)
+    assert feed_in_pieces(scanner, event(chunk("hel")) + event(chunk("lo")), 3) == event(chunk("hel")) + event(
+        chunk("lo")
+    )
+    assert not scanner.finished
 
 
 def test_nothing_after_done_is_forwarded() -> None:

@@ -109,11 +109,17 @@ async def m004_virtual_key_id(db: aiosqlite.Connection) -> None:
     await db.execute("ALTER TABLE logs ADD COLUMN virtual_key_id TEXT")
 
 
+async def m005_skipped_events(db: aiosqlite.Connection) -> None:
+    """Malformed upstream stream events the gateway dropped while the stream went on (issue 13)."""
+    await db.execute("ALTER TABLE logs ADD COLUMN skipped_events INTEGER")
+
+
 MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (
     m001_logs,
     m002_covering_indexes,
     m003_cost_in_covering_indexes,
     m004_virtual_key_id,
+    m005_skipped_events,
 )
 
 
