@@ -1,5 +1,6 @@
-"""Retries: max_retries extra attempts on 429 (honouring Retry-After), 5xx and connection errors;
-never on a 400; attempts listed when they all fail."""
+"""Retries: max_retries extra attempts on 429 with Retry-After and on 5xx; a dropped connection fails
+over at once unless the provider's failure_policy says `retry`; never on a 400; attempts listed when
+they all fail."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ from harness import Gateway, StartGateway, assert_error_shape, make_config, open
 MESSAGES = [{"role": "user", "content": "retry me"}]
 
 
-def start(start_gateway: StartGateway, fake: FakeOpenAI, max_retries: int, backoff_max_ms: int = 500) -> Gateway:
+def start(
+    start_gateway: StartGateway,
+    fake: FakeOpenAI,
+    max_retries: int,
+    backoff_max_ms: int = 500,
+    policy: dict[str, str] | None = None,
+) -> Gateway:
     provider = openai_provider(
         fake.url, max_retries=max_retries, retry_backoff_initial_ms=50, retry_backoff_max_ms=backoff_max_ms
     )
+    if policy is not None:
+        provider["failure_policy"] = policy
     return start_gateway(make_config({"openai": provider}))
 
 
@@ -44,8 +53,21 @@ def test_retry_on_5xx(start_gateway: StartGateway, fake_openai: FakeOpenAI, stat
     assert len(fake_openai.requests) == 3
 
 
-def test_retry_on_connection_error(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
-    gateway = start(start_gateway, fake_openai, max_retries=1)
+def test_a_dropped_connection_is_not_retried_on_the_same_target_by_default(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = start(start_gateway, fake_openai, max_retries=3)
+    fake_openai.enqueue(Reply(drop=True))
+    with gateway.client() as client, pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+    assert err.value.status_code == 502
+    assert len(fake_openai.requests) == 1, "an unreachable upstream fails over at once (here: no fallback)"
+
+
+def test_retry_on_connection_error_when_the_policy_says_so(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = start(start_gateway, fake_openai, max_retries=1, policy={"connection": "retry"})
     fake_openai.enqueue(Reply(drop=True))
     assert chat(gateway) == "fake-openai: retry me"
     assert len(fake_openai.requests) == 2

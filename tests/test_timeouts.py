@@ -3,6 +3,8 @@ and total. Bounds are generous; the tests check what happened, not how fast."""
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import openai
 import pytest
@@ -101,8 +103,28 @@ def test_total_timeout_with_slow_body(start_gateway: StartGateway, fake_openai: 
     assert fake_openai.wait_for("disconnects")
 
 
-def test_timeout_then_retry_succeeds(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
-    gateway = gateway_with(start_gateway, fake_openai.url, default_request_timeout_in_seconds=1, max_retries=1)
+def test_a_timeout_fails_over_at_once_to_the_fallback(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    provider = openai_provider(fake_openai.url, default_request_timeout_in_seconds=1, max_retries=3)
+    gateway = start_gateway(make_config({"openai": provider}))
+    fake_openai.enqueue(Reply(delay=20))
+    with gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o-mini", messages=MESSAGES, extra_body={"fallbacks": ["mock/mock-chat"]}
+        )
+    assert raw.parse().model == "mock-chat", "a silent provider stays silent: the fallback answers"
+    assert len(fake_openai.requests) == 1, "no same-target retry after a timeout by default"
+    row = gateway.log.row_for(raw.headers["x-request-id"])
+    attempts = json.loads(row["attempts"])
+    assert [(a["provider"], a["status"]) for a in attempts] == [("openai", 504)]
+    assert row["fallback_index"] == 1 and row["retries"] == 0
+
+
+def test_timeout_then_retry_succeeds_when_the_policy_says_so(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    provider = openai_provider(fake_openai.url, default_request_timeout_in_seconds=1, max_retries=1)
+    provider["failure_policy"] = {"timeout": "retry"}
+    gateway = start_gateway(make_config({"openai": provider}))
     fake_openai.enqueue(Reply(delay=20))
     with gateway.client() as client:
         answer = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)

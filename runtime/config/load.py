@@ -242,6 +242,7 @@ PROVIDER_FIELDS = frozenset(
         "models",
         "default_max_tokens",
         "pricing_overrides",
+        "failure_policy",
     }
 )
 TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance"})
@@ -479,7 +480,29 @@ def parse_provider(
         pricing_overrides=parse_pricing_overrides(
             r.data.get("pricing_overrides"), f"{path}.pricing_overrides", warnings
         ),
+        failure_policy=_failure_policy(r),
     )
+
+
+def _failure_policy(r: _Reader) -> Mapping[str, str]:
+    """`failure_policy`: {failure class: action}, each checked against runtime/core/failover.py's table."""
+    from runtime.core.failover import POLICY_TABLE
+
+    policy = r.obj("failure_policy")
+    if policy is None:
+        return MappingProxyType({})
+    out: dict[str, str] = {}
+    for name, action in policy.items():
+        path = f"{policy.path}.{name}"
+        row = POLICY_TABLE.get(name)
+        if row is None:
+            raise ConfigError(
+                path, f"unknown failure class{fields.suggest(name, POLICY_TABLE)}; known: {', '.join(POLICY_TABLE)}"
+            )
+        if not isinstance(action, str) or action not in row[1]:
+            raise ConfigError(path, f"expected one of {', '.join(sorted(row[1]))}, got {action!r}")
+        out[name] = action
+    return MappingProxyType(out)
 
 
 # `enforce_governance_header` is Go's deprecated spelling of enforce_auth_on_inference: read, never ignored.
@@ -523,6 +546,8 @@ def parse_client(
         allow_private_base_urls=r.get("allow_private_base_urls", bool, d.allow_private_base_urls),
         enforce_auth_on_inference=r.get("enforce_auth_on_inference", bool, d.enforce_auth_on_inference)
         or r.get("enforce_governance_header", bool, False),
+        request_deadline_in_seconds=r.get("request_deadline_in_seconds", float, d.request_deadline_in_seconds),
+        context_window_fallbacks=_context_window_fallbacks(r, d.context_window_fallbacks),
     )
     _positive(client.initial_pool_size, "client.initial_pool_size")
     _positive(client.log_retention_days, "client.log_retention_days", allow_zero=True)
@@ -539,7 +564,25 @@ def parse_client(
         _positive(getattr(client, name), f"client.{name}")
     if client.shutdown_grace_in_seconds is not None:
         _positive(client.shutdown_grace_in_seconds, "client.shutdown_grace_in_seconds", allow_zero=True)
+    if client.request_deadline_in_seconds is not None:
+        _positive(client.request_deadline_in_seconds, "client.request_deadline_in_seconds")
     return client
+
+
+def _context_window_fallbacks(r: _Reader, default: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple[str, ...]]:
+    block = r.obj("context_window_fallbacks")
+    if block is None:
+        return default
+    out: dict[str, tuple[str, ...]] = {}
+    for model, targets in block.items():
+        path = f"{block.path}.{model}"
+        if not isinstance(targets, list) or not targets:
+            raise ConfigError(path, "expected a non-empty list of provider/model strings")
+        for i, target in enumerate(targets):
+            if not isinstance(target, str) or not target:
+                raise ConfigError(f"{path}[{i}]", f"expected a provider/model string, got {_type_name(target)}")
+        out[model] = tuple(targets)
+    return MappingProxyType(out)
 
 
 def _string_list(r: _Reader, key: str, default: tuple[str, ...]) -> list[str]:

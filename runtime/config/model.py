@@ -117,6 +117,8 @@ class ProviderConfig:
     buffer_size: int = 5000
     # Models this provider is known to serve (from config); empty means "whatever the upstream has".
     models: tuple[str, ...] = ()
+    # Failure class -> action (runtime/core/failover.py); classes not listed take the defaults there.
+    failure_policy: Mapping[str, str] = field(default_factory=_frozen_map)
     # Whether the concurrency/buffer figures came from the user's file (they then beat the profile).
     explicit_lane: bool = False
     extra: Mapping[str, object] = field(default_factory=_frozen_map)
@@ -153,6 +155,12 @@ class ClientConfig:
     allow_private_base_urls: bool = True
     # Go Bifrost's switch: inference requests without a valid virtual key get 401 (runtime/governance/).
     enforce_auth_on_inference: bool = False
+    # One deadline for a whole request's attempts, retries, backoff waits and fallbacks (up to a stream's
+    # first event); None: each attempt is bounded by its own timeouts only (docs/failover.md).
+    request_deadline_in_seconds: float | None = None
+    # model string -> larger-context targets to try when that model answers "context length exceeded"
+    # (runtime/core/failover.py `larger_context`), e.g. {"openai/gpt-4o-mini": ["openai/gpt-4.1-mini"]}.
+    context_window_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen_map)
 
 
 @dataclass(frozen=True, slots=True)

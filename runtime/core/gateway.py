@@ -15,6 +15,7 @@ import ujson
 
 from runtime.config.model import GatewayConfig
 from runtime.core.context import RequestContext
+from runtime.core.failover import RunRules
 from runtime.core.hooks import Hooks
 from runtime.core.pipeline import ChunkStream, Engine
 from runtime.core.rawstream import RawStream
@@ -43,6 +44,7 @@ class Gateway:
         self.router = Router.build(config.providers, config.client)
         self.engine = Engine(self.router, None, encode_json)
         self.hooks = hooks
+        self._rules = RunRules.build(config, self.router)
         self.body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
         self.log_content_limit = config.client.max_log_content_kb * 1024  # streamed answers kept for the log
         # Request ids: unique across workers and restarts, cheap to make (no uuid per request).
@@ -86,13 +88,21 @@ class Gateway:
         ctx.model = upstream_model
         return targets
 
+    def rules(self) -> RunRules:
+        """The attempt loop's view of the config (deadline, context-window fallbacks), rebuilt when the
+        config or the router was replaced (two identity checks per request)."""
+        rules = self._rules
+        if rules.config is not self.config or rules.router is not self.router:
+            rules = self._rules = RunRules.build(self.config, self.router)
+        return rules
+
     async def complete(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ParsedResponse:
-        return await self.engine.complete(ctx, targets)
+        return await self.engine.complete(ctx, targets, self.rules())
 
     async def open_stream(
         self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], passthrough: bool = False
     ) -> ChunkStream | RawStream:
-        return await self.engine.open_stream(ctx, targets, passthrough)
+        return await self.engine.open_stream(ctx, targets, passthrough, self.rules())
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.end()  # one clock reading: the log row and /metrics report the same latency and overhead

@@ -1,14 +1,18 @@
 """Key selection: weighted random among the keys a model may use.
 
 The candidate list and cumulative weights for each model are computed once and cached, so a
-selection is one random draw and one bisect. A retry can exclude the key that just failed; a request
-may narrow the choice to some key names (a virtual key's allowed_keys), filtered per request.
+selection is one random draw and one bisect. A retry can exclude the keys that already failed it; a
+request may narrow the choice to some key names (a virtual key's allowed_keys), filtered per request.
+A key the provider refused (401/403) is set aside for every request for a cooldown
+(`set_aside`), unless no other key is left: a revoked key must not take its weight's share of traffic.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from bisect import bisect_right
+from collections.abc import Collection
 from itertools import accumulate
 
 from runtime.config.model import KeyConfig
@@ -26,12 +30,32 @@ def _cumulative(keys: tuple[KeyConfig, ...]) -> tuple[float, ...]:
 
 
 class KeySelector:
-    __slots__ = ("_cache", "_keys", "_random")
+    __slots__ = ("_aside", "_cache", "_keys", "_random")
 
     def __init__(self, keys: tuple[KeyConfig, ...], rng: random.Random | None = None) -> None:
         self._keys = keys or (NO_KEY,)
         self._cache: dict[str, tuple[tuple[KeyConfig, ...], tuple[float, ...]]] = {}
         self._random = (rng or random.Random()).random
+        self._aside: dict[str, float] = {}  # key name -> monotonic time until which it is set aside
+
+    def set_aside(self, key: KeyConfig, seconds: float) -> None:
+        """Skip `key` for every request for `seconds` (while another key may serve)."""
+        self._aside[key.name] = time.monotonic() + seconds
+
+    def aside(self) -> list[str]:
+        """Names of the keys set aside now (for the admin API)."""
+        now = time.monotonic()
+        return sorted(name for name, until in self._aside.items() if until > now)
+
+    def _healthy(self, keys: tuple[KeyConfig, ...]) -> tuple[KeyConfig, ...]:
+        now = time.monotonic()
+        aside = self._aside
+        for name in [name for name, until in aside.items() if until <= now]:
+            del aside[name]  # cooled down
+        if not aside:
+            return keys
+        healthy = tuple(k for k in keys if k.name not in aside)
+        return healthy or keys  # every key set aside: still try one rather than fail without trying
 
     def candidates(self, model: str) -> tuple[KeyConfig, ...]:
         return self._entry(model)[0]
@@ -46,19 +70,26 @@ class KeySelector:
         return entry
 
     def select(
-        self, model: str, exclude: KeyConfig | None = None, only: frozenset[str] | None = None
+        self, model: str, exclude: Collection[KeyConfig] = (), only: frozenset[str] | None = None
     ) -> KeyConfig | None:
-        """A key for `model`, not `exclude` when another may serve; `only` (key names) narrows the choice
-        for one request (a virtual key's allowed_keys): none of them serving the model is None."""
+        """A key for `model`, none of `exclude` when another may serve; `only` (key names) narrows the
+        choice for one request (a virtual key's allowed_keys): none of them serving the model is None."""
         keys, cumulative = self._entry(model)
         if only is not None:
             keys = tuple(k for k in keys if k.name in only)
             cumulative = _cumulative(keys)
         if not keys:
             return None
-        if exclude is not None and len(keys) > 1 and exclude in keys:
-            keys = tuple(k for k in keys if k is not exclude)
-            cumulative = _cumulative(keys)
+        if self._aside and len(keys) > 1:
+            healthy = self._healthy(keys)
+            if len(healthy) != len(keys):
+                keys = healthy
+                cumulative = _cumulative(keys)
+        if exclude and len(keys) > 1:
+            remaining = tuple(k for k in keys if k not in exclude)
+            if remaining and len(remaining) != len(keys):
+                keys = remaining
+                cumulative = _cumulative(keys)
         if len(keys) == 1:
             return keys[0]
         i = bisect_right(cumulative, self._random() * cumulative[-1])

@@ -15,7 +15,7 @@ failure is the ingress's to report as an error event.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import perf_counter_ns
 from typing import Any
 
@@ -23,6 +23,18 @@ import aiohttp
 
 from runtime.config.model import KeyConfig
 from runtime.core.context import RequestContext
+from runtime.core.failover import (
+    KEY_COOLDOWN_S,
+    LARGER_CONTEXT,
+    NEXT_KEY,
+    NO_RULES,
+    RETRY,
+    RETRY_AFTER,
+    RETURN,
+    RunRules,
+    action_for,
+    deadline_passed,
+)
 from runtime.core.rawstream import LINGER_S, RawStream
 from runtime.core.retry import retry_delay
 from runtime.core.router import ProviderHandle, Router
@@ -144,23 +156,41 @@ class Engine:
         self.encode = encode
 
     # -- the attempt loop ----------------------------------------------------------------------------
-    async def complete(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]]) -> ParsedResponse:
-        return await self._run(ctx, targets, self._complete_once)
+    async def complete(
+        self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], rules: RunRules | None = None
+    ) -> ParsedResponse:
+        return await self._run(ctx, targets, self._complete_once, rules or NO_RULES)
 
     async def open_stream(
-        self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], passthrough: bool = False
+        self,
+        ctx: RequestContext,
+        targets: list[tuple[ProviderHandle, str]],
+        passthrough: bool = False,
+        rules: RunRules | None = None,
     ) -> ChunkStream | RawStream:
         """Open a stream on the first target that starts one. With `passthrough` (the client speaks OpenAI SSE
         and no hook observes chunks), a target whose adapter has a pass-through scanner gives a RawStream
         (bytes forwarded as they are, runtime/core/rawstream.py); any other target a ChunkStream."""
-        return await self._run(ctx, targets, self._open_raw_once if passthrough else self._open_stream_once)
+        once = self._open_raw_once if passthrough else self._open_stream_once
+        return await self._run(ctx, targets, once, rules or NO_RULES)
 
-    async def _run(self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], once: Any) -> Any:
+    async def _run(
+        self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], once: Any, rules: RunRules
+    ) -> Any:
+        """Try the targets in order under each one's failure policy (runtime/core/failover.py) and the
+        request's deadline. Every failed attempt is recorded; the client gets the primary's error unless a
+        policy returns another one at once."""
         first_error: GatewayError | None = None
-        for index, (handle, model) in enumerate(targets):
+        loop = asyncio.get_running_loop()
+        deadline = None if rules.deadline_s is None else loop.time() + rules.deadline_s
+        queue = list(targets)
+        index = 0
+        while index < len(queue):
+            handle, model = queue[index]
             ctx.fallback_index = index
             ctx.provider = handle.name
             ctx.model = model
+            index += 1
             if ctx.endpoint not in handle.adapter.operations:
                 err: GatewayError = UnsupportedOperation(
                     f"provider '{handle.name}' does not support the {ctx.endpoint} endpoint", param="model"
@@ -168,20 +198,51 @@ class Engine:
                 self._record(ctx, handle, model, err, None)
                 first_error = first_error or err
                 continue
-            failed_key: KeyConfig | None = None
+            policy = handle.config.failure_policy
+            failed_keys: list[KeyConfig] = []
             attempt = 0
             while True:
                 try:
-                    return await once(ctx, handle, model, failed_key)
+                    if deadline is None:
+                        return await once(ctx, handle, model, failed_keys)
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(remaining):
+                        return await once(ctx, handle, model, failed_keys)
+                except TimeoutError:
+                    if deadline is None:
+                        raise
+                    err = deadline_passed(rules.deadline_s or 0.0, len(ctx.attempts) + 1)
+                    self._record(ctx, handle, model, err, ctx.key_name or None)
+                    raise err from None  # no time is left for any other target
                 except GatewayError as err:
                     self._record(ctx, handle, model, err, ctx.key_name)
                     first_error = first_error or err
-                    attempt += 1
-                    delay = retry_delay(err, attempt, handle.config.network)
-                    if delay is None:
+                    action = action_for(err, policy)
+                    if action == RETURN:
+                        raise
+                    if action == LARGER_CONTEXT:
+                        queue[index:] = rules.larger_context(ctx, handle, model, queue[index:], queue[:index])
+                        if index >= len(queue):
+                            raise  # no larger window to go to: this error is the answer
                         break
+                    attempt += 1
+                    delay: float | None = None
+                    key = _key_named(handle, ctx.key_name)
+                    if action == NEXT_KEY:
+                        if key is not None:
+                            handle.keys.set_aside(key, KEY_COOLDOWN_S)
+                            failed_keys.append(key)
+                        if _another_key(ctx, handle, model, failed_keys):
+                            delay = 0.0
+                    elif action == RETRY or (action == RETRY_AFTER and err.retry_after_s is not None):
+                        delay = retry_delay(err, attempt, handle.config.network)
+                        if key is not None and delay is not None:
+                            failed_keys[:] = [key]  # a retry prefers another key, as before
+                    if delay is None or (deadline is not None and loop.time() + delay >= deadline):
+                        break  # the next target, at once
                     ctx.retries += 1
-                    failed_key = _key_named(handle, ctx.key_name)
                     if delay > 0:
                         await asyncio.sleep(delay)
         assert first_error is not None
@@ -202,7 +263,7 @@ class Engine:
 
     # -- one attempt ---------------------------------------------------------------------------------
     async def _prepare(
-        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: KeyConfig | None, stream: bool
+        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: Sequence[KeyConfig], stream: bool
     ) -> tuple[KeyConfig, UpstreamRequest | None]:
         """Lane slot already held. Key selection, build and encode, each timed."""
         t1 = perf_counter_ns()
@@ -233,7 +294,7 @@ class Engine:
         ctx.queue_wait_ns += perf_counter_ns() - t0
 
     async def _complete_once(
-        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: KeyConfig | None
+        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: Sequence[KeyConfig]
     ) -> ParsedResponse:
         await self._acquire(ctx, handle)
         try:
@@ -292,7 +353,7 @@ class Engine:
         )
 
     async def _open_raw_once(
-        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: KeyConfig | None
+        self, ctx: RequestContext, handle: ProviderHandle, model: str, exclude: Sequence[KeyConfig]
     ) -> ChunkStream | RawStream:
         return await self._open_stream_once(ctx, handle, model, exclude, True)
 
@@ -301,7 +362,7 @@ class Engine:
         ctx: RequestContext,
         handle: ProviderHandle,
         model: str,
-        exclude: KeyConfig | None,
+        exclude: Sequence[KeyConfig],
         passthrough: bool = False,
     ) -> ChunkStream | RawStream:
         await self._acquire(ctx, handle)
@@ -370,6 +431,12 @@ class Engine:
                 response.close()
             handle.lane.release()
             raise
+
+
+def _another_key(ctx: RequestContext, handle: ProviderHandle, model: str, failed: Sequence[KeyConfig]) -> bool:
+    """Whether a key this request has not tried yet may serve `model` on `handle`."""
+    only = ctx.allowed_keys.get(handle.name) if ctx.allowed_keys else None
+    return any(k not in failed and (only is None or k.name in only) for k in handle.keys.candidates(model))
 
 
 def _key_named(handle: ProviderHandle, name: str) -> KeyConfig | None:

@@ -273,7 +273,11 @@ async def provider_types(request: web.Request) -> web.Response:
 
 # -- client settings, config, system -----------------------------------------------------------------
 def _client_view(config: GatewayConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config.client)
+    client = config.client
+    view = {f.name: getattr(client, f.name) for f in dataclasses.fields(client)}
+    view["allowed_origins"] = list(client.allowed_origins)
+    view["context_window_fallbacks"] = {k: list(v) for k, v in client.context_window_fallbacks.items()}
+    return view
 
 
 async def get_client(request: web.Request) -> web.Response:

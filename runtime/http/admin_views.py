@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from runtime.config.model import ProviderConfig
+from runtime.core.failover import DEFAULT_POLICY
 from runtime.core.router import ProviderHandle
 from runtime.providers.registry import PROVIDER_SPECS
 
@@ -88,6 +90,11 @@ def masked(field: str, value: Any) -> Any:
     return value
 
 
+def effective_policy(configured: Mapping[str, str]) -> dict[str, str]:
+    """Every failure class's action for a provider: its `failure_policy`, the defaults for the rest."""
+    return {**DEFAULT_POLICY, **configured}
+
+
 def provider_view(
     name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | None, handle: ProviderHandle | None, source: str
 ) -> dict[str, Any]:
@@ -142,6 +149,7 @@ def provider_view(
             "explicit": cfg.explicit_lane,
         },
         "keys": [{"name": k.name, "models": list(k.models), "weight": k.weight} for k in cfg.keys],
+        "failure_policy": effective_policy(cfg.failure_policy),
     }
     view["lane"] = lane_view(handle)
     view["listed_models"] = list(handle.listed_models) if handle is not None else []
