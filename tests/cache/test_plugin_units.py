@@ -380,6 +380,7 @@ async def test_coalescing_followers_share_the_leader_and_go_upstream_when_it_fai
     plugin.on_finish(leader)
     answers = await asyncio.gather(*followers)
     assert all(isinstance(a, ParsedResponse) for a in answers)
+    assert streamer_ctx.response_headers == {"x-bf-cache": "hit-direct", "x-bf-cache-id": "lead"}
     replay = await streamer
     assert [c async for c in replay][-1]["usage"]
     assert plugin.counters.coalesced == 6
