@@ -481,3 +481,11 @@ async def test_a_failing_store_serves_uncached(caplog: pytest.LogCaptureFixture)
     assert await plugin.pre_hook(ctx) is None and ctx.cache is None
     assert await plugin.pre_hook(_ctx("b")) is None
     assert len([r for r in caplog.records if "served without the cache" in r.getMessage()]) == 1  # once a minute
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+async def test_cleanup_on_shutdown(cleanup: bool) -> None:
+    plugin = _plugin(Clock(), cleanup_on_shutdown=cleanup)
+    await _miss(plugin, _ctx("a"))
+    await plugin.aclose()
+    assert plugin.store.stats().entries == (0 if cleanup else 1)
