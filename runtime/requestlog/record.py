@@ -58,6 +58,8 @@ COLUMNS = (
     "cost",
     "virtual_key_id",  # the governing virtual key's id (never its value), None when ungoverned
     "skipped_events",  # malformed upstream stream events dropped (the stream went on); None: none
+    "cache",  # what the response cache did: "hit-direct" | "hit-semantic" | "miss"; None: not consulted
+    "cache_similarity",  # a semantic hit's cosine similarity
 )
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
@@ -144,6 +146,8 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         ctx.cost,
         getattr(ctx.caller, "virtual_key_id", None),  # ctx.caller is a governance Caller, or None
         ctx.skipped_events or None,
+        ctx.cache,
+        ctx.cache_similarity,
     )
 
 
