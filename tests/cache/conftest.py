@@ -1,9 +1,5 @@
-"""Fixtures for the cache admin tests: a gateway process with a `semantic_cache` plugin and a JSON client.
-
-Until runtime/cache/plugin.py is registered as a built-in, the plugin is the stand-in of
-tests/cache/standin (see its doc), installed through an entry point on the gateway's PYTHONPATH; once the
-built-in exists it wins, and the same tests run against it.
-"""
+"""Fixtures for the cache admin tests: a gateway process (with or without the `semantic_cache` plugin)
+whose "openai" is a priced fake, and a small JSON client for /api."""
 
 from __future__ import annotations
 
@@ -17,22 +13,11 @@ from typing import Any
 import pytest
 from fakes import FakeOpenAI, Reply
 from harness import Gateway, StartGateway, make_config, openai_provider
-from harness.process import REPO_ROOT
 
-STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 USAGE = {"prompt_tokens": 7, "completion_tokens": 11, "total_tokens": 18}
 PRICE_IN, PRICE_OUT = 0.001, 0.002  # dollars per token: 7 * 0.001 + 11 * 0.002 = $0.029 a request
 COST = 0.029
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def install_standin(site: Path) -> Path:
-    """A minimal installed distribution declaring the stand-in under the `bifrost.plugins` entry points."""
-    info = site / "bifrost_cache_standin-0.1.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bifrost-cache-standin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[bifrost.plugins]\nsemantic_cache = bifrost_cache_standin:StandinCache\n")
-    return site
 
 
 def cache_config(fake_url: str, cache: Mapping[str, Any] | None, enabled: bool = True) -> dict[str, Any]:
@@ -56,9 +41,8 @@ StartCache = Callable[..., Gateway]
 
 
 @pytest.fixture
-def start_cache_gateway(start_gateway: StartGateway, fake_openai: FakeOpenAI, tmp_path: Path) -> StartCache:
-    """start(cache_config_or_None, enabled=True, config=None, app_dir=None, **start_gateway kwargs) -> Gateway."""
-    site = install_standin(tmp_path / "site")
+def start_cache_gateway(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> StartCache:
+    """start(cache settings or None, enabled=True, config=None, app_dir=None, fresh=True, **kw) -> Gateway."""
     fake_openai.always(Reply(usage=USAGE))
 
     def start(
@@ -68,12 +52,11 @@ def start_cache_gateway(start_gateway: StartGateway, fake_openai: FakeOpenAI, tm
         config: Mapping[str, Any] | None = None,
         app_dir: Path | None = None,
         fresh: bool = True,
-        env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Gateway:
+        """fresh=False: start on the config.json already in `app_dir` (a restart)."""
         document = None if not fresh else (config or cache_config(fake_openai.url, cache, enabled))
-        pythonpath = ":".join((str(REPO_ROOT), str(site), str(STANDIN_DIR)))
-        return start_gateway(document, env={"PYTHONPATH": pythonpath, **(env or {})}, app_dir=app_dir, **kwargs)
+        return start_gateway(document, app_dir=app_dir, **kwargs)
 
     return start
 

@@ -7,6 +7,7 @@ artifacts/screenshots/ like the other UI tests."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -53,12 +54,7 @@ def test_switch_caching_on_see_a_hit_and_its_entry_then_delete_it(
             "config": {"dimension": 1, "ttl": 300, "default_cache_key": "default"},
         }
     ]
-    if page.get_by_test_id("cache-restart").count():
-        # This gateway cannot rebuild its plugins live yet: the page says so; the next start caches.
-        expect(page.get_by_test_id("cache-restart")).to_contain_text("next start")
-        gw.stop()
-        gw = start_cache_gateway(app_dir=gw.app_dir, fresh=False)
-        page.goto(gw.base_url + "/#/cache")
+    expect(page.get_by_test_id("cache-restart")).to_have_count(0)  # applied live, no restart
     expect(page.get_by_test_id("cache-hit-rate")).to_contain_text("0")
     expect(page.get_by_test_id("cache-empty")).to_contain_text("No cached answers yet")
 
@@ -81,7 +77,7 @@ def test_switch_caching_on_see_a_hit_and_its_entry_then_delete_it(
     row.get_by_test_id("cache-prompt").click()
     detail = page.get_by_test_id("cache-detail")
     expect(detail.get_by_test_id("cache-detail-answer")).to_have_text(text or "")
-    expect(detail.get_by_test_id("cache-detail-prompt")).to_have_text(QUESTION)
+    expect(detail.get_by_test_id("cache-detail-prompt")).to_contain_text(QUESTION)
     shot(page, "42-cache-entry")
     page.keyboard.press("Escape")
     expect(detail).to_have_count(0)
@@ -107,8 +103,12 @@ def test_switch_caching_on_see_a_hit_and_its_entry_then_delete_it(
     expect(page.get_by_test_id("cache-empty")).to_contain_text("No cached answers yet")
     expect(page.get_by_test_id("cache-entries-card")).to_contain_text("0 B")
 
-    # A setting saved from the form lands in config.json.
+    # A setting the config loader refuses is shown, its field marked; a good one is saved.
     settings = page.get_by_test_id("cache-settings")
+    settings.locator('[data-field="ttl"]').fill("soon")
+    page.get_by_test_id("cache-save").click()
+    expect(settings.locator(".error-box")).to_contain_text("ttl")
+    expect(settings.locator('[data-field="ttl"]')).to_have_class(re.compile("invalid"))
     settings.locator('[data-field="ttl"]').fill("120")
     page.get_by_test_id("cache-save").click()
     expect(page.locator("#toast")).to_contain_text("saved to config.json")
