@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from runtime.http.admin_common import AdminBadRequest, fail, json_response, read_object
+from runtime.http.admin_common import AdminBadRequest, fail, json_response, read_object, unstorable_text
 from runtime.http.admin_providers import _edit
 from runtime.http.cache_view import (
     PLUGIN_NAME,
@@ -70,11 +70,20 @@ async def _bounded(call: Awaitable[T]) -> T:
         ) from None
 
 
+def _text(value: str, name: str, maximum: int) -> str:
+    """A bounded, storable string: a store (SQLite) could not take a lone surrogate, so it never gets one."""
+    if len(value) > maximum:
+        raise AdminBadRequest(f"{name} must be at most {maximum} characters", param=name)
+    if unstorable_text(value, name) is not None:
+        raise AdminBadRequest(f"{name} must be valid Unicode text", param=name)
+    return value
+
+
 def _path_value(request: web.Request, name: str, maximum: int) -> str:
     value = request.match_info[name]
-    if not value or len(value) > maximum:
+    if not value:
         raise AdminBadRequest(f"{name} must be 1 to {maximum} characters", param=name)
-    return value
+    return _text(value, name, maximum)
 
 
 def _whole(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -121,9 +130,7 @@ async def get_stats(request: web.Request) -> web.Response:
 
 # -- entries ----------------------------------------------------------------------------------------
 async def list_entries(request: web.Request) -> web.Response:
-    search = request.query.get("search") or None
-    if search is not None and len(search) > MAX_SEARCH:
-        raise AdminBadRequest(f"search must be at most {MAX_SEARCH} characters", param="search")
+    search = _text(request.query.get("search") or "", "search", MAX_SEARCH) or None
     limit = _whole(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _whole(request, "offset", 0, 0, 10**9)
     plugin = _plugin_or_none(request)
@@ -189,8 +196,9 @@ def _file_entry(raw: Any) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-def _config_view(request: web.Request, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
+def _config_view(request: web.Request) -> dict[str, Any]:
     gw = request.app[GATEWAY]
+    warnings = gw.config.warnings  # the running config's (an edit applied on this worker is running)
     found = _file_entry(dict(gw.config.raw))
     entry = found[1] if found is not None else {}
     stored = entry.get("config")
@@ -248,8 +256,8 @@ async def put_config(request: web.Request) -> web.Response:
         else:
             plugins[found[0]] = item
 
-    new, _ = await _edit(request, change)
-    return json_response(_config_view(request, new.warnings))
+    await _edit(request, change)
+    return json_response(_config_view(request))
 
 
 def add_routes(app: web.Application, wrap: Callable[[Any], Any]) -> None:

@@ -253,6 +253,8 @@ def test_put_config_writes_the_plugin_entry_keeps_its_keys_and_shows_no_secret(
     config = {**CACHE, "ttl": 60, "keys": [EMBED_KEY]}
     status, answer = call(gw, "PUT", "/api/cache/config", {"enabled": True, "config": config})
     assert status == 200 and EMBED_KEY not in json.dumps(answer) and answer["keys_configured"] == 1
+    # The loader's warnings about this entry come with the answer (Go's keys: this gateway uses its own).
+    assert any(w.startswith("plugins[0].config.keys") for w in answer["warnings"]), answer["warnings"]
     # The config sent back as shown (without its keys) keeps the stored keys.
     status, answer = call(gw, "PUT", "/api/cache/config", {"enabled": True, "config": answer["config"]})
     assert status == 200 and answer["config"]["ttl"] == 60 and answer["keys_configured"] == 1
