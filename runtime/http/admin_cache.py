@@ -268,7 +268,7 @@ def add_routes(app: web.Application, wrap: Callable[[Any], Any]) -> None:
     r.add_get("/api/cache/entries/{id}", w(get_entry))
     r.add_delete("/api/cache/clear", w(clear_all))
     r.add_delete("/api/cache/clear/{id}", w(clear_entry))
-    # {key:.+}: a cache key may hold a '/' (sent as %2F, which the router sees decoded)
-    r.add_delete("/api/cache/clear-by-key/{key:.+}", w(clear_by_key))
+    # A cache key may hold a '/' (sent as %2F, which the router sees decoded) or a newline: any character.
+    r.add_delete("/api/cache/clear-by-key/{key:[\\s\\S]+}", w(clear_by_key))
     r.add_get("/api/cache/config", w(get_config))
     r.add_put("/api/cache/config", w(put_config))
