@@ -81,6 +81,7 @@ class SemanticCachePlugin:
         self._providers = frozenset(providers)
         self._pending: dict[str, _Miss] = {}  # request id -> its miss, until on_finish
         self._opened: asyncio.Future[None] | None = None
+        self._failed_logged_at = float("-inf")
 
     def bind_gateway(self, gateway: Any) -> None:
         """The app's Gateway, for the embedding sub-requests (built after the plugins)."""
@@ -109,7 +110,11 @@ class SemanticCachePlugin:
         if message_count(body) > settings.conversation_history_threshold:
             return None  # Go: long conversations bypass the cache
         if self._opened is None or not self._opened.done():
-            await self._open()
+            try:
+                await self._open()
+            except Exception:  # a store that cannot open: the gateway keeps serving, uncached
+                self._store_failed("opening the store")
+                return None
         vk = getattr(ctx.caller, "virtual_key_id", None) if settings.scope == "virtual_key" else None
         key = request_key(
             endpoint,
@@ -125,7 +130,11 @@ class SemanticCachePlugin:
         counters = self.counters
         if options.direct:
             started = perf_counter()
-            entry = await self.store.get(key.request_hash, now)
+            try:
+                entry = await self.store.get(key.request_hash, now)
+            except Exception:  # a failing store is not the request's failure: served uncached
+                self._store_failed("a lookup")
+                return None
             counters.lookup_seconds_sum["direct"] += perf_counter() - started
             counters.lookup_count["direct"] += 1
             if entry is not None:
@@ -140,13 +149,17 @@ class SemanticCachePlugin:
                     return answer
                 # the leader failed: this request goes upstream itself (and does not lead)
             elif flight is None:
-                miss.flight = self.coalescer.lead(key.request_hash)
+                miss.flight = self.coalescer.lead(key.request_hash, ctx.id, key.provider, key.model)
         self._pending[ctx.id] = miss  # from here on_finish ends the flight, whatever happens
         if semantic and self.embedder is not None and key.semantic_text is not None:
             started = perf_counter()
             miss.vector = await self.embedder.embed(key.semantic_text)
             if miss.vector is not None:
-                found = await self.store.nearest(key.params_hash, miss.vector, options.threshold, self.clock())
+                try:
+                    found = await self.store.nearest(key.params_hash, miss.vector, options.threshold, self.clock())
+                except Exception:
+                    self._store_failed("a semantic lookup")
+                    found = None
                 counters.lookup_seconds_sum["semantic"] += perf_counter() - started
                 counters.lookup_count["semantic"] += 1
                 if found is not None:
@@ -173,6 +186,13 @@ class SemanticCachePlugin:
             ctx.observers = observers
         return None
 
+    def _store_failed(self, what: str) -> None:
+        """Log a store failure with its traceback, at most once a minute (a broken disk must not flood)."""
+        now = time.monotonic()
+        if now - self._failed_logged_at >= 60.0:
+            self._failed_logged_at = now
+            log.exception("semantic cache: %s failed; the request is served without the cache", what)
+
     async def _follow(self, ctx: RequestContext, flight: Flight) -> Any:
         """Wait on an identical request in flight; its answer, or None (go upstream yourself)."""
         if ctx.stream:
@@ -189,7 +209,10 @@ class SemanticCachePlugin:
         self.counters.hits["direct"] += 1
         ctx.cache = "hit-direct"
         ctx.cost = 0.0
-        _headers(ctx)[H_CACHE] = "hit-direct"
+        ctx.provider, ctx.model = flight.provider, flight.model
+        headers = _headers(ctx)
+        headers[H_CACHE] = "hit-direct"
+        headers[H_ID] = flight.leader_id
         return answer
 
     def _hit(
@@ -278,6 +301,8 @@ class SemanticCachePlugin:
         miss = self._pending.pop(ctx.id, None)
         if miss is not None and miss.flight is not None:
             answer = miss.answer if ctx.status == 200 and ctx.error is None else None
+            if ctx.provider:
+                miss.flight.provider, miss.flight.model = ctx.provider, ctx.model
             self.coalescer.end(miss.key.request_hash, miss.flight, answer)
 
     async def aclose(self) -> None:

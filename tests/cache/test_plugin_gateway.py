@@ -228,3 +228,18 @@ def test_go_example_config_loads_and_caches(start_gateway: StartGateway, tmp_pat
     assert second.json() == first.json()
     assert "x-bf-cache" not in plain.headers  # Go: no cache key, no caching
     assert "vector_store" in gw.output()  # the warning that the Go block has no effect
+
+
+def test_entries_survive_a_restart(start_gateway: StartGateway, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    app_dir = tmp_path / "persist"
+    gw = start_gateway(cache_config(fake_openai.url), app_dir=app_dir)
+    with gw.client(default_headers=KEY) as client:
+        first = client.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+        assert first.headers["x-bf-cache"] == "miss"
+    assert gw.stop() == 0
+    again = start_gateway(cache_config(fake_openai.url), app_dir=app_dir)
+    with again.client(default_headers=KEY) as client:
+        second = client.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+        assert second.headers["x-bf-cache"] == "hit-direct"
+        assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert chat_calls(fake_openai) == 1

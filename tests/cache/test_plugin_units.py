@@ -380,6 +380,7 @@ async def test_coalescing_followers_share_the_leader_and_go_upstream_when_it_fai
     plugin.on_finish(leader)
     answers = await asyncio.gather(*followers)
     assert all(isinstance(a, ParsedResponse) for a in answers)
+    assert streamer_ctx.response_headers == {"x-bf-cache": "hit-direct", "x-bf-cache-id": "lead"}
     replay = await streamer
     assert [c async for c in replay][-1]["usage"]
     assert plugin.counters.coalesced == 6
@@ -425,3 +426,66 @@ async def test_streaming_follower_receives_the_leaders_chunks_live() -> None:
 def test_cache_settings_is_frozen() -> None:
     with pytest.raises(AttributeError):
         CacheSettings().ttl_s = 1  # type: ignore[misc]
+
+
+async def test_an_embedding_failure_makes_the_request_exact_only() -> None:
+    clock = Clock()
+    plugin = _plugin(clock, provider="mock", embedding_model="mock-embed-semantic", dimension=256)
+    assert plugin.embedder is not None and plugin.embedder.gateway is None  # unbound: every embedding fails
+    await _miss(plugin, _ctx("a"))
+    await _miss(plugin, _ctx("b", headers={"x-bf-cache-key": "other"}))
+    assert plugin.counters.embedding_errors == 2 and plugin.counters.misses["semantic"] == 2
+    hit = _ctx("c")
+    assert isinstance(await plugin.pre_hook(hit), ParsedResponse)  # the exact lookup still serves
+    assert hit.cache == "hit-direct"
+    direct_only = _ctx("d", headers={"x-bf-cache-key": "third", "x-bf-cache-type": "direct"})
+    await _miss(plugin, direct_only)
+    assert plugin.counters.embedding_errors == 2  # no embedding asked for a direct-only request
+
+
+async def test_semantic_lookup_in_process() -> None:
+    """Semantic mode with an embedder answering the mock's semantic vectors (no gateway needed)."""
+    from runtime.providers import mock
+
+    plugin = _plugin(Clock(), provider="mock", embedding_model="mock-embed-semantic", dimension=64, threshold=0.5)
+    assert plugin.embedder is not None
+
+    async def embed(text: str) -> list[float]:
+        return mock._semantic_embedding(text, 64)
+
+    plugin.embedder.embed = embed  # type: ignore[method-assign]
+    first = _ctx("a")
+    first.body["messages"] = [{"role": "user", "content": "how tall is the eiffel tower"}]
+    await _miss(plugin, first)
+    similar = _ctx("b")
+    similar.body["messages"] = [{"role": "user", "content": "how tall is the eiffel tower in meters"}]
+    answer = await plugin.pre_hook(similar)
+    assert isinstance(answer, ParsedResponse) and similar.cache == "hit-semantic"
+    assert similar.cache_similarity is not None and 0.5 <= similar.cache_similarity < 1
+    assert similar.response_headers is not None and float(similar.response_headers["x-bf-cache-similarity"]) > 0.5
+    raised = _ctx("c", headers={"x-bf-cache-threshold": "0.99"})
+    raised.body["messages"] = similar.body["messages"]
+    await _miss(plugin, raised)
+
+
+class BrokenStore(MemoryCacheStore):
+    async def get(self, request_hash: str, now: float) -> Any:
+        raise OSError("disk I/O error")
+
+
+async def test_a_failing_store_serves_uncached(caplog: pytest.LogCaptureFixture) -> None:
+    plugin = SemanticCachePlugin(
+        parse_settings({}), BrokenStore(max_entries=10, max_bytes=1 << 20), providers=PROVIDERS
+    )
+    ctx = _ctx("a")
+    assert await plugin.pre_hook(ctx) is None and ctx.cache is None
+    assert await plugin.pre_hook(_ctx("b")) is None
+    assert len([r for r in caplog.records if "served without the cache" in r.getMessage()]) == 1  # once a minute
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+async def test_cleanup_on_shutdown(cleanup: bool) -> None:
+    plugin = _plugin(Clock(), cleanup_on_shutdown=cleanup)
+    await _miss(plugin, _ctx("a"))
+    await plugin.aclose()
+    assert plugin.store.stats().entries == (0 if cleanup else 1)
