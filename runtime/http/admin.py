@@ -14,7 +14,15 @@ from functools import partial
 
 from aiohttp import web
 
-from runtime.http import admin_governance, admin_governance_entities, admin_logs, admin_providers, admin_ws, openapi
+from runtime.http import (
+    admin_cache,
+    admin_governance,
+    admin_governance_entities,
+    admin_logs,
+    admin_providers,
+    admin_ws,
+    openapi,
+)
 from runtime.http.admin_auth import COOKIE, AdminAuth, guard
 from runtime.http.admin_common import ADMIN, AdminBadRequest, AdminState, fail, json_response, read_object
 from runtime.http.admin_sessions import SESSION_TTL_S
@@ -88,5 +96,6 @@ def add_routes(app: web.Application) -> None:
     admin_governance.add_routes(app, wrap)  # /api/governance/virtual-keys (issue 11)
     admin_governance_entities.add_routes(app, wrap)  # teams, customers, budgets, rate-limits
     admin_logs.add_routes(app, wrap)
+    admin_cache.add_routes(app, wrap)  # /api/cache (issue 12)
     admin_ws.add_routes(app, wrap)
     r.add_get("/api/openapi.json", wrap(openapi.serve))

@@ -16,7 +16,7 @@ governance_budget_limit_dollars{budget} (read from the ledger's shared counters 
 lane_in_flight / lane_queued / lane_concurrency{provider},
 lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total (rows never
 written, any reason), requestlog_failed_total (of those, rows the database refused), requestlog_pending,
-workers.
+workers; and, only while response caching is on, the cache_* families (runtime/http/metrics_cache.py).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from runtime.core.gateway import Gateway
 from runtime.core.text import repair
+from runtime.http import metrics_cache
 from runtime.http.admin_governance_usage import budget_remaining, limits_of
+from runtime.http.cache_view import cache_plugin, counters_snapshot, merge_counters
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
 from runtime.plugins import metrics as m
 from runtime.plugins.metrics import METRICS, MetricsPlugin
@@ -79,12 +81,14 @@ class WorkerMetrics:
             for name, h in self.gateway.router.handles.items()
         }
         w = self.writer
+        cache = cache_plugin(self.gateway)
         return {
             "pid": os.getpid(),
             "series": self.plugin.snapshot(),
             "lanes": lanes,
             "log": [w.written, w.dropped, w.pending, w.failed] if w is not None else [0, 0, 0, 0],
             "gov": {"spend": dict(self.plugin.spend), "rejections": dict(self.plugin.rejections)},
+            "cache": None if cache is None else counters_snapshot(cache.counters),
         }
 
     def publish(self) -> None:
@@ -117,7 +121,10 @@ class WorkerMetrics:
         workers = 0
         spend: dict[str, float] = {}
         rejections: dict[str, int] = {}
+        cache: list[dict[str, Any]] = []
         for snap, alive in self.snapshots():
+            if snap.get("cache"):
+                cache.append(snap["cache"])
             gov = snap.get("gov") or {}
             for vk, dollars in (gov.get("spend") or {}).items():
                 spend[vk] = spend.get(vk, 0.0) + dollars
@@ -144,6 +151,8 @@ class WorkerMetrics:
             "workers": workers,
             "spend": spend,
             "rejections": rejections,
+            # Counters of every worker that ran the cache (a stopped worker's keep counting), else None.
+            "cache": merge_counters(cache) if cache else None,
         }
 
     def sample_history(self) -> None:
@@ -304,6 +313,9 @@ class GatewayCollector:
         yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
         yield from self._governance(merged)
+        cache = cache_plugin(self.worker.gateway)
+        if cache is not None and merged["cache"] is not None:  # off: no cache series at all
+            yield from metrics_cache.families(merged["cache"], cache)
 
     def _governance(self, merged: dict[str, Any]) -> Iterator[Metric]:
         spend = CounterMetricFamily(

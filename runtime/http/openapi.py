@@ -624,6 +624,209 @@ def _governance_paths() -> J:
 
 PATHS.update(_governance_paths())
 
+
+def _cache_paths() -> J:
+    """/api/cache (runtime/http/admin_cache.py): Go Bifrost's two clear routes and ours."""
+    tags = ("cache",)
+    off = {"409": _json(_ref("Error"), "Response caching is off (cache_disabled)")}
+    slow = {"503": _json(_ref("Error"), "The cache store did not answer within 10 s (cache_store_timeout)")}
+    missing = {"404": _json(_ref("Error"), "No entry with this id (not_found)")}
+    deleted = {
+        "type": "object",
+        "properties": {"message": {"type": "string"}, "deleted": {"type": "integer", "description": "Entries removed"}},
+    }
+    entry_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "The id of the request whose answer the entry holds (its x-request-id; x-bf-cache-id on hits)",
+        "schema": {"type": "string", "maxLength": 128},
+    }
+    config_body = {
+        "type": "object",
+        "properties": {
+            "enabled": {"type": "boolean", "default": True},
+            "config": {
+                "type": "object",
+                "description": "Go Bifrost's semantic_cache fields (provider, embedding_model, ttl, threshold, "
+                "dimension, default_cache_key, conversation_history_threshold, cache_by_model, "
+                "cache_by_provider, exclude_system_prompt, keys, ...), checked by the config.json loader; "
+                "omitted: the stored settings, or the defaults. Omitted keys keep the stored ones.",
+            },
+        },
+    }
+    return {
+        "/api/cache/stats": {
+            "get": _op(
+                "Whether caching is on, its settings (Go names, without keys), entries and bytes, hit rate, "
+                "hits and misses by mode (direct, semantic), saved cost / tokens / upstream time, coalesced, "
+                "stored / not stored, average lookup time by mode, evicted / expired / write errors. Counters "
+                "are every worker's; with caching off: enabled false and zeros",
+                {"200": _json(_ref("CacheStats"))},
+                tags=tags,
+            )
+        },
+        "/api/cache/entries": {
+            "get": _op(
+                "Cache entries, newest first (empty with caching off); never the virtual key's value",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "enabled": {"type": "boolean"},
+                                "entries": {"type": "array", "items": _ref("CacheEntry")},
+                                "count": {"type": "integer"},
+                                "total_count": {"type": "integer"},
+                                "limit": {"type": "integer"},
+                                "offset": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **slow,
+                },
+                params=[
+                    _q(
+                        "search",
+                        "A case-insensitive part of the prompt, model or cache key (at most 200 characters)",
+                        {"type": "string", "maxLength": 200},
+                    ),
+                    _q("limit", "Page size, 1-500", {"type": "integer", "default": 50, "minimum": 1, "maximum": 500}),
+                    _q("offset", "Entries to skip", {"type": "integer", "default": 0, "minimum": 0}),
+                ],
+                tags=tags,
+            )
+        },
+        "/api/cache/entries/{id}": {
+            "parameters": [entry_id],
+            "get": _op(
+                "One entry with its full prompt text and the stored answer (OpenAI's shape)",
+                {
+                    "200": _json({"type": "object", "properties": {"entry": _ref("CacheEntry")}}),
+                    **missing,
+                    **off,
+                    **slow,
+                },
+                tags=tags,
+            ),
+        },
+        "/api/cache/clear": {"delete": _op("Remove every entry", {"200": _json(deleted), **off, **slow}, tags=tags)},
+        "/api/cache/clear/{id}": {
+            "parameters": [entry_id],
+            "delete": _op(
+                "Go Bifrost's route: remove the entry made by this request",
+                {"200": _json(deleted), **missing, **off, **slow},
+                tags=tags,
+            ),
+        },
+        "/api/cache/clear-by-key/{key}": {
+            "parameters": [
+                {
+                    "name": "key",
+                    "in": "path",
+                    "required": True,
+                    "description": "An x-bf-cache-key (or the default_cache_key), percent-encoded",
+                    "schema": {"type": "string", "maxLength": 256},
+                }
+            ],
+            "delete": _op(
+                "Go Bifrost's route: remove every entry stored under this cache key (deleted: how many, maybe 0)",
+                {"200": _json(deleted), **off, **slow},
+                tags=tags,
+            ),
+        },
+        "/api/cache/config": {
+            "get": _op(
+                "The semantic_cache entry of config.json (enabled, config without keys, keys_configured), "
+                "whether the running gateway caches (active, effective settings), restart_required, and the "
+                "defaults the UI's switch writes",
+                {"200": _json(_ref("CacheConfig"))},
+                tags=tags,
+            ),
+            "put": _op(
+                "Turn caching on or off and change its settings: written to config.json's plugins through the "
+                "config store (validated like the file: a bad field is a 400 whose param is its path, e.g. "
+                "plugins[0].config.ttl), applied to the running gateway where it can rebuild the plugin, "
+                "else at the next start (restart_required)",
+                {"200": _json(_ref("CacheConfig"))},
+                body=config_body,
+                tags=tags,
+            ),
+        },
+    }
+
+
+PATHS.update(_cache_paths())
+_MODES = {"type": "object", "properties": {"direct": {"type": "number"}, "semantic": {"type": "number"}}}
+SCHEMAS["CacheStats"] = {
+    "type": "object",
+    "properties": {
+        "enabled": {"type": "boolean"},
+        "config": {"type": "object", "nullable": True, "description": "Go field names; never the keys"},
+        "entries": {"type": "integer"},
+        "bytes": {"type": "integer"},
+        "requests": {"type": "integer", "description": "Requests that consulted the cache"},
+        "hits": {**_MODES, "description": "By mode, and total"},
+        "misses": {**_MODES, "description": "By mode, and total"},
+        "hit_rate": {"type": "number", "description": "hits / requests, 0 to 1"},
+        "saved": {
+            "type": "object",
+            "properties": {
+                "cost": {"type": "number", "description": "Dollars the hits would have cost"},
+                "prompt_tokens": {"type": "integer"},
+                "completion_tokens": {"type": "integer"},
+                "upstream_seconds": {"type": "number", "description": "Provider time the hits did not wait for"},
+            },
+        },
+        "coalesced": {"type": "integer"},
+        "stored": {"type": "integer"},
+        "not_stored": {"type": "integer"},
+        "embedding_errors": {"type": "integer"},
+        "lookup_ms_avg": {**_MODES, "description": "Average lookup time by mode (null: no lookup yet)"},
+        "evicted": {"type": "integer"},
+        "expired": {"type": "integer"},
+        "write_errors": {"type": "integer"},
+    },
+}
+SCHEMAS["CacheEntry"] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The request id whose answer this is"},
+        "cache_key": {"type": "string"},
+        "virtual_key_id": {"type": "string", "nullable": True, "description": "Its id, never its value"},
+        "endpoint": {"type": "string"},
+        "provider": {"type": "string"},
+        "model": {"type": "string"},
+        "created_at": {"type": "number", "description": "Unix seconds"},
+        "expires_at": {"type": "number", "description": "Unix seconds"},
+        "expired": {"type": "boolean"},
+        "hits": {"type": "integer"},
+        "last_hit_at": {"type": "number", "nullable": True},
+        "size": {"type": "integer", "description": "Bytes counted against the cap"},
+        "cost": {"type": "number", "nullable": True, "description": "What the original answer cost (dollars)"},
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "upstream_ms": {"type": "number"},
+        "prompt_preview": {"type": "string", "maxLength": 200},
+        "prompt_text": {"type": "string", "description": "One entry only"},
+        "semantic": {"type": "boolean", "description": "One entry only: it has an embedding"},
+        "response": {"type": "object", "description": "One entry only: the stored answer"},
+    },
+}
+SCHEMAS["CacheConfig"] = {
+    "type": "object",
+    "properties": {
+        "enabled": {"type": "boolean", "description": "config.json's semantic_cache entry is enabled"},
+        "config": {"type": "object", "description": "Its settings, without keys"},
+        "keys_configured": {"type": "integer"},
+        "active": {"type": "boolean", "description": "The running gateway caches now"},
+        "effective": {"type": "object", "nullable": True, "description": "The running plugin's settings"},
+        "restart_required": {"type": "boolean"},
+        "defaults": {"type": "object"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
 DOCUMENT: J = {
     "openapi": "3.0.3",
     "info": {

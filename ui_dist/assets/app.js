@@ -1,6 +1,7 @@
 // The shell: hash routing between the pages, the theme switch and the live-feed indicator.
 
 import {live} from "./api.js";
+import * as cache from "./pages/cache.js";
 import * as customers from "./pages/customers.js";
 import * as dashboard from "./pages/dashboard.js";
 import * as keys from "./pages/keys.js";
@@ -10,7 +11,7 @@ import * as settings from "./pages/settings.js";
 import * as teams from "./pages/teams.js";
 import {h} from "./util.js";
 
-const PAGES = {dashboard, logs, providers, "virtual-keys": keys, teams, customers, settings};
+const PAGES = {dashboard, logs, providers, "virtual-keys": keys, teams, customers, cache, settings};
 const TITLES = {"virtual-keys": "Virtual Keys"};
 let current = null;
 
