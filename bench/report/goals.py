@@ -174,6 +174,24 @@ def logging_cost(doc: Doc) -> Verdict:
     )
 
 
+def _cache_verdict(i: int) -> Callable[[Doc], Verdict]:
+    def check(doc: Doc) -> Verdict:
+        from bench.scenarios.cache import verdicts
+
+        _name, status, measured, detail = verdicts(doc.get("derived", {}))[i]
+        return status, measured, detail
+
+    return check
+
+
+def cache_no_key_cost(doc: Doc) -> Verdict:
+    d = doc.get("derived", {})
+    if d.get("no_key_added_p50_us") is None:
+        return _na("needs the off and on-without-key cells")
+    v = d["no_key_added_p50_us"]
+    return ("PASS" if v <= 50 else "FAIL"), f"{v:+.0f} µs", f"p99 {d['no_key_added_p99_us']:+.0f} µs (c=1, vs off)"
+
+
 GOALS: list[Goal] = [
     Goal("medium", "medium 0 ms: success", "100%", medium_success),
     Goal("medium", "medium 0 ms: p99 vs direct", "<= +5 ms", medium_p99),
@@ -188,6 +206,9 @@ GOALS: list[Goal] = [
     Goal("streams", "streams: added TTFT p99 at 1,000 new streams/s", "<= 50 ms", streams_ttft_open),
     Goal("soak", "soak: RSS growth after warm-up", "< 5%", soak_rss),
     Goal("logging", "logging: throughput cost", "< 10%", logging_cost),
+    Goal("cache", "cache: direct hit p50 vs miss p50 (c=1)", "hit <= miss", _cache_verdict(0)),
+    Goal("cache", "cache: hit-path frontier vs no-cache frontier", "hit >= off", _cache_verdict(1)),
+    Goal("cache", "cache: added p50, on but no cache key", "~0 (<= 50 µs)", cache_no_key_cost),
 ]
 
 

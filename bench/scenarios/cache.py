@@ -1,0 +1,230 @@
+"""``cache``: response caching (issue 12) — what a hit costs next to a miss and next to no cache at all.
+
+One 0 ms mock (no delay before the answer or between stream chunks), so the gateway's own path is all
+that is measured. Two gateways, one after the other: `bifrost` (caching off) and `bifrost-cache` (the
+`semantic_cache` plugin in direct mode: `dimension` 1, no embedding, no `default_cache_key`, so only
+requests carrying `x-bf-cache-key` consult the cache, as in Go Bifrost).
+
+(a) c=1 closed loop, non-streaming: caching off; on but no cache key (the feature's cost for traffic
+    that does not use it: must be ~0); misses (a new prompt every request: payloads.UniquePayloads);
+    direct hits (one prompt, primed by the warm-up).
+(b) the frontier machinery (scenarios/frontier.py: highest offered rate with p99 <= 1 s and errors <=
+    0.1 %) for the hit path vs the gateway without caching, same mock.
+(c) c=1 streams: misses vs hits, TTFT and total.
+
+Every cell records how many requests reached the mock during it (`upstream_calls`), so a "hit" cell
+that was not served from the cache shows it (and the checks refuse to judge it).
+
+The issue's checks: hit p50 <= miss p50 (a); hit frontier >= no-cache frontier (b).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from bench.mock_responses import MockSettings
+from bench.mockproc import MockProcess
+from bench.scenarios import frontier
+from bench.scenarios.common import Context, by, diff, load_spec, log, measure, mock, save, target, warm_up
+from bench.targets import Running
+
+NAME = "cache"
+STREAM = "chat_stream"
+CACHE_KEY = "bench"  # the x-bf-cache-key the cached cells send
+# Direct mode only: no embedding call, so the mock's embeddings never enter the measurement.
+CACHE_CONFIG: dict[str, object] = {"dimension": 1, "ttl": "1h"}
+# The hit path may go past the gateway's own ladder: extend it (the load generator's ceiling, see
+# `calibrate`, is the real limit up there).
+HIT_LADDER = [*frontier.LADDERS["bifrost"], 12000, 15000]
+
+
+def _upstream(m: MockProcess) -> int:
+    return int(m.stats()["total"])  # requests served (not the "_connections"/"_streams_completed" tallies)
+
+
+def _cell(
+    ctx: Context,
+    m: MockProcess,
+    running: Running,
+    label: str,
+    *,
+    endpoint: str = "chat",
+    unique: bool = False,
+    key: bool = True,
+    duration: float,
+) -> dict[str, Any]:
+    """One c=1 closed-loop cell: warm-up (which also primes a repeated prompt), then the measured run."""
+    headers = dict(running.headers)
+    if key:
+        headers["x-bf-cache-key"] = CACHE_KEY
+    run = dataclasses.replace(running, headers=headers)
+    spec = load_spec(
+        ctx, run, endpoint=endpoint, mode="closed", concurrency=1, duration=duration, timeout=10.0, unique=unique
+    )
+    spec.processes = 1
+    warm_up(ctx, run, spec)  # apart from measure(), so the mock's count covers the measured run alone
+    before = _upstream(m)
+    out, _ = measure(ctx, run, spec, warm=False)
+    out.update(
+        cell=label, endpoint=endpoint, cache_key=key, unique_prompts=unique, upstream_calls=_upstream(m) - before
+    )
+    return out
+
+
+def _frontier(ctx: Context, m: MockProcess, running: Running, ladder: list[float], duration: float) -> dict[str, Any]:
+    before = _upstream(m)
+    # One unrecorded run at the bottom of the ladder: warms the gateway and, with a cache key, primes the entry.
+    measure(ctx, running, load_spec(ctx, running, rate=ladder[0], duration=1.0 if ctx.smoke else 5.0), warm=False)
+    primed = _upstream(m)
+    steps = frontier.climb(ctx, running, ladder, duration)
+    best = frontier._best(steps)
+    best.update(upstream_calls=_upstream(m) - primed, warm_up_upstream_calls=primed - before, steps=steps)
+    return best
+
+
+def run(ctx: Context) -> str:
+    c1 = ctx.dur(30.0, 2.0)
+    step = ctx.dur(20.0, 2.0)
+    cells: list[dict[str, Any]] = []
+    frontiers: dict[str, dict[str, Any]] = {}
+    settings = MockSettings(latency_ms=0.0, chunk_interval_ms=0.0)
+    with mock(settings) as m:
+        if ctx.want("direct"):
+            with target(ctx, "direct", m) as running:
+                if running is not None:
+                    cells.append(_cell(ctx, m, running, "direct", key=False, duration=c1))
+                    cells.append(_cell(ctx, m, running, "direct stream", endpoint=STREAM, key=False, duration=c1))
+        if ctx.want("bifrost"):
+            with target(ctx, "bifrost", m, profile="cost") as running:
+                if running is not None:
+                    cells.append(_cell(ctx, m, running, "off", key=False, duration=c1))
+                    cells.append(_cell(ctx, m, running, "off stream", endpoint=STREAM, key=False, duration=c1))
+                    ladder = frontier.SMOKE_LADDER if ctx.smoke else frontier.LADDERS["bifrost"]
+                    frontiers["off"] = _frontier(ctx, m, running, ladder, step)
+            with target(ctx, "bifrost", m, profile="cost", label="bifrost-cache", cache=CACHE_CONFIG) as running:
+                if running is not None:
+                    cells.append(_cell(ctx, m, running, "on, no key", key=False, duration=c1))
+                    cells.append(_cell(ctx, m, running, "miss", unique=True, duration=c1))
+                    cells.append(_cell(ctx, m, running, "hit", duration=c1))
+                    cells.append(_cell(ctx, m, running, "miss stream", endpoint=STREAM, unique=True, duration=c1))
+                    cells.append(_cell(ctx, m, running, "hit stream", endpoint=STREAM, duration=c1))
+                    keyed = dataclasses.replace(running, headers={**running.headers, "x-bf-cache-key": CACHE_KEY})
+                    ladder = frontier.SMOKE_LADDER if ctx.smoke else HIT_LADDER
+                    frontiers["hit"] = _frontier(ctx, m, keyed, ladder, step)
+    for name, f in frontiers.items():
+        for s in f.pop("steps"):
+            s.update(target="bifrost" if name == "off" else "bifrost-cache", cell=f"frontier {name}")
+            cells.append(s)
+    derived = derive(cells, frontiers)
+    for line in checks(derived):
+        log(f"cache: {line}")
+    return save(
+        ctx,
+        NAME,
+        {
+            "mock_latency_ms": 0,
+            "mock_chunk_interval_ms": 0,
+            "c1_duration_s": c1,
+            "frontier_step_s": step,
+            "plugin_config": CACHE_CONFIG,
+            "cache_key_header": CACHE_KEY,
+            "profile": "cost",
+        },
+        cells,
+        derived,
+    )
+
+
+def _lat(c: dict[str, Any] | None) -> dict[str, Any]:
+    if c is None:
+        return {}
+    row = {
+        "p50_ms": c["latency_ms"]["p50"],
+        "p99_ms": c["latency_ms"]["p99"],
+        "ok": c["ok"],
+        "errors": sum(c["errors"].values()),
+        "upstream_calls": c.get("upstream_calls"),
+        "x_bf_overhead_us_p50": (c.get("x_bf_overhead_us") or {}).get("p50"),
+    }
+    if c.get("endpoint") == "chat_stream":
+        ttft = c.get("ttft_ms") or {}
+        row.update(ttft_p50_ms=ttft.get("p50"), ttft_p99_ms=ttft.get("p99"))
+    return row
+
+
+def derive(cells: list[dict[str, Any]], frontiers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The table's rows and the issue's two checks from the measured cells."""
+    rows = {
+        label: _lat(by(cells, cell=label))
+        for label in (
+            "direct",
+            "off",
+            "on, no key",
+            "miss",
+            "hit",
+            "direct stream",
+            "off stream",
+            "miss stream",
+            "hit stream",
+        )
+    }
+    rows = {k: v for k, v in rows.items() if v}
+    d: dict[str, Any] = {"c1": rows, "frontier": frontiers}
+    off, nokey, miss, hit = (rows.get(k) for k in ("off", "on, no key", "miss", "hit"))
+    if off and nokey:
+        # The feature's cost for requests without a cache key: on-without-key minus off.
+        d["no_key_added_p50_us"] = _us(diff(nokey["p50_ms"], off["p50_ms"], 4))
+        d["no_key_added_p99_us"] = _us(diff(nokey["p99_ms"], off["p99_ms"], 4))
+    if hit:
+        # A hit cell only counts if the mock saw nothing during it (else the cache did not answer).
+        d["hits_verified"] = hit["upstream_calls"] == 0 and hit["ok"] > 0
+    if hit and miss:
+        d["hit_vs_miss_p50_ms"] = diff(hit["p50_ms"], miss["p50_ms"], 4)
+    f_off, f_hit = frontiers.get("off"), frontiers.get("hit")
+    if f_off and f_hit:
+        d["hit_frontier_rps"] = f_hit["max_sustained_rps"]
+        d["off_frontier_rps"] = f_off["max_sustained_rps"]
+        d["hit_frontier_verified"] = f_hit["upstream_calls"] == 0
+    return d
+
+
+def _us(ms: float | None) -> float | None:
+    return None if ms is None else round(ms * 1000.0, 1)
+
+
+def verdicts(d: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(check, status, measured, detail) for the issue's two checks: PASS, FAIL, or n/a when not measurable."""
+    out = []
+    c1 = d.get("c1", {})
+    hit, miss = c1.get("hit"), c1.get("miss")
+    name = "cache: direct hit p50 <= miss p50 (c=1, 0 ms mock)"
+    if not hit or not miss:
+        out.append((name, "n/a", "-", "needs the hit and miss cells"))
+    elif not d.get("hits_verified"):
+        out.append((name, "n/a", "-", f"the hit cell reached the mock {hit['upstream_calls']} times: not cache hits"))
+    else:
+        ok = hit["p50_ms"] <= miss["p50_ms"]
+        measured = f"{hit['p50_ms']:.3f} vs {miss['p50_ms']:.3f} ms"
+        out.append((name, "PASS" if ok else "FAIL", measured, f"p99 {hit['p99_ms']:.3f} vs {miss['p99_ms']:.3f} ms"))
+    name = "cache: hit frontier >= no-cache frontier"
+    if "hit_frontier_rps" not in d:
+        out.append((name, "n/a", "-", "needs both frontiers"))
+    elif not d.get("hit_frontier_verified"):
+        calls = d["frontier"]["hit"]["upstream_calls"]
+        out.append((name, "n/a", "-", f"the hit frontier reached the mock {calls} times: not cache hits"))
+    else:
+        ok = d["hit_frontier_rps"] >= d["off_frontier_rps"]
+        measured = f"{d['hit_frontier_rps']:.0f} vs {d['off_frontier_rps']:.0f} RPS"
+        out.append((name, "PASS" if ok else "FAIL", measured, "highest offered rate sustained, 0 ms mock"))
+    return out
+
+
+def checks(d: dict[str, Any]) -> list[str]:
+    lines = [f"{status}: {name} — {measured}; {detail}" for name, status, measured, detail in verdicts(d)]
+    if d.get("no_key_added_p50_us") is not None:
+        lines.append(
+            f"cost when on but the request has no cache key: p50 {d['no_key_added_p50_us']:+} µs, "
+            f"p99 {d['no_key_added_p99_us']:+} µs (vs caching off)"
+        )
+    return lines
