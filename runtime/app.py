@@ -70,6 +70,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     plugins = registry.build(config.plugins, registry.PluginEnv(config, writer, app[METRICS], shared_state))
     fault_injection(app, plugins)  # test suite only (BIFROST_TEST_FAULTS=1); nothing otherwise
     gateway = Gateway(config, Hooks(plugins))
+    registry.bind(plugins, gateway)  # plugins making requests of their own (the cache's embeddings)
     app[GATEWAY] = gateway
     config_store = app[CONFIG_STORE] = engines.build_config_store(config)
 
@@ -96,7 +97,7 @@ def create_app(config: GatewayConfig) -> web.Application:
         # file, no thread, no task. Closed after everything else at shutdown, once the plugins that count
         # in it have handed back what they leased (a plugin with an async `close`).
         yield
-        for plugin in plugins:
+        for plugin in gateway.hooks.plugins:  # the live ones (runtime/live.py may have swapped some)
             close = getattr(plugin, "aclose", None)
             if close is not None:
                 try:

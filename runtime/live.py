@@ -19,9 +19,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.core.gateway import Gateway
+from runtime.core.hooks import Hooks
 from runtime.core.router import Router
 from runtime.stores.config import ConfigStore
 from runtime.stores.logs import LogWriter
@@ -43,8 +45,49 @@ def restart_required(started: ClientConfig, new: ClientConfig) -> list[str]:
     return names
 
 
+def _cache_entry(config: GatewayConfig) -> Any:
+    return next((p for p in config.plugins if p.name == "semantic_cache"), None)
+
+
+def swap_cache_plugin(gateway: Gateway, config: GatewayConfig) -> None:
+    """The `semantic_cache` entry was added, enabled, disabled or edited: rebuild that plugin alone and
+    swap the hook tuples in one assignment (requests in flight keep the tuples they started with). The
+    old plugin's store is closed in a task (its followers go upstream)."""
+    from runtime.plugins import registry  # only gateways whose cache config changes import it
+
+    old = [p for p in gateway.hooks.plugins if getattr(p, "name", "") == "semantic_cache"]
+    plugins = [p for p in gateway.hooks.plugins if getattr(p, "name", "") != "semantic_cache"]
+    entry = _cache_entry(config)
+    if entry is not None and entry.enabled:
+        new = registry.build_cache(entry.config, config)
+        registry.bind([new], gateway)
+        # After governance (a refused request never reaches the cache), before the log and metrics.
+        at = next((i + 1 for i, p in enumerate(plugins) if getattr(p, "name", "") == "governance"), 0)
+        plugins.insert(at, new)
+    gateway.hooks = Hooks(plugins)
+    for plugin in old:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # applied outside the loop (a script): nothing runs to close it
+            continue
+        task = loop.create_task(plugin.aclose(), name="bifrost-cache-close")
+        _closing.add(task)
+        task.add_done_callback(_closed)
+    log.info("semantic_cache: %s", "on" if entry is not None and entry.enabled else "off")
+
+
+_closing: set[asyncio.Task[None]] = set()  # strong references until the old stores are closed
+
+
+def _closed(task: asyncio.Task[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("semantic_cache: closing the old store failed", exc_info=task.exception())
+
+
 def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | None) -> None:
     """Make `config` the running one. Synchronous: no request can observe a half-applied state."""
+    cache_changed = _cache_entry(gateway.config) != _cache_entry(config)
     gateway.set_router(Router.build(config.providers, config.client, previous=gateway.router))
     gateway.config = config
     gateway.body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
@@ -58,6 +101,8 @@ def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | No
             from runtime.governance.plugin import is_mandatory  # only gateways that govern import it
 
             plugin.reload(config.governance, is_mandatory(config), config.providers)
+    if cache_changed:
+        swap_cache_plugin(gateway, config)
 
 
 class ConfigWatcher:

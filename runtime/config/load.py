@@ -725,6 +725,8 @@ def parse_plugins(value: Any, warnings: list[str]) -> tuple[PluginConfig, ...]:
             kinds = kind if isinstance(kind, tuple) else (kind,)
             if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
                 raise ConfigError(where, f"must be {_kind_words(kinds)}, got {_type_name(v)}")
+        if spec.check is not None and (enabled or config):  # a plugin's own checks (ranges, pairs of fields)
+            spec.check(config, f"{path}.config", warnings)
         out.append(PluginConfig(name, enabled, MappingProxyType(dict(config))))
     return tuple(out)
 

@@ -141,8 +141,11 @@ class BudgetAndRateLimits:
         state = self._open.pop(ctx.id, None)  # pop: settled exactly once, whatever ran before
         if state is None:
             return
-        usage = ctx.usage
-        charge_all = usage is None and ctx.status == 499 and ctx.upstream_ns > 0
+        # A cache hit (runtime/cache/plugin.py) reached no provider: it costs no tokens and no dollars (its
+        # request still counted against the request rate limits in the pre-hook).
+        hit = ctx.cache is not None and ctx.cache.startswith("hit")
+        usage = None if hit else ctx.usage
+        charge_all = usage is None and not hit and ctx.status == 499 and ctx.upstream_ns > 0
         if state.token_holds:
             tokens = 0.0
             if usage is not None:
@@ -150,7 +153,7 @@ class BudgetAndRateLimits:
             for hold in state.token_holds:
                 self.ledger.settle(hold, hold.amount if charge_all else tokens)
         if state.budget_holds:
-            cost = self._actual_cost(ctx, state)
+            cost = 0.0 if hit else self._actual_cost(ctx, state)
             for hold in state.budget_holds:
                 self.ledger.settle(hold, hold.amount if charge_all else cost)
 

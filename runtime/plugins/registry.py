@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
+from runtime.cache.settings import FIELDS as CACHE_FIELDS
+
 ENTRY_POINT_GROUP = "bifrost.plugins"
 
 # Go Bifrost's built-in plugins this runtime does not implement: configured, they are a warning.
-GO_ONLY = frozenset({"maxim", "semantic_cache", "otel", "jsonparser", "mocker"})
+GO_ONLY = frozenset({"maxim", "otel", "jsonparser", "mocker"})
 
 
 @dataclass
@@ -44,6 +46,10 @@ class PluginSpec:
     # A built-in's Go config fields we lack (warnings); None: every unknown field is one. Any other field
     # is then a typo, an error: a misspelt security switch must not pass as "a Go setting".
     go_fields: frozenset[str] | None = None
+    # A check of the whole config beyond field types (ranges, fields that need each other), run by the
+    # config loader on every load and edit: check(config, path, warnings) raises the loader's ConfigError
+    # with the field's path (`plugins[1].config.ttl`) and appends warnings.
+    check: Callable[[Mapping[str, Any], str, list[str]], None] | None = None
 
 
 def _request_log(config: Mapping[str, Any], env: PluginEnv) -> Any:
@@ -71,6 +77,71 @@ def _governance(config: Mapping[str, Any], env: PluginEnv) -> Any:
     return build(env.config, limits=limits)  # reads its entry's config from env.config.plugins (live reloads)
 
 
+def _cache_entry(config: Any) -> Any:
+    """The enabled `semantic_cache` entry of a GatewayConfig, or None."""
+    return next((p for p in config.plugins if p.name == "semantic_cache" and p.enabled), None)
+
+
+def _check_semantic_cache(config: Mapping[str, Any], path: str, warnings: list[str]) -> None:
+    from runtime.cache.settings import SettingsError, parse_settings
+    from runtime.config.load import ConfigError
+
+    try:
+        settings = parse_settings(config)
+    except SettingsError as err:
+        raise ConfigError(f"{path}.{err.field}", err.message) from None
+    warnings.extend(f"{path}.{warning}" for warning in settings.warnings)
+
+
+def _semantic_cache(config: Mapping[str, Any], env: PluginEnv) -> Any:
+    """The response cache (runtime/cache/): built only when a config enables it."""
+    entry = _cache_entry(env.config)
+    return None if entry is None else build_cache(entry.config, env.config)
+
+
+def build_cache(config: Mapping[str, Any], gateway_config: Any, clock: Callable[[], float] | None = None) -> Any:
+    """A SemanticCachePlugin for its (checked) config, with the embedded store in the app dir."""
+    import time
+
+    from runtime.cache.memory_store import MemoryCacheStore
+    from runtime.cache.plugin import SemanticCachePlugin
+    from runtime.cache.settings import SettingsError, parse_settings
+    from runtime.config.load import ConfigError
+
+    try:
+        settings = parse_settings(config)
+    except SettingsError as err:
+        raise ConfigError(f"plugins.semantic_cache.config.{err.field}", err.message) from None
+    store: Any
+    try:
+        from runtime.cache.sqlite_store import SqliteCacheStore  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the embedded SQLite engine is not in this build: entries live in memory only
+        store = MemoryCacheStore(max_entries=settings.max_entries, max_bytes=settings.max_bytes)
+    else:
+        store = SqliteCacheStore(
+            gateway_config.app_dir / "cache.db",
+            max_entries=settings.max_entries,
+            max_bytes=settings.max_bytes,
+            dimension=settings.dimension if settings.semantic else None,
+            shared_file=gateway_config.workers > 1,
+        )
+    # Followers of an identical request wait at most as long as the slowest provider may take.
+    waits = [
+        max(n.default_request_timeout_in_seconds, n.first_byte_timeout, n.stream_idle_timeout_in_seconds)
+        * (1 + n.max_retries)
+        for n in (p.network for p in gateway_config.providers.values())
+    ]
+    return SemanticCachePlugin(settings, store, wait_s=min(600.0, max(waits, default=60.0)), clock=clock or time.time)
+
+
+def bind(plugins: list[Any], gateway: Any) -> None:
+    """Hand the app's Gateway to the plugins that make requests of their own (the cache's embeddings)."""
+    for plugin in plugins:
+        bind_gateway = getattr(plugin, "bind_gateway", None)
+        if bind_gateway is not None:
+            bind_gateway(gateway)
+
+
 # Go's names: "logging" is the request log, "telemetry" the Prometheus counters, "governance" virtual keys
 # (first, so that a refused request reaches no other plugin's pre-hook).
 BUILTINS: dict[str, PluginSpec] = {
@@ -82,6 +153,15 @@ BUILTINS: dict[str, PluginSpec] = {
         go_fields=frozenset(
             {"required_headers", "is_enterprise", "disable_auto_tool_inject", "routing_chain_max_depth"}
         ),
+    ),
+    # The response cache: after governance (scoped by its virtual key), before the log and metrics.
+    "semantic_cache": PluginSpec(
+        "semantic_cache",
+        _semantic_cache,
+        CACHE_FIELDS,
+        builtin=True,
+        go_fields=frozenset(),  # every Go field is implemented (or accepted with a warning): others are typos
+        check=_check_semantic_cache,
     ),
     "logging": PluginSpec("logging", _request_log, builtin=True),
     "telemetry": PluginSpec("telemetry", _metrics, builtin=True),

@@ -8,6 +8,8 @@ labelled as coming from the mock (`system_fingerprint: "bifrost-mock"`, `owned_b
 from __future__ import annotations
 
 import hashlib
+import itertools
+import re
 import struct
 import time
 from collections.abc import Mapping
@@ -18,7 +20,10 @@ from runtime.errors import InvalidRequest, ProviderError
 from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest, Usage
 from runtime.providers.registry import ProviderSpec
 
-MOCK_MODELS = ("mock-chat", "mock-embed")
+# mock-embed-semantic: a deterministic, clearly fake "semantic" embedding (a feature-hashed bag of words
+# and word pairs), so rewordings that share words are similar; for trying semantic caching offline.
+MOCK_MODELS = ("mock-chat", "mock-embed", "mock-embed-semantic")
+SEMANTIC_MODEL = "mock-embed-semantic"
 FINGERPRINT = "bifrost-mock"
 _EMBED_DIMENSIONS = 256
 # Real embedding models stop at a few thousand dimensions; the bound keeps a client's `dimensions` from
@@ -71,6 +76,20 @@ def _embedding(text: str, dimensions: int) -> list[float]:
     return [round(v / norm, 6) for v in values]
 
 
+def _semantic_embedding(text: str, dimensions: int) -> list[float]:
+    """Lowercase words and adjacent word pairs, each hashed to a dimension and a sign (feature hashing),
+    normalised to unit length: texts sharing most words get a high cosine similarity."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    values = [0.0] * dimensions
+    for feature in (*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))):
+        h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
+        values[h % dimensions] += 1.0 if (h >> 63) & 1 else -1.0
+    norm = sum(v * v for v in values) ** 0.5
+    if not norm:  # no words at all: a fixed direction, so the vector is still unit length
+        values[0], norm = 1.0, 1.0
+    return [round(v / norm, 6) for v in values]
+
+
 class MockAdapter(AdapterBase):
     kind = "mock"
     operations = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
@@ -91,8 +110,9 @@ class MockAdapter(AdapterBase):
                 raise InvalidRequest(
                     f"'dimensions' must be an integer from 1 to {MAX_EMBED_DIMENSIONS}", param="dimensions"
                 )
+            embed = _semantic_embedding if model == SEMANTIC_MODEL else _embedding
             vectors = [
-                {"object": "embedding", "index": i, "embedding": _embedding(str(t), dims)} for i, t in enumerate(inputs)
+                {"object": "embedding", "index": i, "embedding": embed(str(t), dims)} for i, t in enumerate(inputs)
             ]
             prompt = sum(_words(str(t)) for t in inputs)
             usage = Usage(prompt, 0)

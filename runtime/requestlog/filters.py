@@ -37,6 +37,9 @@ class FilterError(ValueError):
         super().__init__(f"{param}: {message}")
 
 
+CACHE_VALUES = ("hit", "hit-direct", "hit-semantic", "miss", "none")
+
+
 @dataclass(frozen=True, slots=True)
 class LogFilter:
     since_ms: int | None = None
@@ -52,13 +55,17 @@ class LogFilter:
     # Governance: rows of these virtual keys (a team filter resolves to its keys). None: no filter;
     # empty: nothing matches (a team without keys).
     virtual_key_ids: tuple[str, ...] | None = None
+    # The response cache: "hit" (either kind), "hit-direct", "hit-semantic", "miss", or "none" (not consulted).
+    cache: str | None = None
 
     @property
     def needs_table(self) -> bool:
         """Whether the filter reads columns the covering indexes lack (the text search does, and so does
         virtual_key_id: adding it to both covering indexes would cost every row's insert more than the
         rare key-filtered query gains; the time range still narrows it through the ts index)."""
-        return bool(self.text) or self.endpoint is not None or self.virtual_key_ids is not None
+        return (
+            bool(self.text) or self.endpoint is not None or self.virtual_key_ids is not None or self.cache is not None
+        )
 
     def where(self, alias: str = "") -> tuple[str, list[object]]:
         """`(sql, params)`; sql is "1" when nothing filters."""
@@ -102,6 +109,14 @@ class LogFilter:
                 params.extend(self.virtual_key_ids)
             else:
                 clauses.append("0")
+        if self.cache is not None:
+            if self.cache == "hit":
+                clauses.append(f"{a}cache LIKE 'hit-%'")
+            elif self.cache == "none":
+                clauses.append(f"{a}cache IS NULL")
+            else:
+                clauses.append(f"{a}cache = ?")
+                params.append(self.cache)
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append(
@@ -180,6 +195,9 @@ def parse_filter(
             raise FilterError("stream", f"expected true or false, got {stream_raw!r}")
         stream = stream_raw.lower() in ("true", "1")
     text = (query.get("q") or "").strip() or None
+    cache = (query.get("cache") or "").strip().lower() or None
+    if cache is not None and cache not in CACHE_VALUES:
+        raise FilterError("cache", f"expected one of {', '.join(CACHE_VALUES)}, got {cache!r}")
     return LogFilter(
         since_ms=since,
         until_ms=until,
@@ -192,6 +210,7 @@ def parse_filter(
         max_latency_us=_ms_to_us(_int(query, "max_latency_ms", 0)),
         text=text,
         virtual_key_ids=_virtual_keys(query, team_keys),
+        cache=cache,
     )
 
 

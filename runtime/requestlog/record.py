@@ -57,6 +57,8 @@ COLUMNS = (
     "ingress",
     "cost",
     "virtual_key_id",  # the governing virtual key's id (never its value), None when ungoverned
+    "cache",  # what the response cache did: "hit-direct" | "hit-semantic" | "miss"; None: not consulted
+    "cache_similarity",  # a semantic hit's cosine similarity
 )
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
@@ -142,6 +144,8 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         ctx.ingress,
         ctx.cost,
         getattr(ctx.caller, "virtual_key_id", None),  # ctx.caller is a governance Caller, or None
+        ctx.cache,
+        ctx.cache_similarity,
     )
 
 

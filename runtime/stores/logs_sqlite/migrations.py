@@ -109,11 +109,19 @@ async def m004_virtual_key_id(db: aiosqlite.Connection) -> None:
     await db.execute("ALTER TABLE logs ADD COLUMN virtual_key_id TEXT")
 
 
+async def m005_cache(db: aiosqlite.Connection) -> None:
+    """What the response cache did for the request (issue 12): "hit-direct" | "hit-semantic" | "miss",
+    NULL when it was not consulted; and a semantic hit's similarity."""
+    await db.execute("ALTER TABLE logs ADD COLUMN cache TEXT")
+    await db.execute("ALTER TABLE logs ADD COLUMN cache_similarity REAL")
+
+
 MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (
     m001_logs,
     m002_covering_indexes,
     m003_cost_in_covering_indexes,
     m004_virtual_key_id,
+    m005_cache,
 )
 
 
