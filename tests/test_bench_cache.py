@@ -20,7 +20,7 @@ pytest.importorskip("psutil")
 pytest.importorskip("numpy")
 
 from bench.loadgen.payloads import ENDPOINTS, UNIQUE_MARKER, UniquePayloads, http_request, request_body  # noqa: E402
-from bench.scenarios.cache import derive, verdicts  # noqa: E402
+from bench.scenarios.cache import derive, hook_cost_us, verdicts  # noqa: E402
 
 
 def _prompt(raw: bytes) -> str:
@@ -76,6 +76,11 @@ def test_checks_pass_fail_and_refuse_unverified_hits() -> None:
     fake = derive([_cell("miss", 0.45, 100), _cell("hit", 0.30, 12)], {"off": _frontier(1, 1), "hit": _frontier(2, 5)})
     assert [v[1] for v in verdicts(fake)] == ["n/a", "n/a"]
     assert "not cache hits" in verdicts(fake)[0][3]
+
+
+def test_in_process_no_key_cost_runs_the_real_plugin() -> None:
+    cost = hook_cost_us(200)
+    assert set(cost) == {"off_us", "on_no_key_us", "added_us"} and cost["on_no_key_us"] > 0
 
 
 @pytest.mark.slow

@@ -185,11 +185,16 @@ def _cache_verdict(i: int) -> Callable[[Doc], Verdict]:
 
 
 def cache_no_key_cost(doc: Doc) -> Verdict:
+    # Judged on the in-process figure: end to end, two gateway processes measured one after the other on a
+    # shared machine differ by more than this (the end-to-end difference is in the detail).
     d = doc.get("derived", {})
-    if d.get("no_key_added_p50_us") is None:
-        return _na("needs the off and on-without-key cells")
-    v = d["no_key_added_p50_us"]
-    return ("PASS" if v <= 50 else "FAIL"), f"{v:+.0f} µs", f"p99 {d['no_key_added_p99_us']:+.0f} µs (c=1, vs off)"
+    h = d.get("no_key_hook_in_process")
+    if not h:
+        return _na("no in-process measurement")
+    v = h["added_us"]
+    e2e = d.get("no_key_added_p50_us")
+    detail = "in process" + ("" if e2e is None else f"; end to end p50 {e2e:+.0f} µs (c=1, vs off)")
+    return ("PASS" if v <= 5 else "FAIL"), f"{v:+.2f} µs", detail
 
 
 GOALS: list[Goal] = [
@@ -208,7 +213,7 @@ GOALS: list[Goal] = [
     Goal("logging", "logging: throughput cost", "< 10%", logging_cost),
     Goal("cache", "cache: direct hit p50 vs miss p50 (c=1)", "hit <= miss", _cache_verdict(0)),
     Goal("cache", "cache: hit-path frontier vs no-cache frontier", "hit >= off", _cache_verdict(1)),
-    Goal("cache", "cache: added p50, on but no cache key", "~0 (<= 50 µs)", cache_no_key_cost),
+    Goal("cache", "cache: cost per request, on but no cache key", "~0 (<= 5 µs)", cache_no_key_cost),
 ]
 
 
