@@ -63,14 +63,14 @@ def test_go_plugins_we_lack_are_warnings(tmp_path: Path) -> None:
     config = _load(
         tmp_path,
         [
-            {"name": "semantic_cache", "enabled": True, "config": {"ttl": "5m"}},
+            {"name": "maxim", "enabled": True, "config": {"api_key": "x"}},
             {"name": "hello-world", "enabled": True, "path": "/plugins/hello.so"},
             {"name": "telemetry", "enabled": True, "config": {"push_gateway": {}}},
         ],
     )
     assert [p.name for p in config.plugins] == ["telemetry"]
     joined = "\n".join(config.warnings)
-    assert "plugins[0]: Go Bifrost plugin 'semantic_cache'" in joined
+    assert "plugins[0]: Go Bifrost plugin 'maxim'" in joined  # (semantic_cache is implemented: tests/cache)
     assert "plugins[1]: Go Bifrost plugin 'hello-world'" in joined
     assert "plugins[1].path:" in joined
     assert "plugins[2].config.push_gateway:" in joined

@@ -37,9 +37,12 @@ class LeaderFailed(GatewayError):
 class Flight:
     """One upstream call that identical requests wait on."""
 
-    __slots__ = ("_changed", "answer", "buffered", "done", "followers", "open")
+    __slots__ = ("_changed", "answer", "buffered", "done", "followers", "leader_id", "model", "open", "provider")
 
-    def __init__(self) -> None:
+    def __init__(self, leader_id: str = "", provider: str = "", model: str = "") -> None:
+        self.leader_id = leader_id  # the leader's request id: the entry's id once its answer is stored
+        self.provider = provider  # who answers: the request's provider/model, then the leader's routed ones
+        self.model = model
         self.buffered: list[dict[str, Any]] = []  # the leader's chunks so far (streaming leader)
         self.answer: dict[str, Any] | None = None  # the leader's whole answer, once it succeeded
         self.done = False
@@ -82,8 +85,8 @@ class Coalescer:
         self.wait_s = wait_s
         self.flights: dict[str, Flight] = {}
 
-    def lead(self, request_hash: str) -> Flight:
-        flight = self.flights[request_hash] = Flight()
+    def lead(self, request_hash: str, leader_id: str = "", provider: str = "", model: str = "") -> Flight:
+        flight = self.flights[request_hash] = Flight(leader_id, provider, model)
         return flight
 
     def end(self, request_hash: str, flight: Flight, answer: dict[str, Any] | None) -> None:

@@ -140,7 +140,7 @@ class SemanticCachePlugin:
                     return answer
                 # the leader failed: this request goes upstream itself (and does not lead)
             elif flight is None:
-                miss.flight = self.coalescer.lead(key.request_hash)
+                miss.flight = self.coalescer.lead(key.request_hash, ctx.id, key.provider, key.model)
         self._pending[ctx.id] = miss  # from here on_finish ends the flight, whatever happens
         if semantic and self.embedder is not None and key.semantic_text is not None:
             started = perf_counter()
@@ -189,7 +189,10 @@ class SemanticCachePlugin:
         self.counters.hits["direct"] += 1
         ctx.cache = "hit-direct"
         ctx.cost = 0.0
-        _headers(ctx)[H_CACHE] = "hit-direct"
+        ctx.provider, ctx.model = flight.provider, flight.model
+        headers = _headers(ctx)
+        headers[H_CACHE] = "hit-direct"
+        headers[H_ID] = flight.leader_id
         return answer
 
     def _hit(
@@ -278,6 +281,8 @@ class SemanticCachePlugin:
         miss = self._pending.pop(ctx.id, None)
         if miss is not None and miss.flight is not None:
             answer = miss.answer if ctx.status == 200 and ctx.error is None else None
+            if ctx.provider:
+                miss.flight.provider, miss.flight.model = ctx.provider, ctx.model
             self.coalescer.end(miss.key.request_hash, miss.flight, answer)
 
     async def aclose(self) -> None:
