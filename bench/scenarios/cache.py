@@ -1,9 +1,12 @@
 """``cache``: response caching (issue 12) — what a hit costs next to a miss and next to no cache at all.
 
 One 0 ms mock (no delay before the answer or between stream chunks), so the gateway's own path is all
-that is measured. Two gateways, one after the other: `bifrost` (caching off) and `bifrost-cache` (the
+that is measured. Two gateways, both up, loaded one at a time: `bifrost` (caching off) and `bifrost-cache` (the
 `semantic_cache` plugin in direct mode: `dimension` 1, no embedding, no `default_cache_key`, so only
 requests carrying `x-bf-cache-key` consult the cache, as in Go Bifrost).
+
+The c=1 cells run in ROUNDS rounds, alternating their order, and each row averages its rounds: on a
+shared machine, cells measured minutes apart differ by more than the few µs some of them compare.
 
 (a) c=1 closed loop, non-streaming: caching off; on but no cache key (the feature's cost for traffic
     that does not use it: must be ~0); misses (a new prompt every request: payloads.UniquePayloads);
@@ -27,7 +30,7 @@ from bench.loadgen.driver import run_load
 from bench.mock_responses import MockSettings
 from bench.mockproc import MockProcess
 from bench.scenarios import frontier
-from bench.scenarios.common import Context, by, diff, load_spec, log, measure, mock, save, target
+from bench.scenarios.common import Context, diff, load_spec, log, measure, mock, save, target
 from bench.targets import Running
 
 NAME = "cache"
@@ -123,6 +126,34 @@ def hook_cost_us(n: int = 50_000) -> dict[str, float]:
     return asyncio.run(both())
 
 
+ROUNDS = 3  # the c=1 cells run in this many rounds, alternating order (smoke: one)
+
+
+def _ladder(ctx: Context, full: list[float]) -> list[float]:
+    return list(frontier.SMOKE_LADDER) if ctx.smoke else full
+
+
+def _rounds(ctx: Context, m: MockProcess, off: Running, on: Running, c1: float) -> list[dict[str, Any]]:
+    """The c=1 cells, each measured in ROUNDS parts of c1 / ROUNDS seconds, order reversed every round."""
+    plan: list[tuple[str, Running, dict[str, Any]]] = [
+        ("off", off, {"key": False}),
+        ("on, no key", on, {"key": False}),
+        ("miss", on, {"unique": True}),
+        ("hit", on, {}),
+        ("off stream", off, {"endpoint": STREAM, "key": False}),
+        ("miss stream", on, {"endpoint": STREAM, "unique": True}),
+        ("hit stream", on, {"endpoint": STREAM}),
+    ]
+    rounds = 1 if ctx.smoke else ROUNDS
+    cells = []
+    for r in range(rounds):
+        for label, running, kw in plan if r % 2 == 0 else plan[::-1]:
+            cell = _cell(ctx, m, running, label, duration=c1 / rounds, **kw)
+            cell["round"] = r
+            cells.append(cell)
+    return cells
+
+
 def run(ctx: Context) -> str:
     c1 = ctx.dur(30.0, 2.0)
     step = ctx.dur(20.0, 2.0)
@@ -136,22 +167,17 @@ def run(ctx: Context) -> str:
                     cells.append(_cell(ctx, m, running, "direct", key=False, duration=c1))
                     cells.append(_cell(ctx, m, running, "direct stream", endpoint=STREAM, key=False, duration=c1))
         if ctx.want("bifrost"):
-            with target(ctx, "bifrost", m, profile="cost") as running:
-                if running is not None:
-                    cells.append(_cell(ctx, m, running, "off", key=False, duration=c1))
-                    cells.append(_cell(ctx, m, running, "off stream", endpoint=STREAM, key=False, duration=c1))
-                    ladder = frontier.SMOKE_LADDER if ctx.smoke else frontier.LADDERS["bifrost"]
-                    frontiers["off"] = _frontier(ctx, m, running, ladder, step)
-            with target(ctx, "bifrost", m, profile="cost", label="bifrost-cache", cache=CACHE_CONFIG) as running:
-                if running is not None:
-                    cells.append(_cell(ctx, m, running, "on, no key", key=False, duration=c1))
-                    cells.append(_cell(ctx, m, running, "miss", unique=True, duration=c1))
-                    cells.append(_cell(ctx, m, running, "hit", duration=c1))
-                    cells.append(_cell(ctx, m, running, "miss stream", endpoint=STREAM, unique=True, duration=c1))
-                    cells.append(_cell(ctx, m, running, "hit stream", endpoint=STREAM, duration=c1))
-                    keyed = dataclasses.replace(running, headers={**running.headers, "x-bf-cache-key": CACHE_KEY})
-                    ladder = frontier.SMOKE_LADDER if ctx.smoke else HIT_LADDER
-                    frontiers["hit"] = _frontier(ctx, m, keyed, ladder, step)
+            # Both gateways up at once (pinned to the same core, only one loaded at a time), so the c=1 cells
+            # can alternate between them in rounds: a shared machine's drift then hits both alike.
+            with (
+                target(ctx, "bifrost", m, profile="cost") as off,
+                target(ctx, "bifrost", m, profile="cost", label="bifrost-cache", cache=CACHE_CONFIG) as on,
+            ):
+                if off is not None and on is not None:
+                    cells += _rounds(ctx, m, off, on, c1)
+                    frontiers["off"] = _frontier(ctx, m, off, _ladder(ctx, frontier.LADDERS["bifrost"]), step)
+                    keyed = dataclasses.replace(on, headers={**on.headers, "x-bf-cache-key": CACHE_KEY})
+                    frontiers["hit"] = _frontier(ctx, m, keyed, _ladder(ctx, HIT_LADDER), step)
     for name, f in frontiers.items():
         for s in f.pop("steps"):
             s.update(target="bifrost" if name == "off" else "bifrost-cache", cell=f"frontier {name}")
@@ -177,27 +203,36 @@ def run(ctx: Context) -> str:
     )
 
 
-def _lat(c: dict[str, Any] | None) -> dict[str, Any]:
-    if c is None:
+def _mean(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 4) if present else None
+
+
+def _lat(cs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of the table from a label's cells (one per round): percentiles averaged over the rounds."""
+    if not cs:
         return {}
     row = {
-        "p50_ms": c["latency_ms"]["p50"],
-        "p99_ms": c["latency_ms"]["p99"],
-        "ok": c["ok"],
-        "errors": sum(c["errors"].values()),
-        "upstream_calls": c.get("upstream_calls"),
-        "x_bf_overhead_us_p50": (c.get("x_bf_overhead_us") or {}).get("p50"),
+        "p50_ms": _mean([c["latency_ms"]["p50"] for c in cs]),
+        "p99_ms": _mean([c["latency_ms"]["p99"] for c in cs]),
+        "ok": sum(c["ok"] for c in cs),
+        "errors": sum(sum(c["errors"].values()) for c in cs),
+        "upstream_calls": sum(c.get("upstream_calls") or 0 for c in cs),
+        "x_bf_overhead_us_p50": _mean([(c.get("x_bf_overhead_us") or {}).get("p50") for c in cs]),
+        "rounds": len(cs),
     }
-    if c.get("endpoint") == "chat_stream":
-        ttft = c.get("ttft_ms") or {}
-        row.update(ttft_p50_ms=ttft.get("p50"), ttft_p99_ms=ttft.get("p99"))
+    if cs[0].get("endpoint") == STREAM:
+        row.update(
+            ttft_p50_ms=_mean([(c.get("ttft_ms") or {}).get("p50") for c in cs]),
+            ttft_p99_ms=_mean([(c.get("ttft_ms") or {}).get("p99") for c in cs]),
+        )
     return row
 
 
 def derive(cells: list[dict[str, Any]], frontiers: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The table's rows and the issue's two checks from the measured cells."""
     rows = {
-        label: _lat(by(cells, cell=label))
+        label: _lat([c for c in cells if c.get("cell") == label])
         for label in (
             "direct",
             "off",
