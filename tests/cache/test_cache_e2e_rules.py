@@ -226,6 +226,7 @@ def test_go_example_config_loads_and_caches_with_a_cache_key(
     # The example names no provider: add ours, keep everything of Go's (the Weaviate vector_store included).
     doc.update(make_config({"openai": openai_provider(fake_openai.url)}))
     gw = start_gateway(doc)
+    assert "vector_store" in gw.output()  # a Go setting we do not use: said, not refused
     assert verdict(gw) == "miss"
     assert verdict(gw) == "hit-direct"
     assert calls(fake_openai) == 1
