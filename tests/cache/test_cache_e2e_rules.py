@@ -122,6 +122,21 @@ def test_requests_without_a_cache_key_bypass_the_cache(start_gateway: StartGatew
     assert calls(fake_openai) == 2
 
 
+def test_semantic_hits_need_the_same_parameters(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    semantic = {"provider": "mock", "embedding_model": "mock-embed-semantic", "dimension": 256}
+    gw = start_gateway(config(fake_openai, semantic))
+    reworded: Any = [{"role": "user", "content": "Name three prime numbers, please."}]
+    unrelated: Any = [{"role": "user", "content": "How tall is the Eiffel tower?"}]
+    assert verdict(gw) == "miss"
+    assert verdict(gw, messages=reworded, temperature=0.3) == "miss"  # similar prompt, other parameters
+    assert verdict(gw, messages=unrelated) == "miss"  # same parameters, a prompt unlike any stored
+    similar = ask(gw, messages=reworded)
+    assert similar.headers["x-bf-cache"] == "hit-semantic"
+    assert 0.8 <= float(similar.headers["x-bf-cache-similarity"]) < 1.0
+    assert similar.parse().choices[0].message.content.endswith("Name three prime numbers.")  # the stored answer
+    assert calls(fake_openai) == 3
+
+
 # -- only complete successes stored ----------------------------------------------------------------------------
 def test_errors_and_refusals_are_never_stored(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
     gw = start_gateway(config(fake_openai))
