@@ -232,6 +232,57 @@ def test_concurrent_identical_streams_make_one_upstream_call(
     assert len(set(texts)) == 1 and texts[0].startswith("fake-openai:")
 
 
+def test_when_the_leader_fails_its_followers_are_answered_and_nothing_is_stored(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gw = start_gateway(config(fake_openai))
+    fake_openai.enqueue(Reply.server_error(delay=0.5))  # the first (the leader) fails, late
+    fake_openai.always(Reply(delay=0.2))
+
+    async def burst() -> list[Any]:
+        async with gw.async_client(default_headers=KEY) as client:
+            first = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=MESSAGES))
+            await asyncio.sleep(0.1)  # the leader is in flight: the others follow it
+            rest = [client.chat.completions.create(model=MODEL, messages=MESSAGES) for _ in range(9)]
+            return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(burst())
+    assert isinstance(results[0], openai.InternalServerError)  # the leader's own error, in OpenAI's shape
+    followers = results[1:]
+    assert all(not isinstance(r, BaseException) for r in followers), followers
+    assert {r.choices[0].message.content for r in followers} == {"fake-openai: Name three prime numbers."}
+    assert calls(fake_openai) >= 2  # the followers went upstream themselves
+    before = calls(fake_openai)
+    assert verdict(gw) == "hit-direct"  # a follower's success was stored, the leader's error never
+    assert calls(fake_openai) == before
+
+
+def test_a_cut_leader_stream_is_not_stored_for_anyone(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    gw = start_gateway(config(fake_openai))
+    fake_openai.enqueue(Reply(chunk_delay=0.1, cut_after=3))  # the leader's stream is cut mid-way
+
+    async def burst() -> list[Any]:
+        async with gw.async_client(default_headers=KEY) as client:
+
+            async def one() -> str:
+                stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+                return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+            first = asyncio.ensure_future(one())
+            await asyncio.sleep(0.15)  # joined while the leader streams
+            return await asyncio.gather(first, *(one() for _ in range(4)), return_exceptions=True)
+
+    whole = "fake-openai: Name three prime numbers."
+    results = asyncio.run(burst())
+    # Each stream ended in an error (the cut, passed on to followers already answering) or is whole (a
+    # follower that went upstream itself): a cut never passes for a complete answer.
+    assert isinstance(results[0], Exception), results[0]
+    assert all(isinstance(r, Exception) or r == whole for r in results), results
+    # And the cut answer was never stored: whatever answers next is whole.
+    assert _stream_text(gw) == whole
+    assert ask(gw).parse().choices[0].message.content == whole
+
+
 # -- Go's example config ------------------------------------------------------------------------------------------
 def test_go_example_config_loads_and_caches_with_a_cache_key(
     start_gateway: StartGateway, fake_openai: FakeOpenAI
