@@ -1,7 +1,7 @@
 """An in-memory CacheStore: entries for this process only, lost at restart.
 
-The plugin uses the embedded SQLite engine (runtime/cache/sqlite_store.py) when it is available; this
-engine is the stand-in when it is not, and the store of the plugin's unit tests. Lookups are dict
+The gateway uses the embedded SQLite engine (runtime/cache/sqlite_store.py); this one is for the
+plugin's unit tests and in-process benchmarks, where persistence is not the point. Lookups are dict
 reads; `nearest` is a linear scan over the entries with the same params hash (the SQLite engine has an
 index for large stores).
 """

@@ -81,6 +81,7 @@ class SemanticCachePlugin:
         self._providers = frozenset(providers)
         self._pending: dict[str, _Miss] = {}  # request id -> its miss, until on_finish
         self._opened: asyncio.Future[None] | None = None
+        self._failed_logged_at = float("-inf")
 
     def bind_gateway(self, gateway: Any) -> None:
         """The app's Gateway, for the embedding sub-requests (built after the plugins)."""
@@ -109,7 +110,11 @@ class SemanticCachePlugin:
         if message_count(body) > settings.conversation_history_threshold:
             return None  # Go: long conversations bypass the cache
         if self._opened is None or not self._opened.done():
-            await self._open()
+            try:
+                await self._open()
+            except Exception:  # a store that cannot open: the gateway keeps serving, uncached
+                self._store_failed("opening the store")
+                return None
         vk = getattr(ctx.caller, "virtual_key_id", None) if settings.scope == "virtual_key" else None
         key = request_key(
             endpoint,
@@ -125,7 +130,11 @@ class SemanticCachePlugin:
         counters = self.counters
         if options.direct:
             started = perf_counter()
-            entry = await self.store.get(key.request_hash, now)
+            try:
+                entry = await self.store.get(key.request_hash, now)
+            except Exception:  # a failing store is not the request's failure: served uncached
+                self._store_failed("a lookup")
+                return None
             counters.lookup_seconds_sum["direct"] += perf_counter() - started
             counters.lookup_count["direct"] += 1
             if entry is not None:
@@ -146,7 +155,11 @@ class SemanticCachePlugin:
             started = perf_counter()
             miss.vector = await self.embedder.embed(key.semantic_text)
             if miss.vector is not None:
-                found = await self.store.nearest(key.params_hash, miss.vector, options.threshold, self.clock())
+                try:
+                    found = await self.store.nearest(key.params_hash, miss.vector, options.threshold, self.clock())
+                except Exception:
+                    self._store_failed("a semantic lookup")
+                    found = None
                 counters.lookup_seconds_sum["semantic"] += perf_counter() - started
                 counters.lookup_count["semantic"] += 1
                 if found is not None:
@@ -172,6 +185,13 @@ class SemanticCachePlugin:
                 observers.append(capture.observe)
             ctx.observers = observers
         return None
+
+    def _store_failed(self, what: str) -> None:
+        """Log a store failure with its traceback, at most once a minute (a broken disk must not flood)."""
+        now = time.monotonic()
+        if now - self._failed_logged_at >= 60.0:
+            self._failed_logged_at = now
+            log.exception("semantic cache: %s failed; the request is served without the cache", what)
 
     async def _follow(self, ctx: RequestContext, flight: Flight) -> Any:
         """Wait on an identical request in flight; its answer, or None (go upstream yourself)."""

@@ -103,28 +103,24 @@ def build_cache(config: Mapping[str, Any], gateway_config: Any, clock: Callable[
     """A SemanticCachePlugin for its (checked) config, with the embedded store in the app dir."""
     import time
 
-    from runtime.cache.memory_store import MemoryCacheStore
     from runtime.cache.plugin import SemanticCachePlugin
     from runtime.cache.settings import SettingsError, parse_settings
+    from runtime.cache.sqlite_store import SqliteCacheStore
     from runtime.config.load import ConfigError
 
     try:
         settings = parse_settings(config)
     except SettingsError as err:
         raise ConfigError(f"plugins.semantic_cache.config.{err.field}", err.message) from None
-    store: Any
-    try:
-        from runtime.cache.sqlite_store import SqliteCacheStore  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the embedded SQLite engine is not in this build: entries live in memory only
-        store = MemoryCacheStore(max_entries=settings.max_entries, max_bytes=settings.max_bytes)
-    else:
-        store = SqliteCacheStore(
-            gateway_config.app_dir / "cache.db",
-            max_entries=settings.max_entries,
-            max_bytes=settings.max_bytes,
-            dimension=settings.dimension if settings.semantic else None,
-            shared_file=gateway_config.workers > 1,
-        )
+    # The embedded engine: entries in memory for lookups, persisted to cache.db in the app dir (shared by
+    # the workers of one instance).
+    store = SqliteCacheStore(
+        gateway_config.app_dir / "cache.db",
+        max_entries=settings.max_entries,
+        max_bytes=settings.max_bytes,
+        dimension=settings.dimension if settings.semantic else None,
+        shared_file=gateway_config.workers > 1,
+    )
     # Followers of an identical request wait at most as long as the slowest provider may take.
     waits = [
         max(n.default_request_timeout_in_seconds, n.first_byte_timeout, n.stream_idle_timeout_in_seconds)

@@ -231,7 +231,6 @@ def test_go_example_config_loads_and_caches(start_gateway: StartGateway, tmp_pat
 
 
 def test_entries_survive_a_restart(start_gateway: StartGateway, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
-    pytest.importorskip("runtime.cache.sqlite_store", reason="the embedded SQLite engine (h-cstore) is not merged")
     app_dir = tmp_path / "persist"
     gw = start_gateway(cache_config(fake_openai.url), app_dir=app_dir)
     with gw.client(default_headers=KEY) as client:

@@ -466,3 +466,26 @@ async def test_semantic_lookup_in_process() -> None:
     raised = _ctx("c", headers={"x-bf-cache-threshold": "0.99"})
     raised.body["messages"] = similar.body["messages"]
     await _miss(plugin, raised)
+
+
+class BrokenStore(MemoryCacheStore):
+    async def get(self, request_hash: str, now: float) -> Any:
+        raise OSError("disk I/O error")
+
+
+async def test_a_failing_store_serves_uncached(caplog: pytest.LogCaptureFixture) -> None:
+    plugin = SemanticCachePlugin(
+        parse_settings({}), BrokenStore(max_entries=10, max_bytes=1 << 20), providers=PROVIDERS
+    )
+    ctx = _ctx("a")
+    assert await plugin.pre_hook(ctx) is None and ctx.cache is None
+    assert await plugin.pre_hook(_ctx("b")) is None
+    assert len([r for r in caplog.records if "served without the cache" in r.getMessage()]) == 1  # once a minute
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+async def test_cleanup_on_shutdown(cleanup: bool) -> None:
+    plugin = _plugin(Clock(), cleanup_on_shutdown=cleanup)
+    await _miss(plugin, _ctx("a"))
+    await plugin.aclose()
+    assert plugin.store.stats().entries == (0 if cleanup else 1)
