@@ -339,6 +339,21 @@ def test_cache_type_header_picks_the_lookup(start_gateway: StartGateway, fake_op
     assert calls(fake_openai) == 2
 
 
+def test_threshold_header_may_only_raise_the_configured_threshold(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    semantic = {"provider": "mock", "embedding_model": "mock-embed-semantic", "dimension": 256, "threshold": 0.8}
+    gw = start_gateway(config(fake_openai, semantic))
+    close: Any = [{"role": "user", "content": "Name three prime numbers, please."}]  # similarity ~0.88
+    far: Any = [{"role": "user", "content": "Could you name three prime numbers for me?"}]  # ~0.59
+    assert verdict(gw) == "miss"
+    assert verdict(gw, messages=close, headers={"x-bf-cache-threshold": "0.99", "x-bf-cache-no-store": "1"}) == "miss"
+    assert verdict(gw, messages=close, headers={"x-bf-cache-no-store": "1"}) == "hit-semantic"
+    # Asking for a lower threshold than configured does not lower it (as in Go).
+    assert verdict(gw, messages=far, headers={"x-bf-cache-threshold": "0.1"}) == "miss"
+    assert calls(fake_openai) == 3
+
+
 # -- the embedded store across a restart ------------------------------------------------------------------------------
 @pytest.mark.skipif(
     importlib.util.find_spec("runtime.cache.sqlite_store") is None,
