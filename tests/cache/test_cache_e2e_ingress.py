@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 import pytest
 from fakes import FakeOpenAI
+from fakes.reply import Reply
 from google import genai
 from google.genai import types
 from harness import Gateway, StartGateway, make_config, openai_provider
@@ -164,3 +165,30 @@ def test_hits_whole_and_streamed_in_each_clients_format(
         assert said.text == streamed.text, (stream, said)
         assert said.cache == hit, said
     assert chat_calls(fake_openai) == 2  # four hits, no upstream call
+
+
+LONG = " ".join(f"Sentence {i} of a long cached answer that must come back in several pieces." for i in range(8))
+
+
+def test_a_long_answer_is_replayed_in_several_chunks(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    fake_openai.always(Reply(content=LONG))
+    gw = cache_gateway(start_gateway, fake_openai, EXACT)
+    assert ask_openai_chat(gw, FIRST, False).cache == "miss"
+    messages: Any = [{"role": "user", "content": FIRST}]
+    with (
+        gw.client(default_headers=HEADERS) as client,
+        client.chat.completions.with_streaming_response.create(model=MODEL, messages=messages, stream=True) as r,
+    ):
+        assert r.headers["x-bf-cache"] == "hit-direct"
+        pieces = [c.choices[0].delta.content for c in r.parse() if c.choices and c.choices[0].delta.content]
+    assert len(pieces) >= 5 and "".join(pieces) == LONG
+    assert chat_calls(fake_openai) == 1
+    # Anthropic's max_tokens is a parameter of its own entry: a whole miss first, then the streamed hit.
+    assert ask_anthropic(gw, FIRST, False).cache == "miss"
+    with anthropic.Anthropic(
+        base_url=gw.base_url + "/anthropic", api_key="sk-ant-placeholder", max_retries=0, default_headers=HEADERS
+    ) as ac:
+        events = list(ac.messages.create(model=MODEL, max_tokens=64, messages=messages, stream=True))
+    deltas = [e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta"]
+    assert len(deltas) >= 5 and "".join(deltas) == LONG
+    assert chat_calls(fake_openai) == 2
