@@ -192,3 +192,20 @@ def test_a_long_answer_is_replayed_in_several_chunks(start_gateway: StartGateway
     deltas = [e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta"]
     assert len(deltas) >= 5 and "".join(deltas) == LONG
     assert chat_calls(fake_openai) == 2
+
+
+def test_the_same_request_through_another_api_shares_the_entry(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    # The key is computed on the gateway's internal request: one question asked through two APIs is one
+    # entry when its parameters agree (an Anthropic request always carries max_tokens).
+    gw = cache_gateway(start_gateway, fake_openai, EXACT)
+    messages: Any = [{"role": "user", "content": FIRST}]
+    with gw.client(default_headers=HEADERS) as client:
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, max_tokens=64)
+        assert raw.headers["x-bf-cache"] == "miss"
+    assert ask_anthropic(gw, FIRST, False) == Said(raw.parse().choices[0].message.content or "", "hit-direct")
+    genai_miss = ask_genai(gw, SECOND, False)
+    assert genai_miss.cache == "miss"
+    assert ask_responses(gw, SECOND, True) == Said(genai_miss.text, "hit-direct")
+    assert chat_calls(fake_openai) == 2
