@@ -412,8 +412,8 @@ class SqliteCacheStore:
     async def nearest(
         self, params_hash: str, vector: Sequence[float], threshold: float, now: float
     ) -> tuple[CacheEntry, float] | None:
-        if self._unit is None or self._building or self.dimension is None:
-            return None
+        if self._unit is None or self._building or self.dimension is None or not threshold <= 1.0:
+            return None  # (a NaN threshold compares False with everything: it would accept anything)
         index = self._indexes.get(params_hash)
         if index is None:
             return None

@@ -185,6 +185,7 @@ async def test_nearest_threshold_params_filter_and_expiry(make: Callable[..., An
     assert found is not None and found[0].id == "req-1" and found[1] == pytest.approx(1.0, abs=2e-3)
     assert (await store.nearest("p2", vec(1, 0), 0.9, T0))[0].id == "req-3"  # type: ignore[index]
     assert await store.nearest("p3", vec(1, 0), 0.1, T0) is None  # other parameters: never
+    assert await store.nearest("p1", vec(1, 0), float("nan"), T0) is None  # no threshold: no match
     assert await store.nearest("p1", vec(1, -1), 0.9, T0) is None  # best is req-1 at 0.707 < threshold
     found = await store.nearest("p1", vec(1, -1), 0.7, T0)
     assert found is not None and found[0].id == "req-1" and found[1] == pytest.approx(0.7071, abs=3e-3)
