@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -355,10 +354,6 @@ def test_threshold_header_may_only_raise_the_configured_threshold(
 
 
 # -- the embedded store across a restart ------------------------------------------------------------------------------
-@pytest.mark.skipif(
-    importlib.util.find_spec("runtime.cache.sqlite_store") is None,
-    reason="the embedded SQLite cache store (h-cstore) is not in this build: entries live in memory only",
-)
 def test_the_store_survives_a_gateway_restart(
     start_gateway: StartGateway, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
