@@ -111,6 +111,7 @@ def test_a_group_works_through_every_ingress_and_streams(
     with gw.client() as client:
         stream = client.chat.completions.create(model="fast-chat", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).endswith(": group")
+        assert client.responses.create(model="fast-chat", input="group").output_text.endswith(": group")
     with anthropic.Anthropic(base_url=gw.base_url + "/anthropic", api_key="placeholder", max_retries=0) as ac:
         msg = ac.messages.create(model="fast-chat", max_tokens=20, messages=MESSAGES)  # type: ignore[arg-type]
         assert msg.model == "fast-chat" and msg.content[0].text.endswith(": group")  # type: ignore[union-attr]
@@ -122,7 +123,7 @@ def test_a_group_works_through_every_ingress_and_streams(
     with genai.Client(api_key="placeholder", http_options=options) as gc:
         assert (gc.models.generate_content(model="fast-chat", contents="group").text or "").endswith(": group")
     served = len(fake_openai.requests) + len(fake_openai_2.requests)
-    assert served == 4 and len(fake_openai.requests) >= 2  # 3:1 over four requests, the gpt-4o one on openai
+    assert served == 5 and len(fake_openai.requests) >= 3  # 3:1 over four group requests, gpt-4o on openai
 
 
 def test_groups_are_listed(gateway: Gateway) -> None:

@@ -277,3 +277,13 @@ def test_reload_brings_new_groups_to_governance() -> None:
     body = {"model": "g", "messages": []}
     pre(plugin, VK_OPENAI, body)
     assert body["model"] == "openai/x"
+
+
+def test_adaptive_is_accepted_and_weighted_until_health_statistics_exist() -> None:
+    config, warnings = load(
+        {"g": {"targets": [{"model": "openai/a", "weight": 2}, {"model": "groq/b"}], "strategy": "adaptive"}}
+    )
+    assert config.model_groups["g"].strategy == "adaptive"
+    assert any(w.startswith("model_groups.g.strategy: 'adaptive'") for w in warnings)
+    gw = Gateway(config, Hooks([]))
+    assert Counter(route(gw, "g")[1][0] for _ in range(30)) == {"openai/a": 20, "groq/b": 10}
