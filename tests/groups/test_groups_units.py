@@ -287,3 +287,12 @@ def test_adaptive_is_accepted_and_weighted_until_health_statistics_exist() -> No
     assert any(w.startswith("model_groups.g.strategy: 'adaptive'") for w in warnings)
     gw = Gateway(config, Hooks([]))
     assert Counter(route(gw, "g")[1][0] for _ in range(30)) == {"openai/a": 20, "groq/b": 10}
+
+
+def test_context_window_fallbacks_may_be_keyed_by_a_group_name() -> None:
+    config, _ = load(GROUPS, client={"context_window_fallbacks": {"fast-chat": ["openai/gpt-4.1-mini"]}})
+    gw = Gateway(config, Hooks([]))
+    ctx, _targets = route(gw, "fast-chat")
+    handle = gw.router.handles["openai"]
+    larger = gw.rules().larger_context(ctx, handle, "gpt-4o-mini", [], [])
+    assert [f"{h.name}/{m}" for h, m in larger] == ["openai/gpt-4.1-mini"]
