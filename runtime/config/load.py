@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.config import fields
+from runtime.config.groups import parse_model_groups
 from runtime.config.model import (
     AzureKeyConfig,
     ClientConfig,
@@ -245,7 +246,9 @@ PROVIDER_FIELDS = frozenset(
         "failure_policy",
     }
 )
-TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance"})
+TOP_FIELDS = frozenset(
+    {"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance", "model_groups"}
+)
 PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
 GO_PLUGIN_FIELDS = frozenset({"path", "version", "placement", "order"})
 ADMIN_FIELDS = frozenset({"token"})
@@ -696,6 +699,7 @@ def parse_document(
     providers = build_providers(raw, environ, tuning, client, warnings)
     if raw:
         check_governance(raw, environ, providers, client, warnings)
+        parse_model_groups(raw.get("model_groups"), providers, warnings)  # kept by load_gateway_config
     return providers, client, tuple(warnings)
 
 
@@ -813,6 +817,7 @@ def load_gateway_config(
         plugins=parse_plugins(raw.get("plugins"), []) if raw else (),  # already checked by parse_document
         shared_state=_shared_state(raw, env, []),
         governance=check_governance(raw, env, providers, client, []) if raw else None,  # checked above too
+        model_groups=parse_model_groups(raw.get("model_groups") if raw else None, providers),  # checked above
     )
 
 

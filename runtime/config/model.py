@@ -189,6 +189,30 @@ class PluginConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupTarget:
+    """One `model_groups.<name>.targets[i]`: a configured provider's model and its share of the traffic."""
+
+    provider: str
+    model: str  # the upstream model name (after `provider/`)
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    """config.json `model_groups.<name>` (ours, not Go Bifrost's): a model name clients may ask for, served
+    by weighted targets, each failing over to the others (heaviest first) and then to `fallbacks`."""
+
+    name: str
+    targets: tuple[GroupTarget, ...]
+    fallbacks: tuple[GroupTarget, ...] = ()  # weight unused
+    strategy: str = "weighted"  # "weighted" | "adaptive" (runtime/core/groups.py)
+
+
+@dataclass(frozen=True, slots=True)
 class RedisSettings:
     """`shared_state.config` of the Redis engine: Go Bifrost's `redis_config` fields (config/shared_state.py)."""
 
@@ -233,6 +257,7 @@ class GatewayConfig:
     plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
     shared_state: SharedStateConfig | None = None  # config.json `shared_state`; None: the embedded engine
     governance: GovernanceConfig | None = None  # config.json `governance` (virtual keys, teams, budgets...)
+    model_groups: Mapping[str, ModelGroup] = field(default_factory=_frozen_map)  # config.json `model_groups`
 
     @property
     def config_path(self) -> Path:

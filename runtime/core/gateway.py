@@ -41,7 +41,7 @@ def encode_json(obj: Any) -> bytes:
 class Gateway:
     def __init__(self, config: GatewayConfig, hooks: Hooks) -> None:
         self.config = config
-        self.router = Router.build(config.providers, config.client)
+        self.router = Router.build(config.providers, config.client, groups=config.model_groups)
         self.engine = Engine(self.router, None, encode_json)
         self.hooks = hooks
         self._rules = RunRules.build(config, self.router)
@@ -72,16 +72,20 @@ class Gateway:
             raise InvalidRequest(
                 f"'model' must be a string, got {type(model).__name__}", param="model", code="invalid_type"
             )
-        ctx.model_requested = model
+        # What the client asked for: a pre-hook that reroutes (governance choosing a group's or a bare
+        # name's provider) leaves the client's own model here, for the log and the answer's `model`.
+        ctx.model_requested = ctx.model_requested or model
         router = self.router
-        targets = [router.resolve(model)]
+        group = router.groups.get(model) if router.groups else None  # a model group (docs/model-groups.md)
+        targets = [router.resolve(model)] if group is None else router.group_targets(group)
         fallbacks = body.pop("fallbacks", None)
         if fallbacks is not None:
             if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
                 raise InvalidRequest(
                     "'fallbacks' must be a list of provider/model strings", param="fallbacks", code="invalid_type"
                 )
-            targets.extend(router.resolve(f) for f in fallbacks)
+            for fallback in fallbacks:
+                targets.extend(router.resolve_fallback(fallback))
             ctx.fallbacks = tuple(fallbacks)
         handle, upstream_model = targets[0]
         ctx.provider = handle.name
