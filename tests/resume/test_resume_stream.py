@@ -20,6 +20,9 @@ from resume_helpers import (
     text_of,
 )
 
+from runtime.config.load import ConfigError, parse_document
+from runtime.config.model import Tuning
+
 TO_ANTHROPIC = {"fallbacks": ["anthropic/claude-fake"]}
 TO_BACKUP = {"fallbacks": ["backup/gpt-4o-mini"]}
 
@@ -73,6 +76,7 @@ def test_a_cut_stream_is_continued_by_a_prefill_target_for_the_openai_sdk(
         + cont_out * PRICES["anthropic"][1]
     )
     assert row["cost"] == pytest.approx(expected)
+    assert FULL in row["output"], "the logged answer is the one the client got, across both streams"
 
 
 async def test_the_client_gets_one_done_and_no_error_event(with_anthropic: Gateway) -> None:
@@ -209,3 +213,85 @@ async def test_recovery_is_off_with_the_client_setting(
     assert events[-1].is_error
     (broken,) = attempts_of(gateway.log.row_for(rid))
     assert broken["after_first_byte"] is True
+
+
+async def test_an_openai_compatible_server_declared_able_gets_continue_final_message(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(content=FULL, cut_after=3))
+    fake_openai_2.always(Reply(content="gamma delta epsilon zeta"))  # what a vLLM server continues with
+    document = config(fake_openai.url, backup_url=fake_openai_2.url)
+    document["providers"]["backup"]["supports_assistant_prefill"] = True
+    gateway = start_gateway(document)
+    events, rid = await stream_raw(gateway, body(TO_BACKUP))
+    assert text_of(events) == FULL
+    (rec,) = fake_openai_2.requests
+    assert rec.body["messages"][-1] == {"role": "assistant", "content": DELIVERED}
+    assert rec.body["continue_final_message"] is True and rec.body["add_generation_prompt"] is False
+    assert gateway.log.row_for(rid)["provider"] == "backup"
+
+
+@pytest.mark.parametrize(
+    ("where", "field", "path"),
+    [
+        ("providers", "supports_assistant_prefill", "providers.openai.supports_assistant_prefill"),
+        ("client", "stream_resume", "client.stream_resume"),
+    ],
+)
+def test_the_switches_must_be_booleans(where: str, field: str, path: str) -> None:
+    document = config("http://127.0.0.1:9")
+    target = document["providers"]["openai"] if where == "providers" else document["client"]
+    target[field] = "yes"
+    with pytest.raises(ConfigError) as err:
+        parse_document(document, {}, Tuning())
+    assert path in str(err.value)
+
+
+async def test_a_continuation_that_breaks_too_is_continued_again_and_every_attempt_is_billed(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_openai.enqueue(Reply(content=FULL, cut_after=3))  # delivers "Alpha beta "
+    # Anthropic continues with " gamma delta epsilon zeta": message_start, ping, block start, " ", "gamma " then a cut
+    fake_anthropic.enqueue(NativeReply(content=FULL, cut_after=5, chunk_delay=0.05))
+    fake_openai_2.always(Reply(content="delta epsilon zeta"))
+    document = config(fake_openai.url, anthropic_url=fake_anthropic.url, backup_url=fake_openai_2.url)
+    document["providers"]["backup"]["supports_assistant_prefill"] = True
+    gateway = start_gateway(document)
+    request = body({"fallbacks": ["anthropic/claude-fake", "backup/gpt-4o-mini"]})
+    events, rid = await stream_raw(gateway, request)
+    assert text_of(events) == FULL
+    assert sum(1 for e in events if e.is_done) == 1
+    (rec,) = fake_openai_2.requests
+    assert rec.body["messages"][-1]["content"] == "Alpha beta gamma ", "the prefill is all the client has"
+    row = gateway.log.row_for(rid)
+    first, second = attempts_of(row)
+    assert (first["provider"], second["provider"]) == ("openai", "anthropic")
+    assert second["fallback_index"] == 1 and row["fallback_index"] == 2
+    assert second["delivered_chars"] == len("gamma ")
+    backup_usage = (len(["Hello", "there", "Alpha", "beta", "gamma"]), 3)  # the fake OpenAI counts words
+    assert row["prompt_tokens"] >= first["usage"]["prompt_tokens"] + second["usage"]["prompt_tokens"]
+    assert row["completion_tokens"] == (
+        first["usage"]["completion_tokens"] + second["usage"]["completion_tokens"] + backup_usage[1]
+    )
+
+
+async def test_recoveries_are_bounded(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_openai.enqueue(Reply(content=FULL, cut_after=3))
+    fake_anthropic.enqueue(NativeReply(content=FULL, cut_after=5, chunk_delay=0.05))
+    fake_openai_2.always(Reply(content="delta epsilon zeta", cut_after=2, chunk_delay=0.05))  # breaks as well
+    third = FakeOpenAI(keys=("sk-3",), name="third").start()
+    try:
+        document = config(fake_openai.url, anthropic_url=fake_anthropic.url, backup_url=fake_openai_2.url)
+        document["providers"]["backup"]["supports_assistant_prefill"] = True
+        document["providers"]["third"] = openai_provider(third.url, keys=("sk-3",))
+        document["providers"]["third"]["custom_provider_config"] = {"base_provider_type": "openai"}
+        gateway = start_gateway(document)
+        fallbacks = ["anthropic/claude-fake", "backup/gpt-4o-mini", "third/gpt-4o-mini"]
+        events, rid = await stream_raw(gateway, body({"fallbacks": fallbacks}))
+    finally:
+        third.stop()
+    assert third.requests == [], f"at most {2} recoveries per stream"
+    assert events[-1].is_error and not any(e.is_done for e in events)
+    assert len(attempts_of(gateway.log.row_for(rid))) == 3
