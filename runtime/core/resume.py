@@ -376,6 +376,23 @@ class Resume:
             ctx.cost = cost
 
 
+def bill_break(
+    ctx: RequestContext, entry: dict[str, Any], usage: Usage | None, folded: list[dict[str, Any]] | None
+) -> None:
+    """A stream that broke and was not continued: its attempt entry says what it delivered (when the log's
+    fold of the text is kept) and billed; without reported usage, an estimate from that text (marked
+    `usage_estimated`) becomes the row's usage, so the row is priced like any billed attempt."""
+    text = None
+    if folded and len(folded) == 1:
+        text = folded[0]["message"].get("content") or ""
+        entry["delivered_chars"] = len(text)
+    if usage is None and text is not None:
+        usage = ctx.usage = estimate_usage(ctx.body, text)
+        entry["usage_estimated"] = True
+    if usage is not None:
+        entry["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+
+
 class _NoPrefill(GatewayError):
     """This target cannot take this request's prefill: the attempt loop moves on to the next one."""
 

@@ -25,7 +25,7 @@ from runtime.core.context import RequestContext
 from runtime.core.flow import client_gone, fail, internal_error
 from runtime.core.gateway import Gateway
 from runtime.core.rawstream import RawStream
-from runtime.core.resume import Resume
+from runtime.core.resume import Resume, bill_break
 from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
 from runtime.http.body import read_json_object
 from runtime.http.drain import DRAIN, Drain
@@ -327,6 +327,7 @@ async def _stream(
         raise
     drain.add_stream(stream)  # once per stream: a stop after the grace can end it with an error event
     resume: Resume | None = ctx.resume  # mid-stream recovery (runtime/core/resume.py); None: off
+    broken: dict[str, Any] | None = None  # the attempt entry of a stream that broke and was not continued
     try:
         await response.prepare(request)
         observers = gw.hooks.chunk if ctx.observers is None else (*gw.hooks.chunk, *ctx.observers)
@@ -360,6 +361,8 @@ async def _stream(
     except GatewayError as err:
         recorded = resume is not None and resume.recorded is err  # the break is already an attempt
         await end_stream_with_error(ctx, err, writer, encoder.error(err, ctx), recorded)
+        if not recorded and ctx.attempts and ctx.attempts[-1].get("after_first_byte"):
+            broken = ctx.attempts[-1]  # billed below, once the stream's last usage is known
     except ConnectionError:
         client_gone(ctx)
     except asyncio.CancelledError:
@@ -376,6 +379,8 @@ async def _stream(
         ctx.usage = stream.usage
         if resume is not None and resume.billed:  # usage and cost: the sums over every billed attempt
             resume.settle(ctx, stream, "responses" if ctx.ingress == "responses" else ctx.endpoint)
+        elif broken is not None:  # what a broken stream billed: its usage, else an estimate from its text
+            bill_break(ctx, broken, stream.usage, accumulate.result() if accumulate is not None else None)
         ctx.skipped_events = getattr(stream, "skipped", 0)  # a hook's AnswerStream has none
         if accumulate is not None:
             ctx.output = accumulate.result()
