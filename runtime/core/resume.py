@@ -213,9 +213,8 @@ class Resume:
         text = self.delivered()
         if text is None or len(text) > MAX_PREFIX_CHARS:
             return None
-        if (
-            action_for(err, self._current[0].config.failure_policy) == RETURN
-        ):  # e.g. a content-filter refusal mid-stream: the answer
+        policy = self._current[0].config.failure_policy
+        if action_for(err, policy) == RETURN:  # e.g. a content filter's refusal mid-stream is the answer
             return None
         rules = self._rules
         if rules.deadline_s is not None:

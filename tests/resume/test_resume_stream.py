@@ -295,3 +295,15 @@ async def test_recoveries_are_bounded(
     assert third.requests == [], f"at most {2} recoveries per stream"
     assert events[-1].is_error and not any(e.is_done for e in events)
     assert len(attempts_of(gateway.log.row_for(rid))) == 3
+
+
+async def test_no_recovery_starts_once_the_request_deadline_has_passed(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_openai.enqueue(Reply(content=FULL, stall_after=3, stall=30))
+    primary = openai_provider(fake_openai.url, stream_idle_timeout_in_seconds=3)  # the stall ends after the deadline
+    document = config(fake_openai.url, anthropic_url=fake_anthropic.url, primary=primary, request_deadline_in_seconds=1)
+    gateway = start_gateway(document)
+    events, _rid = await stream_raw(gateway, body(TO_ANTHROPIC))
+    assert fake_anthropic.requests == []
+    assert text_of(events) == DELIVERED and events[-1].is_error
