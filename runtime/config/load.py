@@ -244,6 +244,7 @@ PROVIDER_FIELDS = frozenset(
         "default_max_tokens",
         "pricing_overrides",
         "failure_policy",
+        "supports_assistant_prefill",
     }
 )
 TOP_FIELDS = frozenset(
@@ -484,6 +485,7 @@ def parse_provider(
             r.data.get("pricing_overrides"), f"{path}.pricing_overrides", warnings
         ),
         failure_policy=_failure_policy(r),
+        supports_assistant_prefill=r.get("supports_assistant_prefill", bool, None),
     )
 
 
@@ -551,6 +553,7 @@ def parse_client(
         or r.get("enforce_governance_header", bool, False),
         request_deadline_in_seconds=r.get("request_deadline_in_seconds", float, d.request_deadline_in_seconds),
         context_window_fallbacks=_context_window_fallbacks(r, d.context_window_fallbacks),
+        stream_resume=r.get("stream_resume", bool, d.stream_resume),
     )
     _positive(client.initial_pool_size, "client.initial_pool_size")
     _positive(client.log_retention_days, "client.log_retention_days", allow_zero=True)

@@ -126,6 +126,10 @@ class ProviderConfig:
     # as Go Bifrost does); its requests then fail with an error naming them.
     missing_env: tuple[str, ...] = ()
     pricing_overrides: tuple[PricingOverride, ...] = ()
+    # `supports_assistant_prefill`: whether this provider may continue a broken stream from the text already
+    # delivered (runtime/core/resume.py); None: its ProviderSpec's capability. True on an OpenAI-compatible
+    # provider without one sends vLLM/SGLang's `continue_final_message`.
+    supports_assistant_prefill: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,9 @@ class ClientConfig:
     # model string -> larger-context targets to try when that model answers "context length exceeded"
     # (runtime/core/failover.py `larger_context`), e.g. {"openai/gpt-4o-mini": ["openai/gpt-4.1-mini"]}.
     context_window_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen_map)
+    # A chat stream that breaks after its first byte continues on the next target (runtime/core/resume.py);
+    # a request may turn it off with the header `x-bf-stream-resume: off`.
+    stream_resume: bool = True
 
 
 @dataclass(frozen=True, slots=True)

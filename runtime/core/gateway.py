@@ -14,6 +14,7 @@ from typing import Any
 import ujson
 
 from runtime.config.model import GatewayConfig
+from runtime.core import resume
 from runtime.core.context import RequestContext
 from runtime.core.failover import RunRules
 from runtime.core.hooks import Hooks
@@ -106,7 +107,11 @@ class Gateway:
     async def open_stream(
         self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], passthrough: bool = False
     ) -> ChunkStream | RawStream:
-        return await self.engine.open_stream(ctx, targets, passthrough, self.rules())
+        rules = self.rules()
+        stream = await self.engine.open_stream(ctx, targets, passthrough, rules)
+        if len(targets) > 1:  # mid-stream recovery needs a target after the serving one
+            ctx.resume = resume.plan(ctx, targets, self.engine, rules, self.config)
+        return stream
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.end()  # one clock reading: the log row and /metrics report the same latency and overhead
