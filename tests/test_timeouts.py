@@ -115,7 +115,8 @@ def test_a_timeout_fails_over_at_once_to_the_fallback(start_gateway: StartGatewa
     assert len(fake_openai.requests) == 1, "no same-target retry after a timeout by default"
     row = gateway.log.row_for(raw.headers["x-request-id"])
     attempts = json.loads(row["attempts"])
-    assert [(a["provider"], a["status"]) for a in attempts] == [("openai", 504)]
+    assert [(a["provider"], a["status"]) for a in attempts] == [("openai", 504), ("mock", 200)]
+    assert attempts[-1]["outcome"] == "answered"
     assert row["fallback_index"] == 1 and row["retries"] == 0
 
 

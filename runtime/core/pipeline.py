@@ -204,12 +204,16 @@ class Engine:
             while True:
                 try:
                     if deadline is None:
-                        return await once(ctx, handle, model, failed_keys)
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        raise TimeoutError
-                    async with asyncio.timeout(remaining):
-                        return await once(ctx, handle, model, failed_keys)
+                        result = await once(ctx, handle, model, failed_keys)
+                    else:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            raise TimeoutError
+                        async with asyncio.timeout(remaining):
+                            result = await once(ctx, handle, model, failed_keys)
+                    if ctx.attempts:  # after failures, the list ends with the attempt that answered
+                        self._record_success(ctx, handle, model)
+                    return result
                 except TimeoutError:
                     if deadline is None:
                         raise
@@ -249,6 +253,19 @@ class Engine:
         # Report the failure against the primary, whose error the client gets; attempts list the rest.
         ctx.provider, ctx.model = targets[0][0].name, targets[0][1]
         raise first_error
+
+    @staticmethod
+    def _record_success(ctx: RequestContext, handle: ProviderHandle, model: str) -> None:
+        ctx.attempts.append(
+            {
+                "status": 200,
+                "outcome": "stream_opened" if ctx.stream else "answered",
+                "provider": handle.name,
+                "model": model,
+                "key": ctx.key_name,
+                "fallback_index": ctx.fallback_index,
+            }
+        )
 
     @staticmethod
     def _record(

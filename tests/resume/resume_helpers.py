@@ -79,9 +79,19 @@ def text_of(events: list[Any]) -> str:
     return "".join(out)
 
 
-def attempts_of(row: Any) -> list[Json]:
+def all_attempts_of(row: Any) -> list[Json]:
     value = row["attempts"]
     return json.loads(value) if isinstance(value, str) else list(value or [])
+
+
+def attempts_of(row: Any) -> list[Json]:
+    """The failed attempts (an attempt that answered, listed after failures, has an `outcome`)."""
+    return [a for a in all_attempts_of(row) if "outcome" not in a]
+
+
+def answered_of(row: Any) -> list[Json]:
+    """The attempts that answered or opened a stream, in order."""
+    return [a for a in all_attempts_of(row) if "outcome" in a]
 
 
 def anthropic_client(gateway: Gateway) -> anthropic.Anthropic:

@@ -13,6 +13,7 @@ from resume_helpers import (
     FULL,
     MESSAGES,
     PRICES,
+    answered_of,
     anthropic_client,
     attempts_of,
     config,
@@ -63,6 +64,8 @@ def test_a_cut_stream_is_continued_by_a_prefill_target_for_the_openai_sdk(
     assert broken["provider"] == "openai"
     assert broken["after_first_byte"] is True
     assert broken["delivered_chars"] == len(DELIVERED)
+    opened = [(a["provider"], a["outcome"], a.get("recovery", False)) for a in answered_of(row)]
+    assert opened == [("anthropic", "stream_opened", True)], "the list ends with the attempt that continued"
     assert broken["usage_estimated"] is True, "the cut came before the provider's usage chunk"
     # usage and cost: the broken attempt's (estimated) plus the continuation's (the fake counts words)
     cont_in = len(f"{MESSAGES[0]['content']} {prefill}".split())  # the prompt with the prefill
