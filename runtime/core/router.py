@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from runtime.config.model import ClientConfig, ProviderConfig
+from runtime.core.health import ProviderHealth, build_health
 from runtime.core.keys import KeySelector
 from runtime.core.lanes import Lane
 from runtime.errors import GatewayError, UnknownModel, UnknownProvider
@@ -23,7 +24,7 @@ from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
 
 
 class ProviderHandle:
-    __slots__ = ("adapter", "config", "keys", "lane", "listed_models", "name", "spec", "unusable")
+    __slots__ = ("adapter", "config", "health", "keys", "lane", "listed_models", "name", "spec", "unusable")
 
     def __init__(self, config: ProviderConfig, client: ClientConfig) -> None:
         self.name = config.name
@@ -34,7 +35,9 @@ class ProviderHandle:
         self.spec: ProviderSpec = spec
         self.adapter: Adapter = get_adapter(config.kind)
         self.lane = Lane(config.name, config.concurrency, config.buffer_size, client.drop_excess_requests)
-        self.keys = KeySelector(config.keys)
+        # Breakers and statistics (runtime/core/health.py); None: breakers off and weighted keys.
+        self.health: ProviderHealth | None = build_health(config.name, config.circuit_breaker, config.load_balancing)
+        self.keys = KeySelector(config.keys, health=self.health)
         # What /v1/models advertises: configured models, else the provider's well-known ones.
         self.listed_models = tuple(self.adapter.list_models(config)) or spec.default_models
         # Every key was skipped at load for an unset env.NAME: say so on each request, not "model unknown".
@@ -78,6 +81,10 @@ class Router:
                 # Keep the live lane so in-flight and queued requests stay counted.
                 handle.lane = old.lane
                 handle.lane.drop_excess = client.drop_excess_requests
+            if old is not None and old.health is not None and handle.health is not None:
+                # Keep what was learnt (open breakers stay open) across a config change.
+                old.health.configure(cfg.circuit_breaker, cfg.load_balancing == "adaptive")
+                handle.health = handle.keys.health = old.health
             handles[name] = handle
         return cls(handles)
 
