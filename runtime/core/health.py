@@ -48,7 +48,8 @@ MAX_TARGETS = 256  # models tracked per provider: model names come from clients,
 EWMA_ALPHA = 0.3  # weight of a new latency sample in the EWMA
 EXPLORE = 0.1  # the adaptive balancer's floor: this share of picks ignores the stats (a recovered target
 # keeps getting samples, so it is never starved)
-TOLERANCE = 1.5  # costs closer than this ratio count as equal: the configured weights decide
+TOLERANCE = 1.5  # costs closer than this ratio (plus SLACK_S) count as equal: the configured weights decide
+SLACK_S = 0.01  # ... and so do differences of a few milliseconds (noise, not a slower target)
 
 Clock = Callable[[], float]
 Notify = Callable[[str, str, str, int, float], None]  # provider, kind ("key"|"model"), target, state, seconds
@@ -429,7 +430,7 @@ def choose(
 
     Two distinct candidates are drawn by their configured `weights`; the one with the lower cost (the
     window's mean latency over its success share, `Breaker.cost`) wins when the costs differ by more than
-    `TOLERANCE`, else the first draw (the weights decide). A candidate with no recent success has no cost,
+    `TOLERANCE` and `SLACK_S`, else the first draw (the weights decide). A candidate with no recent success has no cost,
     so it is judged by its weight: old statistics age out of the window and traffic returns to the
     configured shares. `EXPLORE` of the picks skip the comparison, a floor share for every candidate.
     Weight-0 candidates are drawn only when every weight is 0 (then all weigh the same)."""
@@ -455,7 +456,7 @@ def choose(
     cost_a, cost_b = a.cost(now), b.cost(now)
     if cost_a is None or cost_b is None:
         return candidates[first]
-    if cost_b * TOLERANCE < cost_a:
+    if cost_a > cost_b * TOLERANCE + SLACK_S:
         return candidates[second]
     return candidates[first]
 
