@@ -104,3 +104,23 @@ def test_breakers_off_keep_trying_the_failing_primary(
         assert ask(gateway, fallbacks=FALLBACK).startswith("fake-openai-2:")
     assert chats(fake_openai) == 5
     assert health_of(gateway) is None
+
+
+def test_streams_count_and_skip_the_same_way(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
+) -> None:
+    fake_openai.always(SERVER_ERROR)
+    gateway = start_gateway(providers(fake_openai, fake_openai_2, consecutive_failures=2, cooldown_seconds=60))
+    for _ in range(4):
+        with gateway.client() as client:
+            stream = client.chat.completions.create(
+                model="openai/gpt-4o-mini",
+                messages=[{"role": "user", "content": "s"}],
+                stream=True,
+                extra_body={"fallbacks": FALLBACK},
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text.startswith("fake-openai-2:")
+    assert chats(fake_openai) == 2
+    assert health_of(gateway)["models"]["gpt-4o-mini"]["state"] == "open"
+    assert health_of(gateway, "backup")["models"]["gpt-4o-mini"]["latency_ewma_seconds"] is not None
