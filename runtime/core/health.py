@@ -149,7 +149,10 @@ class Breaker:
     def success(self, latency_s: float | None = None, now: float | None = None) -> int | None:
         """Record an answer; returns the new state when it changed (CLOSED after a probe)."""
         now = self.clock() if now is None else now
-        slot = self._slot(now)
+        number = int(now * BUCKETS / self.cfg.window_seconds)
+        slot = number % BUCKETS
+        if self._stamp[slot] != number:
+            slot = self._slot(now)
         self._ok[slot] += 1
         if latency_s is not None:
             self._lat[slot] += latency_s
@@ -320,10 +323,20 @@ class ProviderHealth:
         return breaker is not None and self.breaking and breaker.blocked()
 
     def succeeded(self, model: str, key: str | None, latency_s: float | None) -> None:
-        for kind, name, breaker in (("model", model, self.target(model)), ("key", key, self._key_or_none(key))):
-            if breaker is not None and name is not None:
-                was = breaker.state
-                self._moved(kind, name, breaker, was, breaker.success(latency_s))
+        """An attempt answered (the hot path: one clock reading, no allocation)."""
+        now = self.clock()
+        breaker = self.targets.get(model) or self.target(model)
+        if breaker is not None:
+            was = breaker.state
+            state = breaker.success(latency_s, now)
+            if state is not None:
+                self._moved("model", model, breaker, was, state)
+        if key is not None and key != "none":
+            breaker = self.keys.get(key) or self.key(key)
+            was = breaker.state
+            state = breaker.success(latency_s, now)
+            if state is not None:
+                self._moved("key", key, breaker, was, state)
 
     def failed(self, model: str, key: str | None, klass: str | None) -> None:
         """An attempt on `model` with `key` failed with failure class `klass` (None: the gateway's own)."""
