@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from runtime.config.model import BreakerConfig
+from runtime.core.text import repair
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
 STATE_NAMES = ("closed", "half_open", "open")
@@ -403,8 +404,9 @@ class ProviderHealth:
         now = self.clock()
         return {
             "circuit_breaker": self.breaking,
-            "keys": {name: b.view(now) for name, b in sorted(self.keys.items())},
-            "models": {name: b.view(now) for name, b in sorted(self.targets.items())},
+            "keys": {repair(name): b.view(now) for name, b in sorted(self.keys.items())},
+            # Model names come from clients: lone surrogates are repaired for JSON (runtime/core/text.py).
+            "models": {repair(name): b.view(now) for name, b in sorted(self.targets.items())},
         }
 
 

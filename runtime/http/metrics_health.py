@@ -17,6 +17,8 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from runtime.core.text import repair
+
 Row = tuple[str, str, str, int, int, float | None]  # provider, kind, target, state, opens, latency EWMA
 
 
@@ -30,7 +32,9 @@ def snapshot(handles: Iterable[Any]) -> list[Row]:
         now = health.clock()
         for kind, table in (("key", health.keys), ("model", health.targets)):
             for name, breaker in table.items():
-                rows.append((handle.name, kind, name, breaker.current(now), breaker.opens, breaker.latency_ewma))
+                # Model names come from clients: lone surrogates repaired, or the exposition cannot encode them.
+                state = breaker.current(now)
+                rows.append((handle.name, kind, repair(name), state, breaker.opens, breaker.latency_ewma))
     return rows
 
 

@@ -8,6 +8,7 @@ re-opens it for longer, and once the primary answers again traffic returns to it
 from __future__ import annotations
 
 import time
+import urllib.request
 
 from fakes import FakeOpenAI, Reply
 from harness import StartGateway
@@ -124,3 +125,17 @@ def test_streams_count_and_skip_the_same_way(
     assert chats(fake_openai) == 2
     assert health_of(gateway)["models"]["gpt-4o-mini"]["state"] == "open"
     assert health_of(gateway, "backup")["models"]["gpt-4o-mini"]["latency_ewma_seconds"] is not None
+
+
+def test_model_names_from_clients_are_shown_safely(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
+) -> None:
+    gateway = start_gateway(providers(fake_openai, fake_openai_2))
+    body = b'{"model":"openai/gpt-\\ud800x","messages":[{"role":"user","content":"hi"}]}'  # a lone surrogate
+    request = urllib.request.Request(gateway.url("/v1/chat/completions"), data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as answer:
+        assert answer.status == 200
+    models = health_of(gateway)["models"]
+    assert models["gpt-\ufffdx"]["state"] == "closed"
+    assert 'target="gpt-\ufffdx"' in get_text(gateway, "/metrics")
