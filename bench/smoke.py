@@ -22,7 +22,7 @@ from bench.targets.bifrost import serve_help
 
 SMOKE_DIR = os.path.join(RESULTS_DIR, "raw", "smoke")
 # Answering every request at a few RPS is the floor; these targets must meet it in smoke mode.
-MUST_SUCCEED = ("direct", "bifrost")
+MUST_SUCCEED = ("direct", "bifrost", "bifrost-cache")
 
 
 def smoke_targets(requested: str | None) -> tuple[list[str], dict[str, str]]:

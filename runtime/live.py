@@ -88,7 +88,9 @@ def _closed(task: asyncio.Task[None]) -> None:
 def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | None) -> None:
     """Make `config` the running one. Synchronous: no request can observe a half-applied state."""
     cache_changed = _cache_entry(gateway.config) != _cache_entry(config)
-    gateway.set_router(Router.build(config.providers, config.client, previous=gateway.router))
+    gateway.set_router(
+        Router.build(config.providers, config.client, previous=gateway.router, groups=config.model_groups)
+    )
     gateway.config = config
     gateway.body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
     if writer is not None:
@@ -100,7 +102,7 @@ def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | No
         elif getattr(plugin, "name", "") == "governance":
             from runtime.governance.plugin import is_mandatory  # only gateways that govern import it
 
-            plugin.reload(config.governance, is_mandatory(config), config.providers)
+            plugin.reload(config.governance, is_mandatory(config), config.providers, config.model_groups)
     if cache_changed:
         swap_cache_plugin(gateway, config)
 

@@ -120,6 +120,7 @@ def test_smoke_every_scenario_direct_and_bifrost(tmp_path: Path) -> None:
         "logging",
         "xlarge",
         "soak",
+        "cache",
     }
     targets = {c["target"] for d in docs.values() for c in d["cells"]}
     assert "bifrost" in targets, "the gateway did not run: " + json.dumps(docs["overhead"]["skipped"])

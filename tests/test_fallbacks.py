@@ -81,14 +81,17 @@ def test_fallback_for_stream_before_first_byte(
     assert len(fake_openai_2.requests) == 1
 
 
-async def test_never_fall_back_after_stream_bytes_were_sent(
+async def test_never_fall_back_after_stream_bytes_were_sent_with_recovery_off(
     two_providers: Gateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
 ) -> None:
+    # Mid-stream recovery (tests/resume/) continues such a stream; turned off, bytes sent end it.
     fake_openai.enqueue(Reply(cut_after=2))
     body = {"model": "openai/gpt-4o", "messages": MESSAGES, "stream": True, **FALLBACKS}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(two_providers.url("/v1/chat/completions"), json=body) as resp,
+        session.post(
+            two_providers.url("/v1/chat/completions"), json=body, headers={"x-bf-stream-resume": "off"}
+        ) as resp,
     ):
         events, _ = await read_sse(resp)
     assert fake_openai_2.requests == [], "bytes had reached the client: falling back would splice two answers"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import select
 import subprocess
 import sys
@@ -47,6 +48,9 @@ class LoadSpec:
     host: str = "127.0.0.1"
     path: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Every request a new prompt (the body must be built with request_body(..., unique=True)): the
+    # `cache` scenario's misses. Each run draws a random base, so a warm-up never primes its own run.
+    unique: bool = False
 
 
 @dataclass(slots=True)
@@ -79,6 +83,8 @@ def _worker_specs(spec: LoadSpec) -> list[WorkerSpec]:
     if spec.mode == "closed":
         n = min(n, max(1, spec.concurrency))
     out = []
+    # Workers count from bases 10**12 apart; runs from a random one (collisions: ~1e-4 odds in 10**4 runs).
+    run_base = secrets.randbelow(10**4) * 10**12 if spec.unique else 0
     for k in range(n):
         if spec.mode == "open":
             rate = spec.rate / n
@@ -106,6 +112,7 @@ def _worker_specs(spec: LoadSpec) -> list[WorkerSpec]:
                 max_conns=max(1, spec.max_conns // n),
                 prewarm=prewarm,
                 cpus=spec.cpus,
+                unique_base=run_base + k * 10**11 if spec.unique else None,
             )
         )
     return out

@@ -33,9 +33,20 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
-def request_body(endpoint: Endpoint, model: str, *, big: bool = False, max_tokens: int = 150) -> bytes:
-    """The JSON body for ``endpoint`` addressed to ``model``."""
+# A fixed-width placeholder in the prompt that `UniquePayloads` overwrites with a counter, so every request
+# of a run asks something new (the `cache` scenario's misses) while its Content-Length stays the same.
+UNIQUE_MARKER = "#" + "0" * 16
+_UNIQUE_DIGITS = 16
+
+
+def request_body(
+    endpoint: Endpoint, model: str, *, big: bool = False, max_tokens: int = 150, unique: bool = False
+) -> bytes:
+    """The JSON body for ``endpoint`` addressed to ``model``; with ``unique`` its prompt starts with
+    UNIQUE_MARKER (see UniquePayloads)."""
     prompt = _BIG_PROMPT if big else _SMALL_PROMPT
+    if unique:
+        prompt = f"Request {UNIQUE_MARKER}. {prompt}"
     body: dict[str, object]
     if endpoint.name in ("chat", "chat_stream"):
         body = {
@@ -71,3 +82,24 @@ def http_request(host: str, port: int, path: str, body: bytes, headers: dict[str
     lines.append(f"Content-Length: {len(body)}")
     lines += [f"{k}: {v}" for k, v in extra.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class UniquePayloads:
+    """Request bytes whose prompt counter changes on every call: `base`, `base + 1`, ... written over
+    UNIQUE_MARKER's digits in place, so no two requests of a run (several workers: distinct bases) are
+    the same prompt. Costs one small bytes copy per request."""
+
+    __slots__ = ("_at", "_buf", "_n")
+
+    def __init__(self, payload: bytes, base: int) -> None:
+        at = payload.find(UNIQUE_MARKER.encode())
+        if at < 0:
+            raise ValueError("payload has no UNIQUE_MARKER (build its body with unique=True)")
+        self._buf = bytearray(payload)
+        self._at = at + 1
+        self._n = base
+
+    def next(self) -> bytes:
+        self._buf[self._at : self._at + _UNIQUE_DIGITS] = b"%016d" % (self._n % 10**_UNIQUE_DIGITS)
+        self._n += 1
+        return bytes(self._buf)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from bench.loadgen.payloads import UniquePayloads
 from bench.loadgen.validate import OK, check_json, check_sse
 
 _now = time.monotonic
@@ -206,11 +207,22 @@ class Pool:
     """Connections to one origin; requests beyond ``max_conns`` wait in FIFO order."""
 
     def __init__(
-        self, host: str, port: int, payload: bytes, *, stream: bool, expect: str, max_conns: int, on_done: DoneFn
+        self,
+        host: str,
+        port: int,
+        payload: bytes,
+        *,
+        stream: bool,
+        expect: str,
+        max_conns: int,
+        on_done: DoneFn,
+        unique: UniquePayloads | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.payload = payload
+        # With `unique`, every request gets the next payload (a new prompt); otherwise all send the same bytes.
+        self.unique = unique
+        self.payload = unique.next() if unique is not None else payload
         self.stream = stream
         self.expect = expect
         self.max_conns = max_conns
@@ -244,7 +256,7 @@ class Pool:
         if self.idle:
             conn = self.idle.pop()
             self.busy.add(conn)
-            conn.send(req, self.payload)
+            conn.send(req, self._take())
         elif self.n_conns < self.max_conns:
             self.n_conns += 1
             self.loop.create_task(self._open_and_send(req))
@@ -269,7 +281,13 @@ class Pool:
             self.release(conn)
             return
         self.busy.add(conn)
-        conn.send(req, self.payload)
+        conn.send(req, self._take())
+
+    def _take(self) -> bytes:
+        payload = self.payload
+        if self.unique is not None:
+            self.payload = self.unique.next()
+        return payload
 
     def release(self, conn: HttpConn) -> None:
         self.busy.discard(conn)
@@ -280,7 +298,7 @@ class Pool:
                 self.finish(req, "timeout", now)
                 continue
             self.busy.add(conn)
-            conn.send(req, self.payload)
+            conn.send(req, self._take())
             return
         self.idle.append(conn)
 

@@ -20,6 +20,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.loadgen.payloads import UniquePayloads
 from bench.loadgen.protocol import Pool, Req
 
 _now = time.monotonic
@@ -44,6 +45,7 @@ class WorkerSpec:
     max_conns: int = 4096
     prewarm: int = 4
     cpus: list[int] | None = None
+    unique_base: int | None = None  # a new prompt per request, counting from here (payloads.UniquePayloads)
 
 
 @dataclass(slots=True)
@@ -187,6 +189,7 @@ async def _run(ctrl: Channel, spec: WorkerSpec) -> dict[str, Any]:
         expect=spec.expect,
         max_conns=spec.max_conns,
         on_done=on_done,
+        unique=None if spec.unique_base is None else UniquePayloads(spec.payload, spec.unique_base),
     )
     warmed = await pool.prewarm(spec.prewarm)
     ctrl.send(("ready", warmed))

@@ -174,6 +174,29 @@ def logging_cost(doc: Doc) -> Verdict:
     )
 
 
+def _cache_verdict(i: int) -> Callable[[Doc], Verdict]:
+    def check(doc: Doc) -> Verdict:
+        from bench.scenarios.cache import verdicts
+
+        _name, status, measured, detail = verdicts(doc.get("derived", {}))[i]
+        return status, measured, detail
+
+    return check
+
+
+def cache_no_key_cost(doc: Doc) -> Verdict:
+    # Judged on the in-process figure: end to end, two gateway processes measured one after the other on a
+    # shared machine differ by more than this (the end-to-end difference is in the detail).
+    d = doc.get("derived", {})
+    h = d.get("no_key_hook_in_process")
+    if not h:
+        return _na("no in-process measurement")
+    v = h["added_us"]
+    e2e = d.get("no_key_added_p50_us")
+    detail = "in process" + ("" if e2e is None else f"; end to end p50 {e2e:+.0f} µs (c=1, vs off)")
+    return ("PASS" if v <= 5 else "FAIL"), f"{v:+.2f} µs", detail
+
+
 GOALS: list[Goal] = [
     Goal("medium", "medium 0 ms: success", "100%", medium_success),
     Goal("medium", "medium 0 ms: p99 vs direct", "<= +5 ms", medium_p99),
@@ -188,6 +211,9 @@ GOALS: list[Goal] = [
     Goal("streams", "streams: added TTFT p99 at 1,000 new streams/s", "<= 50 ms", streams_ttft_open),
     Goal("soak", "soak: RSS growth after warm-up", "< 5%", soak_rss),
     Goal("logging", "logging: throughput cost", "< 10%", logging_cost),
+    Goal("cache", "cache: direct hit p50 vs miss p50 (c=1)", "hit <= miss", _cache_verdict(0)),
+    Goal("cache", "cache: hit-path frontier vs no-cache frontier", "hit >= off", _cache_verdict(1)),
+    Goal("cache", "cache: cost per request, on but no cache key", "~0 (<= 5 µs)", cache_no_key_cost),
 ]
 
 

@@ -11,7 +11,7 @@ from bench.report import charts
 from bench.report.goals import evaluate
 
 Doc = dict[str, Any]
-ORDER = ["calibrate", "medium", "overhead", "frontier", "breakdown", "streams", "logging", "xlarge", "soak"]
+ORDER = ["calibrate", "medium", "overhead", "frontier", "breakdown", "streams", "logging", "xlarge", "soak", "cache"]
 COMMANDS = {
     "calibrate": "python -m bench calibrate",
     "medium": "python -m bench medium",
@@ -22,6 +22,7 @@ COMMANDS = {
     "logging": "python -m bench logging",
     "xlarge": "python -m bench xlarge",
     "soak": "python -m bench soak",
+    "cache": "python -m bench cache",
 }
 
 
@@ -292,9 +293,49 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
                 f"{k}: RSS {_f(v['rss_after_warmup_mb'], 1)} MB after warm-up -> "
                 f"{_f(v['rss_end_mb'], 1)} MB at the end ({_f(v['growth_pct'], 2)}%).",
             ]
+    elif name == "cache":
+        parts.append(_cache_section(doc))
     for p in pngs:
         parts += ["", f"![{os.path.basename(p)}]({os.path.relpath(p, out_dir)})"]
     return "\n".join(parts) + "\n"
+
+
+def _cache_section(doc: Doc) -> str:
+    from bench.scenarios.cache import checks
+
+    d = doc.get("derived", {})
+    rows = [
+        [
+            label,
+            _f(r["ok"]),
+            _f(r["errors"]),
+            _f(r.get("upstream_calls")),
+            _f(r["p50_ms"], 3),
+            _f(r["p99_ms"], 3),
+            _f(r.get("ttft_p50_ms"), 3),
+            _f(r.get("ttft_p99_ms"), 3),
+            _f(r.get("x_bf_overhead_us_p50"), 0),
+        ]
+        for label, r in d.get("c1", {}).items()
+    ]
+    head = ["c=1 cell", "ok", "errors", "upstream calls", "p50 ms", "p99 ms", "TTFT p50 ms", "TTFT p99 ms"]
+    parts = [_table([*head, "x-bf-overhead-us p50"], rows), ""]
+    f_rows = [
+        [
+            k,
+            _f(v["max_sustained_rps"], 0),
+            _f(v["throughput_at_max"], 1),
+            _f(v["p99_at_max_ms"]),
+            _f(v["first_failed_rate"], 0),
+            _f(v.get("upstream_calls")),
+        ]
+        for k, v in d.get("frontier", {}).items()
+    ]
+    if f_rows:
+        head = ["frontier", "max sustained RPS", "throughput at max", "p99 at max ms", "first failed rate"]
+        parts += [_table([*head, "upstream calls"], f_rows), ""]
+    parts += [f"- {line}" for line in checks(d)]
+    return "\n".join(parts)
 
 
 def write_report(out_dir: str) -> str:

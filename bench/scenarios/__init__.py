@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.scenarios import breakdown, frontier, medium, overhead, reqlog, soak, streams, xlarge
+from bench.scenarios import breakdown, cache, frontier, medium, overhead, reqlog, soak, streams, xlarge
 
 # Order matters for `all`/`smoke`: breakdown reads frontier's result.
 SCENARIOS: dict[str, Callable[..., str]] = {
@@ -16,6 +16,7 @@ SCENARIOS: dict[str, Callable[..., str]] = {
     "logging": reqlog.run,
     "xlarge": xlarge.run,
     "soak": soak.run,
+    "cache": cache.run,  # response caching (issue 12): hits vs misses vs off, and the hit path's frontier
 }
 
 # Scenarios whose run() takes a rate override.

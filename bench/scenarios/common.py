@@ -104,12 +104,14 @@ def load_spec(
     timeout: float = 30.0,
     latency_hint_s: float = 0.005,
     big: bool = False,
+    unique: bool = False,
 ) -> LoadSpec:
     ep = ENDPOINTS[endpoint]
     model = running.embedding_model if endpoint == "embeddings" else running.model
     return LoadSpec(
         port=running.port,
-        body=request_body(ep, model, big=big),
+        body=request_body(ep, model, big=big, unique=unique),
+        unique=unique,
         endpoint=endpoint,
         mode=mode,
         rate=rate,

@@ -23,7 +23,7 @@ def make(name: str, **kwargs: Any) -> Target:
     cls = TARGETS[name]
     accepted = {
         "direct": {"mock_pid"},
-        "bifrost": {"profile", "logging", "workers", "label"},
+        "bifrost": {"profile", "logging", "workers", "label", "cache"},
         "bifrost-gov": {"profile", "logging", "workers", "label"},
         "litellm": {"workers", "auto_install"},
     }[name]

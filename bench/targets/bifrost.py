@@ -47,7 +47,13 @@ def supports(flag: str) -> bool:
 
 
 def write_config(
-    app_dir: str, mock_origin: str, *, logging: bool, profile: str | None, governance: bool = False
+    app_dir: str,
+    mock_origin: str,
+    *,
+    logging: bool,
+    profile: str | None,
+    governance: bool = False,
+    cache: dict[str, object] | None = None,
 ) -> str:
     provider: dict[str, object] = {
         "keys": [{"name": "bench", "value": "sk-bench-fake", "models": [], "weight": 1.0}],
@@ -64,6 +70,8 @@ def write_config(
         blocks = governance_config()
         client.update(blocks["client"])
         doc["governance"] = blocks["governance"]
+    if cache is not None:  # response caching on (issue 12): Go's plugin entry, `cache` is its config block
+        doc["plugins"] = [{"name": "semantic_cache", "enabled": True, "config": cache}]
     path = os.path.join(app_dir, "config.json")
     with open(path, "w") as fh:
         json.dump(doc, fh, indent=2)
@@ -83,9 +91,11 @@ class BifrostTarget(Target):
         workers: int = 1,
         label: str | None = None,
         governance: bool = False,
+        cache: dict[str, object] | None = None,
     ) -> None:
         super().__init__()
         self.governance = governance
+        self.cache = cache
         self.profile = profile
         self.logging = logging
         self.workers = workers
@@ -102,7 +112,14 @@ class BifrostTarget(Target):
             print(f"bench: WARNING {notes[-1]}", file=sys.stderr)
             profile = None
         self.app_dir = tempfile.mkdtemp(prefix="bench-bifrost-")
-        write_config(self.app_dir, mock_origin, logging=self.logging, profile=profile, governance=self.governance)
+        write_config(
+            self.app_dir,
+            mock_origin,
+            logging=self.logging,
+            profile=profile,
+            governance=self.governance,
+            cache=self.cache,
+        )
         port = port or control.free_port()
         cmd = [
             *layout.gateway_prefix(),

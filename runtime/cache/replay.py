@@ -28,8 +28,12 @@ def clone(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def as_response(stored: dict[str, Any]) -> ParsedResponse:
-    data = clone(stored)
-    return ParsedResponse(data, Usage.from_openai(data.get("usage")))
+    """A stored answer as a fresh ParsedResponse. Encoded once: the bytes are what an OpenAI client gets
+    as they are (`raw`: the ingress does not encode again), and decoding them gives the other ingresses a
+    copy they may adjust without touching the stored answer."""
+    raw = ujson.dumps(stored, ensure_ascii=False, escape_forward_slashes=False).encode()
+    data: dict[str, Any] = ujson.loads(raw)
+    return ParsedResponse(data, Usage.from_openai(data.get("usage")), raw)
 
 
 def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:

@@ -162,6 +162,15 @@ def _entry(row: Row) -> tuple[CacheEntry, bytes | None]:
     return entry, blob
 
 
+def _decode(row: Row) -> tuple[CacheEntry, bytes | None] | None:
+    """`_entry`, or None for a row that cannot be one (a response that is not JSON, a NULL where a value
+    belongs: a file edited by hand or damaged); such a row is skipped, never fatal."""
+    try:
+        return _entry(row)
+    except (ValueError, TypeError):
+        return None
+
+
 def _tighten(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         if path.stat().st_mode & 0o777 != FILE_MODE:
@@ -375,10 +384,10 @@ class SqliteCacheStore:
             if len(out) >= self.max_entries or total + size > self.max_bytes:
                 cutoff = row[COLUMNS.index("created_at") + 1]
                 break
-            try:
-                out.append(_entry(row))
-            except ValueError:  # a response that is not JSON any more: skip the row
+            decoded = _decode(row)
+            if decoded is None:
                 continue
+            out.append(decoded)
             total += size
         if cutoff is not None and not self.shared_file:
             conn.execute("DELETE FROM cache_entries WHERE created_at < ?", (cutoff,))
@@ -403,8 +412,8 @@ class SqliteCacheStore:
     async def nearest(
         self, params_hash: str, vector: Sequence[float], threshold: float, now: float
     ) -> tuple[CacheEntry, float] | None:
-        if self._unit is None or self._building or self.dimension is None:
-            return None
+        if self._unit is None or self._building or self.dimension is None or not threshold <= 1.0:
+            return None  # (a NaN threshold compares False with everything: it would accept anything)
         index = self._indexes.get(params_hash)
         if index is None:
             return None
@@ -439,7 +448,8 @@ class SqliteCacheStore:
         if entry is not None or not self.shared_file:
             return entry
         rows = await self._read(f"{SELECT_SQL} WHERE id = ? LIMIT 1", (entry_id,))
-        return _entry(rows[0])[0] if rows else None
+        decoded = _decode(rows[0]) if rows else None
+        return decoded[0] if decoded else None
 
     async def list(self, search: str | None, limit: int, offset: int) -> tuple[list[CacheEntry], int]:
         limit = max(0, min(int(limit), LIST_LIMIT))
@@ -586,8 +596,9 @@ class SqliteCacheStore:
             if index is None:
                 assert self._new_index is not None and self.dimension is not None
                 index = self._indexes[params_hash] = self._new_index(self.dimension)
-            # An HNSW insert: ~0.2 ms at 256 dimensions, ~1 ms at 1536 (bench/cache_index.py), once per
-            # stored semantic miss, which also paid an embedding call and an upstream call.
+            # On the loop: a flat insert is a row copy; a graph insert ~0.5 ms at 256 dimensions and 100,000
+            # entries, ~1.4 ms at 1,536 and 20,000 (bench/cache_index.py). Once per stored semantic miss,
+            # which also paid an embedding call and an upstream call.
             index.add(label, vec)
         elif index is not None:
             index.remove(label)
@@ -723,10 +734,10 @@ class SqliteCacheStore:
         current = self._by_hash.get(request_hash)  # another lookup may have loaded it meanwhile
         if current is not None and current.expires_at > now:
             return current
-        try:
-            entry, blob = _entry(rows[0])
-        except ValueError:
+        decoded = _decode(rows[0])
+        if decoded is None:
             return None
+        entry, blob = decoded
         self._insert(entry, self._vector(blob))
         return entry
 
@@ -750,11 +761,9 @@ class SqliteCacheStore:
                 current is not None and (current.id == entry_id or current.created_at >= created_at)
             ):
                 continue
-            try:
-                entry, blob = _entry(row)
-            except ValueError:
-                continue
-            self._insert(entry, self._vector(blob))
+            decoded = _decode(row)
+            if decoded is not None:
+                self._insert(decoded[0], self._vector(decoded[1]))
 
     def _apply_tombstone(self, kind: str, value: str | None, at: float) -> None:
         if kind == "del_id":

@@ -49,7 +49,7 @@ class StoreStats:
     bytes: int
     evicted: int  # entries dropped for the caps since start (expired ones are not counted here)
     expired: int  # entries dropped because their TTL passed, since start
-    write_errors: int  # background writes that failed (the entry stays served from memory)
+    write_errors: int  # background writes that failed or were dropped (queue full); the entry stays served
 
 
 class CacheStore(Protocol):
@@ -96,8 +96,8 @@ class CacheStore(Protocol):
         ...
 
     async def list(self, search: str | None, limit: int, offset: int) -> tuple[list[CacheEntry], int]:
-        """Entries newest first, optionally only those whose prompt text, model or cache key contains
-        `search` (case-insensitive); and how many match in all."""
+        """Entries newest first, optionally only those whose prompt text, model, cache key or id contains
+        `search` (case-insensitive); and how many match in all. `limit` is capped at 500."""
         ...
 
     def stats(self) -> StoreStats:

@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.config import fields
+from runtime.config.groups import parse_model_groups
 from runtime.config.model import (
     AzureKeyConfig,
     BreakerConfig,
@@ -244,13 +245,16 @@ PROVIDER_FIELDS = frozenset(
         "default_max_tokens",
         "pricing_overrides",
         "failure_policy",
+        "supports_assistant_prefill",
         "circuit_breaker",
         "load_balancing",
     }
 )
 BREAKER_FIELDS = frozenset(f.name for f in dataclasses.fields(BreakerConfig))
 LOAD_BALANCING = ("weighted", "adaptive")
-TOP_FIELDS = frozenset({"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance"})
+TOP_FIELDS = frozenset(
+    {"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance", "model_groups"}
+)
 PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
 GO_PLUGIN_FIELDS = frozenset({"path", "version", "placement", "order"})
 ADMIN_FIELDS = frozenset({"token"})
@@ -486,6 +490,7 @@ def parse_provider(
             r.data.get("pricing_overrides"), f"{path}.pricing_overrides", warnings
         ),
         failure_policy=_failure_policy(r),
+        supports_assistant_prefill=r.get("supports_assistant_prefill", bool, None),
         circuit_breaker=_circuit_breaker(r),
         load_balancing=_load_balancing(r),
     )
@@ -593,6 +598,7 @@ def parse_client(
         or r.get("enforce_governance_header", bool, False),
         request_deadline_in_seconds=r.get("request_deadline_in_seconds", float, d.request_deadline_in_seconds),
         context_window_fallbacks=_context_window_fallbacks(r, d.context_window_fallbacks),
+        stream_resume=r.get("stream_resume", bool, d.stream_resume),
     )
     _positive(client.initial_pool_size, "client.initial_pool_size")
     _positive(client.log_retention_days, "client.log_retention_days", allow_zero=True)
@@ -741,6 +747,7 @@ def parse_document(
     providers = build_providers(raw, environ, tuning, client, warnings)
     if raw:
         check_governance(raw, environ, providers, client, warnings)
+        parse_model_groups(raw.get("model_groups"), providers, warnings)  # kept by load_gateway_config
     return providers, client, tuple(warnings)
 
 
@@ -858,6 +865,7 @@ def load_gateway_config(
         plugins=parse_plugins(raw.get("plugins"), []) if raw else (),  # already checked by parse_document
         shared_state=_shared_state(raw, env, []),
         governance=check_governance(raw, env, providers, client, []) if raw else None,  # checked above too
+        model_groups=parse_model_groups(raw.get("model_groups") if raw else None, providers),  # checked above
     )
 
 

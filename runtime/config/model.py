@@ -143,6 +143,10 @@ class ProviderConfig:
     # as Go Bifrost does); its requests then fail with an error naming them.
     missing_env: tuple[str, ...] = ()
     pricing_overrides: tuple[PricingOverride, ...] = ()
+    # `supports_assistant_prefill`: whether this provider may continue a broken stream from the text already
+    # delivered (runtime/core/resume.py); None: its ProviderSpec's capability. True on an OpenAI-compatible
+    # provider without one sends vLLM/SGLang's `continue_final_message`.
+    supports_assistant_prefill: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +182,9 @@ class ClientConfig:
     # model string -> larger-context targets to try when that model answers "context length exceeded"
     # (runtime/core/failover.py `larger_context`), e.g. {"openai/gpt-4o-mini": ["openai/gpt-4.1-mini"]}.
     context_window_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen_map)
+    # A chat stream that breaks after its first byte continues on the next target (runtime/core/resume.py);
+    # a request may turn it off with the header `x-bf-stream-resume: off`.
+    stream_resume: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +210,30 @@ class PluginConfig:
     name: str
     enabled: bool = True
     config: Mapping[str, Any] = field(default_factory=_frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTarget:
+    """One `model_groups.<name>.targets[i]`: a configured provider's model and its share of the traffic."""
+
+    provider: str
+    model: str  # the upstream model name (after `provider/`)
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    """config.json `model_groups.<name>` (ours, not Go Bifrost's): a model name clients may ask for, served
+    by weighted targets, each failing over to the others (heaviest first) and then to `fallbacks`."""
+
+    name: str
+    targets: tuple[GroupTarget, ...]
+    fallbacks: tuple[GroupTarget, ...] = ()  # weight unused
+    strategy: str = "weighted"  # "weighted" | "adaptive" (runtime/core/groups.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +281,7 @@ class GatewayConfig:
     plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
     shared_state: SharedStateConfig | None = None  # config.json `shared_state`; None: the embedded engine
     governance: GovernanceConfig | None = None  # config.json `governance` (virtual keys, teams, budgets...)
+    model_groups: Mapping[str, ModelGroup] = field(default_factory=_frozen_map)  # config.json `model_groups`
 
     @property
     def config_path(self) -> Path:

@@ -152,6 +152,11 @@ class RawAccumulator:
                 if isinstance(chunk, dict):
                     add(chunk)
 
+    def as_chunks(self) -> StreamAccumulator:
+        """The fold so far, to go on with chunk dicts (a broken fast-path stream continued as chunks)."""
+        self._fold()
+        return self._acc
+
     def result(self) -> list[dict[str, Any]]:
         self._fold()
         return self._acc.result()

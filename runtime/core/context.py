@@ -56,6 +56,7 @@ class RequestContext:
         "provider",
         "queue_wait_ns",
         "response_headers",
+        "resume",
         "retries",
         "skipped_events",
         "start_ns",
@@ -114,6 +115,8 @@ class RequestContext:
         self.cost: float | None = None  # US dollars, once the outcome's usage is priced (None: unpriced)
         self.output: Any = None  # bytes (raw body) or str (assembled stream text)
         self.attempts: list[dict[str, Any]] = []
+        # A chat stream's mid-stream recovery plan (runtime/core/resume.py); None: off or nowhere to go.
+        self.resume: Any = None
 
     def elapsed_ns(self) -> int:
         return (self.end_ns or time.perf_counter_ns()) - self.start_ns

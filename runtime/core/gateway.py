@@ -14,6 +14,7 @@ from typing import Any
 import ujson
 
 from runtime.config.model import GatewayConfig
+from runtime.core import resume
 from runtime.core.context import RequestContext
 from runtime.core.failover import RunRules
 from runtime.core.health import Notify
@@ -42,7 +43,7 @@ def encode_json(obj: Any) -> bytes:
 class Gateway:
     def __init__(self, config: GatewayConfig, hooks: Hooks) -> None:
         self.config = config
-        self.router = Router.build(config.providers, config.client)
+        self.router = Router.build(config.providers, config.client, groups=config.model_groups)
         self.engine = Engine(self.router, None, encode_json)
         self.hooks = hooks
         self._rules = RunRules.build(config, self.router)
@@ -83,16 +84,20 @@ class Gateway:
             raise InvalidRequest(
                 f"'model' must be a string, got {type(model).__name__}", param="model", code="invalid_type"
             )
-        ctx.model_requested = model
+        # What the client asked for: a pre-hook that reroutes (governance choosing a group's or a bare
+        # name's provider) leaves the client's own model here, for the log and the answer's `model`.
+        ctx.model_requested = ctx.model_requested or model
         router = self.router
-        targets = [router.resolve(model)]
+        group = router.groups.get(model) if router.groups else None  # a model group (docs/model-groups.md)
+        targets = [router.resolve(model)] if group is None else router.group_targets(group)
         fallbacks = body.pop("fallbacks", None)
         if fallbacks is not None:
             if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
                 raise InvalidRequest(
                     "'fallbacks' must be a list of provider/model strings", param="fallbacks", code="invalid_type"
                 )
-            targets.extend(router.resolve(f) for f in fallbacks)
+            for fallback in fallbacks:
+                targets.extend(router.resolve_fallback(fallback))
             ctx.fallbacks = tuple(fallbacks)
         handle, upstream_model = targets[0]
         ctx.provider = handle.name
@@ -113,7 +118,11 @@ class Gateway:
     async def open_stream(
         self, ctx: RequestContext, targets: list[tuple[ProviderHandle, str]], passthrough: bool = False
     ) -> ChunkStream | RawStream:
-        return await self.engine.open_stream(ctx, targets, passthrough, self.rules())
+        rules = self.rules()
+        stream = await self.engine.open_stream(ctx, targets, passthrough, rules)
+        if len(targets) > 1:  # mid-stream recovery needs a target after the serving one
+            ctx.resume = resume.plan(ctx, targets, self.engine, rules, self.config)
+        return stream
 
     def finish(self, ctx: RequestContext) -> None:
         ctx.end()  # one clock reading: the log row and /metrics report the same latency and overhead

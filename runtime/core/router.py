@@ -7,13 +7,18 @@ only read it.
 Model strings are `provider/model`, split on the first `/` only when the prefix names a configured or
 known provider, so `openrouter/meta-llama/llama-3-70b` keeps its slashes. A bare model name is served
 by the configured provider that lists it (in `models`, a key's allow-list or an Azure deployment map).
+
+A model group (config.json `model_groups`, runtime/config/groups.py) is a name served by several
+`provider/model` targets; `groups` maps it to its plan (runtime/core/groups.py), resolved here once
+per build, and a group name wins over bare-name routing (docs/model-groups.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from runtime.config.model import ClientConfig, ProviderConfig
+from runtime.config.model import ClientConfig, ModelGroup, ProviderConfig
+from runtime.core.groups import GroupPlan
 from runtime.core.health import ProviderHealth, build_health
 from runtime.core.keys import KeySelector
 from runtime.core.lanes import Lane
@@ -53,21 +58,56 @@ class ProviderHandle:
         return model in self.listed_models
 
 
+Target = tuple[ProviderHandle, str]
+
+
 class Router:
-    """Immutable routing table; the app swaps in a new one when providers change."""
+    """Immutable routing table; the app swaps in a new one when providers or groups change."""
 
-    __slots__ = ("_bare_cache", "handles")
+    __slots__ = ("_bare_cache", "groups", "handles")
 
-    def __init__(self, handles: Mapping[str, ProviderHandle]) -> None:
+    def __init__(self, handles: Mapping[str, ProviderHandle], groups: Mapping[str, ModelGroup] | None = None) -> None:
         self.handles = dict(handles)
         self._bare_cache: dict[str, ProviderHandle] = {}
         for handle in handles.values():
             for model in handle.listed_models:
                 self._bare_cache.setdefault(model, handle)
+        # Empty when no group is configured: the request path tests its truth once and goes on. A group
+        # none of whose targets is usable now maps to the error its requests get.
+        self.groups: dict[str, GroupPlan[Target] | GatewayError] = {}
+        for name, group in (groups or {}).items():
+            self.groups[name] = self._plan(group)
+
+    def _plan(self, group: ModelGroup) -> GroupPlan[Target] | GatewayError:
+        """Resolve a group's targets once. The config loader checked them; a target whose provider has no
+        usable key (an unset env.NAME) is left out, so the group still serves from the others."""
+        first_error: GatewayError | None = None
+        targets: list[Target] = []
+        weights: list[float] = []
+        fallbacks: list[Target] = []
+        for entry in (*group.targets, *group.fallbacks):
+            try:
+                target = self.resolve(entry.name)
+            except GatewayError as err:
+                first_error = first_error or err
+                continue
+            if entry in group.targets:
+                targets.append(target)
+                weights.append(entry.weight)
+            else:
+                fallbacks.append(target)
+        if not targets and not fallbacks:
+            assert first_error is not None
+            return first_error
+        return GroupPlan(group.name, targets, weights, fallbacks, group.strategy)
 
     @classmethod
     def build(
-        cls, providers: Mapping[str, ProviderConfig], client: ClientConfig, previous: Router | None = None
+        cls,
+        providers: Mapping[str, ProviderConfig],
+        client: ClientConfig,
+        previous: Router | None = None,
+        groups: Mapping[str, ModelGroup] | None = None,
     ) -> Router:
         handles = {}
         for name, cfg in providers.items():
@@ -86,7 +126,25 @@ class Router:
                 old.health.configure(cfg.circuit_breaker, cfg.load_balancing == "adaptive")
                 handle.health = handle.keys.health = old.health
             handles[name] = handle
-        return cls(handles)
+        return cls(handles, groups)
+
+    @staticmethod
+    def group_targets(plan: GroupPlan[Target] | GatewayError) -> list[Target]:
+        """A group's targets for one request: the chosen one first, then the others heaviest first, then
+        the group's fallbacks."""
+        if isinstance(plan, GatewayError):
+            raise _fresh(plan)
+        return plan.next_order()
+
+    def resolve_fallback(self, model_string: str) -> list[Target]:
+        """A client's fallback: `provider/model` or a bare model (one target), or a group's name (its targets
+        heaviest first, then its fallbacks: a fallback list has no weighted choice)."""
+        plan = self.groups.get(model_string) if self.groups else None
+        if plan is None:
+            return [self.resolve(model_string)]
+        if isinstance(plan, GatewayError):
+            raise _fresh(plan)
+        return list(plan.heaviest_order())
 
     def resolve(self, model_string: str) -> tuple[ProviderHandle, str]:
         """`provider/model` -> (handle, model). Raises UnknownProvider / UnknownModel (400)."""
@@ -139,3 +197,8 @@ class Router:
 
     def configured(self) -> str:
         return ", ".join(sorted(self.handles)) or "none"
+
+
+def _fresh(err: GatewayError) -> GatewayError:
+    """A new instance of a stored error (raising one instance per request would grow its traceback)."""
+    return GatewayError(err.message, status=err.status, type=err.type, code=err.code, param="model")

@@ -11,7 +11,9 @@ Its pre-hook, before routing (runtime/core/hooks.py):
    by weighted choice among the key's providers that allow it (`ctx.body["model"]` becomes
    `provider/model`, the others, heaviest first, its `fallbacks` unless the client gave some), as Go's
    load balancer does. Client-given fallbacks must pass the same checks. A key without provider_configs
-   may use every provider and model.
+   may use every provider and model. A model group's name (config.json `model_groups`) is resolved
+   here, before the allow-lists: the key may use the group's targets (and fallbacks) its provider_configs
+   allow, the others are left out, and none allowed is 403 model_blocked (docs/model-groups.md).
 3. `ctx.allowed_keys` (the provider keys each provider config allows) and `ctx.caller`, the Caller
    (runtime/governance/model.py) with the chain of budgets and rate limits, most specific first.
 4. the limits (budgets and rate limits), when the plugin was given them: its pre-hook and
@@ -31,7 +33,9 @@ from itertools import accumulate
 from types import MappingProxyType
 from typing import Any
 
+from runtime.config.model import GroupTarget, ModelGroup
 from runtime.core.context import RequestContext
+from runtime.core.groups import GroupPlan
 from runtime.errors import AuthenticationRequired, PermissionDenied
 from runtime.governance.auth import presented_key
 from runtime.governance.entities import GovernanceConfig, VirtualKey, VirtualKeyProvider, digest
@@ -47,7 +51,7 @@ UNKNOWN_KEY = "virtual key not found. The provided virtual key does not exist or
 class _Entry:
     """One virtual key with what its requests need, computed once."""
 
-    __slots__ = ("allowed_keys", "caller", "callers", "key", "routes")
+    __slots__ = ("allowed_keys", "caller", "callers", "groups", "key", "routes")
 
     def __init__(self, key: VirtualKey, governance: GovernanceConfig) -> None:
         self.key = key
@@ -62,6 +66,28 @@ class _Entry:
         restricted = {pc.provider: pc.allowed_keys for pc in key.provider_configs if pc.allowed_keys is not None}
         self.allowed_keys: Mapping[str, frozenset[str]] | None = MappingProxyType(restricted) if restricted else None
         self.routes: dict[str, _Route | None] = {}
+        self.groups: dict[str, GroupPlan[str] | None] = {}  # group name -> its targets this key may use
+
+    def group(self, group: ModelGroup) -> GroupPlan[str] | None:
+        """Group `group` narrowed to the targets and fallbacks this key allows (None: none), computed once
+        per key and config (a reload rebuilds every entry)."""
+        try:
+            return self.groups[group.name]
+        except KeyError:
+            pass
+        targets = [t for t in group.targets if self._allows(t)]
+        fallbacks = [t.name for t in group.fallbacks if self._allows(t)]
+        plan = (
+            GroupPlan(group.name, [t.name for t in targets], [t.weight for t in targets], fallbacks, group.strategy)
+            if targets or fallbacks
+            else None
+        )
+        self.groups[group.name] = plan
+        return plan
+
+    def _allows(self, target: GroupTarget) -> bool:
+        pc = self.key.provider_config(target.provider)
+        return pc is not None and pc.allows(target.model)
 
     def route(self, name: str) -> _Route | None:
         """The routing of bare model `name` (None: no provider config allows it), computed once."""
@@ -116,20 +142,27 @@ class GovernancePlugin:
         limits: Any | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        groups: Mapping[str, ModelGroup] | None = None,
     ) -> None:
         self.mandatory = mandatory
         self.limits = limits
         self._keys = _index(governance)
         self._providers = provider_names(providers)
+        self._groups: Mapping[str, ModelGroup] = groups or {}
         self._clock = clock
         self._random = (rng or random.Random()).random
 
     def reload(
-        self, governance: GovernanceConfig | None, mandatory: bool, providers: Iterable[str] | None = None
+        self,
+        governance: GovernanceConfig | None,
+        mandatory: bool,
+        providers: Iterable[str] | None = None,
+        groups: Mapping[str, ModelGroup] | None = None,
     ) -> None:
-        """Adopt an edited config (config.json changed, by the admin API or by hand): its keys, switch and
-        provider names (a provider added live must split off `provider/model` as the router does). One
-        assignment each: a request sees the old keys or the new ones, never a mix."""
+        """Adopt an edited config (config.json changed, by the admin API or by hand): its keys, switch,
+        provider names (a provider added live must split off `provider/model` as the router does) and model
+        groups. One assignment each: a request sees the old keys or the new ones, never a mix."""
+        self._groups = groups or {}  # before the keys: new entries narrow the new groups
         self._keys = _index(governance)
         self.mandatory = mandatory
         if providers is not None:
@@ -200,6 +233,16 @@ class GovernancePlugin:
         if provider is not None:
             self._check(key, provider, name, "model")
             return provider
+        group = self._groups.get(name) if self._groups else None
+        if group is not None:
+            plan = entry.group(group)
+            if plan is None:
+                raise _model_blocked(name, "model")
+            order = plan.next_order()
+            body["model"] = order[0]
+            if len(order) > 1:
+                body["fallbacks"] = order[1:] + (fallbacks if isinstance(fallbacks, list) else [])
+            return self._split(order[0])[0]
         route = entry.route(name)
         if route is None:
             raise _model_blocked(name, "model")
@@ -212,19 +255,30 @@ class GovernancePlugin:
     def _check_fallbacks(self, entry: _Entry, fallbacks: Any) -> None:
         if not isinstance(fallbacks, list):
             return  # the router reports a malformed list
+        checked: list[Any] = []
         for i, fallback in enumerate(fallbacks):
+            checked.append(fallback)
             if not isinstance(fallback, str):
                 continue
             fb_provider, fb_model = self._split(fallback)
             if fb_provider is not None:
                 self._check(entry.key, fb_provider, fb_model, f"fallbacks[{i}]")
                 continue
+            group = self._groups.get(fb_model) if self._groups else None
+            if group is not None:
+                # A group as a fallback: the targets this key may use, heaviest first, in its place.
+                plan = entry.group(group)
+                if plan is None:
+                    raise _model_blocked(fb_model, f"fallbacks[{i}]")
+                checked[-1:] = plan.heaviest_order()
+                continue
             # A bare fallback goes to the key's heaviest provider that allows it, never to whichever
             # provider the router would pick for the name.
             route = entry.route(fb_model)
             if route is None:
                 raise _model_blocked(fb_model, f"fallbacks[{i}]")
-            fallbacks[i] = route.models[route.heaviest]
+            checked[-1] = route.models[route.heaviest]
+        fallbacks[:] = checked
 
 
 class _Route:
@@ -278,4 +332,6 @@ def build(config: Any, limits: Any | None = None) -> GovernancePlugin | None:
     listed = any(p.name == "governance" and p.enabled for p in config.plugins)
     if not (mandatory or listed or (governance is not None and governance.virtual_keys)):
         return None
-    return GovernancePlugin(governance, mandatory=mandatory, providers=config.providers, limits=limits)
+    return GovernancePlugin(
+        governance, mandatory=mandatory, providers=config.providers, limits=limits, groups=config.model_groups
+    )

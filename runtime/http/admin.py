@@ -18,6 +18,7 @@ from runtime.http import (
     admin_cache,
     admin_governance,
     admin_governance_entities,
+    admin_groups,
     admin_logs,
     admin_providers,
     admin_ws,
@@ -97,5 +98,6 @@ def add_routes(app: web.Application) -> None:
     admin_governance_entities.add_routes(app, wrap)  # teams, customers, budgets, rate-limits
     admin_logs.add_routes(app, wrap)
     admin_cache.add_routes(app, wrap)  # /api/cache (issue 12)
+    admin_groups.add_routes(app, wrap)  # /api/model-groups (issue 13)
     admin_ws.add_routes(app, wrap)
     r.add_get("/api/openapi.json", wrap(openapi.serve))

@@ -306,6 +306,8 @@ async def update_client(request: web.Request) -> web.Response:
 
 
 async def get_config(request: web.Request) -> web.Response:
+    from runtime.http.admin_groups import groups_view  # it imports this module's _edit
+
     gw: Gateway = request.app[GATEWAY]
     config = gw.config
     return json_response(
@@ -323,6 +325,7 @@ async def get_config(request: web.Request) -> web.Response:
             # config.json fields accepted but without effect here (Go Bifrost fields not implemented,
             # keys skipped for an unset env.NAME, ...), one line each, as printed at start-up.
             "warnings": list(config.warnings),
+            "model_groups": groups_view(gw),  # as GET /api/model-groups (runtime/http/admin_groups.py)
         }
     )
 

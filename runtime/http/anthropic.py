@@ -98,6 +98,10 @@ async def list_models(request: web.Request) -> web.Response:
         for name, handle in sorted(gw.router.handles.items())
         for model in handle.listed_models
     ]
+    data += [
+        {"type": "model", "id": group, "display_name": f"{group} (model group)", "created_at": "1970-01-01T00:00:00Z"}
+        for group in sorted(gw.config.model_groups)
+    ]
     body = {
         "data": data,
         "has_more": False,

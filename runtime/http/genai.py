@@ -18,6 +18,7 @@ from aiohttp import web
 
 from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway, encode_json
+from runtime.core.groups import GroupPlan
 from runtime.errors import GatewayError, InvalidRequest
 from runtime.http.keys import GATEWAY
 from runtime.http.relay import TranslatingIngress, gateway_headers, serve
@@ -117,6 +118,17 @@ async def list_models(request: web.Request) -> web.Response:
             }
             for model in handle.listed_models
         )
+    for group, plan in sorted(gw.router.groups.items()):  # model groups (config.json `model_groups`)
+        if isinstance(plan, GroupPlan):
+            ops = plan.orders[0][0][0].adapter.operations  # what the group's first target supports
+            methods = [m for m, op in _OPS.items() if op in ops]
+            models.append(
+                {
+                    "name": f"models/{group}",
+                    "displayName": f"{group} (model group)",
+                    "supportedGenerationMethods": methods,
+                }
+            )
     return web.Response(
         body=encode_json({"models": models}), content_type="application/json", headers=gateway_headers(ctx)
     )

@@ -185,6 +185,9 @@ async def list_models(request: web.Request) -> web.Response:
             if not handle_.adapter.local:
                 entry.update(catalog_fields(book.info(name, model)))
             data.append(entry)
+    # Model groups (config.json `model_groups`): names clients may use as they are, without a provider.
+    for group in sorted(gw.config.model_groups):
+        data.append({"id": group, "object": "model", "created": 0, "owned_by": "bifrost-group"})
     return web.Response(
         body=encode_json({"object": "list", "data": data}),
         content_type="application/json",

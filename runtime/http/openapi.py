@@ -492,6 +492,29 @@ PATHS: J = {
             tags=("settings",),
         )
     },
+    "/api/model-groups": {
+        "get": _op(
+            "Model groups (config.json model_groups): each with its strategy, targets (model, weight, usable) "
+            "and fallbacks; `error` when no target is usable now",
+            {
+                "200": _json(
+                    {"type": "object", "properties": {"model_groups": {"type": "array", "items": {"type": "object"}}}}
+                )
+            },
+            tags=("settings",),
+        ),
+        "put": _op(
+            "Replace every model group (validated with field paths, persisted to config.json, applied at once); "
+            "an empty object removes them all",
+            {
+                "200": _json(
+                    {"type": "object", "properties": {"model_groups": {"type": "array", "items": {"type": "object"}}}}
+                )
+            },
+            body={"type": "object", "required": ["model_groups"], "properties": {"model_groups": {"type": "object"}}},
+            tags=("settings",),
+        ),
+    },
     "/api/system": {
         "get": _op(
             "This worker: request-log counters and per-lane in_flight/queued",

@@ -25,6 +25,7 @@ from runtime.core.context import RequestContext
 from runtime.core.flow import client_gone, fail, internal_error
 from runtime.core.gateway import Gateway
 from runtime.core.rawstream import RawStream
+from runtime.core.resume import Resume, bill_break
 from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
 from runtime.http.body import read_json_object
 from runtime.http.drain import DRAIN, Drain
@@ -227,13 +228,16 @@ class ClientWriter:
             self._transport.abort()
 
 
-async def end_stream_with_error(ctx: RequestContext, err: GatewayError, writer: ClientWriter, event: bytes) -> None:
-    """A stream failed after its first byte: record it, then end it with the client format's error event."""
+async def end_stream_with_error(
+    ctx: RequestContext, err: GatewayError, writer: ClientWriter, event: bytes, recorded: bool = False
+) -> None:
+    """A stream failed after its first byte: record it (unless `recorded`: mid-stream recovery already listed
+    the attempt), then end it with the client format's error event."""
     if isinstance(err, ClientStalled):
         fail(ctx, err)
         writer.abort()
         return
-    if isinstance(err, (GatewayShutdown, InternalError)):
+    if recorded or isinstance(err, (GatewayShutdown, InternalError)):
         fail(ctx, err)  # not an upstream attempt
     else:
         fail_after_first_byte(ctx, err)
@@ -322,16 +326,43 @@ async def _stream(
         stream.close()
         raise
     drain.add_stream(stream)  # once per stream: a stop after the grace can end it with an error event
+    resume: Resume | None = ctx.resume  # mid-stream recovery (runtime/core/resume.py); None: off
+    broken: dict[str, Any] | None = None  # the attempt entry of a stream that broke and was not continued
     try:
         await response.prepare(request)
-        if raw:
-            await _relay_bytes(ctx, stream, writer, mark, accumulate)
-        else:
-            observers = gw.hooks.chunk if ctx.observers is None else (*gw.hooks.chunk, *ctx.observers)
-            await _relay_chunks(ctx, stream, writer, mark, encoder, accumulate, observers)
+        observers = gw.hooks.chunk if ctx.observers is None else (*gw.hooks.chunk, *ctx.observers)
+        if resume is not None:
+            observers = (*observers, resume.observe)  # what the client got, should the stream break
+        while True:
+            try:
+                if raw:
+                    keep = accumulate.add if accumulate is not None else None
+                    if resume is not None:
+                        keep = _both(keep, resume.keep_raw(stream.first))
+                    await _relay_bytes(ctx, stream, writer, mark, keep)
+                else:
+                    await _relay_chunks(ctx, stream, writer, mark, encoder, accumulate, observers)
+                break
+            except GatewayError as err:
+                continued = None if resume is None else await resume.recover(ctx, stream, err)
+                if continued is None:
+                    raise
+                # The rest of the answer comes from the next target, as chunks through the same encoder.
+                drain.discard_stream(stream)
+                stream.close()
+                stream = continued
+                drain.add_stream(stream)
+                if raw:
+                    raw = False
+                    if accumulate is not None:
+                        accumulate = accumulate.as_chunks()
+                mark = perf_counter_ns()
         ctx.status = 200
     except GatewayError as err:
-        await end_stream_with_error(ctx, err, writer, encoder.error(err, ctx))
+        recorded = resume is not None and resume.recorded is err  # the break is already an attempt
+        await end_stream_with_error(ctx, err, writer, encoder.error(err, ctx), recorded)
+        if not recorded and ctx.attempts and ctx.attempts[-1].get("after_first_byte"):
+            broken = ctx.attempts[-1]  # billed below, once the stream's last usage is known
     except ConnectionError:
         client_gone(ctx)
     except asyncio.CancelledError:
@@ -346,10 +377,25 @@ async def _stream(
         drain.discard_stream(stream)
         stream.close()
         ctx.usage = stream.usage
+        if resume is not None and resume.billed:  # usage and cost: the sums over every billed attempt
+            resume.settle(ctx, stream, "responses" if ctx.ingress == "responses" else ctx.endpoint)
+        elif broken is not None:  # what a broken stream billed: its usage, else an estimate from its text
+            bill_break(ctx, broken, stream.usage, accumulate.result() if accumulate is not None else None)
         ctx.skipped_events = getattr(stream, "skipped", 0)  # a hook's AnswerStream has none
         if accumulate is not None:
             ctx.output = accumulate.result()
     return response
+
+
+def _both(first: Callable[[bytes], None] | None, second: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    if first is None:
+        return second
+
+    def keep(data: bytes) -> None:
+        first(data)
+        second(data)
+
+    return keep
 
 
 async def _relay_chunks(
@@ -383,11 +429,11 @@ async def _relay_chunks(
 
 
 async def _relay_bytes(
-    ctx: RequestContext, stream: RawStream, writer: ClientWriter, mark: int, accumulate: RawAccumulator | None
+    ctx: RequestContext, stream: RawStream, writer: ClientWriter, mark: int, keep: Callable[[bytes], None] | None
 ) -> None:
-    """The fast path: the provider's bytes, forwarded from the upstream socket's callback (RawStream.pump).
+    """The fast path: the provider's bytes, forwarded from the upstream socket's callback (RawStream.pump);
+    `keep` receives them as the provider sent them (the request log's fold, mid-stream recovery's).
     The first write goes through aiohttp (it carries the buffered response head); the rest are direct."""
-    keep = accumulate.add if accumulate is not None else None
     if keep is not None and stream.first:
         keep(stream.source)
     ctx.add_stream_work(mark, await writer.write(stream.first) if stream.first else 0)

@@ -32,6 +32,11 @@ class ProviderSpec:
     # Zero-config start for providers whose credentials are several variables: ("block.field", VAR) pairs
     # copied into the key made from `env_key` (e.g. bedrock_key_config.secret_key <- AWS_SECRET_ACCESS_KEY).
     env_config: tuple[tuple[str, str], ...] = ()
+    # How this provider continues a partial assistant answer (mid-stream recovery, runtime/core/resume.py):
+    # "trailing_assistant" (Anthropic: a last assistant turn is continued), "prefix" (Mistral: `"prefix": true`
+    # on that message), "continue_final_message" (vLLM/SGLang: `continue_final_message: true,
+    # add_generation_prompt: false`); None: it cannot (a provider's `supports_assistant_prefill` overrides).
+    prefill: str | None = None
 
 
 _OPENAI_COMPATIBLE = (
@@ -67,6 +72,7 @@ _OPENAI_COMPATIBLE = (
         "https://api.mistral.ai",
         env_key="MISTRAL_API_KEY",
         stream_usage_option=False,
+        prefill="prefix",
         label="Mistral",
         default_models=("mistral-large-latest", "mistral-small-latest", "mistral-embed"),
     ),
@@ -97,11 +103,25 @@ _OPENAI_COMPATIBLE = (
     ),
     # Local servers: no key, and a default address on this machine.
     ProviderSpec("ollama", "openai", "http://localhost:11434", key_required=False, label="Ollama"),
-    ProviderSpec("vllm", "openai", "http://localhost:8000", key_required=False, label="vLLM"),
-    ProviderSpec("sglang", "openai", "http://localhost:30000", key_required=False, label="SGLang"),
+    ProviderSpec(
+        "vllm", "openai", "http://localhost:8000", key_required=False, prefill="continue_final_message", label="vLLM"
+    ),
+    ProviderSpec(
+        "sglang",
+        "openai",
+        "http://localhost:30000",
+        key_required=False,
+        prefill="continue_final_message",
+        label="SGLang",
+    ),
     # Go Bifrost's name for SGLang, so a Go config.json works unchanged.
     ProviderSpec(
-        "sgl", "openai", "http://localhost:30000", key_required=False, label="SGLang (Go Bifrost's name: sgl)"
+        "sgl",
+        "openai",
+        "http://localhost:30000",
+        key_required=False,
+        prefill="continue_final_message",
+        label="SGLang (Go Bifrost's name: sgl)",
     ),
     ProviderSpec("lmstudio", "openai", "http://localhost:1234", key_required=False, label="LM Studio"),
 )
@@ -128,6 +148,7 @@ _NATIVE = (
         "https://api.anthropic.com",
         env_key="ANTHROPIC_API_KEY",
         stream_usage_option=False,
+        prefill="trailing_assistant",
         label="Anthropic",
         default_models=("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest"),
     ),
@@ -236,5 +257,6 @@ def custom_spec(name: str, base_provider_type: str, base_url: str | None) -> Pro
         path_prefix=base.path_prefix if base.kind != "openai" else "/v1",
         key_required=False,
         stream_usage_option=base.stream_usage_option,
+        prefill=base.prefill,
         label=f"{name} (custom, {base_provider_type} format)",
     )

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from runtime.config.groups import parse_model_groups
 from runtime.config.load import ConfigError, check_governance, parse_document, parse_plugins, read_config_file
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.stores.config import ConfigStore, ConfigWriteError, Raw, env_providers_raw
@@ -89,7 +90,10 @@ class FileConfigStore:
             providers=MappingProxyType(providers),
             client=client,
             governance=check_governance(raw, self.environ, providers, client, []),  # virtual keys apply live
-            plugins=parse_plugins(raw.get("plugins"), []),  # checked by parse_document; the cache switches live
+            plugins=parse_plugins(raw.get("plugins"), []),
+            model_groups=parse_model_groups(
+                raw.get("model_groups"), providers
+            ),  # groups apply live  # checked by parse_document; the cache switches live
             raw=MappingProxyType(copy.deepcopy(dict(raw))),
             warnings=warnings,
         )

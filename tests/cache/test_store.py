@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,7 @@ async def test_nearest_threshold_params_filter_and_expiry(make: Callable[..., An
     assert found is not None and found[0].id == "req-1" and found[1] == pytest.approx(1.0, abs=2e-3)
     assert (await store.nearest("p2", vec(1, 0), 0.9, T0))[0].id == "req-3"  # type: ignore[index]
     assert await store.nearest("p3", vec(1, 0), 0.1, T0) is None  # other parameters: never
+    assert await store.nearest("p1", vec(1, 0), float("nan"), T0) is None  # no threshold: no match
     assert await store.nearest("p1", vec(1, -1), 0.9, T0) is None  # best is req-1 at 0.707 < threshold
     found = await store.nearest("p1", vec(1, -1), 0.7, T0)
     assert found is not None and found[0].id == "req-1" and found[1] == pytest.approx(0.7071, abs=3e-3)
@@ -306,3 +309,49 @@ async def test_files_are_private(make: Callable[..., Any], db: Path) -> None:
     await store._flush()
     assert db.stat().st_mode & 0o777 == 0o600
     assert db.parent.stat().st_mode & 0o777 == 0o700
+
+
+async def test_damaged_rows_are_skipped_at_open(make: Callable[..., Any], db: Path) -> None:
+    store = await make()
+    store.put(entry(1))
+    store.put(entry(2))
+    await store.close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE cache_entries SET response = 'not json {' WHERE request_hash = 'h1'")
+    conn.close()
+    again = await make()
+    assert await again.get("h1", T0) is None and await again.get("h2", T0) is not None
+
+
+async def test_unusable_embedding_is_stored_for_exact_lookups_only(make: Callable[..., Any]) -> None:
+    store = await make(dimension=8)
+    await store.ready()
+    e = entry(1, embedding=[1.0, 2.0])  # wrong dimension
+    store.put(e)
+    assert e.embedding is None and await store.get("h1", T0) is e
+    assert await store.nearest("p", vec(1, 2), 0.0, T0) is None
+    store.put(entry(2, embedding=vec(float("nan"), 1)))
+    assert await store.get("h2", T0) is not None and await store.nearest("p", vec(0, 1), 0.0, T0) is None
+
+
+def test_exact_mode_loads_neither_numpy_nor_usearch(tmp_path: Path) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from runtime.cache.sqlite_store import SqliteCacheStore\n"
+        "async def main():\n"
+        f"    s = SqliteCacheStore(Path({str(tmp_path / 'c.db')!r}), max_entries=5, max_bytes=10**6, dimension=None)\n"
+        "    await s.open()\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('numpy', 'usearch') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"

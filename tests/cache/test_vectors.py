@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.cache.vectors import VectorIndex, unit
+from runtime.cache.vectors import FLAT_MAX, VectorIndex, unit
 
 
 def test_unit_normalises_and_refuses_unusable_vectors() -> None:
@@ -60,3 +60,34 @@ def test_add_many_and_nearest_neighbour_among_many() -> None:
         query = vectors[i] + 0.05 * rng.standard_normal(32).astype(np.float32) / math.sqrt(32)
         label, similarity = index.search(query, 4)[0]
         assert label == 100 + i and similarity > 0.99
+
+
+def test_flat_index_becomes_a_graph_past_flat_max_and_answers_the_same() -> None:
+    rng = np.random.default_rng(3)
+    n = FLAT_MAX + 40
+    vectors = rng.standard_normal((n, 16)).astype(np.float32)
+    index = VectorIndex(16)
+    for label in range(FLAT_MAX):
+        index.add(label, vectors[label])
+    assert not index.is_graph and len(index) == FLAT_MAX
+    index.remove(3)  # a hole in the flat matrix, filled by the last row
+    assert 3 not in index and FLAT_MAX - 1 in index
+    assert index.search(vectors[FLAT_MAX - 1], 1)[0][0] == FLAT_MAX - 1
+    for label in range(FLAT_MAX, n):
+        index.add(label, vectors[label])
+    assert index.is_graph and len(index) == n - 1
+    for label in (0, 100, FLAT_MAX - 1, n - 1):
+        assert index.search(vectors[label], 1)[0][0] == label
+    assert 3 not in index
+    for label in range(n):
+        index.remove(label)
+    assert len(index) == 0 and index.search(vectors[0], 3) == []
+
+
+def test_flat_search_k_larger_and_smaller_than_size() -> None:
+    index = VectorIndex(2)
+    index.add(1, [1, 0])
+    index.add(2, [0, 1])
+    index.add(3, [1, 1])
+    assert [lb for lb, _ in index.search([1, 0.1], 10)] == [1, 3, 2]
+    assert [lb for lb, _ in index.search([1, 0.1], 2)] == [1, 3]

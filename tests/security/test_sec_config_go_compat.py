@@ -74,7 +74,7 @@ def test_weight_zero_key_gets_no_traffic_beside_a_positive_one() -> None:
     picks = Counter(selector.select("m").name for _ in range(2000))  # type: ignore[union-attr]
     assert picks == {"main": 2000}
     # A retry that excludes the failed positive key may still use the zero-weight one (failover).
-    assert selector.select("m", exclude=main) is standby
+    assert selector.select("m", exclude=(main,)) is standby
 
 
 def test_all_zero_weights_share_the_traffic() -> None:

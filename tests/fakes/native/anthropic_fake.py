@@ -5,8 +5,10 @@ It checks what Anthropic checks: `x-api-key` (401 authentication_error), `anthro
 tool_use answered by tool_result blocks at the start of the next user turn, `tool_choice` naming a
 defined tool. Errors use Anthropic's envelope {"type": "error", "error": {type, message}}.
 
-The "model" echoes "<name>: <last user text>", honours stop_sequences and max_tokens (counted in
-words), answers a forced tool with that tool's input, and streams the documented event sequence.
+The "model" echoes "<name>: <last user text>", continues a trailing assistant turn (prefill: only the
+rest of the answer is sent; a prefill ending in whitespace is refused, as Anthropic does), honours
+stop_sequences and max_tokens (counted in words), answers a forced tool with that tool's input, and
+streams the documented event sequence.
 Also serves Vertex's Claude endpoints (`:rawPredict` / `:streamRawPredict`) through `vertex_routes`.
 """
 
@@ -104,6 +106,13 @@ def validate(body: Any, counting: bool = False) -> str | None:
                     f"after: {', '.join(sorted(pending - set(leading)))}"
                 )
         pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
+    last = messages[-1]
+    if (
+        last.get("role") == "assistant"
+        and isinstance(last.get("content"), str)
+        and last["content"] != last["content"].rstrip()
+    ):
+        return "final assistant content cannot end with trailing whitespace"
     system = body.get("system")
     if (
         system is not None
@@ -161,6 +170,15 @@ def last_user_text(body: dict[str, Any]) -> str:
                 return content
             return " ".join(b["text"] for b in content if b.get("type") == "text")
     return ""
+
+
+def prefill_text(body: dict[str, Any]) -> str:
+    """The partial answer a trailing assistant turn gives the model to continue ("" without one)."""
+    last = body["messages"][-1]
+    if last["role"] != "assistant":
+        return ""
+    content = last["content"]
+    return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
 
 
 class FakeAnthropic(FakeProvider):
@@ -231,9 +249,11 @@ class FakeAnthropic(FakeProvider):
             ]
             stop = "tool_use"
         else:
-            text, stop_sequence, cut = apply_stops(
-                answer_text(self.name, last_user_text(body), reply), body.get("stop_sequences"), body["max_tokens"]
-            )
+            text = answer_text(self.name, last_user_text(body), reply)
+            prefill = prefill_text(body)
+            if prefill and text.startswith(prefill):  # a trailing assistant turn is continued, not repeated
+                text = text[len(prefill) :]
+            text, stop_sequence, cut = apply_stops(text, body.get("stop_sequences"), body["max_tokens"])
             content = [{"type": "text", "text": text}]
             stop = "max_tokens" if cut else "stop_sequence" if stop_sequence else "end_turn"
         if isinstance(reply, NativeReply) and reply.finish:
