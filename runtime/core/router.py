@@ -16,6 +16,7 @@ per build, and a group name wins over bare-name routing (docs/model-groups.md).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from runtime.config.model import ClientConfig, ModelGroup, ProviderConfig
 from runtime.core.groups import GroupPlan
@@ -99,7 +100,7 @@ class Router:
         if not targets and not fallbacks:
             assert first_error is not None
             return first_error
-        return GroupPlan(group.name, targets, weights, fallbacks, group.strategy)
+        return GroupPlan(group.name, targets, weights, fallbacks, group.strategy, _target_stats)
 
     @classmethod
     def build(
@@ -202,3 +203,10 @@ class Router:
 def _fresh(err: GatewayError) -> GatewayError:
     """A new instance of a stored error (raising one instance per request would grow its traceback)."""
     return GatewayError(err.message, status=err.status, type=err.type, code=err.code, param="model")
+
+
+def _target_stats(target: Target) -> Any:
+    """A group target's breaker and statistics (runtime/core/health.py), for adaptive groups; None when its
+    provider keeps none or the model has no outcome yet."""
+    health = target[0].health
+    return health.targets.get(target[1]) if health is not None else None

@@ -7,7 +7,7 @@ import time
 
 from fakes import FakeOpenAI, Reply
 from fakes.recorder import RecordedRequest
-from harness import StartGateway, make_config, openai_provider
+from harness import StartGateway, custom_provider, make_config, openai_provider
 from harness.config import key
 
 from .helpers import ask, health_of
@@ -58,3 +58,35 @@ def test_weighted_balancing_ignores_latency(start_gateway: StartGateway) -> None
         gateway = start_gateway(make_config({"openai": entry}))
         _share_of_b(fake, gateway, 10)
         assert _share_of_b(fake, gateway, 40) > 0.3
+
+
+def test_an_adaptive_model_group_shifts_traffic_away_from_a_slow_target_and_back(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
+) -> None:
+    slow = {"on": True}
+    fake_openai.responder = lambda rec: Reply(delay=0.25) if slow["on"] else None
+    config = make_config(
+        {"openai": openai_provider(fake_openai.url), "backup": custom_provider(fake_openai_2.url, ("sk-fake-2",))}
+    )
+    for entry in config["providers"].values():
+        entry["circuit_breaker"] = {"window_seconds": WINDOW_S}
+    config["model_groups"] = {
+        "chat": {
+            "targets": [{"model": "openai/gpt-4o-mini", "weight": 1}, {"model": "backup/gpt-4o-mini", "weight": 1}],
+            "strategy": "adaptive",
+        }
+    }
+    gateway = start_gateway(config)
+
+    def share_of_slow(n: int) -> float:
+        before = len(fake_openai.requests)
+        for _ in range(n):
+            ask(gateway, model="chat")
+        return (len(fake_openai.requests) - before) / n
+
+    share_of_slow(10)
+    assert share_of_slow(40) < 0.25
+    slow["on"] = False
+    time.sleep(WINDOW_S + 0.2)
+    share_of_slow(10)
+    assert share_of_slow(60) > 0.3
