@@ -260,3 +260,23 @@ def test_config_fields_are_checked_with_their_path() -> None:
         assert str(info.value).startswith(message), str(info.value)
     with pytest.raises(ConfigError, match=r"providers\.openai\.load_balancing: expected one of weighted, adaptive"):
         parse_provider("openai", {"keys": [{"value": "sk"}], "load_balancing": "fastest"}, {}, Tuning())
+
+
+def test_a_config_change_keeps_what_the_breakers_learnt() -> None:
+    from runtime.config.model import ClientConfig, ProviderConfig
+    from runtime.core.router import Router
+
+    def cfg(**breaker: object) -> dict[str, ProviderConfig]:
+        return {"mock": ProviderConfig(name="mock", kind="mock", circuit_breaker=BreakerConfig(**breaker))}  # type: ignore[arg-type]
+
+    first = Router.build(cfg(consecutive_failures=1), ClientConfig())
+    health = first.handles["mock"].health
+    assert health is not None
+    health.failed("m", None, "server")
+    assert health.target_blocked("m")
+    second = Router.build(cfg(consecutive_failures=2, cooldown_seconds=9), ClientConfig(), previous=first)
+    kept = second.handles["mock"].health
+    assert kept is health and second.handles["mock"].keys.health is health
+    assert kept.target_blocked("m") and kept.targets["m"].cfg.cooldown_seconds == 9
+    off = Router.build(cfg(enabled=False), ClientConfig(), previous=second)
+    assert off.handles["mock"].health is None and off.handles["mock"].keys.health is None
