@@ -356,8 +356,9 @@ class ProviderHealth:
     def _fail(self, kind: str, name: str, breaker: Breaker) -> None:
         was = breaker.state
         state = breaker.failure()
-        if not self.breaking and state == OPEN:  # statistics only: never skip
+        if not self.breaking and state == OPEN:  # statistics only (adaptive, breakers off): never skip
             breaker.state = CLOSED
+            breaker.opens -= 1
             return
         self._moved(kind, name, breaker, was, state)
 
