@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -280,3 +281,47 @@ def test_a_config_change_keeps_what_the_breakers_learnt() -> None:
     assert kept.target_blocked("m") and kept.targets["m"].cfg.cooldown_seconds == 9
     off = Router.build(cfg(enabled=False), ClientConfig(), previous=second)
     assert off.handles["mock"].health is None and off.handles["mock"].keys.health is None
+
+
+def test_sync_applies_other_workers_transitions_and_drops_anything_else(tmp_path: Path) -> None:
+    import json
+    from types import MappingProxyType
+
+    from runtime.config.model import GatewayConfig, ProviderConfig
+    from runtime.core.gateway import Gateway
+    from runtime.core.health_sync import HealthSync
+    from runtime.core.hooks import Hooks
+    from runtime.stores.shared_sqlite import SQLiteSharedState
+
+    provider = ProviderConfig(name="mock", kind="mock")
+    gateway = Gateway(GatewayConfig(providers=MappingProxyType({"mock": provider})), Hooks([]))
+    sync = HealthSync(SQLiteSharedState(tmp_path / "state.db"), gateway)  # never opened: apply() needs none
+    health = gateway.router.handles["mock"].health
+    assert health is not None
+
+    def message(**fields: object) -> str:
+        return json.dumps({"o": "other", "p": "mock", "k": "model", "t": "m", "s": OPEN, "for": 30, **fields})
+
+    for bad in (
+        "not json",
+        "[]",
+        json.dumps({"o": "other"}),
+        message(o=sync.origin),  # our own
+        message(s=7),
+        message(k="route"),
+        message(p="nope"),
+        message(t=5),
+        message(**{"for": -1}),
+        message(**{"for": "soon"}),
+    ):
+        sync.apply(bad)
+    assert health.targets == {} and sync.adopted == 0
+    sync.apply(message())
+    assert health.target_blocked("m") and health.tripped == 1 and sync.adopted == 1
+    sync.apply(message(s=CLOSED, **{"for": 0}))
+    assert not health.target_blocked("m") and health.tripped == 0
+    sent: list[tuple[object, ...]] = []
+    gateway.bind_health(lambda *args: sent.append(args))
+    health.trip_key("k", 10)
+    assert [args[:4] for args in sent] == [("mock", "key", "k", OPEN)]
+    assert 9 < sent[0][4] <= 10  # type: ignore[operator]
