@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from runtime.config.model import GatewayConfig
+from runtime.core import health_sync
 from runtime.core.gateway import Gateway
 from runtime.core.hooks import Hooks
 from runtime.errors import GatewayError
@@ -109,6 +110,8 @@ def create_app(config: GatewayConfig) -> web.Application:
     # Order matters: cleanup runs in reverse, so the log (entered early) is drained after requests end,
     # and shared state (entered first) is closed last.
     app.cleanup_ctx.append(shared)
+    if health_sync.wanted(config):  # breaker transitions to and from the other workers / instances
+        app.cleanup_ctx.append(health_sync.HealthSync(shared_state, gateway).lifespan)
     app.cleanup_ctx.append(request_log)
     app.cleanup_ctx.append(upstream_session)
     app.cleanup_ctx.append(ConfigWatcher(config_store, gateway, writer).lifespan)  # live reload

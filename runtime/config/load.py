@@ -34,6 +34,7 @@ from runtime.config import fields
 from runtime.config.groups import parse_model_groups
 from runtime.config.model import (
     AzureKeyConfig,
+    BreakerConfig,
     ClientConfig,
     GatewayConfig,
     KeyConfig,
@@ -245,8 +246,12 @@ PROVIDER_FIELDS = frozenset(
         "pricing_overrides",
         "failure_policy",
         "supports_assistant_prefill",
+        "circuit_breaker",
+        "load_balancing",
     }
 )
+BREAKER_FIELDS = frozenset(f.name for f in dataclasses.fields(BreakerConfig))
+LOAD_BALANCING = ("weighted", "adaptive")
 TOP_FIELDS = frozenset(
     {"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance", "model_groups"}
 )
@@ -486,7 +491,47 @@ def parse_provider(
         ),
         failure_policy=_failure_policy(r),
         supports_assistant_prefill=r.get("supports_assistant_prefill", bool, None),
+        circuit_breaker=_circuit_breaker(r),
+        load_balancing=_load_balancing(r),
     )
+
+
+def _circuit_breaker(r: _Reader) -> BreakerConfig:
+    """`circuit_breaker`: {enabled, consecutive_failures, error_rate, ...}; fields left out keep the defaults."""
+    block = r.obj("circuit_breaker")
+    d = BreakerConfig()
+    if block is None:
+        return d
+    block.check(BREAKER_FIELDS, frozenset(), None)
+    p = block.path
+    cfg = BreakerConfig(
+        enabled=block.get("enabled", bool, d.enabled),
+        consecutive_failures=int(
+            _positive(block.get("consecutive_failures", int, d.consecutive_failures), f"{p}.consecutive_failures")
+        ),
+        error_rate=block.get("error_rate", float, d.error_rate),
+        min_requests=int(_positive(block.get("min_requests", int, d.min_requests), f"{p}.min_requests")),
+        window_seconds=_positive(block.get("window_seconds", float, d.window_seconds), f"{p}.window_seconds"),
+        cooldown_seconds=_positive(block.get("cooldown_seconds", float, d.cooldown_seconds), f"{p}.cooldown_seconds"),
+        max_cooldown_seconds=_positive(
+            block.get("max_cooldown_seconds", float, d.max_cooldown_seconds), f"{p}.max_cooldown_seconds"
+        ),
+    )
+    if not 0 < cfg.error_rate <= 1:
+        raise ConfigError(f"{p}.error_rate", f"expected a share of failed attempts in (0, 1], got {cfg.error_rate!r}")
+    if cfg.max_cooldown_seconds < cfg.cooldown_seconds:
+        raise ConfigError(
+            f"{p}.max_cooldown_seconds",
+            f"must be at least cooldown_seconds ({cfg.cooldown_seconds:g}), got {cfg.max_cooldown_seconds:g}",
+        )
+    return cfg
+
+
+def _load_balancing(r: _Reader) -> str:
+    value = r.get("load_balancing", str, "weighted")
+    if value not in LOAD_BALANCING:
+        raise ConfigError(f"{r._sub('load_balancing')}", f"expected one of {', '.join(LOAD_BALANCING)}, got {value!r}")
+    return value
 
 
 def _failure_policy(r: _Reader) -> Mapping[str, str]:

@@ -106,6 +106,20 @@ class PricingOverride:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """`providers.<name>.circuit_breaker` (ours, not in Go's schema): when a key or a provider+model is
+    skipped for failing (runtime/core/health.py). On by default with these values."""
+
+    enabled: bool = True
+    consecutive_failures: int = 5  # this many failures in a row open the breaker
+    error_rate: float = 0.5  # ... or this share of failed attempts in the window,
+    min_requests: int = 20  # ... once the window holds at least this many attempts
+    window_seconds: float = 30.0  # the sliding window of the error rate (and the adaptive balancer's latency)
+    cooldown_seconds: float = 30.0  # how long an open breaker skips before one probe is let through
+    max_cooldown_seconds: float = 300.0  # a failed probe doubles the cooldown, up to this
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """A configured provider: `name` is what users write before the slash, `kind` picks the adapter."""
 
@@ -119,6 +133,9 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     # Failure class -> action (runtime/core/failover.py); classes not listed take the defaults there.
     failure_policy: Mapping[str, str] = field(default_factory=_frozen_map)
+    circuit_breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    # "weighted" (keys drawn by their weights) or "adaptive" (weights scaled by latency and error rate).
+    load_balancing: str = "weighted"
     # Whether the concurrency/buffer figures came from the user's file (they then beat the profile).
     explicit_lane: bool = False
     extra: Mapping[str, object] = field(default_factory=_frozen_map)

@@ -17,6 +17,7 @@ from runtime.config.model import GatewayConfig
 from runtime.core import resume
 from runtime.core.context import RequestContext
 from runtime.core.failover import RunRules
+from runtime.core.health import Notify
 from runtime.core.hooks import Hooks
 from runtime.core.pipeline import ChunkStream, Engine
 from runtime.core.rawstream import RawStream
@@ -46,6 +47,8 @@ class Gateway:
         self.engine = Engine(self.router, None, encode_json)
         self.hooks = hooks
         self._rules = RunRules.build(config, self.router)
+        # Where breaker transitions go (runtime/core/health_sync.py), set on every provider's health.
+        self._health_notify: Notify | None = None
         self.body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
         self.log_content_limit = config.client.max_log_content_kb * 1024  # streamed answers kept for the log
         # Request ids: unique across workers and restarts, cheap to make (no uuid per request).
@@ -59,6 +62,14 @@ class Gateway:
         """Swap the routing table; requests already running keep the handles they resolved."""
         self.router = router
         self.engine.router = router
+        self.bind_health(self._health_notify)
+
+    def bind_health(self, notify: Notify | None) -> None:
+        """Send every provider's breaker transitions to `notify` (None: keep them local)."""
+        self._health_notify = notify
+        for handle in self.router.handles.values():
+            if handle.health is not None:
+                handle.health.notify = notify
 
     def targets(self, ctx: RequestContext, body: dict[str, Any]) -> list[tuple[ProviderHandle, str]]:
         """Resolve `model` and `fallbacks` (removed from the body: they are ours, not the provider's)."""

@@ -9,15 +9,19 @@ sum(weights) requests each target is first exactly in proportion to its weight, 
 A A B A, not A A A B), so a light target is never starved and shares do not drift by chance as a random
 draw does. Each worker keeps its own position; across workers the shares still hold.
 
-Strategy `adaptive` is the seam for the health statistics of issue 13 item 5 (runtime/core/health.py,
-`choose()`, per provider+model latency and error rate): until that lands, adaptive groups are weighted.
+Strategy `adaptive` draws the first target with runtime/core/health.py `choose()` (power of two choices by
+weight, the lower latency / error cost wins, a floor share for every target) over each target's
+provider+model statistics, given as `stats` (the router's; governance's string targets have none, so
+they stay weighted).
 Whatever chooses the first target, the others follow heaviest first, then the group's `fallbacks`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from runtime.core.health import choose
 
 T = TypeVar("T")
 
@@ -29,7 +33,7 @@ class GroupPlan(Generic[T]):
     """The targets of one group (any type: `(handle, model)` for the router, `provider/model` strings for
     governance) with their weights, and for each possible first target the whole order."""
 
-    __slots__ = ("_current", "_total", "_weights", "name", "orders", "strategy")
+    __slots__ = ("_current", "_stats", "_targets", "_total", "_weights", "name", "orders", "strategy")
 
     def __init__(
         self,
@@ -38,6 +42,7 @@ class GroupPlan(Generic[T]):
         weights: Sequence[float],
         fallbacks: Sequence[T] = (),
         strategy: str = WEIGHTED,
+        stats: Callable[[T], Any] | None = None,
     ) -> None:
         if not targets and not fallbacks:
             raise ValueError(f"group {name!r} has no target")
@@ -53,6 +58,9 @@ class GroupPlan(Generic[T]):
         self._weights = tuple(weights) if targets else (1.0,)
         self._total = sum(self._weights)
         self._current = [0.0] * len(self._weights)
+        self._targets = tuple(targets)
+        # target -> its health.Breaker (or None); only an adaptive group with targets uses it
+        self._stats = stats if strategy == ADAPTIVE and len(targets) > 1 else None
 
     def next_order(self) -> list[T]:
         """The targets for the next request: the chosen one first."""
@@ -65,7 +73,9 @@ class GroupPlan(Generic[T]):
 
     def _pick(self) -> int:
         # Smooth weighted round-robin. No await between read and write: safe on the event loop.
-        # (ADAPTIVE: health.choose() goes here when runtime/core/health.py lands; weighted until then.)
+        stats = self._stats
+        if stats is not None:  # adaptive: by the targets' statistics (runtime/core/health.py)
+            return choose(range(len(self._targets)), self._weights, [stats(t) for t in self._targets])
         current = self._current
         if len(current) == 1:
             return 0

@@ -5,6 +5,9 @@ selection is one random draw and one bisect. A retry can exclude the keys that a
 request may narrow the choice to some key names (a virtual key's allowed_keys), filtered per request.
 A key the provider refused (401/403) is set aside for every request for a cooldown
 (`set_aside`), unless no other key is left: a revoked key must not take its weight's share of traffic.
+With the provider's circuit breaker on (the default) that is the key's breaker (`health`,
+runtime/core/health.py), which also skips keys that keep failing and publishes to the other workers;
+with `load_balancing: "adaptive"` the choice among the usable keys is `health.choose`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Collection
 from itertools import accumulate
 
 from runtime.config.model import KeyConfig
+from runtime.core.health import ProviderHealth, choose
 
 # Providers that need no key (local servers, the mock) still go through selection with this one.
 NO_KEY = KeyConfig(name="none", value="")
@@ -30,22 +34,34 @@ def _cumulative(keys: tuple[KeyConfig, ...]) -> tuple[float, ...]:
 
 
 class KeySelector:
-    __slots__ = ("_aside", "_cache", "_keys", "_random")
+    __slots__ = ("_aside", "_cache", "_keys", "_random", "health")
 
-    def __init__(self, keys: tuple[KeyConfig, ...], rng: random.Random | None = None) -> None:
+    def __init__(
+        self, keys: tuple[KeyConfig, ...], rng: random.Random | None = None, health: ProviderHealth | None = None
+    ) -> None:
         self._keys = keys or (NO_KEY,)
         self._cache: dict[str, tuple[tuple[KeyConfig, ...], tuple[float, ...]]] = {}
         self._random = (rng or random.Random()).random
         self._aside: dict[str, float] = {}  # key name -> monotonic time until which it is set aside
+        self.health = health  # the provider's breakers and statistics; None: weighted, no breakers
 
     def set_aside(self, key: KeyConfig, seconds: float) -> None:
-        """Skip `key` for every request for `seconds` (while another key may serve)."""
+        """Skip `key` for every request for `seconds` (while another key may serve): its breaker opens
+        when the provider has breakers, else a plain cooldown here."""
+        health = self.health
+        if health is not None and health.breaking:
+            health.trip_key(key.name, seconds)
+            return
         self._aside[key.name] = time.monotonic() + seconds
 
     def aside(self) -> list[str]:
         """Names of the keys set aside now (for the admin API)."""
         now = time.monotonic()
-        return sorted(name for name, until in self._aside.items() if until > now)
+        names = {name for name, until in self._aside.items() if until > now}
+        health = self.health
+        if health is not None and health.breaking:
+            names.update(name for name, b in health.keys.items() if b.blocked())
+        return sorted(names)
 
     def _healthy(self, keys: tuple[KeyConfig, ...]) -> tuple[KeyConfig, ...]:
         now = time.monotonic()
@@ -85,12 +101,24 @@ class KeySelector:
             if len(healthy) != len(keys):
                 keys = healthy
                 cumulative = _cumulative(keys)
+        health = self.health
+        if health is not None and health.tripped and len(keys) > 1:
+            usable = health.usable_keys(keys)
+            if len(usable) != len(keys):
+                keys = usable
+                cumulative = _cumulative(keys)
         if exclude and len(keys) > 1:
             remaining = tuple(k for k in keys if k not in exclude)
             if remaining and len(remaining) != len(keys):
                 keys = remaining
                 cumulative = _cumulative(keys)
         if len(keys) == 1:
-            return keys[0]
-        i = bisect_right(cumulative, self._random() * cumulative[-1])
-        return keys[min(i, len(keys) - 1)]
+            key = keys[0]
+        elif health is not None and health.adaptive:
+            key = choose(keys, [k.weight for k in keys], [health.keys.get(k.name) for k in keys], self._random)
+        else:
+            i = bisect_right(cumulative, self._random() * cumulative[-1])
+            key = keys[min(i, len(keys) - 1)]
+        if health is not None and health.tripped:
+            health.admit_key(key.name)
+        return key

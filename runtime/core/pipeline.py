@@ -1,8 +1,9 @@
 """The engine: run one request against its targets (primary, then fallbacks) with lanes, keys and
 retries, timing every stage into the RequestContext.
 
-    for each target (primary, fallbacks...):
-        for each attempt (1 + max_retries):
+    for each target (primary, fallbacks...), skipping one whose breaker is open (runtime/core/health.py;
+    all open: the least bad one is still tried):
+        for each attempt (1 + max_retries), each outcome and latency recorded in the breakers:
             lane slot -> key -> adapter.build_request -> encode -> upstream -> adapter.parse_*
             on failure: record the attempt; retry after backoff / Retry-After, or move on
     all failed -> raise the primary's error; every attempt is listed in ctx.attempts
@@ -34,7 +35,9 @@ from runtime.core.failover import (
     RunRules,
     action_for,
     deadline_passed,
+    error_class,
 )
+from runtime.core.health import least_bad
 from runtime.core.rawstream import LINGER_S, RawStream
 from runtime.core.retry import retry_delay
 from runtime.core.router import ProviderHandle, Router
@@ -185,12 +188,24 @@ class Engine:
         deadline = None if rules.deadline_s is None else loop.time() + rules.deadline_s
         queue = list(targets)
         index = 0
-        while index < len(queue):
-            handle, model = queue[index]
-            ctx.fallback_index = index
+        skipped: list[int] = []  # targets whose breaker was open (runtime/core/health.py)
+        forced: int | None = None
+        while index < len(queue) or (first_error is None and skipped and forced is None):
+            if index < len(queue):
+                at = index
+                handle, model = queue[index]
+                index += 1
+                health = handle.health
+                if health is not None and health.tripped and not health.admit_target(model):
+                    skipped.append(at)
+                    continue
+            else:  # every target was open: still try the least bad one rather than fail without trying
+                at = forced = _least_bad(queue, skipped)
+                handle, model = queue[at]
+                health = handle.health
+            ctx.fallback_index = at
             ctx.provider = handle.name
             ctx.model = model
-            index += 1
             if ctx.endpoint not in handle.adapter.operations:
                 err: GatewayError = UnsupportedOperation(
                     f"provider '{handle.name}' does not support the {ctx.endpoint} endpoint", param="model"
@@ -202,6 +217,7 @@ class Engine:
             failed_keys: list[KeyConfig] = []
             attempt = 0
             while True:
+                upstream_ns = ctx.upstream_ns
                 try:
                     if deadline is None:
                         result = await once(ctx, handle, model, failed_keys)
@@ -211,6 +227,8 @@ class Engine:
                             raise TimeoutError
                         async with asyncio.timeout(remaining):
                             result = await once(ctx, handle, model, failed_keys)
+                    if health is not None:  # latency: the upstream's time to answer (a stream's first event)
+                        health.succeeded(model, ctx.key_name, (ctx.upstream_ns - upstream_ns) / 1e9)
                     if ctx.attempts:  # after failures, the list ends with the attempt that answered
                         self._record_success(ctx, handle, model)
                     return result
@@ -224,6 +242,8 @@ class Engine:
                     self._record(ctx, handle, model, err, ctx.key_name)
                     first_error = first_error or err
                     action = action_for(err, policy)
+                    if health is not None:
+                        health.failed(model, ctx.key_name, error_class(err))
                     if action == RETURN:
                         raise
                     if action == LARGER_CONTEXT:
@@ -246,6 +266,8 @@ class Engine:
                             failed_keys[:] = [key]  # a retry prefers another key, as before
                     if delay is None or (deadline is not None and loop.time() + delay >= deadline):
                         break  # the next target, at once
+                    if health is not None and action != NEXT_KEY and health.target_blocked(model):
+                        break  # this failure opened the target's breaker: no retry on it
                     ctx.retries += 1
                     if delay > 0:
                         await asyncio.sleep(delay)
@@ -448,6 +470,16 @@ class Engine:
                 response.close()
             handle.lane.release()
             raise
+
+
+def _least_bad(queue: Sequence[tuple[ProviderHandle, str]], skipped: Sequence[int]) -> int:
+    """Of the skipped (open) targets, the index of the one soonest to cool down, then least failing."""
+    stats = []
+    for i in skipped:
+        health = queue[i][0].health
+        stats.append(health.targets.get(queue[i][1]) if health is not None else None)
+    clock = next((b.clock for b in stats if b is not None), None)
+    return least_bad(skipped, stats, clock() if clock is not None else 0.0)
 
 
 def _another_key(ctx: RequestContext, handle: ProviderHandle, model: str, failed: Sequence[KeyConfig]) -> bool:

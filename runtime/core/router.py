@@ -16,9 +16,11 @@ per build, and a group name wins over bare-name routing (docs/model-groups.md).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from runtime.config.model import ClientConfig, ModelGroup, ProviderConfig
 from runtime.core.groups import GroupPlan
+from runtime.core.health import ProviderHealth, build_health
 from runtime.core.keys import KeySelector
 from runtime.core.lanes import Lane
 from runtime.errors import GatewayError, UnknownModel, UnknownProvider
@@ -28,7 +30,7 @@ from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
 
 
 class ProviderHandle:
-    __slots__ = ("adapter", "config", "keys", "lane", "listed_models", "name", "spec", "unusable")
+    __slots__ = ("adapter", "config", "health", "keys", "lane", "listed_models", "name", "spec", "unusable")
 
     def __init__(self, config: ProviderConfig, client: ClientConfig) -> None:
         self.name = config.name
@@ -39,7 +41,9 @@ class ProviderHandle:
         self.spec: ProviderSpec = spec
         self.adapter: Adapter = get_adapter(config.kind)
         self.lane = Lane(config.name, config.concurrency, config.buffer_size, client.drop_excess_requests)
-        self.keys = KeySelector(config.keys)
+        # Breakers and statistics (runtime/core/health.py); None: breakers off and weighted keys.
+        self.health: ProviderHealth | None = build_health(config.name, config.circuit_breaker, config.load_balancing)
+        self.keys = KeySelector(config.keys, health=self.health)
         # What /v1/models advertises: configured models, else the provider's well-known ones.
         self.listed_models = tuple(self.adapter.list_models(config)) or spec.default_models
         # Every key was skipped at load for an unset env.NAME: say so on each request, not "model unknown".
@@ -96,7 +100,7 @@ class Router:
         if not targets and not fallbacks:
             assert first_error is not None
             return first_error
-        return GroupPlan(group.name, targets, weights, fallbacks, group.strategy)
+        return GroupPlan(group.name, targets, weights, fallbacks, group.strategy, _target_stats)
 
     @classmethod
     def build(
@@ -118,6 +122,10 @@ class Router:
                 # Keep the live lane so in-flight and queued requests stay counted.
                 handle.lane = old.lane
                 handle.lane.drop_excess = client.drop_excess_requests
+            if old is not None and old.health is not None and handle.health is not None:
+                # Keep what was learnt (open breakers stay open) across a config change.
+                old.health.configure(cfg.circuit_breaker, cfg.load_balancing == "adaptive")
+                handle.health = handle.keys.health = old.health
             handles[name] = handle
         return cls(handles, groups)
 
@@ -195,3 +203,10 @@ class Router:
 def _fresh(err: GatewayError) -> GatewayError:
     """A new instance of a stored error (raising one instance per request would grow its traceback)."""
     return GatewayError(err.message, status=err.status, type=err.type, code=err.code, param="model")
+
+
+def _target_stats(target: Target) -> Any:
+    """A group target's breaker and statistics (runtime/core/health.py), for adaptive groups; None when its
+    provider keeps none or the model has no outcome yet."""
+    health = target[0].health
+    return health.targets.get(target[1]) if health is not None else None

@@ -15,6 +15,7 @@ without ever having seen its secrets, and `env.NAME` references stay references.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -57,7 +58,7 @@ SECRET_FIELD = re.compile(
 )  # by whole words: `default_max_tokens`, `keys`, `api_version` are not secrets
 PLAIN_MAPS = frozenset({"deployments", "pricing_overrides"})
 SECRET_MAPS = frozenset({"extra_headers"})
-VIEW_ONLY = ("name", "kind", "label", "source", "lane", "listed_models", "effective")
+VIEW_ONLY = ("name", "kind", "label", "source", "lane", "listed_models", "effective", "health")
 KEY_VIEW_ONLY = ("value_source", "name_source")
 
 
@@ -99,7 +100,7 @@ def provider_view(
     name: str, cfg: ProviderConfig, raw_entry: dict[str, Any] | None, handle: ProviderHandle | None, source: str
 ) -> dict[str, Any]:
     """The stored entry, every field of it (secrets masked), plus view-only fields the API ignores on
-    the way back in (name, kind, label, source, lane, listed_models, effective, keys[].value_source,
+    the way back in (name, kind, label, source, lane, listed_models, effective, health, keys[].value_source,
     keys[].name_source). So GET then PUT writes back exactly what was stored (issue 9 item 17).
 
     `raw_entry` is the entry as stored in config.json; for a provider taken from the environment it
@@ -150,8 +151,12 @@ def provider_view(
         },
         "keys": [{"name": k.name, "models": list(k.models), "weight": k.weight} for k in cfg.keys],
         "failure_policy": effective_policy(cfg.failure_policy),
+        "circuit_breaker": dataclasses.asdict(cfg.circuit_breaker),
+        "load_balancing": cfg.load_balancing,
     }
     view["lane"] = lane_view(handle)
+    # This worker's breakers and statistics per key and model (runtime/core/health.py); None: none kept.
+    view["health"] = handle.health.view() if handle is not None and handle.health is not None else None
     view["listed_models"] = list(handle.listed_models) if handle is not None else []
     return view
 

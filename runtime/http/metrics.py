@@ -16,7 +16,9 @@ governance_budget_limit_dollars{budget} (read from the ledger's shared counters 
 lane_in_flight / lane_queued / lane_concurrency{provider},
 lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total (rows never
 written, any reason), requestlog_failed_total (of those, rows the database refused), requestlog_pending,
-workers; and, only while response caching is on, the cache_* families (runtime/http/metrics_cache.py).
+workers, breaker_state / breaker_opens_total{provider,target,kind} and
+target_latency_ewma_seconds{provider,model} (runtime/http/metrics_health.py); and, only while
+response caching is on, the cache_* families (runtime/http/metrics_cache.py).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from runtime.core.gateway import Gateway
 from runtime.core.text import repair
-from runtime.http import metrics_cache
+from runtime.http import metrics_cache, metrics_health
 from runtime.http.admin_governance_usage import budget_remaining, limits_of
 from runtime.http.cache_view import cache_plugin, counters_snapshot, merge_counters
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
@@ -89,6 +91,7 @@ class WorkerMetrics:
             "log": [w.written, w.dropped, w.pending, w.failed] if w is not None else [0, 0, 0, 0],
             "gov": {"spend": dict(self.plugin.spend), "rejections": dict(self.plugin.rejections)},
             "cache": None if cache is None else counters_snapshot(cache.counters),
+            "health": metrics_health.snapshot(self.gateway.router.handles.values()),
         }
 
     def publish(self) -> None:
@@ -122,7 +125,9 @@ class WorkerMetrics:
         spend: dict[str, float] = {}
         rejections: dict[str, int] = {}
         cache: list[dict[str, Any]] = []
+        health: list[tuple[list[Any], bool]] = []
         for snap, alive in self.snapshots():
+            health.append((snap.get("health") or [], alive))
             if snap.get("cache"):
                 cache.append(snap["cache"])
             gov = snap.get("gov") or {}
@@ -153,6 +158,7 @@ class WorkerMetrics:
             "rejections": rejections,
             # Counters of every worker that ran the cache (a stopped worker's keep counting), else None.
             "cache": merge_counters(cache) if cache else None,
+            "health": metrics_health.merge(health),
         }
 
     def sample_history(self) -> None:
@@ -313,6 +319,7 @@ class GatewayCollector:
         yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
         yield from self._governance(merged)
+        yield from metrics_health.families(merged["health"])
         cache = cache_plugin(self.worker.gateway)
         if cache is not None and merged["cache"] is not None:  # off: no cache series at all
             yield from metrics_cache.families(merged["cache"], cache)

@@ -258,6 +258,12 @@ SCHEMAS: J = {
                 "type": "integer",
                 "description": "Anthropic-format providers: max_tokens when the request has none (docs/providers.md)",
             },
+            "circuit_breaker": {
+                "type": "object",
+                "description": "Skip a failing key or model (docs/health.md): enabled, consecutive_failures, "
+                "error_rate, min_requests, window_seconds, cooldown_seconds, max_cooldown_seconds",
+            },
+            "load_balancing": {"type": "string", "enum": ["weighted", "adaptive"]},
         },
         "additionalProperties": True,
         "description": "A config.json providers.<name> entry (Go Bifrost schema): every field the config loader "
@@ -280,6 +286,15 @@ SCHEMAS: J = {
                         "readOnly": True,
                         "description": "What the gateway runs with (defaults and the tuning profile filled in): "
                         "models, network_config, concurrency_and_buffer_size (with explicit), keys",
+                    },
+                    "health": {
+                        "type": "object",
+                        "nullable": True,
+                        "readOnly": True,
+                        "description": "This worker's circuit breakers (docs/health.md): circuit_breaker (on or "
+                        "off), keys and models, each {state: closed|half_open|open, consecutive_failures, "
+                        "error_rate, requests_in_window, latency_ewma_seconds, opens, next_probe_in_seconds}; "
+                        "null when the provider keeps none",
                     },
                 },
             },

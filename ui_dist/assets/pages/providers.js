@@ -52,6 +52,7 @@ function card(p, {edit, refresh}) {
     }
   }}, "Send test request");
   const lane = p.lane || {};
+  const health = p.health || {};
   return h("section", {class: "panel", "data-provider": p.name},
     h("div", {class: "card-head"},
       h("div", {}, h("h2", {style: "margin:0"}, p.name), h("div", {class: "hint"}, p.label)),
@@ -60,8 +61,12 @@ function card(p, {edit, refresh}) {
       h("dt", {}, "Base URL"), h("dd", {class: "mono"}, (eff.network_config || {}).base_url || (p.kind === "azure" ? "per key" : "–")),
       h("dt", {}, "Keys"), h("dd", {}, keys.length ? keys.map((k) => h("div", {class: "mono"},
         `${k.name}: ${k.value || credentialHint(k) || "(none)"}`, (k.weight ?? 1) !== 1 ? ` ×${k.weight}` : "",
-        (k.models || []).length ? ` · ${k.models.join(", ")}` : "")) : "none needed"),
+        (k.models || []).length ? ` · ${k.models.join(", ")}` : "",
+        healthBadge(health.keys && health.keys[k.name], `key-health-${k.name}`))) : "none needed"),
       h("dt", {}, "Models"), h("dd", {}, (eff.models || []).length ? eff.models.join(", ") : "any"),
+      Object.keys(health.models || {}).length ? h("dt", {}, "Health") : null,
+      Object.keys(health.models || {}).length ? h("dd", {"data-testid": "model-health"},
+        Object.entries(health.models).map(([name, b]) => h("div", {class: "mono"}, name, healthBadge(b, `model-health-${name}`)))) : null,
       h("dt", {}, "Lane"), h("dd", {"data-testid": "lane"}, `${lane.in_flight ?? 0} in flight · ${lane.queued ?? 0} queued · ${lane.concurrency ?? (eff.concurrency_and_buffer_size || {}).concurrency} slots`)),
     h("div", {class: "card-actions"}, model, testButton,
       h("button", {type: "button", onclick: edit}, "Edit"),
@@ -72,11 +77,23 @@ function card(p, {edit, refresh}) {
     result);
 }
 
+// A breaker's state (runtime/core/health.py) as a badge; its numbers in the tooltip. Closed keys and
+// models with no failure show nothing: the badge is there to catch the eye.
+const HEALTH_CLASS = {closed: "ok", half_open: "warn", open: "err"};
+function healthBadge(b, testid) {
+  if (!b || (b.state === "closed" && !b.consecutive_failures)) return null;
+  const tip = [`${b.consecutive_failures} failures in a row`, `error rate ${(b.error_rate * 100).toFixed(0)}% of ${b.requests_in_window}`,
+    b.latency_ewma_seconds == null ? null : `latency ${fmt.ms(b.latency_ewma_seconds * 1000)}`, `opened ${b.opens}×`,
+    b.next_probe_in_seconds == null ? null : `next probe in ${b.next_probe_in_seconds}s`].filter(Boolean).join(" · ");
+  return h("span", {class: `badge ${HEALTH_CLASS[b.state] || "muted"}`, title: tip, "data-testid": testid, style: "margin-left:.4rem"},
+    b.state.replace("_", "-"));
+}
+
 // -- editor --------------------------------------------------------------------------------------------
 // The editor starts from the provider as stored (GET /api/providers/{name} shows every stored field,
 // secrets masked) and changes only what its inputs hold, so saving never drops a field it does not show
 // (Bedrock/Vertex credentials, default_max_tokens, ...). A secret input left empty keeps the stored value.
-const VIEW_ONLY = ["name", "kind", "label", "source", "lane", "listed_models", "effective"];
+const VIEW_ONLY = ["name", "kind", "label", "source", "lane", "listed_models", "effective", "health"];
 
 // Credential blocks of the native providers: [field, label, secret?, placeholder].
 const KEY_BLOCKS = {
