@@ -82,12 +82,6 @@ def parse_model_groups(
         strategy = data.get("strategy", "weighted")
         if strategy not in STRATEGIES:
             raise ConfigError(f"{path}.strategy", f"expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        if strategy == "adaptive" and warnings is not None:
-            # The seam in runtime/core/groups.py (GroupPlan._pick): drop this line when health.choose() lands.
-            warnings.append(
-                f"{path}.strategy: 'adaptive' needs the per-target health statistics, not in this version yet; "
-                "the group is weighted until then"
-            )
         if warnings is not None:
             shadowed = [p for p, cfg in providers.items() if name in _bare_models(p, cfg)]
             if shadowed:
