@@ -112,6 +112,20 @@ def estimate_usage(body: dict[str, Any], delivered: str) -> Usage:
     return Usage(max(1, prompt // 4), max(1, len(delivered) // 4) if delivered else 0)
 
 
+def broken_attempt(ctx: RequestContext, err: GatewayError, **extra: Any) -> dict[str, Any]:
+    """The `attempts` entry of a stream that broke after bytes reached the client (with `extra` fields)."""
+    entry = err.describe()
+    entry.update(
+        provider=ctx.provider,
+        model=ctx.model,
+        key=ctx.key_name,
+        fallback_index=ctx.fallback_index,
+        after_first_byte=True,
+        **extra,
+    )
+    return entry
+
+
 class Resume:
     """One stream's recovery state: what the client has been sent, what each broken attempt billed."""
 
@@ -303,13 +317,9 @@ class Resume:
         estimated = usage is None
         if usage is None:
             usage = estimate_usage(ctx.body, text[len(self._before) :])
-        entry = err.describe()
-        entry.update(
-            provider=ctx.provider,
-            model=ctx.model,
-            key=ctx.key_name,
-            fallback_index=ctx.fallback_index,
-            after_first_byte=True,
+        entry = broken_attempt(
+            ctx,
+            err,
             delivered_chars=len(text) - len(self._before),
             usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens},
         )

@@ -25,7 +25,7 @@ from runtime.core.context import RequestContext
 from runtime.core.flow import client_gone, fail, internal_error
 from runtime.core.gateway import Gateway
 from runtime.core.rawstream import RawStream
-from runtime.core.resume import Resume, bill_break
+from runtime.core.resume import Resume, bill_break, broken_attempt
 from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
 from runtime.http.body import read_json_object
 from runtime.http.drain import DRAIN, Drain
@@ -119,15 +119,7 @@ def gateway_headers(ctx: RequestContext) -> dict[str, str]:
 def fail_after_first_byte(ctx: RequestContext, err: GatewayError) -> None:
     """A stream broke after bytes reached the client: too late to fall back; record it as an attempt."""
     fail(ctx, err)
-    entry = err.describe()
-    entry.update(
-        provider=ctx.provider,
-        model=ctx.model,
-        key=ctx.key_name,
-        fallback_index=ctx.fallback_index,
-        after_first_byte=True,
-    )
-    ctx.attempts.append(entry)
+    ctx.attempts.append(broken_attempt(ctx, err))
 
 
 def cancelled(ctx: RequestContext, drain: Drain) -> None:

@@ -134,10 +134,13 @@ class MetricsPlugin:
     def _count_retries(self, ctx: RequestContext) -> None:
         """Attribute retries to the provider that was retried (the rare path: read the attempts).
 
-        Failed attempts are listed per target; a target that failed throughout was retried one time
-        fewer than it was tried, the target that answered as often as it failed first."""
+        Failed attempts are listed per target (the attempt that answered, listed last with an `outcome`,
+        is not one); a target that failed throughout was retried one time fewer than it was tried, the
+        target that answered as often as it failed first."""
         tries: dict[int, tuple[str, int]] = {}
         for attempt in ctx.attempts:
+            if "outcome" in attempt:
+                continue
             index = attempt.get("fallback_index", 0)
             provider, n = tries.get(index, (attempt.get("provider") or "none", 0))
             tries[index] = (provider, n + 1)
