@@ -12,27 +12,18 @@ The budget is fixed (`derandomize=True`, no database); `BIFROST_FUZZ_EXAMPLES` s
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fakes import FakeOpenAI
 from harness import Gateway, make_config, openai_provider
+from harness.fuzz import FUZZ_SETTINGS, header_values, json_values, raw_request
 from harness.process import spawn
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-EXAMPLES = max(20, int(os.environ.get("BIFROST_FUZZ_EXAMPLES", "800")) // 5)
-FUZZ_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
-)
 VK = "sk-bf-fuzz-0000000001"
 KINDS = ("virtual-keys", "teams", "customers", "budgets", "rate-limits")
 IDS = dict(zip(KINDS, ("vk-fuzz", "team-fuzz", "cust-fuzz", "b-fuzz", "rl-fuzz"), strict=True))
@@ -71,27 +62,11 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         fake.stop()
 
 
-def _request(gw: Gateway, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers={"Content-Type": "application/json", **headers})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-# Header values a client can actually send: latin-1 text without CR/LF (http.client refuses those).
-header_values = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"), max_size=200
-).map(str.strip)
-
-
 @FUZZ_SETTINGS
 @given(name=st.sampled_from(("Authorization", "x-bf-vk", "x-api-key", "x-goog-api-key")), value=header_values)
 def test_any_key_header_is_answered_in_shape_and_never_echoed(gw: Gateway, name: str, value: str) -> None:
     sent = f"Bearer {value}" if name == "Authorization" and not value.startswith("Bearer") else value
-    status, raw = _request(gw, "POST", "/v1/chat/completions", CHAT, {name: sent})
+    status, raw = raw_request(gw, "POST", "/v1/chat/completions", CHAT, {name: sent})
     assert status in (200, 401, 402, 403, 429), (status, raw[:300])
     body = json.loads(raw)
     if status != 200:
@@ -100,11 +75,6 @@ def test_any_key_header_is_answered_in_shape_and_never_echoed(gw: Gateway, name:
             assert value.encode("utf-8", "replace") not in raw, "a presented key came back in the answer"
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=5),
-    max_leaves=20,
-)
 entity_fields = st.sampled_from(
     ("id", "name", "value", "budget_id", "rate_limit_id", "team_id", "customer_id", "max_limit", "reset_duration",
      "calendar_aligned", "request_max_limit", "token_max_limit", "provider_configs", "is_active", "budget",
@@ -117,14 +87,14 @@ bodies = st.one_of(json_values, st.dictionaries(entity_fields, json_values, max_
 @given(kind=st.sampled_from(KINDS), method=st.sampled_from(("POST", "PUT")), body=bodies)
 def test_any_body_on_a_governance_route_is_answered_below_500(gw: Gateway, kind: str, method: str, body: Any) -> None:
     path = f"/api/governance/{kind}" if method == "POST" else f"/api/governance/{kind}/{IDS[kind]}"
-    status, raw = _request(gw, method, path, json.dumps(body).encode(), {})
+    status, raw = raw_request(gw, method, path, json.dumps(body).encode(), {})
     assert status < 500, (status, raw[:300])
     json.loads(raw)
 
 
 def test_after_the_fuzz_the_gateway_still_answers(gw: Gateway) -> None:
     for kind in KINDS:
-        status, raw = _request(gw, "GET", f"/api/governance/{kind}", b"", {})
+        status, raw = raw_request(gw, "GET", f"/api/governance/{kind}", b"", {})
         assert status == 200, (kind, raw[:300])
-    status, raw = _request(gw, "POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {VK}"})
+    status, raw = raw_request(gw, "POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {VK}"})
     assert status < 500, raw[:300]
