@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeAzure, FakeOpenAI
+from fakes.native import FakeAnthropic
 from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.process import spawn
 from harness.redis import RedisServer, start_redis
@@ -49,6 +50,15 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 def fake_openai_2() -> Iterator[FakeOpenAI]:
     """A second, independent OpenAI-compatible upstream (for fallbacks), key sk-fake-2."""
     fake = FakeOpenAI(keys=("sk-fake-2",), name="fake-openai-2").start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
     try:
         yield fake
     finally:

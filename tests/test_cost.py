@@ -33,15 +33,6 @@ def rates(name: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def fake_anthropic() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
 def fake_gemini() -> Iterator[FakeGemini]:
     fake = FakeGemini().start()
     try:

@@ -9,17 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fakes.native import FakeAnthropic, FakeBedrock, FakeCohere, FakeGemini, FakeVertex
+from fakes.native import FakeBedrock, FakeCohere, FakeGemini, FakeVertex
 from fakes.native.vertex_fake import make_service_account
-
-
-@pytest.fixture
-def fake_anthropic() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 @pytest.fixture
