@@ -21,6 +21,7 @@ from fakes import FakeAzure, FakeOpenAI
 from fakes.native import FakeAnthropic
 from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.process import spawn
+from harness.postgres import PostgresServer, start_postgres
 from harness.redis import RedisServer, start_redis
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -89,6 +90,23 @@ def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied: each test starts from no keys."""
     assert redis_server.command("FLUSHALL").startswith(b"+OK")
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (tests/harness/postgres.py); fails when it is not installed."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's server, owned by the role `bifrost`; its name.
+    `postgres_server.settings(name)` is the `config` of a store block pointing at it."""
+    return postgres_server.new_database()
 
 
 @pytest.fixture

@@ -47,7 +47,6 @@ from runtime.config.pricing import parse_pricing_overrides
 from runtime.config.urls import UnsafeURL, check_base_url
 from runtime.governance.entities import GovernanceConfig
 from runtime.providers.registry import PROVIDER_SPECS, ProviderSpec, custom_spec
-from runtime.stores.engines import STORE_BLOCKS, unavailable
 
 
 class ConfigError(ValueError):
@@ -253,7 +252,20 @@ PROVIDER_FIELDS = frozenset(
 BREAKER_FIELDS = frozenset(f.name for f in dataclasses.fields(BreakerConfig))
 LOAD_BALANCING = ("weighted", "adaptive")
 TOP_FIELDS = frozenset(
-    {"$schema", "providers", "client", "admin", "profile", "plugins", "shared_state", "governance", "model_groups"}
+    {
+        "$schema",
+        "providers",
+        "client",
+        "admin",
+        "profile",
+        "plugins",
+        "shared_state",
+        "governance",
+        "model_groups",
+        "config_store",
+        "logs_store",
+        "encryption_key",
+    }
 )
 PLUGIN_FIELDS = frozenset({"name", "enabled", "config"})
 GO_PLUGIN_FIELDS = frozenset({"path", "version", "placement", "order"})
@@ -733,13 +745,7 @@ def parse_document(
         admin = raw.get("admin")
         if admin is not None:
             _Reader(admin, "admin", environ).check(ADMIN_FIELDS, (), warnings)
-        # config_store / logs_store select an engine (runtime/stores/engines.py). One we lack is a Go
-        # Bifrost setting with no effect here: the file still loads (as it does in Go), on the embedded
-        # engine, and the warning says so on every channel config warnings reach.
-        for block in STORE_BLOCKS:
-            problem = unavailable(block, raw.get(block))
-            if problem is not None:
-                warnings.append(f"{block}.type: {problem}")
+        _stores(raw, environ, warnings)  # config_store / logs_store / encryption_key; kept by load_gateway_config
         parse_plugins(raw.get("plugins"), warnings)  # checked on every load and edit; kept by load_gateway_config
         _shared_state(raw, environ, warnings)  # likewise
     # The client block first: allow_private_base_urls decides which provider base URLs are accepted.
@@ -864,6 +870,7 @@ def load_gateway_config(
         warnings=warnings,
         plugins=parse_plugins(raw.get("plugins"), []) if raw else (),  # already checked by parse_document
         shared_state=_shared_state(raw, env, []),
+        stores=_stores(raw, env, []),
         governance=check_governance(raw, env, providers, client, []) if raw else None,  # checked above too
         model_groups=parse_model_groups(raw.get("model_groups") if raw else None, providers),  # checked above
     )
@@ -874,3 +881,10 @@ def _shared_state(raw: Mapping[str, Any] | None, environ: Mapping[str, str], war
     from runtime.config.shared_state import parse_shared_state
 
     return parse_shared_state(raw.get("shared_state"), environ, warnings) if raw else None
+
+
+def _stores(raw: Mapping[str, Any] | None, environ: Mapping[str, str], warnings: list[str]) -> Any:
+    """The `config_store` / `logs_store` blocks and `encryption_key` (runtime/config/stores.py)."""
+    from runtime.config.stores import parse_stores
+
+    return parse_stores(raw, environ, warnings)

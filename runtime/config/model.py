@@ -261,6 +261,35 @@ class SharedStateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    """`config_store.config` / `logs_store.config` of the postgres engine: Go Bifrost's fields
+    (runtime/config/stores.py)."""
+
+    host: str
+    port: int = 5432
+    user: str = "bifrost"
+    password: str = field(default="", repr=False)  # never in a repr, a log line or a message
+    database: str = "bifrost"  # db_name
+    ssl_mode: str = "disable"
+    max_open_conns: int = 10  # connections per worker process, at most
+    max_idle_conns: int = 2  # connections kept open when idle
+
+    def describe(self) -> str:
+        """How messages name the server: host, port and database, never the password."""
+        return f"postgres {self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoresConfig:
+    """Where the config document and the request log live (None: the embedded SQLite engines), and the
+    passphrase secrets are encrypted with at rest (config.json `encryption_key`)."""
+
+    config: PostgresSettings | None = None
+    logs: PostgresSettings | None = None
+    encryption_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything `runtime.run` needs. Built by the CLI (or a test) and never mutated."""
 
@@ -280,6 +309,7 @@ class GatewayConfig:
     warnings: tuple[str, ...] = ()
     plugins: tuple[PluginConfig, ...] = ()  # config.json `plugins`, checked against the registry
     shared_state: SharedStateConfig | None = None  # config.json `shared_state`; None: the embedded engine
+    stores: StoresConfig = field(default_factory=StoresConfig)  # config_store / logs_store / encryption_key
     governance: GovernanceConfig | None = None  # config.json `governance` (virtual keys, teams, budgets...)
     model_groups: Mapping[str, ModelGroup] = field(default_factory=_frozen_map)  # config.json `model_groups`
 

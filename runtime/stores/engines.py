@@ -1,23 +1,24 @@
 """The engines of each store, as tables: a name -> "module:factory", imported only when chosen.
 
 config.json selects the config and log engines the way Go Bifrost does, with a `type` in its
-`config_store` / `logs_store` blocks. This version has only the embedded engines:
+`config_store` / `logs_store` blocks (parsed into `config.stores`, runtime/config/stores.py):
 
-    config_store  "sqlite"  the embedded default: config.json in the app dir, live reload (config_file.py)
-    logs_store    "sqlite"  the embedded default: <app_dir>/logs.db, batched writer (logs_sqlite/)
-    shared state  "sqlite"  the embedded default: <app_dir>/state.db, across workers (shared_sqlite.py)
-                  "redis"   one Redis server, across instances (shared_redis.py; needs the `redis` package)
+    config_store  "sqlite"    the embedded default: config.json in the app dir, live reload (config_file.py)
+                  "postgres"  the document in PostgreSQL, secrets encrypted, LISTEN/NOTIFY (config_postgres.py)
+    logs_store    "sqlite"    the embedded default: <app_dir>/logs.db, batched writer (logs_sqlite/)
+                  "postgres"  a time-partitioned table, batched COPY writer (logs_postgres/)
+    shared state  "sqlite"    the embedded default: <app_dir>/state.db, across workers (shared_sqlite.py)
+                  "redis"     one Redis server, across instances (shared_redis.py)
 
-A block that is absent, has no `type`, names "sqlite" or is `enabled: false` runs on the embedded
-engine (and, as before, the block is warned about as a Go Bifrost field with no effect: its `config`,
-e.g. a path, is not used). A block that is enabled and names another engine (Go's "postgres") loads
-on the embedded engine with the warning `<block>.type: ... is not available in this version yet; the
-embedded engine is used` (start-up, `config validate`, /api/config): a Go config must start here as it
-does in Go (issue 9), and never silently — the operator is told the store is not shared.
+A block that is absent, names "sqlite" or is `enabled: false` runs on the embedded engine.
 The shared-state engine is chosen by our own `shared_state` block (Go Bifrost has none: see
 runtime/config/shared_state.py), parsed into `config.shared_state`; absent or disabled: embedded.
 Adding an engine is one row here and one module beside this one. The table modules are imported
-lazily (uvicorn's LOOP_SETUPS pattern), so reading the names costs config validation nothing.
+lazily (uvicorn's LOOP_SETUPS pattern), so reading the names costs config validation nothing, and a
+gateway on the embedded engines never imports a PostgreSQL driver.
+
+A config store is opened before the app is built (`open_config_store`): with PostgreSQL, the document
+the gateway runs is the database's (seeded from config.json), not the file's.
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ if TYPE_CHECKING:
     from runtime.stores.logs import LogStore
     from runtime.stores.shared import SharedState
 
-CONFIG_STORE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.config_file:FileConfigStore"}
-LOG_STORE_ENGINES: dict[str, str] = {"sqlite": "runtime.stores.logs_sqlite:SQLiteLogStore"}
+CONFIG_STORE_ENGINES: dict[str, str] = {
+    "sqlite": "runtime.stores.config_file:FileConfigStore",
+    "postgres": "runtime.stores.config_postgres:PostgresConfigStore",
+}
+LOG_STORE_ENGINES: dict[str, str] = {
+    "sqlite": "runtime.stores.logs_sqlite:SQLiteLogStore",
+    "postgres": "runtime.stores.logs_postgres:PostgresLogStore",
+}
 SHARED_STATE_ENGINES: dict[str, str] = {
     "sqlite": "runtime.stores.shared_sqlite:SQLiteSharedState",
     "redis": "runtime.stores.shared_redis:RedisSharedState",
@@ -45,32 +52,10 @@ EMBEDDED = "sqlite"
 SHARED_STATE_FILE = "state.db"
 
 
-def unavailable(block: str, raw: Any) -> str | None:
-    """Why the `block` of a raw config document names an engine this version lacks (None: it does not).
-
-    Only the engine choice is judged here; field names and types are checked with the rest of the file."""
-    if not isinstance(raw, dict):
-        return None
-    if raw.get("enabled") is False:
-        return None
-    kind = raw.get("type")
-    table = STORE_BLOCKS[block]
-    if kind is None or kind in table:
-        return None
-    return (
-        f"the {kind!r} engine is not available in this version yet, so the embedded {EMBEDDED!r} engine is "
-        f"used (available: {', '.join(sorted(table))}); set its type to {EMBEDDED!r} or remove `{block}` "
-        "to silence this"
-    )
-
-
 def engine_name(config: GatewayConfig, block: str) -> str:
-    """The engine `config` selects for `block`: its `type` when this version has it, else the embedded one
-    (the load has warned about an unavailable one)."""
-    raw = config.raw.get(block)
-    if isinstance(raw, dict) and raw.get("enabled") is not False and raw.get("type") in STORE_BLOCKS[block]:
-        return str(raw["type"])
-    return EMBEDDED
+    """The engine `config` selects for `block` ("config_store" or "logs_store")."""
+    settings = config.stores.config if block == "config_store" else config.stores.logs
+    return EMBEDDED if settings is None else "postgres"
 
 
 def load(table: dict[str, str], name: str) -> Any:
@@ -87,6 +72,16 @@ def build_config_store(config: GatewayConfig) -> ConfigStore:
     """The config store `config` selects (`config_store.type`), holding `config` as its current document."""
     factory = load(CONFIG_STORE_ENGINES, engine_name(config, "config_store"))
     store: ConfigStore = factory.from_config(config)
+    return store
+
+
+async def open_config_store(config: GatewayConfig) -> ConfigStore:
+    """The config store `config` selects, opened; its `current` is the config to run. An engine with an
+    async `open_from_config(config)` (PostgreSQL: connect, seed from config.json on first start, read the
+    document) is awaited; the embedded one is built as it is."""
+    factory = load(CONFIG_STORE_ENGINES, engine_name(config, "config_store"))
+    opener = getattr(factory, "open_from_config", None)
+    store: ConfigStore = await opener(config) if opener is not None else factory.from_config(config)
     return store
 
 

@@ -31,12 +31,42 @@ def test_every_table_has_the_embedded_engine() -> None:
 
 
 @pytest.mark.parametrize("block", ["config_store", "logs_store"])
-def test_an_engine_we_lack_loads_on_the_embedded_one_with_a_warning(tmp_path: Path, block: str) -> None:
+def test_postgres_is_selected_by_go_bifrosts_block(tmp_path: Path, block: str) -> None:
     config = load(tmp_path, {block: {"enabled": True, "type": "postgres", "config": POSTGRES}})
-    assert engine_name(config, block) == "sqlite"
-    (warning,) = [w for w in config.warnings if w.startswith(f"{block}.type:")]
-    assert "'postgres' engine is not available in this version yet" in warning
-    assert "embedded 'sqlite' engine is used" in warning
+    assert engine_name(config, block) == "postgres"
+    settings = config.stores.config if block == "config_store" else config.stores.logs
+    assert (settings.host, settings.port, settings.user, settings.database) == ("db", 5432, "u", "b")
+    assert "password" not in repr(settings)  # the password never reaches a repr or a log line
+    assert not [w for w in config.warnings if w.startswith(block)]
+
+
+@pytest.mark.parametrize("block", ["config_store", "logs_store"])
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        ({"port": "x"}, "config.port", "port number"),
+        ({"port": "70000"}, "config.port", "1-65535"),
+        ({"ssl_mode": "sometimes"}, "config.ssl_mode", "expected one of"),
+        ({"max_open_conns": 1}, "config.max_open_conns", "2 or more"),
+        ({"hots": "x"}, "config.hots", "unknown field"),
+        ({"host": None}, "config.host", "required"),
+    ],
+)
+def test_postgres_settings_errors_name_their_path(
+    tmp_path: Path, block: str, change: dict[str, Any], path: str, message: str
+) -> None:
+    conf = {k: v for k, v in {**POSTGRES, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match=message) as info:
+        load(tmp_path, {block: {"type": "postgres", "config": conf}})
+    assert info.value.path == f"{block}.{path}"
+
+
+def test_a_password_from_the_environment_is_never_in_an_error(tmp_path: Path) -> None:
+    conf = {**POSTGRES, "password": "env.PG_PASSWORD", "port": "env.PG_PORT"}
+    (tmp_path / "config.json").write_text(json.dumps({"config_store": {"type": "postgres", "config": conf}}))
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(tmp_path, environ={"PG_PASSWORD": "hunter2-secret", "PG_PORT": "hunter2-secret"})
+    assert "hunter2" not in str(info.value)
 
 
 @pytest.mark.parametrize("block", ["config_store", "logs_store"])
@@ -45,7 +75,7 @@ def test_a_disabled_block_or_the_embedded_engine_loads_with_a_warning(tmp_path: 
     assert engine_name(off, block) == "sqlite"
     embedded = load(tmp_path, {block: {"enabled": True, "type": "sqlite", "config": {"path": "x.db"}}})
     assert engine_name(embedded, block) == "sqlite"
-    assert any(w.startswith(f"{block}:") for w in embedded.warnings)  # its config (a path) has no effect
+    assert any(w.startswith(f"{block}.config.path:") for w in embedded.warnings)  # our files live in the app dir
 
 
 async def test_the_app_builds_and_closes_every_store(tmp_path: Path) -> None:
