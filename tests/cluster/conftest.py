@@ -30,9 +30,7 @@ def make_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mak
         return cluster.start(n)
 
     yield make
-    failed = any(
-        getattr(getattr(request.node, f"rep_{when}", None), "failed", False) for when in ("setup", "call")
-    )
+    failed = any(getattr(getattr(request.node, f"rep_{when}", None), "failed", False) for when in ("setup", "call"))
     for cluster in made:
         with contextlib.suppress(Exception):
             cluster.stop()

@@ -56,8 +56,9 @@ def test_the_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 async def test_nginx_spreads_requests_and_a_reload_changes_the_instances(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(embedded_config(), 2)
     assert cluster.nginx is not None
+    shared = json.loads(cluster.shared_config.read_text())
     for gateway in cluster.instances:  # each instance got the shared file through the unit's ExecStartPre
-        assert json.loads((gateway.app_dir / "config.json").read_text()) == json.loads(cluster.shared_config.read_text())
+        assert json.loads((gateway.app_dir / "config.json").read_text()) == shared
     outcomes = await cluster.load(20, concurrency=4, body=MOCK)
     assert [o.status for o in outcomes] == [200] * 20
     used = Counter(await asyncio.to_thread(cluster.nginx.wait_log_lines, 20))
@@ -76,13 +77,15 @@ async def test_a_stream_reaches_the_client_event_by_event(make_cluster: MakeClus
     cluster = make_cluster(embedded_config(fake_openai.url), 2)
     body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     arrivals: list[float] = []
-    async with aiohttp.ClientSession(trust_env=False) as session:
-        async with session.post(cluster.url + "/v1/chat/completions", json=body) as response:
-            assert response.status == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            async for line in response.content:
-                if line.startswith(b"data:"):
-                    arrivals.append(time.monotonic())
+    async with (
+        aiohttp.ClientSession(trust_env=False) as session,
+        session.post(cluster.url + "/v1/chat/completions", json=body) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.content:
+            if line.startswith(b"data:"):
+                arrivals.append(time.monotonic())
     assert len(arrivals) >= 5
     # Buffered by nginx, every event would arrive in one burst at the end; here they arrive as the fake
     # sends them, `gap` apart (a lower bound: events cannot arrive before they are sent).
@@ -91,16 +94,18 @@ async def test_a_stream_reaches_the_client_event_by_event(make_cluster: MakeClus
 
 async def test_the_ui_websocket_upgrades_through_nginx(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(embedded_config(), 2)
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(cluster.url.replace("http", "ws") + "/ws") as ws:
-            assert not ws.closed
-            # The feed carries the requests of the instance the socket landed on: send through it directly
-            # until one shows up (nginx picked one of the two; try both).
-            for gateway in cluster.instances:
-                async with session.post(gateway.url("/v1/chat/completions"), json=MOCK) as response:
-                    assert response.status == 200
-            message = await ws.receive(timeout=10)
-            assert message.type == aiohttp.WSMsgType.TEXT, message
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(cluster.url.replace("http", "ws") + "/ws") as ws,
+    ):
+        assert not ws.closed
+        # The feed carries the requests of the instance the socket landed on (nginx picked one): one
+        # request through each instance directly, so whichever it is has something to push.
+        for gateway in cluster.instances:
+            async with session.post(gateway.url("/v1/chat/completions"), json=MOCK) as response:
+                assert response.status == 200
+        message = await ws.receive(timeout=10)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
 
 
 async def test_management_routes_are_served_to_this_machine_and_inference_to_all(make_cluster: MakeCluster) -> None:
