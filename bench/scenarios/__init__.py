@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.scenarios import breakdown, cache, frontier, medium, overhead, reqlog, soak, streams, xlarge
+from bench.scenarios import breakdown, cache, cluster, frontier, medium, overhead, reqlog, soak, streams, xlarge
 
 # Order matters for `all`/`smoke`: breakdown reads frontier's result.
 SCENARIOS: dict[str, Callable[..., str]] = {
@@ -17,6 +17,7 @@ SCENARIOS: dict[str, Callable[..., str]] = {
     "xlarge": xlarge.run,
     "soak": soak.run,
     "cache": cache.run,  # response caching (issue 12): hits vs misses vs off, and the hit path's frontier
+    "cluster": cluster.run,  # N instances behind nginx (issue 14): 1 vs 2, embedded vs PostgreSQL + Redis
 }
 
 # Scenarios whose run() takes a rate override.

@@ -1,0 +1,215 @@
+"""Issue 14 end to end: several gateway processes with the SAME config file (each its own app dir, started
+by the systemd unit's command line) behind the packaged nginx.conf, on a real PostgreSQL (config and log
+stores) and a real Redis (shared state). Fakes and the built-in mock provider only; loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import pytest
+from fakes import FakeOpenAI, Reply
+from harness.config import make_config, openai_provider
+from harness.postgres import PostgresServer
+from harness.redis import RedisServer
+
+from .conftest import MakeCluster, shared_blocks
+from .kit import EXAMPLE, forwarded
+
+EXAMPLE_VK = "sk-bf-shared-0001"  # the example file's virtual key
+MOCK = {"model": "mock/mock-chat", "messages": [{"role": "user", "content": "hi"}]}
+VK = "sk-bf-cluster-e2e-0001"
+PRICE_OUT = 1 / 1024  # dollars per output token; input free: a request's worst case == its actual cost
+MAX_TOKENS = 16
+COST = MAX_TOKENS * PRICE_OUT
+USAGE = {"prompt_tokens": 7, "completion_tokens": MAX_TOKENS, "total_tokens": 7 + MAX_TOKENS}
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": MAX_TOKENS}
+LEASE_FRACTION = 16  # the ledger leases 1/16 of a limit at a time (docs/governance-limits.md)
+
+
+def most_stranded(limit: int, holders: int) -> int:
+    """How far below `limit` a burst may stop: each holder keeps at most one slice and one request leased
+    but unused until its idle return (docs/governance-limits.md)."""
+    return holders * (math.ceil(limit / LEASE_FRACTION) + 1) + 1
+
+
+def priced_config(fake_url: str, **governance: Any) -> dict[str, Any]:
+    provider = openai_provider(fake_url)
+    provider["pricing_overrides"] = [
+        {
+            "model_pattern": "*",
+            "match_type": "wildcard",
+            "input_cost_per_token": 0.0,
+            "output_cost_per_token": PRICE_OUT,
+        }
+    ]
+    config = make_config({"openai": provider}, enforce_auth_on_inference=True)
+    config["governance"] = governance
+    return config
+
+
+def log_ids(postgres: PostgresServer, database: str) -> set[str]:
+    out = postgres.psql("SELECT id FROM bifrost_logs", database)
+    return set(out.split()) if out else set()
+
+
+def wait_rows(postgres: PostgresServer, database: str, wanted: set[str], timeout: float = 20.0) -> set[str]:
+    """Poll the log table until every id in `wanted` is there (bounded); the ids still missing."""
+    deadline = time.monotonic() + timeout
+    missing = wanted - log_ids(postgres, database)
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.2)
+        missing = wanted - log_ids(postgres, database)
+    return missing
+
+
+# -- (a) the issue's example, exactly as written ---------------------------------------------------------
+async def test_the_issue_example_holds_its_rate_limit_across_two_instances(
+    make_cluster: MakeCluster, postgres_server: PostgresServer, redis_server: RedisServer, redis_url: str
+) -> None:
+    # The file names database `bifrost` on 127.0.0.1:5432 and Redis on 127.0.0.1:6379: start from an
+    # empty `bifrost` database, and relay those ports to the test servers (kit.Forwarder says why).
+    postgres_server.psql("DROP DATABASE IF EXISTS bifrost WITH (FORCE)")
+    postgres_server.psql("CREATE DATABASE bifrost OWNER bifrost")
+    with forwarded([(5432, postgres_server.port), (6379, redis_server.port)]):
+        cluster = make_cluster(EXAMPLE.read_text(), 2)  # the file's text, byte for byte
+        outcomes = await cluster.load(8, concurrency=1, api_key=EXAMPLE_VK, body=MOCK)
+        statuses = [o.status for o in outcomes]
+        print(f"the example through nginx, one request at a time: {statuses}")
+        # 6 requests a minute, whichever instance answers: the 7th (and later) is refused.
+        assert statuses[:6] == [200] * 6, outcomes
+        assert statuses[6:] == [429, 429], outcomes
+        assert {o.code for o in outcomes[6:]} == {"request_limited"}, outcomes
+        assert cluster.nginx is not None
+        used = Counter(await asyncio.to_thread(cluster.nginx.wait_log_lines, 8))
+        assert set(used) == {f"127.0.0.1:{g.port}" for g in cluster.instances}, used  # both instances served
+        # Both instances log into the one PostgreSQL table.
+        ok_ids = {o.request_id for o in outcomes if o.status == 200 and o.request_id}
+        assert len(ok_ids) == 6
+        missing = await asyncio.to_thread(wait_rows, postgres_server, "bifrost", ok_ids)
+        assert not missing, missing
+
+
+# -- (b) one budget, three instances, concurrent load ------------------------------------------------------
+@pytest.mark.timeout(180)
+async def test_a_budget_holds_across_three_instances_under_concurrent_load(
+    make_cluster: MakeCluster,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    n = 30  # the budget pays for exactly n requests
+    fake_openai.always(Reply(usage=USAGE, delay=0.02))
+    config = priced_config(
+        fake_openai.url,
+        budgets=[{"id": "b-shared", "max_limit": n * COST, "reset_duration": "1d"}],
+        virtual_keys=[{"id": "vk-e2e", "name": "e2e", "value": VK, "budget_id": "b-shared"}],
+    )
+    config.update(shared_blocks(postgres_server, postgres_db, redis_server))
+    cluster = make_cluster(config, 3)
+    outcomes = await cluster.load(3 * n, concurrency=12, api_key=VK, body=CHAT)
+    ok = [o for o in outcomes if o.status == 200]
+    refused = [o for o in outcomes if o.status != 200]
+    print(f"budget for {n} requests over 3 instances, 90 sent 12 at a time: {len(ok)} admitted")
+    # Reserved before going upstream, at the worst case: never more than the budget, whatever the instance;
+    # short of it by at most the slices the three instances hold leased (docs/governance-limits.md).
+    assert n - most_stranded(n, 3) <= len(ok) <= n, len(ok)
+    assert {o.status for o in refused} == {402} and {o.code for o in refused} == {"budget_exceeded"}
+    assert len(fake_openai.requests_to("/chat/completions")) == len(ok), "a refused request went upstream"
+    # The spend every instance logged to the shared table is within the budget too.
+    ok_ids = {o.request_id for o in ok if o.request_id}
+    assert not await asyncio.to_thread(wait_rows, postgres_server, postgres_db, ok_ids)
+    spent = float(postgres_server.psql("SELECT coalesce(sum(cost), 0) FROM bifrost_logs", postgres_db))
+    assert spent <= n * COST + 1e-9, spent
+
+
+# -- (d) an admin change on one instance is live on the others ----------------------------------------------
+async def test_a_virtual_key_created_on_one_instance_authenticates_on_the_others(
+    make_cluster: MakeCluster,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    config = make_config({}, enforce_auth_on_inference=True)
+    config["governance"] = {"virtual_keys": [{"id": "vk-seed", "name": "seed", "value": VK}]}
+    config.update(shared_blocks(postgres_server, postgres_db, redis_server))
+    cluster = make_cluster(config, 3)
+    a, others = cluster.instances[0], cluster.instances[1:]
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        for gateway in others:  # the key does not exist yet anywhere
+            status = await _chat_status(session, gateway.base_url, "sk-bf-not-yet-created")
+            assert status == 401
+        async with session.post(a.url("/api/governance/virtual-keys"), json={"name": "made-on-a"}) as response:
+            assert response.status == 201, await response.text()
+            created = (await response.json())["virtual_key"]["value"]
+        delays = await asyncio.gather(*(_until_admitted(session, g.base_url, created) for g in others))
+    print(f"virtual key created on A, first admitted on B and C after {[round(d * 1000) for d in delays]} ms")
+    assert all(d < 5.0 for d in delays), delays  # the issue asks for 1 s; the bound is loose (shared machine)
+
+
+async def _chat_status(session: aiohttp.ClientSession, base_url: str, key: str) -> int:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with session.post(base_url + "/v1/chat/completions", json=MOCK, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def _until_admitted(session: aiohttp.ClientSession, base_url: str, key: str, bound: float = 5.0) -> float:
+    """Seconds until `key` is admitted on the instance at `base_url` (polled every 20 ms), or `bound`."""
+    started = time.monotonic()
+    while time.monotonic() - started < bound:
+        status = await _chat_status(session, base_url, key)
+        if status == 200:
+            return time.monotonic() - started
+        assert status == 401, status
+        await asyncio.sleep(0.02)
+    return bound
+
+
+# -- (e) a killed instance: nginx routes around it, no completed request loses its log row ---------------------
+@pytest.mark.timeout(180)
+async def test_killing_an_instance_mid_load_loses_no_completed_request_log(
+    make_cluster: MakeCluster,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    fake_openai.always(Reply(delay=0.03))
+    config = make_config({"openai": openai_provider(fake_openai.url)})
+    config.update(shared_blocks(postgres_server, postgres_db, redis_server))
+    cluster = make_cluster(config, 3)
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    concurrency = 6
+
+    async def after(delay: float, action: Any) -> None:
+        await asyncio.sleep(delay)
+        await asyncio.to_thread(action)
+
+    # SIGKILL one instance, later SIGTERM another, while the load runs through nginx.
+    outcomes, _, _ = await asyncio.gather(
+        cluster.load(240, concurrency=concurrency, body=body),
+        after(1.0, lambda: cluster.kill(0)),
+        after(2.5, lambda: cluster.term(1)),
+    )
+    failed = [o for o in outcomes if o.status != 200]
+    ok_ids = {o.request_id for o in outcomes if o.status == 200}
+    print(f"SIGKILL + SIGTERM mid-load: {len(ok_ids)} ok, {len(failed)} failed: {failed}")
+    assert None not in ok_ids
+    # Only requests in flight on the killed instance may fail (nginx never resends a POST it sent); the
+    # SIGTERMed instance drains its in-flight requests, so none of its requests fail.
+    assert len(failed) <= concurrency and all(o.status == 502 for o in failed), failed
+    assert cluster.instances[1].exit_code == 0
+    # The issue: "killing one instance mid-load loses no log row of a completed request": every request
+    # answered 200, by any instance (the killed one included), has its row in the shared table.
+    missing = await asyncio.to_thread(wait_rows, postgres_server, postgres_db, ok_ids)
+    assert not missing, f"{len(missing)} completed requests have no log row: {sorted(missing)[:5]}"
