@@ -213,3 +213,43 @@ async def test_killing_an_instance_mid_load_loses_no_completed_request_log(
     # answered 200, by any instance (the killed one included), has its row in the shared table.
     missing = await asyncio.to_thread(wait_rows, postgres_server, postgres_db, ok_ids)
     assert not missing, f"{len(missing)} completed requests have no log row: {sorted(missing)[:5]}"
+
+
+# -- (c) one cache for every instance ------------------------------------------------------------------------
+async def test_an_answer_cached_through_one_instance_is_a_hit_on_another(
+    make_cluster: MakeCluster,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    config = make_config({"openai": openai_provider(fake_openai.url)})
+    config["plugins"] = [{"name": "semantic_cache", "enabled": True, "config": {"dimension": 1, "ttl": "1h"}}]
+    config.update(shared_blocks(postgres_server, postgres_db, redis_server))
+    cluster = make_cluster(config, 2)
+    a, b = cluster.instances
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "cache me once"}]}
+    headers = {"x-bf-cache-key": "e2e"}
+    probe = {**headers, "x-bf-cache-no-store": "true"}  # a miss on B must not store its own entry
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        async with session.post(a.url("/v1/chat/completions"), json=body, headers=headers) as first:
+            assert first.status == 200 and first.headers["x-bf-cache"] == "miss"
+            stored = await first.json()
+        # The store is written in the background (never awaited by the request): poll B, bounded.
+        deadline = time.monotonic() + 5.0
+        misses = 0
+        while True:
+            async with session.post(b.url("/v1/chat/completions"), json=body, headers=probe) as second:
+                assert second.status == 200
+                verdict, hit_id = second.headers["x-bf-cache"], second.headers.get("x-bf-cache-id")
+                answer = await second.json()
+            if verdict == "hit-direct" or time.monotonic() > deadline:
+                break
+            misses += 1
+            await asyncio.sleep(0.05)
+    assert verdict == "hit-direct"
+    assert hit_id == first.headers["x-request-id"] and answer["choices"] == stored["choices"]
+    upstream = len(fake_openai.requests_to("/chat/completions"))
+    print(f"cache: stored through A, hit on B after {misses} misses on B; upstream calls {upstream}")
+    assert upstream == 1 + misses  # the hit never reached the provider
