@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -277,3 +278,27 @@ def forwarded(pairs: Sequence[tuple[int, int]]) -> Iterator[None]:
     finally:
         for forwarder in forwarders:
             forwarder.close()
+
+
+def restart_redis(server: Any, down_s: float = 1.0) -> Any:
+    """Kill a test redis-server and start a new one on the same port after `down_s` (its data is gone,
+    as after a crash without persistence); the new RedisServer."""
+    from harness.redis import RedisServer
+
+    server.stop()
+    time.sleep(down_s)
+    binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin")
+    assert binary is not None
+    cmd = [binary, "--port", str(server.port), "--bind", "127.0.0.1", "--dir", str(server.dir), "--save", ""]
+    cmd += ["--appendonly", "no", "--protected-mode", "yes"]
+    log = server.dir / f"redis-{server.port}-restarted.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=server.dir)
+    fresh = RedisServer(proc, server.port, server.dir, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if fresh.command("PING").startswith(b"+PONG"):
+                return fresh
+        time.sleep(0.05)
+    raise AssertionError(f"redis-server did not come back on port {server.port}: {log.read_text(errors='replace')}")
