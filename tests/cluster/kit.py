@@ -92,6 +92,7 @@ class Cluster:
         self.shared_config.write_text(config if isinstance(config, str) else json.dumps(config, indent=2))
         self.env = dict(env or {})
         self.instances: list[Gateway] = []
+        self._retired: list[Gateway] = []  # instances replaced by restart(): their output is still shown
         self.nginx: NginxServer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -107,6 +108,19 @@ class Cluster:
         self.instances.append(gateway)
         if wait:
             gateway.wait_healthy()
+        return gateway
+
+    def restart(self, index: int) -> Gateway:
+        """Start instance `index` again (same port, same app dir, same unit lines): what systemd's
+        Restart=on-failure does after a crash. Returns once it is healthy."""
+        old = self.instances[index]
+        pre, command = unit_commands(old.port, old.app_dir, self.shared_config)
+        for argv in pre:
+            subprocess.run(argv, check=True, timeout=30)
+        gateway = spawn(old.app_dir, port=old.port, command=command, env=self.env)
+        self.instances[index] = gateway
+        self._retired.append(old)
+        gateway.wait_healthy()
         return gateway
 
     def start(self, n: int) -> Cluster:
@@ -141,7 +155,7 @@ class Cluster:
             self.nginx.stop()
 
     def output(self) -> str:
-        parts = [g.output() for g in self.instances]
+        parts = [g.output() for g in (*self._retired, *self.instances)]
         if self.nginx is not None:
             parts.append(self.nginx.output())
         return "\n".join(parts)
