@@ -227,7 +227,7 @@ async def test_killing_an_instance_mid_load_loses_no_completed_request_log(
 
 
 @pytest.mark.timeout(180)
-async def test_a_sigterm_mid_load_drains_and_loses_nothing(
+async def test_a_sigterm_mid_load_loses_no_log_row_and_the_documented_drain_no_request(
     make_cluster: MakeCluster,
     fake_openai: FakeOpenAI,
     postgres_server: PostgresServer,
@@ -236,15 +236,33 @@ async def test_a_sigterm_mid_load_drains_and_loses_nothing(
     redis_url: str,
 ) -> None:
     cluster = make_cluster(_load_config(fake_openai, postgres_server, postgres_db, redis_server), 3)
+    # A bare SIGTERM under load: the instance drains what it accepted and flushes its log.
     outcomes, _ = await asyncio.gather(
-        cluster.load(200, concurrency=CONCURRENCY, body=PLAIN), _after(1.0, lambda: cluster.term(1))
+        cluster.load(150, concurrency=CONCURRENCY, body=PLAIN), _after(1.0, lambda: cluster.term(1))
     )
-    statuses = Counter(o.status for o in outcomes)
-    print(f"SIGTERM of 1 of 3 instances mid-load: {statuses}")
+    failed = [o for o in outcomes if o.status != 200]
+    print(f"bare SIGTERM of 1 of 3 instances mid-load: {len(outcomes) - len(failed)} ok, {len(failed)} failed")
     assert cluster.instances[1].exit_code == 0
-    # The stopping instance finishes what it accepted; requests after its listener closed are refused
-    # connections, which nginx sends to the others: the client sees no error at all.
-    assert statuses == {200: 200}, [o for o in outcomes if o.status != 200]
+    # A POST nginx wrote on a keep-alive connection the stopping instance was closing at that instant is
+    # not re-sent (nginx cannot know it was not read): at most the requests in flight, as 502.
+    assert len(failed) <= CONCURRENCY and all(o.status == 502 for o in failed), failed
+    ok_ids = {o.request_id for o in outcomes if o.status == 200}
+    missing = await asyncio.to_thread(wait_rows, postgres_server, postgres_db, ok_ids)
+    assert not missing, f"{len(missing)} requests answered 200 have no log row"
+    # The documented drain (docs/cluster.md): out of nginx's list first (reload), then SIGTERM: no client
+    # sees an error at all.
+    remaining = cluster.instances[2]
+
+    async def drain_and_stop() -> None:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(cluster.reload, [cluster.instances[0].port])
+        await asyncio.to_thread(remaining.stop)
+
+    outcomes, _ = await asyncio.gather(cluster.load(150, concurrency=CONCURRENCY, body=PLAIN), drain_and_stop())
+    statuses = Counter(o.status for o in outcomes)
+    print(f"documented drain (reload, then SIGTERM) mid-load: {statuses}")
+    assert statuses == {200: 150}, [o for o in outcomes if o.status != 200]
+    assert remaining.exit_code == 0
     missing = await asyncio.to_thread(wait_rows, postgres_server, postgres_db, {o.request_id for o in outcomes})
     assert not missing, f"{len(missing)} requests answered 200 have no log row"
 
