@@ -199,10 +199,11 @@ def _servers(ctx: Context, root: Path) -> Iterator[tuple[Any, Any] | None]:
             pg.stop()
 
 
-def _log_rows(pg: Any, database: str) -> int | None:
-    """Request-log rows in the PostgreSQL log store's table (None when the table is not there)."""
+def _log_rows(pg: Any, database: str, since_ms: int) -> int | None:
+    """Request-log rows of requests started at or after `since_ms` in the PostgreSQL log store's table
+    (None when the table is not there)."""
     try:
-        return int(pg.psql("SELECT count(*) FROM bifrost_logs", database) or 0)
+        return int(pg.psql(f"SELECT count(*) FROM bifrost_logs WHERE ts_ms >= {int(since_ms)}", database) or 0)
     except RuntimeError:
         return None
 
@@ -257,7 +258,7 @@ def _cell(
             headers={"Authorization": f"Bearer {VIRTUAL_KEY}"},
         )
         run_load(dataclasses.replace(spec, duration=0.5 if ctx.smoke else 3.0))  # warm-up, not recorded
-        rows_before = _log_rows(servers[0], database) if servers and database else None
+        measured_from_ms = int(time.time() * 1000)
         psi0, load0 = machine.cpu_pressure_s(), machine.loadavg()
         res = run_load(spec)
         psi1 = machine.cpu_pressure_s()
@@ -273,11 +274,10 @@ def _cell(
             cpu_pressure_pct=_pressure_pct(psi0, psi1, res.wall_s),
         )
         if servers and database:
-            rows_after = _log_rows(servers[0], database)
-            if rows_before is not None and rows_after is not None:
-                written = rows_after - rows_before
-                out["pg_log_rows_written"] = written
-                out["pg_log_rows_per_s"] = round(written / res.wall_s, 1) if res.wall_s else None
+            # After the graceful stop every row is written: the measured window's rows vs its answers.
+            rows = _log_rows(servers[0], database, measured_from_ms)
+            out["pg_log_rows_written"] = rows
+            out["pg_log_rows_per_s"] = round(rows / res.wall_s, 1) if rows is not None and res.wall_s else None
         lat = out["latency_ms"]
         log(
             f"cluster {stores:8s} x{n}: ok={out['ok']}/{out['scheduled']} thr={out['throughput_rps']}/s "
