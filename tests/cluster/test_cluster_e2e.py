@@ -384,3 +384,34 @@ async def _until_all_ok(cluster: Cluster, key: str, bound: float = 15.0) -> floa
             return time.monotonic() - started
         await asyncio.sleep(0.2)
     raise AssertionError(f"requests still failing {bound} s after the store returned")
+
+
+# -- docs/cluster.md "Sizing": the PostgreSQL connections an instance opens stay within the formula ---------------
+async def test_postgres_connections_stay_within_the_sizing_formula(
+    make_cluster: MakeCluster,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    c = l_ = 3  # max_open_conns of the config and logs stores
+    config = make_config({"openai": openai_provider(fake_openai.url)})
+    config["plugins"] = [{"name": "semantic_cache", "enabled": True, "config": {"dimension": 1, "ttl": "1h"}}]
+    config.update(shared_blocks(postgres_server, postgres_db, redis_server))
+    config["config_store"]["config"]["max_open_conns"] = c
+    config["logs_store"]["config"]["max_open_conns"] = l_
+    cluster = make_cluster(config, 2)
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    outcomes = await cluster.load(60, concurrency=12, body=body)
+    assert {o.status for o in outcomes} == {200}
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        for gateway in cluster.instances:  # the readers' pool opens on the first /api/logs
+            for _ in range(6):
+                async with session.get(gateway.url("/api/logs?limit=5")) as response:
+                    assert response.status == 200
+    sql = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{postgres_db}' AND usename = 'bifrost'"
+    opened = int(postgres_server.psql(sql))
+    formula = (2 * c + l_ + 3) * 1 * 2  # (2C + L + 3) x workers per instance x instances
+    print(f"PostgreSQL connections of 2 single-worker instances: {opened} (formula bound {formula})")
+    assert 0 < opened <= formula
