@@ -39,7 +39,10 @@ START_TIMEOUT_S = 30.0
 # What the harness puts on each server line; the packaged bifrost-upstreams.conf uses the same values.
 SERVER_PARAMS = "max_fails=3 fail_timeout=10s"
 # One line per request: which instance answered (tests read it to see nginx spread and route around).
-LOG_FORMAT = "'$remote_addr \"$request\" $status upstream=$upstream_addr upstream_status=$upstream_status'"
+LOG_FORMAT = (
+    '\'$remote_addr "$request" $status upstream=$upstream_addr upstream_status=$upstream_status '
+    "rid=$upstream_http_x_request_id'"
+)
 
 
 def _binary() -> str:
@@ -179,6 +182,13 @@ class NginxServer:
         if not self.access_log.exists():
             return []
         return re.findall(r"upstream=(\S+)", self.access_log.read_text(errors="replace"))
+
+    def served_by(self) -> dict[str, str]:
+        """Request id (the gateway's x-request-id) -> the instance (host:port) that answered it."""
+        if not self.access_log.exists():
+            return {}
+        text = self.access_log.read_text(errors="replace")
+        return {rid: addr for addr, rid in re.findall(r"upstream=(\S+) upstream_status=\S+ rid=(\S+)", text)}
 
     def wait_log_lines(self, n: int, timeout: float = 10.0) -> list[str]:
         """`upstreams_used()` once it has `n` lines (nginx writes a line just after the answer, not before)."""
