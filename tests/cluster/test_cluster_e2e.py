@@ -6,7 +6,10 @@ stores) and a real Redis (shared state). Fakes and the built-in mock provider on
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 from fakes import FakeOpenAI, Reply
 from harness.config import make_config, openai_provider
 from harness.postgres import PostgresServer
+from harness.process import REPO_ROOT, StartGateway, gateway_env
 from harness.redis import RedisServer, start_redis
 
 from .conftest import MakeCluster, shared_blocks
@@ -449,3 +453,56 @@ async def test_postgres_connections_stay_within_the_sizing_formula(
     formula = (2 * c + l_ + 3) * 1 * 2  # (2C + L + 3) x workers per instance x instances
     print(f"PostgreSQL connections of 2 single-worker instances: {opened} (formula bound {formula})")
     assert 0 < opened <= formula
+
+
+# -- docs/cluster.md "Moving over": bifrost migrate, then the cluster serves what the single machine had ------
+@pytest.mark.timeout(180)
+async def test_moving_a_single_machine_over_with_bifrost_migrate(
+    make_cluster: MakeCluster,
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    # The single machine: embedded stores; a virtual key made through the API, and three logged requests.
+    file_config = make_config({"openai": openai_provider(fake_openai.url)}, enforce_auth_on_inference=True)
+    file_config["governance"] = {"virtual_keys": [{"id": "vk-file", "name": "file", "value": VK}]}
+    old = start_gateway(file_config, app_dir=tmp_path / "old")
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        async with session.post(old.url("/api/governance/virtual-keys"), json={"name": "made-by-api"}) as made:
+            assert made.status == 201, await made.text()
+            api_key = (await made.json())["virtual_key"]["value"]
+        old_ids = set()
+        for _ in range(3):
+            headers = {"Authorization": f"Bearer {api_key}"}
+            async with session.post(old.url("/v1/chat/completions"), json=PLAIN, headers=headers) as response:
+                assert response.status == 200
+                old_ids.add(response.headers["x-request-id"])
+    assert old.stop() == 0  # SIGTERM: logs.db flushed
+    # The cluster's file: the same document plus the blocks that say where config now lives.
+    cluster_file = tmp_path / "cluster.json"
+    cluster_file.write_text(json.dumps({**file_config, **shared_blocks(postgres_server, postgres_db, redis_server)}))
+    done = subprocess.run(
+        [sys.executable, "-m", "bifrost_cli", "migrate", "--app-dir", str(old.app_dir), "--to", str(cluster_file)],
+        capture_output=True,
+        text=True,
+        env=gateway_env(),
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+    )
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stderr
+    cluster = make_cluster(cluster_file.read_text(), 2)
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        for gateway in cluster.instances:
+            # The API-made key (never in the file) came over, and works on every instance ...
+            assert await _chat_status(session, gateway.base_url, api_key) == 200
+            # ... and every instance's log pages show the single machine's requests.
+            async with session.get(gateway.url("/api/logs?limit=100")) as response:
+                assert response.status == 200
+                listed = {item["id"] for item in (await response.json())["items"]}
+            assert old_ids <= listed, old_ids - listed
