@@ -18,8 +18,10 @@ limit far above the load (so the shared-state counters are exercised, nothing is
     stores=cluster   config_store + logs_store on PostgreSQL (a fresh database per cell), shared_state on
                      Redis: one config, one log, one rate-limit counter for every instance
 
-Reported per cell: throughput, p50/p99, errors; derived: the 2/1 throughput ratio per store set and the
-cluster/embedded ratio per instance count; for the PostgreSQL cells, the request-log rows the instances
+Every cell runs ROUNDS times, the rounds in alternating order (a neighbour's burst lands on different
+cells each round). Reported per cell and round: throughput, p50/p99, errors; derived, from each cell's
+best round (the least disturbed): the 2/1 throughput ratio per store set and the cluster/embedded ratio
+per instance count; for the PostgreSQL cells, the request-log rows the instances
 wrote during the cell (after a graceful stop flushes them), i.e. the log store's sustained write rate at
 that load. The real servers come from the test harness (tests/harness/: Debian's postgresql,
 redis-server and nginx in temp dirs on loopback).
@@ -51,6 +53,7 @@ from bench.stats import summarize
 NAME = "cluster"
 VIRTUAL_KEY = "sk-bf-bench-cluster-not-a-secret"  # made up; exists only in the bench's temp config
 CONCURRENCY = 32
+ROUNDS = 2  # every cell twice, in alternating order; derived figures use each cell's best round
 SMOKE_CONCURRENCY = 4
 STORE_SETS = ("embedded", "cluster")
 INSTANCE_COUNTS = (1, 2)
@@ -251,13 +254,13 @@ def _cell(
             endpoint="chat",
             mode="closed",
             concurrency=concurrency,
-            duration=ctx.dur(15.0, 1.5),
+            duration=ctx.dur(8.0, 1.5),
             processes=ctx.processes,
             timeout=10.0,
             cpus=None,  # the generator floats too (see the module docstring)
             headers={"Authorization": f"Bearer {VIRTUAL_KEY}"},
         )
-        run_load(dataclasses.replace(spec, duration=0.5 if ctx.smoke else 3.0))  # warm-up, not recorded
+        run_load(dataclasses.replace(spec, duration=0.5 if ctx.smoke else 1.5))  # warm-up, not recorded
         measured_from_ms = int(time.time() * 1000)
         psi0, load0 = machine.cpu_pressure_s(), machine.loadavg()
         res = run_load(spec)
@@ -299,19 +302,36 @@ def run(ctx: Context) -> str:
     cells: list[dict[str, Any]] = []
     root = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
+        combos = [(stores, n) for stores in STORE_SETS for n in INSTANCE_COUNTS]
+        rounds = 1 if ctx.smoke else ROUNDS
         with mock(MockSettings(latency_ms=0.0)) as m, _servers(ctx, root) as servers:
-            for stores in STORE_SETS:
-                for n in INSTANCE_COUNTS:
-                    cell = _cell(ctx, root, m, stores, n, servers)
+            for r in range(rounds):
+                # Alternate the order: a neighbour's burst then hits different cells in different rounds.
+                for stores, n in combos if r % 2 == 0 else reversed(combos):
+                    cell = _cell(ctx, root / f"round{r}", m, stores, n, servers)
                     if cell is not None:
+                        cell["round"] = r
                         cells.append(cell)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     derived: dict[str, Any] = {}
 
     def thr(stores: str, n: int) -> float | None:
-        found = [c for c in cells if c["stores"] == stores and c["instances"] == n]
-        return found[0]["throughput_rps"] if found else None
+        """The best round's throughput: on a shared machine the least disturbed measurement of the cell."""
+        found = [c["throughput_rps"] for c in cells if c["stores"] == stores and c["instances"] == n]
+        return max(found) if found else None
+
+    for stores, n in [(s, k) for s in STORE_SETS for k in INSTANCE_COUNTS]:
+        runs = [c for c in cells if c["stores"] == stores and c["instances"] == n]
+        if runs:
+            best = max(runs, key=lambda c: c["throughput_rps"])
+            derived[f"{stores}_x{n}"] = {
+                "throughput_rps_best": best["throughput_rps"],
+                "throughput_rps_rounds": [c["throughput_rps"] for c in runs],
+                "p50_ms": best["latency_ms"]["p50"],
+                "p99_ms": best["latency_ms"]["p99"],
+                "pg_log_rows_per_s": best.get("pg_log_rows_per_s"),
+            }
 
     for stores in STORE_SETS:
         derived[f"scaling_1_to_2_{stores}"] = ratio(thr(stores, 2), thr(stores, 1))
@@ -324,7 +344,8 @@ def run(ctx: Context) -> str:
         {
             "mock_latency_ms": 0,
             "concurrency": SMOKE_CONCURRENCY if ctx.smoke else CONCURRENCY,
-            "cell_duration_s": ctx.dur(15.0, 1.5),
+            "cell_duration_s": ctx.dur(8.0, 1.5),
+            "rounds": 1 if ctx.smoke else ROUNDS,
             "workers_per_instance": 1,
             "profile": "cost",
             "pinning": "instance i on CPU i; nginx, PostgreSQL, Redis, load generator unpinned; mock on the bench CPU",
