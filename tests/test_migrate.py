@@ -121,3 +121,25 @@ def test_migrate_needs_a_postgres_target(tmp_path: Path) -> None:
     (tmp_path / "app" / "config.json").write_text(json.dumps({"providers": {}}))
     done = _migrate("--app-dir", str(tmp_path / "app"))
     assert done.returncode == 1 and "names no postgres config_store or logs_store" in done.stderr
+
+
+def test_config_validate_does_not_connect(tmp_path: Path) -> None:
+    """`bifrost config validate` only parses: a config store that cannot be reached is still a valid file."""
+    from harness.process import free_port
+
+    settings = {"host": "127.0.0.1", "port": str(free_port()), "user": "bifrost", "password": ""}
+    settings.update(db_name="bifrost", ssl_mode="disable")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"config_store": {"enabled": True, "type": "postgres", "config": settings}})
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bifrost_cli", "config", "validate", "--app-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=gateway_env(),
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and "is valid" in done.stdout, done.stderr
+    assert "asyncpg" not in done.stderr

@@ -18,6 +18,7 @@ import pytest
 from fakes import FakeOpenAI
 from harness import Gateway, StartGateway
 from harness.postgres import PostgresServer
+from harness.redis import RedisServer
 
 from runtime.config.load import ConfigError, load_gateway_config
 from runtime.config.model import GatewayConfig
@@ -293,11 +294,14 @@ def _api(gateway: Gateway, method: str, path: str, body: Any = None) -> tuple[in
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def _issue_example(server: PostgresServer, db: str, fake_url: str) -> dict[str, Any]:
-    """The issue's example file (two instances, same file), pointed at the test server and the fake OpenAI.
-    Its logs_store and shared_state blocks are other engines' (h-pglog, Redis) and are left out here."""
+def _issue_example(server: PostgresServer, db: str, redis: RedisServer, fake_url: str) -> dict[str, Any]:
+    """The issue's example file (two instances, same file), pointed at the test servers and the fake OpenAI,
+    plus an encryption key."""
+    store = {"enabled": True, "type": "postgres", "config": server.settings(db)}
     return {
-        "config_store": {"enabled": True, "type": "postgres", "config": server.settings(db)},
+        "config_store": store,
+        "logs_store": store,
+        "shared_state": {"type": "redis", "config": {"addr": f"127.0.0.1:{redis.port}"}},
         "governance": {
             "rate_limits": [{"id": "r", "request_max_limit": 6, "request_reset_duration": "1m"}],
             "virtual_keys": [{"id": "vk", "name": "shared", "value": VK, "is_active": True, "rate_limit_id": "r"}],
@@ -318,11 +322,12 @@ GATEWAY_ENV = {"OPENAI_API_KEY": "sk-fake-1", "BIFROST_TEST_KEY": "gateway test 
 def test_a_gateway_serves_the_database_document(
     postgres_server: PostgresServer,
     postgres_db: str,
+    redis_server: RedisServer,
     fake_openai: FakeOpenAI,
     start_gateway: StartGateway,
     tmp_path: Path,
 ) -> None:
-    doc = _issue_example(postgres_server, postgres_db, fake_openai.url)
+    doc = _issue_example(postgres_server, postgres_db, redis_server, fake_openai.url)
     fake_openai.keys.add("sk-literal-second-0002")  # the key the API adds below, read back decrypted
     first = start_gateway(doc, env=GATEWAY_ENV, app_dir=tmp_path / "a")
     status, created = _api(
@@ -358,11 +363,12 @@ def test_a_gateway_serves_the_database_document(
 def test_an_admin_edit_on_one_gateway_is_live_on_the_other(
     postgres_server: PostgresServer,
     postgres_db: str,
+    redis_server: RedisServer,
     fake_openai: FakeOpenAI,
     start_gateway: StartGateway,
     tmp_path: Path,
 ) -> None:
-    doc = _issue_example(postgres_server, postgres_db, fake_openai.url)
+    doc = _issue_example(postgres_server, postgres_db, redis_server, fake_openai.url)
     a = start_gateway(doc, env=GATEWAY_ENV, app_dir=tmp_path / "a")
     b = start_gateway(doc, env=GATEWAY_ENV, app_dir=tmp_path / "b", args=("--workers", "2"))
     assert _api(b, "GET", "/api/providers/third")[0] == 404
@@ -400,3 +406,27 @@ def test_postgres_down_at_start_exits_non_zero_with_the_reason(tmp_path: Path) -
     assert "cannot open the config store" in err and f"127.0.0.1:{settings['port']}/bifrost" in err
     assert "attempt 1" in err
     assert "pg-secret-pw" not in out + err
+
+
+def test_admin_edit_with_the_server_down_is_a_503_and_shutdown_does_not_hang(
+    postgres_server: PostgresServer, postgres_db: str, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    doc = {"config_store": {"enabled": True, "type": "postgres", "config": postgres_server.settings(postgres_db)}}
+    gateway = start_gateway(doc, app_dir=tmp_path / "a")
+    postgres_server.stop()
+    try:
+        started = time.monotonic()
+        status, body = _api(gateway, "PUT", "/api/client", {"max_request_body_size_mb": 9})
+        took = time.monotonic() - started
+        assert status == 503, body
+        assert body["error"]["code"] == "config_write_failed"
+        assert f"127.0.0.1:{postgres_server.port}/{postgres_db}" in body["error"]["message"]
+        assert took < config_postgres.WRITE_TIMEOUT_S + 10
+        assert _api(gateway, "GET", "/api/client")[1]["max_request_body_size_mb"] != 9  # nothing applied
+        started = time.monotonic()
+        assert gateway.stop(timeout=40) == 0
+        print(
+            f"admin edit with PostgreSQL down: 503 in {took * 1000:.0f} ms; shutdown {time.monotonic() - started:.1f} s"
+        )
+    finally:
+        postgres_server.start()
