@@ -16,9 +16,12 @@ import pytest
 from harness.postgres import PostgresServer
 
 from runtime.config.model import PostgresSettings
+from runtime.requestlog.filters import LogFilter, Page
 from runtime.requestlog.record import COLUMNS
-from runtime.stores.logs_postgres import import_rows
+from runtime.stores.logs import LogReadError
+from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter, batch, import_rows, partitions
 from runtime.stores.logs_sqlite.writer import LogWriter as SQLiteLogWriter
+from runtime.stores.status import StoreStatus
 
 DAY_MS = 86_400_000
 
@@ -130,3 +133,210 @@ async def test_import_rows_to_a_server_that_is_down_raises_unavailable_without_t
     with pytest.raises(PostgresUnavailable) as caught:
         await import_rows(settings, [make_row(1)])
     assert "s3cret-pw" not in str(caught.value) and "127.0.0.1" in str(caught.value)
+
+
+# -- the writer ------------------------------------------------------------------------------------
+def writer_for(server: PostgresServer, db: str, **kw: Any) -> tuple[PostgresLogWriter, PostgresLogQueries]:
+    status = StoreStatus("postgres", db)
+    settings = settings_for(server, db)
+    kw.setdefault("capacity", 10_000)
+    return PostgresLogWriter(settings, status, **kw), PostgresLogQueries(settings, status)
+
+
+async def wait_for(predicate: Any, timeout_s: float = 10.0) -> float:
+    """Poll `predicate` until true (generous bound: a noisy machine); returns the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout_s, "condition not met in time"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def test_writer_batches_rows_and_calls_listeners_with_committed_batches(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=10, flush_interval_s=0.05)
+    batches: list[list[tuple[Any, ...]]] = []
+    writer.listeners.append(batches.append)
+    try:
+        await writer.start()
+        assert writer.status.state == "standby"  # nothing written yet: no connection was needed
+        for i in range(25):
+            writer.submit(make_row(i, input=b'{"raw": "json"}', key_name="caf\udce9"))  # a lone surrogate
+        await wait_for(lambda: writer.written == 25)
+        assert writer.status.state == "up" and writer.pending == 0
+        assert sum(len(b) for b in batches) == 25 and all(len(b) <= 25 for b in batches)
+        # Listeners get rows as stored (content as JSON text), as the SQLite writer hands them.
+        assert batches[0][0][COLUMNS.index("input")] == '{"raw": "json"}'
+        record = await reader.get("r3")
+        assert record is not None and record["input"] == {"raw": "json"} and record["key_name"] == "caf\ufffd"
+    finally:
+        await writer.close()
+        await reader.close()
+    assert (writer.written, writer.dropped, writer.failed) == (25, 0, 0)
+
+
+async def test_a_full_buffer_drops_the_newest_rows_and_counts_them(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    writer, reader = writer_for(postgres_server, postgres_db, capacity=5, batch_size=1000, flush_interval_s=30)
+    try:
+        await writer.start()
+        for i in range(8):
+            writer.submit(make_row(i))  # the flush task sleeps (30 s interval): the buffer fills
+        assert (writer.pending, writer.dropped) == (5, 3)
+    finally:
+        await writer.close()  # drains the buffer
+        ids = [r["id"] for r in (await reader.list(LogFilter(), Page(sort="ts", descending=False)))["items"]]
+        await reader.close()
+    assert ids == ["r0", "r1", "r2", "r3", "r4"]  # the oldest kept, in order
+    assert (writer.written, writer.dropped, writer.failed) == (5, 3, 0)
+
+
+async def test_a_row_postgres_refuses_is_dropped_alone(postgres_server: PostgresServer, postgres_db: str) -> None:
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=1000, flush_interval_s=30)
+    try:
+        await writer.start()
+        writer.submit(make_row(1))
+        writer.submit(make_row(2, status=2**40))  # out of the integer column's range
+        writer.submit(make_row(3, latency_us="slow"))
+        writer.submit(make_row(4))
+    finally:
+        await writer.close()
+        page = await reader.list(LogFilter(), Page(sort="ts", descending=False))
+        await reader.close()
+    assert [r["id"] for r in page["items"]] == ["r1", "r4"]
+    assert (writer.written, writer.dropped, writer.failed) == (2, 2, 2)
+
+
+# -- outages ---------------------------------------------------------------------------------------
+async def test_server_stopped_mid_write_buffers_rows_and_writes_them_after_restart(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    writer, reader = writer_for(postgres_server, postgres_db, capacity=500, batch_size=20, flush_interval_s=0.05)
+    try:
+        await writer.start()
+        for i in range(50):
+            writer.submit(make_row(i))
+        await wait_for(lambda: writer.written == 50)
+        postgres_server.stop()
+        try:
+            for i in range(50, 350):  # while the server is down: buffered (within capacity)
+                writer.submit(make_row(i))
+                if i % 50 == 0:
+                    await asyncio.sleep(0.05)
+            await wait_for(lambda: writer.status.state == "down")
+            assert writer.written == 50 and writer.dropped == 0 and writer.pending == 300
+            assert "s3cret" not in (writer.status.error or "") and str(postgres_server.port) in (
+                writer.status.error or ""
+            )
+            with pytest.raises(LogReadError):  # the admin API's 503
+                await reader.stats(LogFilter())
+        finally:
+            postgres_server.start()
+        took = await wait_for(lambda: writer.written == 350, timeout_s=30)
+        print(f"buffered rows written {took:.2f} s after the restart")
+        assert writer.status.state == "up"
+        page = await reader.list(LogFilter(), Page(limit=1))
+        assert page["total"] == 350
+        assert await reader.last_rowid() >= 350
+    finally:
+        await writer.close()
+        await reader.close()
+    assert (writer.written, writer.dropped) == (350, 0)
+
+
+async def test_close_is_bounded_with_the_server_down_and_counts_what_it_lost(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=10, flush_interval_s=0.05, close_timeout_s=3)
+    await writer.start()
+    writer.submit(make_row(0))
+    await wait_for(lambda: writer.written == 1)
+    postgres_server.stop()
+    try:
+        for i in range(1, 41):
+            writer.submit(make_row(i))
+        await wait_for(lambda: writer.status.state == "down")
+        started = time.monotonic()
+        await writer.close()
+        took = time.monotonic() - started
+        print(f"close() with the server down took {took:.2f} s (bound 3 s)")
+        assert took < 3 + 5  # the bound, plus a generous margin for a noisy machine
+        assert (writer.written, writer.dropped, writer.pending) == (1, 40, 0)
+    finally:
+        postgres_server.start()
+        await reader.close()
+
+
+# -- partitions and retention ----------------------------------------------------------------------
+async def partition_names(server: PostgresServer, db: str) -> list[str]:
+    rows = await fetch(
+        server,
+        db,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'bifrost_logs'::regclass ORDER BY 1",
+    )
+    return [r[0] for r in rows]
+
+
+async def test_partitions_are_made_ahead_and_retention_drops_whole_old_ones(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    now = int(time.time() * 1000)
+    today = partitions.today()
+    settings = settings_for(postgres_server, postgres_db)
+    # Rows of 10 days ago .. today, and one from before the horizon (it lands in the default partition).
+    old = [make_row(100 + d, now - d * DAY_MS, input="[]", output="{}") for d in range(10, -1, -1)]
+    ancient = make_row(1, now - (partitions.PARTITION_HORIZON_DAYS + 5) * DAY_MS, input="[]", output="{}")
+    assert await import_rows(settings, [ancient, *old]) == 12
+    names = await partition_names(postgres_server, postgres_db)
+    assert partitions.partition_name(today) in names and "bifrost_logs_default" in names
+    assert partitions.partition_name(today - 10) in names
+
+    writer, reader = writer_for(postgres_server, postgres_db, retention_days=3, flush_interval_s=0.05)
+    try:
+        await writer.start()
+        writer.submit(make_row(0, now))
+        await wait_for(lambda: writer.written == 1)
+        names = await partition_names(postgres_server, postgres_db)
+        assert partitions.partition_name(today + 1) in names  # tomorrow's, made ahead
+        # Retention: every partition whose day ended more than 3 days ago is gone, with the default's old row.
+        assert partitions.partition_name(today - 4) not in names and partitions.partition_name(today - 10) not in names
+        assert partitions.partition_name(today - 3) in names  # its day ends within the window: kept
+        left = {r["id"] for r in (await reader.list(LogFilter(), Page(limit=100)))["items"]}
+        assert left == {"r0", "r100", "r101", "r102", "r103"}
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_a_day_without_a_partition_moves_out_of_the_default_when_its_partition_is_made(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    settings = settings_for(postgres_server, postgres_db)
+    ts = (partitions.today() + 1) * DAY_MS + 5000  # tomorrow: a skewed clock, before any partition for it
+    conn = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    try:
+        from runtime.stores.logs_postgres.migrations import migrate
+
+        await migrate(conn)
+        row = batch.coerce(make_row(1, ts, input="[]", output="{}"))
+        await batch.insert(conn, [row])  # no partition exists yet: ensure() makes tomorrow's ...
+        assert (await conn.fetchval("SELECT count(*) FROM bifrost_logs_default")) == 0
+        await conn.execute(f"DROP TABLE {partitions.partition_name(partitions.today() + 1)}")
+        await conn.execute(
+            "INSERT INTO bifrost_logs (id, ts_ms, endpoint, status, latency_us, overhead_us) "
+            "VALUES ('late', $1, 'chat', 200, 1, 1)",
+            ts,
+        )  # ... with it gone, a row of that day lands in the default partition
+        seq = await conn.fetchval("SELECT seq FROM bifrost_logs WHERE id = 'late'")
+        await partitions.ensure(conn, [partitions.today() + 1])
+        assert (await conn.fetchval("SELECT count(*) FROM bifrost_logs_default")) == 0
+        moved = await conn.fetchrow(
+            f"SELECT seq FROM {partitions.partition_name(partitions.today() + 1)} WHERE id = 'late'"
+        )
+        assert moved is not None and moved["seq"] == seq  # moved, cursor kept (tail never sees it twice)
+    finally:
+        await conn.close()
+    assert settings.database == postgres_db

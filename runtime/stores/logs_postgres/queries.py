@@ -204,10 +204,18 @@ class PostgresLogQueries:
         order = _order(column, page.descending)
         select = ", ".join(LIST_COLUMNS)
         limit, offset = p.add(page.limit + 1), p.add(page.offset)
-        sql = (
-            f"SELECT {select}, left(input, 240) AS input_preview, left(output, 240) AS output_preview "
-            f"FROM {TABLE} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
-        )
+        columns = f"{select}, left(input, 240) AS input_preview, left(output, 240) AS output_preview"
+        if f.needs_table or column == "ts_ms":
+            sql = f"SELECT {columns} FROM {TABLE} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        else:
+            # As the SQLite engine pages: rows tied on the sort column are picked oldest first (its index
+            # walk), then the page is shown in (column, seq) order. Same rows, same order as logs.db.
+            nulls = "NULLS LAST" if page.descending else "NULLS FIRST"
+            pick = f"{column} {'DESC' if page.descending else 'ASC'} {nulls}, ts_ms ASC, seq ASC"
+            sql = (
+                f"SELECT {columns} FROM (SELECT seq, {select}, input, output FROM {TABLE} WHERE {where} "
+                f"ORDER BY {pick} LIMIT {limit} OFFSET {offset}) page ORDER BY {order}"
+            )
         fetch_rows = self._fetch(sql, p)
         if f.text:  # a count over a content search would scan every row: skip it
             rows, total = await fetch_rows, None

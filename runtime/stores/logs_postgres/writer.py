@@ -89,6 +89,7 @@ class PostgresLogWriter:
         self.listeners: list[Callable[[list[Row]], None]] = []
         self._buf: list[Row] = []  # submitted, not yet encoded
         self._retry: list[Row] = []  # encoded by a flush that failed: written first by the next one
+        self._out = 0  # rows not in _buf and not yet written: in the current flush, or in _retry
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -97,12 +98,12 @@ class PostgresLogWriter:
         self._days: set[int] | None = None  # days known to have a partition (this connection's view)
         self._pairs: set[tuple[str | None, str | None]] = set()
         self._day = -1
-        self._last_sweep = 0.0
+        self._last_sweep: float | None = None  # monotonic time of the last retention sweep
 
     # -- request side --------------------------------------------------------------------------------
     def submit(self, row: Row) -> None:
         buf = self._buf
-        if len(buf) + len(self._retry) >= self.capacity:
+        if len(buf) + self._out >= self.capacity:
             self.dropped += 1
             return
         buf.append(row)
@@ -111,7 +112,7 @@ class PostgresLogWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._buf) + len(self._retry)
+        return len(self._buf) + self._out
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,7 +141,7 @@ class PostgresLogWriter:
                 except Exception as exc:  # reported below with the count it cost
                     log.error("request log: last flush at shutdown failed: %s: %s", type(exc).__name__, exc)
             if self.pending:
-                lost, self._buf, self._retry = self.pending, [], []
+                lost, self._buf, self._retry, self._out = self.pending, [], [], 0
                 self.dropped += lost
                 log.error("request log: %d buffered rows could not be written before shutdown", lost)
         finally:
@@ -156,6 +157,9 @@ class PostgresLogWriter:
             await migrate(conn)
             self._days = await partitions.ensure(conn, range(partitions.today(), partitions.today() + 2))
             self._day = partitions.today()
+            if self.retention_days and self._last_sweep is None:
+                with contextlib.suppress(asyncpg.PostgresError):  # a lock timeout: _maintain tries again
+                    await self._sweep(conn)
         except BaseException:
             conn.terminate()
             raise
@@ -210,17 +214,22 @@ class PostgresLogWriter:
             if partitions.today() != self._day:
                 self._day = partitions.today()
                 self._days = await partitions.ensure(conn, range(self._day, self._day + 2), self._days)
-            if self.retention_days and time.monotonic() - self._last_sweep > RETENTION_SWEEP_S:
-                self._last_sweep = time.monotonic()
-                dropped = await partitions.drop_expired(conn, self.retention_days)
-                self._days = None  # re-read: partitions were dropped
-                if dropped:
-                    log.info("request log retention: dropped %s", ", ".join(dropped))
+            if self.retention_days and (
+                self._last_sweep is None or time.monotonic() - self._last_sweep > RETENTION_SWEEP_S
+            ):
+                await self._sweep(conn)
         except pg.CONNECTION_ERRORS as exc:
             await self._down(exc)
             raise pg.unavailable(self.settings, exc) from None
         except asyncpg.PostgresError as exc:  # a lock timeout behind a long query: next pass
             log.warning("request log partition maintenance deferred: %s: %s", type(exc).__name__, exc)
+
+    async def _sweep(self, conn: asyncpg.Connection) -> None:
+        self._last_sweep = time.monotonic()
+        dropped = await partitions.drop_expired(conn, self.retention_days)
+        if dropped:
+            self._days = None  # re-read on the next batch: partitions were dropped
+            log.info("request log retention: dropped %s", ", ".join(dropped))
 
     async def _down(self, exc: BaseException) -> None:
         self.status.failed(
@@ -230,11 +239,14 @@ class PostgresLogWriter:
 
     async def _flush(self) -> None:
         rows, self._buf = self._buf, []
+        self._out = len(self._retry) + len(rows)
         try:
             encoded, refused = await asyncio.to_thread(encode_batch, rows)
         except BaseException:
             self._buf[:0] = rows  # not encoded yet: back as they came
+            self._out = len(self._retry)
             raise
+        self._out -= len(refused)
         self._report(refused)
         # Rows encoded by an earlier, failed flush go first (they are older), then this flush's.
         batch, self._retry = self._retry + encoded, []
@@ -245,6 +257,7 @@ class PostgresLogWriter:
             # Not written (or not known to be: a retry skips what was committed). Back to the front.
             self._hold(batch)
             raise
+        self._out = 0
         self.status.ok()
         self.written += len(batch)
         for listener in self.listeners:
@@ -294,6 +307,7 @@ class PostgresLogWriter:
                 del batch[len(batch) - (over - from_buf) :]
             self.dropped += over
         self._retry = batch
+        self._out = len(batch)
 
     def _report(self, refused: list[tuple[str, BaseException]]) -> None:
         if not refused:
