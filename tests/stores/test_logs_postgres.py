@@ -18,7 +18,7 @@ from harness.postgres import PostgresServer
 from runtime.config.model import PostgresSettings
 from runtime.requestlog.filters import LogFilter, Page
 from runtime.requestlog.record import COLUMNS
-from runtime.stores.logs import LogReadError
+from runtime.stores.logs import LogQueryTooSlow, LogReadError
 from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter, batch, import_rows, partitions
 from runtime.stores.logs_sqlite.writer import LogWriter as SQLiteLogWriter
 from runtime.stores.status import StoreStatus
@@ -340,3 +340,79 @@ async def test_a_day_without_a_partition_moves_out_of_the_default_when_its_parti
     finally:
         await conn.close()
     assert settings.database == postgres_db
+
+
+# -- several instances -----------------------------------------------------------------------------
+async def test_two_writers_and_tail_sees_every_row_once(postgres_server: PostgresServer, postgres_db: str) -> None:
+    one, reader = writer_for(postgres_server, postgres_db, batch_size=7, flush_interval_s=0.01)
+    two, other_reader = writer_for(postgres_server, postgres_db, batch_size=5, flush_interval_s=0.01)
+    seen: list[str] = []
+    cursor = 0
+    try:
+        await one.start()
+        await two.start()
+
+        async def produce(writer: PostgresLogWriter, prefix: str) -> None:
+            for i in range(400):
+                writer.submit(make_row(i, id=f"{prefix}{i}"))
+                if i % 9 == 0:
+                    await asyncio.sleep(0.001)
+
+        async def follow() -> None:
+            nonlocal cursor
+            while len(seen) < 800:
+                for seq, row in await reader.tail(cursor, limit=50):
+                    assert seq > cursor
+                    cursor = seq
+                    seen.append(row[0])
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(asyncio.gather(produce(one, "a"), produce(two, "b"), follow()), 60)
+    finally:
+        await one.close()
+        await two.close()
+        await reader.close()
+        await other_reader.close()
+    assert len(seen) == 800 and set(seen) == {f"{p}{i}" for p in "ab" for i in range(400)}
+
+
+async def test_a_batch_committing_late_is_not_skipped_by_tail(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """Instance A draws its seq, then B commits before A does: without the write lock B's higher seq would
+    be read first and A's row skipped by every cursor past it. With it, B waits for A's commit."""
+    settings = settings_for(postgres_server, postgres_db)
+    assert await import_rows(settings, [make_row(0, input="[]", output="{}")]) == 1  # schema and partitions
+    writer, reader = writer_for(postgres_server, postgres_db, flush_interval_s=0.01)
+    conn = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    try:
+        await partitions.ensure(conn, [partitions.today(), partitions.today() + 1])  # the writer's start DDL
+        cursor = await reader.last_rowid()
+        late = conn.transaction()
+        await late.start()
+        await batch.insert(conn, [batch.coerce(make_row(1, input="[]", output="{}"))])  # seq drawn, not committed
+        await writer.start()
+        writer.submit(make_row(2))
+        await asyncio.sleep(0.5)  # B is waiting for the lock, so nothing after the cursor is visible yet
+        assert await reader.tail(cursor) == [] and writer.written == 0
+        await late.commit()
+        await wait_for(lambda: writer.written == 1)
+        assert [row[0] for _, row in await reader.tail(cursor)] == ["r1", "r2"]
+    finally:
+        await conn.close()
+        await writer.close()
+        await reader.close()
+
+
+async def test_a_query_past_its_budget_is_stopped_and_the_pool_still_answers(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    _, reader = writer_for(postgres_server, postgres_db)
+    reader.budget_s = 0.5
+    try:
+        with pytest.raises(LogQueryTooSlow, match="narrow the time range"):
+            await reader._fetch("SELECT pg_sleep(5)")
+        assert (await reader.list(LogFilter(), Page()))["total"] == 0  # schema made on first use; empty
+        assert reader.status.state == "up"
+    finally:
+        await reader.close()

@@ -29,7 +29,9 @@ DEFAULT_PARTITION = "bifrost_logs_default"
 # Advisory locks (one 64-bit key space per database): schema changes, and the batch inserts (seq order).
 MIGRATE_LOCK = 0x62665F6C6F67_01  # "bf_log" 1
 LOG_WRITE_LOCK = 0x62665F6C6F67_02
-DDL_LOCK_TIMEOUT = "5s"  # a partition DDL waits at most this long for readers; retried on the next pass
+# A partition DDL waits at most this long for the table lock (queries queue behind a waiting DDL, so
+# short); partitions are made a day ahead, so one that waits too long is simply retried later.
+DDL_LOCK_TIMEOUT = "1s"
 
 # (name, PostgreSQL type), in record.COLUMNS order.
 COLUMN_TYPES: tuple[tuple[str, str], ...] = (

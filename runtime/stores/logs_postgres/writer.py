@@ -155,8 +155,14 @@ class PostgresLogWriter:
         conn = await pg.connect(self.settings)  # PostgresUnavailable when down
         try:
             await migrate(conn)
-            self._days = await partitions.ensure(conn, range(partitions.today(), partitions.today() + 2))
             self._day = partitions.today()
+            try:
+                self._days = await partitions.ensure(conn, range(self._day, self._day + 2))
+            except pg.CONNECTION_ERRORS:
+                raise
+            except asyncpg.PostgresError as exc:  # a lock timeout behind a long query: _maintain retries
+                self._day = -1
+                log.warning("request log partitions deferred: %s: %s", type(exc).__name__, exc)
             if self.retention_days and self._last_sweep is None:
                 with contextlib.suppress(asyncpg.PostgresError):  # a lock timeout: _maintain tries again
                     await self._sweep(conn)
