@@ -86,7 +86,7 @@ NOTIFY_BYTES = 7_000  # PostgreSQL refuses payloads of 8,000 bytes and more
 NOTE_QUEUE = 10_000  # notifications waiting to be applied; past it, a catch-up replaces them
 LIST_LIMIT = 500
 CANDIDATES = (16, 128)
-CLOSE_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0  # each step of close(): a shutdown never waits long on a dead server
 
 COLUMNS = (
     "request_hash",
