@@ -590,7 +590,10 @@ class ClusterCacheStore:
         except (TypeError, ValueError, OverflowError) as exc:
             log.warning("cache: entry %s not stored (its response is not JSON: %s)", entry.id, exc)
             return
+        # What PostgreSQL stores is what memory holds (deletes by key or id then match on every instance).
         entry.prompt_text = _clean(entry.prompt_text)
+        entry.id, entry.cache_key = _clean(entry.id), _clean(entry.cache_key)
+        entry.provider, entry.model = _clean(entry.provider), _clean(entry.model)
         entry.size = len(response_json) + len(entry.prompt_text) + (4 * (self.dimension or 0) if vec is not None else 0)
         if entry.size > self.max_bytes:
             return
@@ -685,6 +688,7 @@ class ClusterCacheStore:
         self._redis_ops = [op for op in self._redis_ops if not (op[0] == "set" and op[1] in keys)]
 
     async def delete(self, entry_id: str) -> bool:
+        entry_id = _clean(entry_id)
         local = {e.request_hash for e in (*self._recent.values(), *self._sem.values()) if e.id == entry_id}
         self._apply("id", entry_id, 0.0)
         hashes = local | self._unqueue(lambda r: r[1] == entry_id)
@@ -702,6 +706,7 @@ class ClusterCacheStore:
         return bool(rows) or bool(local)
 
     async def delete_by_cache_key(self, cache_key: str) -> int:
+        cache_key = _clean(cache_key)
         local = {e.request_hash for e in (*self._recent.values(), *self._sem.values()) if e.cache_key == cache_key}
         self._apply("key", cache_key, 0.0)
         hashes = local | self._unqueue(lambda r: r[3] == cache_key)
@@ -742,11 +747,12 @@ class ClusterCacheStore:
     async def _tombstone(self, conn: Any, kind: str, value: str | None, at: float | None = None) -> None:
         """Record a delete for catching up, and notify every instance (delivered on commit)."""
         at = self._clock() if at is None else at
+        value = _clean(value) if value is not None else None
         seq = await conn.fetchval(
             f"INSERT INTO {TOMBS} (origin, kind, value, at) VALUES ($1, $2, $3, $4) RETURNING seq",
             self.origin,
             kind,
-            _clean(value) if value is not None else None,
+            value,
             at,
         )
         await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"t|{self.origin}|{seq}|{kind}|{at!r}|{value or ''}")

@@ -410,3 +410,38 @@ async def test_unreachable_postgres_at_open_is_not_an_error(redis_server: RedisS
         assert hit.id == "req-1"
     finally:
         await store.close()
+
+
+def test_build_cache_picks_the_cluster_store_only_with_redis_and_postgres(tmp_path: Path) -> None:
+    from runtime.cache.sqlite_store import SqliteCacheStore
+    from runtime.config.model import GatewayConfig, SharedStateConfig, StoresConfig
+    from runtime.plugins.registry import build_cache
+
+    pg = PostgresSettings(host="127.0.0.1", port=5432, database="bifrost")
+    redis = SharedStateConfig(type="redis", redis=redis_settings(6379))
+    cache = {"dimension": 1, "ttl": 60}
+    cluster = GatewayConfig(app_dir=tmp_path, shared_state=redis, stores=StoresConfig(config=pg))
+    store = build_cache(cache, cluster).store
+    assert isinstance(store, ClusterCacheStore) and store.dimension is None
+    assert store.status.view()["engine"] == "postgres+redis" and store.status.state == "standby"
+    for config in (
+        GatewayConfig(app_dir=tmp_path, shared_state=redis),  # no PostgreSQL config store
+        GatewayConfig(app_dir=tmp_path, stores=StoresConfig(config=pg)),  # no Redis shared state
+        GatewayConfig(app_dir=tmp_path, shared_state=SharedStateConfig(type="sqlite"), stores=StoresConfig(config=pg)),
+    ):
+        assert isinstance(build_cache(cache, config).store, SqliteCacheStore)
+
+
+async def test_text_postgres_cannot_hold_is_stored_repaired(make: Make) -> None:
+    """A NUL character or a lone surrogate in a prompt, key or model (client input) must not fail the
+    batch it is written in (PostgreSQL TEXT refuses both): stored with U+FFFD instead."""
+    a = await make(dimension=None)
+    a.put(entry(1, prompt_text="nul \x00 and \ud800 here", cache_key="key\x00", model="m\udfff"))
+    a.put(entry(2, response={"content": "nul \x00 in the answer"}))
+    (listed, total), _ = await until(lambda: _listed(a, None))
+    assert total == 2 and a.stats().write_errors == 0
+    stored = {e.id: e for e in listed}
+    assert stored["req-1"].prompt_text == "nul \ufffd and \ufffd here"
+    assert stored["req-2"].response == {"content": "nul \x00 in the answer"}  # JSON escapes it: kept exactly
+    assert (await a.list("nul \x00", 10, 0))[1] == 1
+    assert await a.delete_by_cache_key("key\x00") == 1
