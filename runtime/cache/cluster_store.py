@@ -7,6 +7,9 @@ Exact mode. `get` looks in this worker's memory (a small LRU of recently seen en
 then does one Redis GET of `<key_prefix>cache:<request_hash>` (bounded by the Redis timeout). An entry
 stored through instance A is therefore a hit on instance B at once. A Redis failure is a miss, never an
 error, and Redis is not asked again for REDIS_BACKOFF_S (a dead server costs nothing per request).
+The store has its own redis-py client (from `shared_state`'s settings) rather than the shared-state
+engine: the key is `<key_prefix>cache:<hash>` (the engine's are `<key_prefix>kv:...`), values are bytes,
+a write batch is one pipeline and a clear needs SCAN.
 
 Semantic mode. Every live entry with an embedding is in memory and in the vector index (one per params
 hash, runtime/cache/vectors.py), loaded at `open()` (the index is built in a thread; semantic lookups
