@@ -399,6 +399,69 @@ class PostgresConfigStore:
             await _discard(conn)
 
 
+class StoreNotEmpty(Exception):
+    """`import_document` found a document already stored (and was not told to replace it)."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the config store already holds a document (version {version})")
+        self.version = version
+
+
+async def stored_version(settings: PostgresSettings) -> int | None:
+    """The version of the document stored at `settings`, or None when there is none (no table, no row).
+    Reads only: `bifrost migrate --dry-run`. Raises PostgresUnavailable."""
+    conn = await pg.connect(settings)
+    try:
+        if await conn.fetchval("SELECT to_regclass('bifrost_config_document')") is None:
+            return None
+        version = await conn.fetchval("SELECT version FROM bifrost_config_document WHERE id = 1")
+        return None if version is None else int(version)
+    except _DOWN as exc:
+        raise pg.unavailable(settings, exc) from None
+    finally:
+        await _discard(conn)
+
+
+async def import_document(
+    settings: PostgresSettings,
+    document: Mapping[str, Any],
+    *,
+    encryption_key: str | None,
+    seed_hash: str,
+    force: bool = False,
+) -> int:
+    """Store `document` (bootstrap blocks removed, secrets sealed with `encryption_key`) as the store's
+    document, with `seed_hash` the hash of the file the gateways will start with (so that file does not
+    count as "edited" at their next start). Refuses (StoreNotEmpty) when a document is stored, unless `force`:
+    then it becomes the next version and running gateways are notified. Returns the version written.
+    Raises PostgresUnavailable, secrets.SecretsError (a key that does not match the store's)."""
+    doc = strip_bootstrap(document)
+    conn = await pg.connect(settings)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_ID)
+            await migrate(conn)
+            cipher = await _key(conn, encryption_key, settings)
+            current = await conn.fetchval("SELECT version FROM bifrost_config_document WHERE id = 1 FOR UPDATE")
+            if current is not None and not force:
+                raise StoreNotEmpty(int(current))
+            version = 1 if current is None else int(current) + 1
+            await conn.execute(
+                "INSERT INTO bifrost_config_document (id, document, version, seed_hash) VALUES (1, $1::jsonb, $2, $3) "
+                "ON CONFLICT (id) DO UPDATE SET document = EXCLUDED.document, version = EXCLUDED.version, "
+                "seed_hash = EXCLUDED.seed_hash, updated_at = now()",
+                json.dumps(secrets.seal(doc, cipher)),
+                version,
+                seed_hash,
+            )
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(version))
+        return version
+    except _DOWN as exc:
+        raise pg.unavailable(settings, exc) from None
+    finally:
+        await _discard(conn)
+
+
 async def _discard(conn: asyncpg.Connection | None) -> None:
     """Close a LISTEN connection, bounded (a dead server is cut off)."""
     if conn is None or conn.is_closed():

@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from fakes import FakeOpenAI
+from harness import Gateway, StartGateway
 from harness.postgres import PostgresServer
+from harness.redis import RedisServer
 
 from runtime.config.load import ConfigError, load_gateway_config
 from runtime.config.model import GatewayConfig
@@ -274,3 +279,154 @@ async def test_server_down_at_open_is_retryable_and_names_no_secret(tmp_path: Pa
         await engines.open_config_store(_config(tmp_path, doc))
     assert info.value.retryable and "pg-secret-pw" not in str(info.value)
     assert f"127.0.0.1:{settings['port']}/bifrost" in str(info.value)
+
+
+# -- real gateway processes on one database ----------------------------------------------------------
+def _api(gateway: Gateway, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(gateway.url(path), data=data, method=method)
+    request.add_header("content-type", "application/json")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _issue_example(server: PostgresServer, db: str, redis: RedisServer, fake_url: str) -> dict[str, Any]:
+    """The issue's example file (two instances, same file), pointed at the test servers and the fake OpenAI,
+    plus an encryption key."""
+    store = {"enabled": True, "type": "postgres", "config": server.settings(db)}
+    return {
+        "config_store": store,
+        "logs_store": store,
+        "shared_state": {"type": "redis", "config": {"addr": f"127.0.0.1:{redis.port}"}},
+        "governance": {
+            "rate_limits": [{"id": "r", "request_max_limit": 6, "request_reset_duration": "1m"}],
+            "virtual_keys": [{"id": "vk", "name": "shared", "value": VK, "is_active": True, "rate_limit_id": "r"}],
+        },
+        "providers": {
+            "openai": {
+                "keys": [{"name": "k1", "value": "env.OPENAI_API_KEY", "models": [], "weight": 1}],
+                "network_config": {"base_url": fake_url, "default_request_timeout_in_seconds": 30},
+            }
+        },
+        "encryption_key": "env.BIFROST_TEST_KEY",
+    }
+
+
+GATEWAY_ENV = {"OPENAI_API_KEY": "sk-fake-1", "BIFROST_TEST_KEY": "gateway test passphrase"}
+
+
+def test_a_gateway_serves_the_database_document(
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    fake_openai: FakeOpenAI,
+    start_gateway: StartGateway,
+    tmp_path: Path,
+) -> None:
+    doc = _issue_example(postgres_server, postgres_db, redis_server, fake_openai.url)
+    fake_openai.keys.add("sk-literal-second-0002")  # the key the API adds below, read back decrypted
+    first = start_gateway(doc, env=GATEWAY_ENV, app_dir=tmp_path / "a")
+    status, created = _api(
+        first,
+        "POST",
+        "/api/providers",
+        {
+            "name": "second",
+            "custom_provider_config": {"base_provider_type": "openai"},
+            "keys": [{"name": "k2", "value": "sk-literal-second-0002", "models": [], "weight": 1}],
+            "network_config": {"base_url": fake_openai.url},
+        },
+    )
+    assert status == 201, created
+    first.stop()
+    # The file is unchanged, so a new instance runs the database's document (with the API's edit).
+    second = start_gateway(doc, env=GATEWAY_ENV, app_dir=tmp_path / "b")
+    status, providers = _api(second, "GET", "/api/providers")
+    assert status == 200 and {"openai", "second"} <= {p["name"] for p in providers["providers"]}
+    client = second.client(default_headers={"x-bf-vk": VK})
+    try:
+        answer = client.chat.completions.create(
+            model="second/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    finally:
+        client.close()
+    assert answer.choices[0].message.content
+    row = postgres_server.psql("SELECT document::text FROM bifrost_config_document", postgres_db)
+    assert "sk-literal-second-0002" not in row and VK not in row and "env.OPENAI_API_KEY" in row
+    assert "config_store" not in row and "encryption_key" not in row
+
+
+def test_an_admin_edit_on_one_gateway_is_live_on_the_other(
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    fake_openai: FakeOpenAI,
+    start_gateway: StartGateway,
+    tmp_path: Path,
+) -> None:
+    doc = _issue_example(postgres_server, postgres_db, redis_server, fake_openai.url)
+    a = start_gateway(doc, env=GATEWAY_ENV, app_dir=tmp_path / "a")
+    b = start_gateway(doc, env=GATEWAY_ENV, app_dir=tmp_path / "b", args=("--workers", "2"))
+    assert _api(b, "GET", "/api/providers/third")[0] == 404
+    started = time.monotonic()
+    status, created = _api(
+        a,
+        "POST",
+        "/api/providers",
+        {
+            "name": "third",
+            "custom_provider_config": {"base_provider_type": "openai"},
+            "keys": [{"name": "k3", "value": "sk-literal-third-0003", "models": [], "weight": 1}],
+            "network_config": {"base_url": fake_openai.url},
+        },
+    )
+    assert status == 201, created
+    # B runs two workers: both must have it (each follows the feed); poll until a few answers in a row agree.
+    hits, deadline = 0, time.monotonic() + 5
+    while hits < 6:
+        assert time.monotonic() < deadline, "the edit did not reach instance B in 5 s"
+        hits = hits + 1 if _api(b, "GET", "/api/providers/third")[0] == 200 else 0
+        time.sleep(0.01)
+    print(f"admin edit on A -> live on B: {(time.monotonic() - started) * 1000:.0f} ms")
+    assert "config changed in postgres" in b.output()
+
+
+def test_postgres_down_at_start_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
+    from harness.process import free_port, run_to_exit
+
+    settings = {"host": "127.0.0.1", "port": str(free_port()), "user": "bifrost", "password": "pg-secret-pw"}
+    settings.update(db_name="bifrost", ssl_mode="disable")
+    doc = {"config_store": {"enabled": True, "type": "postgres", "config": settings}}
+    code, out, err = run_to_exit(tmp_path / "app", config=doc, env={"BIFROST_STORE_RETRY_S": "1"}, timeout=60)
+    assert code != 0
+    assert "cannot open the config store" in err and f"127.0.0.1:{settings['port']}/bifrost" in err
+    assert "attempt 1" in err
+    assert "pg-secret-pw" not in out + err
+
+
+def test_admin_edit_with_the_server_down_is_a_503_and_shutdown_does_not_hang(
+    postgres_server: PostgresServer, postgres_db: str, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    doc = {"config_store": {"enabled": True, "type": "postgres", "config": postgres_server.settings(postgres_db)}}
+    gateway = start_gateway(doc, app_dir=tmp_path / "a")
+    postgres_server.stop()
+    try:
+        started = time.monotonic()
+        status, body = _api(gateway, "PUT", "/api/client", {"max_request_body_size_mb": 9})
+        took = time.monotonic() - started
+        assert status == 503, body
+        assert body["error"]["code"] == "config_write_failed"
+        assert f"127.0.0.1:{postgres_server.port}/{postgres_db}" in body["error"]["message"]
+        assert took < config_postgres.WRITE_TIMEOUT_S + 10
+        assert _api(gateway, "GET", "/api/client")[1]["max_request_body_size_mb"] != 9  # nothing applied
+        started = time.monotonic()
+        assert gateway.stop(timeout=40) == 0
+        print(
+            f"admin edit with PostgreSQL down: 503 in {took * 1000:.0f} ms; shutdown {time.monotonic() - started:.1f} s"
+        )
+    finally:
+        postgres_server.start()
