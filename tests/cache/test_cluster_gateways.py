@@ -31,9 +31,10 @@ def cluster_config(fake_url: str, redis_port: int, store: dict[str, str]) -> dic
 
 
 def cache_header(gw: Gateway, bound_s: float = 5.0, want: str = "hit-direct") -> tuple[Any, float]:
-    """Ask `gw` until its answer's x-bf-cache is `want` (A's write reaches Redis in a background batch)."""
+    """Ask `gw` until its answer's x-bf-cache is `want` (A's write reaches Redis in a background batch).
+    With x-bf-cache-no-store: a miss while A's write travels must not store an answer of `gw`'s own."""
     started = time.monotonic()
-    with gw.client() as client:
+    with gw.client(default_headers={"x-bf-cache-no-store": "true"}) as client:
         while True:
             answer = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
             took = time.monotonic() - started
@@ -84,3 +85,40 @@ def test_an_answer_cached_through_a_is_a_hit_on_b(
     assert status == 200
     third, _ = cache_header(a, want="miss")
     assert third.headers["x-bf-cache"] == "miss"
+
+
+def test_a_similar_prompt_on_b_is_a_semantic_hit_on_as_answer(
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    """Semantic mode (the mock provider's deterministic embeddings): B's vector index learns A's entry
+    through PostgreSQL's notification. B's requests carry x-bf-cache-no-store, so a miss on B while the
+    change travels stores nothing of its own, and the hit can only be A's answer."""
+    config = cluster_config(fake_openai.url, redis_server.port, postgres_server.settings(postgres_db))
+    config["plugins"][0]["config"].update(
+        {"provider": "mock", "embedding_model": "mock-embed-semantic", "dimension": 256, "threshold": 0.6}
+    )
+    a = start_gateway(config)
+    b = start_gateway(config)
+    asked: Any = [{"role": "user", "content": "what is the capital city of france"}]
+    reworded: Any = [{"role": "user", "content": "please tell me what is the capital city of france"}]
+    with a.client() as client_a:
+        first = client_a.chat.completions.with_raw_response.create(model=MODEL, messages=asked)
+    assert first.headers["x-bf-cache"] == "miss"
+    started = time.monotonic()
+    with b.client(default_headers={"x-bf-cache-no-store": "true"}) as client_b:
+        while True:
+            hit = client_b.chat.completions.with_raw_response.create(model=MODEL, messages=reworded)
+            took = time.monotonic() - started
+            if hit.headers["x-bf-cache"] == "hit-semantic" or took > 5.0:
+                break
+            time.sleep(0.05)
+    print(f"\nstored through A, a semantic hit on B after {took * 1000:.0f} ms")
+    assert hit.headers["x-bf-cache"] == "hit-semantic"
+    assert hit.headers["x-bf-cache-id"] == first.headers["x-request-id"]
+    assert 0.6 <= float(hit.headers["x-bf-cache-similarity"]) < 1.0
+    assert hit.parse().choices[0].message.content == first.parse().choices[0].message.content
