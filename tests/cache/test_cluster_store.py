@@ -445,3 +445,17 @@ async def test_text_postgres_cannot_hold_is_stored_repaired(make: Make) -> None:
     assert stored["req-2"].response == {"content": "nul \x00 in the answer"}  # JSON escapes it: kept exactly
     assert (await a.list("nul \x00", 10, 0))[1] == 1
     assert await a.delete_by_cache_key("key\x00") == 1
+
+
+async def test_instances_starting_together_migrate_once(
+    make: Make, postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    from runtime.stores.status import Monitored
+
+    stores = await asyncio.gather(*(make(dimension=None) for _ in range(3)))
+    rows = await sql(postgres_server, postgres_db, "SELECT version, name FROM bifrost_cache_migrations")
+    assert [(r["version"], r["name"]) for r in rows] == [(1, "m001_entries")]
+    offered = await sql(postgres_server, postgres_db, "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+    for store in stores:
+        assert isinstance(store, Monitored) and store.status.state == "up"
+        assert store.pgvector_available is bool(offered)  # detected; the server-side search is not built
