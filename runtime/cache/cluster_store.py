@@ -159,6 +159,11 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+def _int4(value: int) -> int:
+    """A count as PostgreSQL's INTEGER holds it (a provider's absurd usage must not refuse the batch)."""
+    return max(-(2**31), min(int(value), 2**31 - 1))
+
+
 def _row(entry: CacheEntry, response_json: str, blob: bytes | None) -> Row:
     return (
         entry.request_hash,
@@ -169,18 +174,18 @@ def _row(entry: CacheEntry, response_json: str, blob: bytes | None) -> Row:
         _clean(entry.endpoint),
         _clean(entry.provider),
         _clean(entry.model),
-        entry.created_at,
-        entry.expires_at,
+        float(entry.created_at),  # float(): a number DOUBLE PRECISION cannot hold fails here, in put
+        float(entry.expires_at),
         response_json,
         entry.prompt_text,
-        entry.prompt_tokens,
-        entry.completion_tokens,
-        entry.cost,
-        entry.upstream_ms,
+        _int4(entry.prompt_tokens),
+        _int4(entry.completion_tokens),
+        float(entry.cost) if entry.cost is not None else None,
+        float(entry.upstream_ms),
         blob,
-        entry.size,
-        entry.hits,
-        entry.last_hit_at,
+        _int4(entry.size),
+        _int4(entry.hits),
+        float(entry.last_hit_at),
     )
 
 
@@ -600,15 +605,20 @@ class ClusterCacheStore:
         entry.size = len(response_json) + len(entry.prompt_text) + (4 * (self.dimension or 0) if vec is not None else 0)
         if entry.size > self.max_bytes:
             return
-        self._remember(entry)
         blob = vec.astype("<f4").tobytes() if vec is not None else None
+        try:
+            row = _row(entry, response_json, blob)
+            value = _redis_value(row)
+            ttl_ms = int((entry.expires_at - self._clock()) * 1000)
+        except (TypeError, ValueError, OverflowError) as exc:  # a field no store can hold (an absurd number)
+            log.warning("cache: entry %s not stored: %s", entry.id, exc)
+            return
+        self._remember(entry)
         if vec is not None:
             self._sem_insert(entry, vec)
-        row = _row(entry, response_json, blob)
         self._queue_pg(row)
-        ttl_ms = int((entry.expires_at - self._clock()) * 1000)
         if ttl_ms > 0:
-            self._queue_redis(("set", self.key_prefix + entry.request_hash, _redis_value(row), ttl_ms))
+            self._queue_redis(("set", self.key_prefix + entry.request_hash, value, ttl_ms))
 
     def touch(self, entry: CacheEntry, now: float) -> None:
         entry.hits += 1
@@ -1094,9 +1104,32 @@ class ClusterCacheStore:
                 if not rows:
                     break
         except Exception as exc:
+            if not _unreachable(exc):  # the data, not the server: retrying the batch cannot help
+                await self._write_one_by_one(rows[:BATCH_OPS], touches, exc)
+                self._pg_ops = rows[BATCH_OPS:] + self._pg_ops
+                return
             self._failed("PostgreSQL", exc, rows, touches, final)
             return
         self._pg_failing_since = None
+
+    async def _write_one_by_one(self, rows: Rows, touches: dict[Any, Any], exc: BaseException) -> None:
+        """A batch PostgreSQL refused for its data: write its rows alone, so one bad entry costs only
+        itself (dropped and counted), not the batch."""
+        log.warning("cache: PostgreSQL refused a batch (%s: %s); writing its rows one by one", type(exc).__name__, exc)
+        for row in rows:
+            try:
+                await self._pg(functools.partial(self._write, rows=[row], touches={}))
+            except Exception as one:
+                if _unreachable(one):
+                    self._failed("PostgreSQL", one, [row], {}, False)
+                    continue
+                self.write_errors += 1
+                log.error("cache: entry %s refused by PostgreSQL and dropped: %s: %s", row[1], type(one).__name__, one)
+        if touches:
+            try:
+                await self._pg(functools.partial(self._write, rows=[], touches=touches))
+            except Exception:
+                self.write_errors += len(touches)
 
     def _failed(self, backend: str, exc: BaseException, rows: Rows, touches: dict[Any, Any], final: bool) -> None:
         """A batch that could not be written: kept for the next pass, dropped (counted) once the backend

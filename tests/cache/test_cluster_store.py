@@ -459,3 +459,25 @@ async def test_instances_starting_together_migrate_once(
     for store in stores:
         assert isinstance(store, Monitored) and store.status.state == "up"
         assert store.pgvector_available is bool(offered)  # detected; the server-side search is not built
+
+
+async def test_a_row_postgres_refuses_costs_only_itself(
+    make: Make, postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """Values no store can hold never reach a batch (put refuses them, never raises); and should
+    PostgreSQL still refuse one row for its data, the rows batched with it are written alone."""
+    from runtime.cache.cluster_store import _row
+
+    a = await make(dimension=None)
+    a.put(entry(1, cost=10**400))  # not a float8, not JSON: not stored, not raised into the request
+    assert await a.get("h1", time.time()) is None
+    a.put(entry(2, prompt_tokens=2**40))  # clamped to PostgreSQL's INTEGER
+    bad = list(_row(entry(3), "{}", None))
+    bad[12] = "not a number"  # prompt_tokens: refused by the driver
+    a._pg_ops.append(tuple(bad))
+    a.put(entry(4))
+    await until(lambda: _write_errors(a))
+    await until(lambda: _count(postgres_server, postgres_db, 2))
+    rows = await sql(postgres_server, postgres_db, "SELECT id, prompt_tokens FROM bifrost_cache_entries ORDER BY id")
+    assert [(r["id"], r["prompt_tokens"]) for r in rows] == [("req-2", 2**31 - 1), ("req-4", 5)]
+    assert a.stats().write_errors == 1
