@@ -18,7 +18,7 @@ a semantic put notifies the new rows' seqs (the receivers read those rows), a de
 notifies its tombstone. NOTIFY is transactional: it is delivered on commit, so a notified row is always
 readable, and a rolled-back write notifies nobody; that is why it carries the changes rather than Redis
 pub/sub (whose messages would race the PostgreSQL commit). After the listening connection is lost, the
-instance reconnects and catches up: rows with `seq > last seen`, tombstones with `seq > last seen`
+instance reconnects and catches up: rows and tombstones with `seq` above the last seen (less an overlap)
 (a full reload when it was away longer than the tombstones are kept).
 
 The admin side (find, delete, list, stats) reads PostgreSQL, which holds every entry of every instance
@@ -85,6 +85,9 @@ SWEEP_BATCH = 5_000
 SWEEP_LOCK = 0x6266_6361_6368_6502  # pg_try_advisory_xact_lock key: one sweeper at a time
 TOMBSTONE_TTL_S = 3600.0
 PAGE_ROWS = 2_000  # catch-up and load pages
+# A catch-up re-reads this many sequence numbers below the highest it saw: a transaction that took a
+# lower seq but committed after the notifications stopped reaching this worker is not skipped.
+CATCH_UP_OVERLAP = 1_000
 NOTIFY_BYTES = 7_000  # PostgreSQL refuses payloads of 8,000 bytes and more
 NOTE_QUEUE = 10_000  # notifications waiting to be applied; past it, a catch-up replaces them
 LIST_LIMIT = 500
@@ -1026,6 +1029,8 @@ class ClusterCacheStore:
         self.catch_ups += 1
         self._recent.clear()  # cheap to refill from Redis; may hold entries deleted meanwhile
         self._generation += 1
+        self._last_tomb = max(0, self._last_tomb - CATCH_UP_OVERLAP)  # deletes apply idempotently
+        self._last_seq = max(0, self._last_seq - CATCH_UP_OVERLAP)  # rows already held are skipped
         while True:
             tombs = await self._pg(
                 lambda c: c.fetch(
