@@ -35,6 +35,9 @@ from harness.config import make_config, openai_provider
 from harness.process import StartGateway
 from harness.redis import RedisServer, start_redis
 
+from runtime.config.load import ConfigError
+from runtime.config.model import SharedStateConfig
+from runtime.config.shared_state import parse_shared_state
 from runtime.core.context import RequestContext
 from runtime.errors import GatewayError
 from runtime.governance import ledger as ledger_module
@@ -81,6 +84,12 @@ def shared_state_view(gw: Gateway) -> dict[str, Any]:
     view: dict[str, Any] = body["stores"]["shared_state"]
     view["overall"] = body["status"]
     return view
+
+
+def metrics_text(gw: Gateway) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(gw.url("/metrics"), timeout=10) as response:
+        return str(response.read().decode())
 
 
 def wait_state(gw: Gateway, state: str) -> dict[str, Any]:
@@ -145,6 +154,8 @@ def test_fail_closed_refuses_with_503_in_every_ingress_shape_then_recovers(
         view = wait_state(gw, "down")
         assert view["overall"] == "degraded" and view["engine"] == "redis" and view["failures"] >= 1
         assert str(own_redis.port) in view["target"]  # where (host:port/db), never a password
+        assert 'bifrost_store_up{store="shared_state"} 0.0' in metrics_text(gw)
+        assert 'bifrost_store_up{store="config"} 1.0' in metrics_text(gw)
 
         timings: dict[str, float] = {}
         t = time.monotonic()
@@ -188,6 +199,7 @@ def test_fail_closed_refuses_with_503_in_every_ingress_shape_then_recovers(
                 time.sleep(0.2)
     view = wait_state(gw, "up")
     assert view["overall"] == "ok"
+    assert 'bifrost_store_up{store="shared_state"} 1.0' in metrics_text(gw)
     assert counter(own_redis) >= 3  # the counter in the restarted Redis moves again
 
 
@@ -423,3 +435,20 @@ async def test_a_stalled_store_costs_one_timeout_then_decisions_are_immediate(
         finally:
             await asyncio.wait_for(limits.close(), 5)  # closing with the store down never hangs
             await store.close()
+
+
+def test_failure_policy_is_parsed_with_its_default_and_checked() -> None:
+    redis = {"type": "redis", "config": {"addr": "127.0.0.1:6379"}}
+    parsed = parse_shared_state(redis, {})
+    assert parsed is not None and parsed.failure_policy == "fail_closed"  # hard ceilings by default
+    parsed = parse_shared_state({**redis, "failure_policy": "fail_open"}, {})
+    assert parsed is not None and parsed.failure_policy == "fail_open" and parsed.type == "redis"
+    # The embedded engine follows it too, even with the block switched off.
+    assert parse_shared_state({"failure_policy": "fail_open"}, {}) == SharedStateConfig("sqlite", None, "fail_open")
+    assert parse_shared_state({**redis, "enabled": False, "failure_policy": "fail_open"}, {}) == SharedStateConfig(
+        "sqlite", None, "fail_open"
+    )
+    assert parse_shared_state({**redis, "enabled": False}, {}) is None
+    with pytest.raises(ConfigError) as err:
+        parse_shared_state({**redis, "failure_policy": "fail_sometimes"}, {})
+    assert "shared_state.failure_policy" in str(err.value) and "fail_closed, fail_open" in str(err.value)
