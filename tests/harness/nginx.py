@@ -188,7 +188,19 @@ class NginxServer:
         if not self.access_log.exists():
             return {}
         text = self.access_log.read_text(errors="replace")
-        return {rid: addr for addr, rid in re.findall(r"upstream=(\S+) upstream_status=\S+ rid=(\S+)", text)}
+        # A request nginx passed on lists every instance it tried ("a, b"): the last one answered.
+        found = re.findall(r"upstream=(.+?) upstream_status=.+? rid=(\S+)$", text, re.MULTILINE)
+        return {rid: addrs.split(", ")[-1] for addrs, rid in found}
+
+    def wait_served(self, ids: set[str], timeout: float = 10.0) -> dict[str, str]:
+        """`served_by()` once it names every id in `ids` (nginx logs a request just after answering it)."""
+        deadline = time.monotonic() + timeout
+        served = self.served_by()
+        while not ids <= set(served) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            served = self.served_by()
+        assert ids <= set(served), f"no access-log line for {sorted(ids - set(served))[:5]} after {timeout} s"
+        return served
 
     def wait_log_lines(self, n: int, timeout: float = 10.0) -> list[str]:
         """`upstreams_used()` once it has `n` lines (nginx writes a line just after the answer, not before)."""
