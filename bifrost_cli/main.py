@@ -9,6 +9,7 @@ import click
 
 import runtime
 from bifrost_cli.commands.config import config
+from bifrost_cli.commands.migrate import migrate
 from bifrost_cli.commands.serve import run_serve, serve, serve_options
 from bifrost_cli.commands.tune import tune
 
@@ -34,6 +35,7 @@ def cli(
 cli.add_command(serve)
 cli.add_command(tune)
 cli.add_command(config)
+cli.add_command(migrate)  # embedded stores -> PostgreSQL (issue 14)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from runtime.net import make_client, make_session
 from runtime.plugins import registry
 from runtime.plugins.metrics import METRICS, MetricsPlugin
 from runtime.stores import engines
+from runtime.stores.config import ConfigStore
 
 log = logging.getLogger("bifrost")
 
@@ -53,7 +54,12 @@ async def _not_found(request: web.Request) -> web.Response:
     )
 
 
-def create_app(config: GatewayConfig) -> web.Application:
+STORE_CLOSE_S = 5.0  # bound on closing the config store's connections at shutdown
+
+
+def create_app(config: GatewayConfig, config_store: ConfigStore | None = None) -> web.Application:
+    """The app for `config`. `config_store`: the store already opened by runtime/server.py (PostgreSQL:
+    `config` is its document); None builds the one `config` names (embedded: config.json)."""
     body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
     app = web.Application(client_max_size=body_limit)
     app[CONFIG] = config
@@ -73,7 +79,9 @@ def create_app(config: GatewayConfig) -> web.Application:
     gateway = Gateway(config, Hooks(plugins))
     registry.bind(plugins, gateway)  # plugins making requests of their own (the cache's embeddings)
     app[GATEWAY] = gateway
-    config_store = app[CONFIG_STORE] = engines.build_config_store(config)
+    if config_store is None:
+        config_store = engines.build_config_store(config)
+    app[CONFIG_STORE] = config_store
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         t = config.tuning
@@ -107,9 +115,20 @@ def create_app(config: GatewayConfig) -> web.Application:
                     log.exception("plugin %s failed to close", getattr(plugin, "name", plugin))
         await shared_state.close()
 
+    async def config_store_connections(app: web.Application) -> AsyncIterator[None]:
+        # A server engine's pool (PostgreSQL); the embedded store holds nothing open. Bounded.
+        yield
+        close = getattr(config_store, "close", None)
+        if close is not None:
+            try:
+                await asyncio.wait_for(close(), STORE_CLOSE_S)
+            except Exception:
+                log.exception("closing the config store failed")
+
     # Order matters: cleanup runs in reverse, so the log (entered early) is drained after requests end,
-    # and shared state (entered first) is closed last.
+    # the config store's connections are closed after that, and shared state (entered first) is closed last.
     app.cleanup_ctx.append(shared)
+    app.cleanup_ctx.append(config_store_connections)
     if health_sync.wanted(config):  # breaker transitions to and from the other workers / instances
         app.cleanup_ctx.append(health_sync.HealthSync(shared_state, gateway).lifespan)
     app.cleanup_ctx.append(request_log)

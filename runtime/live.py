@@ -119,9 +119,14 @@ class ConfigWatcher:
     def apply(self, new: GatewayConfig) -> None:
         apply_config(self.gateway, new, self.writer)
         self.reloads += 1
-        log.info("config.json changed on disk: %d provider(s) applied", len(new.providers))
+        where = getattr(self.store, "label", None)  # a server engine names itself; the embedded one is the file
+        log.info(
+            "%s: %d provider(s) applied",
+            f"config changed in {where}" if where else "config.json changed on disk",
+            len(new.providers),
+        )
         for warning in new.warnings:
-            log.warning("config.json: %s", warning)
+            log.warning("%s: %s", where or "config.json", warning)
 
     async def run(self) -> None:
         while True:
@@ -137,6 +142,10 @@ class ConfigWatcher:
     async def lifespan(self, _app: object) -> AsyncIterator[None]:
         task = asyncio.create_task(self.run(), name="bifrost-config-watcher")
         yield
-        task.cancel()
+        # Cancel until it is done: a driver may swallow one cancellation (asyncpg's connect on Python 3.11
+        # does when it lands mid-handshake), and a watcher that outlives shutdown would hang it.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            task.exception()  # retrieved: a watcher failure at shutdown is not worth a warning

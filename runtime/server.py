@@ -36,11 +36,17 @@ from runtime.http import drain
 from runtime.http.body import BODY_READING, BodyReading
 from runtime.http.protocol import HardenedAppRunner
 from runtime.listen import ListenError, StartError, bind_sockets, bound_port
+from runtime.stores import engines
+from runtime.stores.config import ConfigStore
 
 log = logging.getLogger("bifrost")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A worker that cannot bind exits with this code; the supervisor then stops instead of restarting it.
 EXIT_CANNOT_LISTEN = 3
+# Likewise a worker that cannot open its config store (PostgreSQL down for STORE_RETRY_S, a wrong key).
+EXIT_CANNOT_START = 4
+STORE_RETRY_S = 30.0  # how long start-up waits for a config store server that is down
+STORE_RETRY_ENV = "BIFROST_STORE_RETRY_S"  # overrides it (seconds; 0: one attempt)
 # Forces the worker start method ("spawn", "fork", "forkserver"); spawn is what macOS and Windows use.
 START_METHOD_ENV = "BIFROST_MP_START"
 
@@ -59,18 +65,50 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def _store_retry_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get(STORE_RETRY_ENV, STORE_RETRY_S)))
+    except ValueError:
+        return STORE_RETRY_S
+
+
+async def open_config_store(config: GatewayConfig, retry_s: float | None = None) -> ConfigStore:
+    """The config store `config` names, opened: the embedded one at once; a server that is down is retried
+    for up to `retry_s` (default STORE_RETRY_S, env BIFROST_STORE_RETRY_S) with one log line per attempt.
+    Raises StartError with the reason (never a secret)."""
+    deadline = time.monotonic() + (_store_retry_s() if retry_s is None else retry_s)
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        try:
+            return await engines.open_config_store(config)
+        except Exception as exc:
+            retryable = getattr(exc, "retryable", None)  # the server engines' open error (config_postgres)
+            if retryable is None:
+                raise
+            left = deadline - time.monotonic()
+            if not retryable or left <= 0:
+                raise StartError(f"cannot open the config store: {exc}") from None
+            log.warning("config store not reachable (attempt %d; retrying for %.0f s more): %s", attempt, left, exc)
+            await asyncio.sleep(min(delay, max(left, 0.05)))
+            delay = min(delay * 2, 5.0)
+
+
 async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[socket.socket] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain. Usable from tests and embedders.
 
     `sockets`: already bound listening sockets (run() binds before starting); else binds config.host/port
-    here (raises ListenError) before the app starts anything.
+    here (raises ListenError) before the app starts anything. The config store is opened first (each worker
+    its own): with PostgreSQL the config that runs is the database's document, not the file's.
     """
     if sockets is None:
         sockets = bind_sockets(
             config.host, config.port, backlog=config.tuning.listen_backlog, listen=True, reuse_port=reuse_port
         )
+    store = await open_config_store(config)
+    config = store.current
     client = config.client
-    app = create_app(config)
+    app = create_app(config, config_store=store)
     app[BODY_READING] = BodyReading.from_client(client, config.workers)
     runner = HardenedAppRunner(
         app,
@@ -122,8 +160,12 @@ def _worker_main(config: GatewayConfig) -> None:
     except ListenError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(EXIT_CANNOT_LISTEN)
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
-        runner.run(serve(config, sockets=sockets))
+    try:
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            runner.run(serve(config, sockets=sockets))
+    except StartError as exc:  # the config store: restarting the worker cannot help, stop (it says why)
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(EXIT_CANNOT_START)
 
 
 def run(config: GatewayConfig, on_listening: Callable[[GatewayConfig], None] | None = None) -> int:
@@ -195,8 +237,11 @@ def _supervise(config: GatewayConfig, method: str) -> int:
         for i, proc in enumerate(workers):
             if proc.is_alive() or stopping:
                 continue
-            if proc.exitcode == EXIT_CANNOT_LISTEN:  # restarting cannot help: stop (it said why)
-                log.error("a worker could not listen on %s:%s; stopping", config.host, config.port)
+            if proc.exitcode in (EXIT_CANNOT_LISTEN, EXIT_CANNOT_START):  # restarting cannot help: stop
+                if proc.exitcode == EXIT_CANNOT_LISTEN:
+                    log.error("a worker could not listen on %s:%s; stopping", config.host, config.port)
+                else:
+                    log.error("a worker could not open the config store; stopping")
                 cannot_listen = True
                 on_signal(signal.SIGTERM, None)
                 break

@@ -72,8 +72,10 @@ async def _edit(request: web.Request, change: Callable[[Raw], Any]) -> tuple[Gat
         except UnicodeError:  # read_object refuses such text first; this keeps any other path a 400 too
             raise AdminBadRequest("text must be valid Unicode", code="invalid_config") from None
         except ConfigWriteError as exc:
+            # 503: the store (a full disk, a PostgreSQL server that is down) may take the edit again later.
+            # strerror names the file or host:port/db, never a secret (runtime/stores/pg.py scrubs it).
             raise AdminBadRequest(
-                f"{exc.strerror}; config.json was left as it was", status=500, code="config_write_failed"
+                f"{exc.strerror}; the configuration was left as it was", status=503, code="config_write_failed"
             ) from None
         apply_config(request.app[GATEWAY], new, request.app.get(LOG_WRITER))
         if state.auth.reconfigure(new) and state.auth.sessions is not None:

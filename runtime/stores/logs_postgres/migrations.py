@@ -1,0 +1,121 @@
+"""Numbered schema migrations of the PostgreSQL request log, each applied once and recorded in
+`bifrost_logs_migrations`. Every object is prefixed `bifrost_logs` (the config store and the cache may
+share the database).
+
+Add a migration by appending a function to MIGRATIONS; never edit one that has shipped. `migrate` runs
+them in one transaction under an advisory lock, so instances starting together apply each exactly once.
+
+The table mirrors logs.db (runtime/stores/logs_sqlite/migrations.py): the same columns in
+`record.COLUMNS` order, plus
+    seq    the tail cursor (bigserial). Batches take LOG_WRITE_LOCK before drawing values (writer.py), so
+           values are drawn in commit order: a reader never sees a higher seq committed before a lower one.
+    extra  as in logs.db (unused by the writer today; returned by get()).
+It is RANGE-partitioned by day on ts_ms (partitions.py); unique keys of a partitioned table must hold
+the partition key, so the primary key is (id, ts_ms): a request's ts_ms never changes, so it is unique
+by id in practice, and the idempotent insert (ON CONFLICT (id, ts_ms) DO NOTHING) skips a row seen before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+Migration = Callable[[asyncpg.Connection], Awaitable[None]]
+
+TABLE = "bifrost_logs"
+PAIRS = "bifrost_logs_pairs"
+DEFAULT_PARTITION = "bifrost_logs_default"
+# Advisory locks (one 64-bit key space per database): schema changes, and the batch inserts (seq order).
+MIGRATE_LOCK = 0x62665F6C6F67_01  # "bf_log" 1
+LOG_WRITE_LOCK = 0x62665F6C6F67_02
+DDL_LOCK_TIMEOUT = "5s"  # a partition DDL waits at most this long for readers; retried on the next pass
+
+# (name, PostgreSQL type), in record.COLUMNS order.
+COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("id", "text NOT NULL"),
+    ("ts_ms", "bigint NOT NULL"),
+    ("endpoint", "text NOT NULL"),
+    ("provider", "text"),
+    ("model", "text"),
+    ("model_requested", "text"),
+    ("status", "integer NOT NULL"),
+    ("stream", "integer NOT NULL DEFAULT 0"),
+    ("latency_us", "bigint NOT NULL"),
+    ("overhead_us", "bigint NOT NULL"),
+    ("queue_wait_us", "bigint NOT NULL DEFAULT 0"),
+    ("key_select_us", "bigint NOT NULL DEFAULT 0"),
+    ("build_us", "bigint NOT NULL DEFAULT 0"),
+    ("encode_us", "bigint NOT NULL DEFAULT 0"),
+    ("upstream_us", "bigint NOT NULL DEFAULT 0"),
+    ("parse_us", "bigint NOT NULL DEFAULT 0"),
+    ("prompt_tokens", "bigint"),
+    ("completion_tokens", "bigint"),
+    ("total_tokens", "bigint"),
+    ("cached_tokens", "bigint"),
+    ("retries", "integer NOT NULL DEFAULT 0"),
+    ("fallback_index", "integer NOT NULL DEFAULT 0"),
+    ("key_name", "text"),
+    ("error", "text"),
+    ("error_type", "text"),
+    ("input", "text"),
+    ("output", "text"),
+    ("attempts", "text"),
+    ("ingress", "text"),
+    ("cost", "double precision"),
+    ("virtual_key_id", "text"),
+    ("skipped_events", "integer"),
+    ("cache", "text"),
+    ("cache_similarity", "double precision"),
+)
+
+
+async def m001_logs(conn: asyncpg.Connection) -> None:
+    columns = ",\n    ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES)
+    await conn.execute(
+        f"""
+        CREATE TABLE {TABLE} (
+            seq bigserial NOT NULL,
+            {columns},
+            extra text,
+            PRIMARY KEY (id, ts_ms)
+        ) PARTITION BY RANGE (ts_ms);
+        CREATE TABLE {DEFAULT_PARTITION} PARTITION OF {TABLE} DEFAULT;
+        -- Every /api/logs filter and sort (runtime/requestlog/filters.py), within a time range:
+        CREATE INDEX bifrost_logs_ts ON {TABLE} (ts_ms, seq);
+        CREATE INDEX bifrost_logs_pm_ts ON {TABLE} (provider, model, ts_ms);
+        CREATE INDEX bifrost_logs_model_ts ON {TABLE} (model, ts_ms);
+        CREATE INDEX bifrost_logs_status_ts ON {TABLE} (status, ts_ms);
+        CREATE INDEX bifrost_logs_vk_ts ON {TABLE} (virtual_key_id, ts_ms) WHERE virtual_key_id IS NOT NULL;
+        CREATE INDEX bifrost_logs_latency ON {TABLE} (latency_us);
+        CREATE INDEX bifrost_logs_seq ON {TABLE} (seq);
+        -- The distinct (provider, model) pairs ever logged, upserted per batch by the writers: facets and
+        -- the per-model views read this small table, never a DISTINCT over millions of rows.
+        CREATE TABLE {PAIRS} (provider text, model text);
+        CREATE UNIQUE INDEX bifrost_logs_pairs_key ON {PAIRS} ((coalesce(provider, '')), (coalesce(model, '')));
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_logs,)
+
+
+async def migrate(conn: asyncpg.Connection) -> int:
+    """Apply pending migrations in one transaction (safe with several instances). Returns how many ran."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bifrost_logs_migrations "
+            "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r[0] for r in await conn.fetch("SELECT version FROM bifrost_logs_migrations")}
+        ran = 0
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            await migration(conn)
+            await conn.execute(
+                "INSERT INTO bifrost_logs_migrations (version, name) VALUES ($1, $2)", version, migration.__name__
+            )
+            ran += 1
+    return ran

@@ -1,0 +1,473 @@
+"""Read side of the PostgreSQL request log: the same answers as the SQLite engine (logs_sqlite/queries.py)
+for the same rows, in PostgreSQL's SQL.
+
+- Filters: `sql_where` is LogFilter.where (runtime/requestlog/filters.py) for PostgreSQL: $n parameters,
+  boolean clauses, and ILIKE for the text search (SQLite's LIKE ignores ASCII case).
+- Orders: SQLite sorts NULL lowest; PostgreSQL highest. Every ORDER BY over a nullable column says
+  NULLS FIRST/LAST so pages come out as SQLite's; ties break on seq, the insertion order (SQLite: rowid).
+- Per-(provider, model) views and facets read `bifrost_logs_pairs` (the writers keep it), never a
+  DISTINCT over the table. Aggregates are GROUP BYs over the filter's range (PostgreSQL's planner walks the
+  day partitions the range touches: partition pruning on ts_ms).
+- p50/p99 are exact up to SAMPLE_TARGET rows, else over every k-th seq, as SQLite does over rowid.
+- Every query runs on a pooled connection with a time budget (asyncpg cancels it server-side when it
+  passes): LogQueryTooSlow. A server that cannot be reached: LogReadError (the admin API answers 503
+  for both), and the shared `status` says so.
+- The schema is created on first use (migrate is idempotent), so a reader started before any writer
+  answers "empty", not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from typing import Any
+
+import asyncpg
+
+from runtime.config.model import PostgresSettings
+from runtime.requestlog.filters import SORTS, LogFilter, Page
+from runtime.requestlog.record import COLUMNS
+from runtime.stores import pg
+from runtime.stores.logs import LogQueryTooSlow, LogReadError
+from runtime.stores.logs_postgres.migrations import PAIRS, TABLE, migrate
+from runtime.stores.logs_sqlite.queries import (
+    LIST_COLUMNS,
+    SAMPLE_TARGET,
+    STAGES,
+    _json_or_text,
+    _ms,
+    _percentile,
+    _roll_up,
+)
+from runtime.stores.status import StoreStatus
+
+QUERY_BUDGET_S = 10.0  # no admin query may hold a connection longer than this
+_PG_STATUS = {
+    "success": "{a}status < 400",
+    "error": "{a}status >= 400",
+    "2xx": "{a}status BETWEEN 200 AND 299",
+    "4xx": "{a}status BETWEEN 400 AND 499",
+    "5xx": "{a}status BETWEEN 500 AND 599",
+}
+
+
+class Params:
+    """Positional parameters for one statement: `add(value)` returns its placeholder ($n)."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values: list[Any] = list(values)
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def sql_where(f: LogFilter, p: Params, alias: str = "") -> str:
+    """LogFilter.where for PostgreSQL; "TRUE" when nothing filters."""
+    a = f"{alias}." if alias else ""
+    clauses: list[str] = []
+    if f.since_ms is not None:
+        clauses.append(f"{a}ts_ms >= {p.add(f.since_ms)}")
+    if f.until_ms is not None:
+        clauses.append(f"{a}ts_ms < {p.add(f.until_ms)}")
+    for column, values in (("provider", f.providers), ("model", f.models)):
+        if values:
+            clauses.append(f"{a}{column} = ANY({p.add(list(values))}::text[])")
+    if f.statuses:
+        parts = []
+        for status in f.statuses:
+            if status in _PG_STATUS:
+                parts.append(_PG_STATUS[status].format(a=a))
+            else:
+                parts.append(f"{a}status = {p.add(int(status))}")
+        clauses.append("(" + " OR ".join(parts) + ")")
+    if f.stream is not None:
+        clauses.append(f"{a}stream = {p.add(1 if f.stream else 0)}")
+    if f.endpoint is not None:
+        clauses.append(f"{a}endpoint = {p.add(f.endpoint)}")
+    if f.min_latency_us is not None:
+        clauses.append(f"{a}latency_us >= {p.add(f.min_latency_us)}")
+    if f.max_latency_us is not None:
+        clauses.append(f"{a}latency_us <= {p.add(f.max_latency_us)}")
+    if f.virtual_key_ids is not None:
+        if f.virtual_key_ids:
+            clauses.append(f"{a}virtual_key_id = ANY({p.add(list(f.virtual_key_ids))}::text[])")
+        else:
+            clauses.append("FALSE")
+    if f.cache is not None:
+        if f.cache == "hit":
+            clauses.append(f"{a}cache LIKE 'hit-%'")
+        elif f.cache == "none":
+            clauses.append(f"{a}cache IS NULL")
+        else:
+            clauses.append(f"{a}cache = {p.add(f.cache)}")
+    if f.text:
+        pattern = p.add("%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        clauses.append(
+            f"({a}input ILIKE {pattern} OR {a}output ILIKE {pattern} OR {a}error ILIKE {pattern} "
+            f"OR {a}id = {p.add(f.text)})"
+        )
+    return " AND ".join(clauses) or "TRUE"
+
+
+def _order(column: str, descending: bool) -> str:
+    """`column` ordered as SQLite orders it (NULL lowest), ties by seq."""
+    if descending:
+        return f"{column} DESC NULLS LAST, seq DESC"
+    return f"{column} ASC NULLS FIRST, seq ASC"
+
+
+def _num(value: Any) -> Any:
+    """numeric (PostgreSQL's sum/avg of integers) as Python's int or float, as SQLite returns them."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _avg(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class PostgresLogQueries:
+    """The LogReader over `bifrost_logs`: a pool opened on first use, bounded queries."""
+
+    def __init__(self, settings: PostgresSettings, status: StoreStatus, budget_s: float = QUERY_BUDGET_S) -> None:
+        self.settings = settings
+        self.status = status
+        self.budget_s = budget_s
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    def available(self) -> bool:
+        return True  # the server answers for itself: an outage is a LogReadError (503), not "no log"
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                pool = await pg.connect_pool(self.settings)
+                try:
+                    async with pool.acquire(timeout=pg.CONNECT_TIMEOUT_S) as conn:
+                        await migrate(conn)
+                except BaseException:
+                    pool.terminate()
+                    raise
+                self._pool = pool
+        return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 5.0)
+            except Exception:
+                pool.terminate()
+
+    async def _fetch(self, sql: str, params: Params | list[Any] | tuple[Any, ...] = ()) -> list[asyncpg.Record]:
+        """Every read goes through here: driver errors leave as the log store's own (LogQueryTooSlow,
+        LogReadError), and the outcome keeps `status` current."""
+        values = params.values if isinstance(params, Params) else list(params)
+        started = time.monotonic()
+        try:
+            pool = self._pool or await self._open()
+            left = max(0.1, self.budget_s - (time.monotonic() - started))
+            async with pool.acquire(timeout=left) as conn:
+                left = max(0.1, self.budget_s - (time.monotonic() - started))
+                rows: list[asyncpg.Record] = await conn.fetch(sql, *values, timeout=left)
+        except pg.PostgresUnavailable as exc:
+            self.status.failed(str(exc))
+            raise LogReadError(str(exc)) from None
+        except (TimeoutError, asyncpg.exceptions.QueryCanceledError):
+            if time.monotonic() - started < self.budget_s * 0.9:  # not ours: the connection timed out
+                raise self._unavailable(TimeoutError("no answer")) from None
+            raise LogQueryTooSlow(
+                f"the log query ran longer than {self.budget_s:g} s and was stopped; "
+                "narrow the time range or the filters"
+            ) from None
+        except pg.CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        except asyncpg.PostgresError as exc:
+            raise LogReadError(f"{type(exc).__name__}: {exc}") from None
+        self.status.ok()
+        return rows
+
+    def _unavailable(self, exc: BaseException) -> LogReadError:
+        message = str(pg.unavailable(self.settings, exc))
+        self.status.failed(message)
+        return LogReadError(message)
+
+    # -- list and detail -----------------------------------------------------------------------------
+    async def list(self, f: LogFilter, page: Page) -> dict[str, Any]:
+        p = Params()
+        where = sql_where(f, p)
+        column = SORTS[page.sort]
+        order = _order(column, page.descending)
+        select = ", ".join(LIST_COLUMNS)
+        limit, offset = p.add(page.limit + 1), p.add(page.offset)
+        sql = (
+            f"SELECT {select}, left(input, 240) AS input_preview, left(output, 240) AS output_preview "
+            f"FROM {TABLE} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        )
+        fetch_rows = self._fetch(sql, p)
+        if f.text:  # a count over a content search would scan every row: skip it
+            rows, total = await fetch_rows, None
+        else:
+            cp = Params()
+            rows, counted = await asyncio.gather(
+                fetch_rows, self._fetch(f"SELECT count(*) FROM {TABLE} WHERE {sql_where(f, cp)}", cp)
+            )
+            total = counted[0][0]
+        items = []
+        for row in rows[: page.limit]:
+            item = dict(zip(LIST_COLUMNS, row, strict=False))
+            item["stream"] = bool(item["stream"])
+            item["input_preview"], item["output_preview"] = row[-2], row[-1]
+            items.append(item)
+        return {
+            "items": items,
+            "total": total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "has_more": len(rows) > page.limit,
+            "sort": page.sort,
+            "order": "desc" if page.descending else "asc",
+        }
+
+    async def get(self, log_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, extra FROM {TABLE} WHERE id = $1 LIMIT 1", (log_id,))
+        if not rows:
+            return None
+        record = dict(zip((*COLUMNS, "extra"), rows[0], strict=False))
+        record["stream"] = bool(record["stream"])
+        for name in ("input", "output", "attempts", "extra"):
+            record[name] = _json_or_text(record[name])
+        return record
+
+    async def tail(self, after_rowid: int, limit: int = 500) -> builtins.list[tuple[int, tuple[Any, ...]]]:
+        """Rows committed after cursor `after_rowid` by any instance, oldest first. seq is drawn in commit
+        order (batch.py), so a row with a lower seq is never committed after one already returned."""
+        rows = await self._fetch(
+            f"SELECT seq, {', '.join(COLUMNS)} FROM {TABLE} WHERE seq > $1 ORDER BY seq LIMIT $2", (after_rowid, limit)
+        )
+        return [(r[0], tuple(r[1:])) for r in rows]
+
+    async def last_rowid(self) -> int:
+        rows = await self._fetch(f"SELECT max(seq) FROM {TABLE}")
+        return int(rows[0][0] or 0)
+
+    # -- stats ---------------------------------------------------------------------------------------
+    async def stats(self, f: LogFilter) -> dict[str, Any]:
+        """As the SQLite engine: exact counts and sums; p50/p99, stage averages, overhead and the stream
+        share from a uniform sample of at most SAMPLE_TARGET rows (exact below that)."""
+
+        async def totals_and_sample() -> tuple[Any, builtins.list[Any], int]:
+            p = Params()
+            where = sql_where(f, p)
+            totals = (
+                await self._fetch(
+                    "SELECT count(*), sum((status < 400)::int), avg(latency_us), sum(prompt_tokens), "
+                    f"sum(completion_tokens), sum(total_tokens), sum(cost) FROM {TABLE} WHERE {where}",
+                    p,
+                )
+            )[0]
+            count = int(totals[0] or 0)
+            if not count:
+                return totals, [], 1
+            columns = f"latency_us, overhead_us, stream, {', '.join(STAGES)}"
+            rows, step = await self._sample(f, count, SAMPLE_TARGET, columns)
+            return totals, rows, step
+
+        (totals, sample, step), groups = await asyncio.gather(totals_and_sample(), self._by_provider_model(f))
+        count = int(totals[0] or 0)
+        success = int(totals[1] or 0)
+        latencies = sorted(r[0] for r in sample)
+        n = len(sample) or 1
+        stage_avgs = {
+            s[:-3]: round(sum(r[3 + i] for r in sample) / n, 1) if sample else None for i, s in enumerate(STAGES)
+        }
+        return {
+            "range": {"since": f.since_ms, "until": f.until_ms},
+            "count": count,
+            "success": success,
+            "errors": count - success,
+            "success_rate": success / count if count else None,
+            "avg_latency_ms": _ms(_avg(totals[2])),
+            "p50_latency_ms": _ms(_percentile(latencies, 0.5)),
+            "p99_latency_ms": _ms(_percentile(latencies, 0.99)),
+            "avg_overhead_us": round(sum(r[1] for r in sample) / n, 1) if sample else None,
+            "prompt_tokens": int(totals[3] or 0),
+            "completion_tokens": int(totals[4] or 0),
+            "total_tokens": int(totals[5] or 0),
+            "cost": totals[6],
+            "streams": round(sum(r[2] for r in sample) * count / n) if sample else 0,
+            "stages_avg_us": stage_avgs,
+            "percentiles": {"sampled": step > 1, "sample_size": len(sample)},
+            "by_model": groups,
+            "by_provider": _roll_up(groups),
+        }
+
+    async def by_virtual_key(self, f: LogFilter, limit: int = 200) -> builtins.list[dict[str, Any]]:
+        """Requests, successes, tokens and cost per virtual key (None: ungoverned), most requests first."""
+        p = Params()
+        where = sql_where(f, p)
+        rows = await self._fetch(
+            "SELECT virtual_key_id, count(*), sum((status < 400)::int), sum(total_tokens), sum(cost) "
+            f"FROM {TABLE} WHERE {where} GROUP BY virtual_key_id "
+            f"ORDER BY count(*) DESC, virtual_key_id ASC NULLS FIRST LIMIT {p.add(limit)}",
+            p,
+        )
+        return [
+            {"virtual_key_id": vk, "count": n, "success": int(ok or 0), "total_tokens": int(tokens or 0), "cost": cost}
+            for vk, n, ok, tokens, cost in rows
+        ]
+
+    async def _sample(self, f: LogFilter, count: int, target: int, columns: str) -> tuple[builtins.list[Any], int]:
+        """Every k-th seq in the filter's range (k = count // target): uniform. Returns (rows, k)."""
+        p = Params()
+        where = sql_where(f, p)
+        step = max(1, count // target)
+        if step > 1:
+            where += f" AND (seq % {p.add(step)}) = 0"
+        rows = await self._fetch(f"SELECT {columns} FROM {TABLE} WHERE {where}", p)
+        return rows, step
+
+    async def pairs(self) -> builtins.list[tuple[str | None, str | None]]:
+        """Every (provider, model) ever logged (pairs removed by retention linger; they count 0)."""
+        rows = await self._fetch(f"SELECT provider, model FROM {PAIRS}")
+        return sorted(((r[0], r[1]) for r in rows), key=lambda pm: (pm[0] or "", pm[1] or ""))
+
+    async def _by_provider_model(self, f: LogFilter) -> builtins.list[dict[str, Any]]:
+        p = Params()
+        where = sql_where(f, p)
+        rows = await self._fetch(
+            "SELECT provider, model, count(*), sum((status < 400)::int), avg(latency_us), avg(overhead_us), "
+            f"sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost) FROM {TABLE} "
+            f"WHERE {where} GROUP BY provider, model",
+            p,
+        )
+        out = []
+        # Pairs in the SQLite engine's order (its pairs() order, then a stable sort by count).
+        for provider, model, n, ok, lat, over, prompt, completion, total, cost in sorted(
+            rows, key=lambda r: (r[0] or "", r[1] or "")
+        ):
+            ok = int(ok or 0)
+            out.append(
+                {
+                    "provider": provider,
+                    "model": model,
+                    "count": n,
+                    "success": ok,
+                    "success_rate": ok / n,
+                    "avg_latency_ms": _ms(_avg(lat)),
+                    "avg_overhead_us": None if over is None else round(float(over), 1),
+                    "prompt_tokens": _num(prompt) or 0,
+                    "completion_tokens": _num(completion) or 0,
+                    "total_tokens": _num(total) or 0,
+                    "cost": cost,
+                }
+            )
+        out.sort(key=lambda g: -g["count"])
+        return out
+
+    # -- histograms ----------------------------------------------------------------------------------
+    async def histogram(self, f: LogFilter, buckets: int = 60) -> dict[str, Any]:
+        """Per-bucket requests, errors, latency (avg/p50/p99), tokens and overhead, overall and per
+        provider, over [since, until). p50/p99 per bucket come from a uniform sample."""
+        assert f.since_ms is not None and f.until_ms is not None
+        width = max(1, -(-(f.until_ms - f.since_ms) // buckets))
+        starts = builtins.list(range(f.since_ms, f.until_ms, width))
+        (series, sampled), by_provider = await asyncio.gather(
+            self._overall_series(f, width, starts), self._provider_series(f, width, starts)
+        )
+        return {
+            "since": f.since_ms,
+            "until": f.until_ms,
+            "bucket_ms": width,
+            "series": series,
+            "by_provider": by_provider,
+            "percentiles": {"sampled": sampled},
+        }
+
+    async def _overall_series(
+        self, f: LogFilter, width: int, starts: builtins.list[int]
+    ) -> tuple[builtins.list[dict[str, Any]], bool]:
+        p = Params(f.since_ms, width)
+        where = sql_where(f, p)
+        rows = await self._fetch(
+            "SELECT (ts_ms - $1) / $2 AS b, count(*), sum((status >= 400)::int), avg(latency_us), "
+            f"sum(total_tokens), avg(overhead_us), sum(cost) FROM {TABLE} WHERE {where} GROUP BY b",
+            p,
+        )
+        found = {r[0]: r for r in rows}
+        series = []
+        total = 0
+        for i, lo in enumerate(starts):
+            r = found.get(i)
+            n = r[1] if r else 0
+            total += n
+            series.append(
+                {
+                    "t": lo,
+                    "count": n,
+                    "errors": int(r[2] or 0) if r else 0,
+                    "avg_latency_ms": _ms(_avg(r[3])) if r else None,
+                    "p50_latency_ms": None,
+                    "p99_latency_ms": None,
+                    "tokens": (_num(r[4]) or 0) if r else 0,
+                    "avg_overhead_us": None if not r or r[5] is None else round(float(r[5]), 1),
+                    "cost": r[6] if r else None,
+                }
+            )
+        if not total:
+            return series, False
+        samples, step = await self._sample(f, total, SAMPLE_TARGET * 2, "ts_ms, latency_us")
+        per_bucket: dict[int, builtins.list[int]] = {}
+        for ts, latency in samples:
+            per_bucket.setdefault((ts - f.since_ms) // width, []).append(latency)
+        for i, values in per_bucket.items():
+            if 0 <= i < len(series):
+                values.sort()
+                series[i]["p50_latency_ms"] = _ms(_percentile(values, 0.5))
+                series[i]["p99_latency_ms"] = _ms(_percentile(values, 0.99))
+        return series, step > 1
+
+    async def _provider_series(self, f: LogFilter, width: int, starts: builtins.list[int]) -> dict[str, Any]:
+        providers = sorted(
+            {
+                pr
+                for pr, model in await self.pairs()
+                if pr is not None and model is not None and (not f.providers or pr in f.providers)
+            }
+        )
+        if not providers:
+            return {}
+        p = Params(f.since_ms, width, providers)
+        where = sql_where(f, p)
+        rows = await self._fetch(
+            "SELECT provider, (ts_ms - $1) / $2 AS b, count(*), sum((status >= 400)::int), avg(latency_us), "
+            f"sum(total_tokens) FROM {TABLE} WHERE provider = ANY($3::text[]) AND model IS NOT NULL AND {where} "
+            "GROUP BY provider, b",
+            p,
+        )
+        found = {(r[0], r[1]): r for r in rows}
+        out: dict[str, Any] = {}
+        for provider in providers:
+            series = []
+            for i, lo in enumerate(starts):
+                r = found.get((provider, i))
+                series.append(
+                    {
+                        "t": lo,
+                        "count": r[2] if r else 0,
+                        "errors": int(r[3] or 0) if r else 0,
+                        "avg_latency_ms": _ms(_avg(r[4])) if r else None,
+                        "tokens": (_num(r[5]) or 0) if r else 0,
+                    }
+                )
+            out[provider] = series
+        return out
+
+    async def facets(self) -> dict[str, Any]:
+        """Providers and models present in the log."""
+        pairs = await self.pairs()
+        return {"providers": sorted({p for p, _ in pairs if p}), "models": sorted({m for _, m in pairs if m})}

@@ -1,0 +1,311 @@
+"""The PostgreSQL request-log writer: the SQLite writer's contract, over a network that can fail.
+
+Requests call `submit(row)`: one append to a list (never an await, a lock or I/O). One task per worker
+flushes the buffer when it reaches `batch_size` rows or every `flush_interval` seconds: the rows are
+encoded off the event loop (a thread: JSON of the content columns, text repair), then written as one
+transaction by batch.insert (COPY to a staging table, INSERT ... ON CONFLICT DO NOTHING).
+
+Server down (refused, reset, timed out, restarting): the batch goes back to the front of the buffer,
+the connection is dropped, and the task retries with a growing pause (flush interval x 2^n, at most
+MAX_BACKOFF_S), reconnecting each time (connect bounded by pg.CONNECT_TIMEOUT_S). When the server
+returns the buffered rows are written in order. A batch whose commit succeeded but whose answer was
+lost is written again and its rows skipped (idempotent by (id, ts_ms)): never a duplicate.
+
+Bound: the buffer holds at most `capacity` rows (client.initial_pool_size). Beyond it the NEWEST rows are
+dropped and counted (`dropped`): submit stays an O(1) append (no shifting a full list per request), and
+the rows kept are the contiguous oldest ones, from the start of the outage, in order. `status`
+(shared with the readers) says down/up as flushes fail and succeed.
+
+A row PostgreSQL refuses (not a connection error) is retried alone; refused again it is dropped, counted
+(`failed`, part of `dropped`) and reported once with its request id: a bad row never wedges the log.
+
+Shutdown: `close()` stops the task, makes one last attempt and closes the connection, all within
+`close_timeout_s`; what could not be written is counted in `dropped` and logged. Never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import asyncpg
+
+from runtime.config.model import PostgresSettings
+from runtime.requestlog.record import COLUMNS
+from runtime.stores import pg
+from runtime.stores.logs import Row
+from runtime.stores.logs_postgres import batch as batches
+from runtime.stores.logs_postgres import partitions
+from runtime.stores.logs_postgres.migrations import migrate
+from runtime.stores.logs_sqlite.writer import encode
+from runtime.stores.status import StoreStatus
+
+log = logging.getLogger("bifrost.requestlog")
+
+MAX_BACKOFF_S = 5.0
+CLOSE_TIMEOUT_S = 10.0  # the whole of close(): last flush and closing the connection
+RETENTION_SWEEP_S = 3600.0
+REPORTED_PER_FLUSH = 10
+_ID_COL = COLUMNS.index("id")
+
+
+def encode_batch(rows: list[Row]) -> tuple[list[Row], list[tuple[str, BaseException]]]:
+    """Rows as PostgreSQL stores them (content as JSON text, typed); runs on a thread. Returns (encoded,
+    refused: (request id, why))."""
+    good: list[Row] = []
+    refused: list[tuple[str, BaseException]] = []
+    for row in rows:
+        try:
+            good.append(batches.coerce(encode(row)))
+        except Exception as exc:  # this row only
+            refused.append((str(row[_ID_COL]) if row else "?", exc))
+    return good, refused
+
+
+class PostgresLogWriter:
+    def __init__(
+        self,
+        settings: PostgresSettings,
+        status: StoreStatus,
+        capacity: int,
+        batch_size: int = 1000,
+        flush_interval_s: float = 0.1,
+        retention_days: int = 0,
+        close_timeout_s: float = CLOSE_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self.status = status
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.retention_days = retention_days
+        self.close_timeout_s = close_timeout_s
+        self.written = 0
+        self.dropped = 0  # rows never written, for any reason (buffer full, refused, shut down unwritten)
+        self.failed = 0  # of `dropped`: rows PostgreSQL refused or that could not be encoded
+        self.listeners: list[Callable[[list[Row]], None]] = []
+        self._buf: list[Row] = []  # submitted, not yet encoded
+        self._retry: list[Row] = []  # encoded by a flush that failed: written first by the next one
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._failures = 0  # consecutive failed flushes
+        self._days: set[int] | None = None  # days known to have a partition (this connection's view)
+        self._pairs: set[tuple[str | None, str | None]] = set()
+        self._day = -1
+        self._last_sweep = 0.0
+
+    # -- request side --------------------------------------------------------------------------------
+    def submit(self, row: Row) -> None:
+        buf = self._buf
+        if len(buf) + len(self._retry) >= self.capacity:
+            self.dropped += 1
+            return
+        buf.append(row)
+        if len(buf) == self.batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf) + len(self._retry)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the flush task. Never fails for a server that is down: the task connects (and creates
+        the schema) on its first flush, and keeps retrying."""
+        self._task = asyncio.create_task(self._run(), name="bifrost-log-writer-pg")
+
+    async def close(self) -> None:
+        """Stop the task, write what is buffered (one attempt) and close the connection, all within
+        `close_timeout_s`; rows not written by then are counted in `dropped` and logged."""
+        deadline = time.monotonic() + self.close_timeout_s
+        self._stopping = True
+        self._wake.set()
+        try:
+            if self._task is not None:
+                # The task may be inside a flush (at most a connect or a statement): give it part of the bound.
+                done, _ = await asyncio.wait({self._task}, timeout=self.close_timeout_s / 2)
+                if not done:
+                    self._task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await self._task
+            left = deadline - time.monotonic()
+            if self.pending and left > 0:
+                try:
+                    await asyncio.wait_for(self._flush(), left)
+                except Exception as exc:  # reported below with the count it cost
+                    log.error("request log: last flush at shutdown failed: %s: %s", type(exc).__name__, exc)
+            if self.pending:
+                lost, self._buf, self._retry = self.pending, [], []
+                self.dropped += lost
+                log.error("request log: %d buffered rows could not be written before shutdown", lost)
+        finally:
+            await self._disconnect(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+
+    # -- the connection ------------------------------------------------------------------------------
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        self._conn = None
+        conn = await pg.connect(self.settings)  # PostgresUnavailable when down
+        try:
+            await migrate(conn)
+            self._days = await partitions.ensure(conn, range(partitions.today(), partitions.today() + 2))
+            self._day = partitions.today()
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
+        return conn
+
+    async def _disconnect(self, timeout_s: float = 2.0) -> None:
+        conn, self._conn = self._conn, None
+        self._days = None
+        if conn is not None:
+            await batches.close_quietly(conn, timeout_s)
+
+    # -- the flush task ------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            if self.pending < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                if self.pending:
+                    await self._flush()
+                await self._maintain()
+                self._failures = 0
+            except Exception as exc:  # keep logging alive through an outage: back off and retry
+                self._failures += 1
+                if self._failures == 1 or self._failures % 100 == 0:
+                    log.error(
+                        "request log flush failed (%d in a row; %d rows waiting): %s",
+                        self._failures,
+                        self.pending,
+                        exc,
+                    )
+                pause = min(self.flush_interval_s * 2 ** min(self._failures, 10), MAX_BACKOFF_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_on_stop(), pause)
+
+    async def _wake_on_stop(self) -> None:
+        """Sleep until close() is called (the caller bounds it): backing off never delays shutdown."""
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _maintain(self) -> None:
+        """At a new day: the next partitions; hourly: retention. Only on a live connection (no reconnect)."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return
+        try:
+            if partitions.today() != self._day:
+                self._day = partitions.today()
+                self._days = await partitions.ensure(conn, range(self._day, self._day + 2), self._days)
+            if self.retention_days and time.monotonic() - self._last_sweep > RETENTION_SWEEP_S:
+                self._last_sweep = time.monotonic()
+                dropped = await partitions.drop_expired(conn, self.retention_days)
+                self._days = None  # re-read: partitions were dropped
+                if dropped:
+                    log.info("request log retention: dropped %s", ", ".join(dropped))
+        except pg.CONNECTION_ERRORS as exc:
+            await self._down(exc)
+            raise pg.unavailable(self.settings, exc) from None
+        except asyncpg.PostgresError as exc:  # a lock timeout behind a long query: next pass
+            log.warning("request log partition maintenance deferred: %s: %s", type(exc).__name__, exc)
+
+    async def _down(self, exc: BaseException) -> None:
+        self.status.failed(
+            str(exc) if isinstance(exc, pg.PostgresUnavailable) else str(pg.unavailable(self.settings, exc))
+        )
+        await self._disconnect(timeout_s=0.5)
+
+    async def _flush(self) -> None:
+        rows, self._buf = self._buf, []
+        try:
+            encoded, refused = await asyncio.to_thread(encode_batch, rows)
+        except BaseException:
+            self._buf[:0] = rows  # not encoded yet: back as they came
+            raise
+        self._report(refused)
+        # Rows encoded by an earlier, failed flush go first (they are older), then this flush's.
+        batch, self._retry = self._retry + encoded, []
+        try:
+            if batch:
+                await self._write(batch)
+        except BaseException:
+            # Not written (or not known to be: a retry skips what was committed). Back to the front.
+            self._hold(batch)
+            raise
+        self.status.ok()
+        self.written += len(batch)
+        for listener in self.listeners:
+            try:
+                listener(batch)
+            except Exception:
+                log.exception("request log listener failed")
+
+    async def _write(self, encoded: list[Row]) -> None:
+        try:
+            conn = await self._connection()
+            try:
+                _, self._days = await batches.insert(conn, encoded, self._days, self._pairs)
+            except pg.CONNECTION_ERRORS:
+                raise
+            except asyncpg.PostgresError:
+                # The server refused the batch (not the connection): once more row by row, keeping the
+                # rows it accepts; those refused again are dropped and reported.
+                kept: list[Row] = []
+                bad: list[tuple[str, BaseException]] = []
+                for row in encoded:
+                    try:
+                        _, self._days = await batches.insert(conn, [row], self._days, self._pairs)
+                        kept.append(row)
+                    except pg.CONNECTION_ERRORS:
+                        raise
+                    except asyncpg.PostgresError as exc:
+                        bad.append((str(row[_ID_COL]), exc))
+                encoded[:] = kept
+                self._report(bad)
+        except pg.PostgresUnavailable as exc:
+            await self._down(exc)
+            raise
+        except pg.CONNECTION_ERRORS as exc:
+            await self._down(exc)
+            raise pg.unavailable(self.settings, exc) from None
+
+    def _hold(self, batch: list[Row]) -> None:
+        """Keep an unwritten (encoded) batch for the next flush, ahead of newer rows; beyond `capacity`
+        the newest rows are dropped and counted: first the newest submitted, then the batch's tail."""
+        over = len(batch) + len(self._buf) - self.capacity
+        if over > 0:
+            from_buf = min(over, len(self._buf))
+            if from_buf:
+                del self._buf[len(self._buf) - from_buf :]
+            if over > from_buf:
+                del batch[len(batch) - (over - from_buf) :]
+            self.dropped += over
+        self._retry = batch
+
+    def _report(self, refused: list[tuple[str, BaseException]]) -> None:
+        if not refused:
+            return
+        self.failed += len(refused)
+        self.dropped += len(refused)
+        for request_id, exc in refused[:REPORTED_PER_FLUSH]:
+            log.error(
+                "request log: dropped the row of request %s (cannot be stored: %s: %.200s)",
+                request_id,
+                type(exc).__name__,
+                exc,
+            )
+        if len(refused) > REPORTED_PER_FLUSH:
+            log.error("request log: dropped %d more rows in the same batch", len(refused) - REPORTED_PER_FLUSH)
