@@ -141,7 +141,9 @@ def server_directory() -> Path:
     """A fresh directory for a cluster, straight under the system temp dir: as root the server runs as
     `postgres`, which must reach it, and pytest's own temp tree is root-only (and another pytest session
     resets its mode), so the cluster does not live there. The caller removes it."""
-    return Path(tempfile.mkdtemp(prefix="bifrost-pg-"))
+    directory = Path(tempfile.mkdtemp(prefix="bifrost-pg-"))
+    directory.chmod(0o711)  # the server user may pass through, not list
+    return directory
 
 
 def start_postgres(directory: Path) -> PostgresServer:
