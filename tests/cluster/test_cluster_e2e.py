@@ -249,8 +249,8 @@ async def test_killing_an_instance_mid_load_routes_around_it_and_loses_only_its_
     strict=True,
     reason="issue 14 asks that killing an instance lose no log row of a completed request; the PostgreSQL "
     "log writer buffers rows in memory (flushed every log_flush_interval_ms), so a SIGKILL loses the rows "
-    "of requests answered since the last flush. Remove this mark when the log store keeps them (e.g. a "
-    "local spool replayed at restart).",
+    "of requests answered since the last flush. Remove this mark once the writer goes through the local "
+    "spool (runtime/stores/spool.py, replayed by the restarted instance).",
 )
 @pytest.mark.timeout(180)
 async def test_killing_an_instance_mid_load_loses_no_completed_request_log(
