@@ -158,13 +158,27 @@ class NginxServer:
             out.close()
         self._wait_generation()
 
-    def reload(self, ports: Sequence[int]) -> None:
-        """A new server list, live: SIGHUP (what `nginx -s reload` sends); returns once new workers answer."""
+    def _workers(self) -> set[int]:
+        assert self.proc is not None
+        try:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            return set()
+        return {int(pid) for pid in text.split()}
+
+    def reload(self, ports: Sequence[int], old_workers_timeout: float = 10.0) -> None:
+        """A new server list, live: SIGHUP (what `nginx -s reload` sends). Returns once the new workers
+        answer and the old ones have exited (they finish their requests first; until then they may still
+        accept a connection), or after `old_workers_timeout` if an old one is still busy."""
         assert self.proc is not None and self.proc.poll() is None, "nginx is not running"
+        old = self._workers()
         self._write(ports)
         self.check()
         self.proc.send_signal(signal.SIGHUP)
         self._wait_generation()
+        deadline = time.monotonic() + old_workers_timeout
+        while old & self._workers() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """Fast shutdown (SIGTERM); waits for the master to exit."""
