@@ -536,6 +536,10 @@ async def test_health_lists_every_shared_store_and_drain_flips_ready(
     assert {o.status for o in outcomes} == {200}
     target = f"127.0.0.1:{postgres_server.port}/{postgres_db}"
     async with aiohttp.ClientSession(trust_env=False) as session:
+        for gateway in cluster.instances:  # one cacheable request each: the cache connects on first use
+            headers = {"Authorization": f"Bearer {VK}", "x-bf-cache-key": "health"}
+            async with session.post(gateway.url("/v1/chat/completions"), json=CHAT, headers=headers) as response:
+                assert response.status == 200
         for gateway in cluster.instances:
             async with session.get(gateway.url("/health")) as response:
                 assert response.status == 200
@@ -559,3 +563,15 @@ async def test_health_lists_every_shared_store_and_drain_flips_ready(
             assert response.status in (200, 202, 204)
         async with session.get(a.url("/ready")) as response:
             assert response.status == 200
+    # The tables docs/cluster.md says appear in the database (the log and cache stores make theirs on their
+    # first connection, in the background: polled, bounded).
+    documented = {"bifrost_config_migrations", "bifrost_config_document", "bifrost_config_meta", "bifrost_logs"}
+    documented |= {"bifrost_logs_default", "bifrost_logs_pairs", "bifrost_logs_migrations"}
+    documented |= {"bifrost_cache_entries", "bifrost_cache_tombstones", "bifrost_cache_migrations"}
+    sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    deadline = time.monotonic() + 10.0
+    tables = set(postgres_server.psql(sql, postgres_db).split())
+    while not documented <= tables and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        tables = set(postgres_server.psql(sql, postgres_db).split())
+    assert documented <= tables, documented - tables
