@@ -178,13 +178,15 @@ def _servers(ctx: Context, root: Path) -> Iterator[tuple[Any, Any] | None]:
     """(PostgreSQL, Redis) for the cluster cells, or None (recorded in ctx.skipped) when unavailable."""
     _, pg_mod, redis_mod = _harness()
     pg = redis = None
+    pg_dir: Path | None = None
     try:
         # Started unpinned: preexec is not exposed by the harness, so widen our own affinity around the
         # start (children inherit it), then narrow it back.
         mine = os.sched_getaffinity(0)
         _unpinned()
         try:
-            pg = pg_mod.start_postgres(root / "postgres")
+            pg_dir = pg_mod.server_directory()  # the server user must reach it (see the harness)
+            pg = pg_mod.start_postgres(pg_dir)
             redis = redis_mod.start_redis(root / "redis")
         finally:
             os.sched_setaffinity(0, mine)
@@ -200,6 +202,8 @@ def _servers(ctx: Context, root: Path) -> Iterator[tuple[Any, Any] | None]:
             redis.stop()
         if pg is not None:
             pg.stop()
+        if pg_dir is not None:
+            shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def _log_rows(pg: Any, database: str, since_ms: int) -> int | None:
