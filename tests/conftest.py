@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ import pytest
 from fakes import FakeAzure, FakeOpenAI
 from fakes.native import FakeAnthropic
 from harness import Gateway, StartGateway, make_config, openai_provider
+from harness.postgres import PostgresServer, server_directory, start_postgres
 from harness.process import spawn
-from harness.postgres import PostgresServer, start_postgres
 from harness.redis import RedisServer, start_redis
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -93,13 +94,15 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the session (tests/harness/postgres.py); fails when it is not installed."""
-    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    directory = server_directory()  # not under tmp_path_factory: see the harness
+    server = start_postgres(directory / "cluster")
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

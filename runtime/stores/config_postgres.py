@@ -145,6 +145,14 @@ class PostgresConfigStore:
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
+    def from_config(cls, config: GatewayConfig) -> PostgresConfigStore:
+        """Not available: this store must connect and read its document first (`open_from_config`)."""
+        raise TypeError(
+            "the PostgreSQL config store is opened with `await engines.open_config_store(config)` "
+            "(runtime/server.py does it before create_app)"
+        )
+
+    @classmethod
     async def open_from_config(cls, config: GatewayConfig) -> PostgresConfigStore:
         """Connect, migrate, check the key, seed or reconcile with config.json, read the document.
         Raises ConfigStoreOpenError (its message names host:port/db, never a secret)."""

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,15 @@ class PostgresServer:
         return name
 
 
+def server_directory() -> Path:
+    """A fresh directory for a cluster, straight under the system temp dir: as root the server runs as
+    `postgres`, which must reach it, and pytest's own temp tree is root-only (and another pytest session
+    resets its mode), so the cluster does not live there. The caller removes it."""
+    directory = Path(tempfile.mkdtemp(prefix="bifrost-pg-"))
+    directory.chmod(0o711)  # the server user may pass through, not list
+    return directory
+
+
 def start_postgres(directory: Path) -> PostgresServer:
     """initdb in `directory`, start on a free loopback port, create the `bifrost` role and database."""
     bin_dir = _bin_dir()
@@ -145,11 +155,6 @@ def start_postgres(directory: Path) -> PostgresServer:
         shutil.chown(directory, "postgres", "postgres")
         shutil.chown(directory / "sock", "postgres", "postgres")
         os.chmod(directory, 0o700)
-        # runuser must reach the directory: its parents (pytest's temp tree) are root-only by default.
-        for parent in directory.parents:
-            if parent == Path("/"):
-                break
-            os.chmod(parent, os.stat(parent).st_mode | 0o011)
     init = [str(bin_dir / "initdb"), "-D", str(directory / "data"), "-U", "postgres", "--auth=trust"]
     init += ["-E", "UTF8", "--locale=C", "--no-sync"]
     done = subprocess.run(_as_server_user(init), capture_output=True, text=True, check=False, cwd=directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +35,57 @@ def log_engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _config_store(engine: str, app_dir: Path) -> ConfigStore:
-    store: ConfigStore = engines.load(engines.CONFIG_STORE_ENGINES, engine).from_config(
-        load_gateway_config(app_dir, environ={})
-    )
-    return store
+@pytest.fixture
+def server_blocks(request: pytest.FixtureRequest) -> Callable[[str, str], dict[str, Any]]:
+    """The config.json blocks that put `block` on `engine`: nothing for the embedded one; for PostgreSQL a
+    fresh database on the session's real server (started only when a test asks for it)."""
+
+    def blocks(block: str, engine: str) -> dict[str, Any]:
+        if engine == "sqlite":
+            return {}
+        server = request.getfixturevalue("postgres_server")
+        return {block: {"type": "postgres", "config": server.settings(server.new_database())}}
+
+    return blocks
+
+
+class ConfigStores:
+    """Opens config stores the way start-up does (`engines.open_config_store`), closes them at the end."""
+
+    def __init__(self) -> None:
+        self.opened: list[ConfigStore] = []
+
+    async def open(self, app_dir: Path) -> ConfigStore:
+        store = await engines.open_config_store(load_gateway_config(app_dir, environ={}))
+        self.opened.append(store)
+        return store
+
+    async def close(self) -> None:
+        for store in self.opened:
+            close = getattr(store, "close", None)
+            if close is not None:
+                await close()
+
+
+@pytest.fixture
+async def config_stores() -> AsyncIterator[ConfigStores]:
+    stores = ConfigStores()
+    yield stores
+    await stores.close()
 
 
 # -- config store ----------------------------------------------------------------------------------
-async def test_apply_persists_and_validates(config_engine: str, tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps(DOC))
-    store = _config_store(config_engine, tmp_path)
+async def test_apply_persists_and_validates(
+    config_engine: str, tmp_path: Path, server_blocks: Any, config_stores: ConfigStores
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({**DOC, **server_blocks("config_store", config_engine)}))
+    store = await config_stores.open(tmp_path)
     assert isinstance(store, ConfigStore)
     new, result = await store.apply(lambda raw: raw["providers"]["openai"].update(models=["gpt-4o"]) or "done")
     assert result == "done"
     assert list(new.providers["openai"].models) == ["gpt-4o"]
     assert store.current is new
-    again = _config_store(config_engine, tmp_path)  # what a restart (or another instance) reads
+    again = await config_stores.open(tmp_path)  # what a restart (or another instance) reads
     assert again.raw["providers"]["openai"]["models"] == ["gpt-4o"]
 
     def bad(raw: dict[str, Any]) -> None:
@@ -59,15 +94,19 @@ async def test_apply_persists_and_validates(config_engine: str, tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"providers\.openai\.keys\[0\]\.weight"):
         await store.apply(bad)
     assert store.current is new  # nothing applied
-    assert _config_store(config_engine, tmp_path).raw["providers"]["openai"]["keys"][0]["weight"] == 1
+    assert (await config_stores.open(tmp_path)).raw["providers"]["openai"]["keys"][0]["weight"] == 1
 
 
-async def test_changes_reports_what_another_instance_applied(config_engine: str, tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps(DOC))
-    watcher, writer = _config_store(config_engine, tmp_path), _config_store(config_engine, tmp_path)
+async def test_changes_reports_what_another_instance_applied(
+    config_engine: str, tmp_path: Path, server_blocks: Any, config_stores: ConfigStores
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({**DOC, **server_blocks("config_store", config_engine)}))
+    watcher, writer = await config_stores.open(tmp_path), await config_stores.open(tmp_path)
     feed = watcher.changes()
+    waiting = asyncio.ensure_future(anext(feed))  # the feed is listening before the edit is made
+    await asyncio.sleep(0.5)
     await writer.apply(lambda raw: raw["providers"]["openai"].update(models=["seen"]))
-    seen = await asyncio.wait_for(anext(feed), 30)
+    seen = await asyncio.wait_for(waiting, 30)
     assert list(seen.providers["openai"].models) == ["seen"]
     await feed.aclose()  # type: ignore[attr-defined]
 

@@ -395,13 +395,16 @@ def test_an_admin_edit_on_one_gateway_is_live_on_the_other(
     assert "config changed in postgres" in b.output()
 
 
-def test_postgres_down_at_start_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_postgres_down_at_start_exits_non_zero_with_the_reason(tmp_path: Path, workers: str) -> None:
     from harness.process import free_port, run_to_exit
 
     settings = {"host": "127.0.0.1", "port": str(free_port()), "user": "bifrost", "password": "pg-secret-pw"}
     settings.update(db_name="bifrost", ssl_mode="disable")
     doc = {"config_store": {"enabled": True, "type": "postgres", "config": settings}}
-    code, out, err = run_to_exit(tmp_path / "app", config=doc, env={"BIFROST_STORE_RETRY_S": "1"}, timeout=60)
+    code, out, err = run_to_exit(
+        tmp_path / "app", config=doc, env={"BIFROST_STORE_RETRY_S": "1"}, args=("--workers", workers), timeout=60
+    )
     assert code != 0
     assert "cannot open the config store" in err and f"127.0.0.1:{settings['port']}/bifrost" in err
     assert "attempt 1" in err

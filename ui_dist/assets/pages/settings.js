@@ -15,7 +15,7 @@ const FIELDS = [
 export function unmount() {}
 
 export async function mount(root) {
-  const [client, config, system, session] = await Promise.all([get("/api/client"), get("/api/config"), get("/api/system"), get("/api/session")]);
+  const [client, config, system, session, health] = await Promise.all([get("/api/client"), get("/api/config"), get("/api/system"), get("/api/session"), get("/health")]);
   const errorBox = h("div");
   const inputs = {};
   const rows = FIELDS.map(([key, kind, label, hint]) => {
@@ -71,5 +71,24 @@ export async function mount(root) {
     : null;
 
   root.append(h("div", {class: "page-head"}, h("h1", {}, "Settings")), warnings,
-    h("div", {class: "grid charts"}, form, h("div", {class: "grid"}, profile, about)));
+    h("div", {class: "grid charts"}, form, h("div", {class: "grid"}, storesPanel(health), profile, about)));
+}
+
+// Where this instance keeps what it shares (GET /health "stores": runtime/stores/status.py): the engine, its
+// server or file, and whether the last operation on it worked. In cluster mode every instance shows the same
+// PostgreSQL and Redis servers.
+const STORE_NAMES = [["config", "Configuration"], ["logs", "Request log"], ["shared_state", "Shared state"], ["cache", "Response cache"]];
+
+function storesPanel(health) {
+  const stores = (health && health.stores) || {};
+  const rows = STORE_NAMES.filter(([key]) => stores[key]).map(([key, label]) => {
+    const s = stores[key];
+    const badge = h("span", {class: `badge ${s.state === "down" ? "err" : s.state === "up" ? "ok" : "muted"}`, "data-testid": `store-state-${key}`}, s.state);
+    return [h("dt", {}, label), h("dd", {"data-testid": `store-${key}`},
+      h("span", {class: "mono"}, `${s.engine} · ${s.target}`), " ", badge,
+      s.error ? h("div", {class: "hint"}, s.error) : null)];
+  });
+  return h("section", {class: "panel", "data-testid": "stores"}, h("h2", {}, "Stores"),
+    rows.length ? h("dl", {class: "kv"}, rows) : h("p", {class: "hint"}, "No store has reported yet."),
+    h("p", {class: "hint"}, "Readiness for a load balancer: ", h("a", {href: "/ready"}, "/ready"), " · liveness and store states: ", h("a", {href: "/health"}, "/health")));
 }
