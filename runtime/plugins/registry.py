@@ -100,7 +100,8 @@ def _semantic_cache(config: Mapping[str, Any], env: PluginEnv) -> Any:
 
 
 def build_cache(config: Mapping[str, Any], gateway_config: Any, clock: Callable[[], float] | None = None) -> Any:
-    """A SemanticCachePlugin for its (checked) config, with the embedded store in the app dir."""
+    """A SemanticCachePlugin for its (checked) config: the cluster store with Redis shared state and a
+    PostgreSQL config store, else the embedded store in the app dir."""
     import time
 
     from runtime.cache.plugin import SemanticCachePlugin
@@ -112,15 +113,27 @@ def build_cache(config: Mapping[str, Any], gateway_config: Any, clock: Callable[
         settings = parse_settings(config)
     except SettingsError as err:
         raise ConfigError(f"plugins.semantic_cache.config.{err.field}", err.message) from None
-    # The embedded engine: entries in memory for lookups, persisted to cache.db in the app dir (shared by
-    # the workers of one instance).
-    store = SqliteCacheStore(
-        gateway_config.app_dir / "cache.db",
-        max_entries=settings.max_entries,
-        max_bytes=settings.max_bytes,
-        dimension=settings.dimension if settings.semantic else None,
-        shared_file=gateway_config.workers > 1,
-    )
+    dimension = settings.dimension if settings.semantic else None
+    shared, postgres = gateway_config.shared_state, gateway_config.stores.config
+    store: Any
+    if shared is not None and shared.type == "redis" and shared.redis is not None and postgres is not None:
+        # Cluster mode: every instance shares one cache (exact lookups in Redis, every entry in the config
+        # store's PostgreSQL database, semantic indexes kept in sync): runtime/cache/cluster_store.py.
+        from runtime.cache.cluster_store import ClusterCacheStore
+
+        store = ClusterCacheStore(
+            postgres, shared.redis, max_entries=settings.max_entries, max_bytes=settings.max_bytes, dimension=dimension
+        )
+    else:
+        # The embedded engine: entries in memory for lookups, persisted to cache.db in the app dir (shared
+        # by the workers of one instance).
+        store = SqliteCacheStore(
+            gateway_config.app_dir / "cache.db",
+            max_entries=settings.max_entries,
+            max_bytes=settings.max_bytes,
+            dimension=dimension,
+            shared_file=gateway_config.workers > 1,
+        )
     # Followers of an identical request wait at most as long as the slowest provider may take.
     waits = [
         max(n.default_request_timeout_in_seconds, n.first_byte_timeout, n.stream_idle_timeout_in_seconds)
