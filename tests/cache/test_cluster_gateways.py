@@ -158,3 +158,29 @@ def test_redis_stopped_the_gateway_answers_uncached_in_bounded_time(
             assert again.headers["x-bf-cache"] == "hit-direct"  # from the worker's memory
     finally:
         own.stop()
+
+
+def test_postgres_stopped_the_admin_api_says_503_and_requests_are_served(
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    """PostgreSQL holds the entries the admin API lists: with it down, the cache routes answer a readable
+    503 naming the server (no password), and inference goes on (Redis still serves exact hits)."""
+    fake_openai.always(Reply(content="Paris."))
+    gw = start_gateway(cluster_config(fake_openai.url, redis_server.port, postgres_server.settings(postgres_db)))
+    with gw.client() as client:
+        assert client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES).headers["x-bf-cache"]
+    postgres_server.stop()
+    try:
+        status, body = call(gw, "GET", "/api/cache/entries")
+        assert status == 503, body
+        assert body["error"]["code"] == "cache_store_unavailable"
+        assert f"127.0.0.1:{postgres_server.port}" in body["error"]["message"]
+        answer, _took = cache_header(gw)  # served from Redis / memory while PostgreSQL is away
+        assert answer.headers["x-bf-cache"] == "hit-direct"
+    finally:
+        postgres_server.start()
