@@ -452,3 +452,30 @@ def test_failure_policy_is_parsed_with_its_default_and_checked() -> None:
     with pytest.raises(ConfigError) as err:
         parse_shared_state({**redis, "failure_policy": "fail_sometimes"}, {})
     assert "shared_state.failure_policy" in str(err.value) and "fail_closed, fail_open" in str(err.value)
+
+
+async def test_a_lease_that_cannot_be_returned_is_kept_and_returned_once_redis_is_back(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "LATCH_S", 0.0)  # retried as soon as asked (the sweep's pace here)
+    store = RedisSharedState(own_redis.url, timeout_s=1.0, connect_timeout_s=0.5)
+    clock = Clock(time.time())
+    limits = BudgetAndRateLimits(store, price, clock=clock, idle_return_s=5)
+    try:
+        ctx = make_ctx(governed_caller(160))  # leases of 10
+        await limits.pre_hook(ctx)
+        ctx.status = 200
+        limits.on_finish(ctx)
+        pool = limits.ledger._pools["rl:rl-unit:requests"]
+        leased = await store.total(pool.key)
+        assert leased >= 10
+        own_redis.shutdown()
+        clock.now += 6
+        await limits.ledger.return_idle()  # Redis is down: nothing raised, the lease is kept
+        assert pool.avail == leased - 1
+        own_redis.start()
+        await limits.ledger.return_idle()  # the next sweep returns it
+        assert pool.avail == 0 and await store.total(pool.key) == 1
+    finally:
+        await limits.close()
+        await store.close()
