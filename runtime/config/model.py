@@ -258,6 +258,9 @@ class SharedStateConfig:
 
     type: str = "sqlite"
     redis: RedisSettings | None = None
+    # What governance does when the store cannot answer (docs/failure-policy.md): "fail_closed" refuses
+    # the requests that need it (503), "fail_open" admits them and records their spend as owed.
+    failure_policy: str = "fail_closed"
 
 
 @dataclass(frozen=True, slots=True)

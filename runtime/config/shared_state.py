@@ -20,6 +20,10 @@ This block is ours (issue 14), shaped like Go's `config_store` / `logs_store` bl
     config.context_timeout  the bound on every operation, default "3s"       (Go's field)
     config.key_prefix       prepended to every key and channel, default "bifrost:" (ours: several
                             gateways may share one Redis)
+    failure_policy   "fail_closed" (default: budgets and limits are hard ceilings, a request that needs
+                     the store while it is down is refused with 503) or "fail_open" (admitted, its spend
+                     recorded locally and added to the store when it answers again); either engine
+                     (docs/failure-policy.md)
 
 Go's idle-pool fields (min_idle_conns, max_idle_conns, conn_max_lifetime, conn_max_idle_time) load
 with a warning. Anything else is an error with its field path. Messages about a value read from the
@@ -36,7 +40,8 @@ from runtime.config.load import ConfigError, _Reader, shown
 from runtime.config.model import RedisSettings, SharedStateConfig
 
 BLOCK = "shared_state"
-BLOCK_FIELDS = frozenset({"enabled", "type", "config"})
+BLOCK_FIELDS = frozenset({"enabled", "type", "config", "failure_policy"})
+FAILURE_POLICIES = ("fail_closed", "fail_open")
 ENGINES = ("redis", "sqlite")
 REDIS_FIELDS = frozenset(
     {
@@ -70,17 +75,22 @@ def parse_shared_state(
     kind = r.get("type", str, "sqlite")
     if kind not in ENGINES:
         raise ConfigError(f"{BLOCK}.type", f"unknown engine {kind!r}; known: {', '.join(ENGINES)}")
+    policy = r.get("failure_policy", str, "fail_closed")
+    if policy not in FAILURE_POLICIES:
+        raise ConfigError(f"{BLOCK}.failure_policy", f"expected one of {', '.join(FAILURE_POLICIES)}, got {policy!r}")
+    # Switched off: the embedded engine, which still follows the policy when one is given.
+    embedded = SharedStateConfig(type="sqlite", failure_policy=policy) if "failure_policy" in r.data else None
     conf = r.obj("config")
     if kind == "sqlite":
         if conf is not None:
             conf.check((), (), warnings)  # the embedded engine takes no settings: any field is unknown
-        return SharedStateConfig(type="sqlite") if enabled else None
+        return SharedStateConfig(type="sqlite", failure_policy=policy) if enabled else embedded
     if conf is None:
         if not enabled:
-            return None  # switched off: nothing to connect to, nothing to require
+            return embedded  # switched off: nothing to connect to, nothing to require
         raise ConfigError(f"{BLOCK}.config", 'is required for the redis engine (at least "addr": "host:port")')
     redis = _parse_redis(conf, warnings)
-    return SharedStateConfig(type="redis", redis=redis) if enabled else None
+    return SharedStateConfig(type="redis", redis=redis, failure_policy=policy) if enabled else embedded
 
 
 def _parse_redis(r: _Reader, warnings: list[str] | None) -> RedisSettings:

@@ -30,6 +30,20 @@ can express. Old windows' rows are left behind (never read again).
 Rolling windows' anchor: set once per (name, duration) through the store's atomic `reserve` used as
 set-if-absent (`reserve(key, now, limit=now)` only succeeds on an empty counter), then read back with
 `total`. One store round trip per counter per process, at its first use.
+
+When the store cannot answer (SharedStateError: down, timed out, refused; docs/failure-policy.md):
+every store call goes through `_store_call`, and after a failure the store is *latched down* for
+LATCH_S: calls fail at once (StoreDown) instead of each waiting for the store's timeout, so no request
+waits more than one store timeout for a decision and, while the store is known down, none waits at all.
+The first call after the latch (a request's, or the sweeper's) re-checks. Requests served from a local
+lease never touch the store and are unaffected. What cannot reach the store is never lost silently:
+
+    a request admitted without the store (fail_open, `owe`)   its spend is owed: net amounts per counter
+                                                              window, added with `incr` once the store
+                                                              answers again (at most OWED_MAX entries;
+                                                              past that, counted in `owed_dropped`)
+    an excess, a given-back lease                             owed too (positive / negative)
+    an idle lease that could not be returned                  kept in the pool: the next sweep retries
 """
 
 from __future__ import annotations
@@ -41,14 +55,37 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from runtime.governance.periods import Period
-from runtime.stores.shared import SharedState
+from runtime.stores.shared import SharedState, SharedStateError
 
 log = logging.getLogger("bifrost.governance")
 
 Clock = Callable[[], float]
+T = TypeVar("T")
+LATCH_S = 1.0  # after a store failure, requests do not ask the store again for this long
+OWED_MAX = 10_000  # owed entries (counter windows) kept while the store is down; more are counted, dropped
+
+
+class StoreDown(SharedStateError):
+    """The store failed less than LATCH_S ago: not asked again yet (the decision is immediate)."""
+
+
+class Debt:
+    """Where an owed amount goes: the counter window `key`, or, when the window's anchor was not known
+    (the store was down at the limit's first use), the window holding instant `at` once it is."""
+
+    __slots__ = ("at", "key", "limit")
+
+    def __init__(self, limit: Limit, at: float, key: str | None) -> None:
+        self.limit = limit
+        self.at = at
+        self.key = key
+
+    def ident(self) -> tuple[str, str]:
+        return self.limit.name, self.key if self.key is not None else f"@{int(self.at)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +139,15 @@ class Pool:
 
 
 class Hold:
-    """An amount taken from a pool for one request, until settled (exactly once)."""
+    """An amount taken from a pool for one request, until settled (exactly once). A hold with a `debt`
+    instead of a pool was admitted without the store (fail_open): its amount is owed, not leased."""
 
-    __slots__ = ("amount", "pool", "settled")
+    __slots__ = ("amount", "debt", "pool", "settled")
 
-    def __init__(self, pool: Pool, amount: float) -> None:
+    def __init__(self, pool: Pool | None, amount: float, debt: Debt | None = None) -> None:
         self.pool = pool
         self.amount = amount
+        self.debt = debt
         self.settled = False
 
 
@@ -129,6 +168,92 @@ class Ledger:
         self._anchors: dict[str, asyncio.Future[float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._down_until = 0.0  # monotonic; 0: the store is not known to be down
+        self._owed: dict[tuple[str, str], tuple[Debt, float]] = {}
+        self._flushing: asyncio.Task[None] | None = None
+        self.owed_dropped = 0  # owed amounts lost because OWED_MAX entries were already waiting
+        self.owed_recorded = 0  # owed entries added to the store after it came back
+        self.store_failures = 0  # store calls that failed (StoreDown excluded)
+
+    # -- the store, guarded --------------------------------------------------------------------------
+    def store_down(self) -> bool:
+        """Whether the store failed less than LATCH_S ago (no await; cheap when it is up)."""
+        return self._down_until != 0.0 and time.monotonic() < self._down_until
+
+    async def _store_call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One store operation: immediate StoreDown while latched; a failure latches the store down."""
+        if self.store_down():
+            raise StoreDown("the shared-state store failed less than a second ago")
+        try:
+            result = await call()
+        except SharedStateError as exc:
+            self.store_failures += 1
+            if self._down_until == 0.0:
+                log.warning("governance: the shared-state store cannot answer: %s", exc)
+            self._down_until = time.monotonic() + LATCH_S
+            raise
+        if self._down_until != 0.0:
+            self._down_until = 0.0
+            log.warning("governance: the shared-state store answers again")
+        if self._owed and self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_owed(), name="bifrost-ledger-owed")
+        return result
+
+    # -- owed amounts (what could not reach the store) ------------------------------------------------
+    def owe(self, limit: Limit, amount: float, now: float) -> Hold:
+        """Admit `amount` without the store (fail_open): owed to `limit`'s window at `now`, settled like
+        any hold (the owed amount follows the real one)."""
+        pool = self._pools.get(limit.name)
+        key = pool.key if pool is not None and pool.limit == limit and pool.start <= now < pool.end else None
+        if key is None and limit.period.calendar:
+            key = f"gov:{limit.name}:{int(limit.period.window(now, 0.0)[0])}"
+        debt = Debt(limit, now, key)
+        self._add_owed(debt, amount)
+        self._start_sweeper()  # the probe that records what is owed if no request asks the store again
+        return Hold(None, amount, debt)
+
+    def _add_owed(self, debt: Debt, amount: float) -> None:
+        if amount == 0:
+            return
+        ident = debt.ident()
+        entry = self._owed.get(ident)
+        if entry is not None:
+            self._owed[ident] = (entry[0], entry[1] + amount)
+        elif len(self._owed) < OWED_MAX:
+            self._owed[ident] = (debt, amount)
+        else:
+            self.owed_dropped += 1
+            if self.owed_dropped == 1 or self.owed_dropped % 1000 == 0:
+                log.error("governance: %d owed amounts dropped (more than %d waiting)", self.owed_dropped, OWED_MAX)
+
+    @property
+    def owed(self) -> int:
+        """Owed entries waiting for the store."""
+        return len(self._owed)
+
+    async def _flush_owed(self) -> None:
+        """Add every owed amount to its counter (unconditional incr: it was spent); stop at a failure."""
+        try:
+            while self._owed:
+                ident, (debt, amount) = next(iter(self._owed.items()))
+                del self._owed[ident]
+                key = debt.key
+                try:
+                    if key is None:  # a rolling window whose anchor was unknown: its window now
+                        anchor = await self._anchor(debt.limit)
+                        key = f"gov:{debt.limit.name}:{int(debt.limit.period.window(debt.at, anchor)[0])}"
+                    value: float | int = int(amount) if float(amount).is_integer() else amount
+                    await self._store_call(partial(self.store.incr, key, value))
+                except SharedStateError:
+                    self._add_owed(debt, amount)  # still owed; the next answer from the store retries
+                    return
+                except Exception:  # not the store's failure (a bug, the store closed): keep it, say so
+                    self._add_owed(debt, amount)
+                    log.exception("governance: recording an owed amount failed")
+                    return
+                self.owed_recorded += 1
+        finally:
+            self._flushing = None
 
     # -- windows -------------------------------------------------------------------------------------
     def current(self, limit: Limit) -> Pool | None:
@@ -156,10 +281,13 @@ class Ledger:
             # The limit was redefined (a live config change) within its window: same counter, new pool;
             # give the old pool's unused lease back rather than strand it.
             amount, old.avail = old.avail, 0.0
-            self._spawn(self._give_back(old.key, amount))
+            self._spawn(self._give_back(old.key, amount, old.limit))
+        self._start_sweeper()
+        return pool
+
+    def _start_sweeper(self) -> None:
         if self._sweeper is None and self.idle_return_s > 0:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="bifrost-ledger-return")
-        return pool
 
     async def _anchor(self, limit: Limit) -> float:
         key = f"gov-anchor:{limit.name}:{limit.period.text}"
@@ -174,9 +302,9 @@ class Ledger:
 
     async def _fetch_anchor(self, key: str) -> float:
         now = float(int(self.clock()))
-        if await self.store.reserve(key, now, now):  # set-if-absent: only an empty counter accepts it
+        if await self._store_call(lambda: self.store.reserve(key, now, now)):  # set-if-absent
             return now
-        return float(await self.store.total(key))
+        return float(await self._store_call(lambda: self.store.total(key)))
 
     # -- reading (admin API, /metrics): never on the request path -------------------------------------
     async def usage(self, limit: Limit) -> tuple[float, float, float]:
@@ -202,7 +330,12 @@ class Ledger:
             return None
         pool.avail -= amount
         pool.inflight += 1
-        if pool.avail < amount and pool.refill is None and pool.seen + max(pool.slice, amount) <= pool.limit.max:
+        if (
+            pool.avail < amount
+            and pool.refill is None
+            and pool.seen + max(pool.slice, amount) <= pool.limit.max
+            and not self.store_down()
+        ):
             # Ahead of need: the next request of this size will not wait. Leases at most one request
             # (or slice) more than is used, which is what a worker may strand until the idle return.
             self._spawn(self._refill(pool, max(pool.slice, amount)))
@@ -244,19 +377,22 @@ class Ledger:
         if pool.limit.integer:
             amount = float(math.ceil(amount))
         try:
-            ok = await self.store.reserve(pool.key, amount, pool.limit.max)
+            ok = await self._store_call(lambda: self.store.reserve(pool.key, amount, pool.limit.max))
             if ok:
                 pool.avail += amount
                 pool.leased += amount
                 pool.seen += amount  # at once, for "remaining" while the read below is on its way
-            pool.seen = float(await self.store.total(pool.key))  # with what other workers leased or returned
+            # With what other workers leased or returned. Best effort: the lease stands without it.
+            with contextlib.suppress(SharedStateError):
+                pool.seen = float(await self._store_call(lambda: self.store.total(pool.key)))
             return ok
         finally:
             pool.refill = None  # cleared before the task completes: no waiter ever sees a finished lease
 
     async def _refill(self, pool: Pool, amount: float) -> None:
         if pool.refill is None and self._pools.get(pool.limit.name) is pool:
-            await self._lease(pool, amount)
+            with contextlib.suppress(SharedStateError):  # the store is down: a request will ask again
+                await self._lease(pool, amount)
 
     def settle(self, hold: Hold, actual: float) -> None:
         """The request's real amount is known: give back the rest, or record the excess. Idempotent."""
@@ -264,6 +400,10 @@ class Ledger:
             return
         hold.settled = True
         pool = hold.pool
+        if pool is None:  # admitted without the store: what is owed follows the real amount
+            if hold.debt is not None:
+                self._add_owed(hold.debt, max(actual, 0.0) - hold.amount)
+            return
         pool.inflight -= 1
         pool.idle_since = self.clock()
         if actual < 0:
@@ -284,11 +424,17 @@ class Ledger:
         pool.seen += owed
         self._spawn(self._record_excess(pool, owed))
 
-    async def _give_back(self, key: str, amount: float) -> None:
-        await self.store.incr(key, -amount)
+    async def _give_back(self, key: str, amount: float, limit: Limit) -> None:
+        try:
+            await self._store_call(lambda: self.store.incr(key, -amount))
+        except SharedStateError:
+            self._add_owed(Debt(limit, 0.0, key), -amount)
 
     async def _record_excess(self, pool: Pool, amount: float) -> None:
-        await self.store.incr(pool.key, amount)
+        try:
+            await self._store_call(lambda: self.store.incr(pool.key, amount))
+        except SharedStateError:  # spent all the same: owed, recorded when the store answers
+            self._add_owed(Debt(pool.limit, pool.start, pool.key), amount)
         pool.avail += amount
         pool.leased += amount
 
@@ -313,9 +459,13 @@ class Ledger:
 
     async def _return_now(self, pool: Pool, amount: float) -> bool:
         try:
-            await self.store.incr(pool.key, -amount)
+            await self._store_call(lambda: self.store.incr(pool.key, -amount))
             pool.seen -= amount
             return True
+        except SharedStateError:  # kept: the next sweep returns it (or a request uses it)
+            pool.avail += amount
+            pool.leased += amount
+            return False
         finally:
             pool.refill = None
 
@@ -324,7 +474,10 @@ class Ledger:
             await asyncio.sleep(self.idle_return_s)
             try:
                 await self.return_idle()
-            except Exception:  # a store error: the leftovers stay leased; try again next round
+                if self._owed and self._flushing is None and not self.store_down():
+                    # The probe: no request may ask the store for a while, and what is owed must land.
+                    self._flushing = asyncio.get_running_loop().create_task(self._flush_owed())
+            except Exception:  # a bug: the leftovers stay leased; try again next round
                 log.exception("governance: returning unused leases failed")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -347,3 +500,17 @@ class Ledger:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.return_idle(force=True)
+        flushing = self._flushing
+        if flushing is None and self._owed and not self.store_down():
+            flushing = self._flushing = asyncio.get_running_loop().create_task(self._flush_owed())
+        if flushing is not None:
+            await flushing
+        stranded = sum(1 for pool in self._pools.values() if pool.avail > 0)
+        if stranded or self._owed:
+            # The store is down at shutdown: these stay counted (leases) or unrecorded (owed) in it.
+            log.warning(
+                "governance: closing with the shared-state store down: %d unused lease(s) not returned "
+                "(counted until their window ends), %d owed amount(s) not recorded",
+                stranded,
+                len(self._owed),
+            )

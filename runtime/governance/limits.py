@@ -26,6 +26,12 @@ whole reservation (the provider may have billed what it generated). Settlement i
 on_finish never waits; there is no post_hook (on_finish sees the final usage, and one stage fewer costs
 nothing per request).
 
+When the shared-state store cannot answer while a request needs it (a lease, a rolling window's anchor),
+`failure_policy` decides (docs/failure-policy.md): "fail_closed" (the default) refuses the request with 503
+`governance_unavailable` (raised from the pre-hook, so each ingress renders it in its own error shape);
+"fail_open" admits it and its amounts are owed (Ledger.owe), added to the store when it answers again.
+Either way the decision waits at most one store timeout, and none while the store is latched down.
+
 Answers carry OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the most constrained
 rate limit; a refusal is 429 with Retry-After (rate limit) or 402 naming the budget and its reset time.
 """
@@ -42,22 +48,42 @@ from runtime.errors import BudgetExceeded, GatewayError, RateLimited, UnpricedMo
 from runtime.governance.ledger import Clock, Hold, Ledger, Limit, Pool
 from runtime.governance.model import Budget, Caller, RateLimit
 from runtime.governance.periods import Period, format_reset, period
-from runtime.stores.shared import SharedState
+from runtime.stores.shared import SharedState, SharedStateError
 
 # price(provider, model) -> (dollars per input token, dollars per output token), None when unpriced.
 PriceFn = Callable[[str, str], "tuple[float, float] | None"]
 BYTES_PER_TOKEN = 3
 DEFAULT_MAX_TOKENS = 4096
+FAILURE_POLICIES = ("fail_closed", "fail_open")
+
+
+class GovernanceUnavailable(GatewayError):
+    """503: budgets and rate limits apply, but the store that counts them cannot answer (fail_closed).
+    The message names neither the store's address nor any secret: the log has the store's error."""
+
+    status = 503
+    type = "governance_unavailable"
+    code = "governance_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the budgets and rate limits that apply to this request cannot be checked right now "
+            "(the gateway's shared-state store is unavailable); retry shortly",
+            retry_after_s=1.0,
+        )
 
 
 class _Open:
     """What one governed request holds until it ends."""
 
-    __slots__ = ("budget_holds", "estimate_tokens", "price", "token_holds")
+    __slots__ = ("budget_holds", "estimate_tokens", "price", "request_holds", "token_holds")
 
     def __init__(self) -> None:
         self.budget_holds: list[Hold] = []
         self.token_holds: list[Hold] = []
+        # Settled too (to what they took): a pool counts its holds in flight, and only a pool with none
+        # is idle, so unsettled request holds kept their pool's unused lease from ever being returned.
+        self.request_holds: list[Hold] = []
         self.price: tuple[float, float] | None = None
         self.estimate_tokens = 0
 
@@ -87,7 +113,11 @@ class BudgetAndRateLimits:
         unpriced_price: tuple[float, float] | None = None,
         lease_fraction: float = 1 / 16,
         idle_return_s: float = 5.0,
+        failure_policy: str = "fail_closed",
     ) -> None:
+        if failure_policy not in FAILURE_POLICIES:
+            raise ValueError(f"failure_policy must be one of {FAILURE_POLICIES}, got {failure_policy!r}")
+        self.fail_open = failure_policy == "fail_open"
         self.price = price
         self.clock = clock
         self.default_max_tokens = default_max_tokens
@@ -125,7 +155,7 @@ class BudgetAndRateLimits:
                 state.price = self._worst_price(body)
                 cost = prompt * state.price[0] + max_out * state.price[1]
                 for limit, budget in plan.budgets:
-                    hold = self._take_now(limit, cost, now) or await self._take(limit, cost)
+                    hold = self._take_now(limit, cost, now) or await self._take(limit, cost, now)
                     if hold is None:
                         raise self._budget_refusal(budget, limit, cost)
                     taken.append(hold)
@@ -146,6 +176,8 @@ class BudgetAndRateLimits:
         hit = ctx.cache is not None and ctx.cache.startswith("hit")
         usage = None if hit else ctx.usage
         charge_all = usage is None and not hit and ctx.status == 499 and ctx.upstream_ns > 0
+        for hold in state.request_holds:
+            self.ledger.settle(hold, hold.amount)
         if state.token_holds:
             tokens = 0.0
             if usage is not None:
@@ -169,14 +201,19 @@ class BudgetAndRateLimits:
             return None
         return self.ledger.try_take(pool, amount)
 
-    async def _take(self, limit: Limit, amount: float) -> Hold | None:
-        pool = self.ledger.current(limit)
-        if pool is None:
-            pool = await self.ledger.pool(limit)
-        hold = self.ledger.try_take(pool, amount)  # the common case: the local lease covers it, no await
-        if hold is None:
-            hold = await self.ledger.take(pool, amount)
-        return hold
+    async def _take(self, limit: Limit, amount: float, now: float) -> Hold | None:
+        try:
+            pool = self.ledger.current(limit)
+            if pool is None:
+                pool = await self.ledger.pool(limit)
+            hold = self.ledger.try_take(pool, amount)  # the common case: the local lease covers it, no await
+            if hold is None:
+                hold = await self.ledger.take(pool, amount)
+            return hold
+        except SharedStateError:  # the store cannot answer (the ledger logged why, once)
+            if not self.fail_open:
+                raise GovernanceUnavailable() from None
+            return self.ledger.owe(limit, amount, now)
 
     async def _rate_limits(
         self,
@@ -189,7 +226,7 @@ class BudgetAndRateLimits:
         shown: dict[str, tuple[float, Pool]] = {}  # kind -> (remaining, pool) of the most constrained
         for kind, limit, rl in rates:
             amount = 1 if kind == "requests" else state.estimate_tokens
-            hold = self._take_now(limit, amount, now) or await self._take(limit, amount)
+            hold = self._take_now(limit, amount, now) or await self._take(limit, amount, now)
             if hold is None:
                 pool = self.ledger._pools[limit.name]
                 shown[kind] = (0.0, pool)
@@ -198,6 +235,10 @@ class BudgetAndRateLimits:
             taken.append(hold)
             if kind == "tokens":
                 state.token_holds.append(hold)
+            else:
+                state.request_holds.append(hold)
+            if hold.pool is None:  # admitted without the store (fail_open): no remaining to show
+                continue
             remaining = hold.pool.remaining()
             if kind not in shown or remaining < shown[kind][0]:
                 shown[kind] = (remaining, hold.pool)

@@ -1,6 +1,7 @@
 """Graceful stop: the live requests and streams of one worker, and the order in which they are ended.
 
-    stop signal -> stop accepting (sites closed, idle keep-alive connections closed)
+    stop signal -> not ready: GET /ready answers 503 (runtime/http/health.py) on any connection still open
+                -> stop accepting (sites closed, idle keep-alive connections closed)
                 -> wait for in-flight inference requests and streams, up to the shutdown grace
                 -> cut every stream still running: its upstream read raises GatewayShutdown, so the relay's
                    normal tail writes the client's error event and logs the row (503 gateway_shutdown)
@@ -41,13 +42,14 @@ CUT_S = 1.0
 class Drain:
     """In-flight inference requests and live streams of this worker."""
 
-    __slots__ = ("_idle", "cutting", "grace_s", "in_flight", "streams")
+    __slots__ = ("_idle", "cutting", "grace_s", "in_flight", "stopping", "streams")
 
     def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
         self.in_flight = 0
         self.streams: set[Any] = set()  # ChunkStream objects with an `interrupt(err)` method
         self.cutting = False  # the grace is over: a cancelled handler was stopped by us, not by its client
+        self.stopping = False  # a stop signal arrived: /ready says 503 from now on
         self._idle: asyncio.Event | None = None  # only exists while stopping
 
     def enter(self) -> None:
@@ -97,6 +99,7 @@ async def stop(runner: web.AppRunner, drain: Drain) -> None:
     """Stop the server of `runner` within `drain.grace_s` (+ CUT_S for the cut), then clean the app up.
 
     The runner must have been created with `shutdown_timeout=CUT_S`: its own `cleanup()` runs last."""
+    drain.stopping = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + drain.grace_s
     for site in list(runner.sites):

@@ -16,7 +16,8 @@ governance_budget_limit_dollars{budget} (read from the ledger's shared counters 
 lane_in_flight / lane_queued / lane_concurrency{provider},
 lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total (rows never
 written, any reason), requestlog_failed_total (of those, rows the database refused), requestlog_pending,
-workers, breaker_state / breaker_opens_total{provider,target,kind} and
+workers, store_up{store} (1/0 per store present: config, logs, shared_state, cache; the answering
+worker's view), breaker_state / breaker_opens_total{provider,target,kind} and
 target_latency_ewma_seconds{provider,model} (runtime/http/metrics_health.py); and, only while
 response caching is on, the cache_* families (runtime/http/metrics_cache.py).
 """
@@ -40,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from runtime.core.gateway import Gateway
 from runtime.core.text import repair
-from runtime.http import metrics_cache, metrics_health
+from runtime.http import health, metrics_cache, metrics_health
 from runtime.http.admin_governance_usage import budget_remaining, limits_of
 from runtime.http.cache_view import cache_plugin, counters_snapshot, merge_counters
 from runtime.http.keys import CONFIG, GATEWAY, LOG_WRITER
@@ -48,6 +49,7 @@ from runtime.plugins import metrics as m
 from runtime.plugins.metrics import METRICS, MetricsPlugin
 from runtime.stores.files import write_atomic
 from runtime.stores.logs import LogWriter
+from runtime.stores.status import DOWN
 
 PUBLISH_INTERVAL_S = 1.0
 HISTORY_INTERVAL_S = 5.0
@@ -234,6 +236,7 @@ class GatewayCollector:
         # {budget id: (max_limit, remaining)}, read from the ledger by the scrape handler just before
         # generate_latest (the reads are async; collect() is not).
         self.budgets: dict[str, tuple[float, float]] = {}
+        self.stores: dict[str, int] = {}  # {store: 1 up (or not used yet) / 0 down}, this worker's view
 
     def collect(self) -> Iterator[Metric]:
         merged = self.worker.merged()
@@ -320,6 +323,11 @@ class GatewayCollector:
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
         yield from self._governance(merged)
         yield from metrics_health.families(merged["health"])
+        if self.stores:
+            up = GaugeMetricFamily("bifrost_store_up", "1: the store answered its last operation", labels=["store"])
+            for name, value in sorted(self.stores.items()):
+                up.add_metric([name], value)
+            yield up
         cache = cache_plugin(self.worker.gateway)
         if cache is not None and merged["cache"] is not None:  # off: no cache series at all
             yield from metrics_cache.families(merged["cache"], cache)
@@ -376,6 +384,8 @@ async def metrics(request: web.Request) -> web.Response:
         collector.budgets = await budget_remaining(limits_of(request.app), dict(governance.budgets))
     else:
         collector.budgets = {}
+    statuses = health.store_statuses(request.app)  # no I/O: what the stores' own operations saw
+    collector.stores = {name: int(s.state != DOWN) for name, s in statuses.items() if s is not None}
     body = generate_latest(request.app[_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -73,7 +73,12 @@ def _governance(config: Mapping[str, Any], env: PluginEnv) -> Any:
     # Budgets and rate limits count in this worker's shared-state store (opened by the first governed
     # request), priced from the model catalog and the providers' pricing_overrides.
     initial = env.config.providers
-    limits = BudgetAndRateLimits(env.shared_state, lambda provider, model: token_prices(provider, model, initial))
+    shared = env.config.shared_state  # its failure_policy: what a request does while the store is down
+    limits = BudgetAndRateLimits(
+        env.shared_state,
+        lambda provider, model: token_prices(provider, model, initial),
+        failure_policy=shared.failure_policy if shared is not None else "fail_closed",
+    )
     return build(env.config, limits=limits)  # reads its entry's config from env.config.plugins (live reloads)
 
 

@@ -35,6 +35,7 @@ from runtime.config.load import ConfigError, check_governance, parse_document, p
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.stores.config import ConfigStore, ConfigWriteError, Raw, env_providers_raw
 from runtime.stores.files import file_signature, write_atomic
+from runtime.stores.status import StoreStatus
 
 try:  # POSIX: serialise writers across worker processes
     import fcntl
@@ -76,6 +77,9 @@ class FileConfigStore:
         self.signature = file_signature(self.path)
         self._lock = threading.Lock()
         self.interval_s = interval_s
+        # A local file: up for as long as the gateway runs (its errors are answered per admin request).
+        self.status = StoreStatus("sqlite", self.path.name)
+        self.status.ok()
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> FileConfigStore:

@@ -42,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from runtime.stores.shared import Number, QueuedSubscription, SharedState, SharedStateError
+from runtime.stores.status import StoreStatus
 
 if TYPE_CHECKING:
     from runtime.config.model import GatewayConfig
@@ -154,6 +155,8 @@ class RedisSharedState:
         self._sub_lock: asyncio.Lock | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
+        # Read by /health: kept current by every operation (and the notification reader), never a ping.
+        self.status = StoreStatus("redis", self.where)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> RedisSharedState:
@@ -192,9 +195,13 @@ class RedisSharedState:
         """Await one Redis call, bounded by `timeout_s`; every failure becomes a SharedStateError."""
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await call
+                result = await call
         except (RedisError, OSError, TimeoutError) as exc:
-            raise self._error(what, exc) from None
+            error = self._error(what, exc)
+            self.status.failed(str(error))
+            raise error from None
+        self.status.ok()
+        return result
 
     async def _redis(self) -> aioredis.Redis:
         if self._client is None:
@@ -405,6 +412,7 @@ class RedisSharedState:
                 raise
             except Exception as exc:
                 error = self._error("reading notifications", exc)
+                self.status.failed(str(error))
                 level = logging.DEBUG if failing else logging.WARNING
                 log.log(level, "%s; retrying every %g s", error, RECONNECT_DELAY_S)
                 failing = True
@@ -412,6 +420,7 @@ class RedisSharedState:
                 continue
             if failing:
                 failing = False
+                self.status.ok()
                 log.warning("shared state: Redis at %s: reading notifications again", self.where)
             if message is None:
                 continue

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime.paths import ensure_private_dir
-from runtime.stores.shared import Number, QueuedSubscription, SharedState
+from runtime.stores.shared import Number, QueuedSubscription, SharedState, SharedStateError
+from runtime.stores.status import StoreStatus
 
 log = logging.getLogger("bifrost.stores")
 
@@ -118,14 +119,24 @@ class SQLiteSharedState:
         self._data_version = -1
         self._opening: asyncio.Lock | None = None
         self._closed = False
+        self.status = StoreStatus("sqlite", self.path.name)  # read by /health (runtime/stores/status.py)
 
     # -- plumbing ------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn` on the store's thread, opening the store on first use."""
-        if self._executor is None:
-            await self.open()
-        assert self._executor is not None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Run `fn` on the store's thread, opening the store on first use. A database or file error (a
+        lock held past the busy timeout, a full or unreadable disk) is a SharedStateError, as with any
+        engine, so governance applies its failure policy; `status` follows every call."""
+        try:
+            if self._executor is None:
+                await self.open()
+            assert self._executor is not None
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            error = SharedStateError(f"shared state: {self.path.name}: {type(exc).__name__}: {exc}")
+            self.status.failed(str(error))
+            raise error from None
+        self.status.ok()
+        return result
 
     def _conn(self) -> sqlite3.Connection:
         assert self._db is not None, "the shared-state store is not open"

@@ -8,11 +8,12 @@ package when run as root.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ class RedisServer:
     port: int
     dir: Path
     log: Path
+    cmd: list[str] = field(default_factory=list)  # how it was started: restart() runs it again
 
     @property
     def url(self) -> str:
@@ -57,6 +59,37 @@ class RedisServer:
             self.proc.kill()
         self.proc.wait(timeout=10)
 
+    def shutdown(self, save: bool = True) -> None:
+        """Stop as an operator would: SHUTDOWN SAVE writes dump.rdb (in `dir`), so a `start()` finds the
+        data again (a restart), where `stop()` (SIGKILL) loses it."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):  # it closes the connection as it exits
+                self.command("SHUTDOWN", "SAVE" if save else "NOSAVE")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.stop()
+
+    def start(self) -> None:
+        """Start the server again, same port, same directory (after `shutdown()` or `stop()`)."""
+        assert self.cmd and self.proc.poll() is not None, "start() is for a stopped server"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if self.command("PING").startswith((b"+PONG", b"-NOAUTH")):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"redis-server did not start again: {self.log.read_text(errors='replace')[-2000:]}", pytrace=False)
+
+    def restart(self) -> None:
+        """SHUTDOWN SAVE, then start on the same port with the same data."""
+        self.shutdown(save=True)
+        self.start()
+
 
 def start_redis(directory: Path, *extra: str) -> RedisServer:
     """Start redis-server in `directory` on a free loopback port; return once it answers PING."""
@@ -75,7 +108,7 @@ def start_redis(directory: Path, *extra: str) -> RedisServer:
         log = directory / f"redis-{port}.log"  # a file, not a pipe: a full pipe would stall the server
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=directory)
-        server = RedisServer(proc, port, directory, log)
+        server = RedisServer(proc, port, directory, log, cmd)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and proc.poll() is None:
             try:

@@ -17,6 +17,7 @@ from runtime.stores.logs import LogReader, LogStore
 from runtime.stores.logs import LogWriter as LogWriterInterface
 from runtime.stores.logs_sqlite.queries import LogQueries
 from runtime.stores.logs_sqlite.writer import LogWriter
+from runtime.stores.status import StoreStatus
 
 
 class SQLiteLogStore:
@@ -34,6 +35,11 @@ class SQLiteLogStore:
             retention_days=config.client.log_retention_days,
         )
         return cls(config.log_db_path, writer)
+
+    @property
+    def status(self) -> StoreStatus:
+        """The writer's: whether its last batch reached logs.db (runtime/stores/status.py)."""
+        return self.writer.status
 
     def reader(self) -> LogQueries:
         return LogQueries(self.path)

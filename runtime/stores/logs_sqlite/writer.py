@@ -48,6 +48,7 @@ from runtime.paths import ensure_private_dir
 from runtime.requestlog.record import ATTEMPTS_COL, COLUMNS, INPUT_COL, INSERT_SQL, OUTPUT_COL, Clipped, insert_sql
 from runtime.stores.logs import Row
 from runtime.stores.logs_sqlite.migrations import migrate
+from runtime.stores.status import StoreStatus
 
 log = logging.getLogger("bifrost.requestlog")
 
@@ -231,6 +232,8 @@ class LogWriter:
         self._chunk_rows = CHUNK_ROWS
         # Called with each committed batch (list of row tuples, text columns encoded): live views.
         self.listeners: list[Callable[[list[tuple[Any, ...]]], None]] = []
+        # Read by /health: down while batches fail to be written (the rows wait in the buffer), up after.
+        self.status = StoreStatus("sqlite", self.path.name)
 
     # -- request side --------------------------------------------------------------------------------
     def submit(self, row: tuple[Any, ...]) -> None:
@@ -265,6 +268,7 @@ class LogWriter:
         # SQLite gives -wal/-shm its database file's mode; tighten any left looser by older versions.
         for suffix in ("-wal", "-shm"):
             tighten(Path(f"{self.path}{suffix}"))
+        self.status.ok()  # opened and migrated
         self._task = asyncio.create_task(self._run(), name="bifrost-log-writer")
 
     def _create_private(self) -> None:
@@ -333,8 +337,10 @@ class LogWriter:
                 try:
                     await self._flush()
                     self._failures = 0
+                    self.status.ok()
                 except Exception as exc:  # keep logging alive through a transient disk error
                     self._failures += 1
+                    self.status.failed(f"writing a batch failed: {type(exc).__name__}: {exc}")
                     if self._failures == 1 or self._failures % 100 == 0:
                         log.error(
                             "request log flush failed (%d in a row; %d rows waiting): %s: %s",
