@@ -72,6 +72,14 @@ COLUMN_TYPES: tuple[tuple[str, str], ...] = (
 )
 
 
+# The columns the covering indexes carry (as logs.db's logs_ts_cover / logs_pm_cover).
+TS_COVER = (
+    "provider, model, status, stream, latency_us, overhead_us, upstream_us, queue_wait_us, key_select_us, "
+    "build_us, encode_us, parse_us, prompt_tokens, completion_tokens, total_tokens, cost"
+)
+PM_COVER = "status, stream, latency_us, overhead_us, prompt_tokens, completion_tokens, total_tokens, cost"
+
+
 async def m001_logs(conn: asyncpg.Connection) -> None:
     columns = ",\n    ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES)
     await conn.execute(
@@ -84,12 +92,17 @@ async def m001_logs(conn: asyncpg.Connection) -> None:
         ) PARTITION BY RANGE (ts_ms);
         CREATE TABLE {DEFAULT_PARTITION} PARTITION OF {TABLE} DEFAULT;
         -- Every /api/logs filter and sort (runtime/requestlog/filters.py), within a time range:
-        CREATE INDEX bifrost_logs_ts ON {TABLE} (ts_ms, seq);
-        CREATE INDEX bifrost_logs_pm_ts ON {TABLE} (provider, model, ts_ms);
+        -- Covering (INCLUDE): totals, stats samples and histograms over a time range, and the
+        -- per-(provider, model) views, are index-only scans (the table's rows are wide: content).
+        CREATE INDEX bifrost_logs_ts ON {TABLE} (ts_ms, seq) INCLUDE ({TS_COVER});
+        CREATE INDEX bifrost_logs_pm_ts ON {TABLE} (provider, model, ts_ms) INCLUDE ({PM_COVER});
         CREATE INDEX bifrost_logs_model_ts ON {TABLE} (model, ts_ms);
         CREATE INDEX bifrost_logs_status_ts ON {TABLE} (status, ts_ms);
         CREATE INDEX bifrost_logs_vk_ts ON {TABLE} (virtual_key_id, ts_ms) WHERE virtual_key_id IS NOT NULL;
         CREATE INDEX bifrost_logs_latency ON {TABLE} (latency_us);
+        CREATE INDEX bifrost_logs_overhead ON {TABLE} (overhead_us);
+        -- NULLS FIRST: read forwards it is sort=tokens&order=asc, backwards order=desc (NULL lowest, as SQLite)
+        CREATE INDEX bifrost_logs_tokens ON {TABLE} (total_tokens NULLS FIRST);
         CREATE INDEX bifrost_logs_seq ON {TABLE} (seq);
         -- The distinct (provider, model) pairs ever logged, upserted per batch by the writers: facets and
         -- the per-model views read this small table, never a DISTINCT over millions of rows.
