@@ -181,6 +181,23 @@ async def test_writer_batches_rows_and_calls_listeners_with_committed_batches(
     assert (writer.written, writer.dropped, writer.failed) == (25, 0, 0)
 
 
+async def test_a_backlog_is_written_in_bounded_transactions(postgres_server: PostgresServer, postgres_db: str) -> None:
+    """A buffer that grew large (an outage, a burst) is written chunk_rows per transaction, never as one
+    statement that could outlast the command timeout and be retried forever."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=1000, flush_interval_s=30, chunk_rows=40)
+    batches: list[int] = []
+    writer.listeners.append(lambda rows: batches.append(len(rows)))
+    try:
+        await writer.start()
+        for i in range(150):
+            writer.submit(make_row(i))
+    finally:
+        await writer.close()
+        total = (await reader.list(LogFilter(), Page()))["total"]
+        await reader.close()
+    assert batches == [40, 40, 40, 30] and total == 150 and (writer.written, writer.dropped) == (150, 0)
+
+
 async def test_a_full_buffer_drops_the_newest_rows_and_counts_them(
     postgres_server: PostgresServer, postgres_db: str
 ) -> None:

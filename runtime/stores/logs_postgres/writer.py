@@ -49,6 +49,7 @@ MAX_BACKOFF_S = 5.0
 CLOSE_TIMEOUT_S = 10.0  # the whole of close(): last flush and closing the connection
 RETENTION_SWEEP_S = 3600.0
 REPORTED_PER_FLUSH = 10
+WRITE_CHUNK_ROWS = 5000  # rows per transaction at most (a batch after an outage can hold `capacity` rows)
 _ID_COL = COLUMNS.index("id")
 
 
@@ -75,6 +76,7 @@ class PostgresLogWriter:
         flush_interval_s: float = 0.1,
         retention_days: int = 0,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        chunk_rows: int = WRITE_CHUNK_ROWS,
     ) -> None:
         self.settings = settings
         self.status = status
@@ -83,6 +85,7 @@ class PostgresLogWriter:
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self.close_timeout_s = close_timeout_s
+        self.chunk_rows = max(1, chunk_rows)
         self.written = 0
         self.dropped = 0  # rows never written, for any reason (buffer full, refused, shut down unwritten)
         self.failed = 0  # of `dropped`: rows PostgreSQL refused or that could not be encoded
@@ -254,21 +257,31 @@ class PostgresLogWriter:
             raise
         self._out -= len(refused)
         self._report(refused)
-        # Rows encoded by an earlier, failed flush go first (they are older), then this flush's.
+        # Rows encoded by an earlier, failed flush go first (they are older), then this flush's; written
+        # WRITE_CHUNK_ROWS per transaction, so a backlog (after an outage) is never one statement too
+        # big for the command timeout.
         batch, self._retry = self._retry + encoded, []
+        done = 0
         try:
-            if batch:
-                await self._write(batch)
+            while done < len(batch):
+                chunk = batch[done : done + self.chunk_rows]
+                taken = len(chunk)
+                await self._write(chunk)  # drops (and reports) the rows PostgreSQL refuses
+                done += taken
+                self._out -= taken
+                self._committed(chunk)
         except BaseException:
             # Not written (or not known to be: a retry skips what was committed). Back to the front.
-            self._hold(batch)
+            self._hold(batch[done:])
             raise
         self._out = 0
+
+    def _committed(self, rows: list[Row]) -> None:
         self.status.ok()
-        self.written += len(batch)
+        self.written += len(rows)
         for listener in self.listeners:
             try:
-                listener(batch)
+                listener(rows)
             except Exception:
                 log.exception("request log listener failed")
 
