@@ -550,3 +550,15 @@ async def test_gateway_with_the_log_server_down_answers_requests_and_a_readable_
     status, page = await api_get(gateway, "/api/logs?limit=100")
     assert status == 200 and page["total"] == 25
     assert PASSWORD not in gateway.output()
+
+
+async def test_two_gateways_on_one_database_each_show_every_instances_rows(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    one = pg_gateway(start_gateway, fake_openai, postgres_server, postgres_db)
+    two = pg_gateway(start_gateway, fake_openai, postgres_server, postgres_db)
+    sent = await send_many(one, 0, 15) | await send_many(two, 15, 15)
+    await wait_for_rows(postgres_server, postgres_db, 30)
+    for gateway in (one, two):
+        status, page = await api_get(gateway, "/api/logs?limit=100")
+        assert status == 200 and page["total"] == 30 and {item["id"] for item in page["items"]} == sent
