@@ -268,6 +268,31 @@ async def test_server_stopped_mid_write_buffers_rows_and_writes_them_after_resta
     assert (writer.written, writer.dropped) == (350, 0)
 
 
+async def test_a_database_error_that_is_not_a_rows_keeps_the_batch_for_a_retry(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """Refused for a reason of the database's (here: no INSERT privilege), the rows are kept and written
+    once it is fixed: a row is only dropped when PostgreSQL refuses its values."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=10, flush_interval_s=0.02)
+    try:
+        await writer.start()
+        writer.submit(make_row(0))
+        await wait_for(lambda: writer.written == 1)
+        postgres_server.psql("REVOKE INSERT ON bifrost_logs FROM bifrost", postgres_db)
+        for i in range(1, 6):
+            writer.submit(make_row(i))
+        await wait_for(lambda: writer.status.state == "down")
+        assert "InsufficientPrivilege" in (writer.status.error or "")
+        assert (writer.written, writer.dropped, writer.pending) == (1, 0, 5)
+        postgres_server.psql("GRANT INSERT ON bifrost_logs TO bifrost", postgres_db)
+        await wait_for(lambda: writer.written == 6)
+        assert writer.status.state == "up" and (await reader.list(LogFilter(), Page()))["total"] == 6
+    finally:
+        await writer.close()
+        await reader.close()
+    assert (writer.dropped, writer.failed) == (0, 0)
+
+
 async def test_close_is_bounded_with_the_server_down_and_counts_what_it_lost(
     postgres_server: PostgresServer, postgres_db: str
 ) -> None:

@@ -53,6 +53,16 @@ WRITE_CHUNK_ROWS = 5000  # rows per transaction at most (a batch after an outage
 _ID_COL = COLUMNS.index("id")
 
 
+# SQLSTATE classes that belong to one row's values: 22 data exception, 23 integrity constraint violation,
+# 54 program limit exceeded (an index entry too large). Any other error is the database's, not the row's.
+ROW_ERROR_CLASSES = ("22", "23", "54")
+
+
+def row_specific(exc: asyncpg.PostgresError) -> bool:
+    """Whether PostgreSQL refused a row's values (retry the batch row by row) rather than the write."""
+    return str(getattr(exc, "sqlstate", "") or "")[:2] in ROW_ERROR_CLASSES
+
+
 def encode_batch(rows: list[Row]) -> tuple[list[Row], list[tuple[str, BaseException]]]:
     """Rows as PostgreSQL stores them (content as JSON text, typed); runs on a thread. Returns (encoded,
     refused: (request id, why))."""
@@ -292,9 +302,11 @@ class PostgresLogWriter:
                 _, self._days = await batches.insert(conn, encoded, self._days, self._pairs)
             except pg.CONNECTION_ERRORS:
                 raise
-            except asyncpg.PostgresError:
-                # The server refused the batch (not the connection): once more row by row, keeping the
-                # rows it accepts; those refused again are dropped and reported.
+            except asyncpg.PostgresError as exc:
+                if not row_specific(exc):
+                    raise  # the database's trouble (disk full, schema gone...), not a row's: retried
+                # The server refused a row of the batch: once more row by row, keeping the rows it
+                # accepts; those refused again are dropped and reported.
                 kept: list[Row] = []
                 bad: list[tuple[str, BaseException]] = []
                 for row in encoded:
@@ -313,6 +325,12 @@ class PostgresLogWriter:
         except pg.CONNECTION_ERRORS as exc:
             await self._down(exc)
             raise pg.unavailable(self.settings, exc) from None
+        except asyncpg.PostgresError as exc:
+            # Not a connection error and not a row's (no privilege to make the schema, disk full, the table
+            # dropped under us): the batch is kept and retried on a fresh connection (migrations re-run).
+            self.status.failed(f"{self.settings.describe()}: {type(exc).__name__}: {exc}"[:500])
+            await self._disconnect(timeout_s=0.5)
+            raise
 
     def _hold(self, batch: list[Row]) -> None:
         """Keep an unwritten (encoded) batch for the next flush, ahead of newer rows; beyond `capacity`
