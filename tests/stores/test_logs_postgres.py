@@ -316,6 +316,37 @@ async def test_close_is_bounded_with_the_server_down_and_counts_what_it_lost(
         await reader.close()
 
 
+async def test_readers_of_a_server_that_never_answers_fail_together_not_one_timeout_each() -> None:
+    """A server that accepts and never answers (a hung host): the view's concurrent queries share one
+    bounded connect (pg.CONNECT_TIMEOUT_S) instead of queueing one timeout after another."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hang(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader = PostgresLogQueries(settings_for_port(port), StoreStatus("postgres", "hung"))
+    try:
+        f = LogFilter(since_ms=0, until_ms=int(time.time() * 1000))
+        results = await asyncio.gather(
+            reader.list(f, Page()), reader.stats(f), reader.histogram(f), reader.facets(), return_exceptions=True
+        )
+        assert all(isinstance(r, LogReadError) for r in results), results
+        assert len(accepted) <= reader.settings.max_idle_conns  # one pool open was tried, not one per query
+        assert reader.status.state == "down" and "TimeoutError" in (reader.status.error or "")
+    finally:
+        await reader.close()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+def settings_for_port(port: int) -> PostgresSettings:
+    return PostgresSettings(host="127.0.0.1", port=port, user="bifrost", database="x")
+
+
 # -- partitions and retention ----------------------------------------------------------------------
 async def partition_names(server: PostgresServer, db: str) -> list[str]:
     rows = await fetch(

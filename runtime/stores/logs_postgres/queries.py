@@ -43,6 +43,7 @@ from runtime.stores.logs_sqlite.queries import (
 from runtime.stores.status import StoreStatus
 
 QUERY_BUDGET_S = 10.0  # no admin query may hold a connection longer than this
+OPEN_RETRY_S = 1.0  # after a failed connect, queries fail at once for this long (then one tries again)
 _PG_STATUS = {
     "success": "{a}status < 400",
     "error": "{a}status >= 400",
@@ -148,21 +149,35 @@ class PostgresLogQueries:
         self.budget_s = budget_s
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._open_error: tuple[float, pg.PostgresUnavailable] | None = None
 
     def available(self) -> bool:
         return True  # the server answers for itself: an outage is a LogReadError (503), not "no log"
 
     async def _open(self) -> asyncpg.Pool:
+        """The pool, opened (and the schema made) on first use. A failed open is remembered for
+        OPEN_RETRY_S: the queries of one admin view that waited on it fail at once, not one connect
+        timeout after another."""
         async with self._opening:
             if self._pool is None:
-                pool = await pg.connect_pool(self.settings)
+                if self._open_error is not None and time.monotonic() - self._open_error[0] < OPEN_RETRY_S:
+                    raise self._open_error[1]
                 try:
-                    async with pool.acquire(timeout=pg.CONNECT_TIMEOUT_S) as conn:
-                        await migrate(conn)
-                except BaseException:
-                    pool.terminate()
+                    pool = await pg.connect_pool(self.settings)
+                    try:
+                        async with pool.acquire(timeout=pg.CONNECT_TIMEOUT_S) as conn:
+                            await migrate(conn)
+                    except BaseException:
+                        pool.terminate()
+                        raise
+                except pg.PostgresUnavailable as exc:
+                    self._open_error = (time.monotonic(), exc)
                     raise
-                self._pool = pool
+                except pg.CONNECTION_ERRORS as exc:
+                    error = pg.unavailable(self.settings, exc)
+                    self._open_error = (time.monotonic(), error)
+                    raise error from None
+                self._pool, self._open_error = pool, None
         return self._pool
 
     async def close(self) -> None:
