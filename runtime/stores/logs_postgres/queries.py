@@ -43,7 +43,6 @@ from runtime.stores.logs_sqlite.queries import (
 from runtime.stores.status import StoreStatus
 
 QUERY_BUDGET_S = 10.0  # no admin query may hold a connection longer than this
-OPEN_RETRY_S = 1.0  # after a failed connect, queries fail at once for this long (then one tries again)
 _PG_STATUS = {
     "success": "{a}status < 400",
     "error": "{a}status >= 400",
@@ -149,19 +148,21 @@ class PostgresLogQueries:
         self.budget_s = budget_s
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._open_error: tuple[float, pg.PostgresUnavailable] | None = None
+        self._open_error: pg.PostgresUnavailable | None = None  # how the last open attempt failed
+        self._attempts_done = 0
 
     def available(self) -> bool:
         return True  # the server answers for itself: an outage is a LogReadError (503), not "no log"
 
     async def _open(self) -> asyncpg.Pool:
-        """The pool, opened (and the schema made) on first use. A failed open is remembered for
-        OPEN_RETRY_S: the queries of one admin view that waited on it fail at once, not one connect
-        timeout after another."""
+        """The pool, opened (and the schema made) on first use. Queries that waited for an open attempt
+        that failed share its error: the concurrent queries of one admin view fail together after one
+        bounded connect, not one connect timeout after another. A query arriving later tries again."""
+        arrived = self._attempts_done
         async with self._opening:
             if self._pool is None:
-                if self._open_error is not None and time.monotonic() - self._open_error[0] < OPEN_RETRY_S:
-                    raise self._open_error[1]
+                if self._open_error is not None and self._attempts_done > arrived:
+                    raise self._open_error
                 try:
                     pool = await pg.connect_pool(self.settings)
                     try:
@@ -171,12 +172,13 @@ class PostgresLogQueries:
                         pool.terminate()
                         raise
                 except pg.PostgresUnavailable as exc:
-                    self._open_error = (time.monotonic(), exc)
+                    self._open_error = exc
                     raise
                 except pg.CONNECTION_ERRORS as exc:
-                    error = pg.unavailable(self.settings, exc)
-                    self._open_error = (time.monotonic(), error)
-                    raise error from None
+                    self._open_error = pg.unavailable(self.settings, exc)
+                    raise self._open_error from None
+                finally:
+                    self._attempts_done += 1
                 self._pool, self._open_error = pool, None
         return self._pool
 
