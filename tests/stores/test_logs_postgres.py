@@ -347,6 +347,40 @@ def settings_for_port(port: int) -> PostgresSettings:
     return PostgresSettings(host="127.0.0.1", port=port, user="bifrost", database="x")
 
 
+async def test_close_is_bounded_when_a_flush_hangs_on_a_live_server(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """The server answers but the batch waits (here: another session holds the write lock): close() stops
+    the flush, tries once more on a fresh connection, and returns within its bound, counting the rows."""
+    settings = settings_for(postgres_server, postgres_db)
+    assert await import_rows(settings, [make_row(0, input="[]", output="{}")]) == 1
+    from runtime.stores.logs_postgres.migrations import LOG_WRITE_LOCK
+
+    blocker = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    writer, reader = writer_for(postgres_server, postgres_db, flush_interval_s=0.01, close_timeout_s=3)
+    try:
+        await partitions.ensure(blocker, [partitions.today(), partitions.today() + 1])
+        hold = blocker.transaction()
+        await hold.start()
+        await blocker.execute("SELECT pg_advisory_xact_lock($1)", LOG_WRITE_LOCK)
+        await writer.start()
+        for i in range(1, 11):
+            writer.submit(make_row(i))
+        await asyncio.sleep(0.3)  # the flush is now waiting for the lock
+        started = time.monotonic()
+        await writer.close()
+        took = time.monotonic() - started
+        print(f"close() with a flush stuck on a lock took {took:.2f} s (bound 3 s)")
+        assert took < 3 + 5
+        assert (writer.written, writer.dropped, writer.pending) == (0, 10, 0)
+        await hold.rollback()
+        await asyncio.sleep(0.3)  # the abandoned sessions' inserts, if any, would land now
+        assert (await reader.list(LogFilter(), Page()))["total"] == 1  # nothing half-written
+    finally:
+        await blocker.close()
+        await reader.close()
+
+
 # -- partitions and retention ----------------------------------------------------------------------
 async def partition_names(server: PostgresServer, db: str) -> list[str]:
     rows = await fetch(

@@ -147,6 +147,10 @@ class PostgresLogWriter:
                     self._task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await self._task
+                    # Cancelled mid-statement, the connection's state is unknown: the last try opens anew.
+                    if self._conn is not None:
+                        self._conn.terminate()
+                        self._conn = None
             left = deadline - time.monotonic()
             if self.pending and left > 0:
                 try:
