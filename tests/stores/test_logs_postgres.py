@@ -103,10 +103,34 @@ async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     stored = await fetch(postgres_server, postgres_db, f"SELECT {', '.join(COLUMNS)} FROM bifrost_logs ORDER BY seq")
     assert [tuple(r) for r in stored] == source + more  # every value as logs.db held it, in order
     versions = await fetch(postgres_server, postgres_db, "SELECT version FROM bifrost_logs_migrations")
-    assert [r[0] for r in versions] == [1]
+    assert sorted(r[0] for r in versions) == [1, 2]
     # The rows of the last 20 days landed in their days' partitions (none left in the default one).
     default = await fetch(postgres_server, postgres_db, "SELECT count(*) FROM bifrost_logs_default")
     assert default[0][0] == 0
+
+
+async def test_a_log_made_by_the_first_schema_is_upgraded_in_place(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    from runtime.stores.logs_postgres import migrations
+
+    conn = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    try:
+        first = migrations.MIGRATIONS
+        migrations.MIGRATIONS = first[:1]  # what main shipped first (m001 only)
+        try:
+            await migrations.migrate(conn)
+            await batch.insert(conn, [batch.coerce(make_row(1, input="[]", output="{}"))])
+        finally:
+            migrations.MIGRATIONS = first
+        assert await migrations.migrate(conn) == len(first) - 1
+        assert await migrations.migrate(conn) == 0
+        indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'bifrost_logs'")}
+        assert {"bifrost_logs_ts_cover", "bifrost_logs_pm_cover", "bifrost_logs_tokens"} <= indexes
+        assert "bifrost_logs_ts" not in indexes
+        assert await conn.fetchval("SELECT count(*) FROM bifrost_logs") == 1
+    finally:
+        await conn.close()
 
 
 async def test_import_rows_takes_an_async_iterable_and_skips_rows_that_cannot_be_stored(
