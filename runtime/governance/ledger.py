@@ -247,6 +247,10 @@ class Ledger:
                 except SharedStateError:
                     self._add_owed(debt, amount)  # still owed; the next answer from the store retries
                     return
+                except Exception:  # not the store's failure (a bug, the store closed): keep it, say so
+                    self._add_owed(debt, amount)
+                    log.exception("governance: recording an owed amount failed")
+                    return
                 self.owed_recorded += 1
         finally:
             self._flushing = None

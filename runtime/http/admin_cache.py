@@ -37,6 +37,7 @@ from runtime.http.cache_view import (
 from runtime.http.keys import GATEWAY
 from runtime.http.metrics import WORKER_METRICS
 from runtime.stores.config import Raw
+from runtime.stores.status import StoreUnavailable
 
 T = TypeVar("T")
 MAX_LIMIT = 500
@@ -67,6 +68,10 @@ async def _bounded(call: Awaitable[T]) -> T:
     except asyncio.TimeoutError:
         raise AdminBadRequest(
             f"the cache store did not answer within {STORE_TIMEOUT_S:g} s", status=503, code="cache_store_timeout"
+        ) from None
+    except StoreUnavailable as exc:  # cluster mode: PostgreSQL down or refusing (the message has no secret)
+        raise AdminBadRequest(
+            f"the cache store is unavailable: {exc}", status=503, code="cache_store_unavailable"
         ) from None
 
 

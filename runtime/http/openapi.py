@@ -409,6 +409,18 @@ PATHS: J = {
             tags=("auth",),
         ),
     },
+    "/api/drain": {  # runtime/http/health.py, docs/failure-policy.md
+        "post": _op(
+            "Drain this instance: GET /ready answers 503 on every worker (requests are still served)",
+            {"200": _json({"type": "object", "properties": {"draining": {"type": "boolean"}}})},
+            tags=("health",),
+        ),
+        "delete": _op(
+            "Undo a drain: GET /ready answers 200 again (unless the instance is stopping)",
+            {"200": _json({"type": "object", "properties": {"draining": {"type": "boolean"}}})},
+            tags=("health",),
+        ),
+    },
     "/api/providers": {
         "get": _op(
             "List providers (keys masked) with live lane counts",

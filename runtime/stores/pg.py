@@ -21,13 +21,14 @@ from typing import Any
 import asyncpg
 
 from runtime.config.model import PostgresSettings
+from runtime.stores.status import StoreUnavailable
 
 CONNECT_TIMEOUT_S = 5.0  # bound on opening one connection
 COMMAND_TIMEOUT_S = 10.0  # bound on any one statement (admin queries carry their own, smaller budgets)
 IDLE_LIFETIME_S = 300.0  # a pooled connection idle for longer is closed (the server may have restarted)
 
 
-class PostgresUnavailable(Exception):
+class PostgresUnavailable(StoreUnavailable):
     """The server could not be reached, refused us, or did not answer in time. Never holds a secret."""
 
 

@@ -21,6 +21,12 @@ DOWN = "down"
 STANDBY = "standby"
 
 
+class StoreUnavailable(Exception):
+    """A store's server cannot do an operation right now (down, refusing, too slow). Engines raise their own
+    subclass (runtime/stores/pg.py PostgresUnavailable); routes catch this one, so they import no driver.
+    The message names the server, never a credential."""
+
+
 @dataclass(slots=True)
 class StoreStatus:
     engine: str  # "sqlite" | "postgres" | "redis"

@@ -122,6 +122,11 @@ def test_configure_and_observe_from_the_browser(
     page.get_by_test_id("save-settings").click()
     expect(page.locator("#toast")).to_contain_text("Settings saved")
     assert api.get("/api/client").body["log_retention_days"] == 14
+    # The Stores panel: each store's engine and state as /health reports them (embedded engines here).
+    stores = page.get_by_test_id("stores")
+    expect(stores.get_by_test_id("store-config")).to_contain_text("sqlite")
+    expect(stores.get_by_test_id("store-state-config")).to_have_text("up")
+    expect(stores.get_by_test_id("store-logs")).to_contain_text("sqlite")
     _shot(page, "08-settings")
 
     # Dark theme, remembered across reloads.

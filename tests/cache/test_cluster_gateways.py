@@ -6,13 +6,14 @@ and a delete through B is a miss on A."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from fakes import FakeOpenAI
 from fakes.reply import Reply
 from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.postgres import PostgresServer
-from harness.redis import RedisServer
+from harness.redis import RedisServer, start_redis
 
 from .conftest import call
 
@@ -122,3 +123,64 @@ def test_a_similar_prompt_on_b_is_a_semantic_hit_on_as_answer(
     assert hit.headers["x-bf-cache-id"] == first.headers["x-request-id"]
     assert 0.6 <= float(hit.headers["x-bf-cache-similarity"]) < 1.0
     assert hit.parse().choices[0].message.content == first.parse().choices[0].message.content
+
+
+def test_redis_stopped_the_gateway_answers_uncached_in_bounded_time(
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    tmp_path: Path,
+) -> None:
+    """Redis is the exact-lookup path: with it gone, requests are misses answered by the provider (the
+    cache never turns into an error or a hang), and what the worker holds in memory still hits."""
+    own = start_redis(tmp_path / "redis")
+    try:
+        config = cluster_config(fake_openai.url, own.port, postgres_server.settings(postgres_db))
+        config["shared_state"]["config"]["context_timeout"] = "1s"
+        gw = start_gateway(config)
+        with gw.client() as client:
+            first = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+            assert first.headers["x-bf-cache"] == "miss"
+            assert (
+                client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES).headers["x-bf-cache"]
+                == "hit-direct"
+            )
+            own.stop()
+            started = time.monotonic()
+            other: Any = [{"role": "user", "content": "a prompt never asked before"}]
+            answer = client.chat.completions.with_raw_response.create(model=MODEL, messages=other)
+            took = time.monotonic() - started
+            print(f"\nRedis stopped: a new prompt answered (uncached) in {took * 1000:.0f} ms")
+            assert answer.headers["x-bf-cache"] == "miss" and answer.parse().choices[0].message.content
+            assert took < 10  # bounded (the Redis timeout is 1 s); the real figure is printed
+            again = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+            assert again.headers["x-bf-cache"] == "hit-direct"  # from the worker's memory
+    finally:
+        own.stop()
+
+
+def test_postgres_stopped_the_admin_api_says_503_and_requests_are_served(
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    """PostgreSQL holds the entries the admin API lists: with it down, the cache routes answer a readable
+    503 naming the server (no password), and inference goes on (Redis still serves exact hits)."""
+    fake_openai.always(Reply(content="Paris."))
+    gw = start_gateway(cluster_config(fake_openai.url, redis_server.port, postgres_server.settings(postgres_db)))
+    with gw.client() as client:
+        assert client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES).headers["x-bf-cache"]
+    postgres_server.stop()
+    try:
+        status, body = call(gw, "GET", "/api/cache/entries")
+        assert status == 503, body
+        assert body["error"]["code"] == "cache_store_unavailable"
+        assert f"127.0.0.1:{postgres_server.port}" in body["error"]["message"]
+        answer, _took = cache_header(gw)  # served from Redis / memory while PostgreSQL is away
+        assert answer.headers["x-bf-cache"] == "hit-direct"
+    finally:
+        postgres_server.start()

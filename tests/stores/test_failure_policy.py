@@ -123,86 +123,6 @@ def chat(client: openai.OpenAI) -> None:
     client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, max_tokens=8)  # type: ignore[arg-type]
 
 
-def test_fail_closed_refuses_with_503_in_every_ingress_shape_then_recovers(
-    own_redis: RedisServer, fake_openai: FakeOpenAI, start_gateway: StartGateway
-) -> None:
-    # 16 an hour: the ledger leases 1/16 of a limit, one request at a time, so the local lease runs out
-    # after at most a request or two once Redis is gone.
-    gw = start_gateway(policy_config(fake_openai.url, own_redis, "fail_closed", 16))
-    with gw.client(api_key=VK) as client:
-        chat(client)
-        chat(client)
-        assert shared_state_view(gw)["state"] == "up"
-        own_redis.shutdown()
-        served_from_lease = 0
-        started = time.monotonic()
-        while True:
-            try:
-                chat(client)
-                served_from_lease += 1
-                assert served_from_lease <= 2, "requests admitted past the local lease with Redis down"
-            except openai.APIStatusError as err:
-                refusal = err
-                break
-        first_refusal_s = time.monotonic() - started
-        assert refusal.status_code == 503
-        body = refusal.body
-        assert isinstance(body, dict)
-        assert body["type"] == "governance_unavailable" and body["code"] == "governance_unavailable"
-        raw = refusal.response.text
-        assert str(own_redis.port) not in raw and "127.0.0.1" not in raw and VK not in raw
-        view = wait_state(gw, "down")
-        assert view["overall"] == "degraded" and view["engine"] == "redis" and view["failures"] >= 1
-        assert str(own_redis.port) in view["target"]  # where (host:port/db), never a password
-        assert 'bifrost_store_up{store="shared_state"} 0.0' in metrics_text(gw)
-        assert 'bifrost_store_up{store="config"} 1.0' in metrics_text(gw)
-
-        timings: dict[str, float] = {}
-        t = time.monotonic()
-        with pytest.raises(openai.APIStatusError) as responses_err:
-            client.responses.create(model="openai/gpt-4o-mini", input="hi")
-        timings["responses"] = time.monotonic() - t
-        assert responses_err.value.status_code == 503
-        assert responses_err.value.body["code"] == "governance_unavailable"  # type: ignore[index]
-    with anthropic.Anthropic(base_url=gw.base_url + "/anthropic", api_key=VK, max_retries=0) as ac:
-        t = time.monotonic()
-        with pytest.raises(anthropic.APIStatusError) as anthropic_err:
-            ac.messages.create(model="openai/gpt-4o-mini", max_tokens=8, messages=MESSAGES)  # type: ignore[arg-type]
-        timings["anthropic"] = time.monotonic() - t
-    assert anthropic_err.value.status_code == 503
-    anthropic_body = anthropic_err.value.body
-    assert isinstance(anthropic_body, dict) and anthropic_body["type"] == "error"
-    assert "cannot be checked" in anthropic_body["error"]["message"]
-    options = types.HttpOptions(
-        base_url=gw.base_url + "/genai", timeout=30_000, retry_options=types.HttpRetryOptions(attempts=1)
-    )
-    with genai.Client(api_key=VK, http_options=options) as gc:
-        t = time.monotonic()
-        with pytest.raises(genai_errors.APIError) as genai_err:
-            gc.models.generate_content(model="openai/gpt-4o-mini", contents="hello")
-        timings["genai"] = time.monotonic() - t
-    assert genai_err.value.code == 503
-    assert "cannot be checked" in (genai_err.value.message or "")
-    print(f"fail_closed: first refusal after {first_refusal_s:.3f}s; refusals {timings}")
-    assert max(timings.values()) < REQUEST_BOUND_S
-
-    own_redis.start()
-    deadline = time.monotonic() + POLL_S
-    with gw.client(api_key=VK) as client:
-        while True:  # the store is retried after the latch (about 1 s): counting resumes
-            try:
-                chat(client)
-                break
-            except openai.APIStatusError as err:
-                assert err.status_code == 503
-                assert time.monotonic() < deadline, "requests still refused after Redis came back"
-                time.sleep(0.2)
-    view = wait_state(gw, "up")
-    assert view["overall"] == "ok"
-    assert 'bifrost_store_up{store="shared_state"} 1.0' in metrics_text(gw)
-    assert counter(own_redis) >= 3  # the counter in the restarted Redis moves again
-
-
 class Load:
     """`workers` threads sending governed chat requests back to back until stopped; each result kept."""
 
@@ -238,6 +158,16 @@ class Load:
             assert time.monotonic() < deadline, "the load stalled"
             time.sleep(0.02)
 
+    def wait_until(self, done: Any) -> None:
+        """Until `done(results)` holds (bounded); results are (start, seconds, status) in finishing order."""
+        deadline = time.monotonic() + 60
+        while True:
+            with self._lock:
+                if self.results and done(self.results):
+                    return
+            assert time.monotonic() < deadline, "the load never reached the expected state"
+            time.sleep(0.02)
+
     def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
@@ -248,6 +178,89 @@ class Load:
         for thread in self._threads:
             thread.join(REQUEST_BOUND_S * 3)
         assert not any(thread.is_alive() for thread in self._threads), "a request of the load never finished"
+
+
+def test_fail_closed_refuses_with_503_in_every_ingress_shape_then_recovers(
+    own_redis: RedisServer, fake_openai: FakeOpenAI, start_gateway: StartGateway
+) -> None:
+    gw = start_gateway(policy_config(fake_openai.url, own_redis, "fail_closed", 2000))
+    served = 0
+    with Load(gw, workers=3) as load:
+        load.wait_more(20)
+        assert shared_state_view(gw)["state"] == "up"
+        own_redis.shutdown()
+        down_at = load.count()
+        # The local lease (1/16 of the limit, plus what was refilled ahead) serves on, then refusals.
+        load.wait_until(lambda results: results[-1][2] == 503)
+        served_from_lease = sum(1 for _, _, status in load.results[down_at:] if status == 200)
+        view = wait_state(gw, "down")
+        assert view["overall"] == "degraded" and view["engine"] == "redis" and view["failures"] >= 1
+        assert str(own_redis.port) in view["target"]  # where (host:port/db), never a password
+        assert 'bifrost_store_up{store="shared_state"} 0.0' in metrics_text(gw)
+        assert 'bifrost_store_up{store="config"} 1.0' in metrics_text(gw)
+
+        timings: dict[str, float] = {}
+        with gw.client(api_key=VK) as client:
+            t = time.monotonic()
+            with pytest.raises(openai.APIStatusError) as chat_err:
+                chat(client)
+            timings["openai"] = time.monotonic() - t
+            t = time.monotonic()
+            with pytest.raises(openai.APIStatusError) as responses_err:
+                client.responses.create(model="openai/gpt-4o-mini", input="hi")
+            timings["responses"] = time.monotonic() - t
+        refusal = chat_err.value
+        assert refusal.status_code == 503
+        assert refusal.body["type"] == "governance_unavailable"  # type: ignore[index]
+        assert refusal.body["code"] == "governance_unavailable"  # type: ignore[index]
+        raw = refusal.response.text + responses_err.value.response.text
+        assert str(own_redis.port) not in raw and "127.0.0.1" not in raw and VK not in raw
+        assert responses_err.value.status_code == 503
+        assert responses_err.value.body["code"] == "governance_unavailable"  # type: ignore[index]
+        with anthropic.Anthropic(base_url=gw.base_url + "/anthropic", api_key=VK, max_retries=0) as ac:
+            t = time.monotonic()
+            with pytest.raises(anthropic.APIStatusError) as anthropic_err:
+                ac.messages.create(model="openai/gpt-4o-mini", max_tokens=8, messages=MESSAGES)  # type: ignore[arg-type]
+            timings["anthropic"] = time.monotonic() - t
+        assert anthropic_err.value.status_code == 503
+        anthropic_body = anthropic_err.value.body
+        assert isinstance(anthropic_body, dict) and anthropic_body["type"] == "error"
+        assert "cannot be checked" in anthropic_body["error"]["message"]
+        options = types.HttpOptions(
+            base_url=gw.base_url + "/genai", timeout=30_000, retry_options=types.HttpRetryOptions(attempts=1)
+        )
+        with genai.Client(api_key=VK, http_options=options) as gc:
+            t = time.monotonic()
+            with pytest.raises(genai_errors.APIError) as genai_err:
+                gc.models.generate_content(model="openai/gpt-4o-mini", contents="hello")
+            timings["genai"] = time.monotonic() - t
+        assert genai_err.value.code == 503
+        assert "cannot be checked" in (genai_err.value.message or "")
+
+        own_redis.start()
+        at_restart = load.count()
+        # The store is retried after the latch (about 1 s): counting resumes.
+        load.wait_until(lambda results: len(results) > at_restart and results[-1][2] == 200)
+        load.wait_more(20)
+        view = wait_state(gw, "up")
+        assert view["overall"] == "ok"
+        assert 'bifrost_store_up{store="shared_state"} 1.0' in metrics_text(gw)
+    statuses = {status for _, _, status in load.results}
+    slowest = max(seconds for _, seconds, _ in load.results)
+    refused = sum(1 for _, _, status in load.results if status == 503)
+    served = sum(1 for _, _, status in load.results if status == 200)
+    print(
+        f"fail_closed: {len(load.results)} requests, {served_from_lease} served from the lease after Redis "
+        f"stopped, {refused} refused, slowest {slowest:.3f}s; the four shapes refused in {timings}"
+    )
+    assert statuses == {200, 503}
+    assert slowest < REQUEST_BOUND_S and max(timings.values()) < REQUEST_BOUND_S
+    assert served_from_lease <= 2 * (2000 // 16) + 3  # a lease, one refill ahead, the requests in flight
+    # Refused requests spent nothing: once idle leases are back, the counter is exactly what was served.
+    deadline = time.monotonic() + IDLE_WAIT_S
+    while counter(own_redis) != served and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counter(own_redis) == served
 
 
 def test_fail_open_serves_through_a_redis_restart_and_records_what_was_owed(
@@ -452,3 +465,30 @@ def test_failure_policy_is_parsed_with_its_default_and_checked() -> None:
     with pytest.raises(ConfigError) as err:
         parse_shared_state({**redis, "failure_policy": "fail_sometimes"}, {})
     assert "shared_state.failure_policy" in str(err.value) and "fail_closed, fail_open" in str(err.value)
+
+
+async def test_a_lease_that_cannot_be_returned_is_kept_and_returned_once_redis_is_back(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "LATCH_S", 0.0)  # retried as soon as asked (the sweep's pace here)
+    store = RedisSharedState(own_redis.url, timeout_s=1.0, connect_timeout_s=0.5)
+    clock = Clock(time.time())
+    limits = BudgetAndRateLimits(store, price, clock=clock, idle_return_s=5)
+    try:
+        ctx = make_ctx(governed_caller(160))  # leases of 10
+        await limits.pre_hook(ctx)
+        ctx.status = 200
+        limits.on_finish(ctx)
+        pool = limits.ledger._pools["rl:rl-unit:requests"]
+        leased = await store.total(pool.key)
+        assert leased >= 10
+        own_redis.shutdown()
+        clock.now += 6
+        await limits.ledger.return_idle()  # Redis is down: nothing raised, the lease is kept
+        assert pool.avail == leased - 1
+        own_redis.start()
+        await limits.ledger.return_idle()  # the next sweep returns it
+        assert pool.avail == 0 and await store.total(pool.key) == 1
+    finally:
+        await limits.close()
+        await store.close()

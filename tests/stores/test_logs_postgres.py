@@ -103,10 +103,34 @@ async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     stored = await fetch(postgres_server, postgres_db, f"SELECT {', '.join(COLUMNS)} FROM bifrost_logs ORDER BY seq")
     assert [tuple(r) for r in stored] == source + more  # every value as logs.db held it, in order
     versions = await fetch(postgres_server, postgres_db, "SELECT version FROM bifrost_logs_migrations")
-    assert [r[0] for r in versions] == [1]
+    assert sorted(r[0] for r in versions) == [1, 2]
     # The rows of the last 20 days landed in their days' partitions (none left in the default one).
     default = await fetch(postgres_server, postgres_db, "SELECT count(*) FROM bifrost_logs_default")
     assert default[0][0] == 0
+
+
+async def test_a_log_made_by_the_first_schema_is_upgraded_in_place(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    from runtime.stores.logs_postgres import migrations
+
+    conn = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    try:
+        first = migrations.MIGRATIONS
+        migrations.MIGRATIONS = first[:1]  # what main shipped first (m001 only)
+        try:
+            await migrations.migrate(conn)
+            await batch.insert(conn, [batch.coerce(make_row(1, input="[]", output="{}"))])
+        finally:
+            migrations.MIGRATIONS = first
+        assert await migrations.migrate(conn) == len(first) - 1
+        assert await migrations.migrate(conn) == 0
+        indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'bifrost_logs'")}
+        assert {"bifrost_logs_ts_cover", "bifrost_logs_pm_cover", "bifrost_logs_tokens"} <= indexes
+        assert "bifrost_logs_ts" not in indexes
+        assert await conn.fetchval("SELECT count(*) FROM bifrost_logs") == 1
+    finally:
+        await conn.close()
 
 
 async def test_import_rows_takes_an_async_iterable_and_skips_rows_that_cannot_be_stored(
@@ -181,6 +205,23 @@ async def test_writer_batches_rows_and_calls_listeners_with_committed_batches(
     assert (writer.written, writer.dropped, writer.failed) == (25, 0, 0)
 
 
+async def test_a_backlog_is_written_in_bounded_transactions(postgres_server: PostgresServer, postgres_db: str) -> None:
+    """A buffer that grew large (an outage, a burst) is written chunk_rows per transaction, never as one
+    statement that could outlast the command timeout and be retried forever."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=1000, flush_interval_s=30, chunk_rows=40)
+    batches: list[int] = []
+    writer.listeners.append(lambda rows: batches.append(len(rows)))
+    try:
+        await writer.start()
+        for i in range(150):
+            writer.submit(make_row(i))
+    finally:
+        await writer.close()
+        total = (await reader.list(LogFilter(), Page()))["total"]
+        await reader.close()
+    assert batches == [40, 40, 40, 30] and total == 150 and (writer.written, writer.dropped) == (150, 0)
+
+
 async def test_a_full_buffer_drops_the_newest_rows_and_counts_them(
     postgres_server: PostgresServer, postgres_db: str
 ) -> None:
@@ -251,6 +292,31 @@ async def test_server_stopped_mid_write_buffers_rows_and_writes_them_after_resta
     assert (writer.written, writer.dropped) == (350, 0)
 
 
+async def test_a_database_error_that_is_not_a_rows_keeps_the_batch_for_a_retry(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """Refused for a reason of the database's (here: no INSERT privilege), the rows are kept and written
+    once it is fixed: a row is only dropped when PostgreSQL refuses its values."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=10, flush_interval_s=0.02)
+    try:
+        await writer.start()
+        writer.submit(make_row(0))
+        await wait_for(lambda: writer.written == 1)
+        postgres_server.psql("REVOKE INSERT ON bifrost_logs FROM bifrost", postgres_db)
+        for i in range(1, 6):
+            writer.submit(make_row(i))
+        await wait_for(lambda: writer.status.state == "down")
+        assert "InsufficientPrivilege" in (writer.status.error or "")
+        assert (writer.written, writer.dropped, writer.pending) == (1, 0, 5)
+        postgres_server.psql("GRANT INSERT ON bifrost_logs TO bifrost", postgres_db)
+        await wait_for(lambda: writer.written == 6)
+        assert writer.status.state == "up" and (await reader.list(LogFilter(), Page()))["total"] == 6
+    finally:
+        await writer.close()
+        await reader.close()
+    assert (writer.dropped, writer.failed) == (0, 0)
+
+
 async def test_close_is_bounded_with_the_server_down_and_counts_what_it_lost(
     postgres_server: PostgresServer, postgres_db: str
 ) -> None:
@@ -271,6 +337,71 @@ async def test_close_is_bounded_with_the_server_down_and_counts_what_it_lost(
         assert (writer.written, writer.dropped, writer.pending) == (1, 40, 0)
     finally:
         postgres_server.start()
+        await reader.close()
+
+
+async def test_readers_of_a_server_that_never_answers_fail_together_not_one_timeout_each() -> None:
+    """A server that accepts and never answers (a hung host): the view's concurrent queries share one
+    bounded connect (pg.CONNECT_TIMEOUT_S) instead of queueing one timeout after another."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hang(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader = PostgresLogQueries(settings_for_port(port), StoreStatus("postgres", "hung"))
+    try:
+        f = LogFilter(since_ms=0, until_ms=int(time.time() * 1000))
+        results = await asyncio.gather(
+            reader.list(f, Page()), reader.stats(f), reader.histogram(f), reader.facets(), return_exceptions=True
+        )
+        assert all(isinstance(r, LogReadError) for r in results), results
+        assert len(accepted) <= reader.settings.max_idle_conns  # one pool open was tried, not one per query
+        assert reader.status.state == "down" and "TimeoutError" in (reader.status.error or "")
+    finally:
+        await reader.close()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+def settings_for_port(port: int) -> PostgresSettings:
+    return PostgresSettings(host="127.0.0.1", port=port, user="bifrost", database="x")
+
+
+async def test_close_is_bounded_when_a_flush_hangs_on_a_live_server(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """The server answers but the batch waits (here: another session holds the write lock): close() stops
+    the flush, tries once more on a fresh connection, and returns within its bound, counting the rows."""
+    settings = settings_for(postgres_server, postgres_db)
+    assert await import_rows(settings, [make_row(0, input="[]", output="{}")]) == 1
+    from runtime.stores.logs_postgres.migrations import LOG_WRITE_LOCK
+
+    blocker = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    writer, reader = writer_for(postgres_server, postgres_db, flush_interval_s=0.01, close_timeout_s=3)
+    try:
+        await partitions.ensure(blocker, [partitions.today(), partitions.today() + 1])
+        hold = blocker.transaction()
+        await hold.start()
+        await blocker.execute("SELECT pg_advisory_xact_lock($1)", LOG_WRITE_LOCK)
+        await writer.start()
+        for i in range(1, 11):
+            writer.submit(make_row(i))
+        await asyncio.sleep(0.3)  # the flush is now waiting for the lock
+        started = time.monotonic()
+        await writer.close()
+        took = time.monotonic() - started
+        print(f"close() with a flush stuck on a lock took {took:.2f} s (bound 3 s)")
+        assert took < 3 + 5
+        assert (writer.written, writer.dropped, writer.pending) == (0, 10, 0)
+        await hold.rollback()
+        await asyncio.sleep(0.3)  # the abandoned sessions' inserts, if any, would land now
+        assert (await reader.list(LogFilter(), Page()))["total"] == 1  # nothing half-written
+    finally:
+        await blocker.close()
         await reader.close()
 
 
@@ -533,3 +664,15 @@ async def test_gateway_with_the_log_server_down_answers_requests_and_a_readable_
     status, page = await api_get(gateway, "/api/logs?limit=100")
     assert status == 200 and page["total"] == 25
     assert PASSWORD not in gateway.output()
+
+
+async def test_two_gateways_on_one_database_each_show_every_instances_rows(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    one = pg_gateway(start_gateway, fake_openai, postgres_server, postgres_db)
+    two = pg_gateway(start_gateway, fake_openai, postgres_server, postgres_db)
+    sent = await send_many(one, 0, 15) | await send_many(two, 15, 15)
+    await wait_for_rows(postgres_server, postgres_db, 30)
+    for gateway in (one, two):
+        status, page = await api_get(gateway, "/api/logs?limit=100")
+        assert status == 200 and page["total"] == 30 and {item["id"] for item in page["items"]} == sent

@@ -49,7 +49,18 @@ MAX_BACKOFF_S = 5.0
 CLOSE_TIMEOUT_S = 10.0  # the whole of close(): last flush and closing the connection
 RETENTION_SWEEP_S = 3600.0
 REPORTED_PER_FLUSH = 10
+WRITE_CHUNK_ROWS = 5000  # rows per transaction at most (a batch after an outage can hold `capacity` rows)
 _ID_COL = COLUMNS.index("id")
+
+
+# SQLSTATE classes that belong to one row's values: 22 data exception, 23 integrity constraint violation,
+# 54 program limit exceeded (an index entry too large). Any other error is the database's, not the row's.
+ROW_ERROR_CLASSES = ("22", "23", "54")
+
+
+def row_specific(exc: asyncpg.PostgresError) -> bool:
+    """Whether PostgreSQL refused a row's values (retry the batch row by row) rather than the write."""
+    return str(getattr(exc, "sqlstate", "") or "")[:2] in ROW_ERROR_CLASSES
 
 
 def encode_batch(rows: list[Row]) -> tuple[list[Row], list[tuple[str, BaseException]]]:
@@ -75,6 +86,7 @@ class PostgresLogWriter:
         flush_interval_s: float = 0.1,
         retention_days: int = 0,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        chunk_rows: int = WRITE_CHUNK_ROWS,
     ) -> None:
         self.settings = settings
         self.status = status
@@ -83,6 +95,7 @@ class PostgresLogWriter:
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self.close_timeout_s = close_timeout_s
+        self.chunk_rows = max(1, chunk_rows)
         self.written = 0
         self.dropped = 0  # rows never written, for any reason (buffer full, refused, shut down unwritten)
         self.failed = 0  # of `dropped`: rows PostgreSQL refused or that could not be encoded
@@ -134,6 +147,10 @@ class PostgresLogWriter:
                     self._task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await self._task
+                    # Cancelled mid-statement, the connection's state is unknown: the last try opens anew.
+                    if self._conn is not None:
+                        self._conn.terminate()
+                        self._conn = None
             left = deadline - time.monotonic()
             if self.pending and left > 0:
                 try:
@@ -254,21 +271,31 @@ class PostgresLogWriter:
             raise
         self._out -= len(refused)
         self._report(refused)
-        # Rows encoded by an earlier, failed flush go first (they are older), then this flush's.
+        # Rows encoded by an earlier, failed flush go first (they are older), then this flush's; written
+        # WRITE_CHUNK_ROWS per transaction, so a backlog (after an outage) is never one statement too
+        # big for the command timeout.
         batch, self._retry = self._retry + encoded, []
+        done = 0
         try:
-            if batch:
-                await self._write(batch)
+            while done < len(batch):
+                chunk = batch[done : done + self.chunk_rows]
+                taken = len(chunk)
+                await self._write(chunk)  # drops (and reports) the rows PostgreSQL refuses
+                done += taken
+                self._out -= taken
+                self._committed(chunk)
         except BaseException:
             # Not written (or not known to be: a retry skips what was committed). Back to the front.
-            self._hold(batch)
+            self._hold(batch[done:])
             raise
         self._out = 0
+
+    def _committed(self, rows: list[Row]) -> None:
         self.status.ok()
-        self.written += len(batch)
+        self.written += len(rows)
         for listener in self.listeners:
             try:
-                listener(batch)
+                listener(rows)
             except Exception:
                 log.exception("request log listener failed")
 
@@ -279,9 +306,11 @@ class PostgresLogWriter:
                 _, self._days = await batches.insert(conn, encoded, self._days, self._pairs)
             except pg.CONNECTION_ERRORS:
                 raise
-            except asyncpg.PostgresError:
-                # The server refused the batch (not the connection): once more row by row, keeping the
-                # rows it accepts; those refused again are dropped and reported.
+            except asyncpg.PostgresError as exc:
+                if not row_specific(exc):
+                    raise  # the database's trouble (disk full, schema gone...), not a row's: retried
+                # The server refused a row of the batch: once more row by row, keeping the rows it
+                # accepts; those refused again are dropped and reported.
                 kept: list[Row] = []
                 bad: list[tuple[str, BaseException]] = []
                 for row in encoded:
@@ -300,6 +329,12 @@ class PostgresLogWriter:
         except pg.CONNECTION_ERRORS as exc:
             await self._down(exc)
             raise pg.unavailable(self.settings, exc) from None
+        except asyncpg.PostgresError as exc:
+            # Not a connection error and not a row's (no privilege to make the schema, disk full, the table
+            # dropped under us): the batch is kept and retried on a fresh connection (migrations re-run).
+            self.status.failed(f"{self.settings.describe()}: {type(exc).__name__}: {exc}"[:500])
+            await self._disconnect(timeout_s=0.5)
+            raise
 
     def _hold(self, batch: list[Row]) -> None:
         """Keep an unwritten (encoded) batch for the next flush, ahead of newer rows; beyond `capacity`
