@@ -24,7 +24,7 @@ from harness.process import REPO_ROOT, StartGateway, gateway_env
 from harness.redis import RedisServer, start_redis
 
 from .conftest import MakeCluster, shared_blocks
-from .kit import EXAMPLE, Cluster, forwarded, restart_redis
+from .kit import EXAMPLE, Cluster, Outcome, forwarded, restart_redis
 
 EXAMPLE_VK = "sk-bf-shared-0001"  # the example file's virtual key
 MOCK = {"model": "mock/mock-chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -92,15 +92,29 @@ async def test_the_issue_example_holds_its_rate_limit_across_two_instances(
         outcomes = await cluster.load(8, concurrency=1, api_key=EXAMPLE_VK, body=MOCK)
         statuses = [o.status for o in outcomes]
         print(f"the example through nginx, one request at a time: {statuses}")
-        # 6 requests a minute, whichever instance answers: the 7th (and later) is refused.
-        assert statuses[:6] == [200] * 6, outcomes
-        assert statuses[6:] == [429, 429], outcomes
-        assert {o.code for o in outcomes[6:]} == {"request_limited"}, outcomes
+        first = statuses.count(200)
+        # 6 requests a minute, whichever instance answers: never a 7th; the others are 429 request_limited.
+        assert first <= 6 and statuses.count(429) == 8 - first, outcomes
+        assert {o.code for o in outcomes if o.status == 429} == {"request_limited"}, outcomes
+        # Each instance leases slices of the limit; one may hold an unused slice when the other runs out
+        # (docs/governance-limits.md), so a request may be refused on one instance while the other still
+        # holds its last slice. Idle slices go back to Redis within ~10 s, and then exactly the rest of
+        # the 6 is admitted, on either instance.
+        more: list[Outcome] = []
+        deadline = time.monotonic() + 20.0
+        while first + len([o for o in more if o.status == 200]) < 6 and time.monotonic() < deadline:
+            more += await cluster.load(1, concurrency=1, api_key=EXAMPLE_VK, body=MOCK)
+            await asyncio.sleep(0.5)
+        later = await cluster.load(3, concurrency=1, api_key=EXAMPLE_VK, body=MOCK)
+        admitted = first + sum(o.status == 200 for o in more)
+        print(f"first burst {first}, admitted in all {admitted}; then {[o.status for o in later]}")
+        assert admitted == 6 and {o.status for o in more} <= {200, 429}
+        assert [o.status for o in later] == [429, 429, 429]
         assert cluster.nginx is not None
         used = Counter(await asyncio.to_thread(cluster.nginx.wait_log_lines, 8))
         assert set(used) == {f"127.0.0.1:{g.port}" for g in cluster.instances}, used  # both instances served
         # Both instances log into the one PostgreSQL table.
-        ok_ids = {o.request_id for o in outcomes if o.status == 200 and o.request_id}
+        ok_ids = {o.request_id for o in [*outcomes, *more] if o.status == 200 and o.request_id}
         assert len(ok_ids) == 6
         missing = await asyncio.to_thread(wait_rows, postgres_server, "bifrost", ok_ids)
         assert not missing, missing
