@@ -17,6 +17,7 @@ Shared by the writer (live rows) and `import_rows` (rows of a logs.db):
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +28,9 @@ from runtime.requestlog.record import COLUMNS
 from runtime.stores.logs import Row
 from runtime.stores.logs_postgres import partitions
 from runtime.stores.logs_postgres.migrations import COLUMN_TYPES, LOG_WRITE_LOCK, PAIRS, TABLE
+from runtime.stores.pg import CONNECTION_ERRORS
+
+log = logging.getLogger("bifrost.requestlog")
 
 STAGE = "bifrost_logs_stage"
 _COLS = ", ".join(COLUMNS)
@@ -108,7 +112,18 @@ async def insert(
     """Insert coerced `rows` in one transaction; returns (rows inserted, days known to have a partition).
 
     `known_pairs` (updated here) saves the pairs upsert when the batch holds no new (provider, model)."""
-    known = await partitions.ensure(conn, {partitions.day_of(r[TS_COL]) for r in rows}, known_days)
+    days = {partitions.day_of(r[TS_COL]) for r in rows}
+    try:
+        known = await partitions.ensure(conn, days, known_days)
+    except CONNECTION_ERRORS:
+        raise
+    except asyncpg.PostgresError as exc:
+        # A partition could not be made now (its table lock waited past DDL_LOCK_TIMEOUT behind a long
+        # query): the rows go to the default partition and move out when the partition is made.
+        log.warning(
+            "request log: partition not created yet (%s: %s); rows go to the default partition", type(exc).__name__, exc
+        )
+        known = set(known_days or ())
     pairs = {(r[PROVIDER_COL], r[MODEL_COL]) for r in rows}
     new_pairs = pairs if known_pairs is None else pairs - known_pairs
     async with conn.transaction():

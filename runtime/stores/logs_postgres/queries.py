@@ -111,11 +111,21 @@ def sql_where(f: LogFilter, p: Params, alias: str = "") -> str:
     return " AND ".join(clauses) or "TRUE"
 
 
+# Sort columns that may be NULL. Only these say NULLS FIRST/LAST: on a NOT NULL column the clause would
+# stop PostgreSQL from reading the order off an index (it matches NULLS placement literally).
+NULLABLE_SORTS = frozenset({"total_tokens"})
+
+
+def _direction(column: str, descending: bool) -> str:
+    """`column`'s sort direction as SQLite orders (NULL lowest)."""
+    if column not in NULLABLE_SORTS:
+        return "DESC" if descending else "ASC"
+    return "DESC NULLS LAST" if descending else "ASC NULLS FIRST"
+
+
 def _order(column: str, descending: bool) -> str:
-    """`column` ordered as SQLite orders it (NULL lowest), ties by seq."""
-    if descending:
-        return f"{column} DESC NULLS LAST, seq DESC"
-    return f"{column} ASC NULLS FIRST, seq ASC"
+    """`column` ordered as SQLite orders it, ties by seq (insertion order, SQLite's rowid)."""
+    return f"{column} {_direction(column, descending)}, seq {'DESC' if descending else 'ASC'}"
 
 
 def _num(value: Any) -> Any:
@@ -138,21 +148,38 @@ class PostgresLogQueries:
         self.budget_s = budget_s
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._open_error: pg.PostgresUnavailable | None = None  # how the last open attempt failed
+        self._attempts_done = 0
 
     def available(self) -> bool:
         return True  # the server answers for itself: an outage is a LogReadError (503), not "no log"
 
     async def _open(self) -> asyncpg.Pool:
+        """The pool, opened (and the schema made) on first use. Queries that waited for an open attempt
+        that failed share its error: the concurrent queries of one admin view fail together after one
+        bounded connect, not one connect timeout after another. A query arriving later tries again."""
+        arrived = self._attempts_done
         async with self._opening:
             if self._pool is None:
-                pool = await pg.connect_pool(self.settings)
+                if self._open_error is not None and self._attempts_done > arrived:
+                    raise self._open_error
                 try:
-                    async with pool.acquire(timeout=pg.CONNECT_TIMEOUT_S) as conn:
-                        await migrate(conn)
-                except BaseException:
-                    pool.terminate()
+                    pool = await pg.connect_pool(self.settings)
+                    try:
+                        async with pool.acquire(timeout=pg.CONNECT_TIMEOUT_S) as conn:
+                            await migrate(conn)
+                    except BaseException:
+                        pool.terminate()
+                        raise
+                except pg.PostgresUnavailable as exc:
+                    self._open_error = exc
                     raise
-                self._pool = pool
+                except pg.CONNECTION_ERRORS as exc:
+                    self._open_error = pg.unavailable(self.settings, exc)
+                    raise self._open_error from None
+                finally:
+                    self._attempts_done += 1
+                self._pool, self._open_error = pool, None
         return self._pool
 
     async def close(self) -> None:
@@ -204,10 +231,18 @@ class PostgresLogQueries:
         order = _order(column, page.descending)
         select = ", ".join(LIST_COLUMNS)
         limit, offset = p.add(page.limit + 1), p.add(page.offset)
-        sql = (
-            f"SELECT {select}, left(input, 240) AS input_preview, left(output, 240) AS output_preview "
-            f"FROM {TABLE} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
-        )
+        columns = f"{select}, left(input, 240) AS input_preview, left(output, 240) AS output_preview"
+        if f.needs_table:
+            sql = f"SELECT {columns} FROM {TABLE} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        else:
+            # Pick the page's keys from an index alone (a deep OFFSET walks index entries, not wide rows),
+            # then read just those rows. As the SQLite engine pages: rows tied on the sort column are
+            # picked oldest first (its index walk), then shown in (column, seq) order: same rows, same order.
+            pick = order if column == "ts_ms" else f"{column} {_direction(column, page.descending)}, ts_ms, seq"
+            sql = (
+                f"SELECT {columns} FROM {TABLE} WHERE (ts_ms, seq) IN (SELECT ts_ms, seq FROM {TABLE} "
+                f"WHERE {where} ORDER BY {pick} LIMIT {limit} OFFSET {offset}) ORDER BY {order}"
+            )
         fetch_rows = self._fetch(sql, p)
         if f.text:  # a count over a content search would scan every row: skip it
             rows, total = await fetch_rows, None

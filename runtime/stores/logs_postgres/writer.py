@@ -49,7 +49,18 @@ MAX_BACKOFF_S = 5.0
 CLOSE_TIMEOUT_S = 10.0  # the whole of close(): last flush and closing the connection
 RETENTION_SWEEP_S = 3600.0
 REPORTED_PER_FLUSH = 10
+WRITE_CHUNK_ROWS = 5000  # rows per transaction at most (a batch after an outage can hold `capacity` rows)
 _ID_COL = COLUMNS.index("id")
+
+
+# SQLSTATE classes that belong to one row's values: 22 data exception, 23 integrity constraint violation,
+# 54 program limit exceeded (an index entry too large). Any other error is the database's, not the row's.
+ROW_ERROR_CLASSES = ("22", "23", "54")
+
+
+def row_specific(exc: asyncpg.PostgresError) -> bool:
+    """Whether PostgreSQL refused a row's values (retry the batch row by row) rather than the write."""
+    return str(getattr(exc, "sqlstate", "") or "")[:2] in ROW_ERROR_CLASSES
 
 
 def encode_batch(rows: list[Row]) -> tuple[list[Row], list[tuple[str, BaseException]]]:
@@ -75,6 +86,7 @@ class PostgresLogWriter:
         flush_interval_s: float = 0.1,
         retention_days: int = 0,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        chunk_rows: int = WRITE_CHUNK_ROWS,
     ) -> None:
         self.settings = settings
         self.status = status
@@ -83,12 +95,14 @@ class PostgresLogWriter:
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self.close_timeout_s = close_timeout_s
+        self.chunk_rows = max(1, chunk_rows)
         self.written = 0
         self.dropped = 0  # rows never written, for any reason (buffer full, refused, shut down unwritten)
         self.failed = 0  # of `dropped`: rows PostgreSQL refused or that could not be encoded
         self.listeners: list[Callable[[list[Row]], None]] = []
         self._buf: list[Row] = []  # submitted, not yet encoded
         self._retry: list[Row] = []  # encoded by a flush that failed: written first by the next one
+        self._out = 0  # rows not in _buf and not yet written: in the current flush, or in _retry
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -97,12 +111,12 @@ class PostgresLogWriter:
         self._days: set[int] | None = None  # days known to have a partition (this connection's view)
         self._pairs: set[tuple[str | None, str | None]] = set()
         self._day = -1
-        self._last_sweep = 0.0
+        self._last_sweep: float | None = None  # monotonic time of the last retention sweep
 
     # -- request side --------------------------------------------------------------------------------
     def submit(self, row: Row) -> None:
         buf = self._buf
-        if len(buf) + len(self._retry) >= self.capacity:
+        if len(buf) + self._out >= self.capacity:
             self.dropped += 1
             return
         buf.append(row)
@@ -111,7 +125,7 @@ class PostgresLogWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._buf) + len(self._retry)
+        return len(self._buf) + self._out
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -133,6 +147,10 @@ class PostgresLogWriter:
                     self._task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await self._task
+                    # Cancelled mid-statement, the connection's state is unknown: the last try opens anew.
+                    if self._conn is not None:
+                        self._conn.terminate()
+                        self._conn = None
             left = deadline - time.monotonic()
             if self.pending and left > 0:
                 try:
@@ -140,7 +158,7 @@ class PostgresLogWriter:
                 except Exception as exc:  # reported below with the count it cost
                     log.error("request log: last flush at shutdown failed: %s: %s", type(exc).__name__, exc)
             if self.pending:
-                lost, self._buf, self._retry = self.pending, [], []
+                lost, self._buf, self._retry, self._out = self.pending, [], [], 0
                 self.dropped += lost
                 log.error("request log: %d buffered rows could not be written before shutdown", lost)
         finally:
@@ -154,8 +172,17 @@ class PostgresLogWriter:
         conn = await pg.connect(self.settings)  # PostgresUnavailable when down
         try:
             await migrate(conn)
-            self._days = await partitions.ensure(conn, range(partitions.today(), partitions.today() + 2))
             self._day = partitions.today()
+            try:
+                self._days = await partitions.ensure(conn, range(self._day, self._day + 2))
+            except pg.CONNECTION_ERRORS:
+                raise
+            except asyncpg.PostgresError as exc:  # a lock timeout behind a long query: _maintain retries
+                self._day = -1
+                log.warning("request log partitions deferred: %s: %s", type(exc).__name__, exc)
+            if self.retention_days and self._last_sweep is None:
+                with contextlib.suppress(asyncpg.PostgresError):  # a lock timeout: _maintain tries again
+                    await self._sweep(conn)
         except BaseException:
             conn.terminate()
             raise
@@ -210,17 +237,22 @@ class PostgresLogWriter:
             if partitions.today() != self._day:
                 self._day = partitions.today()
                 self._days = await partitions.ensure(conn, range(self._day, self._day + 2), self._days)
-            if self.retention_days and time.monotonic() - self._last_sweep > RETENTION_SWEEP_S:
-                self._last_sweep = time.monotonic()
-                dropped = await partitions.drop_expired(conn, self.retention_days)
-                self._days = None  # re-read: partitions were dropped
-                if dropped:
-                    log.info("request log retention: dropped %s", ", ".join(dropped))
+            if self.retention_days and (
+                self._last_sweep is None or time.monotonic() - self._last_sweep > RETENTION_SWEEP_S
+            ):
+                await self._sweep(conn)
         except pg.CONNECTION_ERRORS as exc:
             await self._down(exc)
             raise pg.unavailable(self.settings, exc) from None
         except asyncpg.PostgresError as exc:  # a lock timeout behind a long query: next pass
             log.warning("request log partition maintenance deferred: %s: %s", type(exc).__name__, exc)
+
+    async def _sweep(self, conn: asyncpg.Connection) -> None:
+        self._last_sweep = time.monotonic()
+        dropped = await partitions.drop_expired(conn, self.retention_days)
+        if dropped:
+            self._days = None  # re-read on the next batch: partitions were dropped
+            log.info("request log retention: dropped %s", ", ".join(dropped))
 
     async def _down(self, exc: BaseException) -> None:
         self.status.failed(
@@ -230,26 +262,40 @@ class PostgresLogWriter:
 
     async def _flush(self) -> None:
         rows, self._buf = self._buf, []
+        self._out = len(self._retry) + len(rows)
         try:
             encoded, refused = await asyncio.to_thread(encode_batch, rows)
         except BaseException:
             self._buf[:0] = rows  # not encoded yet: back as they came
+            self._out = len(self._retry)
             raise
+        self._out -= len(refused)
         self._report(refused)
-        # Rows encoded by an earlier, failed flush go first (they are older), then this flush's.
+        # Rows encoded by an earlier, failed flush go first (they are older), then this flush's; written
+        # WRITE_CHUNK_ROWS per transaction, so a backlog (after an outage) is never one statement too
+        # big for the command timeout.
         batch, self._retry = self._retry + encoded, []
+        done = 0
         try:
-            if batch:
-                await self._write(batch)
+            while done < len(batch):
+                chunk = batch[done : done + self.chunk_rows]
+                taken = len(chunk)
+                await self._write(chunk)  # drops (and reports) the rows PostgreSQL refuses
+                done += taken
+                self._out -= taken
+                self._committed(chunk)
         except BaseException:
             # Not written (or not known to be: a retry skips what was committed). Back to the front.
-            self._hold(batch)
+            self._hold(batch[done:])
             raise
+        self._out = 0
+
+    def _committed(self, rows: list[Row]) -> None:
         self.status.ok()
-        self.written += len(batch)
+        self.written += len(rows)
         for listener in self.listeners:
             try:
-                listener(batch)
+                listener(rows)
             except Exception:
                 log.exception("request log listener failed")
 
@@ -260,9 +306,11 @@ class PostgresLogWriter:
                 _, self._days = await batches.insert(conn, encoded, self._days, self._pairs)
             except pg.CONNECTION_ERRORS:
                 raise
-            except asyncpg.PostgresError:
-                # The server refused the batch (not the connection): once more row by row, keeping the
-                # rows it accepts; those refused again are dropped and reported.
+            except asyncpg.PostgresError as exc:
+                if not row_specific(exc):
+                    raise  # the database's trouble (disk full, schema gone...), not a row's: retried
+                # The server refused a row of the batch: once more row by row, keeping the rows it
+                # accepts; those refused again are dropped and reported.
                 kept: list[Row] = []
                 bad: list[tuple[str, BaseException]] = []
                 for row in encoded:
@@ -281,6 +329,12 @@ class PostgresLogWriter:
         except pg.CONNECTION_ERRORS as exc:
             await self._down(exc)
             raise pg.unavailable(self.settings, exc) from None
+        except asyncpg.PostgresError as exc:
+            # Not a connection error and not a row's (no privilege to make the schema, disk full, the table
+            # dropped under us): the batch is kept and retried on a fresh connection (migrations re-run).
+            self.status.failed(f"{self.settings.describe()}: {type(exc).__name__}: {exc}"[:500])
+            await self._disconnect(timeout_s=0.5)
+            raise
 
     def _hold(self, batch: list[Row]) -> None:
         """Keep an unwritten (encoded) batch for the next flush, ahead of newer rows; beyond `capacity`
@@ -294,6 +348,7 @@ class PostgresLogWriter:
                 del batch[len(batch) - (over - from_buf) :]
             self.dropped += over
         self._retry = batch
+        self._out = len(batch)
 
     def _report(self, refused: list[tuple[str, BaseException]]) -> None:
         if not refused:
