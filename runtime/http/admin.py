@@ -73,7 +73,9 @@ def add_routes(app: web.Application) -> None:
     auth = AdminAuth.for_config(config)
     log_store = app.get(LOG_STORE)
     queries = log_store.reader() if log_store is not None else None
-    hub = LiveHub(queries, poll=config.workers > 1)
+    # Rows written by other processes reach the live feed by polling the store's tail: other workers, and
+    # with a PostgreSQL log store other instances too. One process on its own file is fed its own batches.
+    hub = LiveHub(queries, poll=config.workers > 1 or config.stores.logs is not None)
     if writer is not None:
         writer.listeners.append(hub.on_batch)
     app[ADMIN] = AdminState(store=store, auth=auth, queries=queries, hub=hub)

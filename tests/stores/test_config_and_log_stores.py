@@ -119,14 +119,16 @@ def _row(i: int) -> tuple[Any, ...]:
     return tuple(base[c] for c in COLUMNS)
 
 
-def _log_store(engine: str, app_dir: Path) -> LogStore:
+def _log_store(engine: str, app_dir: Path, blocks: dict[str, Any] | None = None) -> LogStore:
+    if blocks:
+        (app_dir / "config.json").write_text(json.dumps(blocks))
     config = load_gateway_config(app_dir, environ={})
     store: LogStore = engines.load(engines.LOG_STORE_ENGINES, engine).from_config(config)
     return store
 
 
-async def test_rows_written_are_read_back(log_engine: str, tmp_path: Path) -> None:
-    store = _log_store(log_engine, tmp_path)
+async def test_rows_written_are_read_back(log_engine: str, tmp_path: Path, server_blocks: Any) -> None:
+    store = _log_store(log_engine, tmp_path, server_blocks("logs_store", log_engine))
     writer = store.writer
     batches: list[int] = []
     writer.listeners.append(lambda rows: batches.append(len(rows)))

@@ -39,7 +39,8 @@ _INT64 = 2**63
 TS_COL = COLUMNS.index("ts_ms")
 PROVIDER_COL = COLUMNS.index("provider")
 MODEL_COL = COLUMNS.index("model")
-# Per column: "t" text, "i" integer, "b" bigint, "f" double precision; "!" when NOT NULL.
+# Per column: "t" text, "i" integer, "b" bigint, "f" double precision; "!" when NOT NULL; "0" when its
+# default is 0 (a missing counter is stored as 0 rather than refusing the row).
 _KINDS = tuple(
     (
         "t"
@@ -51,6 +52,7 @@ _KINDS = tuple(
         else "f"
     )
     + ("!" if "NOT NULL" in kind else "")
+    + ("0" if "DEFAULT 0" in kind else "")
     for _, kind in COLUMN_TYPES
 )
 assert tuple(name for name, _ in COLUMN_TYPES) == COLUMNS, "migrations.COLUMN_TYPES must follow record.COLUMNS"
@@ -74,6 +76,9 @@ def coerce(row: Row) -> Row:
     out: list[Any] = []
     for value, kind in zip(row, _KINDS, strict=True):
         if value is None:
+            if kind.endswith("0"):  # a counter with a default (as SQLite's column takes it): 0
+                out.append(0)
+                continue
             if kind.endswith("!"):
                 raise ValueError("a required column is null")
             out.append(None)
