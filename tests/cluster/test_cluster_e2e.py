@@ -6,6 +6,7 @@ stores) and a real Redis (shared state). Fakes and the built-in mock provider on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import subprocess
@@ -589,3 +590,35 @@ async def test_health_lists_every_shared_store_and_drain_flips_ready(
         await asyncio.sleep(0.2)
         tables = set(postgres_server.psql(sql, postgres_db).split())
     assert documented <= tables, documented - tables
+
+
+# -- docs/cluster.md "nginx": the UI's live feed through nginx shows every instance's requests ---------------
+async def test_the_live_feed_through_nginx_shows_every_instance(
+    make_cluster: MakeCluster,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    config = make_config({"openai": openai_provider(fake_openai.url)})
+    config.update(shared_blocks(postgres_server, postgres_db, redis_server))
+    cluster = make_cluster(config, 2)
+    wanted: set[str] = set()
+    seen: set[str] = set()
+    async with (
+        aiohttp.ClientSession(trust_env=False) as session,
+        session.ws_connect(cluster.url.replace("http", "ws") + "/ws") as ws,
+    ):
+        for gateway in cluster.instances:  # one request straight to each instance, whichever the feed is on
+            async with session.post(gateway.url("/v1/chat/completions"), json=PLAIN) as response:
+                assert response.status == 200
+                wanted.add(response.headers["x-request-id"])
+        deadline = time.monotonic() + 10.0
+        while not wanted <= seen and time.monotonic() < deadline:
+            with contextlib.suppress(asyncio.TimeoutError):
+                message = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    data = json.loads(message.data)
+                    seen |= {item.get("id") for item in data.get("items", [])}
+    assert wanted <= seen, f"the feed missed {wanted - seen}"
