@@ -320,8 +320,9 @@ async def get_config(request: web.Request) -> web.Response:
             "port": config.port,
             "workers": config.workers,
             "app_dir": str(config.app_dir),
-            "config_path": str(config.config_path),
-            "log_db_path": str(config.log_db_path),
+            # Where the document and the log live: a file here, or the PostgreSQL server (no password).
+            "config_path": config.stores.config.describe() if config.stores.config else str(config.config_path),
+            "log_db_path": config.stores.logs.describe() if config.stores.logs else str(config.log_db_path),
             "auth_required": request.app[ADMIN].auth.required,
             "client": _client_view(config),
             # config.json fields accepted but without effect here (Go Bifrost fields not implemented,

@@ -13,6 +13,7 @@ See docs/logs-store.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.config.model import GatewayConfig, PostgresSettings
@@ -21,7 +22,10 @@ from runtime.stores.logs import LogWriter as LogWriterInterface
 from runtime.stores.logs_postgres.importer import import_rows
 from runtime.stores.logs_postgres.queries import PostgresLogQueries
 from runtime.stores.logs_postgres.writer import PostgresLogWriter
+from runtime.stores.spool import Spool
 from runtime.stores.status import StoreStatus
+
+SPOOL_DIR = "log-spool"  # in the app dir
 
 __all__ = ["PostgresLogQueries", "PostgresLogStore", "PostgresLogWriter", "import_rows"]
 
@@ -48,6 +52,7 @@ class PostgresLogStore:
             flush_interval_s=config.tuning.log_flush_interval_ms / 1000.0,
             retention_days=config.client.log_retention_days,
             close_timeout_s=min(config.shutdown_grace_s, 10.0) if config.shutdown_grace_s > 0 else 10.0,
+            spool=Spool(Path(config.app_dir) / SPOOL_DIR),  # a killed instance loses no answered request's row
         )
         return cls(settings, writer, status)
 

@@ -21,6 +21,12 @@ A row PostgreSQL refuses (not a connection error) is retried alone; refused agai
 
 Shutdown: `close()` stops the task, makes one last attempt and closes the connection, all within
 `close_timeout_s`; what could not be written is counted in `dropped` and logged. Never a hang.
+
+Killed outright (SIGKILL, OOM, crash): with a spool (runtime/stores/spool.py, `<app_dir>/log-spool/`, what
+PostgresLogStore gives every writer) each accepted row is also appended to a local file at the end of its
+event-loop turn, and settled there as batches commit (or rows are dropped for good). The next process
+started on the app dir writes what a dead one left before anything else (inserts are idempotent by row id),
+and rows a clean shutdown could not write stay in the spool for that next start instead of being lost.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from runtime.stores.logs_postgres import batch as batches
 from runtime.stores.logs_postgres import partitions
 from runtime.stores.logs_postgres.migrations import migrate
 from runtime.stores.logs_sqlite.writer import encode
+from runtime.stores.spool import Spool
 from runtime.stores.status import StoreStatus
 
 log = logging.getLogger("bifrost.requestlog")
@@ -87,6 +94,7 @@ class PostgresLogWriter:
         retention_days: int = 0,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
         chunk_rows: int = WRITE_CHUNK_ROWS,
+        spool: Spool | None = None,
     ) -> None:
         self.settings = settings
         self.status = status
@@ -95,6 +103,7 @@ class PostgresLogWriter:
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self.close_timeout_s = close_timeout_s
+        self.spool = spool
         self.chunk_rows = max(1, chunk_rows)
         self.written = 0
         self.dropped = 0  # rows never written, for any reason (buffer full, refused, shut down unwritten)
@@ -120,6 +129,8 @@ class PostgresLogWriter:
             self.dropped += 1
             return
         buf.append(row)
+        if self.spool is not None:
+            self.spool.append(row)  # a list append; written at the end of this loop turn
         if len(buf) == self.batch_size:
             self._wake.set()
 
@@ -130,7 +141,15 @@ class PostgresLogWriter:
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the flush task. Never fails for a server that is down: the task connects (and creates
-        the schema) on its first flush, and keeps retrying."""
+        the schema) on its first flush, and keeps retrying. Rows a stopped process left in the spool go
+        first (they are older than anything this one will submit)."""
+        if self.spool is not None:
+            try:
+                left = await asyncio.to_thread(self.spool.orphans)
+            except OSError as exc:
+                log.error("request log: the spool cannot be read (%s); rows left there stay on disk", exc)
+                left = []
+            self._buf[:0] = left
         self._task = asyncio.create_task(self._run(), name="bifrost-log-writer-pg")
 
     async def close(self) -> None:
@@ -160,8 +179,13 @@ class PostgresLogWriter:
             if self.pending:
                 lost, self._buf, self._retry, self._out = self.pending, [], [], 0
                 self.dropped += lost
-                log.error("request log: %d buffered rows could not be written before shutdown", lost)
+                if self.spool is not None:
+                    log.error("request log: %d rows not written before shutdown are kept in the spool", lost)
+                else:
+                    log.error("request log: %d buffered rows could not be written before shutdown", lost)
         finally:
+            if self.spool is not None:
+                self.spool.close()  # deletes settled segments, keeps the rows not written
             await self._disconnect(timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
 
     # -- the connection ------------------------------------------------------------------------------
@@ -284,11 +308,18 @@ class PostgresLogWriter:
                 done += taken
                 self._out -= taken
                 self._committed(chunk)
+                self._settle(taken)  # written or refused for good: either way settled
         except BaseException:
             # Not written (or not known to be: a retry skips what was committed). Back to the front.
             self._hold(batch[done:])
             raise
         self._out = 0
+
+    def _settle(self, n: int) -> None:
+        """The writer's `n` oldest outstanding rows will never be written by this process again: the spool
+        can forget them. Rows are settled in submission order, which the buffer keeps."""
+        if self.spool is not None and n:
+            self.spool.resolved(n)
 
     def _committed(self, rows: list[Row]) -> None:
         self.status.ok()
@@ -347,6 +378,7 @@ class PostgresLogWriter:
             if over > from_buf:
                 del batch[len(batch) - (over - from_buf) :]
             self.dropped += over
+            self._settle(over)
         self._retry = batch
         self._out = len(batch)
 
@@ -355,6 +387,7 @@ class PostgresLogWriter:
             return
         self.failed += len(refused)
         self.dropped += len(refused)
+        self._settle(len(refused))
         for request_id, exc in refused[:REPORTED_PER_FLUSH]:
             log.error(
                 "request log: dropped the row of request %s (cannot be stored: %s: %.200s)",
