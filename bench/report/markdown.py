@@ -11,7 +11,19 @@ from bench.report import charts
 from bench.report.goals import evaluate
 
 Doc = dict[str, Any]
-ORDER = ["calibrate", "medium", "overhead", "frontier", "breakdown", "streams", "logging", "xlarge", "soak", "cache"]
+ORDER = [
+    "calibrate",
+    "medium",
+    "overhead",
+    "frontier",
+    "breakdown",
+    "streams",
+    "logging",
+    "xlarge",
+    "soak",
+    "cache",
+    "cluster",
+]
 COMMANDS = {
     "calibrate": "python -m bench calibrate",
     "medium": "python -m bench medium",
@@ -23,6 +35,7 @@ COMMANDS = {
     "xlarge": "python -m bench xlarge",
     "soak": "python -m bench soak",
     "cache": "python -m bench cache",
+    "cluster": "python -m bench cluster",
 }
 
 
@@ -295,9 +308,46 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
             ]
     elif name == "cache":
         parts.append(_cache_section(doc))
+    elif name == "cluster":
+        parts.append(_cluster_section(doc))
     for p in pngs:
         parts += ["", f"![{os.path.basename(p)}]({os.path.relpath(p, out_dir)})"]
     return "\n".join(parts) + "\n"
+
+
+def _cluster_section(doc: Doc) -> str:
+    """1 vs 2 instances behind nginx, embedded stores vs PostgreSQL + Redis: each cell's best round, and
+    how throughput scales."""
+    d = doc.get("derived", {})
+    rows = []
+    for stores, label in (("embedded", "embedded (SQLite)"), ("cluster", "PostgreSQL + Redis")):
+        for n in (1, 2):
+            r = d.get(f"{stores}_x{n}")
+            if not r:
+                continue
+            rounds = ", ".join(_f(x, 0) for x in r.get("throughput_rps_rounds", []))
+            rows.append(
+                [
+                    label,
+                    str(n),
+                    _f(r["throughput_rps_best"], 0),
+                    rounds,
+                    _f(r["p50_ms"], 2),
+                    _f(r["p99_ms"], 2),
+                    _f(r.get("pg_log_rows_per_s"), 0),
+                ]
+            )
+    head = ["stores", "instances", "RPS (best round)", "RPS per round", "p50 ms", "p99 ms", "PG log rows/s"]
+    parts = [_table(head, rows), ""]
+    for key, text in (
+        ("scaling_1_to_2_embedded", "1 -> 2 instances, embedded stores"),
+        ("scaling_1_to_2_cluster", "1 -> 2 instances, PostgreSQL + Redis"),
+        ("cluster_over_embedded_x1", "PostgreSQL + Redis / embedded, 1 instance"),
+        ("cluster_over_embedded_x2", "PostgreSQL + Redis / embedded, 2 instances"),
+    ):
+        if d.get(key) is not None:
+            parts.append(f"- {text}: **{_f(d[key], 2)}x**")
+    return "\n".join(parts)
 
 
 def _cache_section(doc: Doc) -> str:
