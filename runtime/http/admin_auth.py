@@ -1,4 +1,6 @@
 """Admin access: open on loopback; elsewhere every /api, /ws and UI request needs the admin token.
+A token configured in config.json (`admin.token`) is required on loopback too (a gateway behind a reverse
+proxy on the same host sees every client as 127.0.0.1).
 
 The token comes from config.json (`"admin": {"token": "env.BIFROST_ADMIN_TOKEN"}`) or, failing that,
 is generated at the first non-loopback start, printed once, and only its SHA-256 is kept
@@ -95,9 +97,12 @@ class AdminAuth:
     @classmethod
     def for_config(cls, config: GatewayConfig, environ: Mapping[str, str] | None = None) -> AdminAuth:
         env = os.environ if environ is None else environ
-        if is_loopback(config.host):
-            return cls(False)
         token = _configured_token(config, env)
+        # A configured token is required even on loopback: behind a reverse proxy on the same host (the
+        # cluster deployment, docs/cluster.md) every request comes from 127.0.0.1, so "loopback" no longer
+        # means "this machine's operator".
+        if is_loopback(config.host) and not token:
+            return cls(False)
         digest = _digest(token) if token else _stored_or_new_digest(Path(config.app_dir))
         return cls(True, digest, SessionStore(Path(config.app_dir) / SESSIONS_FILE))
 

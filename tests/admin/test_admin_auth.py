@@ -61,6 +61,19 @@ def test_token_from_config(start_gateway: StartGateway, fake_openai: FakeOpenAI)
     assert Api(gateway.base_url, token=token).get("/api/providers").status == 200
 
 
+def test_a_configured_token_is_required_on_loopback_too(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
+    """Behind nginx on the same host every request comes from 127.0.0.1: a configured token still holds."""
+    config = make_config({"openai": openai_provider(fake_openai.url)})
+    config["admin"] = {"token": "env.BIFROST_TEST_ADMIN_TOKEN"}
+    token = "a-configured-admin-token-0123456789"
+    gateway = start_gateway(config, env={"BIFROST_TEST_ADMIN_TOKEN": token})  # listens on 127.0.0.1
+    anonymous = Api(gateway.base_url)
+    assert anonymous.get("/api/session").body == {"auth_required": True, "authenticated": False}
+    assert anonymous.get("/api/providers").status == 401
+    assert Api(gateway.base_url, token=token).get("/api/providers").status == 200
+    assert anonymous.chat("openai/gpt-4o-mini").status == 200  # inference is not the admin surface
+
+
 @pytest.mark.parametrize("use_token", [False, True])
 async def test_websocket_needs_the_token(start_gateway: StartGateway, fake_openai: FakeOpenAI, use_token: bool) -> None:
     gateway = _exposed(start_gateway, fake_openai)
