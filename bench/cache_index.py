@@ -149,7 +149,7 @@ async def run_one(entries: int, dim: int, namespaces: int, seed: int) -> dict[st
                 e.embedding = extra[j].tolist()
                 store.put(e)
             put_s = time.perf_counter() - t
-            index_mb = sum(ix.memory_usage for ix in store._indexes.values()) / 1e6
+            index_mb = sum(ix.memory_usage for ix in store._semantic.indexes.values()) / 1e6
         finally:
             await store.close()
     return {

@@ -62,10 +62,9 @@ from runtime.stores.status import StoreStatus
 
 if TYPE_CHECKING:
     import asyncpg
-    import numpy as np
     import redis.asyncio as aioredis
 
-    from runtime.cache.vectors import VectorIndex
+    from runtime.cache.semantic_index import SemanticIndex
     from runtime.config.model import PostgresSettings, RedisSettings
 
 log = logging.getLogger("bifrost.cache")
@@ -91,7 +90,6 @@ CATCH_UP_OVERLAP = 1_000
 NOTIFY_BYTES = 7_000  # PostgreSQL refuses payloads of 8,000 bytes and more
 NOTE_QUEUE = 10_000  # notifications waiting to be applied; past it, a catch-up replaces them
 LIST_LIMIT = 500
-CANDIDATES = (16, 128)
 CLOSE_TIMEOUT_S = 5.0  # each step of close(): a shutdown never waits long on a dead server
 
 COLUMNS = (
@@ -314,21 +312,16 @@ class ClusterCacheStore:
         self._recent: OrderedDict[str, CacheEntry] = OrderedDict()
         self._generation = 0  # +1 on every delete applied: a Redis read older than it is not remembered
         # Semantic memory: every live entry with an embedding (dimension set), by hash, id and label.
-        self._unit: Callable[[Any, int], np.ndarray | None] | None = None
-        self._new_index: Callable[[int], VectorIndex] | None = None
+        self._semantic: SemanticIndex | None = None
         if dimension is not None:
-            from runtime.cache.vectors import VectorIndex, unit  # numpy + usearch: semantic mode only
+            from runtime.cache.semantic_index import SemanticIndex  # numpy + usearch: semantic mode only
 
-            self._unit, self._new_index = unit, VectorIndex
+            self._semantic = SemanticIndex(dimension)
+            self._semantic.building = True  # semantic lookups miss until the first load is indexed
         self._sem: OrderedDict[str, CacheEntry] = OrderedDict()
         self._sem_by_id: dict[str, CacheEntry] = {}
         self._sem_bytes = 0
         self._expiry: list[tuple[float, str, str]] = []
-        self._indexes: dict[str, VectorIndex] = {}
-        self._by_label: dict[int, CacheEntry] = {}
-        self._next_label = 1
-        self._building = dimension is not None  # semantic lookups miss until the first load is indexed
-        self._vec_log: list[tuple[str, str, int, Any]] = []
 
         # Counts: cluster-wide ones read every STATS_INTERVAL_S, the rest this store's own.
         self._cluster_entries = 0
@@ -421,7 +414,7 @@ class ClusterCacheStore:
 
     async def ready(self) -> None:
         """Wait until the semantic memory is loaded and indexed (tests; lookups never wait for it)."""
-        while self._building and not self._stopping:
+        while self._semantic is not None and self._semantic.building and not self._stopping:
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
@@ -558,31 +551,9 @@ class ClusterCacheStore:
     async def nearest(
         self, params_hash: str, vector: Sequence[float], threshold: float, now: float
     ) -> tuple[CacheEntry, float] | None:
-        if self._unit is None or self._building or self.dimension is None or not threshold <= 1.0:
+        if self._semantic is None:
             return None
-        index = self._indexes.get(params_hash)
-        if index is None:
-            return None
-        query = self._unit(vector, self.dimension)
-        if query is None:
-            return None
-        found: tuple[CacheEntry, float] | None = None
-        expired: list[CacheEntry] = []
-        for k in CANDIDATES:
-            matches = index.search_unit(query, k)
-            for label, similarity in matches:
-                if similarity < threshold:
-                    break
-                entry = self._by_label.get(label)
-                if entry is None or entry.params_hash != params_hash:
-                    continue
-                if entry.expires_at <= now:
-                    expired.append(entry)
-                    continue
-                found = (entry, min(similarity, 1.0))
-                break
-            if found is not None or len(matches) < k or (matches and matches[-1][1] < threshold):
-                break
+        found, expired = self._semantic.search(params_hash, vector, threshold, now)
         for entry in expired:
             if self._sem_forget(entry):
                 self.expired += 1
@@ -591,8 +562,8 @@ class ClusterCacheStore:
     # -- writes ----------------------------------------------------------------------------------------
     def put(self, entry: CacheEntry) -> None:
         vec = None
-        if self._unit is not None and self.dimension is not None and entry.embedding is not None:
-            vec = self._unit(entry.embedding, self.dimension)
+        if self._semantic is not None and entry.embedding is not None:
+            vec = self._semantic.unit(entry.embedding)
             if vec is None:
                 log.warning("cache: entry %s has an unusable embedding; stored for exact lookups only", entry.id)
         entry.embedding = None
@@ -851,11 +822,8 @@ class ClusterCacheStore:
         self._sem_by_id[entry.id] = entry
         self._sem_bytes += entry.size
         heapq.heappush(self._expiry, (entry.expires_at, entry.request_hash, entry.id))
-        label = self._next_label
-        self._next_label += 1
-        entry.extra["label"] = label
-        self._by_label[label] = entry
-        self._vec_op("add", entry.params_hash, label, vec)
+        if self._semantic is not None:
+            self._semantic.add(entry, vec)
         while len(self._sem) > self.max_entries or self._sem_bytes > self.max_bytes:
             victim = next(iter(self._sem.values()))
             if victim is entry:
@@ -869,33 +837,12 @@ class ClusterCacheStore:
         self._sem_bytes -= entry.size
         if self._sem_by_id.get(entry.id) is entry:
             del self._sem_by_id[entry.id]
-        label = entry.extra.pop("label", None)
-        if label is not None:
-            self._by_label.pop(label, None)
-            self._vec_op("remove", entry.params_hash, label, None)
+        if self._semantic is not None:
+            self._semantic.remove(entry)
         return True
 
-    def _vec_op(self, kind: str, params_hash: str, label: int, vec: Any) -> None:
-        if self._building:
-            self._vec_log.append((kind, params_hash, label, vec))
-            return
-        index = self._indexes.get(params_hash)
-        if kind == "add":
-            if index is None:
-                assert self._new_index is not None and self.dimension is not None
-                index = self._indexes[params_hash] = self._new_index(self.dimension)
-            index.add(label, vec)
-        elif index is not None:
-            index.remove(label)
-            if not len(index):
-                del self._indexes[params_hash]
-
     def _vector(self, blob: bytes | None) -> Any:
-        if blob is None or self._unit is None or self.dimension is None or len(blob) != 4 * self.dimension:
-            return None
-        import numpy as np
-
-        return self._unit(np.frombuffer(blob, dtype="<f4"), self.dimension)
+        return None if self._semantic is None else self._semantic.from_blob(blob)
 
     def _take_row(self, record: Any, now: float) -> None:
         """A semantic row read from the table (load, notification, catch-up) into memory."""
@@ -911,44 +858,6 @@ class ClusterCacheStore:
         vec = self._vector(decoded[1])
         if vec is not None:
             self._sem_insert(decoded[0], vec)
-
-    async def _build(self) -> None:
-        """Build the index from the vector changes logged while loading, in a thread; then apply the
-        changes logged meanwhile on the loop."""
-        assert self._new_index is not None and self.dimension is not None
-        snapshot, self._vec_log = self._vec_log, []
-        final: dict[int, tuple[str, Any]] = {}
-        for kind, params_hash, label, vec in snapshot:
-            if kind == "add":
-                final[label] = (params_hash, vec)
-            else:
-                final.pop(label, None)
-        groups: dict[str, tuple[list[int], list[Any]]] = {}
-        for label, (params_hash, vec) in final.items():
-            labels, vecs = groups.setdefault(params_hash, ([], []))
-            labels.append(label)
-            vecs.append(vec)
-        new_index, dimension = self._new_index, self.dimension
-
-        def build() -> dict[str, VectorIndex]:
-            import numpy as np
-
-            built: dict[str, VectorIndex] = {}
-            for params_hash, (labels, vecs) in groups.items():
-                index = built[params_hash] = new_index(dimension)
-                index.add_many(labels, np.stack(vecs))
-            return built
-
-        try:
-            self._indexes = await asyncio.to_thread(build)
-        except Exception:
-            log.exception("cache: building the vector index failed; semantic lookups start empty")
-            self._indexes = {}
-        finally:
-            self._building = False
-            pending, self._vec_log = self._vec_log, []
-            for kind, params_hash, label, vec in pending:
-                self._vec_op(kind, params_hash, label, vec)
 
     # -- background: notifications, load and catch-up ---------------------------------------------------
     async def _sync(self) -> None:
@@ -1020,8 +929,8 @@ class ClusterCacheStore:
             self._take_row(record, now)
         self._last_seq = max(self._last_seq, last_seq)
         self._loaded = True
-        if self._building:
-            await self._build()
+        if self._semantic is not None and self._semantic.building:
+            await self._semantic.build()
 
     async def _catch_up(self) -> None:
         """After a reconnection: the semantic rows and the deletes written while this worker was away."""

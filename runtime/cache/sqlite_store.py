@@ -54,9 +54,7 @@ from runtime.core.text import repair
 from runtime.paths import ensure_private_dir
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from runtime.cache.vectors import VectorIndex
+    from runtime.cache.semantic_index import SemanticIndex
 
 log = logging.getLogger("bifrost.cache")
 
@@ -74,7 +72,6 @@ READ_TIMEOUT_S = 0.25  # shared_file: a read-through lookup that takes longer is
 CLOSE_TIMEOUT_S = 10.0
 TOMBSTONE_TTL_S = 3600.0  # deletes older than this are pruned (a worker an hour behind has restarted)
 LIST_LIMIT = 500
-CANDIDATES = (16, 128)  # nearest: candidates per namespace, widened once when none of the first is live
 
 COLUMNS = (
     "request_hash",
@@ -282,17 +279,11 @@ class SqliteCacheStore:
         self.write_errors = 0
 
         # Semantic side (dimension set): one index per params hash, entries by label.
-        self._unit: Callable[[Any, int], np.ndarray | None] | None = None
-        self._new_index: Callable[[int], VectorIndex] | None = None
+        self._semantic: SemanticIndex | None = None
         if dimension is not None:
-            from runtime.cache.vectors import VectorIndex, unit  # numpy + usearch: semantic mode only
+            from runtime.cache.semantic_index import SemanticIndex  # numpy + usearch: semantic mode only
 
-            self._unit, self._new_index = unit, VectorIndex
-        self._indexes: dict[str, VectorIndex] = {}
-        self._by_label: dict[int, CacheEntry] = {}
-        self._next_label = 1
-        self._building = False  # while the start-up build runs, vector changes go to _vec_log
-        self._vec_log: list[tuple[str, str, int, Any]] = []
+            self._semantic = SemanticIndex(dimension)
         self._build_task: asyncio.Task[None] | None = None
 
         # Writes queued for the writer thread.
@@ -326,11 +317,12 @@ class SqliteCacheStore:
         except BaseException:
             await self.close()  # no thread or connection left behind by a file that cannot be opened
             raise
-        self._building = self._unit is not None
+        if self._semantic is not None:
+            self._semantic.building = True
         for entry, blob in loaded:
             self._insert(entry, self._vector(blob))
-        if self._building:
-            self._build_task = asyncio.create_task(self._build(), name="bifrost-cache-index")
+        if self._semantic is not None:
+            self._build_task = asyncio.create_task(self._semantic.build(), name="bifrost-cache-index")
         self._task = asyncio.create_task(self._run(), name="bifrost-cache-writer")
 
     async def ready(self) -> None:
@@ -412,31 +404,9 @@ class SqliteCacheStore:
     async def nearest(
         self, params_hash: str, vector: Sequence[float], threshold: float, now: float
     ) -> tuple[CacheEntry, float] | None:
-        if self._unit is None or self._building or self.dimension is None or not threshold <= 1.0:
-            return None  # (a NaN threshold compares False with everything: it would accept anything)
-        index = self._indexes.get(params_hash)
-        if index is None:
+        if self._semantic is None:
             return None
-        query = self._unit(vector, self.dimension)
-        if query is None:
-            return None
-        expired: list[CacheEntry] = []
-        found: tuple[CacheEntry, float] | None = None
-        for k in CANDIDATES:
-            matches = index.search_unit(query, k)
-            for label, similarity in matches:
-                if similarity < threshold:
-                    break  # most similar first: the rest are below too
-                entry = self._by_label.get(label)
-                if entry is None or entry.params_hash != params_hash:
-                    continue
-                if entry.expires_at <= now:
-                    expired.append(entry)
-                    continue
-                found = (entry, min(similarity, 1.0))
-                break
-            if found is not None or len(matches) < k or (matches and matches[-1][1] < threshold):
-                break
+        found, expired = self._semantic.search(params_hash, vector, threshold, now)
         for entry in expired:
             if self._by_hash.get(entry.request_hash) is entry:
                 self._drop(entry)
@@ -483,8 +453,8 @@ class SqliteCacheStore:
         into the index (`entry.embedding` becomes None: the memory holds each vector once). An entry
         larger than `max_bytes` on its own is not stored."""
         vec = None
-        if self._unit is not None and self.dimension is not None and entry.embedding is not None:
-            vec = self._unit(entry.embedding, self.dimension)
+        if self._semantic is not None and entry.embedding is not None:
+            vec = self._semantic.unit(entry.embedding)
             if vec is None:
                 log.warning("cache: entry %s has an unusable embedding; stored for exact lookups only", entry.id)
         entry.embedding = None
@@ -545,8 +515,8 @@ class SqliteCacheStore:
         self._by_id[entry.id] = entry
         self._bytes += entry.size
         heapq.heappush(self._expiry, (entry.expires_at, entry.request_hash, entry.id))
-        if vec is not None:
-            self._vec_add(entry, vec)
+        if vec is not None and self._semantic is not None:
+            self._semantic.add(entry, vec)
         while len(self._by_hash) > self.max_entries or self._bytes > self.max_bytes:
             victim = next(iter(self._by_hash.values()))
             if victim is entry:
@@ -561,10 +531,8 @@ class SqliteCacheStore:
             self._bytes -= entry.size
         if self._by_id.get(entry.id) is entry:
             del self._by_id[entry.id]
-        label = entry.extra.pop("label", None)
-        if label is not None:
-            self._by_label.pop(label, None)
-            self._vec_op("remove", entry.params_hash, label, None)
+        if self._semantic is not None:
+            self._semantic.remove(entry)
 
     def _drop(self, entry: CacheEntry) -> None:
         """Evicted or expired: out of memory, and its row deleted (if it is still that entry's row)."""
@@ -572,76 +540,7 @@ class SqliteCacheStore:
         self._queue(("del", entry.request_hash, entry.id))
 
     def _vector(self, blob: bytes | None) -> Any:
-        if blob is None or self._unit is None or self.dimension is None:
-            return None
-        import numpy as np  # loaded with vectors.py already (semantic mode)
-
-        if len(blob) != 4 * self.dimension:  # stored under another embedding model: exact lookups only
-            return None
-        return self._unit(np.frombuffer(blob, dtype="<f4"), self.dimension)
-
-    def _vec_add(self, entry: CacheEntry, vec: Any) -> None:
-        label = self._next_label
-        self._next_label += 1
-        entry.extra["label"] = label
-        self._by_label[label] = entry
-        self._vec_op("add", entry.params_hash, label, vec)
-
-    def _vec_op(self, kind: str, params_hash: str, label: int, vec: Any) -> None:
-        if self._building:
-            self._vec_log.append((kind, params_hash, label, vec))
-            return
-        index = self._indexes.get(params_hash)
-        if kind == "add":
-            if index is None:
-                assert self._new_index is not None and self.dimension is not None
-                index = self._indexes[params_hash] = self._new_index(self.dimension)
-            # On the loop: a flat insert is a row copy; a graph insert ~0.5 ms at 256 dimensions and 100,000
-            # entries, ~1.4 ms at 1,536 and 20,000 (bench/cache_index.py). Once per stored semantic miss,
-            # which also paid an embedding call and an upstream call.
-            index.add(label, vec)
-        elif index is not None:
-            index.remove(label)
-            if not len(index):
-                del self._indexes[params_hash]
-
-    async def _build(self) -> None:
-        """Build the start-up index in a thread from the vector changes logged so far, then apply the
-        changes logged meanwhile on the loop."""
-        assert self._new_index is not None and self.dimension is not None
-        snapshot, self._vec_log = self._vec_log, []
-        final: dict[int, tuple[str, Any]] = {}
-        for kind, params_hash, label, vec in snapshot:
-            if kind == "add":
-                final[label] = (params_hash, vec)
-            else:
-                final.pop(label, None)
-        groups: dict[str, tuple[list[int], list[Any]]] = {}
-        for label, (params_hash, vec) in final.items():
-            labels, vecs = groups.setdefault(params_hash, ([], []))
-            labels.append(label)
-            vecs.append(vec)
-        new_index, dimension = self._new_index, self.dimension
-
-        def build() -> dict[str, VectorIndex]:
-            import numpy as np
-
-            built: dict[str, VectorIndex] = {}
-            for params_hash, (labels, vecs) in groups.items():
-                index = built[params_hash] = new_index(dimension)
-                index.add_many(labels, np.stack(vecs))
-            return built
-
-        try:
-            self._indexes = await asyncio.to_thread(build)
-        except Exception:
-            log.exception("cache: building the vector index failed; semantic lookups start empty")
-            self._indexes = {}
-        finally:
-            self._building = False
-            pending, self._vec_log = self._vec_log, []
-            for kind, params_hash, label, vec in pending:
-                self._vec_op(kind, params_hash, label, vec)
+        return None if self._semantic is None else self._semantic.from_blob(blob)
 
     # -- background: the writer, the sweep, the shared-file poll ---------------------------------------
     def _queue(self, op: Op, force: bool = False) -> None:
