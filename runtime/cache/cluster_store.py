@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import ujson
 
 from runtime.cache.pg_schema import CHANNEL, has_pgvector, migrate
-from runtime.cache.store import CacheEntry, CacheStore, StoreStats
+from runtime.cache.store import ENTRY_COLUMNS, CacheEntry, CacheStore, StoreStats, entry_from_record
 from runtime.core.text import repair
 from runtime.stores.status import StoreStatus
 
@@ -92,28 +92,7 @@ NOTE_QUEUE = 10_000  # notifications waiting to be applied; past it, a catch-up 
 LIST_LIMIT = 500
 CLOSE_TIMEOUT_S = 5.0  # each step of close(): a shutdown never waits long on a dead server
 
-COLUMNS = (
-    "request_hash",
-    "id",
-    "params_hash",
-    "cache_key",
-    "virtual_key_id",
-    "endpoint",
-    "provider",
-    "model",
-    "created_at",
-    "expires_at",
-    "response",
-    "prompt_text",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost",
-    "upstream_ms",
-    "embedding",
-    "size",
-    "hits",
-    "last_hit_at",
-)
+COLUMNS = ENTRY_COLUMNS
 TYPES = (
     "text",
     "text",
@@ -193,30 +172,9 @@ def _row(entry: CacheEntry, response_json: str, blob: bytes | None) -> Row:
 def _entry(record: Any) -> tuple[CacheEntry, bytes | None] | None:
     """A row of SELECT_SQL as an entry and its embedding bytes; None for a row that cannot be one."""
     try:
-        entry = CacheEntry(
-            id=record["id"],
-            request_hash=record["request_hash"],
-            params_hash=record["params_hash"],
-            cache_key=record["cache_key"],
-            virtual_key_id=record["virtual_key_id"],
-            endpoint=record["endpoint"],
-            provider=record["provider"],
-            model=record["model"],
-            created_at=record["created_at"],
-            expires_at=record["expires_at"],
-            response=ujson.loads(record["response"]),
-            prompt_text=record["prompt_text"],
-            prompt_tokens=record["prompt_tokens"],
-            completion_tokens=record["completion_tokens"],
-            cost=record["cost"],
-            upstream_ms=record["upstream_ms"],
-            size=record["size"],
-            hits=record["hits"],
-            last_hit_at=record["last_hit_at"],
-        )
+        return entry_from_record(record)
     except (ValueError, TypeError, KeyError):
         return None
-    return entry, record["embedding"]
 
 
 # Redis holds an entry as one value: a JSON header (every field but the response and the embedding), a

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import ujson
 
 from runtime.cache.sqlite_migrations import migrate
-from runtime.cache.store import CacheEntry, CacheStore, StoreStats
+from runtime.cache.store import ENTRY_COLUMNS, CacheEntry, CacheStore, StoreStats, entry_from_record
 from runtime.core.text import repair
 from runtime.paths import ensure_private_dir
 
@@ -73,28 +73,7 @@ CLOSE_TIMEOUT_S = 10.0
 TOMBSTONE_TTL_S = 3600.0  # deletes older than this are pruned (a worker an hour behind has restarted)
 LIST_LIMIT = 500
 
-COLUMNS = (
-    "request_hash",
-    "id",
-    "params_hash",
-    "cache_key",
-    "virtual_key_id",
-    "endpoint",
-    "provider",
-    "model",
-    "created_at",
-    "expires_at",
-    "response",
-    "prompt_text",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost",
-    "upstream_ms",
-    "embedding",
-    "size",
-    "hits",
-    "last_hit_at",
-)
+COLUMNS = ENTRY_COLUMNS
 _COLS = ", ".join(COLUMNS)
 INSERT_SQL = f"INSERT OR REPLACE INTO cache_entries ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
 SELECT_SQL = f"SELECT seq, {_COLS} FROM cache_entries"
@@ -133,30 +112,7 @@ def _row(entry: CacheEntry, response_json: str, blob: bytes | None) -> Row:
 
 def _entry(row: Row) -> tuple[CacheEntry, bytes | None]:
     """A row of SELECT_SQL (seq first) as an entry and its embedding bytes."""
-    (_seq, h, eid, ph, key, vk, endpoint, provider, model, created, expires, response, prompt, pt, ct, cost) = row[:16]
-    upstream_ms, blob, size, hits, last_hit = row[16:]
-    entry = CacheEntry(
-        id=eid,
-        request_hash=h,
-        params_hash=ph,
-        cache_key=key,
-        virtual_key_id=vk,
-        endpoint=endpoint,
-        provider=provider,
-        model=model,
-        created_at=created,
-        expires_at=expires,
-        response=ujson.loads(response),
-        prompt_text=prompt,
-        prompt_tokens=pt,
-        completion_tokens=ct,
-        cost=cost,
-        upstream_ms=upstream_ms,
-        size=size,
-        hits=hits,
-        last_hit_at=last_hit,
-    )
-    return entry, blob
+    return entry_from_record(dict(zip(COLUMNS, row[1:], strict=True)))
 
 
 def _decode(row: Row) -> tuple[CacheEntry, bytes | None] | None:
@@ -164,7 +120,7 @@ def _decode(row: Row) -> tuple[CacheEntry, bytes | None] | None:
     belongs: a file edited by hand or damaged); such a row is skipped, never fatal."""
     try:
         return _entry(row)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):
         return None
 
 

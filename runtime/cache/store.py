@@ -13,9 +13,11 @@ background, in batches. Every method that reads the store is bounded in time by 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import ujson
 
 
 @dataclass(slots=True)
@@ -41,6 +43,58 @@ class CacheEntry:
     hits: int = 0
     last_hit_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # engine-private bookkeeping (never serialised)
+
+
+# How the engines' tables hold an entry, column by column (the embedding as little-endian float32 bytes).
+ENTRY_COLUMNS = (
+    "request_hash",
+    "id",
+    "params_hash",
+    "cache_key",
+    "virtual_key_id",
+    "endpoint",
+    "provider",
+    "model",
+    "created_at",
+    "expires_at",
+    "response",
+    "prompt_text",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "upstream_ms",
+    "embedding",
+    "size",
+    "hits",
+    "last_hit_at",
+)
+
+
+def entry_from_record(record: Mapping[str, Any]) -> tuple[CacheEntry, bytes | None]:
+    """A stored row, by ENTRY_COLUMNS name, as an entry and its embedding bytes. Raises ValueError,
+    TypeError or KeyError for a row that cannot be one (the engines skip it)."""
+    entry = CacheEntry(
+        id=record["id"],
+        request_hash=record["request_hash"],
+        params_hash=record["params_hash"],
+        cache_key=record["cache_key"],
+        virtual_key_id=record["virtual_key_id"],
+        endpoint=record["endpoint"],
+        provider=record["provider"],
+        model=record["model"],
+        created_at=record["created_at"],
+        expires_at=record["expires_at"],
+        response=ujson.loads(record["response"]),
+        prompt_text=record["prompt_text"],
+        prompt_tokens=record["prompt_tokens"],
+        completion_tokens=record["completion_tokens"],
+        cost=record["cost"],
+        upstream_ms=record["upstream_ms"],
+        size=record["size"],
+        hits=record["hits"],
+        last_hit_at=record["last_hit_at"],
+    )
+    return entry, record["embedding"]
 
 
 @dataclass(slots=True)
