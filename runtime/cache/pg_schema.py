@@ -8,11 +8,10 @@ them in one transaction under an advisory lock, so instances starting together a
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-Migration = Callable[[Any], Awaitable[None]]  # (asyncpg connection) -> None
+from runtime.stores.pg_migrations import Migration, run_migrations
+
 MIGRATION_LOCK = 0x6266_6361_6368_6501  # pg_advisory_xact_lock key: "bfcache" + 1
 CHANNEL = "bifrost_cache"  # LISTEN/NOTIFY channel of the cache's changes
 
@@ -70,23 +69,7 @@ MIGRATIONS: tuple[Migration, ...] = (m001_entries,)
 
 async def migrate(conn: Any) -> int:
     """Apply the pending migrations on `conn` (an asyncpg connection); how many ran."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS bifrost_cache_migrations "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-        )
-        done = {row[0] for row in await conn.fetch("SELECT version FROM bifrost_cache_migrations")}
-        ran = 0
-        for version, migration in enumerate(MIGRATIONS, start=1):
-            if version in done:
-                continue
-            await migration(conn)
-            await conn.execute(
-                "INSERT INTO bifrost_cache_migrations VALUES ($1, $2, $3)", version, migration.__name__, time.time()
-            )
-            ran += 1
-    return ran
+    return await run_migrations(conn, "bifrost_cache_migrations", MIGRATION_LOCK, MIGRATIONS)
 
 
 async def has_pgvector(conn: Any) -> bool:
