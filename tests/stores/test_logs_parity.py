@@ -137,11 +137,9 @@ async def test_list_stats_and_virtual_keys_agree(engines: Engines, f: LogFilter)
     for sort, descending in itertools.product(SORTS, (True, False)):
         for limit, offset in ((50, 0), (7, 7), (500, 0), (10, 290)):
             page = Page(sort=sort, descending=descending, limit=limit, offset=offset)
-            assert await engines.postgres.list(f, page) == await engines.sqlite.list(f, page), (
-                sort,
-                descending,
-                offset,
-            )
+            answer = await engines.postgres.list(f, page)
+            assert answer.pop("total_exact") is True  # 300 rows: under the cap, exact as SQLite's
+            assert answer == await engines.sqlite.list(f, page), (sort, descending, offset)
     assert await engines.postgres.stats(f) == await engines.sqlite.stats(f)
     assert await engines.postgres.by_virtual_key(f) == await engines.sqlite.by_virtual_key(f)
     assert await engines.postgres.by_virtual_key(f, limit=2) == await engines.sqlite.by_virtual_key(f, limit=2)

@@ -555,6 +555,38 @@ async def test_a_query_past_its_budget_is_stopped_and_the_pool_still_answers(
         await reader.close()
 
 
+async def test_totals_are_exact_up_to_the_cap_then_an_estimate_that_says_so(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """An exact count(*) of a range is linear in its rows (seconds at 10M): past `total_cap` matching rows
+    the total is the planner's estimate, never below cap + 1, flagged `total_exact: false`."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=500)
+    now = int(time.time() * 1000)
+    try:
+        await writer.start()
+        for i in range(300):
+            writer.submit(make_row(i, ts_ms=now - i * 1000, status=500 if i % 10 == 0 else 200))
+        await wait_for(lambda: writer.written == 300)
+        await fetch(postgres_server, postgres_db, "ANALYZE bifrost_logs")
+        reader.total_cap = 100
+        page = await reader.list(LogFilter(), Page(limit=5))
+        assert page["total_exact"] is False and page["total"] > 100 and len(page["items"]) == 5
+        assert page["has_more"] is True
+        # The planner's statistics make it close to the truth (300) here.
+        assert 150 <= page["total"] <= 600, page["total"]
+        errors = await reader.list(LogFilter(statuses=("error",)), Page(limit=5))
+        assert (errors["total"], errors["total_exact"]) == (30, True)  # under the cap: exact
+        at_cap = await reader.list(LogFilter(since_ms=now - 99_500), Page(limit=5))
+        assert (at_cap["total"], at_cap["total_exact"]) == (100, True)  # exactly the cap: still exact
+        reader.total_cap = 10_000
+        assert (await reader.list(LogFilter(), Page()))["total"] == 300
+        searched = await reader.list(LogFilter(text="hello 7"), Page())
+        assert searched["total"] is None  # a content search never counts
+    finally:
+        await writer.close()
+        await reader.close()
+
+
 # -- a real gateway process ------------------------------------------------------------------------
 PASSWORD = "pw-s3cret-value"  # trust auth on the test server ignores it; it must never be shown
 
