@@ -25,7 +25,7 @@ from runtime.config.model import PostgresSettings
 from runtime.requestlog.filters import LogFilter, Page
 from runtime.requestlog.record import COLUMNS
 from runtime.stores.logs import LogQueryTooSlow, LogReadError
-from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter, batch, import_rows, partitions
+from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter, batch, import_rows, partitions, rollup
 from runtime.stores.logs_sqlite.writer import LogWriter as SQLiteLogWriter
 from runtime.stores.status import StoreStatus
 
@@ -89,6 +89,27 @@ async def sqlite_rows(tmp_path: Path, rows: list[tuple[Any, ...]]) -> list[tuple
 
 
 # -- import_rows (bifrost migrate) -----------------------------------------------------------------
+async def assert_rollup_matches_the_log(server: PostgresServer, db: str, rows: int) -> None:
+    """bifrost_logs_hourly holds exactly the aggregates of the rows in bifrost_logs (`rows` of them)."""
+    dims = "provider, model, virtual_key_id, endpoint, cache, status, stream"
+    raw = await fetch(
+        server,
+        db,
+        f"SELECT ts_ms / 3600000 * 3600000, {dims}, count(*), sum(latency_us), sum(overhead_us), sum(parse_us), "
+        f"coalesce(sum(total_tokens), 0), sum(cost) FROM bifrost_logs GROUP BY 1, {dims} ORDER BY 1, {dims}",
+    )
+    buckets = " + ".join(rollup.BUCKET_COLUMNS)
+    rolled = await fetch(
+        server,
+        db,
+        f"SELECT hour_ms, {dims}, n, latency_sum, overhead_sum, parse_us_sum, total_tokens, cost, {buckets} "
+        f"FROM bifrost_logs_hourly ORDER BY 1, {dims}",
+    )
+    assert [tuple(r[:-1]) for r in rolled] == [tuple(r) for r in raw]
+    assert all(r[-1] == r["n"] for r in rolled)  # every row in exactly one latency bucket
+    assert sum(r["n"] for r in rolled) == rows
+
+
 async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     postgres_server: PostgresServer, postgres_db: str, tmp_path: Path
 ) -> None:
@@ -104,7 +125,8 @@ async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     stored = await fetch(postgres_server, postgres_db, f"SELECT {', '.join(COLUMNS)} FROM bifrost_logs ORDER BY seq")
     assert [tuple(r) for r in stored] == source + more  # every value as logs.db held it, in order
     versions = await fetch(postgres_server, postgres_db, "SELECT version FROM bifrost_logs_migrations")
-    assert sorted(r[0] for r in versions) == [1, 2]
+    assert sorted(r[0] for r in versions) == [1, 2, 3]
+    await assert_rollup_matches_the_log(postgres_server, postgres_db, 45)  # imports run twice counted once
     # The rows of the last 20 days landed in their days' partitions (none left in the default one).
     default = await fetch(postgres_server, postgres_db, "SELECT count(*) FROM bifrost_logs_default")
     assert default[0][0] == 0
@@ -121,7 +143,11 @@ async def test_a_log_made_by_the_first_schema_is_upgraded_in_place(
         migrations.MIGRATIONS = first[:1]  # what main shipped first (m001 only)
         try:
             await migrations.migrate(conn)
-            await batch.insert(conn, [batch.coerce(make_row(1, input="[]", output="{}"))])
+            await conn.execute(  # a row as the writer of that schema stored it
+                "INSERT INTO bifrost_logs (id, ts_ms, endpoint, status, latency_us, overhead_us, cost) "
+                "VALUES ('r1', $1, 'chat', 200, 1234, 10, 0.5)",
+                int(time.time() * 1000),
+            )
         finally:
             migrations.MIGRATIONS = first
         assert await migrations.migrate(conn) == len(first) - 1
@@ -132,6 +158,7 @@ async def test_a_log_made_by_the_first_schema_is_upgraded_in_place(
         assert await conn.fetchval("SELECT count(*) FROM bifrost_logs") == 1
     finally:
         await conn.close()
+    await assert_rollup_matches_the_log(postgres_server, postgres_db, 1)  # m003 rolled up the existing row
 
 
 async def test_import_rows_takes_an_async_iterable_and_skips_rows_that_cannot_be_stored(
@@ -443,6 +470,8 @@ async def test_partitions_are_made_ahead_and_retention_drops_whole_old_ones(
         assert partitions.partition_name(today - 3) in names  # its day ends within the window: kept
         left = {r["id"] for r in (await reader.list(LogFilter(), Page(limit=100)))["items"]}
         assert left == {"r0", "r100", "r101", "r102", "r103"}
+        await assert_rollup_matches_the_log(postgres_server, postgres_db, 5)  # the dropped days' hours went too
+        assert (await reader.stats(LogFilter()))["count"] == 5
     finally:
         await writer.close()
         await reader.close()
@@ -551,6 +580,35 @@ async def test_a_query_past_its_budget_is_stopped_and_the_pool_still_answers(
             await reader._fetch("SELECT pg_sleep(5)")
         assert (await reader.list(LogFilter(), Page()))["total"] == 0  # schema made on first use; empty
         assert reader.status.state == "up"
+    finally:
+        await reader.close()
+
+
+async def test_a_batch_retried_after_a_lost_commit_is_not_rolled_up_twice(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """The rollup is written by the rows' own INSERT (its RETURNING): a batch written again after a commit
+    whose answer was lost adds its new rows only, and stats over the rollup stay exact."""
+    now = int(time.time() * 1000)
+    first = [
+        batch.coerce(make_row(i, now - i * 600_000, cost=0.5, total_tokens=3, input="[]", output="{}"))
+        for i in range(20)
+    ]
+    again = [*first, batch.coerce(make_row(99, now, status=500, latency_us=2_000_000, input="[]", output="{}"))]
+    conn = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    try:
+        from runtime.stores.logs_postgres.migrations import migrate
+
+        await migrate(conn)
+        assert (await batch.insert(conn, first))[0] == 20
+        assert (await batch.insert(conn, again))[0] == 1  # the retry: 20 already there, one new
+    finally:
+        await conn.close()
+    await assert_rollup_matches_the_log(postgres_server, postgres_db, 21)
+    _, reader = writer_for(postgres_server, postgres_db)
+    try:
+        stats = await reader.stats(LogFilter(since_ms=now - 5 * 3_600_000))
+        assert (stats["count"], stats["errors"], stats["total_tokens"], stats["cost"]) == (21, 1, 60, 10.0)
     finally:
         await reader.close()
 

@@ -125,7 +125,17 @@ async def m002_covering_and_sort_indexes(conn: asyncpg.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_logs, m002_covering_and_sort_indexes)
+async def m003_hourly_rollup(conn: asyncpg.Connection) -> None:
+    """The hourly rollup (rollup.py): stats, histograms and per-key views over long ranges read it
+    instead of every log row (at 10M rows a 30-day aggregate of the log took 10-30 s). An existing log
+    is rolled up here, once, at the upgrade (one GROUP BY over the table)."""
+    from runtime.stores.logs_postgres import rollup  # rollup reads nothing of this module: no cycle
+
+    await conn.execute(rollup.create_sql())
+    await conn.execute(rollup.upsert_sql(TABLE))
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_logs, m002_covering_and_sort_indexes, m003_hourly_rollup)
 
 
 async def migrate(conn: asyncpg.Connection) -> int:

@@ -31,6 +31,7 @@ from runtime.requestlog.filters import SORTS, LogFilter, Page
 from runtime.requestlog.record import COLUMNS
 from runtime.stores import pg
 from runtime.stores.logs import LogQueryTooSlow, LogReadError
+from runtime.stores.logs_postgres import rollup, rollup_reads
 from runtime.stores.logs_postgres.migrations import PAIRS, TABLE, migrate
 from runtime.stores.logs_sqlite.queries import (
     LIST_COLUMNS,
@@ -151,11 +152,15 @@ class PostgresLogQueries:
         status: StoreStatus,
         budget_s: float = QUERY_BUDGET_S,
         total_cap: int = TOTAL_CAP,
+        exact_percentiles_up_to: int = SAMPLE_TARGET,
     ) -> None:
         self.settings = settings
         self.status = status
         self.budget_s = budget_s
         self.total_cap = total_cap
+        # stats/histograms over the rollup: exact p50/p99 (from the rows) up to this many rows, else from
+        # the rollup's latency buckets (the SQLite engine samples past SAMPLE_TARGET rows).
+        self.exact_percentiles_up_to = exact_percentiles_up_to
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._open_error: pg.PostgresUnavailable | None = None  # how the last open attempt failed
@@ -318,7 +323,12 @@ class PostgresLogQueries:
     # -- stats ---------------------------------------------------------------------------------------
     async def stats(self, f: LogFilter) -> dict[str, Any]:
         """As the SQLite engine: exact counts and sums; p50/p99, stage averages, overhead and the stream
-        share from a uniform sample of at most SAMPLE_TARGET rows (exact below that)."""
+        share from a uniform sample of at most SAMPLE_TARGET rows (exact below that). Over whole hours
+        from the rollup (_stats_rollup) when it can answer the filter."""
+        rp = Params()
+        grouped = rollup_reads.grouped_sql(f, rp, ("provider", "model"))
+        if grouped is not None:
+            return await self._stats_rollup(f, grouped, rp)
 
         async def totals_and_sample() -> tuple[Any, builtins.list[Any], int]:
             p = Params()
@@ -369,6 +379,24 @@ class PostgresLogQueries:
     async def by_virtual_key(self, f: LogFilter, limit: int = 200) -> builtins.list[dict[str, Any]]:
         """Requests, successes, tokens and cost per virtual key (None: ungoverned), most requests first."""
         p = Params()
+        grouped = rollup_reads.grouped_sql(f, p, ("virtual_key_id",))
+        if grouped is not None:
+            tt = 7 + len(STAGES)  # m<tt>: sum(tt), then sum(cost) (rollup_reads.MEASURES)
+            rows = await self._fetch(
+                f"SELECT k0, m0, m1, m{tt}, m{tt + 1} FROM ({grouped}) g "
+                f"ORDER BY m0 DESC, k0 ASC NULLS FIRST LIMIT {p.add(limit)}",
+                p,
+            )
+            return [
+                {
+                    "virtual_key_id": vk,
+                    "count": int(n),
+                    "success": int(ok or 0),
+                    "total_tokens": int(tokens or 0),
+                    "cost": cost,
+                }
+                for vk, n, ok, tokens, cost in rows
+            ]
         where = sql_where(f, p)
         rows = await self._fetch(
             "SELECT virtual_key_id, count(*), sum((status < 400)::int), sum(total_tokens), sum(cost) "
@@ -429,6 +457,148 @@ class PostgresLogQueries:
         out.sort(key=lambda g: -g["count"])
         return out
 
+    async def _stats_rollup(self, f: LogFilter, grouped: str, p: Params) -> dict[str, Any]:
+        """stats() over the rollup's whole hours and the raw edges: counts, sums and averages exact (the
+        stage and overhead averages and the stream count too, where the SQLite engine samples); p50/p99
+        exact up to `exact_percentiles_up_to` rows, else from the latency buckets (flagged)."""
+        rows = await self._fetch(grouped, p)
+        total = rollup_reads.Sums()
+        groups = []
+        for r in sorted(rows, key=lambda r: (r[0] or "", r[1] or "")):
+            g = rollup_reads.Sums.of(r[2:])
+            total.add(g)
+            groups.append(
+                {
+                    "provider": r[0],
+                    "model": r[1],
+                    "count": g.n,
+                    "success": g.ok,
+                    "success_rate": g.ok / g.n,
+                    "avg_latency_ms": _ms(g.lat / g.n),
+                    "avg_overhead_us": round(g.over / g.n, 1),
+                    "prompt_tokens": g.pt,
+                    "completion_tokens": g.ct,
+                    "total_tokens": g.tt,
+                    "cost": g.cost,
+                }
+            )
+        groups.sort(key=lambda g: -g["count"])
+        count = total.n
+        percentiles: dict[str, Any] = {"sampled": False, "sample_size": count}
+        if 0 < count <= self.exact_percentiles_up_to:
+            ep = Params()
+            latencies = sorted(
+                r[0] for r in await self._fetch(f"SELECT latency_us FROM {TABLE} WHERE {sql_where(f, ep)}", ep)
+            )
+            p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+        else:
+            p50, p99 = rollup.percentile(total.buckets, 0.5), rollup.percentile(total.buckets, 0.99)
+            if count:
+                percentiles = {"sampled": True, "sample_size": count, "latency_buckets": rollup.LATENCY_BUCKETS}
+        return {
+            "range": {"since": f.since_ms, "until": f.until_ms},
+            "count": count,
+            "success": total.ok,
+            "errors": count - total.ok,
+            "success_rate": total.ok / count if count else None,
+            "avg_latency_ms": _ms(total.lat / count) if count else None,
+            "p50_latency_ms": _ms(p50),
+            "p99_latency_ms": _ms(p99),
+            "avg_overhead_us": round(total.over / count, 1) if count else None,
+            "prompt_tokens": total.pt,
+            "completion_tokens": total.ct,
+            "total_tokens": total.tt,
+            "cost": total.cost,
+            "streams": total.streams,
+            "stages_avg_us": {
+                s[:-3]: round(total.stages[i] / count, 1) if count else None for i, s in enumerate(STAGES)
+            },
+            "percentiles": percentiles,
+            "by_model": groups,
+            "by_provider": _roll_up(groups),
+        }
+
+    async def _histogram_rollup(
+        self, f: LogFilter, width: int, starts: builtins.list[int], grouped: str, p: Params
+    ) -> dict[str, Any]:
+        """histogram() over the rollup's hours that lie inside one bucket, and the raw rows of the
+        hours a bucket edge cuts and of the range's edges. One GROUP BY gives the overall and the
+        per-provider series."""
+        rows = await self._fetch(grouped, p)
+        overall: dict[int, rollup_reads.Sums] = {}
+        per_provider: dict[tuple[str, int], rollup_reads.Sums] = {}
+        for provider, has_model, b, *values in rows:
+            group = rollup_reads.Sums.of(values)
+            overall.setdefault(b, rollup_reads.Sums()).add(group)
+            if provider is not None and has_model:
+                per_provider.setdefault((provider, b), rollup_reads.Sums()).add(group)
+        series = []
+        total = 0
+        for i, lo in enumerate(starts):
+            g = overall.get(i)
+            total += g.n if g else 0
+            series.append(
+                {
+                    "t": lo,
+                    "count": g.n if g else 0,
+                    "errors": g.n - g.ok if g else 0,
+                    "avg_latency_ms": _ms(g.lat / g.n) if g else None,
+                    "p50_latency_ms": None,
+                    "p99_latency_ms": None,
+                    "tokens": g.tt if g else 0,
+                    "avg_overhead_us": round(g.over / g.n, 1) if g else None,
+                    "cost": g.cost if g else None,
+                }
+            )
+        sampled = False
+        if 0 < total <= self.exact_percentiles_up_to * 2:  # as the raw path: exact per bucket
+            samples, _ = await self._sample(f, total, total, "ts_ms, latency_us")
+            per_bucket: dict[int, builtins.list[int]] = {}
+            for ts, latency in samples:
+                per_bucket.setdefault((ts - f.since_ms) // width, []).append(latency)
+            for i, values in per_bucket.items():
+                if 0 <= i < len(series):
+                    values.sort()
+                    series[i]["p50_latency_ms"] = _ms(_percentile(values, 0.5))
+                    series[i]["p99_latency_ms"] = _ms(_percentile(values, 0.99))
+        elif total:
+            sampled = True
+            for i, item in enumerate(series):
+                g = overall.get(i)
+                if g:
+                    item["p50_latency_ms"] = _ms(rollup.percentile(g.buckets, 0.5))
+                    item["p99_latency_ms"] = _ms(rollup.percentile(g.buckets, 0.99))
+        providers = sorted(
+            {
+                pr
+                for pr, model in await self.pairs()
+                if pr is not None and model is not None and (not f.providers or pr in f.providers)
+            }
+        )
+        by_provider: dict[str, Any] = {}
+        for provider in providers:
+            items = []
+            for i, lo in enumerate(starts):
+                g = per_provider.get((provider, i))
+                items.append(
+                    {
+                        "t": lo,
+                        "count": g.n if g else 0,
+                        "errors": g.n - g.ok if g else 0,
+                        "avg_latency_ms": _ms(g.lat / g.n) if g else None,
+                        "tokens": g.tt if g else 0,
+                    }
+                )
+            by_provider[provider] = items
+        return {
+            "since": f.since_ms,
+            "until": f.until_ms,
+            "bucket_ms": width,
+            "series": series,
+            "by_provider": by_provider,
+            "percentiles": {"sampled": sampled},
+        }
+
     # -- histograms ----------------------------------------------------------------------------------
     async def histogram(self, f: LogFilter, buckets: int = 60) -> dict[str, Any]:
         """Per-bucket requests, errors, latency (avg/p50/p99), tokens and overhead, overall and per
@@ -436,6 +606,13 @@ class PostgresLogQueries:
         assert f.since_ms is not None and f.until_ms is not None
         width = max(1, -(-(f.until_ms - f.since_ms) // buckets))
         starts = builtins.list(range(f.since_ms, f.until_ms, width))
+        if width >= rollup.HOUR_MS:  # buckets of an hour or more: whole hours from the rollup
+            rp = Params()
+            keys = ("provider", "model IS NOT NULL", f"(ts - {rp.add(f.since_ms)}) / {rp.add(width)}")
+            cut = rollup_reads.cut_hours(f.since_ms, width, len(starts))
+            grouped = rollup_reads.grouped_sql(f, rp, keys, cut)
+            if grouped is not None:
+                return await self._histogram_rollup(f, width, starts, grouped, rp)
         (series, sampled), by_provider = await asyncio.gather(
             self._overall_series(f, width, starts), self._provider_series(f, width, starts)
         )
