@@ -125,7 +125,7 @@ async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     stored = await fetch(postgres_server, postgres_db, f"SELECT {', '.join(COLUMNS)} FROM bifrost_logs ORDER BY seq")
     assert [tuple(r) for r in stored] == source + more  # every value as logs.db held it, in order
     versions = await fetch(postgres_server, postgres_db, "SELECT version FROM bifrost_logs_migrations")
-    assert sorted(r[0] for r in versions) == [1, 2, 3]
+    assert sorted(r[0] for r in versions) == [1, 2, 3, 4]
     await assert_rollup_matches_the_log(postgres_server, postgres_db, 45)  # imports run twice counted once
     # The rows of the last 20 days landed in their days' partitions (none left in the default one).
     default = await fetch(postgres_server, postgres_db, "SELECT count(*) FROM bifrost_logs_default")
@@ -153,8 +153,8 @@ async def test_a_log_made_by_the_first_schema_is_upgraded_in_place(
         assert await migrations.migrate(conn) == len(first) - 1
         assert await migrations.migrate(conn) == 0
         indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'bifrost_logs'")}
-        assert {"bifrost_logs_ts_cover", "bifrost_logs_pm_cover", "bifrost_logs_tokens"} <= indexes
-        assert "bifrost_logs_ts" not in indexes
+        assert {"bifrost_logs_ts_cover", "bifrost_logs_pm_cover", "bifrost_logs_tokens_ts"} <= indexes
+        assert "bifrost_logs_ts" not in indexes and "bifrost_logs_tokens" not in indexes
         assert await conn.fetchval("SELECT count(*) FROM bifrost_logs") == 1
     finally:
         await conn.close()
@@ -610,6 +610,49 @@ async def test_a_batch_retried_after_a_lost_commit_is_not_rolled_up_twice(
         stats = await reader.stats(LogFilter(since_ms=now - 5 * 3_600_000))
         assert (stats["count"], stats["errors"], stats["total_tokens"], stats["cost"]) == (21, 1, 60, 10.0)
     finally:
+        await reader.close()
+
+
+async def test_a_text_search_reads_newest_first_stops_when_the_page_is_full_and_says_how_far_it_searched(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """A content search reads every row of its range: over a month of a busy log one query would pass the
+    10 s budget. Sorted by time it reads a window at a time from the newest, stops once the page is
+    full, and when its own budget runs out answers what it found with `searched_until`."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=500)
+    now = int(time.time() * 1000)
+    try:
+        await writer.start()
+        for i in range(200):  # one row every 20 minutes: ~66 hours
+            writer.submit(make_row(i, ts_ms=now - i * 1_200_000, input=[{"role": "user", "content": f"common {i}"}]))
+        await wait_for(lambda: writer.written == 200)
+        queries: list[str] = []
+        fetch_real = reader._fetch
+
+        async def spy(sql: str, params: Any = (), budget_s: float | None = None) -> Any:
+            queries.append(sql)
+            return await fetch_real(sql, params, budget_s)
+
+        reader._fetch = spy  # type: ignore[method-assign]
+        page = await reader.list(LogFilter(text="common"), Page(limit=5))
+        assert [r["id"] for r in page["items"]] == ["r0", "r1", "r2", "r3", "r4"] and page["has_more"]
+        assert "searched_until" not in page and page["total"] is None
+        windows = [q for q in queries if "ILIKE" in q]
+        assert len(windows) <= 3, len(windows)  # 1 h, 2 h, 4 h: not the 66 hours
+        # The whole range when the page needs it; oldest first for order=asc; same rows as one query.
+        everything = await reader.list(LogFilter(text="common"), Page(limit=500))
+        assert len(everything["items"]) == 200 and not everything["has_more"]
+        oldest = await reader.list(LogFilter(text="common"), Page(limit=3, descending=False))
+        assert [r["id"] for r in oldest["items"]] == ["r199", "r198", "r197"]
+        deep = await reader.list(LogFilter(text="common 1"), Page(limit=4, offset=3))
+        assert [r["id"] for r in deep["items"]] == ["r12", "r13", "r14", "r15"]
+        # Its budget spent before the first window: nothing found, and it says it searched nothing.
+        reader.search_budget_s = 0.0
+        until = now + 1000
+        stopped = await reader.list(LogFilter(text="common", until_ms=until), Page(limit=5))
+        assert (stopped["items"], stopped["searched_until"], stopped["has_more"]) == ([], until, True)
+    finally:
+        await writer.close()
         await reader.close()
 
 

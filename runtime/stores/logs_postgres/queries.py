@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import json
 import time
 from typing import Any
@@ -47,6 +48,8 @@ from runtime.stores.status import StoreStatus
 QUERY_BUDGET_S = 10.0  # no admin query may hold a connection longer than this
 # /api/logs totals are exact up to this many rows, then estimated ("total_exact": false): see _total.
 TOTAL_CAP = 10_000
+# A text search sorted by time stops after this long and says how far it searched (_search_by_time).
+SEARCH_BUDGET_S = 2.0
 _PG_STATUS = {
     "success": "{a}status < 400",
     "error": "{a}status >= 400",
@@ -153,6 +156,7 @@ class PostgresLogQueries:
         budget_s: float = QUERY_BUDGET_S,
         total_cap: int = TOTAL_CAP,
         exact_percentiles_up_to: int = SAMPLE_TARGET,
+        search_budget_s: float = SEARCH_BUDGET_S,
     ) -> None:
         self.settings = settings
         self.status = status
@@ -161,6 +165,7 @@ class PostgresLogQueries:
         # stats/histograms over the rollup: exact p50/p99 (from the rows) up to this many rows, else from
         # the rollup's latency buckets (the SQLite engine samples past SAMPLE_TARGET rows).
         self.exact_percentiles_up_to = exact_percentiles_up_to
+        self.search_budget_s = search_budget_s
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._open_error: pg.PostgresUnavailable | None = None  # how the last open attempt failed
@@ -205,26 +210,29 @@ class PostgresLogQueries:
             except Exception:
                 pool.terminate()
 
-    async def _fetch(self, sql: str, params: Params | list[Any] | tuple[Any, ...] = ()) -> list[asyncpg.Record]:
+    async def _fetch(
+        self, sql: str, params: Params | list[Any] | tuple[Any, ...] = (), budget_s: float | None = None
+    ) -> list[asyncpg.Record]:
         """Every read goes through here: driver errors leave as the log store's own (LogQueryTooSlow,
-        LogReadError), and the outcome keeps `status` current."""
+        LogReadError), and the outcome keeps `status` current. `budget_s`: a shorter budget than the
+        reader's for this query."""
         values = params.values if isinstance(params, Params) else list(params)
+        budget = self.budget_s if budget_s is None else min(budget_s, self.budget_s)
         started = time.monotonic()
         try:
             pool = self._pool or await self._open()
-            left = max(0.1, self.budget_s - (time.monotonic() - started))
+            left = max(0.1, budget - (time.monotonic() - started))
             async with pool.acquire(timeout=left) as conn:
-                left = max(0.1, self.budget_s - (time.monotonic() - started))
+                left = max(0.1, budget - (time.monotonic() - started))
                 rows: list[asyncpg.Record] = await conn.fetch(sql, *values, timeout=left)
         except pg.PostgresUnavailable as exc:
             self.status.failed(str(exc))
             raise LogReadError(str(exc)) from None
         except (TimeoutError, asyncpg.exceptions.QueryCanceledError):
-            if time.monotonic() - started < self.budget_s * 0.9:  # not ours: the connection timed out
+            if time.monotonic() - started < budget * 0.9:  # not ours: the connection timed out
                 raise self._unavailable(TimeoutError("no answer")) from None
             raise LogQueryTooSlow(
-                f"the log query ran longer than {self.budget_s:g} s and was stopped; "
-                "narrow the time range or the filters"
+                f"the log query ran longer than {budget:g} s and was stopped; narrow the time range or the filters"
             ) from None
         except pg.CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
@@ -258,28 +266,70 @@ class PostgresLogQueries:
                 f"SELECT {columns} FROM {TABLE} WHERE (ts_ms, seq) IN (SELECT ts_ms, seq FROM {TABLE} "
                 f"WHERE {where} ORDER BY {pick} LIMIT {limit} OFFSET {offset}) ORDER BY {order}"
             )
-        fetch_rows = self._fetch(sql, p)
         exact = True
-        if f.text:  # a count over a content search would scan every row: skip it
-            rows, total = await fetch_rows, None
+        searched_until = None
+        if f.text and column == "ts_ms":  # newest (oldest) first, a window at a time, within a budget
+            rows, searched_until = await self._search_by_time(f, page, columns, order)
+            total = None
+        elif f.text:  # a count over a content search would scan every row: skip it
+            rows, total = await self._fetch(sql, p), None
         else:
-            rows, (total, exact) = await asyncio.gather(fetch_rows, self._total(f))
+            rows, (total, exact) = await asyncio.gather(self._fetch(sql, p), self._total(f))
         items = []
         for row in rows[: page.limit]:
             item = dict(zip(LIST_COLUMNS, row, strict=False))
             item["stream"] = bool(item["stream"])
             item["input_preview"], item["output_preview"] = row[-2], row[-1]
             items.append(item)
-        return {
+        answer = {
             "items": items,
             "total": total,
             "total_exact": exact,
             "limit": page.limit,
             "offset": page.offset,
-            "has_more": len(rows) > page.limit,
+            "has_more": len(rows) > page.limit or searched_until is not None,
             "sort": page.sort,
             "order": "desc" if page.descending else "asc",
         }
+        if searched_until is not None:
+            answer["searched_until"] = searched_until
+        return answer
+
+    async def _search_by_time(
+        self, f: LogFilter, page: Page, columns: str, order: str
+    ) -> tuple[builtins.list[asyncpg.Record], int | None]:
+        """A text search in time order, newest first (oldest first for order=asc): one window at a time
+        (an hour, then twice as long each time), stopping when the page is full. The search has
+        `search_budget_s`: when it runs out, the rows found so far are the answer and the second value
+        is the point in time the search reached (`searched_until`: rows beyond it were not searched),
+        else None. A content search reads every row of its range (no text index: docs/logs-store.md),
+        so over a month of a busy log one query would run past the 10 s budget."""
+        started = time.monotonic()
+        bp = Params()
+        bounds = sql_where(dataclasses.replace(LogFilter(), since_ms=f.since_ms, until_ms=f.until_ms), bp)
+        lo_hi = await self._fetch(f"SELECT min(ts_ms), max(ts_ms) FROM {TABLE} WHERE {bounds}", bp)
+        if lo_hi[0][0] is None:
+            return [], None
+        lo = f.since_ms if f.since_ms is not None else int(lo_hi[0][0])
+        hi = f.until_ms if f.until_ms is not None else int(lo_hi[0][1]) + 1
+        need = page.offset + page.limit + 1
+        found: builtins.list[asyncpg.Record] = []
+        edge, width = (hi, rollup.HOUR_MS) if page.descending else (lo, rollup.HOUR_MS)
+        while len(found) < need and (lo < edge if page.descending else edge < hi):
+            window = (max(lo, edge - width), edge) if page.descending else (edge, min(hi, edge + width))
+            left = self.search_budget_s - (time.monotonic() - started)
+            if left <= 0:
+                return found[page.offset :], edge
+            p = Params()
+            where = sql_where(dataclasses.replace(f, since_ms=window[0], until_ms=window[1]), p)
+            sql = f"SELECT {columns} FROM {TABLE} WHERE {where} ORDER BY {order} LIMIT {p.add(need - len(found))}"
+            try:
+                found += await self._fetch(sql, p, budget_s=max(0.2, left))
+            except LogQueryTooSlow:
+                return found[page.offset :], edge
+            edge = window[0] if page.descending else window[1]
+            width *= 2
+        return found[page.offset :], None
 
     async def _total(self, f: LogFilter) -> tuple[int, bool]:
         """(rows matching `f`, exact?). Exact up to `total_cap` (a count over an index walk stopped at

@@ -46,7 +46,7 @@ SUMS: tuple[tuple[str, str], ...] = (
     ("completion_tokens", "coalesce(sum(completion_tokens), 0)"),
     ("total_tokens", "coalesce(sum(total_tokens), 0)"),
     ("cost", "sum(cost)"),
-    *((b, f"count(*) FILTER (WHERE {BUCKET_SQL} = {i})") for i, b in enumerate(BUCKET_COLUMNS)),
+    *((b, f"count(*) FILTER (WHERE k = {i})") for i, b in enumerate(BUCKET_COLUMNS)),  # k: BUCKET_SQL
 )
 # The log columns an upsert reads (what the INSERT RETURNs).
 SOURCE_COLUMNS = (
@@ -90,7 +90,7 @@ def upsert_sql(source: str) -> str:
     )
     return (
         f"INSERT INTO {HOURLY} AS h (hour_ms, {', '.join(DIMENSIONS)}, {names}) "
-        f"SELECT ts_ms / {HOUR_MS} * {HOUR_MS}, {dims}, {values} FROM {source} "
+        f"SELECT ts_ms / {HOUR_MS} * {HOUR_MS}, {dims}, {values} FROM (SELECT *, {BUCKET_SQL} AS k FROM {source}) s "
         f"GROUP BY 1, {', '.join(str(i) for i in range(2, 2 + len(DIMENSIONS)))} "
         f"ON CONFLICT ({KEY_INDEX}) DO UPDATE SET {updates}"
     )
