@@ -126,6 +126,7 @@ async def fill(settings: PostgresSettings, n: int, chunk: int = 500_000) -> floa
         today = partitions.today()
         await partitions.ensure(conn, range(today - SPAN_DAYS - 1, today + 2))
         await conn.execute("SET synchronous_commit = off")
+        await conn.execute("SET work_mem = '256MB'")  # each chunk's rollup GROUP BY hashed in memory
         for lo in range(1, n + 1, chunk):
             hi = min(n, lo + chunk - 1)
             await conn.execute(_fill_sql(lo, hi, n, now_ms))

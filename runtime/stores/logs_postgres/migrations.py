@@ -132,6 +132,8 @@ async def m003_hourly_rollup(conn: asyncpg.Connection) -> None:
     from runtime.stores.logs_postgres import rollup  # rollup reads nothing of this module: no cycle
 
     await conn.execute(rollup.create_sql())
+    # One GROUP BY over the whole log: room to hash its groups in memory (for this transaction only).
+    await conn.execute("SET LOCAL work_mem = '256MB'")
     await conn.execute(rollup.upsert_sql(TABLE))
 
 

@@ -8,7 +8,12 @@ for the same rows, in PostgreSQL's SQL.
 - Per-(provider, model) views and facets read `bifrost_logs_pairs` (the writers keep it), never a
   DISTINCT over the table. Aggregates are GROUP BYs over the filter's range (PostgreSQL's planner walks the
   day partitions the range touches: partition pruning on ts_ms).
-- p50/p99 are exact up to SAMPLE_TARGET rows, else over every k-th seq, as SQLite does over rowid.
+- Totals are exact up to TOTAL_CAP rows, then the planner's estimate (`total_exact: false`).
+- Stats, per-key views and histograms read the hourly rollup for the whole hours of their range and the
+  table for the edges (rollup_reads.py); p50/p99 there are exact up to SAMPLE_TARGET rows, else from the
+  rollup's latency buckets. Filters the rollup cannot answer read the table: p50/p99 exact up to
+  SAMPLE_TARGET rows, else over every k-th seq, as SQLite does over rowid.
+- A text search sorted by time reads windows newest first and stops at a full page or SEARCH_BUDGET_S.
 - Every query runs on a pooled connection with a time budget (asyncpg cancels it server-side when it
   passes): LogQueryTooSlow. A server that cannot be reached: LogReadError (the admin API answers 503
   for both), and the shared `status` says so.

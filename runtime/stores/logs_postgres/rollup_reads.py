@@ -156,9 +156,13 @@ def grouped_sql(f: LogFilter, p: Params, keys: Sequence[str], excluded_hours: It
         where = sql_where(f, p)
         # One index range scan per edge: a LATERAL subquery run once per range (OFFSET 0 keeps the
         # planner from flattening it into one join filtered over the whole time range).
+        # virtual_key_id is not in the covering ts index: read it (from the table) only when grouped by.
+        source = _RAW_SOURCE
+        if not any("virtual_key_id" in k for k in keys):
+            source = source.replace("virtual_key_id", "NULL::text AS virtual_key_id")
         parts.append(
             f"SELECT {selected} FROM (SELECT {_RAW_COLUMNS} FROM unnest({lo}::bigint[], {hi}::bigint[]) AS r(lo, hi), "
-            f"LATERAL (SELECT {_RAW_SOURCE} FROM {TABLE} WHERE ts_ms >= r.lo AND ts_ms < r.hi AND {where} "
+            f"LATERAL (SELECT {source} FROM {TABLE} WHERE ts_ms >= r.lo AND ts_ms < r.hi AND {where} "
             f"OFFSET 0) x) t{group}"
         )
     outer = ", ".join([*(f"k{i}" for i in range(len(keys))), *(f"sum(m{i}) AS m{i}" for i in range(len(MEASURES)))])
