@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from admin.conftest import browser_page  # noqa: F401  (a fixture, found by name in this module)
 from fakes import FakeOpenAI
 from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.config import key
@@ -818,3 +820,30 @@ async def test_two_gateways_on_one_database_each_show_every_instances_rows(
     for gateway in (one, two):
         status, page = await api_get(gateway, "/api/logs?limit=100")
         assert status == 200 and page["total"] == 30 and {item["id"] for item in page["items"]} == sent
+
+
+@pytest.mark.browser
+def test_the_logs_page_says_about_n_when_the_total_is_an_estimate(
+    browser_page: Any,  # noqa: F811  (the fixture imported above)
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+) -> None:
+    """Past 10,000 matching rows the PostgreSQL engine estimates the total (`total_exact: false`): the
+    Logs page must not present the estimate as a count."""
+    gateway = pg_gateway(start_gateway, fake_openai, postgres_server, postgres_db)
+    page = browser_page
+    page.goto(gateway.base_url + "/#/logs")  # its first /api/logs made the schema
+    page.get_by_test_id("log-count").wait_for()
+    postgres_server.psql(
+        "INSERT INTO bifrost_logs (id, ts_ms, endpoint, provider, model, status, latency_us, overhead_us) "
+        "SELECT 'bulk-' || g, (extract(epoch FROM now()) * 1000)::bigint - g * 1000, 'chat', 'openai', "
+        "'gpt-4o', 200, 1000, 10 FROM generate_series(1, 12000) g; ANALYZE bifrost_logs",
+        postgres_db,
+        user="bifrost",
+    )
+    page.reload()
+    count = page.get_by_test_id("log-count")
+    count.filter(has_text="about").wait_for()
+    assert re.search(r"of about [\d,]+", count.inner_text()), count.inner_text()
