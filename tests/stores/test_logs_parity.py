@@ -16,7 +16,8 @@ import pytest
 from harness.postgres import PostgresServer
 
 from runtime.requestlog.filters import SORTS, LogFilter, Page
-from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter
+from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter, rollup, rollup_reads
+from runtime.stores.logs_postgres.queries import Params
 from runtime.stores.logs_sqlite.queries import LogQueries
 from runtime.stores.logs_sqlite.writer import LogWriter
 from runtime.stores.status import StoreStatus
@@ -137,11 +138,9 @@ async def test_list_stats_and_virtual_keys_agree(engines: Engines, f: LogFilter)
     for sort, descending in itertools.product(SORTS, (True, False)):
         for limit, offset in ((50, 0), (7, 7), (500, 0), (10, 290)):
             page = Page(sort=sort, descending=descending, limit=limit, offset=offset)
-            assert await engines.postgres.list(f, page) == await engines.sqlite.list(f, page), (
-                sort,
-                descending,
-                offset,
-            )
+            answer = await engines.postgres.list(f, page)
+            assert answer.pop("total_exact") is True  # 300 rows: under the cap, exact as SQLite's
+            assert answer == await engines.sqlite.list(f, page), (sort, descending, offset)
     assert await engines.postgres.stats(f) == await engines.sqlite.stats(f)
     assert await engines.postgres.by_virtual_key(f) == await engines.sqlite.by_virtual_key(f)
     assert await engines.postgres.by_virtual_key(f, limit=2) == await engines.sqlite.by_virtual_key(f, limit=2)
@@ -168,3 +167,53 @@ async def test_get_facets_and_tail_agree(engines: Engines) -> None:
     assert await engines.postgres.last_rowid() == await engines.sqlite.last_rowid() == 300
     assert await engines.postgres.tail(0, 1000) == await engines.sqlite.tail(0, 1000)
     assert await engines.postgres.tail(290, 5) == await engines.sqlite.tail(290, 5)
+
+
+def _latency_close(bucketed: float | None, exact: float | None) -> bool:
+    """A bucketed percentile (ms) lies within one latency bucket's width of the exact one."""
+    if bucketed is None or exact is None:
+        return bucketed is exact
+    return exact / rollup.LAT_RATIO <= bucketed <= exact * rollup.LAT_RATIO
+
+
+def _split_percentiles(answer: dict[str, Any]) -> tuple[float | None, float | None]:
+    return answer.pop("p50_latency_ms"), answer.pop("p99_latency_ms")
+
+
+@pytest.mark.parametrize("f", FILTERS, ids=[str(i) for i in range(len(FILTERS))])
+async def test_stats_and_histograms_with_bucketed_percentiles_agree_within_a_bucket(
+    engines: Engines, f: LogFilter
+) -> None:
+    """With percentiles from the rollup's latency buckets (what ranges of more than SAMPLE_TARGET rows
+    get), p50/p99 are within one bucket's width of the exact ones; every other value is still equal."""
+    engines.postgres.exact_percentiles_up_to = 0
+    pg, lite = await engines.postgres.stats(f), await engines.sqlite.stats(f)
+    pg_pct, lite_pct = _split_percentiles(pg), _split_percentiles(lite)
+    bucketed = rollup_reads.grouped_sql(f, Params(), ()) is not None and pg["count"] > 0
+    if bucketed:  # the rollup answered: percentiles from buckets, flagged
+        assert pg.pop("percentiles") == {
+            "sampled": True,
+            "sample_size": pg["count"],
+            "latency_buckets": rollup.LATENCY_BUCKETS,
+        }
+        lite.pop("percentiles")
+        assert all(_latency_close(a, b) for a, b in zip(pg_pct, lite_pct, strict=True)), (pg_pct, lite_pct)
+    else:  # text search / latency bounds: the raw table, exact
+        assert pg_pct == lite_pct
+    assert pg == lite
+    hf = LogFilter(
+        **{
+            **{k: getattr(f, k) for k in f.__dataclass_fields__},
+            "since_ms": f.since_ms or NOW - 80 * HOUR_MS,
+            "until_ms": f.until_ms or NOW + 1,
+        }
+    )
+    for buckets in (1, 7):
+        pg_h, lite_h = await engines.postgres.histogram(hf, buckets), await engines.sqlite.histogram(hf, buckets)
+        if pg_h["percentiles"]["sampled"]:
+            assert bucketed
+            pg_h.pop("percentiles"), lite_h.pop("percentiles")
+            for a, b in zip(pg_h["series"], lite_h["series"], strict=True):
+                pa, pb = _split_percentiles(a), _split_percentiles(b)
+                assert all(_latency_close(x, y) for x, y in zip(pa, pb, strict=True)), (pa, pb)
+        assert pg_h == lite_h

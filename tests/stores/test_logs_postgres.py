@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from admin.conftest import browser_page  # noqa: F401  (a fixture, found by name in this module)
 from fakes import FakeOpenAI
 from harness import Gateway, StartGateway, make_config, openai_provider
 from harness.config import key
@@ -25,7 +27,7 @@ from runtime.config.model import PostgresSettings
 from runtime.requestlog.filters import LogFilter, Page
 from runtime.requestlog.record import COLUMNS
 from runtime.stores.logs import LogQueryTooSlow, LogReadError
-from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter, batch, import_rows, partitions
+from runtime.stores.logs_postgres import PostgresLogQueries, PostgresLogWriter, batch, import_rows, partitions, rollup
 from runtime.stores.logs_sqlite.writer import LogWriter as SQLiteLogWriter
 from runtime.stores.status import StoreStatus
 
@@ -89,6 +91,27 @@ async def sqlite_rows(tmp_path: Path, rows: list[tuple[Any, ...]]) -> list[tuple
 
 
 # -- import_rows (bifrost migrate) -----------------------------------------------------------------
+async def assert_rollup_matches_the_log(server: PostgresServer, db: str, rows: int) -> None:
+    """bifrost_logs_hourly holds exactly the aggregates of the rows in bifrost_logs (`rows` of them)."""
+    dims = "provider, model, virtual_key_id, endpoint, cache, status, stream"
+    raw = await fetch(
+        server,
+        db,
+        f"SELECT ts_ms / 3600000 * 3600000, {dims}, count(*), sum(latency_us), sum(overhead_us), sum(parse_us), "
+        f"coalesce(sum(total_tokens), 0), sum(cost) FROM bifrost_logs GROUP BY 1, {dims} ORDER BY 1, {dims}",
+    )
+    buckets = " + ".join(rollup.BUCKET_COLUMNS)
+    rolled = await fetch(
+        server,
+        db,
+        f"SELECT hour_ms, {dims}, n, latency_sum, overhead_sum, parse_us_sum, total_tokens, cost, {buckets} "
+        f"FROM bifrost_logs_hourly ORDER BY 1, {dims}",
+    )
+    assert [tuple(r[:-1]) for r in rolled] == [tuple(r) for r in raw]
+    assert all(r[-1] == r["n"] for r in rolled)  # every row in exactly one latency bucket
+    assert sum(r["n"] for r in rolled) == rows
+
+
 async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     postgres_server: PostgresServer, postgres_db: str, tmp_path: Path
 ) -> None:
@@ -104,7 +127,8 @@ async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     stored = await fetch(postgres_server, postgres_db, f"SELECT {', '.join(COLUMNS)} FROM bifrost_logs ORDER BY seq")
     assert [tuple(r) for r in stored] == source + more  # every value as logs.db held it, in order
     versions = await fetch(postgres_server, postgres_db, "SELECT version FROM bifrost_logs_migrations")
-    assert sorted(r[0] for r in versions) == [1, 2]
+    assert sorted(r[0] for r in versions) == [1, 2, 3, 4]
+    await assert_rollup_matches_the_log(postgres_server, postgres_db, 45)  # imports run twice counted once
     # The rows of the last 20 days landed in their days' partitions (none left in the default one).
     default = await fetch(postgres_server, postgres_db, "SELECT count(*) FROM bifrost_logs_default")
     assert default[0][0] == 0
@@ -121,17 +145,22 @@ async def test_a_log_made_by_the_first_schema_is_upgraded_in_place(
         migrations.MIGRATIONS = first[:1]  # what main shipped first (m001 only)
         try:
             await migrations.migrate(conn)
-            await batch.insert(conn, [batch.coerce(make_row(1, input="[]", output="{}"))])
+            await conn.execute(  # a row as the writer of that schema stored it
+                "INSERT INTO bifrost_logs (id, ts_ms, endpoint, status, latency_us, overhead_us, cost) "
+                "VALUES ('r1', $1, 'chat', 200, 1234, 10, 0.5)",
+                int(time.time() * 1000),
+            )
         finally:
             migrations.MIGRATIONS = first
         assert await migrations.migrate(conn) == len(first) - 1
         assert await migrations.migrate(conn) == 0
         indexes = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'bifrost_logs'")}
-        assert {"bifrost_logs_ts_cover", "bifrost_logs_pm_cover", "bifrost_logs_tokens"} <= indexes
-        assert "bifrost_logs_ts" not in indexes
+        assert {"bifrost_logs_ts_cover", "bifrost_logs_pm_cover", "bifrost_logs_tokens_ts"} <= indexes
+        assert "bifrost_logs_ts" not in indexes and "bifrost_logs_tokens" not in indexes
         assert await conn.fetchval("SELECT count(*) FROM bifrost_logs") == 1
     finally:
         await conn.close()
+    await assert_rollup_matches_the_log(postgres_server, postgres_db, 1)  # m003 rolled up the existing row
 
 
 async def test_import_rows_takes_an_async_iterable_and_skips_rows_that_cannot_be_stored(
@@ -443,6 +472,8 @@ async def test_partitions_are_made_ahead_and_retention_drops_whole_old_ones(
         assert partitions.partition_name(today - 3) in names  # its day ends within the window: kept
         left = {r["id"] for r in (await reader.list(LogFilter(), Page(limit=100)))["items"]}
         assert left == {"r0", "r100", "r101", "r102", "r103"}
+        await assert_rollup_matches_the_log(postgres_server, postgres_db, 5)  # the dropped days' hours went too
+        assert (await reader.stats(LogFilter()))["count"] == 5
     finally:
         await writer.close()
         await reader.close()
@@ -552,6 +583,110 @@ async def test_a_query_past_its_budget_is_stopped_and_the_pool_still_answers(
         assert (await reader.list(LogFilter(), Page()))["total"] == 0  # schema made on first use; empty
         assert reader.status.state == "up"
     finally:
+        await reader.close()
+
+
+async def test_a_batch_retried_after_a_lost_commit_is_not_rolled_up_twice(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """The rollup is written by the rows' own INSERT (its RETURNING): a batch written again after a commit
+    whose answer was lost adds its new rows only, and stats over the rollup stay exact."""
+    now = int(time.time() * 1000)
+    first = [
+        batch.coerce(make_row(i, now - i * 600_000, cost=0.5, total_tokens=3, input="[]", output="{}"))
+        for i in range(20)
+    ]
+    again = [*first, batch.coerce(make_row(99, now, status=500, latency_us=2_000_000, input="[]", output="{}"))]
+    conn = await asyncpg.connect(postgres_server.dsn(postgres_db))
+    try:
+        from runtime.stores.logs_postgres.migrations import migrate
+
+        await migrate(conn)
+        assert (await batch.insert(conn, first))[0] == 20
+        assert (await batch.insert(conn, again))[0] == 1  # the retry: 20 already there, one new
+    finally:
+        await conn.close()
+    await assert_rollup_matches_the_log(postgres_server, postgres_db, 21)
+    _, reader = writer_for(postgres_server, postgres_db)
+    try:
+        stats = await reader.stats(LogFilter(since_ms=now - 5 * 3_600_000))
+        assert (stats["count"], stats["errors"], stats["total_tokens"], stats["cost"]) == (21, 1, 60, 10.0)
+    finally:
+        await reader.close()
+
+
+async def test_a_text_search_reads_newest_first_stops_when_the_page_is_full_and_says_how_far_it_searched(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """A content search reads every row of its range: over a month of a busy log one query would pass the
+    10 s budget. Sorted by time it reads a window at a time from the newest, stops once the page is
+    full, and when its own budget runs out answers what it found with `searched_until`."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=500)
+    now = int(time.time() * 1000)
+    try:
+        await writer.start()
+        for i in range(200):  # one row every 20 minutes: ~66 hours
+            writer.submit(make_row(i, ts_ms=now - i * 1_200_000, input=[{"role": "user", "content": f"common {i}"}]))
+        await wait_for(lambda: writer.written == 200)
+        queries: list[str] = []
+        fetch_real = reader._fetch
+
+        async def spy(sql: str, params: Any = (), budget_s: float | None = None) -> Any:
+            queries.append(sql)
+            return await fetch_real(sql, params, budget_s)
+
+        reader._fetch = spy  # type: ignore[method-assign]
+        page = await reader.list(LogFilter(text="common"), Page(limit=5))
+        assert [r["id"] for r in page["items"]] == ["r0", "r1", "r2", "r3", "r4"] and page["has_more"]
+        assert "searched_until" not in page and page["total"] is None
+        windows = [q for q in queries if "ILIKE" in q]
+        assert len(windows) <= 3, len(windows)  # 1 h, 2 h, 4 h: not the 66 hours
+        # The whole range when the page needs it; oldest first for order=asc; same rows as one query.
+        everything = await reader.list(LogFilter(text="common"), Page(limit=500))
+        assert len(everything["items"]) == 200 and not everything["has_more"]
+        oldest = await reader.list(LogFilter(text="common"), Page(limit=3, descending=False))
+        assert [r["id"] for r in oldest["items"]] == ["r199", "r198", "r197"]
+        deep = await reader.list(LogFilter(text="common 1"), Page(limit=4, offset=3))
+        assert [r["id"] for r in deep["items"]] == ["r12", "r13", "r14", "r15"]
+        # Its budget spent before the first window: nothing found, and it says it searched nothing.
+        reader.search_budget_s = 0.0
+        until = now + 1000
+        stopped = await reader.list(LogFilter(text="common", until_ms=until), Page(limit=5))
+        assert (stopped["items"], stopped["searched_until"], stopped["has_more"]) == ([], until, True)
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_totals_are_exact_up_to_the_cap_then_an_estimate_that_says_so(
+    postgres_server: PostgresServer, postgres_db: str
+) -> None:
+    """An exact count(*) of a range is linear in its rows (seconds at 10M): past `total_cap` matching rows
+    the total is the planner's estimate, never below cap + 1, flagged `total_exact: false`."""
+    writer, reader = writer_for(postgres_server, postgres_db, batch_size=500)
+    now = int(time.time() * 1000)
+    try:
+        await writer.start()
+        for i in range(300):
+            writer.submit(make_row(i, ts_ms=now - i * 1000, status=500 if i % 10 == 0 else 200))
+        await wait_for(lambda: writer.written == 300)
+        await fetch(postgres_server, postgres_db, "ANALYZE bifrost_logs")
+        reader.total_cap = 100
+        page = await reader.list(LogFilter(), Page(limit=5))
+        assert page["total_exact"] is False and page["total"] > 100 and len(page["items"]) == 5
+        assert page["has_more"] is True
+        # The planner's statistics make it close to the truth (300) here.
+        assert 150 <= page["total"] <= 600, page["total"]
+        errors = await reader.list(LogFilter(statuses=("error",)), Page(limit=5))
+        assert (errors["total"], errors["total_exact"]) == (30, True)  # under the cap: exact
+        at_cap = await reader.list(LogFilter(since_ms=now - 99_500), Page(limit=5))
+        assert (at_cap["total"], at_cap["total_exact"]) == (100, True)  # exactly the cap: still exact
+        reader.total_cap = 10_000
+        assert (await reader.list(LogFilter(), Page()))["total"] == 300
+        searched = await reader.list(LogFilter(text="hello 7"), Page())
+        assert searched["total"] is None  # a content search never counts
+    finally:
+        await writer.close()
         await reader.close()
 
 
@@ -685,3 +820,30 @@ async def test_two_gateways_on_one_database_each_show_every_instances_rows(
     for gateway in (one, two):
         status, page = await api_get(gateway, "/api/logs?limit=100")
         assert status == 200 and page["total"] == 30 and {item["id"] for item in page["items"]} == sent
+
+
+@pytest.mark.browser
+def test_the_logs_page_says_about_n_when_the_total_is_an_estimate(
+    browser_page: Any,  # noqa: F811  (the fixture imported above)
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    postgres_server: PostgresServer,
+    postgres_db: str,
+) -> None:
+    """Past 10,000 matching rows the PostgreSQL engine estimates the total (`total_exact: false`): the
+    Logs page must not present the estimate as a count."""
+    gateway = pg_gateway(start_gateway, fake_openai, postgres_server, postgres_db)
+    page = browser_page
+    page.goto(gateway.base_url + "/#/logs")  # its first /api/logs made the schema
+    page.get_by_test_id("log-count").wait_for()
+    postgres_server.psql(
+        "INSERT INTO bifrost_logs (id, ts_ms, endpoint, provider, model, status, latency_us, overhead_us) "
+        "SELECT 'bulk-' || g, (extract(epoch FROM now()) * 1000)::bigint - g * 1000, 'chat', 'openai', "
+        "'gpt-4o', 200, 1000, 10 FROM generate_series(1, 12000) g; ANALYZE bifrost_logs",
+        postgres_db,
+        user="bifrost",
+    )
+    page.reload()
+    count = page.get_by_test_id("log-count")
+    count.filter(has_text="about").wait_for()
+    assert re.search(r"of about [\d,]+", count.inner_text()), count.inner_text()

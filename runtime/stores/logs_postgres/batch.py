@@ -12,6 +12,7 @@ Shared by the writer (live rows) and `import_rows` (rows of a logs.db):
 3. The INSERT runs under the LOG_WRITE_LOCK advisory lock (held to commit), so seq values are drawn in
    commit order across every instance: `tail` can never miss a row committed late with a lower seq.
    The lock covers only the INSERT ... SELECT of an already staged batch (milliseconds).
+4. The same statement adds the rows it inserted (its RETURNING) to the hourly rollup (rollup.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import asyncpg
 from runtime.core.text import repair
 from runtime.requestlog.record import COLUMNS
 from runtime.stores.logs import Row
-from runtime.stores.logs_postgres import partitions
+from runtime.stores.logs_postgres import partitions, rollup
 from runtime.stores.logs_postgres.migrations import COLUMN_TYPES, LOG_WRITE_LOCK, PAIRS, TABLE
 from runtime.stores.pg import CONNECTION_ERRORS
 
@@ -135,9 +136,7 @@ async def insert(
         await _stage(conn)
         await conn.copy_records_to_table(STAGE, records=rows, columns=COLUMNS)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_WRITE_LOCK)
-        done = await conn.execute(
-            f"INSERT INTO {TABLE} ({_COLS}) SELECT {_COLS} FROM {STAGE} ON CONFLICT (id, ts_ms) DO NOTHING"
-        )
+        done = await conn.fetchval(INSERT_SQL)
         if new_pairs:
             await conn.executemany(
                 f"INSERT INTO {PAIRS} (provider, model) VALUES ($1, $2) "
@@ -146,7 +145,15 @@ async def insert(
             )
     if known_pairs is not None:
         known_pairs |= new_pairs
-    return int(done.split()[-1]), known
+    return int(done), known
+
+
+# The batch's rows, then the hourly rollup of exactly the rows inserted (RETURNING: a row skipped by
+# ON CONFLICT is not counted again), in one statement; answers how many rows were inserted.
+INSERT_SQL = (
+    f"WITH ins AS (INSERT INTO {TABLE} ({_COLS}) SELECT {_COLS} FROM {STAGE} ON CONFLICT (id, ts_ms) DO NOTHING "
+    f"RETURNING {rollup.SOURCE_COLUMNS}), up AS ({rollup.upsert_sql('ins')}) SELECT count(*) FROM ins"
+)
 
 
 def chunks(rows: Iterable[Row], size: int) -> Iterable[list[Row]]:

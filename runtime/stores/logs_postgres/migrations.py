@@ -125,7 +125,37 @@ async def m002_covering_and_sort_indexes(conn: asyncpg.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_logs, m002_covering_and_sort_indexes)
+async def m003_hourly_rollup(conn: asyncpg.Connection) -> None:
+    """The hourly rollup (rollup.py): stats, histograms and per-key views over long ranges read it
+    instead of every log row (at 10M rows a 30-day aggregate of the log took 10-30 s). An existing log
+    is rolled up here, once, at the upgrade (one GROUP BY over the table)."""
+    from runtime.stores.logs_postgres import rollup  # rollup reads nothing of this module: no cycle
+
+    await conn.execute(rollup.create_sql())
+    # One GROUP BY over the whole log: room to hash its groups in memory (for this transaction only).
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+    await conn.execute(rollup.upsert_sql(TABLE))
+
+
+async def m004_tokens_sort_index_with_ties(conn: asyncpg.Connection) -> None:
+    """sort=tokens picks tied rows oldest first (ts_ms, seq), as the SQLite engine does; token counts tie
+    a lot (few distinct values), so the index on total_tokens alone left PostgreSQL sorting each tie
+    group: at 10M rows a month's page sorted millions of rows. With ts_ms and seq in the index, the
+    ascending page is an index walk stopped at LIMIT (descending still sorts within ties)."""
+    await conn.execute(
+        f"""
+        DROP INDEX IF EXISTS bifrost_logs_tokens;
+        CREATE INDEX bifrost_logs_tokens_ts ON {TABLE} (total_tokens NULLS FIRST, ts_ms, seq);
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_logs,
+    m002_covering_and_sort_indexes,
+    m003_hourly_rollup,
+    m004_tokens_sort_index_with_ties,
+)
 
 
 async def migrate(conn: asyncpg.Connection) -> int:

@@ -7,7 +7,8 @@
   default partition in the same transaction (PostgreSQL refuses to create a partition whose range the
   default partition holds rows of), keeping their seq, so nothing is lost or seen twice by tail.
 - Retention drops whole partitions whose day ended before the cutoff (no DELETE scan, no bloat), and
-  deletes the default partition's rows before the cutoff. A row is therefore kept up to a day longer
+  deletes the default partition's rows before the cutoff's hour; the rollup hours of both go with them.
+  A row is therefore kept up to a day longer
   than `retention_days` (the SQLite engine deletes at the exact cutoff).
 
 DDL takes LOG DDL advisory lock (instances never race on one partition) and waits at most
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 import asyncpg
 
 from runtime.stores.logs_postgres.migrations import DDL_LOCK_TIMEOUT, DEFAULT_PARTITION, MIGRATE_LOCK, TABLE
+from runtime.stores.logs_postgres.rollup import HOUR_MS, HOURLY
 
 DAY_MS = 86_400_000
 PARTITION_HORIZON_DAYS = 400  # days older than this get no partition of their own (the default holds them)
@@ -112,6 +114,21 @@ async def drop_expired(conn: asyncpg.Connection, retention_days: int, now_ms: in
             await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
+            # The day's rollup goes with its rows, in the same transaction.
+            await conn.execute(
+                f"DELETE FROM {HOURLY} WHERE hour_ms >= $1 AND hour_ms < $2", day * DAY_MS, (day + 1) * DAY_MS
+            )
         dropped.append(name)
-    await conn.execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE ts_ms < $1", cutoff)
+    # The default partition's old rows (days without a partition of their own) by whole hours, so their
+    # rollup hours go exactly with them; the hour holding the cutoff is kept whole (a row kept up to an
+    # hour longer, as partitions keep a day).
+    cutoff_hour = cutoff // HOUR_MS * HOUR_MS
+    kept_days = sorted(await existing(conn))
+    async with conn.transaction():
+        await conn.execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE ts_ms < $1", cutoff_hour)
+        await conn.execute(
+            f"DELETE FROM {HOURLY} WHERE hour_ms < $1 AND NOT (hour_ms / {DAY_MS} = ANY($2::bigint[]))",
+            cutoff_hour,
+            kept_days,
+        )
     return dropped

@@ -8,7 +8,12 @@ for the same rows, in PostgreSQL's SQL.
 - Per-(provider, model) views and facets read `bifrost_logs_pairs` (the writers keep it), never a
   DISTINCT over the table. Aggregates are GROUP BYs over the filter's range (PostgreSQL's planner walks the
   day partitions the range touches: partition pruning on ts_ms).
-- p50/p99 are exact up to SAMPLE_TARGET rows, else over every k-th seq, as SQLite does over rowid.
+- Totals are exact up to TOTAL_CAP rows, then the planner's estimate (`total_exact: false`).
+- Stats, per-key views and histograms read the hourly rollup for the whole hours of their range and the
+  table for the edges (rollup_reads.py); p50/p99 there are exact up to SAMPLE_TARGET rows, else from the
+  rollup's latency buckets. Filters the rollup cannot answer read the table: p50/p99 exact up to
+  SAMPLE_TARGET rows, else over every k-th seq, as SQLite does over rowid.
+- A text search sorted by time reads windows newest first and stops at a full page or SEARCH_BUDGET_S.
 - Every query runs on a pooled connection with a time budget (asyncpg cancels it server-side when it
   passes): LogQueryTooSlow. A server that cannot be reached: LogReadError (the admin API answers 503
   for both), and the shared `status` says so.
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
+import json
 import time
 from typing import Any
 
@@ -30,6 +37,7 @@ from runtime.requestlog.filters import SORTS, LogFilter, Page
 from runtime.requestlog.record import COLUMNS
 from runtime.stores import pg
 from runtime.stores.logs import LogQueryTooSlow, LogReadError
+from runtime.stores.logs_postgres import rollup, rollup_reads
 from runtime.stores.logs_postgres.migrations import PAIRS, TABLE, migrate
 from runtime.stores.logs_sqlite.queries import (
     LIST_COLUMNS,
@@ -43,6 +51,10 @@ from runtime.stores.logs_sqlite.queries import (
 from runtime.stores.status import StoreStatus
 
 QUERY_BUDGET_S = 10.0  # no admin query may hold a connection longer than this
+# /api/logs totals are exact up to this many rows, then estimated ("total_exact": false): see _total.
+TOTAL_CAP = 10_000
+# A text search sorted by time stops after this long and says how far it searched (_search_by_time).
+SEARCH_BUDGET_S = 2.0
 _PG_STATUS = {
     "success": "{a}status < 400",
     "error": "{a}status >= 400",
@@ -142,10 +154,23 @@ def _avg(value: Any) -> float | None:
 class PostgresLogQueries:
     """The LogReader over `bifrost_logs`: a pool opened on first use, bounded queries."""
 
-    def __init__(self, settings: PostgresSettings, status: StoreStatus, budget_s: float = QUERY_BUDGET_S) -> None:
+    def __init__(
+        self,
+        settings: PostgresSettings,
+        status: StoreStatus,
+        budget_s: float = QUERY_BUDGET_S,
+        total_cap: int = TOTAL_CAP,
+        exact_percentiles_up_to: int = SAMPLE_TARGET,
+        search_budget_s: float = SEARCH_BUDGET_S,
+    ) -> None:
         self.settings = settings
         self.status = status
         self.budget_s = budget_s
+        self.total_cap = total_cap
+        # stats/histograms over the rollup: exact p50/p99 (from the rows) up to this many rows, else from
+        # the rollup's latency buckets (the SQLite engine samples past SAMPLE_TARGET rows).
+        self.exact_percentiles_up_to = exact_percentiles_up_to
+        self.search_budget_s = search_budget_s
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._open_error: pg.PostgresUnavailable | None = None  # how the last open attempt failed
@@ -190,26 +215,29 @@ class PostgresLogQueries:
             except Exception:
                 pool.terminate()
 
-    async def _fetch(self, sql: str, params: Params | list[Any] | tuple[Any, ...] = ()) -> list[asyncpg.Record]:
+    async def _fetch(
+        self, sql: str, params: Params | list[Any] | tuple[Any, ...] = (), budget_s: float | None = None
+    ) -> list[asyncpg.Record]:
         """Every read goes through here: driver errors leave as the log store's own (LogQueryTooSlow,
-        LogReadError), and the outcome keeps `status` current."""
+        LogReadError), and the outcome keeps `status` current. `budget_s`: a shorter budget than the
+        reader's for this query."""
         values = params.values if isinstance(params, Params) else list(params)
+        budget = self.budget_s if budget_s is None else min(budget_s, self.budget_s)
         started = time.monotonic()
         try:
             pool = self._pool or await self._open()
-            left = max(0.1, self.budget_s - (time.monotonic() - started))
+            left = max(0.1, budget - (time.monotonic() - started))
             async with pool.acquire(timeout=left) as conn:
-                left = max(0.1, self.budget_s - (time.monotonic() - started))
+                left = max(0.1, budget - (time.monotonic() - started))
                 rows: list[asyncpg.Record] = await conn.fetch(sql, *values, timeout=left)
         except pg.PostgresUnavailable as exc:
             self.status.failed(str(exc))
             raise LogReadError(str(exc)) from None
         except (TimeoutError, asyncpg.exceptions.QueryCanceledError):
-            if time.monotonic() - started < self.budget_s * 0.9:  # not ours: the connection timed out
+            if time.monotonic() - started < budget * 0.9:  # not ours: the connection timed out
                 raise self._unavailable(TimeoutError("no answer")) from None
             raise LogQueryTooSlow(
-                f"the log query ran longer than {self.budget_s:g} s and was stopped; "
-                "narrow the time range or the filters"
+                f"the log query ran longer than {budget:g} s and was stopped; narrow the time range or the filters"
             ) from None
         except pg.CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from None
@@ -243,30 +271,87 @@ class PostgresLogQueries:
                 f"SELECT {columns} FROM {TABLE} WHERE (ts_ms, seq) IN (SELECT ts_ms, seq FROM {TABLE} "
                 f"WHERE {where} ORDER BY {pick} LIMIT {limit} OFFSET {offset}) ORDER BY {order}"
             )
-        fetch_rows = self._fetch(sql, p)
-        if f.text:  # a count over a content search would scan every row: skip it
-            rows, total = await fetch_rows, None
+        exact = True
+        searched_until = None
+        if f.text and column == "ts_ms":  # newest (oldest) first, a window at a time, within a budget
+            rows, searched_until = await self._search_by_time(f, page, columns, order)
+            total = None
+        elif f.text:  # a count over a content search would scan every row: skip it
+            rows, total = await self._fetch(sql, p), None
         else:
-            cp = Params()
-            rows, counted = await asyncio.gather(
-                fetch_rows, self._fetch(f"SELECT count(*) FROM {TABLE} WHERE {sql_where(f, cp)}", cp)
-            )
-            total = counted[0][0]
+            rows, (total, exact) = await asyncio.gather(self._fetch(sql, p), self._total(f))
         items = []
         for row in rows[: page.limit]:
             item = dict(zip(LIST_COLUMNS, row, strict=False))
             item["stream"] = bool(item["stream"])
             item["input_preview"], item["output_preview"] = row[-2], row[-1]
             items.append(item)
-        return {
+        answer = {
             "items": items,
             "total": total,
+            "total_exact": exact,
             "limit": page.limit,
             "offset": page.offset,
-            "has_more": len(rows) > page.limit,
+            "has_more": len(rows) > page.limit or searched_until is not None,
             "sort": page.sort,
             "order": "desc" if page.descending else "asc",
         }
+        if searched_until is not None:
+            answer["searched_until"] = searched_until
+        return answer
+
+    async def _search_by_time(
+        self, f: LogFilter, page: Page, columns: str, order: str
+    ) -> tuple[builtins.list[asyncpg.Record], int | None]:
+        """A text search in time order, newest first (oldest first for order=asc): one window at a time
+        (an hour, then twice as long each time), stopping when the page is full. The search has
+        `search_budget_s`: when it runs out, the rows found so far are the answer and the second value
+        is the point in time the search reached (`searched_until`: rows beyond it were not searched),
+        else None. A content search reads every row of its range (no text index: docs/logs-store.md),
+        so over a month of a busy log one query would run past the 10 s budget."""
+        started = time.monotonic()
+        bp = Params()
+        bounds = sql_where(dataclasses.replace(LogFilter(), since_ms=f.since_ms, until_ms=f.until_ms), bp)
+        lo_hi = await self._fetch(f"SELECT min(ts_ms), max(ts_ms) FROM {TABLE} WHERE {bounds}", bp)
+        if lo_hi[0][0] is None:
+            return [], None
+        lo = f.since_ms if f.since_ms is not None else int(lo_hi[0][0])
+        hi = f.until_ms if f.until_ms is not None else int(lo_hi[0][1]) + 1
+        need = page.offset + page.limit + 1
+        found: builtins.list[asyncpg.Record] = []
+        edge, width = (hi, rollup.HOUR_MS) if page.descending else (lo, rollup.HOUR_MS)
+        while len(found) < need and (lo < edge if page.descending else edge < hi):
+            window = (max(lo, edge - width), edge) if page.descending else (edge, min(hi, edge + width))
+            left = self.search_budget_s - (time.monotonic() - started)
+            if left <= 0:
+                return found[page.offset :], edge
+            p = Params()
+            where = sql_where(dataclasses.replace(f, since_ms=window[0], until_ms=window[1]), p)
+            sql = f"SELECT {columns} FROM {TABLE} WHERE {where} ORDER BY {order} LIMIT {p.add(need - len(found))}"
+            try:
+                found += await self._fetch(sql, p, budget_s=max(0.2, left))
+            except LogQueryTooSlow:
+                return found[page.offset :], edge
+            edge = window[0] if page.descending else window[1]
+            width *= 2
+        return found[page.offset :], None
+
+    async def _total(self, f: LogFilter) -> tuple[int, bool]:
+        """(rows matching `f`, exact?). Exact up to `total_cap` (a count over an index walk stopped at
+        cap + 1 entries: milliseconds whatever the range holds); beyond it the planner's estimate for the
+        filter (from the statistics autovacuum keeps), never less than cap + 1. An exact count(*) of a
+        range is linear in its rows: 120 ms at 1M, over a second at 10M, on every page load."""
+        cp = Params()
+        where = sql_where(f, cp)
+        cap = cp.add(self.total_cap + 1)
+        counted = await self._fetch(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE {where} LIMIT {cap}) s", cp)
+        total = int(counted[0][0])
+        if total <= self.total_cap:
+            return total, True
+        ep = Params()
+        plan = await self._fetch(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} WHERE {sql_where(f, ep)}", ep)
+        estimate = int(json.loads(plan[0][0])[0]["Plan"]["Plan Rows"])
+        return max(estimate, self.total_cap + 1), False
 
     async def get(self, log_id: str) -> dict[str, Any] | None:
         rows = await self._fetch(f"SELECT {', '.join(COLUMNS)}, extra FROM {TABLE} WHERE id = $1 LIMIT 1", (log_id,))
@@ -293,7 +378,12 @@ class PostgresLogQueries:
     # -- stats ---------------------------------------------------------------------------------------
     async def stats(self, f: LogFilter) -> dict[str, Any]:
         """As the SQLite engine: exact counts and sums; p50/p99, stage averages, overhead and the stream
-        share from a uniform sample of at most SAMPLE_TARGET rows (exact below that)."""
+        share from a uniform sample of at most SAMPLE_TARGET rows (exact below that). Over whole hours
+        from the rollup (_stats_rollup) when it can answer the filter."""
+        rp = Params()
+        grouped = rollup_reads.grouped_sql(f, rp, ("provider", "model"))
+        if grouped is not None:
+            return await self._stats_rollup(f, grouped, rp)
 
         async def totals_and_sample() -> tuple[Any, builtins.list[Any], int]:
             p = Params()
@@ -344,6 +434,24 @@ class PostgresLogQueries:
     async def by_virtual_key(self, f: LogFilter, limit: int = 200) -> builtins.list[dict[str, Any]]:
         """Requests, successes, tokens and cost per virtual key (None: ungoverned), most requests first."""
         p = Params()
+        grouped = rollup_reads.grouped_sql(f, p, ("virtual_key_id",))
+        if grouped is not None:
+            tt = 7 + len(STAGES)  # m<tt>: sum(tt), then sum(cost) (rollup_reads.MEASURES)
+            rows = await self._fetch(
+                f"SELECT k0, m0, m1, m{tt}, m{tt + 1} FROM ({grouped}) g "
+                f"ORDER BY m0 DESC, k0 ASC NULLS FIRST LIMIT {p.add(limit)}",
+                p,
+            )
+            return [
+                {
+                    "virtual_key_id": vk,
+                    "count": int(n),
+                    "success": int(ok or 0),
+                    "total_tokens": int(tokens or 0),
+                    "cost": cost,
+                }
+                for vk, n, ok, tokens, cost in rows
+            ]
         where = sql_where(f, p)
         rows = await self._fetch(
             "SELECT virtual_key_id, count(*), sum((status < 400)::int), sum(total_tokens), sum(cost) "
@@ -404,6 +512,148 @@ class PostgresLogQueries:
         out.sort(key=lambda g: -g["count"])
         return out
 
+    async def _stats_rollup(self, f: LogFilter, grouped: str, p: Params) -> dict[str, Any]:
+        """stats() over the rollup's whole hours and the raw edges: counts, sums and averages exact (the
+        stage and overhead averages and the stream count too, where the SQLite engine samples); p50/p99
+        exact up to `exact_percentiles_up_to` rows, else from the latency buckets (flagged)."""
+        rows = await self._fetch(grouped, p)
+        total = rollup_reads.Sums()
+        groups = []
+        for r in sorted(rows, key=lambda r: (r[0] or "", r[1] or "")):
+            g = rollup_reads.Sums.of(r[2:])
+            total.add(g)
+            groups.append(
+                {
+                    "provider": r[0],
+                    "model": r[1],
+                    "count": g.n,
+                    "success": g.ok,
+                    "success_rate": g.ok / g.n,
+                    "avg_latency_ms": _ms(g.lat / g.n),
+                    "avg_overhead_us": round(g.over / g.n, 1),
+                    "prompt_tokens": g.pt,
+                    "completion_tokens": g.ct,
+                    "total_tokens": g.tt,
+                    "cost": g.cost,
+                }
+            )
+        groups.sort(key=lambda g: -g["count"])
+        count = total.n
+        percentiles: dict[str, Any] = {"sampled": False, "sample_size": count}
+        if 0 < count <= self.exact_percentiles_up_to:
+            ep = Params()
+            latencies = sorted(
+                r[0] for r in await self._fetch(f"SELECT latency_us FROM {TABLE} WHERE {sql_where(f, ep)}", ep)
+            )
+            p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+        else:
+            p50, p99 = rollup.percentile(total.buckets, 0.5), rollup.percentile(total.buckets, 0.99)
+            if count:
+                percentiles = {"sampled": True, "sample_size": count, "latency_buckets": rollup.LATENCY_BUCKETS}
+        return {
+            "range": {"since": f.since_ms, "until": f.until_ms},
+            "count": count,
+            "success": total.ok,
+            "errors": count - total.ok,
+            "success_rate": total.ok / count if count else None,
+            "avg_latency_ms": _ms(total.lat / count) if count else None,
+            "p50_latency_ms": _ms(p50),
+            "p99_latency_ms": _ms(p99),
+            "avg_overhead_us": round(total.over / count, 1) if count else None,
+            "prompt_tokens": total.pt,
+            "completion_tokens": total.ct,
+            "total_tokens": total.tt,
+            "cost": total.cost,
+            "streams": total.streams,
+            "stages_avg_us": {
+                s[:-3]: round(total.stages[i] / count, 1) if count else None for i, s in enumerate(STAGES)
+            },
+            "percentiles": percentiles,
+            "by_model": groups,
+            "by_provider": _roll_up(groups),
+        }
+
+    async def _histogram_rollup(
+        self, f: LogFilter, width: int, starts: builtins.list[int], grouped: str, p: Params
+    ) -> dict[str, Any]:
+        """histogram() over the rollup's hours that lie inside one bucket, and the raw rows of the
+        hours a bucket edge cuts and of the range's edges. One GROUP BY gives the overall and the
+        per-provider series."""
+        rows = await self._fetch(grouped, p)
+        overall: dict[int, rollup_reads.Sums] = {}
+        per_provider: dict[tuple[str, int], rollup_reads.Sums] = {}
+        for provider, has_model, b, *values in rows:
+            group = rollup_reads.Sums.of(values)
+            overall.setdefault(b, rollup_reads.Sums()).add(group)
+            if provider is not None and has_model:
+                per_provider.setdefault((provider, b), rollup_reads.Sums()).add(group)
+        series = []
+        total = 0
+        for i, lo in enumerate(starts):
+            g = overall.get(i)
+            total += g.n if g else 0
+            series.append(
+                {
+                    "t": lo,
+                    "count": g.n if g else 0,
+                    "errors": g.n - g.ok if g else 0,
+                    "avg_latency_ms": _ms(g.lat / g.n) if g else None,
+                    "p50_latency_ms": None,
+                    "p99_latency_ms": None,
+                    "tokens": g.tt if g else 0,
+                    "avg_overhead_us": round(g.over / g.n, 1) if g else None,
+                    "cost": g.cost if g else None,
+                }
+            )
+        sampled = False
+        if 0 < total <= self.exact_percentiles_up_to * 2:  # as the raw path: exact per bucket
+            samples, _ = await self._sample(f, total, total, "ts_ms, latency_us")
+            per_bucket: dict[int, builtins.list[int]] = {}
+            for ts, latency in samples:
+                per_bucket.setdefault((ts - f.since_ms) // width, []).append(latency)
+            for i, values in per_bucket.items():
+                if 0 <= i < len(series):
+                    values.sort()
+                    series[i]["p50_latency_ms"] = _ms(_percentile(values, 0.5))
+                    series[i]["p99_latency_ms"] = _ms(_percentile(values, 0.99))
+        elif total:
+            sampled = True
+            for i, item in enumerate(series):
+                g = overall.get(i)
+                if g:
+                    item["p50_latency_ms"] = _ms(rollup.percentile(g.buckets, 0.5))
+                    item["p99_latency_ms"] = _ms(rollup.percentile(g.buckets, 0.99))
+        providers = sorted(
+            {
+                pr
+                for pr, model in await self.pairs()
+                if pr is not None and model is not None and (not f.providers or pr in f.providers)
+            }
+        )
+        by_provider: dict[str, Any] = {}
+        for provider in providers:
+            items = []
+            for i, lo in enumerate(starts):
+                g = per_provider.get((provider, i))
+                items.append(
+                    {
+                        "t": lo,
+                        "count": g.n if g else 0,
+                        "errors": g.n - g.ok if g else 0,
+                        "avg_latency_ms": _ms(g.lat / g.n) if g else None,
+                        "tokens": g.tt if g else 0,
+                    }
+                )
+            by_provider[provider] = items
+        return {
+            "since": f.since_ms,
+            "until": f.until_ms,
+            "bucket_ms": width,
+            "series": series,
+            "by_provider": by_provider,
+            "percentiles": {"sampled": sampled},
+        }
+
     # -- histograms ----------------------------------------------------------------------------------
     async def histogram(self, f: LogFilter, buckets: int = 60) -> dict[str, Any]:
         """Per-bucket requests, errors, latency (avg/p50/p99), tokens and overhead, overall and per
@@ -411,6 +661,13 @@ class PostgresLogQueries:
         assert f.since_ms is not None and f.until_ms is not None
         width = max(1, -(-(f.until_ms - f.since_ms) // buckets))
         starts = builtins.list(range(f.since_ms, f.until_ms, width))
+        if width >= rollup.HOUR_MS:  # buckets of an hour or more: whole hours from the rollup
+            rp = Params()
+            keys = ("provider", "model IS NOT NULL", f"(ts - {rp.add(f.since_ms)}) / {rp.add(width)}")
+            cut = rollup_reads.cut_hours(f.since_ms, width, len(starts))
+            grouped = rollup_reads.grouped_sql(f, rp, keys, cut)
+            if grouped is not None:
+                return await self._histogram_rollup(f, width, starts, grouped, rp)
         (series, sampled), by_provider = await asyncio.gather(
             self._overall_series(f, width, starts), self._provider_series(f, width, starts)
         )

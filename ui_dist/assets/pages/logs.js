@@ -21,7 +21,7 @@ export async function mount(root, params = {}) {
     f: {q: "", provider: params.provider || "", model: params.model || "", status: params.status || "", stream: "",
       min_latency_ms: "", max_latency_ms: "", last: params.last || "",
       virtual_key_id: params.virtual_key_id || "", team_id: params.team_id || ""},
-    sort: "ts", order: "desc", offset: 0, items: [], total: 0, hasMore: false, live: true,
+    sort: "ts", order: "desc", offset: 0, items: [], total: 0, totalExact: true, hasMore: false, live: true,
   };
   const [facets, vkList, teamList, serverFilters] = await Promise.all([
     get("/api/logs/facets").catch(() => ({providers: [], models: []})),
@@ -92,6 +92,9 @@ export async function mount(root, params = {}) {
     h("td", {"data-testid": "row-vk", title: r.virtual_key_id || ""}, r.virtual_key_id ? state.keyName.get(r.virtual_key_id) || r.virtual_key_id : "–"),
     h("td", {class: "mono", style: "max-width:22rem;overflow:hidden;text-overflow:ellipsis"}, preview(r)));
 
+  // A store may estimate large totals (PostgreSQL past its cap says `total_exact: false`): say "about".
+  const totalText = () => state.total === null ? "many"
+    : state.totalExact ? fmt.int(state.total) : `about ${fmt.int(state.total)}`;
   const paint = () => {
     renderHead();
     clear(tableBody, state.items.map((r) => row(r)));
@@ -101,7 +104,7 @@ export async function mount(root, params = {}) {
       h("p", {}, filtered ? "Clear a filter or widen the time range." : "Requests appear here live as they finish. Try “Send test request” on the ",
         filtered ? null : h("a", {href: "#/providers"}, "Providers"), filtered ? null : " page.")));
     const from = state.items.length ? state.offset + 1 : 0;
-    info.textContent = `${fmt.int(from)}–${fmt.int(state.offset + state.items.length)} of ${state.total === null ? "many" : fmt.int(state.total)}`;
+    info.textContent = `${fmt.int(from)}–${fmt.int(state.offset + state.items.length)} of ${totalText()}`;
     prev.disabled = state.offset === 0;
     next.disabled = !state.hasMore;
   };
@@ -124,7 +127,7 @@ export async function mount(root, params = {}) {
         ? arrivedWhileLoading.filter((r) => !seen.has(r.id)) : [];
       arrivedWhileLoading = null;
       Object.assign(state, {items: [...extra, ...page.items].slice(0, LIMIT), total: page.total === null ? null : page.total + extra.length,
-        hasMore: page.has_more});
+        totalExact: page.total_exact !== false, hasMore: page.has_more});
       paint();
     } catch (err) {
       arrivedWhileLoading = null;
