@@ -17,11 +17,9 @@ by id in practice, and the idempotent insert (ON CONFLICT (id, ts_ms) DO NOTHING
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import asyncpg
 
-Migration = Callable[[asyncpg.Connection], Awaitable[None]]
+from runtime.stores.pg_migrations import Migration, run_migrations
 
 TABLE = "bifrost_logs"
 PAIRS = "bifrost_logs_pairs"
@@ -160,20 +158,4 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 async def migrate(conn: asyncpg.Connection) -> int:
     """Apply pending migrations in one transaction (safe with several instances). Returns how many ran."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS bifrost_logs_migrations "
-            "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r[0] for r in await conn.fetch("SELECT version FROM bifrost_logs_migrations")}
-        ran = 0
-        for version, migration in enumerate(MIGRATIONS, start=1):
-            if version in done:
-                continue
-            await migration(conn)
-            await conn.execute(
-                "INSERT INTO bifrost_logs_migrations (version, name) VALUES ($1, $2)", version, migration.__name__
-            )
-            ran += 1
-    return ran
+    return await run_migrations(conn, "bifrost_logs_migrations", MIGRATE_LOCK, MIGRATIONS)
