@@ -75,11 +75,21 @@ def queries(rows: int) -> list[tuple[str, str]]:
         ),
         ("histogram: all 30 days, 120 buckets", f"/api/logs/histogram?last={SPAN_DAYS * 86400}&buckets=120"),
         ("list: 30 days, sort by tokens asc", f"/api/logs?last={SPAN_DAYS * 86400}&sort=tokens&order=asc"),
+        # The dashboard's 7-day view (ui_dist/assets/pages/dashboard.js histogramWindow): whole hours, 3-hour
+        # buckets, answered from the hourly rollup alone; and a month the same way.
+        ("histogram: 7 days hour-aligned, 56 buckets (the dashboard)", _aligned_histogram(7)),
+        ("histogram: 30 days hour-aligned, 240 buckets", _aligned_histogram(SPAN_DAYS)),
         # bench/logs_query.py's "common" term (omega psi) never occurs in these bodies (a word is always
         # followed by the one 13 places on in WORDS): "omega nu" is in every row.
         ("list: text search, in every row", "/api/logs?q=omega%20nu"),
     ]
     return out
+
+
+def _aligned_histogram(days: int) -> str:
+    hour = 3_600_000
+    until = -(-int(time.time() * 1000) // hour) * hour
+    return f"/api/logs/histogram?since={until - days * DAY_MS}&until={until}&buckets={days * 8}"
 
 
 def _fill_sql(lo: int, hi: int, n: int, now_ms: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from fakes import FakeOpenAI
@@ -113,6 +114,17 @@ def test_configure_and_observe_from_the_browser(
     expect(page.get_by_test_id("stack-chart")).to_be_visible()
     expect(page.get_by_test_id("provider-table")).to_contain_text("local-fake")
     _shot(page, "07-dashboard")
+    # The 7-day view asks for whole hours in 3-hour buckets (a PostgreSQL log answers it from its hourly
+    # rollup alone), and still draws the requests.
+    with page.expect_request(re.compile(r"/api/logs/histogram\?")) as asked:
+        page.click("button[data-range='604800']")
+    params = dict(parse_qsl(urlsplit(asked.value.url).query))
+    hour = 3_600_000
+    assert int(params["since"]) % hour == 0 and int(params["until"]) % hour == 0, params
+    assert int(params["until"]) - int(params["since"]) == 7 * 24 * hour and params["buckets"] == "56"
+    expect(page.get_by_test_id("kpi-requests")).to_contain_text("6")
+    assert page.locator("[data-testid=chart] path").count() >= 4
+    page.click("button[data-range='900']")  # back to the default for the pages below
 
     # Settings: client settings and the active tuning profile.
     page.click("a[data-page=settings]")

@@ -53,7 +53,7 @@ export async function mount(root) {
       const filters = {last: range, ...scope};
       const [stats, hist, system] = await Promise.all([
         get(`/api/logs/stats${query({...filters, group_by: byKey ? "virtual_key" : ""})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
-        get(`/api/logs/histogram${query({...filters, buckets: 60})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+        get(`/api/logs/histogram${query({...histogramWindow(range), virtual_key_id: scope.virtual_key_id, team_id: scope.team_id})}`).catch((e) => (e.status === 404 ? null : Promise.reject(e))),
         get("/api/system"),
       ]);
       render(body, stats, hist, system, keyName);
@@ -64,6 +64,17 @@ export async function mount(root) {
   unmount();
   await refresh();
   timer = setInterval(refresh, REFRESH_MS);
+}
+
+// The histogram's window and buckets. Up to a day: the last `range` seconds in 60 buckets. Longer: whole
+// hours, ending at the next hour, in 3-hour buckets, so a PostgreSQL log answers it from its hourly rollup
+// alone instead of reading every row of the hours a bucket edge would cut (docs/logs-store.md).
+const HOUR_MS = 3600 * 1000;
+
+function histogramWindow(seconds) {
+  if (seconds <= 86400) return {last: seconds, buckets: 60};
+  const until = Math.ceil(Date.now() / HOUR_MS) * HOUR_MS;
+  return {since: until - seconds * 1000, until, buckets: Math.round(seconds / (3 * 3600))};
 }
 
 function kpi(label, value, sub, testid) {
