@@ -150,7 +150,17 @@ async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[s
 GC_THRESHOLD = (20_000, 20, 100)
 
 
+def _stop_before_serving(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _worker_main(config: GatewayConfig) -> None:
+    # A forked worker inherits the supervisor's signal handlers. Until serve() installs the loop's own, a
+    # stop signal (the supervisor forwards SIGTERM to workers that may still be starting) must end this
+    # worker cleanly, not run the supervisor's handler here (it would signal its siblings and poll
+    # processes that are not this one's children, and hang or exit 1).
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop_before_serving)
     _configure_logging(config.log_level)
     try:
         # Bound here, before the event loop and the app: a worker that cannot listen starts nothing.

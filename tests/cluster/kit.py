@@ -176,8 +176,13 @@ class Cluster:
         base_url: str | None = None,
         timeout: float = 60.0,
         pause_s: float = 0.0,
+        retry_disconnects: bool = False,
     ) -> list[Outcome]:
-        """`n` chat completions through nginx (or `base_url`), `concurrency` at a time; every outcome."""
+        """`n` chat completions through nginx (or `base_url`), `concurrency` at a time; every outcome.
+
+        With `retry_disconnects`, a request whose connection was closed before any answer came back is sent
+        once more, as the official SDKs do (openai and anthropic retry connection errors twice): it is what
+        a client sees when nginx reloads and its old workers close their idle keep-alive connections."""
         payload = dict(body or {"model": "mock/mock-chat", "messages": [{"role": "user", "content": "hi"}]})
         headers = {"Content-Type": "application/json"}
         if api_key:
@@ -190,7 +195,10 @@ class Cluster:
 
             async def worker() -> None:
                 for _ in queue:
-                    outcomes.append(await post(session, url, payload, headers))
+                    outcome = await post(session, url, payload, headers)
+                    if retry_disconnects and outcome.status == 0 and "ServerDisconnectedError" in (outcome.error or ""):
+                        outcome = await post(session, url, payload, headers)
+                    outcomes.append(outcome)
                     if pause_s:
                         await asyncio.sleep(pause_s)
 

@@ -168,3 +168,17 @@ def test_supervisor_stops_when_a_worker_cannot_listen(tmp_path: Path, occupied_p
     assert result.returncode == 1, result.stderr
     assert f"cannot listen on 127.0.0.1:{occupied_port}: address already in use" in result.stderr
     assert "starting a new one" not in result.stderr  # never restarted
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.2])
+def test_a_stop_while_workers_are_still_starting_is_a_clean_exit(tmp_path: Path, delay_s: float) -> None:
+    """SIGTERM right after the banner reaches workers that are still starting (no loop handler yet): each
+    must stop cleanly, not run the supervisor's inherited handler (a traceback and exit code 1)."""
+    gateway = spawn(tmp_path / "app", config=make_config({}), args=("--port", "0", "--workers", "2"))
+    try:
+        _wait_for_banner_port(gateway)
+        time.sleep(delay_s)
+        assert gateway.stop(timeout=30) == 0, gateway.output()
+        assert "Traceback" not in gateway.output()
+    finally:
+        gateway.kill()
