@@ -232,12 +232,18 @@ def _supervise(config: GatewayConfig, method: str) -> int:
         proc.start()
         return proc
 
+    signalled: set[int] = set()
+
+    def forward_stop() -> None:
+        for proc in workers:
+            if proc.pid and proc.pid not in signalled and proc.is_alive():
+                signalled.add(proc.pid)
+                os.kill(proc.pid, signal.SIGTERM)
+
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for proc in workers:
-            if proc.is_alive() and proc.pid:
-                os.kill(proc.pid, signal.SIGTERM)
+        forward_stop()
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, on_signal)
@@ -264,8 +270,10 @@ def _supervise(config: GatewayConfig, method: str) -> int:
             log.warning("worker %s exited with %s; starting a new one", proc.pid, proc.exitcode)
             restarts.append(now)
             workers[i] = start_worker()
-        if stopping and not any(p.is_alive() for p in workers):
-            break
+        if stopping:
+            forward_stop()  # a signal that came while the workers were being started reaches them too
+            if not any(p.is_alive() for p in workers):
+                break
         time.sleep(0.2)
     codes = [p.exitcode or 0 for p in workers]
     return 0 if all(c == 0 for c in codes) and not cannot_listen else 1
