@@ -16,6 +16,7 @@ that the banner shows and every worker binds. Workers start with `fork` on Linux
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -25,8 +26,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -101,11 +102,21 @@ async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[s
     here (raises ListenError) before the app starts anything. The config store is opened first (each worker
     its own): with PostgreSQL the config that runs is the database's document, not the file's.
     """
+    # The loop's stop handlers go in first, before anything else runs on the loop: a stop signal that arrives
+    # while the app starts then only sets `stop` (the start-up finishes or is abandoned, then we drain). The
+    # worker's pre-loop handler (raise SystemExit) must never fire inside a start-up task: it would leave a
+    # task holding SystemExit and print its traceback.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
     if sockets is None:
         sockets = bind_sockets(
             config.host, config.port, backlog=config.tuning.listen_backlog, listen=True, reuse_port=reuse_port
         )
-    store = await open_config_store(config)
+    store = await _unless_stopped(open_config_store(config), stop)
+    if store is None:  # stopped while the config store was still being reached
+        return
     config = store.current
     client = config.client
     app = create_app(config, config_store=store)
@@ -125,10 +136,6 @@ async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[s
         await web.SockSite(runner, sock, backlog=config.tuning.listen_backlog).start()
     addresses = [f"http://{a[0]}:{a[1]}" for a in runner.addresses if isinstance(a, tuple)]
     log.info("worker %d listening on %s", os.getpid(), ", ".join(addresses))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
     # Start-up allocated long-lived objects (routes, config, modules): keep them out of GC scans so
     # full collections under load stay short.
     gc.collect()
@@ -149,6 +156,24 @@ async def serve(config: GatewayConfig, reuse_port: bool = False, sockets: list[s
 
 GC_THRESHOLD = (20_000, 20, 100)
 
+_T = TypeVar("_T")
+
+
+async def _unless_stopped(start: Coroutine[Any, Any, _T], stop: asyncio.Event) -> _T | None:
+    """`start`'s result, or None (and `start` cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(start)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
 
 def _stop_before_serving(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
@@ -161,6 +186,7 @@ def _worker_main(config: GatewayConfig) -> None:
     # processes that are not this one's children, and hang or exit 1).
     for sig in STOP_SIGNALS:
         signal.signal(sig, _stop_before_serving)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the supervisor across the fork
     _configure_logging(config.log_level)
     try:
         # Bound here, before the event loop and the app: a worker that cannot listen starts nothing.
@@ -228,8 +254,15 @@ def _supervise(config: GatewayConfig, method: str) -> int:
     cannot_listen = False
 
     def start_worker() -> multiprocessing.process.BaseProcess:
-        proc = mp.Process(target=_worker_main, args=(config,), name="bifrost-worker", daemon=False)
-        proc.start()
+        # Stop signals stay blocked across the fork: the child inherits the mask and unblocks only once its
+        # own handler is in (_worker_main), so a SIGTERM forwarded at any moment of its start is held, never
+        # run by the supervisor's handler it inherits (which swallowed it: a worker serving on, a hang).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc = mp.Process(target=_worker_main, args=(config,), name="bifrost-worker", daemon=False)
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         return proc
 
     signalled: set[int] = set()
