@@ -241,6 +241,24 @@ class RateLimited(GatewayError):
 # -- end of governance limits ---------------------------------------------------------------------------------
 
 
+class GuardrailBlocked(GatewayError):
+    """A guardrail rule whose action is `block` found something in the request or in the answer
+    (runtime/guardrails/). The message names the rule and the kinds of data found, never the data."""
+
+    status = 400
+    type = "guardrail_blocked"
+    code = "guardrail_blocked"
+
+
+class GuardrailUnavailable(GatewayError):
+    """A remote guardrail (webhook, moderation, judge) failed or timed out and its policy is fail_closed."""
+
+    status = 503
+    type = "guardrail_unavailable"
+    code = "guardrail_unavailable"
+    retryable = True
+
+
 class InternalError(GatewayError):
     """An unexpected exception in the gateway. The message names only the request id, so an operator can
     find the traceback in the gateway's stderr; the exception's own text may contain secrets."""

@@ -262,6 +262,7 @@ TOP_FIELDS = frozenset(
         "shared_state",
         "governance",
         "model_groups",
+        "guardrails_config",
         "config_store",
         "logs_store",
         "encryption_key",
@@ -754,6 +755,7 @@ def parse_document(
     if raw:
         check_governance(raw, environ, providers, client, warnings)
         parse_model_groups(raw.get("model_groups"), providers, warnings)  # kept by load_gateway_config
+        _guardrails(raw, warnings)  # likewise
     return providers, client, tuple(warnings)
 
 
@@ -873,6 +875,7 @@ def load_gateway_config(
         stores=_stores(raw, env, []),
         governance=check_governance(raw, env, providers, client, []) if raw else None,  # checked above too
         model_groups=parse_model_groups(raw.get("model_groups") if raw else None, providers),  # checked above
+        guardrails=_guardrails(raw, []),  # checked above
     )
 
 
@@ -888,3 +891,12 @@ def _stores(raw: Mapping[str, Any] | None, environ: Mapping[str, str], warnings:
     from runtime.config.stores import parse_stores
 
     return parse_stores(raw, environ, warnings)
+
+
+def _guardrails(raw: Mapping[str, Any] | None, warnings: list[str]) -> Any:
+    """The `guardrails_config` block (runtime/guardrails/config.py); its modules load only when it is there."""
+    if not raw or raw.get("guardrails_config") is None:
+        return None
+    from runtime.guardrails.config import parse_guardrails
+
+    return parse_guardrails(raw.get("guardrails_config"), warnings)

@@ -315,6 +315,8 @@ class GatewayConfig:
     stores: StoresConfig = field(default_factory=StoresConfig)  # config_store / logs_store / encryption_key
     governance: GovernanceConfig | None = None  # config.json `governance` (virtual keys, teams, budgets...)
     model_groups: Mapping[str, ModelGroup] = field(default_factory=_frozen_map)  # config.json `model_groups`
+    # config.json `guardrails_config` (runtime/guardrails/types.py GuardrailsConfig); None: no guardrails.
+    guardrails: Any = None
 
     @property
     def config_path(self) -> Path:

@@ -41,6 +41,8 @@ class RequestContext:
         "fallback_index",
         "fallbacks",
         "gateway_ns",
+        "guard",
+        "guardrails",
         "headers",
         "id",
         "ingress",
@@ -85,6 +87,13 @@ class RequestContext:
         # What the response cache did: "hit-direct" | "hit-semantic" | "miss"; None: not consulted.
         self.cache: str | None = None
         self.cache_similarity: float | None = None  # a semantic hit's cosine similarity
+        # The output check a pre-hook set for this request (runtime/guardrails/): its `check_response(ctx,
+        # result)` sees a whole answer before it is sent, its `stream_filter(ctx)` the chunks of a stream
+        # (which then leaves the fast path). None: answers go out as they came.
+        self.guard: Any = None
+        # What guardrails did: one dict per rule that acted ({"rule", "provider", "stage", "action",
+        # "types", "count"}; never a matched value), for the log row and metrics. None: nothing fired.
+        self.guardrails: list[dict[str, Any]] | None = None
         self.pre_ran = 0  # how many plugins' pre-hooks ran (runtime/core/hooks.py), for post-hooks
         # Headers a hook adds to the answer (e.g. rate-limit state). None until a hook sets some, so the
         # common case builds no dict; read when the answer's headers are built, plain or streaming.

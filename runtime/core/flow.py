@@ -95,6 +95,14 @@ def internal_error(ctx: RequestContext) -> InternalError:
     return InternalError(ctx.id)
 
 
+async def _guarded(ctx: RequestContext, result: ParsedResponse) -> ParsedResponse:
+    """The answer as the request's output guard lets it out (changed, or refused with a GatewayError). Its
+    usage is recorded first: a refused answer was still generated, and billed."""
+    ctx.usage = result.usage
+    checked: ParsedResponse = await ctx.guard.check_response(ctx, result)
+    return checked
+
+
 async def handle(
     gw: Gateway,
     ctx: RequestContext,
@@ -130,15 +138,19 @@ async def handle(
                     # The fast path (bytes forwarded as the provider sent them) needs the client to speak
                     # OpenAI SSE and no hook to observe chunks. A failure opening the stream is still a
                     # plain error answer: nothing was sent yet, so fallbacks were still allowed.
-                    passthrough = ingress.name == "openai" and not hooks.chunk and ctx.observers is None
+                    passthrough = (
+                        ingress.name == "openai" and not hooks.chunk and ctx.observers is None and ctx.guard is None
+                    )
                     response = await exchange.stream(await gw.open_stream(ctx, targets, passthrough))
                 else:
                     result = await gw.complete(ctx, targets)
+                    if ctx.guard is not None:
+                        result = await _guarded(ctx, result)
                     response = exchange.answer(result)
             else:
                 ingress.routed(internal, [])  # the checks an ingress makes once routed (none: a hook answered)
                 if isinstance(answer, ParsedResponse):
-                    result = answer
+                    result = answer if ctx.guard is None else await _guarded(ctx, answer)
                     response = exchange.answer(result)
                 else:
                     response = await exchange.stream(await AnswerStream(answer).start())

@@ -21,6 +21,12 @@ A plugin is any object with a `name` and any of these methods (docs/architecture
   instead, so that every other stream keeps the fast path (bytes forwarded, no chunk dicts built).
 - A pre-hook that answers may set `ctx.provider`, `ctx.model` and `ctx.cost` (e.g. 0.0 for a cache hit):
   the pipeline prices only an answer whose cost is still None.
+- A pre-hook may set `ctx.guard`, the request's output guard (runtime/guardrails/): `async
+  check_response(ctx, result) -> ParsedResponse` sees a whole answer before it is sent (returns it, changed
+  or not; raises GatewayError to refuse it), and `stream_filter(ctx)` gives a filter whose `async
+  feed(chunks) -> chunks` and, at the stream's end, `async finish() -> chunks` see every batch of a stream
+  before observers, the log and the encoder (it may hold text back, mask it, or raise GatewayError to end
+  the stream with the ingress's error event). A guarded stream leaves the fast path.
 - `on_finish(ctx) -> None` (synchronous, must not block) runs exactly once when the request is over,
   whatever happened.
 

@@ -35,7 +35,14 @@ from runtime.core.accumulate import RawAccumulator, StreamAccumulator
 from runtime.core.context import RequestContext
 from runtime.core.cost import book_for
 from runtime.core.failover import RETURN, RunRules, action_for
-from runtime.errors import ClientStalled, GatewayError, GatewayShutdown, InternalError
+from runtime.errors import (
+    ClientStalled,
+    GatewayError,
+    GatewayShutdown,
+    GuardrailBlocked,
+    GuardrailUnavailable,
+    InternalError,
+)
 from runtime.providers.base import CHAT, Usage
 
 HEADER = "x-bf-stream-resume"
@@ -48,7 +55,8 @@ TRAILING_ASSISTANT = "trailing_assistant"  # Anthropic: the last assistant turn 
 PREFIX = "prefix"  # Mistral: `"prefix": true` on that message
 CONTINUE_FINAL = "continue_final_message"  # vLLM / SGLang: continue_final_message, add_generation_prompt off
 PREFILL_STYLES = (TRAILING_ASSISTANT, PREFIX, CONTINUE_FINAL)
-_NOT_RECOVERABLE = (ClientStalled, GatewayShutdown, InternalError)
+# A guardrail's stop is the answer, not a break: another target must not say it again.
+_NOT_RECOVERABLE = (ClientStalled, GatewayShutdown, InternalError, GuardrailBlocked, GuardrailUnavailable)
 
 Target = tuple[Any, str]  # (ProviderHandle, upstream model)
 

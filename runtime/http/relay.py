@@ -322,6 +322,10 @@ async def _stream(
     broken: dict[str, Any] | None = None  # the attempt entry of a stream that broke and was not continued
     try:
         await response.prepare(request)
+        # An output guard's filter (runtime/guardrails/) sees each batch before anyone else: what it holds
+        # back or masks is what the observers, the log and the client get. One per stream, continuations
+        # included.
+        guard = None if ctx.guard is None else ctx.guard.stream_filter(ctx)
         observers = gw.hooks.chunk if ctx.observers is None else (*gw.hooks.chunk, *ctx.observers)
         if resume is not None:
             observers = (*observers, resume.observe)  # what the client got, should the stream break
@@ -333,7 +337,7 @@ async def _stream(
                         keep = _both(keep, resume.keep_raw(stream.first))
                     await _relay_bytes(ctx, stream, writer, mark, keep)
                 else:
-                    await _relay_chunks(ctx, stream, writer, mark, encoder, accumulate, observers)
+                    await _relay_chunks(ctx, stream, writer, mark, encoder, accumulate, observers, guard)
                 break
             except GatewayError as err:
                 continued = None if resume is None else await resume.recover(ctx, stream, err)
@@ -398,12 +402,22 @@ async def _relay_chunks(
     encoder: StreamEncoder,
     accumulate: StreamAccumulator | None,
     observers: tuple[Callable[[RequestContext, dict[str, Any]], None], ...],
+    guard: Any = None,
 ) -> None:
-    """Chunk dicts: observed by the hooks, folded for the log, encoded in the client's format. What one
-    upstream read brings is written at once."""
+    """Chunk dicts: filtered by the output guard (if any), observed by the hooks, folded for the log, encoded
+    in the client's format. What one upstream read brings is written at once; what the guard held back goes
+    out when the stream ends (its `finish`)."""
     rid = ""
     chunks: list[dict[str, Any]] | None = stream.first
-    while chunks is not None:
+    while True:
+        if guard is not None:
+            if chunks is None:
+                chunks = await guard.finish()
+                guard = None
+            else:
+                chunks = await guard.feed(chunks)
+        if chunks is None:
+            break
         out = []
         for chunk in chunks:
             rid = rid or str(chunk.get("id") or "")

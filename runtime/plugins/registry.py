@@ -82,6 +82,17 @@ def _governance(config: Mapping[str, Any], env: PluginEnv) -> Any:
     return build(env.config, limits=limits)  # reads its entry's config from env.config.plugins (live reloads)
 
 
+def _guardrails(config: Mapping[str, Any], env: PluginEnv) -> Any:
+    """Guardrails (runtime/guardrails/): built only when config.json's `guardrails_config` has an enabled
+    rule with an enabled provider; live edits swap it (runtime/live.py)."""
+    guardrails = env.config.guardrails
+    if guardrails is None or not guardrails.active:
+        return None
+    from runtime.guardrails.plugin import GuardrailsPlugin
+
+    return GuardrailsPlugin(guardrails, metrics=env.metrics)
+
+
 def _cache_entry(config: Any) -> Any:
     """The enabled `semantic_cache` entry of a GatewayConfig, or None."""
     return next((p for p in config.plugins if p.name == "semantic_cache" and p.enabled), None)
@@ -168,6 +179,9 @@ BUILTINS: dict[str, PluginSpec] = {
             {"required_headers", "is_enterprise", "disable_auto_tool_inject", "routing_chain_max_depth"}
         ),
     ),
+    # Guardrails: after governance (rules see the caller's virtual key and team), before the cache (which
+    # then keys and stores what was redacted, never the original).
+    "guardrails": PluginSpec("guardrails", _guardrails, builtin=True, go_fields=frozenset()),
     # The response cache: after governance (scoped by its virtual key), before the log and metrics.
     "semantic_cache": PluginSpec(
         "semantic_cache",
