@@ -19,6 +19,7 @@ from runtime.http import (
     admin_governance,
     admin_governance_entities,
     admin_groups,
+    admin_guardrails,
     admin_logs,
     admin_providers,
     admin_ws,
@@ -101,5 +102,6 @@ def add_routes(app: web.Application) -> None:
     admin_logs.add_routes(app, wrap)
     admin_cache.add_routes(app, wrap)  # /api/cache (issue 12)
     admin_groups.add_routes(app, wrap)  # /api/model-groups (issue 13)
+    admin_guardrails.add_routes(app, wrap)  # /api/guardrails (issue 15)
     admin_ws.add_routes(app, wrap)
     r.add_get("/api/openapi.json", wrap(openapi.serve))

@@ -807,6 +807,90 @@ def _cache_paths() -> J:
 
 
 PATHS.update(_cache_paths())
+
+
+def _guardrails_paths() -> J:
+    """/api/guardrails (runtime/http/admin_guardrails.py, docs/guardrails-admin.md)."""
+    tags = ("guardrails",)
+    whole = {"type": "object", "description": "config.json guardrails_config (Go Bifrost's), secrets masked"}
+    view = {
+        "type": "object",
+        "properties": {
+            "guardrails_config": whole,
+            "kinds": {"type": "array", "items": {"type": "object"}},
+            "cel": {"type": "object", "properties": {"request_fields": {"type": "array", "items": {"type": "string"}}}},
+        },
+    }
+    item_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    missing = {"404": _json(_ref("Error"), "No entry with this id (not_found)")}
+    out: J = {
+        "/api/guardrails": {
+            "get": _op(
+                "The guardrails block as configured (secrets masked), detector kinds, what CEL sees",
+                {"200": _json(view)},
+                tags=tags,
+            ),
+            "put": _op(
+                "Replace the block (validated with field paths, persisted, applied at once); an empty object "
+                "removes it. A value still shown as the mask keeps the stored secret",
+                {"200": _json(view)},
+                body={"type": "object", "required": ["guardrails_config"], "properties": {"guardrails_config": whole}},
+                tags=tags,
+            ),
+        },
+        "/api/guardrails/test": {
+            "post": _op(
+                "Run text through the saved rules (or an unsaved draft): which rules fired, their action, finding "
+                "types and spans, the text after redaction (null when blocked). Text up to 256 KB (413 above)",
+                {"200": _json({"type": "object"}), "413": _json(_ref("Error"), "Text too large (too_large)")},
+                body={
+                    "type": "object",
+                    "required": ["text"],
+                    "properties": {
+                        "text": {"type": "string"},
+                        "stage": {"type": "string", "enum": ["input", "output"], "default": "input"},
+                        "request": {"type": "object", "description": "request.* fields CEL sees (model, ...)"},
+                        "guardrails_config": whole,
+                    },
+                },
+                tags=tags,
+            )
+        },
+    }
+    for path, noun in (("rules", "rule"), ("providers", "provider")):
+        entry = {"type": "object", "description": f"One guardrail_{path} entry (Go Bifrost's fields)"}
+        out[f"/api/guardrails/{path}"] = {
+            "post": _op(
+                f"Add a guardrail {noun} (id: given, or the next free one)",
+                {"201": _json(view), "409": _json(_ref("Error"), "That id exists (already_exists)")},
+                body=entry,
+                tags=tags,
+            )
+        }
+        conflict = (
+            {"409": _json(_ref("Error"), "Rules use this provider (provider_in_use); the message names them")}
+            if noun == "provider"
+            else {}
+        )
+        out[f"/api/guardrails/{path}/{{id}}"] = {
+            "put": _op(
+                f"Replace guardrail {noun} `id`",
+                {"200": _json(view), **missing},
+                params=[item_id],
+                body=entry,
+                tags=tags,
+            ),
+            "delete": _op(
+                f"Delete guardrail {noun} `id`",
+                {"200": _json(view), **missing, **conflict},
+                params=[item_id],
+                tags=tags,
+            ),
+        }
+    return out
+
+
+PATHS.update(_guardrails_paths())
 _MODES = {"type": "object", "properties": {"direct": {"type": "number"}, "semantic": {"type": "number"}}}
 SCHEMAS["CacheStats"] = {
     "type": "object",
