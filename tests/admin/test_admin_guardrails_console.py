@@ -38,7 +38,8 @@ def test_console_input_is_checked_before_anything_runs(api: Api) -> None:
 
 def test_a_draft_with_a_bad_cel_expression_names_its_field_and_saves_nothing(api: Api, admin_gateway: Gateway) -> None:
     before = read_config(admin_gateway)
-    draft = {"guardrail_rules": [{"id": 1, "name": "r", "cel_expression": "request.model ==", "provider_config_ids": []}]}
+    rule = {"id": 1, "name": "r", "cel_expression": "request.model ==", "provider_config_ids": []}
+    draft = {"guardrail_rules": [rule]}
     got = api.post("/api/guardrails/test", {"text": "hi", "guardrails_config": draft})
     assert got.status == 400, got.text
     assert got.body["error"]["param"] == "guardrails_config.guardrail_rules[0].cel_expression"

@@ -4,6 +4,7 @@ import {live} from "./api.js";
 import * as cache from "./pages/cache.js";
 import * as customers from "./pages/customers.js";
 import * as dashboard from "./pages/dashboard.js";
+import * as guardrails from "./pages/guardrails.js";
 import * as keys from "./pages/keys.js";
 import * as logs from "./pages/logs.js";
 import * as providers from "./pages/providers.js";
@@ -11,7 +12,7 @@ import * as settings from "./pages/settings.js";
 import * as teams from "./pages/teams.js";
 import {h} from "./util.js";
 
-const PAGES = {dashboard, logs, providers, "virtual-keys": keys, teams, customers, cache, settings};
+const PAGES = {dashboard, logs, providers, "virtual-keys": keys, teams, customers, cache, guardrails, settings};
 const TITLES = {"virtual-keys": "Virtual Keys"};
 let current = null;
 

@@ -211,10 +211,11 @@ export function unavailable(what, path) {
       " yet. Define them in config.json's governance block (Go Bifrost's schema) and they are enforced; managing them here needs a newer gateway."));
 }
 
-/** Show an API error under the form, marking the field its `param` names (`governance.teams[2].name`). */
+/** Show an API error under the form, marking the field its `param` names (`governance.teams[2].name`,
+ * `guardrails_config.guardrail_rules[0].cel_expression`: the path inside one list entry is the field). */
 export function showFormError(form, box, err) {
   for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
-  const param = (err.param || "").replace(/^governance\.[a-z_]+\[\d+\]\./, "");
+  const param = (err.param || "").replace(/^(governance\.[a-z_]+|guardrails_config\.guardrail_[a-z]+)\[\d+\]\./, "");
   const field = param.split(/[.[]/)[0];
   const target = (param && form.querySelector(`[data-path="${CSS.escape(param)}"]`))
     || (field && form.querySelector(`[data-field="${CSS.escape(field)}"]`));
