@@ -262,7 +262,10 @@ class GuardrailEngine:
             return [], "timeout"
         except DetectorError as exc:
             log.warning("guardrail rule '%s': provider '%s' failed: %s", rule.name, provider.policy_name, exc)
-            return [], "unavailable"
+            # A detector's own timeout (the webhook bounds its session too) is still a timeout.
+            return [], "timeout" if isinstance(exc.__cause__, TimeoutError) or str(exc).endswith(
+                "timeout"
+            ) else "unavailable"
 
     def decide(self, stage: str, hits: list[Hit], view: Any) -> StageResult:
         # Rules reading `findings` apply their providers' actions only when the expression says so.

@@ -26,6 +26,7 @@ FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 SEGMENT = 8192  # characters one search call sees at most
 OVERLAP = 512  # consecutive windows share this much, so a match up to this long is never cut
 MAX_PATTERNS = 256
+LONGEST = 128  # characters: the holdback window regex findings get on a stream (docs/guardrails.md)
 
 
 class RegexDetector:
@@ -36,7 +37,9 @@ class RegexDetector:
     def __init__(self, patterns: list[tuple[re.Pattern[str], str]], timeout_s: float) -> None:
         self.patterns = patterns  # (compiled, finding type)
         self.timeout_s = timeout_s
-        self.longest = OVERLAP  # the longest match the holdback must keep (stream.py)
+        # The longest match a stream's holdback keeps whole (runtime/guardrails/stream.py): a pattern's
+        # longest match is not knowable in general; a match longer than this may be split on a stream.
+        self.longest = LONGEST
 
     def scan(self, subject: Subject) -> list[Finding]:
         out: list[Finding] = []
