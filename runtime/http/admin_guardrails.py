@@ -19,6 +19,7 @@ import copy
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -29,7 +30,7 @@ from runtime.guardrails.kinds import KINDS
 from runtime.guardrails.types import STAGES, GuardrailsConfig
 from runtime.http.admin_common import ADMIN, AdminBadRequest, fail, json_response, read_object
 from runtime.http.admin_providers import _edit
-from runtime.http.admin_views import MASK, SECRET_FIELD, is_masked
+from runtime.http.admin_views import MASK, SECRET_FIELD
 from runtime.http.keys import GATEWAY
 from runtime.stores.config import Raw
 
@@ -53,6 +54,8 @@ def _hide(value: Any) -> Any:
 def _masked(field: str, value: Any) -> Any:
     if field in SECRET_MAPS and isinstance(value, dict):
         return {k: _hide(v) for k, v in value.items()}
+    if field == "url" and isinstance(value, str):
+        return _url_masked(value)
     if SECRET_FIELD.search(field) and not isinstance(value, (bool, int, float)):
         return _hide(value)
     if isinstance(value, dict):
@@ -60,6 +63,19 @@ def _masked(field: str, value: Any) -> Any:
     if isinstance(value, list):
         return [_masked(field, v) for v in value]
     return value
+
+
+def _url_masked(url: str) -> str:
+    """A webhook URL with the password of any user:password@ part masked (the rest is not a secret)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return MASK  # not a URL we can take apart: show none of it
+    if not password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
 
 
 def masked_block(block: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,13 +89,16 @@ def masked_block(block: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _restore(new: Any, old: Any) -> Any:
-    """`new` with every value still shown as the mask replaced by the stored one at the same place."""
-    if isinstance(new, str) and new.startswith(MASK) and is_masked(new):
-        return old if old is not None else new
+def _restore(field: str, new: Any, old: Any) -> Any:
+    """`new` with every value the client sent back exactly as the API shows the stored one (a mask)
+    replaced by the stored value; anything else is a new value and is kept."""
+    if old is None or new == old:
+        return new
     if isinstance(new, dict) and isinstance(old, dict):
-        return {k: _restore(v, old.get(k)) for k, v in new.items()}
-    return new
+        if field in SECRET_MAPS:
+            return {k: old[k] if k in old and v == _hide(old[k]) else v for k, v in new.items()}
+        return {k: _restore(k, v, old.get(k)) for k, v in new.items()}
+    return old if new == _masked(field, old) else new
 
 
 def restore_secrets(block: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,7 +112,7 @@ def restore_secrets(block: Mapping[str, Any], stored: Mapping[str, Any]) -> dict
     for item in providers:
         old = by_id.get(item.get("id")) if isinstance(item, dict) else None
         if isinstance(item, dict) and isinstance(old, dict) and isinstance(item.get("config"), dict):
-            item = {**item, "config": _restore(item["config"], old.get("config"))}
+            item = {**item, "config": _restore("config", item["config"], old.get("config"))}
         restored.append(item)
     out[PROVIDERS] = restored
     return out

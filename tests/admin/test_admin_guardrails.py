@@ -222,6 +222,30 @@ def test_secrets_are_masked_and_a_round_trip_keeps_them(api: Api, admin_gateway:
     assert "rotated" not in got.text
 
 
+def test_an_edit_applies_at_once_redaction_seen_by_the_provider(
+    api: Api, admin_gateway: Gateway, fake_openai: FakeOpenAI
+) -> None:
+    need("runtime.guardrails.detectors.pii", "runtime.guardrails.plugin", "runtime.guardrails.engine")
+    card = "4111 1111 1111 1111"
+    assert api.chat("openai/gpt-4o-mini", f"card {card}").status == 200
+    assert card in json.dumps(fake_openai.requests[-1].body)  # no guardrails yet
+    provider = {
+        "provider_name": "pii",
+        "policy_name": "cards",
+        "config": {"entities": ["credit_card"], "action": "redact"},
+    }
+    assert api.post("/api/guardrails/providers", provider).status == 201
+    assert api.post("/api/guardrails/rules", {**rule("mask-cards", ids=[1]), "apply_to": "both"}).status == 201
+    sent = api.chat("openai/gpt-4o-mini", f"card {card}")
+    assert sent.status == 200, sent.text
+    seen = json.dumps(fake_openai.requests[-1].body)
+    assert card not in seen and "[REDACTED:credit_card]" in seen
+    # Disabled through the item route: the next request goes through untouched again.
+    assert api.put("/api/guardrails/rules/1", {**rule("mask-cards", ids=[1]), "enabled": False}).status == 200
+    assert api.chat("openai/gpt-4o-mini", f"card {card}").status == 200
+    assert card in json.dumps(fake_openai.requests[-1].body)
+
+
 def test_the_issues_example_through_the_api(api: Api, admin_gateway: Gateway, fake_openai: FakeOpenAI) -> None:
     need(
         "runtime.guardrails.detectors.pii",
