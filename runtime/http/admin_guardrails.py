@@ -217,7 +217,7 @@ async def _save_item(request: web.Request, key: str, item_id: int | None) -> web
                 raise AdminBadRequest(f"id {given!r} in the body differs from {item_id} in the path", param="id")
             item["id"] = item_id
 
-        def change(raw: Raw) -> int:
+        def change(raw: Raw) -> Any:
             old = raw.get(PATH)
             block: dict[str, Any] = copy.deepcopy(old) if isinstance(old, dict) else {}
             items = _list(block, key)
@@ -239,7 +239,7 @@ async def _save_item(request: web.Request, key: str, item_id: int | None) -> web
                 items[at] = item
             block[key] = items
             raw[PATH] = restore_secrets(block, old if isinstance(old, dict) else {})
-            return int(item["id"])
+            return item["id"]  # checked by the validation that follows (a bad id is a 400 with its path)
 
         _, saved = await _edit(request, change)
     except AdminBadRequest as exc:
@@ -247,7 +247,7 @@ async def _save_item(request: web.Request, key: str, item_id: int | None) -> web
     return _item_response(request, key, saved, 201 if item_id is None else 200)
 
 
-def _item_response(request: web.Request, key: str, item_id: int, status: int) -> web.Response:
+def _item_response(request: web.Request, key: str, item_id: Any, status: int) -> web.Response:
     whole = view(request)
     items = _list(whole["guardrails_config"], key)
     at = _find(items, item_id)

@@ -145,6 +145,8 @@ def test_rule_items_create_update_delete(api: Api, admin_gateway: Gateway) -> No
     assert got.status == 400 and got.body["error"]["param"] == f"{RULES}[2].cel_expression", got.text
     got = api.post("/api/guardrails/rules", {"id": 2, **rule("dup")})
     assert got.status == 409 and got.body["error"]["code"] == "already_exists"
+    got = api.post("/api/guardrails/rules", {"id": "three", **rule("third")})
+    assert got.status == 400 and got.body["error"]["param"] == f"{RULES}[2].id", got.text
     got = api.post("/api/guardrails/rules", rule("first"))  # names are unique
     assert got.status == 400 and got.body["error"]["param"] == f"{RULES}[2].name"
 
