@@ -107,10 +107,11 @@ def restore_secrets(block: Mapping[str, Any], stored: Mapping[str, Any]) -> dict
     providers = out.get(PROVIDERS)
     if not isinstance(providers, list):
         return out
-    by_id = {p.get("id"): p for p in stored.get(PROVIDERS) or [] if isinstance(p, dict)}
+    by_id = {p["id"]: p for p in stored.get(PROVIDERS) or [] if isinstance(p, dict) and isinstance(p.get("id"), int)}
     restored = []
     for item in providers:
-        old = by_id.get(item.get("id")) if isinstance(item, dict) else None
+        pid = item.get("id") if isinstance(item, dict) else None
+        old = by_id.get(pid) if isinstance(pid, int) else None  # a bad id is the validation's to report
         if isinstance(item, dict) and isinstance(old, dict) and isinstance(item.get("config"), dict):
             item = {**item, "config": _restore("config", item["config"], old.get("config"))}
         restored.append(item)
