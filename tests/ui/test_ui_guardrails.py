@@ -80,7 +80,13 @@ def test_create_a_pii_provider_and_rule_then_the_console_redacts_a_card(
     editor.locator("[data-field=provider_name]").select_option("pii")
     editor.locator("[data-field=policy_name]").fill("cards")
     editor.locator("[data-field=action]").select_option("redact")
-    editor.locator("[data-field=config]").fill('{"entities": ["credit_card", "email"]}')
+    config = editor.locator("[data-field=config]")
+    config.fill('{"entities": ["credit_crad"]}')  # a misspelt entity: the kind's own check, at the config box
+    editor.get_by_test_id("save-guard-provider").click()
+    expect(editor.get_by_test_id("field-error")).to_contain_text("credit_crad")
+    expect(config).to_have_class("mono invalid")
+    assert stored(admin_gateway) == {}
+    config.fill('{"entities": ["credit_card", "email"]}')
     editor.get_by_test_id("save-guard-provider").click()
     provider = page.locator("tr[data-provider='1']")
     expect(provider).to_contain_text("cards")
