@@ -142,7 +142,18 @@ def test_blocked_in_all_four_ingress_shapes_naming_the_rule(guarded: Gateway, fa
     assert fake_openai.requests == []  # never reached the provider
     log = rows_text(guarded, 4).lower()
     assert "falcon" not in log.replace("codenames", "")  # the blocked value is scrubbed from every row
-    assert log.count("guardrail_blocked") >= 4
+    for row in guarded.log.wait_rows(4):
+        entries = json.loads(row["guardrails"])
+        assert entries == [
+            {
+                "rule": "no-codenames",
+                "provider": "codenames",
+                "stage": "input",
+                "action": "block",
+                "types": ["wordlist"],
+                "count": 1,
+            }
+        ]
 
 
 def test_streamed_card_split_across_chunks_is_masked(guarded: Gateway, fake_openai: FakeOpenAI) -> None:
