@@ -181,10 +181,14 @@ def test_streamed_block_ends_with_an_error_event_in_openai_and_anthropic(
         stream.close()
     assert "no-codenames" in str(err.value) and "falcon" not in "".join(got)
     fake_openai.enqueue(Reply(content=f"{words} the falcon lands {words}"))
-    with anthropic_client(guarded) as ac, pytest.raises(anthropic.APIStatusError) as ant_err:
-        with ac.messages.stream(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "go"}]) as s:
-            for _ in s.text_stream:
-                pass
+    go = [{"role": "user", "content": "go"}]
+    with (
+        anthropic_client(guarded) as ac,
+        pytest.raises(anthropic.APIStatusError) as ant_err,
+        ac.messages.stream(model=MODEL, max_tokens=50, messages=go) as s,  # type: ignore[arg-type]
+    ):
+        for _ in s.text_stream:
+            pass
     assert "no-codenames" in str(ant_err.value)
 
 
