@@ -120,3 +120,19 @@ async def test_flagged_values_go_through_but_are_kept_for_the_scrub() -> None:
     sent = await f.feed([chunk(f"card {CARD}")]) + await f.finish()
     assert texts(sent) == f"card {CARD}"
     assert CARD in state.values and ctx.guardrails and ctx.guardrails[0]["action"] == "flag"
+
+
+async def test_text_completion_chunks_are_held_and_masked_too() -> None:
+    f, _, _ = make_filter([cards()], [rule(1, "mask", [1])])
+
+    def piece(text: str, finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+        }
+
+    sent = await f.feed([piece("card 4111 1111 ")]) + await f.feed([piece("1111 1111 ok")])
+    sent += await f.feed([piece("", "stop")]) + await f.finish()
+    assert "".join(c["choices"][0]["text"] for c in sent) == "card [REDACTED:regex:card] ok"
+    assert sent[-1]["choices"][0]["finish_reason"] == "stop"

@@ -294,3 +294,25 @@ def test_live_config_edit_turns_guardrails_on_and_off(
     assert CARD in fake_openai.requests[-1].raw.decode()
     received_after_edit({**plain, "guardrails_config": guardrails()}, want_card=False)
     received_after_edit(plain, want_card=True)
+
+
+def test_streamed_card_is_masked_for_anthropic_responses_and_completions_clients(
+    guarded: Gateway, fake_openai: FakeOpenAI
+) -> None:
+    reply = Reply(content=f"Card {CARD} noted. Bye")
+    want = "Card [REDACTED:regex:card] noted. Bye"
+    fake_openai.enqueue(reply)
+    go = [{"role": "user", "content": "go"}]
+    with anthropic_client(guarded) as ac, ac.messages.stream(model=MODEL, max_tokens=50, messages=go) as s:  # type: ignore[arg-type]
+        assert "".join(s.text_stream) == want
+    fake_openai.enqueue(reply)
+    with guarded.client() as client:
+        events = client.responses.create(model=MODEL, input="go", stream=True)
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        events.close()
+        assert text == want
+        fake_openai.enqueue(reply)
+        completion = client.completions.create(model="openai/gpt-3.5-turbo-instruct", prompt="go", stream=True)
+        assert "".join(c.choices[0].text for c in completion if c.choices) == want
+        completion.close()
+    assert CARD not in rows_text(guarded, 3)
