@@ -316,3 +316,14 @@ def test_streamed_card_is_masked_for_anthropic_responses_and_completions_clients
         assert "".join(c.choices[0].text for c in completion if c.choices) == want
         completion.close()
     assert CARD not in rows_text(guarded, 3)
+
+
+def test_whole_answer_with_a_blocked_word_is_refused_naming_the_rule(guarded: Gateway, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply(content="the falcon has landed"))
+    with guarded.client() as client, pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "status?"}])
+    assert err.value.body["message"] == "blocked by guardrail rule 'no-codenames' (codenames: wordlist)"  # type: ignore[index]
+    assert len(fake_openai.requests) == 1  # the answer was generated, then refused
+    row = guarded.log.wait_rows(1)[0]
+    assert "falcon" not in json.dumps(dict(row), default=str).replace("codenames", "")
+    assert json.loads(row["guardrails"])[0]["stage"] == "output"
