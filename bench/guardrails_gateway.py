@@ -1,13 +1,17 @@
 """What guardrails cost per request: the engine's input check on a typical 2 KB chat body.
 
-    python -m bench.guardrails_gateway [--iterations 20000]
+    python -m bench.guardrails_gateway [--iterations 20000] [--gateway [--requests 1500]]
 
 The config is the issue's example (pii cards + e-mails redacted on both stages, secrets blocked for
 requests routed to openai: a CEL rule reading `request.provider`, so the router's targets are resolved),
 run by the real GuardrailEngine against a real Gateway built from a temp config.json (no network: the
 check never calls a provider). Without the `secrets` detector installed the second rule is left out and
 the report says so. Each iteration checks a fresh copy of the body (copies are made before timing) with
-no finding in it: the common case. Also timed: the same body with one e-mail to redact, and CEL alone.
+no finding in it: the common case. Also timed: the same body with one e-mail to redact.
+
+`--gateway` also runs two real gateway processes (guardrails off, then on) against the bench's mock
+provider (no latency) and sends the same 2 KB chat body one request at a time (c=1, keep-alive); each
+answer's `x-bf-overhead-us` header is the gateway's own time for it: medians compared.
 """
 
 from __future__ import annotations
@@ -148,7 +152,70 @@ async def main(iterations: int) -> None:
     print(f"input check, one e-mail redacted: {summary(await timed(engine, gateway, dirty))}")
 
 
+def gateway_overhead(requests: int) -> None:
+    import http.client
+    import os
+    import subprocess
+    import sys
+
+    from bench import control
+    from bench.mockproc import REPO_ROOT, MockProcess, child_env
+    from bench.targets.bifrost import write_config
+
+    body = json.dumps(chat_body()).encode()
+    with MockProcess() as mock:
+        for label, on in (("off", False), ("on", True)):
+            with tempfile.TemporaryDirectory() as app:
+                path = write_config(app, mock.origin, logging=True, profile=None)
+                doc = json.loads(Path(path).read_text())
+                if on:
+                    secrets = importlib.util.find_spec("runtime.guardrails.detectors.secrets") is not None
+                    doc["guardrails_config"] = issue_config(secrets)
+                Path(path).write_text(json.dumps(doc))
+                port = control.free_port()
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "bifrost_cli",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--app-dir",
+                    app,
+                    "--workers",
+                    "1",
+                    "--log-level",
+                    "warning",
+                ]
+                env = {k: v for k, v in child_env().items() if not k.startswith("BIFROST_")}
+                with open(os.path.join(app, "gateway.log"), "w") as log:
+                    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+                try:
+                    control.wait_ready(port, "/health", 60, proc)
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    overheads = []
+                    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-x"}
+                    for i in range(requests + requests // 10):
+                        conn.request("POST", "/v1/chat/completions", body, headers)
+                        response = conn.getresponse()
+                        response.read()
+                        if response.status != 200:
+                            raise RuntimeError(f"gateway answered {response.status}")
+                        if i >= requests // 10:  # the first tenth warms up
+                            overheads.append(float(response.getheader("x-bf-overhead-us") or 0))
+                    conn.close()
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+                print(f"gateway overhead, guardrails {label}, c=1: {summary(overheads)}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20000)
-    asyncio.run(main(parser.parse_args().iterations))
+    parser.add_argument("--gateway", action="store_true", help="also measure two gateway processes, off vs on")
+    parser.add_argument("--requests", type=int, default=1500)
+    args = parser.parse_args()
+    asyncio.run(main(args.iterations))
+    if args.gateway:
+        gateway_overhead(args.requests)
