@@ -141,14 +141,14 @@ async def main(iterations: int) -> None:
     gateway = Gateway(config, Hooks([]))
     engine = GuardrailEngine(config.guardrails)
     size = len(json.dumps(chat_body()))
-    clean = [copy.deepcopy(chat_body()) for _ in range(iterations)]
+    clean = [json.loads(json.dumps(chat_body())) for _ in range(iterations)]  # fresh strings, as parsed
     await timed(engine, gateway, clean[: iterations // 10])  # warm-up (imports, memo, caches)
-    clean = [copy.deepcopy(chat_body()) for _ in range(iterations)]
+    clean = [json.loads(json.dumps(chat_body())) for _ in range(iterations)]  # fresh strings, as parsed
     what = "" if with_secrets else " (secrets detector not installed: a key-shape regex stands in for it)"
     print(f"config: the issue's example{what}")
     print(f"body: {size} bytes of JSON, 5 messages")
     print(f"input check, nothing found:  {summary(await timed(engine, gateway, clean))}")
-    dirty = [copy.deepcopy(chat_body(" Reply to ops-team@example.com.")) for _ in range(iterations)]
+    dirty = [json.loads(json.dumps(chat_body(" Reply to ops-team@example.com."))) for _ in range(iterations)]
     print(f"input check, one e-mail redacted: {summary(await timed(engine, gateway, dirty))}")
 
 
