@@ -28,7 +28,8 @@ DEFAULT_REGIONS = ("US", "GB", "FR", "DE", "IN")
 
 # --- validators (libraries imported at build time, not per call) -------------------------------------
 
-_CARD_RUN = re.compile(r"(?<![\w\-])\d+(?:[ \-]\d+)*(?![\w])")
+# Possessive runs: a digit run is never re-split when the boundary after it fails (no backtracking).
+_CARD_RUN = re.compile(r"(?<![\w\-])\d++(?:[ \-]\d++)*+(?![\w])")
 _SEPARATORS = re.compile(r"[ \-]")
 
 
@@ -167,10 +168,16 @@ _IDS_WEAK: dict[str, tuple[str, str, int]] = {
 }
 NATIONAL_IDS = (*_IDS_STRONG, *_IDS_WEAK)
 
-_IBAN = rf"{_B}[A-Z]{{2}}\d{{2}}(?: ?[A-Z0-9]{{1,4}}){{3,8}}{_E}"
+# Printed in groups of four (the last shorter) or compact: one way to read it, so no backtracking.
+_IBAN = rf"{_B}[A-Z]{{2}}\d{{2}}(?: ?[A-Z0-9]{{4}}){{2,7}}+(?: ?[A-Z0-9]{{1,3}})?{_E}"
 _IPV4 = r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})(?![\w:]|\.\w)")
-_PHONE = r"(?<![\w+\-.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{1,5}(?:[ .\-]?\d{1,5}){1,5}(?![\w]|[.\-]\w)"
+# A phone candidate is never a date (2024-09-17, 17/09/2024): phonenumbers would accept some of them.
+_NOT_DATE = r"(?!\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}(?![\w]|[.\-]\d)|\d{1,2}[\-/.]\d{1,2}[\-/.]\d{2,4}(?![\w]|[.\-]\d))"
+_PHONE = (
+    r"(?<![\w+\-.])" + _NOT_DATE + r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d++(?:[ .\-]\d++){0,5}+"
+    r"(?![\w]|[.\-]\w)"
+)
 _EMAIL = re.compile(
     r"(?<![\w.%+\-])[A-Za-z0-9._%+\-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])"
 )
@@ -179,10 +186,15 @@ _EMAIL = re.compile(
 ENTITIES = ("credit_card", "email", "iban", *_IDS_STRONG, "ip_address", "phone", *_IDS_WEAK)
 GROUPS = {"national_id": NATIONAL_IDS}
 
-# Digit clusters: digits with short gaps of letters/separators between them ("GB82 WEST 1234 5698",
-# "+1 (415) 555-2671", "192.168.0.1"). One pass at C speed; most prose numbers ("2023", "3.11") are too
-# short to be anything and cost nothing more.
-_CLUSTER = re.compile(r"\d(?:[A-Za-z .\-/():+]{0,6}\d)*")
+# Digit clusters: 4+ digits with short gaps of letters/separators between them ("GB82 WEST 1234 5698",
+# "+1 (415) 555-2671", "192.168.0.1"). Found on a copy of the text where every ASCII digit is '0' and
+# every non-ASCII character one '?' (offsets unchanged): the pattern then starts with a literal, which
+# `re` finds at C speed instead of trying the pattern at every position (5x faster on prose). Most prose
+# numbers ("2023", "3.11") are too short to match at all.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else i for i in range(256))
+# Possessive: a gap never holds a digit, so giving characters back could not help; it only cost time.
+_CLUSTER = re.compile(rb"0(?:[A-Za-z .\-/():+]{0,6}+0){3,}+")
+_DATE_SHAPE = re.compile(rb"0000([\-/.])00?\1(?:00?)|00?([\-/.])00?\2(?:00|0000)")
 _MIN_CLUSTER = 7  # "1.1.1.1", "X1234567L"'s digits... nothing shorter can hold an entity
 _LEFT = 8  # chars before a cluster an entity may start with: "GB" of an IBAN, "RSSMRA" of a codice fiscale, "+("
 _HEX = frozenset("0123456789abcdefABCDEF:")
@@ -231,15 +243,16 @@ class PiiDetector:
         typed: list[tuple[int, int, str]] = []
         n = len(text)
         if self._digits:
-            for m in _CLUSTER.finditer(text):
+            mapped = text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO)
+            for m in _CLUSTER.finditer(mapped):
                 lo, hi = m.span()
-                if hi - lo < _MIN_CLUSTER:
-                    continue  # too short for any entity: most numbers in prose end here
+                if hi - lo < _MIN_CLUSTER or _DATE_SHAPE.fullmatch(mapped, lo, hi):
+                    continue  # too short for any entity, or a date (common in prose, never an entity)
                 wlo = max(0, lo - _LEFT)
                 whi = hi
                 while whi < n and whi - hi < 4 and (text[whi].isalnum() or text[whi] == "-"):
                     whi += 1  # a trailing check letter (DNI, codice fiscale) belongs to the window
-                self._window(text, wlo, whi, sum(map(m.group().count, "0123456789")), taken, typed)
+                self._window(text, (lo, hi), (wlo, whi), m.group().count(b"0"), taken, typed)
         if self._email and "@" in text:
             self._emails(text, taken, typed)
         if self._ipv6 and ":" in text:
@@ -248,12 +261,21 @@ class PiiDetector:
         findings.extend(Finding(kind, part, start, end) for start, end, kind in typed)
 
     def _window(
-        self, text: str, lo: int, hi: int, digits: int, taken: list[tuple[int, int]], typed: list[tuple[int, int, str]]
+        self,
+        text: str,
+        span: tuple[int, int],
+        window: tuple[int, int],
+        digits: int,
+        taken: list[tuple[int, int]],
+        typed: list[tuple[int, int, str]],
     ) -> None:
+        lo, hi = window
         if self._cards and digits >= 13:
             spans: list[tuple[int, int]] = []
             _cards(text, lo, hi, taken, spans)
             typed.extend((s, e, "credit_card") for s, e in spans)
+            if any(s <= span[0] and span[1] <= e for s, e in spans):
+                return  # the whole cluster is a card
         for entity in self._table:
             if digits < entity.min_digits:
                 continue
@@ -282,11 +304,16 @@ class PiiDetector:
         colon = text.find(":")
         while colon >= 0:
             nxt = colon + 1
-            # Only a ':' between hex digits or colons can be part of an address ("Note: ..." is not).
-            if (colon == 0 or text[colon - 1] in _HEX) and (colon + 1 >= n or text[colon + 1] in _HEX):
+            # Only a ':' between hex digits or colons, with another ':' within a group's length, can be
+            # part of an address ("Note: ...", "at 10:30" are not).
+            if (
+                (colon == 0 or text[colon - 1] in _HEX)
+                and (colon + 1 >= n or text[colon + 1] in _HEX)
+                and (text.find(":", colon + 1, colon + 6) > 0 or text.find(":", max(0, colon - 5), colon) >= 0)
+            ):
                 lo = max(0, colon - 45)
-                hi = colon + 1
-                while hi < n and (text[hi] in _HEX or text[hi] == "." or hi - colon < 45) and hi - colon < 60:
+                hi = min(n, colon + 46)
+                while hi < n and (text[hi] in _HEX or text[hi] == "."):
                     hi += 1
                 for m in _IPV6.finditer(text, lo, hi):
                     start, end = m.span()
