@@ -40,7 +40,9 @@ def example(*, with_secrets: bool = True) -> dict[str, Any]:
 
 
 def start(start_gateway: Callable[..., Gateway], fake: FakeOpenAI, other: FakeOpenAI, block: dict[str, Any]) -> Gateway:
-    config = make_config({"openai": openai_provider(fake.url), "elsewhere": custom_provider(other.url)})
+    config = make_config(
+        {"openai": openai_provider(fake.url), "elsewhere": custom_provider(other.url, keys=("sk-fake-2",))}
+    )
     config["guardrails_config"] = block
     return start_gateway(config)
 
