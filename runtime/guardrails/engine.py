@@ -126,9 +126,10 @@ class StageResult:
 
 
 class GuardrailEngine:
-    def __init__(self, config: GuardrailsConfig) -> None:
+    def __init__(self, config: GuardrailsConfig, on_cel_error: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.cel_errors = 0
+        self.on_cel_error = on_cel_error  # the plugin counts them in /metrics (by rule)
         self._memo: dict[tuple[Any, ...], bool] = {}
         self.stage_rules: dict[str, tuple[tuple[RuleSettings, tuple[ProviderSettings, ...]], ...]] = {}
         for stage in (INPUT, OUTPUT):
@@ -185,6 +186,8 @@ class GuardrailEngine:
             result = program.execute(activation)
         except Exception as exc:
             self.cel_errors += 1
+            if self.on_cel_error is not None:
+                self.on_cel_error(rule.name)
             # The rule's name and the error's kind only: an error's text may quote request values.
             log.warning(
                 "guardrail rule '%s': CEL evaluation failed (%s); rule not applied", rule.name, type(exc).__name__

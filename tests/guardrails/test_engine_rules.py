@@ -325,3 +325,23 @@ async def test_remote_providers_of_all_rules_run_concurrently(hook: dict[str, An
         assert loop.time() - started < 1.5
     finally:
         await _closed(cfg)
+
+
+async def test_plugin_counts_cel_errors_in_metrics_and_scrubs_at_finish() -> None:
+    from runtime.guardrails.plugin import GuardrailsPlugin
+    from runtime.plugins.metrics import MetricsPlugin
+
+    metrics = MetricsPlugin()
+    cel = "request.model_requested == '' || request.headers['x-missing'] == 'y'"
+    plugin = GuardrailsPlugin(
+        config([cards(action="flag"), words()], [rule(1, "flag", [1]), rule(2, "bad", [2], cel)]), metrics
+    )
+    ctx = chat(f"card {CARD} falcon")
+    ctx.input_raw = json.dumps(ctx.body).encode()
+    await plugin.pre_hook(ctx)  # the broken rule does not apply: no block
+    assert metrics.guardrail_errors == {("bad", "cel_error"): 1}
+    assert CARD in ctx.body["messages"][0]["content"]  # flagged: sent as is
+    plugin.on_finish(ctx)
+    assert CARD not in json.dumps(ctx.body) and CARD.encode() not in ctx.input_raw
+    assert plugin._states == {}
+    await plugin.aclose()
