@@ -334,7 +334,8 @@ async def test_plugin_counts_cel_errors_in_metrics_and_scrubs_at_finish() -> Non
     metrics = MetricsPlugin()
     cel = "request.model_requested == '' || request.headers['x-missing'] == 'y'"
     plugin = GuardrailsPlugin(
-        config([cards(action="flag"), words()], [rule(1, "flag", [1]), rule(2, "bad", [2], cel)]), metrics
+        config([cards(action="flag"), words()], [rule(1, "flag", [1]), rule(2, "bad", [2], cel, apply_to="input")]),
+        metrics,
     )
     ctx = chat(f"card {CARD} falcon")
     ctx.input_raw = json.dumps(ctx.body).encode()
