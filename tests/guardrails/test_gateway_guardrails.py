@@ -327,3 +327,31 @@ def test_whole_answer_with_a_blocked_word_is_refused_naming_the_rule(guarded: Ga
     row = guarded.log.wait_rows(1)[0]
     assert "falcon" not in json.dumps(dict(row), default=str).replace("codenames", "")
     assert json.loads(row["guardrails"])[0]["stage"] == "output"
+
+
+def test_live_added_rule_runs_after_governance_so_it_sees_the_virtual_key(
+    start_gateway: Callable[..., Gateway], fake_openai: FakeOpenAI
+) -> None:
+    governance = {
+        "virtual_keys": [
+            {"id": "vk-checked", "name": "checked", "value": VK_CHECKED},
+            {"id": "vk-free", "name": "free", "value": VK_FREE},
+        ]
+    }
+    plain = {**make_config({"openai": openai_provider(fake_openai.url)}), "governance": governance}
+    gw = start_gateway(plain)
+    message = [{"role": "user", "content": "falcon status"}]
+    edited = {**plain, "guardrails_config": guardrails(word_cel="request.virtual_key == 'vk-checked'")}
+    (gw.app_dir / "config.json").write_text(json.dumps(edited))
+    deadline = time.monotonic() + 20
+    blocked = False
+    with gw.client(api_key=VK_CHECKED) as client:
+        while not blocked and time.monotonic() < deadline:
+            try:
+                client.chat.completions.create(model=MODEL, messages=message)  # type: ignore[arg-type]
+                time.sleep(0.3)
+            except openai.BadRequestError as err:
+                blocked = "no-codenames" in err.message
+    assert blocked
+    with gw.client(api_key=VK_FREE) as client:
+        assert client.chat.completions.create(model=MODEL, messages=message).choices  # type: ignore[arg-type]
