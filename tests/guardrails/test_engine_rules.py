@@ -346,3 +346,14 @@ async def test_plugin_counts_cel_errors_in_metrics_and_scrubs_at_finish() -> Non
     assert CARD not in json.dumps(ctx.body) and CARD.encode() not in ctx.input_raw
     assert plugin._states == {}
     await plugin.aclose()
+
+
+async def test_sampling_draws_once_per_request_for_both_stages() -> None:
+    engine = GuardrailEngine(config([cards()], [rule(1, "half", [1], sampling_rate=50)]))
+    draws = iter([0.2, 0.9])  # first request in the sample (20 < 50), second not
+    engine.random = lambda: next(draws)
+    for expected in (True, False):
+        ctx, state = chat(f"card {CARD}"), RequestState()
+        await engine.check_input(ctx, None, state)
+        assert (CARD not in ctx.body["messages"][0]["content"]) is expected
+        assert (engine.output_guard(ctx, None, state) is not None) is expected  # the same draw
