@@ -30,7 +30,7 @@ from typing import Any
 from runtime.errors import GuardrailBlocked, GuardrailUnavailable
 from runtime.guardrails.activation import RequestView
 from runtime.guardrails.config import REQUEST_FIELDS, SCALAR_FIELDS
-from runtime.guardrails.text import input_slots, matched_values, merged_spans, redact
+from runtime.guardrails.text import input_slots, matched_values, redact
 from runtime.guardrails.types import (
     BLOCK,
     FAIL_CLOSED,
@@ -433,4 +433,4 @@ async def try_text(
     return out
 
 
-__all__ = ["GuardrailEngine", "RequestState", "StaticView", "check_input", "merged_spans", "try_text"]
+__all__ = ["GuardrailEngine", "RequestState", "StaticView", "check_input", "try_text"]
