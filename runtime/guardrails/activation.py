@@ -23,12 +23,13 @@ CALLER = frozenset({"virtual_key", "virtual_key_name", "team", "team_name", "cus
 class RequestView:
     """The fields of `request` for one request, each computed at most once."""
 
-    __slots__ = ("_ctx", "_gateway", "_values")
+    __slots__ = ("_ctx", "_gateway", "_values", "draws")
 
     def __init__(self, ctx: Any, gateway: Any) -> None:
         self._ctx = ctx
         self._gateway = gateway
         self._values: dict[str, Any] = {}
+        self.draws: dict[int, bool] = {}  # rule id -> in this request's sample (sampling_rate < 100)
 
     def get(self, name: str) -> Any:
         values = self._values

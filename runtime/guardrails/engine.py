@@ -30,7 +30,7 @@ from typing import Any
 from runtime.errors import GuardrailBlocked, GuardrailUnavailable
 from runtime.guardrails.activation import RequestView
 from runtime.guardrails.config import REQUEST_FIELDS, SCALAR_FIELDS
-from runtime.guardrails.text import input_slots, matched_values, merged_spans, redact
+from runtime.guardrails.text import input_slots, matched_values, redact
 from runtime.guardrails.types import (
     BLOCK,
     FAIL_CLOSED,
@@ -88,6 +88,12 @@ class RequestState:
 
     fired: dict[tuple[str, str, str, str], Fired] = field(default_factory=dict)
     values: list[str] = field(default_factory=list)
+    view: Any = None  # the request's RequestView, shared by both stages (fields and sampling draws once)
+
+    def view_of(self, ctx: Any, gateway: Any) -> RequestView:
+        if self.view is None:
+            self.view = RequestView(ctx, gateway)
+        return self.view  # type: ignore[no-any-return]
 
     def record(self, ctx: Any, fired: Fired) -> None:
         key = (fired.rule, fired.provider, fired.stage, fired.action)
@@ -126,9 +132,10 @@ class StageResult:
 
 
 class GuardrailEngine:
-    def __init__(self, config: GuardrailsConfig) -> None:
+    def __init__(self, config: GuardrailsConfig, on_cel_error: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.cel_errors = 0
+        self.on_cel_error = on_cel_error  # the plugin counts them in /metrics (by rule)
         self._memo: dict[tuple[Any, ...], bool] = {}
         self.stage_rules: dict[str, tuple[tuple[RuleSettings, tuple[ProviderSettings, ...]], ...]] = {}
         for stage in (INPUT, OUTPUT):
@@ -154,19 +161,31 @@ class GuardrailEngine:
         """What the plugin sets as ctx.guard: None when no rule can act on this request's output."""
         if not self.stage_rules[OUTPUT]:
             return None
-        view = RequestView(ctx, gateway)
+        state = state if state is not None else RequestState()
+        view = state.view_of(ctx, gateway)
         rules = self.selected(OUTPUT, view)
         if not rules:
             return None
         from runtime.guardrails.output import OutputGuard
 
-        return OutputGuard(self, rules, view, gateway, state if state is not None else RequestState())
+        return OutputGuard(self, rules, view, gateway, state)
 
     # -- rule selection -------------------------------------------------------------------------------------
 
-    def sampled(self, rule: RuleSettings) -> bool:
+    def sampled(self, rule: RuleSettings, view: Any = None) -> bool:
+        """Whether this request is in the rule's sample: one draw per request and rule, so a rule on
+        both stages checks both or neither."""
         rate = rule.sampling_rate
-        return rate >= 100 or (rate > 0 and self.random() * 100 < rate)
+        if rate >= 100:
+            return True
+        if rate <= 0:
+            return False
+        draws = getattr(view, "draws", None)
+        if draws is None:
+            return self.random() * 100 < rate
+        if rule.id not in draws:
+            draws[rule.id] = self.random() * 100 < rate
+        return bool(draws[rule.id])
 
     def evaluate(self, rule: RuleSettings, view: Any, stage: str, findings: list[dict[str, Any]] | None) -> bool:
         """The rule's expression for this request (False on a CEL runtime error, logged and counted)."""
@@ -185,6 +204,8 @@ class GuardrailEngine:
             result = program.execute(activation)
         except Exception as exc:
             self.cel_errors += 1
+            if self.on_cel_error is not None:
+                self.on_cel_error(rule.name)
             # The rule's name and the error's kind only: an error's text may quote request values.
             log.warning(
                 "guardrail rule '%s': CEL evaluation failed (%s); rule not applied", rule.name, type(exc).__name__
@@ -203,7 +224,7 @@ class GuardrailEngine:
         """The rules that may act in `stage`: sampled, and gates evaluated (rules reading findings kept)."""
         out = []
         for rule, providers in self.stage_rules[stage]:
-            if sample and not self.sampled(rule):
+            if sample and not self.sampled(rule, view):
                 continue
             if rule.uses_findings or self.evaluate(rule, view, stage, None):
                 out.append((rule, providers))
@@ -347,7 +368,7 @@ async def check_input(engine: GuardrailEngine, ctx: Any, gateway: Any, state: Re
     GuardrailBlocked / GuardrailUnavailable, and records what acted in ctx.guardrails."""
     if not engine.stage_rules[INPUT]:
         return
-    view = RequestView(ctx, gateway)
+    view = state.view_of(ctx, gateway)
     rules = engine.selected(INPUT, view)
     if not rules:
         return
@@ -412,4 +433,4 @@ async def try_text(
     return out
 
 
-__all__ = ["GuardrailEngine", "RequestState", "StaticView", "check_input", "merged_spans", "try_text"]
+__all__ = ["GuardrailEngine", "RequestState", "StaticView", "check_input", "try_text"]

@@ -23,12 +23,20 @@ class GuardrailsPlugin:
 
     def __init__(self, config: GuardrailsConfig, metrics: Any = None) -> None:
         self.config = config
-        self.engine = GuardrailEngine(config)
+        self.engine = GuardrailEngine(config, on_cel_error=self._count_cel_error)
         self.metrics = metrics
         self.gateway: Any = None
         # Per request (by its id): the matched values to scrub at its end. Popped by on_finish, which runs
         # exactly once per request whatever happened.
         self._states: dict[str, RequestState] = {}
+
+    def _count_cel_error(self, rule: str) -> None:
+        """A rule whose expression failed to evaluate: bifrost_guardrail_errors_total{rule, error="cel_error"}
+        (the metrics plugin's counters; one series per configured rule at most)."""
+        errors = getattr(self.metrics, "guardrail_errors", None)
+        if isinstance(errors, dict):
+            key = (rule, "cel_error")
+            errors[key] = errors.get(key, 0) + 1
 
     def bind_gateway(self, gateway: Any) -> None:
         self.gateway = gateway

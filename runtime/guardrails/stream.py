@@ -51,10 +51,11 @@ class StreamFilter:
         self.full: dict[int, list[str]] = {}  # raw text per choice, for the whole-text checks at the end
         self.tail: list[dict[str, Any]] | None = None  # chunks held from the first finish_reason on
         self.meta: dict[str, Any] = {}
+        self.completion = False  # a text completion's chunks (choices[i].text, no delta)
 
     async def feed(self, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        last: dict[int, dict[str, Any]] = {}  # choice -> the delta that gets this batch's released text
+        last: dict[int, tuple[dict[str, Any], str]] = {}  # choice -> where this batch's released text goes
         emptied: set[int] = set()
         for chunk in chunks:
             if not self.meta:
@@ -64,16 +65,17 @@ class StreamFilter:
                 if not isinstance(choice, dict):
                     continue
                 index = choice.get("index", 0)
-                delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    text = delta.get("content")
-                    if isinstance(text, str) and text:
+                holder, key = _text_of(choice)
+                if holder is not None:
+                    text = holder[key]
+                    if text:
                         self.held[index] = self.held.get(index, "") + text
                         if self.has_whole:
                             self.full.setdefault(index, []).append(text)
-                        delta["content"] = ""
-                        last[index] = delta
+                        holder[key] = ""
+                        last[index] = (holder, key)
                         emptied.add(id(chunk))
+                        self.completion = self.completion or key == "text"
                 if choice.get("finish_reason"):
                     finishing.append(index)
             if self.tail is not None or (finishing and self.has_whole):
@@ -87,8 +89,8 @@ class StreamFilter:
                 if released:
                     out.append(self._chunk(index, released))
             out.append(chunk)
-        for index, delta in last.items():
-            delta["content"] = await self._release(index, final=False)
+        for index, (holder, key) in last.items():
+            holder[key] = await self._release(index, final=False)
         return [c for c in out if id(c) not in emptied or not _empty(c)]
 
     async def finish(self) -> list[dict[str, Any]]:
@@ -166,9 +168,22 @@ class StreamFilter:
 
     def _chunk(self, index: int, text: str) -> dict[str, Any]:
         chunk = dict(self.meta)
-        chunk.setdefault("object", "chat.completion.chunk")
-        chunk["choices"] = [{"index": index, "delta": {"content": text}, "finish_reason": None}]
+        if self.completion:
+            chunk["choices"] = [{"index": index, "text": text, "finish_reason": None}]
+        else:
+            chunk.setdefault("object", "chat.completion.chunk")
+            chunk["choices"] = [{"index": index, "delta": {"content": text}, "finish_reason": None}]
         return chunk
+
+
+def _text_of(choice: dict[str, Any]) -> tuple[Any, str]:
+    """Where a chunk's choice carries text: a chat delta's content, or a text completion's `text`."""
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return (delta, "content") if isinstance(delta.get("content"), str) else (None, "")
+    if isinstance(choice.get("text"), str):
+        return choice, "text"
+    return None, ""
 
 
 def _empty(chunk: dict[str, Any]) -> bool:
@@ -180,5 +195,7 @@ def _empty(chunk: dict[str, Any]) -> bool:
             return False
         delta = choice.get("delta")
         if isinstance(delta, dict) and (delta.get("content") or set(delta) - {"content"}):
+            return False
+        if delta is None and choice.get("text"):
             return False
     return True

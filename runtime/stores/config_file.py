@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from runtime.config.groups import parse_model_groups
 from runtime.config.load import (
     ConfigError,
-    _guardrails,
     check_governance,
     parse_document,
+    parse_guardrails_block,
     parse_plugins,
     read_config_file,
 )
@@ -105,7 +105,7 @@ class FileConfigStore:
             model_groups=parse_model_groups(
                 raw.get("model_groups"), providers
             ),  # groups apply live  # checked by parse_document; the cache switches live
-            guardrails=_guardrails(raw, []),  # admin edits of guardrails_config apply live
+            guardrails=parse_guardrails_block(raw),  # checked by parse_document; rules apply live
             raw=MappingProxyType(copy.deepcopy(dict(raw))),
             warnings=warnings,
         )

@@ -325,3 +325,35 @@ async def test_remote_providers_of_all_rules_run_concurrently(hook: dict[str, An
         assert loop.time() - started < 1.5
     finally:
         await _closed(cfg)
+
+
+async def test_plugin_counts_cel_errors_in_metrics_and_scrubs_at_finish() -> None:
+    from runtime.guardrails.plugin import GuardrailsPlugin
+    from runtime.plugins.metrics import MetricsPlugin
+
+    metrics = MetricsPlugin()
+    cel = "request.model_requested == '' || request.headers['x-missing'] == 'y'"
+    plugin = GuardrailsPlugin(
+        config([cards(action="flag"), words()], [rule(1, "flag", [1]), rule(2, "bad", [2], cel, apply_to="input")]),
+        metrics,
+    )
+    ctx = chat(f"card {CARD} falcon")
+    ctx.input_raw = json.dumps(ctx.body).encode()
+    await plugin.pre_hook(ctx)  # the broken rule does not apply: no block
+    assert metrics.guardrail_errors == {("bad", "cel_error"): 1}
+    assert CARD in ctx.body["messages"][0]["content"]  # flagged: sent as is
+    plugin.on_finish(ctx)
+    assert CARD not in json.dumps(ctx.body) and CARD.encode() not in ctx.input_raw
+    assert plugin._states == {}
+    await plugin.aclose()
+
+
+async def test_sampling_draws_once_per_request_for_both_stages() -> None:
+    engine = GuardrailEngine(config([cards()], [rule(1, "half", [1], sampling_rate=50)]))
+    draws = iter([0.2, 0.9])  # first request in the sample (20 < 50), second not
+    engine.random = lambda: next(draws)
+    for expected in (True, False):
+        ctx, state = chat(f"card {CARD}"), RequestState()
+        await engine.check_input(ctx, None, state)
+        assert (CARD not in ctx.body["messages"][0]["content"]) is expected
+        assert (engine.output_guard(ctx, None, state) is not None) is expected  # the same draw

@@ -12,7 +12,9 @@ from runtime.core.context import RequestContext
 from runtime.errors import GuardrailBlocked
 from runtime.guardrails.engine import GuardrailEngine, RequestState
 from runtime.guardrails.stream import WINDOW
-from tests.guardrails.test_engine_rules import CARD, cards, config, rule, words
+from tests.guardrails.test_engine_rules import CARD, cards, config, hook, rule, webhook, words
+
+__all__ = ["hook"]  # the loopback webhook fixture, shared
 
 
 def chunk(content: str | None = None, finish: str | None = None, index: int = 0, **delta: Any) -> dict[str, Any]:
@@ -120,3 +122,42 @@ async def test_flagged_values_go_through_but_are_kept_for_the_scrub() -> None:
     sent = await f.feed([chunk(f"card {CARD}")]) + await f.finish()
     assert texts(sent) == f"card {CARD}"
     assert CARD in state.values and ctx.guardrails and ctx.guardrails[0]["action"] == "flag"
+
+
+async def test_text_completion_chunks_are_held_and_masked_too() -> None:
+    f, _, _ = make_filter([cards()], [rule(1, "mask", [1])])
+
+    def piece(text: str, finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+        }
+
+    sent = await f.feed([piece("card 4111 1111 ")]) + await f.feed([piece("1111 1111 ok")])
+    sent += await f.feed([piece("", "stop")]) + await f.finish()
+    assert "".join(c["choices"][0]["text"] for c in sent) == "card [REDACTED:regex:card] ok"
+    assert sent[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_remote_output_check_runs_once_at_the_end_with_the_tail_held(hook: dict[str, Any]) -> None:
+    hook_provider = webhook(3, hook["url"], "fail_closed", timeout=5)
+    for verdict in ("allow", "block"):
+        hook["verdict"], hook["calls"] = verdict, 0
+        f, _, _ = make_filter([hook_provider], [rule(3, "ask-hook", [3], apply_to="output")])
+        try:
+            words = "".join(f"word{i:03d} " for i in range(60))  # 480 characters, over the window
+            sent = await f.feed([chunk(words[:240])]) + await f.feed([chunk(words[240:])])
+            assert 0 < len(texts(sent)) <= len(words) - WINDOW  # released as it went, the last window held
+            sent += await f.feed([chunk(finish="stop")])
+            assert not any(c["choices"][0]["finish_reason"] for c in sent)  # the finishing chunk is held too
+            assert hook["calls"] == 0  # nothing remote until the end
+            if verdict == "allow":
+                rest = await f.finish()
+                assert texts(sent + rest) == words and rest[-1]["choices"][0]["finish_reason"] == "stop"
+            else:
+                with pytest.raises(GuardrailBlocked, match="ask-hook"):
+                    await f.finish()
+            assert hook["calls"] == 1
+        finally:
+            await f.guard.rules[0][1][0].detector.close()

@@ -171,7 +171,9 @@ class WebhookDetector:
         )
 
 
-def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: float) -> WebhookDetector:
+def build(
+    config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: float, policy: str = ""
+) -> WebhookDetector:
     for field in config:
         if field not in FIELDS:
             raise ConfigError(f"{path}.{field}", f"unknown webhook field; known: {', '.join(FIELDS)}")
@@ -206,4 +208,4 @@ def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: 
     include = config.get("include_request", False)
     if not isinstance(include, bool):
         raise ConfigError(f"{path}.include_request", f"must be true or false, got {type(include).__name__}")
-    return WebhookDetector(url, headers, include, timeout_s, label_of(path))
+    return WebhookDetector(url, headers, include, timeout_s, policy or label_of(path))
