@@ -103,6 +103,11 @@ def test_the_example_loads_in_a_whole_document() -> None:
             "true or false",
         ),
         (
+            lambda b: b["guardrail_rules"][1].update(cel_expression="teams == 'a'"),
+            "guardrail_rules[1].cel_expression",
+            "Undefined variable",
+        ),
+        (
             lambda b: b["guardrail_rules"][0].update(apply_to="inputs"),
             "guardrail_rules[0].apply_to",
             "input, output, both",
