@@ -19,7 +19,19 @@ from runtime.core import health_sync
 from runtime.core.gateway import Gateway
 from runtime.core.hooks import Hooks
 from runtime.errors import GatewayError
-from runtime.http import admin, anthropic, capabilities, edge, genai, health, metrics, openai, responses, ui
+from runtime.http import (
+    admin,
+    anthropic,
+    capabilities,
+    edge,
+    genai,
+    health,
+    metrics,
+    moderations,
+    openai,
+    responses,
+    ui,
+)
 from runtime.http.drain import DRAIN, Drain
 from runtime.http.errors import error_response
 from runtime.http.internal import fault_injection
@@ -38,6 +50,7 @@ ROUTE_MODULES: list[Callable[[web.Application], None]] = [health.add_routes, ope
 ROUTE_MODULES.append(anthropic.add_routes)  # /anthropic/v1/messages (issue 4)
 ROUTE_MODULES.append(genai.add_routes)  # /genai/v1beta/models/... for google-genai (issue 4)
 ROUTE_MODULES.append(responses.add_routes)  # /v1/responses (issue 4)
+ROUTE_MODULES.append(moderations.add_routes)  # /v1/moderations (issue 15)
 ROUTE_MODULES.append(capabilities.add_routes)  # /v1/capabilities (issue 4)
 ROUTE_MODULES.append(admin.add_routes)  # /api, /ws (issue 6)
 ROUTE_MODULES.append(ui.add_routes)  # the web UI at / (issue 6)

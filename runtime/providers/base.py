@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 CHAT = "chat"
 COMPLETIONS = "completions"
 EMBEDDINGS = "embeddings"
-ALL_OPERATIONS = (CHAT, COMPLETIONS, EMBEDDINGS)
+MODERATIONS = "moderations"  # OpenAI's /v1/moderations: the openai kind (and the OpenAI-compatible family)
+ALL_OPERATIONS = (CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS)
 
 
 class Usage:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS
+from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS
 
 COUNT_TOKENS = "count_tokens"  # Anthropic's /v1/messages/count_tokens and Gemini's countTokens
 
@@ -32,7 +32,9 @@ def _cap(ops: tuple[str, ...], features: tuple[str, ...] = CHAT_FEATURES, notes:
 
 CAPABILITIES: dict[str, Capability] = {
     "openai": _cap(
-        (CHAT, COMPLETIONS, EMBEDDINGS), (*CHAT_FEATURES, "cached_tokens"), "OpenAI wire format, forwarded as is"
+        (CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS),
+        (*CHAT_FEATURES, "cached_tokens"),
+        "OpenAI wire format, forwarded as is",
     ),
     "azure": _cap(
         (CHAT, COMPLETIONS, EMBEDDINGS), (*CHAT_FEATURES, "cached_tokens"), "deployment URLs and api-key header"

@@ -17,13 +17,22 @@ import ujson
 from runtime.codecs.sse import SSEParser
 from runtime.config.model import KeyConfig, ProviderConfig
 from runtime.errors import ProviderError, UpstreamGarbage
-from runtime.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, AdapterBase, ParsedResponse, UpstreamRequest, Usage
+from runtime.providers.base import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    MODERATIONS,
+    AdapterBase,
+    ParsedResponse,
+    UpstreamRequest,
+    Usage,
+)
 from runtime.providers.openai_passthrough import OpenAIPassThrough, stream_event
 from runtime.providers.registry import ProviderSpec, join_base
 
-PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
+PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings", MODERATIONS: "/moderations"}
 # The member that every successful body of an operation must have.
-_REQUIRED_MEMBER = {CHAT: "choices", COMPLETIONS: "choices", EMBEDDINGS: "data"}
+_REQUIRED_MEMBER = {CHAT: "choices", COMPLETIONS: "choices", EMBEDDINGS: "data", MODERATIONS: "results"}
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -167,7 +176,7 @@ class OpenAIStream:
 
 class OpenAIAdapter(AdapterBase):
     kind = "openai"
-    operations = frozenset((CHAT, COMPLETIONS, EMBEDDINGS))
+    operations = frozenset((CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS))
 
     def url(self, provider: ProviderConfig, spec: ProviderSpec, op: str, model: str, key: KeyConfig) -> str:
         return f"{join_base(provider.network.base_url, spec.path_prefix)}{PATHS[op]}"
@@ -187,7 +196,7 @@ class OpenAIAdapter(AdapterBase):
     ) -> UpstreamRequest:
         out = dict(body)  # shallow: never mutate the caller's body, a fallback may need it again
         out["model"] = model
-        if stream and spec.stream_usage_option and op != EMBEDDINGS:
+        if stream and spec.stream_usage_option and op not in (EMBEDDINGS, MODERATIONS):
             options = out.get("stream_options")
             out["stream_options"] = (
                 {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}

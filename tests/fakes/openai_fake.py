@@ -1,8 +1,12 @@
 """A fake OpenAI API: /v1/chat/completions (JSON and SSE), /v1/completions, /v1/embeddings,
-/v1/models, answering in the documented wire format and checking `Authorization: Bearer <key>`.
+/v1/moderations, /v1/models, answering in the documented wire format and checking `Authorization: Bearer <key>`.
 
 The assistant's answer is deterministic: "<name>: <last user message>" unless a Reply says
 otherwise, so a test can tell which fake (which provider) answered.
+
+Moderation is scripted by the input's words (MODERATION_WORDS): "kill" is flagged violence, "hateful"
+hate, "malware" illicit, "harass" harassment; "borderline" scores violence 0.4 without flagging it;
+anything else is clean.
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ from .base import NOT_JSON, FakeProvider, Handler, json_response
 from .recorder import RecordedRequest
 from .reply import Reply
 from .sse import send_sse
+
+# word in the input -> (category, score, flagged)
+MODERATION_WORDS = {
+    "kill": ("violence", 0.91, True),
+    "hateful": ("hate", 0.88, True),
+    "malware": ("illicit", 0.83, True),
+    "harass": ("harassment", 0.77, True),
+    "borderline": ("violence", 0.4, False),
+}
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "gpt-3.5-turbo-instruct")
 
@@ -59,6 +72,7 @@ class FakeOpenAI(FakeProvider):
                 ("POST", f"{p}/chat/completions", self.chat),
                 ("POST", f"{p}/completions", self.completions),
                 ("POST", f"{p}/embeddings", self.embeddings),
+                ("POST", f"{p}/moderations", self.moderations),
                 ("GET", f"{p}/models", self.list_models),
             ]
         return routes
@@ -197,6 +211,46 @@ class FakeOpenAI(FakeProvider):
             prompt_tokens=sum(wire.count_tokens(t) for t in inputs),
         )
         return json_response(answer, headers={**self.response_headers(), **reply.headers})
+
+    async def moderations(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
+        body = rec.body
+        if body is NOT_JSON or not isinstance(body, dict):
+            return json_response(wire.error_body(BAD_JSON_MESSAGE, "invalid_request_error"), 400)
+        if "input" not in body:
+            return json_response(
+                wire.error_body(
+                    "Missing required parameter: 'input'.",
+                    "invalid_request_error",
+                    param="input",
+                    code="missing_required_parameter",
+                ),
+                400,
+            )
+        raw_input = body["input"]
+        if isinstance(raw_input, str):
+            groups: list[tuple[str, bool]] = [(raw_input, False)]
+        elif raw_input and all(isinstance(x, str) for x in raw_input):
+            groups = [(x, False) for x in raw_input]
+        else:  # content parts: one result for all of them
+            parts = [p for p in raw_input if isinstance(p, dict)]
+            text = " ".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+            groups = [(text, any(p.get("type") == "image_url" for p in parts))]
+        results = [self.moderate(text, image) for text, image in groups]
+        model = body.get("model") or "omni-moderation-latest"
+        answer = wire.moderations(id_=self.next_id("modr"), model=self.answer_model(model), results=results)
+        return json_response(answer, headers={**self.response_headers(), **reply.headers})
+
+    @staticmethod
+    def moderate(text: str, with_image: bool) -> dict[str, Any]:
+        lowered = text.lower()
+        scores: dict[str, float] = {}
+        flagged: list[str] = []
+        for word, (category, score, flags) in MODERATION_WORDS.items():
+            if word in lowered:
+                scores[category] = max(score, scores.get(category, 0.0))
+                if flags and category not in flagged:
+                    flagged.append(category)
+        return wire.moderation_result(scores, flagged, with_image)
 
     async def list_models(self, request: web.Request, rec: RecordedRequest, reply: Reply) -> web.StreamResponse:
         return json_response(wire.models_list(self.models), headers=self.response_headers())

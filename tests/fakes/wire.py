@@ -10,6 +10,9 @@
 - legacy completion: object "text_completion", choices[] {text, index, logprobs, finish_reason}.
 - embeddings: {"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model",
   "usage": {prompt_tokens, total_tokens}}; encoding_format "base64" = little-endian float32 bytes.
+- moderations: {"id": "modr-…", "model", "results": [{"flagged", "categories" {category: bool},
+  "category_scores" {category: float}, "category_applied_input_types" {category: ["text"|"image"]}}]}
+  (one result per input string; one for a list of content parts).
 - models: {"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}.
 - errors: {"error": {"message", "type", "param", "code"}}.
 
@@ -236,6 +239,43 @@ def embeddings(*, model: str, inputs: Sequence[str], dimensions: int, encoding_f
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     }
+
+
+# omni-moderation's categories, and which of them also score images (OpenAI's reference).
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+IMAGE_CATEGORIES = frozenset(
+    ("self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "violence", "violence/graphic")
+)
+
+
+def moderation_result(scores: Mapping[str, float], flagged: Sequence[str], with_image: bool) -> Json:
+    """One result: every category present, `flagged` the categories over OpenAI's own thresholds."""
+    return {
+        "flagged": bool(flagged),
+        "categories": {c: c in flagged for c in MODERATION_CATEGORIES},
+        "category_scores": {c: scores.get(c, 0.0001) for c in MODERATION_CATEGORIES},
+        "category_applied_input_types": {
+            c: (["text", "image"] if with_image and c in IMAGE_CATEGORIES else ["text"]) for c in MODERATION_CATEGORIES
+        },
+    }
+
+
+def moderations(*, id_: str, model: str, results: Sequence[Json]) -> Json:
+    return {"id": id_, "model": model, "results": list(results)}
 
 
 def models_list(models: Sequence[str], created: int = 1_686_935_002, owned_by: str = "openai") -> Json:
