@@ -190,11 +190,16 @@ def parse_guardrails(value: Any, warnings: list[str]) -> GuardrailsConfig | None
             raise ConfigError(
                 f"{path}.config.failure_policy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {policy!r}"
             )
-        detector = kind.builder()(own, f"{path}.config", warnings, float(timeout))
+        policy_name = typed(item, "policy_name", (str,), path, "") or name
+        build = kind.builder()
+        if kind.remote:  # remote detectors name their policy in their errors and findings ("webhook dlp: timeout")
+            detector = build(own, f"{path}.config", warnings, float(timeout), policy=policy_name)
+        else:
+            detector = build(own, f"{path}.config", warnings, float(timeout))
         providers[pid] = ProviderSettings(
             id=pid,
             provider_name=name,
-            policy_name=typed(item, "policy_name", (str,), path, "") or name,
+            policy_name=policy_name,
             enabled=enabled,
             action=action,
             failure_policy=policy,

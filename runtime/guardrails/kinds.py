@@ -25,7 +25,7 @@ class Kind:
     default_action: str = BLOCK
     summary: str = ""
 
-    def builder(self) -> Callable[[Mapping[str, Any], str, list[str], float], Any]:
+    def builder(self) -> Callable[..., Any]:
         module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
