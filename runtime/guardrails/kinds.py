@@ -9,7 +9,7 @@ kind shares (`action` / Go's `mode`, `failure_policy`) are read by runtime/guard
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
