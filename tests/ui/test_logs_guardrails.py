@@ -121,3 +121,58 @@ def test_the_logs_page_marks_shows_and_filters_guardrail_rows(
     send(gw, "nothing again", None)
     expect(row(live_redacted).get_by_test_id("row-guardrail")).to_have_text("redacted")
     expect(rows).to_have_count(3)
+
+
+GUARDRAILS_CONFIG = {
+    "guardrail_providers": [
+        {"id": 1, "provider_name": "regex", "policy_name": "order-ids", "enabled": True,
+         "config": {"patterns": [{"pattern": "ORD-\\d{8}", "description": "order id"}], "action": "redact"}},
+        {"id": 2, "provider_name": "regex", "policy_name": "code-words", "enabled": True,
+         "config": {"patterns": [{"pattern": "TOPSECRET-\\w+", "description": "code word"}], "action": "block"}},
+    ],
+    "guardrail_rules": [
+        {"id": 1, "name": "mask-orders", "enabled": True, "cel_expression": "true", "apply_to": "input",
+         "provider_config_ids": [1]},
+        {"id": 2, "name": "no-code-words", "enabled": True, "cel_expression": "true", "apply_to": "input",
+         "provider_config_ids": [2]},
+    ],
+}  # fmt: skip
+
+
+def test_rows_the_guardrails_engine_logged_show_on_the_page(
+    browser_page: Any, start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    """The same page with the real engine (runtime/guardrails/, issue 15's regex kind): skipped on a tree
+    that does not have it yet. The matched values appear nowhere on the page."""
+    pytest.importorskip("runtime.guardrails.plugin", reason="the guardrails engine (h15-engine) is not in this tree")
+    from harness import make_config, openai_provider
+    from playwright.sync_api import expect
+
+    page = browser_page
+    config = make_config({"openai": openai_provider(fake_openai.url)})
+    config["guardrails_config"] = GUARDRAILS_CONFIG
+    gw = start_gateway(config)
+    redacted = send(gw, "where is ORD-12345678 now?", None)
+    blocked = send(gw, "the word is TOPSECRET-falcon", None)
+    quiet = send(gw, "nothing here", None)
+    gw.log.wait_rows(3)
+
+    page.goto(gw.base_url + "/#/logs")
+    row = lambda request_id: page.locator(f'tr[data-id="{request_id}"]')  # noqa: E731
+    expect(row(redacted).get_by_test_id("row-guardrail")).to_have_text("redacted")
+    expect(row(blocked).get_by_test_id("row-guardrail")).to_have_text("blocked")
+    expect(row(quiet).get_by_test_id("row-guardrail")).to_have_count(0)
+    row(blocked).click()
+    section = page.get_by_test_id("detail-guardrails")
+    expect(section.locator('tr[data-rule="no-code-words"]').get_by_test_id("guardrail-action")).to_have_text("block")
+    expect(section).to_contain_text("code-words")
+    assert "TOPSECRET-falcon" not in page.get_by_test_id("log-detail").inner_text()
+    page.keyboard.press("Escape")
+    row(redacted).click()
+    section = page.get_by_test_id("detail-guardrails")
+    expect(section.locator('tr[data-rule="mask-orders"]').get_by_test_id("guardrail-action")).to_have_text("redact")
+    assert "ORD-12345678" not in page.get_by_test_id("log-detail").inner_text()
+    page.keyboard.press("Escape")
+    page.get_by_test_id("guardrail-filter").fill("mask-orders")
+    expect(page.locator("tbody[data-testid=log-rows] tr")).to_have_count(1)
+    expect(row(redacted)).to_have_count(1)
