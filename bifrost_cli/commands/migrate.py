@@ -40,7 +40,11 @@ def _log_rows(path: Path) -> Iterator[tuple[Any, ...]]:
 
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        cursor = db.execute(f"SELECT {', '.join(COLUMNS)} FROM logs ORDER BY rowid")  # our column names, no input
+        # A logs.db last opened by an older gateway lacks the columns added since (read-only here: it is not
+        # migrated): those are NULL in its rows, as the gateway's own upgrade would leave them.
+        have = {row[1] for row in db.execute("PRAGMA table_info(logs)")}
+        select = ", ".join(c if c in have else "NULL" for c in COLUMNS)  # our column names, no input
+        cursor = db.execute(f"SELECT {select} FROM logs ORDER BY rowid")
         while rows := cursor.fetchmany(READ_BATCH):
             yield from rows
     finally:

@@ -16,8 +16,9 @@ governance_budget_limit_dollars{budget} (read from the ledger's shared counters 
 lane_in_flight / lane_queued / lane_concurrency{provider},
 lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total (rows never
 written, any reason), requestlog_failed_total (of those, rows the database refused), requestlog_pending,
-workers, store_up{store} (1/0 per store present: config, logs, shared_state, cache; the answering
-worker's view), breaker_state / breaker_opens_total{provider,target,kind} and
+workers, guardrail_actions_total{rule,action,stage} and guardrail_errors_total{rule,error} (while
+guardrails are configured, or once a rule acted), store_up{store} (1/0 per store present: config, logs,
+shared_state, cache; the answering worker's view), breaker_state / breaker_opens_total{provider,target,kind} and
 target_latency_ewma_seconds{provider,model} (runtime/http/metrics_health.py); and, only while
 response caching is on, the cache_* families (runtime/http/metrics_cache.py).
 """
@@ -93,6 +94,7 @@ class WorkerMetrics:
             "log": [w.written, w.dropped, w.pending, w.failed] if w is not None else [0, 0, 0, 0],
             "gov": {"spend": dict(self.plugin.spend), "rejections": dict(self.plugin.rejections)},
             "cache": None if cache is None else counters_snapshot(cache.counters),
+            "guardrails": self.plugin.guardrail_snapshot(),
             "health": metrics_health.snapshot(self.gateway.router.handles.values()),
         }
 
@@ -128,8 +130,14 @@ class WorkerMetrics:
         rejections: dict[str, int] = {}
         cache: list[dict[str, Any]] = []
         health: list[tuple[list[Any], bool]] = []
+        guard_actions: dict[tuple[str, ...], int] = {}
+        guard_errors: dict[tuple[str, ...], int] = {}
         for snap, alive in self.snapshots():
             health.append((snap.get("health") or [], alive))
+            guard = snap.get("guardrails") or {}  # absent: a worker of an older version
+            for into, rows in ((guard_actions, guard.get("actions") or ()), (guard_errors, guard.get("errors") or ())):
+                for *labels, n in rows:
+                    into[tuple(labels)] = into.get(tuple(labels), 0) + n
             if snap.get("cache"):
                 cache.append(snap["cache"])
             gov = snap.get("gov") or {}
@@ -161,6 +169,8 @@ class WorkerMetrics:
             # Counters of every worker that ran the cache (a stopped worker's keep counting), else None.
             "cache": merge_counters(cache) if cache else None,
             "health": metrics_health.merge(health),
+            "guardrail_actions": guard_actions,
+            "guardrail_errors": guard_errors,
         }
 
     def sample_history(self) -> None:
@@ -322,6 +332,7 @@ class GatewayCollector:
         yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
         yield from self._governance(merged)
+        yield from self._guardrails(merged)
         yield from metrics_health.families(merged["health"])
         if self.stores:
             up = GaugeMetricFamily("bifrost_store_up", "1: the store answered its last operation", labels=["store"])
@@ -331,6 +342,30 @@ class GatewayCollector:
         cache = cache_plugin(self.worker.gateway)
         if cache is not None and merged["cache"] is not None:  # off: no cache series at all
             yield from metrics_cache.families(merged["cache"], cache)
+
+    def _guardrails(self, merged: dict[str, Any]) -> Iterator[Metric]:
+        """bifrost_guardrail_actions_total{rule,action,stage} and bifrost_guardrail_errors_total{rule,error}:
+        present while guardrails are configured, or once a rule has acted (a rule removed since keeps its
+        count until the restart, as counters do)."""
+        config = getattr(self.worker.gateway.config, "guardrails", None)
+        if not (merged["guardrail_actions"] or merged["guardrail_errors"] or getattr(config, "active", False)):
+            return
+        actions = CounterMetricFamily(
+            "bifrost_guardrail_actions",
+            "Guardrail rules that acted, by rule, action (block, redact, flag) and stage (input, output)",
+            labels=["rule", "action", "stage"],
+        )
+        for labels, n in sorted(merged["guardrail_actions"].items()):
+            actions.add_metric([repair(v) for v in labels], n)
+        yield actions
+        errors = CounterMetricFamily(
+            "bifrost_guardrail_errors",
+            "Remote guardrail detectors that failed (timeout, unavailable, ...), by rule; the failure policy applied",
+            labels=["rule", "error"],
+        )
+        for labels, n in sorted(merged["guardrail_errors"].items()):
+            errors.add_metric([repair(v) for v in labels], n)
+        yield errors
 
     def _governance(self, merged: dict[str, Any]) -> Iterator[Metric]:
         spend = CounterMetricFamily(

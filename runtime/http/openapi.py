@@ -57,6 +57,11 @@ FILTERS = [
     _q("q", "Text to find in the request, response or error (substring, case-insensitive for ASCII)"),
     _q("virtual_key_id", "Comma-separated virtual key ids (governance)"),
     _q("team_id", "A team's virtual keys (as configured now); with virtual_key_id, their intersection"),
+    _q("guardrail", "Rows where this guardrail rule (its name) acted; at most 256 printable characters"),
+    _q(
+        "guardrail_action",
+        "Rows where a guardrail rule took this action: block, redact or flag (with guardrail: that rule did)",
+    ),
 ]
 PAGING = [
     _q("sort", "ts, latency, overhead, tokens or status", {"type": "string", "default": "ts"}),
@@ -332,6 +337,13 @@ SCHEMAS: J = {
                 "description": "US dollars from the model catalog and pricing_overrides; null when unpriced",
             },
             "attempts": {"type": "array", "items": {"type": "object"}, "nullable": True},
+            "guardrails": {
+                "type": "array",
+                "nullable": True,
+                "description": "What guardrails did: one {rule, provider, stage, action, types, count, error?} per "
+                "rule that acted (never a matched value); null when nothing fired",
+                "items": {"type": "object"},
+            },
         },
     },
     "LogPage": {

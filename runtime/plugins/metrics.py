@@ -63,6 +63,10 @@ GOV_REJECTIONS = frozenset(
     }
 )
 MAX_SPEND_SERIES = 10_000  # virtual keys come from config, but bound them all the same
+# Guardrail series are keyed by rule names from config (a bounded set, never request data); bounded anyway,
+# as is the text of an error label (the engine's short reason: "timeout", "unavailable", ...).
+MAX_GUARDRAIL_SERIES = 1_000
+ERROR_LABEL_LIMIT = 64
 
 
 class MetricsPlugin:
@@ -77,6 +81,10 @@ class MetricsPlugin:
         self.governed = False
         self.spend: dict[str, float] = {}  # virtual key id -> dollars (governed requests only)
         self.rejections: dict[str, int] = {}  # governance refusal type -> count
+        # What guardrails did (ctx.guardrails, issue 15): (rule, action, stage) -> count of rules that acted,
+        # (rule, error) -> count of remote-detector failures. Requests where nothing fired add nothing.
+        self.guardrail_actions: dict[tuple[str, str, str], int] = {}
+        self.guardrail_errors: dict[tuple[str, str], int] = {}
 
     def _new(self, key: SeriesKey) -> list[int]:
         if len(self.series) >= MAX_SERIES:
@@ -114,6 +122,31 @@ class MetricsPlugin:
             s[FALLBACKS] += 1
         if self.governed:
             self._governance(ctx)
+        if ctx.guardrails is not None:  # the only per-request cost when no rule fired
+            self._guardrails(ctx.guardrails)
+
+    def _guardrails(self, fired: list[dict[str, Any]]) -> None:
+        """One increment per rule that acted, by (rule, action, stage); one per remote-detector error."""
+        actions, errors = self.guardrail_actions, self.guardrail_errors
+        for entry in fired:
+            rule = str(entry.get("rule") or "none")
+            key = (rule, str(entry.get("action") or "none"), str(entry.get("stage") or "none"))
+            if key not in actions and len(actions) >= MAX_GUARDRAIL_SERIES:
+                key = ("other", key[1], key[2])
+            actions[key] = actions.get(key, 0) + 1
+            error = entry.get("error")
+            if error:
+                ekey = (rule, str(error)[:ERROR_LABEL_LIMIT])
+                if ekey not in errors and len(errors) >= MAX_GUARDRAIL_SERIES:
+                    ekey = ("other", "other")
+                errors[ekey] = errors.get(ekey, 0) + 1
+
+    def guardrail_snapshot(self) -> dict[str, list[list[Any]]]:
+        """JSON-able copy of the guardrail counters (published with the other numbers of this worker)."""
+        return {
+            "actions": [[*key, n] for key, n in self.guardrail_actions.items()],
+            "errors": [[*key, n] for key, n in self.guardrail_errors.items()],
+        }
 
     def _governance(self, ctx: RequestContext) -> None:
         """Spend of a governed, priced request by its virtual key; a governance refusal by its reason."""

@@ -38,6 +38,9 @@ class FilterError(ValueError):
 
 
 CACHE_VALUES = ("hit", "hit-direct", "hit-semantic", "miss", "none")
+GUARDRAIL_ACTIONS = ("block", "redact", "flag")
+# A rule name is a config name (runtime/guardrails/config.py); a longer value names no rule.
+GUARDRAIL_NAME_LIMIT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,10 @@ class LogFilter:
     virtual_key_ids: tuple[str, ...] | None = None
     # The response cache: "hit" (either kind), "hit-direct", "hit-semantic", "miss", or "none" (not consulted).
     cache: str | None = None
+    # Guardrails: rows where this rule acted (`guardrail`), and/or where a rule took this action; both
+    # given, the same rule took that action.
+    guardrail: str | None = None
+    guardrail_action: str | None = None
 
     @property
     def needs_table(self) -> bool:
@@ -64,7 +71,12 @@ class LogFilter:
         virtual_key_id: adding it to both covering indexes would cost every row's insert more than the
         rare key-filtered query gains; the time range still narrows it through the ts index)."""
         return (
-            bool(self.text) or self.endpoint is not None or self.virtual_key_ids is not None or self.cache is not None
+            bool(self.text)
+            or self.endpoint is not None
+            or self.virtual_key_ids is not None
+            or self.cache is not None
+            or self.guardrail is not None
+            or self.guardrail_action is not None
         )
 
     def where(self, alias: str = "") -> tuple[str, list[object]]:
@@ -117,6 +129,18 @@ class LogFilter:
             else:
                 clauses.append(f"{a}cache = ?")
                 params.append(self.cache)
+        if self.guardrail is not None or self.guardrail_action is not None:
+            # One element of the row's JSON array matches every condition given. json_each reads only rows
+            # that have the column (most have NULL); text that is not JSON is never matched, never an error.
+            conditions = []
+            for field, value in (("rule", self.guardrail), ("action", self.guardrail_action)):
+                if value is not None:
+                    conditions.append(f"json_extract(g.value, '$.{field}') = ?")
+                    params.append(value)
+            clauses.append(
+                f"({a}guardrails IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({a}guardrails) "
+                f"THEN {a}guardrails END) AS g WHERE g.type = 'object' AND {' AND '.join(conditions)}))"
+            )
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append(
@@ -198,6 +222,12 @@ def parse_filter(
     cache = (query.get("cache") or "").strip().lower() or None
     if cache is not None and cache not in CACHE_VALUES:
         raise FilterError("cache", f"expected one of {', '.join(CACHE_VALUES)}, got {cache!r}")
+    guardrail = (query.get("guardrail") or "").strip() or None
+    if guardrail is not None and (len(guardrail) > GUARDRAIL_NAME_LIMIT or not guardrail.isprintable()):
+        raise FilterError("guardrail", f"expected a rule name of at most {GUARDRAIL_NAME_LIMIT} printable characters")
+    action = (query.get("guardrail_action") or "").strip().lower() or None
+    if action is not None and action not in GUARDRAIL_ACTIONS:
+        raise FilterError("guardrail_action", f"expected one of {', '.join(GUARDRAIL_ACTIONS)}, got {action[:40]!r}")
     return LogFilter(
         since_ms=since,
         until_ms=until,
@@ -211,6 +241,8 @@ def parse_filter(
         text=text,
         virtual_key_ids=_virtual_keys(query, team_keys),
         cache=cache,
+        guardrail=guardrail,
+        guardrail_action=action,
     )
 
 

@@ -8,6 +8,7 @@ to text ending in a marker that says how much was cut. Content under the cap cos
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from runtime.core.context import RequestContext
@@ -60,10 +61,16 @@ COLUMNS = (
     "skipped_events",  # malformed upstream stream events dropped (the stream went on); None: none
     "cache",  # what the response cache did: "hit-direct" | "hit-semantic" | "miss"; None: not consulted
     "cache_similarity",  # a semantic hit's cosine similarity
+    # What guardrails did (runtime/guardrails/): one {"rule", "provider", "stage", "action", "types", "count",
+    # "error"?} per rule that acted, stored as JSON text like `attempts`; never a matched value. None: nothing fired.
+    "guardrails",
 )
 INPUT_COL = COLUMNS.index("input")
 OUTPUT_COL = COLUMNS.index("output")
 ATTEMPTS_COL = COLUMNS.index("attempts")
+GUARDRAILS_COL = COLUMNS.index("guardrails")
+# Columns the writers store as JSON text (the readers decode them again).
+JSON_COLUMNS = ("input", "output", "attempts", "guardrails")
 
 
 def insert_sql(rows: int) -> str:
@@ -148,6 +155,7 @@ def to_row(ctx: RequestContext, with_content: bool, content_limit: int | None = 
         ctx.skipped_events or None,
         ctx.cache,
         ctx.cache_similarity,
+        ctx.guardrails,  # None, or a short list of small dicts: encoded by the writer, off the request path
     )
 
 
@@ -163,4 +171,17 @@ def row_summary(row: tuple[Any, ...] | dict[str, Any], trim: int = TRIM) -> dict
             record[name] = value[:trim]
             record[f"{name}_truncated"] = True
     record["stream"] = bool(record.get("stream"))
+    guardrails = record.get("guardrails")
+    if isinstance(guardrails, str):  # a row read back from the store (the multi-worker tail): JSON text
+        record["guardrails"] = decode_json(guardrails)
     return record
+
+
+def decode_json(value: Any) -> Any:
+    """A JSON column's text as its value; text that is not JSON (a clipped body) as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -26,6 +26,39 @@ from .test_logs_postgres import make_row, settings_for
 
 NOW = (int(time.time() * 1000) // 1000) * 1000
 HOUR_MS = 3_600_000
+PII = {
+    "rule": "mask-pii",
+    "provider": "cards",
+    "stage": "input",
+    "action": "redact",
+    "types": ["credit_card"],
+    "count": 2,
+}
+KEYS = {"rule": "no-keys", "provider": "secrets", "stage": "input", "action": "block", "types": ["aws_key"], "count": 1}
+PII_FLAG = {**PII, "stage": "output", "action": "flag", "count": 1}
+JUDGE = {
+    "rule": "judge",
+    "provider": "llm",
+    "stage": "output",
+    "action": "flag",
+    "types": [],
+    "count": 0,
+    "error": "timeout",
+}
+
+
+def guardrails_of(i: int) -> list[dict[str, Any]] | None:
+    """What guardrails did for row i (issue 15): most rows nothing; some a redaction, a block with a flag
+    by another rule, or a remote detector's error."""
+    if i % 10 == 1:
+        return [PII]
+    if i % 10 == 4:
+        return [KEYS, PII_FLAG]
+    if i % 25 == 7:
+        return [JUDGE]
+    return None
+
+
 PROVIDERS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("azure", "gpt-4o"), ("groq", "llama"), (None, None))
 
 
@@ -69,6 +102,7 @@ def rows() -> list[tuple[Any, ...]]:
                 skipped_events=2 if i % 50 == 3 else None,
                 cache=(None, "miss", "hit-direct", "hit-semantic", None)[i % 5],
                 cache_similarity=0.5 + (i % 4) / 8 if i % 5 == 3 else None,
+                guardrails=guardrails_of(i),
             )
         )
     return out
@@ -126,6 +160,13 @@ FILTERS = [
     LogFilter(cache="none"),
     LogFilter(cache="hit-semantic"),
     LogFilter(cache="miss", stream=True, since_ms=NOW - 50 * HOUR_MS),
+    LogFilter(guardrail="mask-pii"),
+    LogFilter(guardrail_action="block"),
+    LogFilter(guardrail="mask-pii", guardrail_action="flag"),
+    LogFilter(guardrail="mask-pii", guardrail_action="block"),  # another rule blocked: no row
+    LogFilter(guardrail="judge", since_ms=NOW - 40 * HOUR_MS),
+    LogFilter(guardrail="no such rule"),
+    LogFilter(guardrail_action="flag", statuses=("error",), providers=("openai",)),
 ]
 
 
@@ -159,9 +200,46 @@ async def test_histograms_agree(engines: Engines, buckets: int) -> None:
         assert await engines.postgres.histogram(f, buckets) == await engines.sqlite.histogram(f, buckets), f
 
 
+def _expected(f: LogFilter) -> set[str]:
+    """The ids `f`'s guardrail conditions select, computed here from the rows (not by either engine)."""
+    out = set()
+    for i in range(300):
+        for entry in guardrails_of(i) or ():
+            if f.guardrail in (None, entry["rule"]) and f.guardrail_action in (None, entry["action"]):
+                out.add(f"r{i}")
+    return out
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        LogFilter(guardrail="mask-pii"),
+        LogFilter(guardrail_action="block"),
+        LogFilter(guardrail="mask-pii", guardrail_action="flag"),
+        LogFilter(guardrail="mask-pii", guardrail_action="block"),
+        LogFilter(guardrail_action="flag"),
+        LogFilter(guardrail="judge"),
+    ],
+)
+async def test_guardrail_filters_select_the_rows_where_the_rule_acted(engines: Engines, f: LogFilter) -> None:
+    expected = _expected(f)
+    for engine in (engines.sqlite, engines.postgres):
+        answer = await engine.list(f, Page(limit=500))
+        assert {item["id"] for item in answer["items"]} == expected
+        assert answer["total"] == len(expected)
+        for item in answer["items"]:  # the column comes back decoded, as logged
+            assert item["guardrails"] == guardrails_of(int(item["id"][1:]))
+    assert len(_expected(LogFilter(guardrail="mask-pii"))) == 60
+    assert _expected(LogFilter(guardrail="mask-pii", guardrail_action="block")) == set()
+
+
 async def test_get_facets_and_tail_agree(engines: Engines) -> None:
-    for i in (0, 3, 7, 99, 150, 299):
+    for i in (0, 1, 3, 4, 7, 99, 150, 299):
         assert await engines.postgres.get(f"r{i}") == await engines.sqlite.get(f"r{i}")
+    for engine in (engines.sqlite, engines.postgres):
+        detail = await engine.get("r4")
+        assert detail is not None and detail["guardrails"] == [KEYS, PII_FLAG]
+        assert (await engine.get("r0") or {})["guardrails"] is None
     assert await engines.postgres.get("missing") is None
     assert await engines.postgres.facets() == await engines.sqlite.facets()
     assert await engines.postgres.last_rowid() == await engines.sqlite.last_rowid() == 300

@@ -127,7 +127,7 @@ async def test_import_rows_creates_the_schema_and_is_idempotent_by_id(
     stored = await fetch(postgres_server, postgres_db, f"SELECT {', '.join(COLUMNS)} FROM bifrost_logs ORDER BY seq")
     assert [tuple(r) for r in stored] == source + more  # every value as logs.db held it, in order
     versions = await fetch(postgres_server, postgres_db, "SELECT version FROM bifrost_logs_migrations")
-    assert sorted(r[0] for r in versions) == [1, 2, 3, 4]
+    assert sorted(r[0] for r in versions) == [1, 2, 3, 4, 5]
     await assert_rollup_matches_the_log(postgres_server, postgres_db, 45)  # imports run twice counted once
     # The rows of the last 20 days landed in their days' partitions (none left in the default one).
     default = await fetch(postgres_server, postgres_db, "SELECT count(*) FROM bifrost_logs_default")

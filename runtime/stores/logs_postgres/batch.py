@@ -18,6 +18,7 @@ Shared by the writer (live rows) and `import_rows` (rows of a logs.db):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +41,7 @@ _INT64 = 2**63
 TS_COL = COLUMNS.index("ts_ms")
 PROVIDER_COL = COLUMNS.index("provider")
 MODEL_COL = COLUMNS.index("model")
+GUARDRAILS_COL = COLUMNS.index("guardrails")
 # Per column: "t" text, "i" integer, "b" bigint, "f" double precision; "!" when NOT NULL; "0" when its
 # default is 0 (a missing counter is stored as 0 rather than refusing the row).
 _KINDS = tuple(
@@ -70,6 +72,20 @@ def _text(value: Any) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+def _guardrails(text: str) -> str:
+    """The guardrails column as the readers' JSON filter can always read it: a JSON array (the writers'
+    own encoding) stays as it is; other text (a row made by hand in logs.db) is kept as a JSON string.
+    A \\u0000 escape becomes U+FFFD's: PostgreSQL's JSON operators refuse NUL, as its text does."""
+    if "\\u0000" in text:
+        text = text.replace("\\u0000", "\\ufffd")
+    try:
+        if isinstance(json.loads(text), list):
+            return text
+    except ValueError:
+        pass
+    return json.dumps(text, ensure_ascii=False)
+
+
 def coerce(row: Row) -> Row:
     """`row` with every value of its column's PostgreSQL type; raises ValueError/TypeError if it cannot be."""
     if len(row) != len(COLUMNS):
@@ -98,6 +114,8 @@ def coerce(row: Row) -> Row:
             if not -bound <= value < bound:
                 raise ValueError(f"integer {value} out of range")
             out.append(int(value))
+    if out[GUARDRAILS_COL] is not None:  # rare: a rule acted
+        out[GUARDRAILS_COL] = _guardrails(out[GUARDRAILS_COL])
     return tuple(out)
 
 

@@ -31,8 +31,8 @@ LOG_WRITE_LOCK = 0x62665F6C6F67_02
 # short); partitions are made a day ahead, so one that waits too long is simply retried later.
 DDL_LOCK_TIMEOUT = "1s"
 
-# (name, PostgreSQL type), in record.COLUMNS order.
-COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+# The columns m001 created (frozen: a migration that shipped never changes what it makes).
+M001_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "text NOT NULL"),
     ("ts_ms", "bigint NOT NULL"),
     ("endpoint", "text NOT NULL"),
@@ -68,6 +68,11 @@ COLUMN_TYPES: tuple[tuple[str, str], ...] = (
     ("cache", "text"),
     ("cache_similarity", "double precision"),
 )
+# Columns later migrations added, each appended (ALTER TABLE ... ADD COLUMN puts it last in the table and
+# in every partition, so record.COLUMNS order is kept).
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("guardrails", "text"),)  # m005
+# (name, PostgreSQL type), in record.COLUMNS order.
+COLUMN_TYPES: tuple[tuple[str, str], ...] = M001_COLUMNS + ADDED_COLUMNS
 
 
 # The columns the covering indexes carry (as logs.db's logs_ts_cover / logs_pm_cover).
@@ -79,7 +84,7 @@ PM_COVER = "status, stream, latency_us, overhead_us, prompt_tokens, completion_t
 
 
 async def m001_logs(conn: asyncpg.Connection) -> None:
-    columns = ",\n    ".join(f"{name} {kind}" for name, kind in COLUMN_TYPES)
+    columns = ",\n    ".join(f"{name} {kind}" for name, kind in M001_COLUMNS)
     await conn.execute(
         f"""
         CREATE TABLE {TABLE} (
@@ -148,11 +153,19 @@ async def m004_tokens_sort_index_with_ties(conn: asyncpg.Connection) -> None:
     )
 
 
+async def m005_guardrails(conn: asyncpg.Connection) -> None:
+    """What guardrails did for the request (issue 15), JSON text as in logs.db; NULL when nothing fired.
+    On the partitioned table the column reaches every partition, the default one included, and partitions
+    made later inherit it. Nullable without a default: a catalog change only, no partition is rewritten."""
+    await conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS guardrails text")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_logs,
     m002_covering_and_sort_indexes,
     m003_hourly_rollup,
     m004_tokens_sort_index_with_ties,
+    m005_guardrails,
 )
 
 

@@ -34,7 +34,7 @@ import asyncpg
 
 from runtime.config.model import PostgresSettings
 from runtime.requestlog.filters import SORTS, LogFilter, Page
-from runtime.requestlog.record import COLUMNS
+from runtime.requestlog.record import COLUMNS, JSON_COLUMNS
 from runtime.stores import pg
 from runtime.stores.logs import LogQueryTooSlow, LogReadError
 from runtime.stores.logs_postgres import rollup, rollup_reads
@@ -114,6 +114,19 @@ def sql_where(f: LogFilter, p: Params, alias: str = "") -> str:
             clauses.append(f"{a}cache IS NULL")
         else:
             clauses.append(f"{a}cache = {p.add(f.cache)}")
+    if f.guardrail is not None or f.guardrail_action is not None:
+        # As the SQLite engine: one element of the row's JSON array matches every condition given. The
+        # writers store only JSON arrays here (batch.coerce); anything else matches nothing, never an error.
+        conditions = [
+            f"g->>'{field}' = {p.add(value)}"
+            for field, value in (("rule", f.guardrail), ("action", f.guardrail_action))
+            if value is not None
+        ]
+        clauses.append(
+            f"({a}guardrails IS NOT NULL AND EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN "
+            f"left({a}guardrails, 1) = '[' THEN {a}guardrails::json END) AS g WHERE json_typeof(g) = 'object' "
+            f"AND {' AND '.join(conditions)}))"
+        )
     if f.text:
         pattern = p.add("%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         clauses.append(
@@ -284,6 +297,8 @@ class PostgresLogQueries:
         for row in rows[: page.limit]:
             item = dict(zip(LIST_COLUMNS, row, strict=False))
             item["stream"] = bool(item["stream"])
+            if item["guardrails"] is not None:  # JSON text in the store; most rows have none
+                item["guardrails"] = _json_or_text(item["guardrails"])
             item["input_preview"], item["output_preview"] = row[-2], row[-1]
             items.append(item)
         answer = {
@@ -359,7 +374,7 @@ class PostgresLogQueries:
             return None
         record = dict(zip((*COLUMNS, "extra"), rows[0], strict=False))
         record["stream"] = bool(record["stream"])
-        for name in ("input", "output", "attempts", "extra"):
+        for name in (*JSON_COLUMNS, "extra"):
             record[name] = _json_or_text(record[name])
         return record
 

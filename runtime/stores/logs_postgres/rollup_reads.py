@@ -1,6 +1,6 @@
 """Aggregates over a time range from the hourly rollup (rollup.py) plus the raw rows at its edges.
 
-A filter the rollup can answer (no text search, no latency bound: every other filter is a rollup
+A filter the rollup can answer (no text search, no latency bound, no guardrail filter: every other filter is a rollup
 dimension) over [since, until) is split into
     whole hours [h1, h2)          read from bifrost_logs_hourly (one row per hour and combination),
     [since, h1) and [h2, until)   the partial hours at the edges, read from bifrost_logs,
@@ -117,7 +117,13 @@ class Sums:
 
 def answerable(f: LogFilter) -> bool:
     """Whether the rollup holds every dimension `f` filters on."""
-    return not f.text and f.min_latency_us is None and f.max_latency_us is None
+    return (
+        not f.text
+        and f.min_latency_us is None
+        and f.max_latency_us is None
+        and f.guardrail is None  # guardrails are no rollup dimension
+        and f.guardrail_action is None
+    )
 
 
 def _ceil_hour(ms: int) -> int:

@@ -45,7 +45,7 @@ from runtime.stores import pg
 from runtime.stores.logs import Row
 from runtime.stores.logs_postgres import batch as batches
 from runtime.stores.logs_postgres import partitions
-from runtime.stores.logs_postgres.migrations import migrate
+from runtime.stores.logs_postgres.migrations import M001_COLUMNS, migrate
 from runtime.stores.logs_sqlite.writer import encode
 from runtime.stores.spool import Spool
 from runtime.stores.status import StoreStatus
@@ -68,6 +68,14 @@ ROW_ERROR_CLASSES = ("22", "23", "54")
 def row_specific(exc: asyncpg.PostgresError) -> bool:
     """Whether PostgreSQL refused a row's values (retry the batch row by row) rather than the write."""
     return str(getattr(exc, "sqlstate", "") or "")[:2] in ROW_ERROR_CLASSES
+
+
+def upgrade_row(row: Row) -> Row:
+    """A row spooled by an earlier version (before columns were added at the end of record.COLUMNS), with
+    NULL for the columns it lacks: an upgrade restarted on a spool keeps its rows."""
+    if isinstance(row, tuple) and len(M001_COLUMNS) <= len(row) < len(COLUMNS):
+        return row + (None,) * (len(COLUMNS) - len(row))
+    return row
 
 
 def encode_batch(rows: list[Row]) -> tuple[list[Row], list[tuple[str, BaseException]]]:
@@ -149,7 +157,7 @@ class PostgresLogWriter:
             except OSError as exc:
                 log.error("request log: the spool cannot be read (%s); rows left there stay on disk", exc)
                 left = []
-            self._buf[:0] = left
+            self._buf[:0] = [upgrade_row(row) for row in left]
         self._task = asyncio.create_task(self._run(), name="bifrost-log-writer-pg")
 
     async def close(self) -> None:

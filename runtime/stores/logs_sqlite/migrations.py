@@ -121,6 +121,13 @@ async def m006_cache(db: aiosqlite.Connection) -> None:
     await db.execute("ALTER TABLE logs ADD COLUMN cache_similarity REAL")
 
 
+async def m007_guardrails(db: aiosqlite.Connection) -> None:
+    """What guardrails did for the request (issue 15): JSON text, one object per rule that acted (rule,
+    provider, stage, action, finding types and count, a remote detector's error); NULL when nothing fired.
+    Never a matched value. Adding a nullable column rewrites nothing: instant on a log of any size."""
+    await db.execute("ALTER TABLE logs ADD COLUMN guardrails TEXT")
+
+
 MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (
     m001_logs,
     m002_covering_indexes,
@@ -128,6 +135,7 @@ MIGRATIONS: tuple[Callable[[aiosqlite.Connection], object], ...] = (
     m004_virtual_key_id,
     m005_skipped_events,
     m006_cache,
+    m007_guardrails,
 )
 
 

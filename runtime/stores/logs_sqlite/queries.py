@@ -28,7 +28,7 @@ from typing import Any, cast
 import aiosqlite
 
 from runtime.requestlog.filters import SORTS, LogFilter, Page
-from runtime.requestlog.record import COLUMNS
+from runtime.requestlog.record import COLUMNS, JSON_COLUMNS
 from runtime.stores.logs import LogQueryTooSlow, LogReadError
 
 SAMPLE_TARGET = 20_000
@@ -167,6 +167,8 @@ class LogQueries:
         for row in rows[: page.limit]:
             item = dict(zip(LIST_COLUMNS, row, strict=False))
             item["stream"] = bool(item["stream"])
+            if item["guardrails"] is not None:  # JSON text in the store; most rows have none
+                item["guardrails"] = _json_or_text(item["guardrails"])
             item["input_preview"], item["output_preview"] = row[-2], row[-1]
             items.append(item)
         return {
@@ -185,7 +187,7 @@ class LogQueries:
             return None
         record = dict(zip((*COLUMNS, "extra"), rows[0], strict=False))
         record["stream"] = bool(record["stream"])
-        for name in ("input", "output", "attempts", "extra"):
+        for name in (*JSON_COLUMNS, "extra"):
             record[name] = _json_or_text(record[name])
         return record
 

@@ -45,7 +45,16 @@ import ujson
 
 from runtime.core.text import repair
 from runtime.paths import ensure_private_dir
-from runtime.requestlog.record import ATTEMPTS_COL, COLUMNS, INPUT_COL, INSERT_SQL, OUTPUT_COL, Clipped, insert_sql
+from runtime.requestlog.record import (
+    ATTEMPTS_COL,
+    COLUMNS,
+    GUARDRAILS_COL,
+    INPUT_COL,
+    INSERT_SQL,
+    OUTPUT_COL,
+    Clipped,
+    insert_sql,
+)
 from runtime.stores.logs import Row
 from runtime.stores.logs_sqlite.migrations import migrate
 from runtime.stores.status import StoreStatus
@@ -62,7 +71,7 @@ _ID_COL = COLUMNS.index("id")
 # only these can carry a lone surrogate, so only these are checked per row.
 _TEXT_NAMES = ("endpoint", "provider", "model", "model_requested", "key_name", "error", "error_type")
 _TEXT_COLS = tuple(COLUMNS.index(name) for name in _TEXT_NAMES)
-_CONTENT_COLS = (INPUT_COL, OUTPUT_COL, ATTEMPTS_COL)
+_CONTENT_COLS = (INPUT_COL, OUTPUT_COL, ATTEMPTS_COL, GUARDRAILS_COL)
 # Rows per INSERT statement: 200 rows keeps the one compiled statement small while taking the
 # per-statement cost off all but 1/200 of the rows (bench: ~1 us of ~10 us per row). start() lowers it
 # to what the linked SQLite's bound-parameter limit allows (999 before SQLite 3.32). The rest of a
