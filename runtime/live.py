@@ -45,6 +45,13 @@ def restart_required(started: ClientConfig, new: ClientConfig) -> list[str]:
     return names
 
 
+def _guardrails_raw(config: GatewayConfig) -> Any:
+    """What decides the guardrails plugin: the block as configured and the built-in's on/off entry."""
+    guardrails = config.guardrails
+    entry = next((p for p in config.plugins if p.name == "guardrails"), None)
+    return (None if guardrails is None else dict(guardrails.raw), None if entry is None else entry.enabled)
+
+
 def _cache_entry(config: GatewayConfig) -> Any:
     return next((p for p in config.plugins if p.name == "semantic_cache"), None)
 
@@ -61,8 +68,10 @@ def swap_cache_plugin(gateway: Gateway, config: GatewayConfig) -> None:
     if entry is not None and entry.enabled:
         new = registry.build_cache(entry.config, config)
         registry.bind([new], gateway)
-        # After governance (a refused request never reaches the cache), before the log and metrics.
-        at = next((i + 1 for i, p in enumerate(plugins) if getattr(p, "name", "") == "governance"), 0)
+        # After governance (a refused request never reaches the cache) and guardrails (it stores what they
+        # let through), before the log and metrics.
+        before = ("governance", "guardrails")
+        at = max((i + 1 for i, p in enumerate(plugins) if getattr(p, "name", "") in before), default=0)
         plugins.insert(at, new)
     gateway.hooks = Hooks(plugins)
     for plugin in old:
@@ -76,18 +85,55 @@ def swap_cache_plugin(gateway: Gateway, config: GatewayConfig) -> None:
     log.info("semantic_cache: %s", "on" if entry is not None and entry.enabled else "off")
 
 
+def swap_guardrails_plugin(gateway: Gateway, config: GatewayConfig) -> None:
+    """The `guardrails_config` block changed: build a new guardrails plugin (or none, when no rule is
+    active) in its place after governance, before the cache; swap the hook tuples in one assignment
+    (requests in flight keep the engine they started with). The old one's remote detectors are closed
+    in a task."""
+    old = [p for p in gateway.hooks.plugins if getattr(p, "name", "") == "guardrails"]
+    plugins = [p for p in gateway.hooks.plugins if getattr(p, "name", "") != "guardrails"]
+    guardrails = config.guardrails
+    on = guardrails is not None and guardrails.active and _guardrails_enabled(config)
+    if on:
+        from runtime.guardrails.plugin import GuardrailsPlugin  # only gateways with guardrails import it
+
+        new = GuardrailsPlugin(
+            guardrails, metrics=next((p for p in plugins if getattr(p, "name", "") == "metrics"), None)
+        )
+        new.bind_gateway(gateway)
+        at = next((i + 1 for i, p in enumerate(plugins) if getattr(p, "name", "") == "governance"), 0)
+        plugins.insert(at, new)
+    gateway.hooks = Hooks(plugins)
+    for plugin in old:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            continue
+        task = loop.create_task(plugin.aclose(), name="bifrost-guardrails-close")
+        _closing.add(task)
+        task.add_done_callback(_closed)
+    log.info("guardrails: %s", "on" if on else "off")
+
+
+def _guardrails_enabled(config: GatewayConfig) -> bool:
+    """Whether a `plugins` entry turned the built-in off (`{"name": "guardrails", "enabled": false}`)."""
+    entry = next((p for p in config.plugins if p.name == "guardrails"), None)
+    return entry is None or entry.enabled
+
+
 _closing: set[asyncio.Task[None]] = set()  # strong references until the old stores are closed
 
 
 def _closed(task: asyncio.Task[None]) -> None:
     _closing.discard(task)
     if not task.cancelled() and task.exception() is not None:
-        log.error("semantic_cache: closing the old store failed", exc_info=task.exception())
+        log.error("closing a replaced plugin failed", exc_info=task.exception())
 
 
 def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | None) -> None:
     """Make `config` the running one. Synchronous: no request can observe a half-applied state."""
     cache_changed = _cache_entry(gateway.config) != _cache_entry(config)
+    guardrails_changed = _guardrails_raw(gateway.config) != _guardrails_raw(config)
     gateway.set_router(
         Router.build(config.providers, config.client, previous=gateway.router, groups=config.model_groups)
     )
@@ -103,6 +149,8 @@ def apply_config(gateway: Gateway, config: GatewayConfig, writer: LogWriter | No
             from runtime.governance.plugin import is_mandatory  # only gateways that govern import it
 
             plugin.reload(config.governance, is_mandatory(config), config.providers, config.model_groups)
+    if guardrails_changed:
+        swap_guardrails_plugin(gateway, config)
     if cache_changed:
         swap_cache_plugin(gateway, config)
 

@@ -893,6 +893,12 @@ def _stores(raw: Mapping[str, Any] | None, environ: Mapping[str, str], warnings:
     return parse_stores(raw, environ, warnings)
 
 
+def parse_guardrails_block(raw: Mapping[str, Any] | None) -> Any:
+    """A document's `guardrails_config` as GuardrailsConfig (None when absent); for the config stores'
+    live builds (the document was already checked by parse_document)."""
+    return _guardrails(raw, [])
+
+
 def _guardrails(raw: Mapping[str, Any] | None, warnings: list[str]) -> Any:
     """The `guardrails_config` block (runtime/guardrails/config.py); its modules load only when it is there."""
     if not raw or raw.get("guardrails_config") is None:

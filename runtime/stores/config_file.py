@@ -31,7 +31,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from runtime.config.groups import parse_model_groups
-from runtime.config.load import ConfigError, check_governance, parse_document, parse_plugins, read_config_file
+from runtime.config.load import (
+    ConfigError,
+    check_governance,
+    parse_document,
+    parse_guardrails_block,
+    parse_plugins,
+    read_config_file,
+)
 from runtime.config.model import ClientConfig, GatewayConfig
 from runtime.stores.config import ConfigStore, ConfigWriteError, Raw, env_providers_raw
 from runtime.stores.files import file_signature, write_atomic
@@ -98,6 +105,7 @@ class FileConfigStore:
             model_groups=parse_model_groups(
                 raw.get("model_groups"), providers
             ),  # groups apply live  # checked by parse_document; the cache switches live
+            guardrails=parse_guardrails_block(raw),  # checked by parse_document; rules apply live
             raw=MappingProxyType(copy.deepcopy(dict(raw))),
             warnings=warnings,
         )

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from runtime.config.groups import parse_model_groups
-from runtime.config.load import ConfigError, check_governance, parse_document, parse_plugins
+from runtime.config.load import ConfigError, check_governance, parse_document, parse_guardrails_block, parse_plugins
 from runtime.config.model import ClientConfig, GatewayConfig, PostgresSettings
 from runtime.config.stores import BOOTSTRAP_FIELDS
 from runtime.stores import pg, secrets
@@ -266,6 +266,7 @@ class PostgresConfigStore:
             governance=check_governance(doc, self.environ, providers, client, []),
             plugins=parse_plugins(doc.get("plugins"), []),
             model_groups=parse_model_groups(doc.get("model_groups"), providers),
+            guardrails=parse_guardrails_block(doc),  # checked by parse_document; rules apply live
             raw=MappingProxyType(copy.deepcopy(dict(raw))),
             warnings=warnings,
         )

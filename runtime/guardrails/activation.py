@@ -1,0 +1,109 @@
+"""What CEL sees of one request (runtime/guardrails/config.py REQUEST_FIELDS), built lazily.
+
+A rule reads a few `request.<field>` names (RuleSettings.request_fields): only those are computed, once
+per request (a `RequestView` caches them), and the routing targets are resolved only when a rule reads
+`model`, `provider` or `providers`. Credentials never reach CEL: the authorization and API-key headers
+and cookies are dropped from `request.headers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runtime.guardrails.text import message_views
+
+HIDDEN_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "x-goog-api-key", "x-bf-vk", "cookie", "proxy-authorization"}
+)
+ROUTED = frozenset({"model", "provider", "providers"})
+CALLER = frozenset({"virtual_key", "virtual_key_name", "team", "team_name", "customer"})
+
+
+class RequestView:
+    """The fields of `request` for one request, each computed at most once."""
+
+    __slots__ = ("_ctx", "_gateway", "_values", "draws")
+
+    def __init__(self, ctx: Any, gateway: Any) -> None:
+        self._ctx = ctx
+        self._gateway = gateway
+        self._values: dict[str, Any] = {}
+        self.draws: dict[int, bool] = {}  # rule id -> in this request's sample (sampling_rate < 100)
+
+    def get(self, name: str) -> Any:
+        values = self._values
+        if name not in values:
+            if name in ROUTED:
+                self._route()
+            elif name in CALLER:
+                self._caller()
+            else:
+                values[name] = self._simple(name)
+        return values[name]
+
+    def fields(self, names: frozenset[str]) -> dict[str, Any]:
+        return {name: self.get(name) for name in names}
+
+    def _simple(self, name: str) -> Any:
+        ctx = self._ctx
+        if name == "model_requested":
+            model = ctx.body.get("model") if isinstance(ctx.body, dict) else None
+            return ctx.model_requested or (model if isinstance(model, str) else "")
+        if name == "headers":
+            return {k.lower(): v for k, v in ctx.headers.items() if k.lower() not in HIDDEN_HEADERS}
+        if name == "messages":
+            return message_views(ctx.body)
+        if name == "endpoint":
+            return ctx.endpoint or ""
+        if name == "ingress":
+            return ctx.ingress or ""
+        if name == "stream":
+            return bool(ctx.stream)
+        raise KeyError(name)
+
+    def _route(self) -> None:
+        """The targets the router would use, resolved on copies: ctx and its body are left as they were.
+        An unknown model gives empty values; the request's own routing raises the error later."""
+        ctx, values = self._ctx, self._values
+        values.update(model="", provider="", providers=[])
+        gateway = self._gateway
+        if gateway is None or not isinstance(ctx.body, dict):
+            return
+        saved = (ctx.model_requested, ctx.provider, ctx.model, ctx.fallbacks)
+        try:
+            targets = gateway.targets(ctx, dict(ctx.body))
+        except Exception:  # routing errors are the pipeline's to report
+            return
+        finally:
+            ctx.model_requested, ctx.provider, ctx.model, ctx.fallbacks = saved
+        if targets:
+            values["model"] = targets[0][1]
+            values["provider"] = targets[0][0].name
+            values["providers"] = [handle.name for handle, _ in targets]
+
+    def _caller(self) -> None:
+        values = self._values
+        values.update(virtual_key="", virtual_key_name="", team="", team_name="", customer="")
+        caller = self._ctx.caller
+        if caller is None:
+            return
+        values["virtual_key"] = _text(getattr(caller, "virtual_key_id", ""))
+        values["virtual_key_name"] = _text(getattr(caller, "virtual_key_name", ""))
+        team_id = _text(getattr(caller, "team_id", ""))
+        values["team"] = team_id
+        values["customer"] = _text(getattr(caller, "customer_id", ""))
+        governance = getattr(getattr(self._gateway, "config", None), "governance", None)
+        if team_id and governance is not None:
+            team = governance.team(team_id)
+            values["team_name"] = _text(getattr(team, "name", "")) if team is not None else ""
+            if not values["customer"] and team is not None:
+                values["customer"] = _text(getattr(team, "customer_id", ""))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def activation(request: Mapping[str, Any], stage: str, findings: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"request": dict(request), "stage": stage, "findings": findings}

@@ -1,0 +1,71 @@
+"""Helpers the offline detectors share: checking their own config fields, and keeping spans disjoint.
+
+Nothing here ever formats a matched value: config errors quote configured names only, and overlap
+resolution works on offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def check_fields(config: Mapping[str, Any], path: str, known: Iterable[str]) -> None:
+    """A field the kind does not know is an error with its path (a misspelt `entites` must not pass as
+    "every entity")."""
+    from runtime.config.fields import suggest
+    from runtime.config.load import ConfigError
+
+    names = frozenset(known)
+    for name in config:
+        if name not in names:
+            raise ConfigError(
+                f"{path}.{name}", f"unknown field{suggest(str(name), names)}; known: {', '.join(sorted(names))}"
+            )
+
+
+def string_list(config: Mapping[str, Any], key: str, path: str) -> list[str] | None:
+    """config[key] as a list of strings (None when absent), else a ConfigError naming the item."""
+    from runtime.config.load import ConfigError, _type_name
+
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}.{key}", f"must be a list of strings, got {_type_name(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ConfigError(f"{path}.{key}[{i}]", f"must be a string, got {_type_name(item)}")
+    return value
+
+
+def choose(
+    names: list[str] | None, key: str, path: str, known: Iterable[str], groups: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    """The names a `types`/`entities` list selects, in the kind's own (priority) order; None: all.
+    A group name (`national_id`) stands for its members; an unknown name is a ConfigError with a hint."""
+    from runtime.config.fields import suggest
+    from runtime.config.load import ConfigError
+
+    order = tuple(known)
+    if names is None:
+        return order
+    chosen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in groups:
+            chosen.update(groups[name])
+        elif name in order:
+            chosen.add(name)
+        else:
+            every = (*order, *groups)
+            raise ConfigError(
+                f"{path}.{key}[{i}]", f"unknown name '{name}'{suggest(name, every)}; known: {', '.join(every)}"
+            )
+    if not chosen:
+        raise ConfigError(f"{path}.{key}", "is empty: leave it out to check everything")
+    return tuple(n for n in order if n in chosen)
+
+
+def overlaps(taken: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether [start, end) overlaps a span already reported (few per text: a linear scan is cheapest)."""
+    return any(start < b and a < end for a, b in taken)
