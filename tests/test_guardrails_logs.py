@@ -127,6 +127,25 @@ def test_rows_metrics_and_filters_from_a_running_gateway(gateway: Gateway) -> No
     assert sum(v for (name, _), v in s.items() if name == "bifrost_guardrail_errors_total") == 1
 
 
+def test_guardrail_counters_add_up_over_workers(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    import time
+
+    gateway = start_standin_gateway(start_gateway, fake_openai.url, tmp_path / "site", args=("--workers", "2"))
+    pids = set()
+    for _ in range(20):  # urllib and the SDK open a connection per request here: the kernel spreads them
+        pids.add(_get(gateway, "/health")[1]["pid"])
+        assert _chat(gateway, [REDACT, JUDGE])[1] == 200
+    assert len(pids) == 2
+    time.sleep(2.5)  # every worker publishes its counters once a second
+    key = ("bifrost_guardrail_actions_total", (("action", "redact"), ("rule", "mask-pii"), ("stage", "input")))
+    errors = ("bifrost_guardrail_errors_total", (("error", "timeout"), ("rule", "judge")))
+    for _ in range(4):  # whichever worker answers the scrape, the totals are everyone's
+        s = _metrics(gateway)
+        assert s[key] == 20 and s[errors] == 20
+
+
 def test_a_gateway_without_guardrails_exposes_no_guardrail_series(
     start_gateway: StartGateway, fake_openai: FakeOpenAI
 ) -> None:

@@ -32,6 +32,8 @@ def test_sdk_moderation_flagged_and_clean(gateway: Gateway, fake_openai: FakeOpe
     assert rec.headers["authorization"] == "Bearer sk-fake-1"
     row = gateway.log.row_for(raw.headers["x-request-id"])
     assert row["endpoint"] == "moderations" and row["status"] == 200 and row["provider"] == "openai"
+    with gateway.client(prefix="/openai/v1") as client:  # the same route under the /openai prefix
+        assert client.moderations.create(model=MODEL, input="hateful").results[0].categories.hate
 
 
 def test_content_parts_and_the_default_model(gateway: Gateway, fake_openai: FakeOpenAI) -> None:

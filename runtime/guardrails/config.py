@@ -111,7 +111,13 @@ def compile_rule(expression: str, path: str) -> tuple[Any, bool, frozenset[str]]
     try:
         result = program.execute(empty_activation())
     except Exception as exc:
-        raise ConfigError(path, f"cannot be evaluated: {type(exc).__name__}: {_first_line(exc)}") from None
+        # A name CEL does not know, or a constant regex that does not compile, fails on every request: an
+        # error now. Anything else may depend on the request (a header absent from the empty activation:
+        # `request.headers['x']` raises KeyError here); at run time such a rule does not apply and is counted.
+        message = _first_line(exc)
+        if "Undefined variable" in message or "not a valid regex" in message:
+            raise ConfigError(path, f"cannot be evaluated: {message}") from None
+        return program, uses_findings, fields
     if not isinstance(result, bool):
         raise ConfigError(path, f"must evaluate to true or false, got {type(result).__name__}")
     return program, uses_findings, fields
@@ -184,11 +190,16 @@ def parse_guardrails(value: Any, warnings: list[str]) -> GuardrailsConfig | None
             raise ConfigError(
                 f"{path}.config.failure_policy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {policy!r}"
             )
-        detector = kind.builder()(own, f"{path}.config", warnings, float(timeout))
+        policy_name = typed(item, "policy_name", (str,), path, "") or name
+        build = kind.builder()
+        if kind.remote:  # remote detectors name their policy in their errors and findings ("webhook dlp: timeout")
+            detector = build(own, f"{path}.config", warnings, float(timeout), policy=policy_name)
+        else:
+            detector = build(own, f"{path}.config", warnings, float(timeout))
         providers[pid] = ProviderSettings(
             id=pid,
             provider_name=name,
-            policy_name=typed(item, "policy_name", (str,), path, "") or name,
+            policy_name=policy_name,
             enabled=enabled,
             action=action,
             failure_policy=policy,

@@ -9,7 +9,7 @@ kind shares (`action` / Go's `mode`, `failure_policy`) are read by runtime/guard
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ class Kind:
     default_action: str = BLOCK
     summary: str = ""
 
-    def builder(self) -> Callable[[Mapping[str, Any], str, list[str], float], Any]:
+    def builder(self) -> Callable[..., Any]:
         module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 

@@ -255,3 +255,37 @@ def test_url_with_credentials_is_not_echoed_in_config_errors() -> None:
 def test_payload_is_json_serialisable() -> None:
     detector = build({"url": "http://h/"}, PATH, [], 1.0)
     assert json.loads(json.dumps(detector.payload(subject("é")))) == {"stage": "input", "texts": ["é"], "request": {}}
+
+
+def test_the_three_remote_kinds_build_from_guardrails_config() -> None:
+    """Through the loader's own entry point (the kinds table): each kind built with its timeout and the
+    shared fields removed; a misspelt field of a kind's own is an error at its path, with a suggestion."""
+    from runtime.guardrails.config import parse_guardrails
+
+    block = {
+        "guardrail_providers": [
+            {
+                "id": 1,
+                "provider_name": "webhook",
+                "timeout": 2,
+                "config": {"url": "http://127.0.0.1:9/x", "action": "flag", "failure_policy": "fail_open"},
+            },
+            {"id": 2, "provider_name": "moderation", "config": {"model": "openai/omni-moderation-latest"}},
+            {"id": 3, "provider_name": "llm_judge", "config": {"model": "openai/gpt-4o-mini", "question": "q?"}},
+        ],
+        "guardrail_rules": [{"id": 1, "name": "r", "cel_expression": "true", "provider_config_ids": [1, 2, 3]}],
+    }
+    config = parse_guardrails(block, [])
+    assert config is not None
+    built = {p.provider_name: p for p in config.providers.values()}
+    assert {k: (type(p.detector).__name__, p.detector.timeout_s) for k, p in built.items()} == {
+        "webhook": ("WebhookDetector", 2.0),
+        "moderation": ("ModerationDetector", 5.0),
+        "llm_judge": ("JudgeDetector", 10.0),
+    }
+    assert built["webhook"].failure_policy == "fail_open" and built["webhook"].action == "flag"
+    block["guardrail_providers"][0]["config"] = {"url": "http://h/", "header": {}}
+    with pytest.raises(ConfigError) as caught:
+        parse_guardrails(block, [])
+    assert caught.value.path == "guardrails_config.guardrail_providers[0].config.header"
+    assert "did you mean 'headers'" in str(caught.value)

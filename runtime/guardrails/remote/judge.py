@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from runtime.config.fields import suggest
 from runtime.config.load import ConfigError
 from runtime.guardrails.remote import label_of, through_gateway, token
 from runtime.guardrails.types import DetectorError, Finding, Subject
@@ -94,7 +95,9 @@ def build(
 ) -> JudgeDetector:
     for field in config:
         if field not in FIELDS:
-            raise ConfigError(f"{path}.{field}", f"unknown llm_judge field; known: {', '.join(FIELDS)}")
+            raise ConfigError(
+                f"{path}.{field}", f"unknown llm_judge field{suggest(field, FIELDS)}; known: {', '.join(FIELDS)}"
+            )
     model = config.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"{path}.model", 'is required: a configured chat model, e.g. "openai/gpt-4o-mini"')

@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runtime.config.fields import suggest
 from runtime.config.load import ConfigError
 from runtime.guardrails.remote import label_of, through_gateway, token
 from runtime.guardrails.types import DetectorError, Finding, Subject
@@ -93,7 +94,9 @@ def build(
 ) -> ModerationDetector:
     for field in config:
         if field not in FIELDS:
-            raise ConfigError(f"{path}.{field}", f"unknown moderation field; known: {', '.join(FIELDS)}")
+            raise ConfigError(
+                f"{path}.{field}", f"unknown moderation field{suggest(field, FIELDS)}; known: {', '.join(FIELDS)}"
+            )
     model = config.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"{path}.model", 'is required: the moderation model, e.g. "openai/omni-moderation-latest"')

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from runtime.config.fields import suggest
 from runtime.config.load import ConfigError, MissingEnv, is_env_ref
 from runtime.guardrails.remote import label_of, token
 from runtime.guardrails.types import DetectorError, Finding, Subject
@@ -176,7 +177,9 @@ def build(
 ) -> WebhookDetector:
     for field in config:
         if field not in FIELDS:
-            raise ConfigError(f"{path}.{field}", f"unknown webhook field; known: {', '.join(FIELDS)}")
+            raise ConfigError(
+                f"{path}.{field}", f"unknown webhook field{suggest(field, FIELDS)}; known: {', '.join(FIELDS)}"
+            )
     url = config.get("url")
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{path}.url", "is required: the http(s) URL of your guardrail service")

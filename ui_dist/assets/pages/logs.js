@@ -1,6 +1,8 @@
 // Logs: a live table (new records arrive over /ws), filters and search, pages, and a detail drawer with
 // the request, the response, every attempt (retries, fallbacks, keys) and a timing waterfall. Each row
-// shows its cost and the virtual key that made it; rows filter by virtual key and by team.
+// shows its cost and the virtual key that made it; rows filter by virtual key and by team. Rows where a
+// guardrail rule blocked or redacted are marked; the drawer lists every rule that acted (never what it
+// matched); rows filter by guardrail rule and action.
 
 import {get, live, query} from "../api.js";
 import {PALETTE} from "../chart.js";
@@ -20,7 +22,8 @@ export async function mount(root, params = {}) {
   const state = {
     f: {q: "", provider: params.provider || "", model: params.model || "", status: params.status || "", stream: "",
       min_latency_ms: "", max_latency_ms: "", last: params.last || "",
-      virtual_key_id: params.virtual_key_id || "", team_id: params.team_id || ""},
+      virtual_key_id: params.virtual_key_id || "", team_id: params.team_id || "",
+      guardrail: params.guardrail || "", guardrail_action: params.guardrail_action || ""},
     sort: "ts", order: "desc", offset: 0, items: [], total: 0, totalExact: true, hasMore: false, live: true,
   };
   const [facets, vkList, teamList, serverFilters] = await Promise.all([
@@ -45,6 +48,14 @@ export async function mount(root, params = {}) {
     onchange: (e) => { state.live = e.target.checked; }});
 
   const onFilter = debounce(() => { state.offset = 0; load(); }, 250);
+  // Rule names for the guardrail filter's suggestions: those of the rows seen (loaded or live).
+  const ruleList = h("datalist", {id: "guardrail-rules"});
+  const knownRules = new Set(state.f.guardrail ? [state.f.guardrail] : []);
+  const noteRules = (rows) => {
+    let added = false;
+    for (const r of rows) for (const g of guardrailsOf(r)) if (g.rule && !knownRules.has(g.rule)) { knownRules.add(g.rule); added = true; }
+    if (added) clear(ruleList, [...knownRules].sort().map((rule) => h("option", {value: rule})));
+  };
   const field = (key, el) => {
     el.value = state.f[key];
     el.addEventListener(el.tagName === "SELECT" ? "change" : "input", () => { state.f[key] = el.value; onFilter(); });
@@ -67,6 +78,10 @@ export async function mount(root, params = {}) {
       .map((id) => [id, state.keyName.get(id) || id])),
     teamList && teamList.teams && teamList.teams.length
       ? select("team_id", "Any team", teamList.teams.map((t) => [t.id, t.name || t.id])) : null,
+    field("guardrail", h("input", {type: "search", placeholder: "Guardrail rule", list: "guardrail-rules", maxlength: 256,
+      style: "width:10rem", "aria-label": "Guardrail rule", "data-testid": "guardrail-filter"})),
+    select("guardrail_action", "Any guardrail action", [["block", "Blocked"], ["redact", "Redacted"], ["flag", "Flagged"]]),
+    ruleList,
   );
   const localHint = h("div", {class: "hint", "data-testid": "local-filter-hint"});
   const sortHead = (label, key, cls = "") => h("th", {class: cls, style: key ? "cursor:pointer" : "", onclick: key ? () => {
@@ -84,7 +99,7 @@ export async function mount(root, params = {}) {
     h("div", {class: "toolbar", style: "justify-content:space-between;margin-top:.75rem"}, info, h("div", {class: "toolbar"}, prev, next))));
 
   const row = (r, fresh = false) => h("tr", {class: fresh ? "fresh" : "", "data-id": r.id, onclick: () => openDrawer(r.id)},
-    h("td", {title: fmt.datetime(r.ts_ms)}, fmt.time(r.ts_ms)), h("td", {}, statusBadge(r.status)),
+    h("td", {title: fmt.datetime(r.ts_ms)}, fmt.time(r.ts_ms)), h("td", {}, statusBadge(r.status), guardrailMark(r)),
     h("td", {}, `${r.provider || "–"} / ${r.model || "–"}`), h("td", {}, r.endpoint), h("td", {}, r.stream ? "yes" : ""),
     h("td", {class: "num"}, fmt.ms(r.latency_us / 1000)), h("td", {class: "num"}, fmt.us(r.overhead_us)),
     h("td", {class: "num"}, r.total_tokens ?? "–"),
@@ -126,6 +141,7 @@ export async function mount(root, params = {}) {
       const extra = state.offset === 0 && state.sort === "ts" && state.order === "desc"
         ? arrivedWhileLoading.filter((r) => !seen.has(r.id)) : [];
       arrivedWhileLoading = null;
+      noteRules(page.items);
       Object.assign(state, {items: [...extra, ...page.items].slice(0, LIMIT), total: page.total === null ? null : page.total + extra.length,
         totalExact: page.total_exact !== false, hasMore: page.has_more});
       paint();
@@ -141,6 +157,7 @@ export async function mount(root, params = {}) {
   };
   unsubscribe = live.subscribe((items) => {
     for (const r of items) { ensureOption("provider", r.provider); ensureOption("model", r.model); }
+    noteRules(items);
     if (!state.live || state.offset !== 0 || state.sort !== "ts" || state.order !== "desc") return;
     const fresh = items.filter((r) => matches(r, state.f, state)).reverse().map((r) => ({...r, input_preview: r.input}));
     if (!fresh.length) return;
@@ -190,6 +207,23 @@ function localOnly(state) {
   return Object.keys(local).length ? local : null;
 }
 
+/** The guardrails entries of a row (a list; the column is null when no rule acted). */
+function guardrailsOf(r) {
+  return Array.isArray(r.guardrails) ? r.guardrails : [];
+}
+
+const STRONGER = {block: "blocked", redact: "redacted"};
+
+/** A mark in the list for a row where a rule blocked or redacted (flags alone show in the detail only). */
+function guardrailMark(r) {
+  const fired = guardrailsOf(r);
+  const acted = fired.find((g) => g.action === "block") || fired.find((g) => g.action === "redact");
+  if (!acted) return null;
+  const rules = fired.filter((g) => STRONGER[g.action]).map((g) => `${g.rule}: ${g.action}`).join(", ");
+  return h("span", {class: `badge ${acted.action === "block" ? "err" : "warn"}`, style: "margin-left:.35rem",
+    title: `Guardrails: ${rules}`, "data-testid": "row-guardrail", "data-action": acted.action}, STRONGER[acted.action]);
+}
+
 function matches(r, f, state) {
   if (f.virtual_key_id && r.virtual_key_id !== f.virtual_key_id) return false;
   if (f.team_id && !(state.teamKeys.get(f.team_id) || []).includes(r.virtual_key_id)) return false;
@@ -200,6 +234,10 @@ function matches(r, f, state) {
     const s = r.status;
     const ok = {success: s < 400, error: s >= 400, "4xx": s >= 400 && s < 500, "5xx": s >= 500 && s < 600}[f.status];
     if (ok === undefined ? String(s) !== f.status : !ok) return false;
+  }
+  if (f.guardrail || f.guardrail_action) {
+    const action = f.guardrail_action.toLowerCase();
+    if (!guardrailsOf(r).some((g) => (!f.guardrail || g.rule === f.guardrail.trim()) && (!action || g.action === action))) return false;
   }
   if (f.min_latency_ms && r.latency_us < Number(f.min_latency_ms) * 1000) return false;
   if (f.max_latency_ms && r.latency_us > Number(f.max_latency_ms) * 1000) return false;
@@ -255,6 +293,7 @@ function detail(r) {
       h("dt", {}, "Retries / fallback"), h("dd", {}, `${r.retries} retries · ${r.fallback_index ? `answered by fallback #${r.fallback_index}` : "primary target"}`),
       h("dt", {}, "Latency"), h("dd", {}, `${fmt.ms(r.latency_us / 1000)} total · ${fmt.us(r.overhead_us)} in the gateway`),
       h("dt", {}, "Tokens"), h("dd", {}, r.total_tokens === null ? "–" : `${r.prompt_tokens} in + ${r.completion_tokens} out = ${r.total_tokens}`)),
+    guardrailsSection(r),
     h("h3", {}, "Timing"), waterfall(r),
     h("h3", {}, `Attempts (${attempts.length ? attempts.length : "first try succeeded"})`),
     attempts.length ? h("div", {class: "table-wrap"}, h("table", {class: "data", "data-testid": "attempts"},
@@ -264,6 +303,26 @@ function detail(r) {
         h("td", {style: "white-space:normal"}, a.message || a.type || "")))))) : null,
     h("h3", {}, "Request"), h("pre", {class: "json", "data-testid": "detail-request"}, pretty(r.input) || "(content logging is off)"),
     h("h3", {}, "Response"), h("pre", {class: "json", "data-testid": "detail-response"}, pretty(r.output) || (r.error ? "(no response body)" : "(content logging is off)")),
+  ];
+}
+
+/** What guardrails did: one line per rule that acted (the finding types and count, never the matched text). */
+function guardrailsSection(r) {
+  const fired = guardrailsOf(r);
+  if (!fired.length) return null;
+  return [
+    h("h3", {}, "Guardrails"),
+    h("div", {class: "table-wrap"}, h("table", {class: "data", "data-testid": "detail-guardrails"},
+      h("thead", {}, h("tr", {}, ["Rule", "Provider", "Stage", "Action", "Types", "Count"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, fired.map((g) => h("tr", {"data-rule": g.rule || ""},
+        h("td", {"data-testid": "guardrail-rule"}, g.rule || "–"),
+        h("td", {}, g.provider || "–"),
+        h("td", {}, g.stage || "–"),
+        h("td", {"data-testid": "guardrail-action"},
+          h("span", {class: `badge ${g.action === "block" ? "err" : g.action === "redact" ? "warn" : "muted"}`}, g.action || "–"),
+          g.error ? h("span", {class: "hint", style: "margin-left:.35rem"}, `(${g.error})`) : null),
+        h("td", {"data-testid": "guardrail-types"}, (g.types || []).join(", ") || "–"),
+        h("td", {class: "num"}, g.count ?? "–")))))),
   ];
 }
 
