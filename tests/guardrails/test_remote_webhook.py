@@ -239,11 +239,24 @@ def test_config_errors_name_the_field(config: dict[str, Any], where: str) -> Non
 
 
 async def test_url_with_credentials_is_never_in_errors(make: Callable[..., WebhookDetector], service: Service) -> None:
-    detector = make(url=service.url.replace("http://", "http://admin:hunter2@"))
+    async def slow(body: dict[str, Any]) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({"verdict": "allow"})
+
+    service.answer = slow  # a failure after the URL was used: the error still names no credential
+    detector = make(timeout_s=0.2, url=service.url.replace("http://", "http://admin:hunter2@"), headers={})
     with pytest.raises(DetectorError) as caught:
-        await detector.check(subject(TEXT))  # aiohttp refuses userinfo with an Authorization header
+        await detector.check(subject(TEXT))
     assert "hunter2" not in str(caught.value)
     assert_clean(caught.value, service)
+
+
+def test_url_credentials_and_an_authorization_header_are_refused_at_load() -> None:
+    """aiohttp cannot send both: a config that could never work is an error at its path, value hidden."""
+    with pytest.raises(ConfigError) as caught:
+        build({"url": "http://admin:hunter2@h/", "headers": {"authorization": "Bearer x"}}, PATH, [], 1.0)
+    assert caught.value.path == f"{PATH}.headers"
+    assert "hunter2" not in str(caught.value) and "Bearer" not in str(caught.value)
 
 
 def test_url_with_credentials_is_not_echoed_in_config_errors() -> None:

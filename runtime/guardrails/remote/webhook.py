@@ -208,6 +208,9 @@ def build(
         if any(c in value for c in "\r\n") or any(c in name for c in "\r\n:"):
             raise ConfigError(where, "must not contain line breaks (value hidden)")
         headers[name] = value
+    if (parts.username or parts.password) and any(name.lower() == "authorization" for name in headers):
+        # aiohttp cannot send both (it refuses at request time): a config that could never work is an error.
+        raise ConfigError(f"{path}.headers", "has an Authorization header and the url has credentials: give one")
     include = config.get("include_request", False)
     if not isinstance(include, bool):
         raise ConfigError(f"{path}.include_request", f"must be true or false, got {type(include).__name__}")
