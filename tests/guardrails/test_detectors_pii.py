@@ -243,3 +243,27 @@ def test_config_errors(config: dict[str, object], path: str) -> None:
     with pytest.raises(ConfigError) as err:
         pii.build(config, "c", [], 1.0)
     assert err.value.path == path
+
+
+# --- non-ASCII text and pathological input -----------------------------------------------------------------
+
+
+def test_spans_are_character_offsets_in_non_ascii_text() -> None:
+    text = "Привет 👋 — ma carte: 4111 1111 1111 1111, écrivez à jose@example.fr; ip ::1"
+    assert scan(text, entities=["credit_card", "email", "ip_address"]) == [
+        ("credit_card", "4111 1111 1111 1111"),
+        ("email", "jose@example.fr"),
+        ("ip_address", "::1"),
+    ]
+
+
+@pytest.mark.parametrize("unit", ["4 ", "1:", "::", "a@", "@", "1.2.3.4.", "x1 ", "+1 (", "a.b@"])
+def test_pathological_input_is_scanned_without_false_findings(unit: str) -> None:
+    # Each pass is linear in the text (these took seconds to minutes before: nested windows, backtracking).
+    assert scan(unit * 5000) == []
+
+
+def test_many_findings_in_one_text() -> None:
+    text = "123-45-6789 " * 2000  # valid-looking SSNs (not on stdnum's blacklist): thousands of findings
+    found = pii.build({"entities": ["us_ssn"]}, "p", [], 1.0).scan(Subject("input", [text]))
+    assert len(found) == 2000 and [f.start for f in found] == sorted(f.start for f in found)

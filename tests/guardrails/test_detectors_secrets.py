@@ -246,3 +246,16 @@ def test_config_errors(config: dict[str, object], path: str) -> None:
     with pytest.raises(ConfigError) as err:
         secrets.build(config, "c", [], 1.0)
     assert err.value.path == path
+
+
+def test_spans_are_character_offsets_in_non_ascii_text() -> None:
+    key = _j("AKIA", "IOSFODNN7EXAMPLE")
+    text = f"ключ 🔑: {key} — merci"
+    assert scan(text) == [("aws_access_key", key)]
+
+
+@pytest.mark.parametrize(
+    "unit", ["1:", "=", "password=", "eyJ.", "x", "sk-ant-", "T3BlbkFJ", "-us", "sig=", "secret: "]
+)
+def test_pathological_input_is_scanned_without_findings(unit: str) -> None:
+    assert scan(unit * 5000, entropy=True) == []
