@@ -141,7 +141,7 @@ def test_phone_regions_decide_national_numbers() -> None:
 
 
 @pytest.mark.parametrize(
-    "ip", ["192.168.1.20", "8.8.8.8", "::1", "2001:db8::8a2e:370:7334", "fe80::1ff:fe23:4567:890a"]
+    "ip", ["192.168.1.20", "8.8.8.8", "::1", "2001:db8::8a2e:370:7334", "fe80::1ff:fe23:4567:890a", "::ffff:192.0.2.1"]
 )
 def test_ip_found(ip: str) -> None:
     assert scan(f"host {ip} is up", entities=["ip_address"]) == [("ip_address", ip)]

@@ -257,6 +257,8 @@ class PiiDetector:
     def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
         spans = Spans()
         n = len(text)
+        if self._ipv6 and ":" in text:
+            self._ipv6s(text, spans)  # first: an IPv6 address with an IPv4 tail is one address
         if self._digits:
             mapped = text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO)
             for m in _CLUSTER.finditer(mapped):
@@ -270,8 +272,6 @@ class PiiDetector:
                 self._window(text, (lo, hi), (wlo, whi), m.group().count(b"0"), spans)
         if self._email and "@" in text:
             self._emails(text, spans)
-        if self._ipv6 and ":" in text:
-            self._ipv6s(text, spans)
         findings.extend(spans.findings(part))
 
     def _window(
