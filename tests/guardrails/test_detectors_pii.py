@@ -267,3 +267,8 @@ def test_many_findings_in_one_text() -> None:
     text = "123-45-6789 " * 2000  # valid-looking SSNs (not on stdnum's blacklist): thousands of findings
     found = pii.build({"entities": ["us_ssn"]}, "p", [], 1.0).scan(Subject("input", [text]))
     assert len(found) == 2000 and [f.start for f in found] == sorted(f.start for f in found)
+
+
+def test_numbers_inside_words_and_addresses_are_not_entities() -> None:
+    assert scan("id 4111111111111111abcdefgh here") == []  # a card's digits glued to a longer word
+    assert scan("mail 4155552671.smith@example.com now") == [("email", "4155552671.smith@example.com")]

@@ -14,6 +14,7 @@ between hex digits. Findings never carry the matched text.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -138,6 +139,16 @@ def _phone_validator(regions: tuple[str, ...]) -> Callable[[str], bool]:
     parse = phonenumbers.parse
     is_valid = phonenumbers.is_valid_number
     error = phonenumbers.NumberParseException
+    # phonenumbers loads each region's metadata and compiles its patterns on first use (1-4 ms each): do
+    # it here, at config load, not in the first request with a phone-like number. A number with another
+    # +country code still pays that once per process.
+    for region in regions:
+        with contextlib.suppress(Exception):
+            example = phonenumbers.example_number(region)
+            if example is not None:
+                is_valid(parse(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL), region))
+                is_valid(parse(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164), None))
+            is_valid(parse("020 7946 0958", region))
 
     def valid(candidate: str) -> bool:
         digits = sum(map(candidate.count, "0123456789"))
@@ -257,8 +268,12 @@ class PiiDetector:
     def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
         spans = Spans()
         n = len(text)
+        # E-mails and IPv6 first: digits inside an address belong to it, and an IPv6 address with an IPv4
+        # tail is one address.
+        if self._email and "@" in text:
+            self._emails(text, spans)
         if self._ipv6 and ":" in text:
-            self._ipv6s(text, spans)  # first: an IPv6 address with an IPv4 tail is one address
+            self._ipv6s(text, spans)
         if self._digits:
             mapped = text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO)
             for m in _CLUSTER.finditer(mapped):
@@ -269,9 +284,8 @@ class PiiDetector:
                 whi = hi
                 while whi < n and whi - hi < 4 and (text[whi].isalnum() or text[whi] == "-"):
                     whi += 1  # a trailing check letter (DNI, codice fiscale) belongs to the window
-                self._window(text, (lo, hi), (wlo, whi), m.group().count(b"0"), spans)
-        if self._email and "@" in text:
-            self._emails(text, spans)
+                # + 2: the patterns' end checks see the real next characters, not the window's end.
+                self._window(text, (lo, hi), (wlo, min(n, whi + 2)), m.group().count(b"0"), spans)
         findings.extend(spans.findings(part))
 
     def _window(
