@@ -130,6 +130,7 @@ def _ip(candidate: str) -> bool:
     return True
 
 
+_DIGIT_GROUPS = re.compile(r"\d+")
 _DATE = re.compile(r"\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{1,2}[\-/.]\d{2,4}")
 
 
@@ -138,6 +139,8 @@ def _phone_validator(regions: tuple[str, ...]) -> Callable[[str], bool]:
 
     parse = phonenumbers.parse
     is_valid = phonenumbers.is_valid_number
+    national = phonenumbers.format_number
+    national_format = phonenumbers.PhoneNumberFormat.NATIONAL
     error = phonenumbers.NumberParseException
     # phonenumbers loads each region's metadata and compiles its patterns on first use (1-4 ms each): do
     # it here, at config load, not in the first request with a phone-like number. A number with another
@@ -157,11 +160,34 @@ def _phone_validator(regions: tuple[str, ...]) -> Callable[[str], bool]:
         try:
             if candidate.startswith("+"):
                 return bool(is_valid(parse(candidate, None)))
-            return any(is_valid(parse(candidate, region)) for region in regions)
+            groups = _DIGIT_GROUPS.findall(candidate)
+            if len(groups) == 1 and not candidate.startswith("0"):
+                return False  # unformatted digits: an id, a timestamp, an amount far more often than a phone
+            for region in regions:
+                number = parse(candidate, region)
+                if is_valid(number) and _grouped_as(groups, _DIGIT_GROUPS.findall(national(number, national_format))):
+                    return True
+            return False
         except error:
             return False
 
     return valid
+
+
+def _grouped_as(groups: list[str], formatted: list[str]) -> bool:
+    """Whether a number written without +CC is grouped as its region formats it (libphonenumber's "exact
+    grouping", counted from the end so an omitted trunk '0' does not matter), or not grouped at all:
+    '020 7946 0958', '(415) 555-2671', '01 42 68 53 00' are phone numbers; a ZIP+4 code '94105-1234',
+    which France would also accept as a number ('09 41 05 12 34'), is not."""
+
+    def cuts(parts: list[str]) -> list[int]:
+        out, total = [], 0
+        for part in reversed(parts[1:]):
+            total += len(part)
+            out.append(total)
+        return out
+
+    return len(groups) == 1 or cuts(groups) == cuts(formatted)
 
 
 # Each pattern is bounded on both sides so a candidate is never a slice of a longer number.
