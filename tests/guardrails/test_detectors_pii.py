@@ -118,14 +118,36 @@ def test_invalid_iban(text: str) -> None:
 
 @pytest.mark.parametrize(
     "phone",
-    ["+1 415 555 2671", "(415) 555-2671", "+44 20 7946 0958", "020 7946 0958", "+33 1 42 68 53 00", "+91 98765 43210"],
+    [
+        "+1 415 555 2671",
+        "(415) 555-2671",
+        "415-555-2671",
+        "+44 20 7946 0958",
+        "020 7946 0958",
+        "02079460958",
+        "+33 1 42 68 53 00",
+        "01 42 68 53 00",
+        "+91 98765 43210",
+        "98765 43210",
+        "+14155552671",
+    ],
 )
 def test_valid_phone(phone: str) -> None:
     assert scan(f"call {phone} now", entities=["phone"]) == [("phone", phone)]
 
 
 @pytest.mark.parametrize(
-    "text", ["random 1234567", "code 0000000000", "on 2023-11-29 at", "dated 10/12/2024", "v 1.2.3.4"]
+    "text",
+    [
+        "random 1234567",
+        "code 0000000000",
+        "on 2023-11-29 at",
+        "dated 10/12/2024",
+        "v 1.2.3.4",
+        "order 123456789",  # unformatted digits without a trunk 0 or +CC
+        "ts 1700000000",
+        "zip 94105-1234",  # grouped unlike any phone format
+    ],
 )
 def test_phone_lookalikes_ignored(text: str) -> None:
     assert scan(text, entities=["phone"]) == []
@@ -141,7 +163,7 @@ def test_phone_regions_decide_national_numbers() -> None:
 
 
 @pytest.mark.parametrize(
-    "ip", ["192.168.1.20", "8.8.8.8", "::1", "2001:db8::8a2e:370:7334", "fe80::1ff:fe23:4567:890a"]
+    "ip", ["192.168.1.20", "8.8.8.8", "::1", "2001:db8::8a2e:370:7334", "fe80::1ff:fe23:4567:890a", "::ffff:192.0.2.1"]
 )
 def test_ip_found(ip: str) -> None:
     assert scan(f"host {ip} is up", entities=["ip_address"]) == [("ip_address", ip)]
@@ -243,3 +265,42 @@ def test_config_errors(config: dict[str, object], path: str) -> None:
     with pytest.raises(ConfigError) as err:
         pii.build(config, "c", [], 1.0)
     assert err.value.path == path
+
+
+# --- non-ASCII text and pathological input -----------------------------------------------------------------
+
+
+def test_spans_are_character_offsets_in_non_ascii_text() -> None:
+    text = "Привет 👋 — ma carte: 4111 1111 1111 1111, écrivez à jose@example.fr; ip ::1"
+    assert scan(text, entities=["credit_card", "email", "ip_address"]) == [
+        ("credit_card", "4111 1111 1111 1111"),
+        ("email", "jose@example.fr"),
+        ("ip_address", "::1"),
+    ]
+
+
+@pytest.mark.parametrize("unit", ["4 ", "1:", "::", "a@", "@", "1.2.3.4.", "x1 ", "+1 (", "a.b@"])
+def test_pathological_input_is_scanned_without_false_findings(unit: str) -> None:
+    # Each pass is linear in the text (these took seconds to minutes before: nested windows, backtracking).
+    assert scan(unit * 5000) == []
+
+
+def test_many_findings_in_one_text() -> None:
+    text = "123-45-6789 " * 2000  # valid-looking SSNs (not on stdnum's blacklist): thousands of findings
+    found = pii.build({"entities": ["us_ssn"]}, "p", [], 1.0).scan(Subject("input", [text]))
+    assert len(found) == 2000 and [f.start for f in found] == sorted(f.start for f in found)
+
+
+def test_numbers_inside_words_and_addresses_are_not_entities() -> None:
+    assert scan("id 4111111111111111abcdefgh here") == []  # a card's digits glued to a longer word
+    assert scan("mail 4155552671.smith@example.com now") == [("email", "4155552671.smith@example.com")]
+
+
+def test_technical_text_finds_only_the_address() -> None:
+    text = (
+        "id 550e8400-e29b-41d4-a716-446655440000 at ts 1700000000 and 1717171717171, commit 9f29398a1b2c3d4e5f607182,"
+        " color #ff0033, localhost:8080, http://127.0.0.1:8000/v1/chat, price $1,234,567.89, ISBN 978-3-16-148410-0,"
+        " order #123456789, int64 max 9223372036854775807, pi 3.14159265358979, matrix 1024x768, zip 94105-1234,"
+        " 0x7fffffff, range(0, 1000000), 12/31/2024 23:59:59"
+    )
+    assert scan(text) == [("ip_address", "127.0.0.1")]

@@ -84,6 +84,8 @@ def test_secret_found_with_exact_span(kind: str, secret: str, around: str) -> No
     text = around.format(secret)
     assert scan(text) == [(kind, secret)]
     assert scan(text, types=[kind]) == [(kind, secret)]  # each type on its own too
+    found = secrets.build({}, "p", [], 1.0).scan(Subject("input", [text]))
+    assert secret not in repr(found) and secret[:12] not in repr(found)  # spans only, never the value
 
 
 LOOKALIKES = [
@@ -108,6 +110,17 @@ LOOKALIKES = [
     "https://example.com/a/very/long/path/with/nothing/secret/in/it?page=2&sort=asc",
     "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
     "password: hunter22",  # generic assignments are opt-in
+    _j("aws_secret_access_key = ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKE"),  # 39 characters
+    _j("github", "_pat_", "tooShort"),
+    "the endpoint is https://hooks.slack.com/services/ (see the docs)",
+    _j("GOC", "SPX-", "short"),
+    "model xai-grok-2-latest and xai-org/grok-1 on the hub",
+    _j("SG", ".", "short.token"),
+    _j("pypi-", "AgEIcHlwaS5vcmc", "short"),
+    _j("sq0", "csp-", "short"),
+    _j("0123456789abcdef", "-us", "12"),  # Mailchimp's 32 hex characters are 16 here
+    _j("the marker T3Blbk", "FJ alone"),
+    _j("sk", "_live_", "short"),
 ]
 
 
@@ -246,3 +259,16 @@ def test_config_errors(config: dict[str, object], path: str) -> None:
     with pytest.raises(ConfigError) as err:
         secrets.build(config, "c", [], 1.0)
     assert err.value.path == path
+
+
+def test_spans_are_character_offsets_in_non_ascii_text() -> None:
+    key = _j("AKIA", "IOSFODNN7EXAMPLE")
+    text = f"ключ 🔑: {key} — merci"
+    assert scan(text) == [("aws_access_key", key)]
+
+
+@pytest.mark.parametrize(
+    "unit", ["1:", "=", "password=", "eyJ.", "x", "sk-ant-", "T3BlbkFJ", "-us", "sig=", "secret: "]
+)
+def test_pathological_input_is_scanned_without_findings(unit: str) -> None:
+    assert scan(unit * 5000, entropy=True) == []

@@ -6,8 +6,11 @@ resolution works on offsets.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from runtime.guardrails.types import Finding
 
 
 def check_fields(config: Mapping[str, Any], path: str, known: Iterable[str]) -> None:
@@ -66,6 +69,27 @@ def choose(
     return tuple(n for n in order if n in chosen)
 
 
-def overlaps(taken: list[tuple[int, int]], start: int, end: int) -> bool:
-    """Whether [start, end) overlaps a span already reported (few per text: a linear scan is cheapest)."""
-    return any(start < b and a < end for a, b in taken)
+class Spans:
+    """The disjoint spans one text's findings occupy, sorted by start: whether a new candidate overlaps one
+    is a binary search (a text with thousands of findings must not cost a quadratic scan)."""
+
+    __slots__ = ("ends", "starts", "types")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.types: list[str] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect_right(self.starts, start)
+        # Disjoint and sorted: only the span starting at or before `start` and the next one can overlap.
+        return (i > 0 and self.ends[i - 1] > start) or (i < len(self.starts) and self.starts[i] < end)
+
+    def add(self, start: int, end: int, kind: str) -> None:
+        i = bisect_right(self.starts, start)
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+        self.types.insert(i, kind)
+
+    def findings(self, part: int) -> list[Finding]:
+        return [Finding(k, part, s, e) for s, e, k in zip(self.starts, self.ends, self.types, strict=True)]

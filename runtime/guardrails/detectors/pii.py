@@ -14,13 +14,14 @@ between hex digits. Findings never carry the matched text.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.guardrails.detectors.base import check_fields, choose, overlaps, string_list
+from runtime.guardrails.detectors.base import Spans, check_fields, choose, string_list
 from runtime.guardrails.types import Finding, Subject
 
 FIELDS = ("entities", "phone_regions")
@@ -54,12 +55,13 @@ def _card_prefix_ok(digits: str) -> bool:
     return False
 
 
-def _cards(text: str, lo: int, hi: int, taken: list[tuple[int, int]], out: list[tuple[int, int]]) -> None:
+def _cards(text: str, lo: int, hi: int, spans: Spans) -> list[tuple[int, int]]:
     """Cards: a run of digit groups (single space or dash between them) holds a card when a group-aligned
     stretch of it has 13-19 digits, a card network's prefix and a valid Luhn checksum. Trying the stretches
     matters: '... order 1234 4111 1111 1111 1111' must still find the card after the order number."""
     from stdnum import luhn
 
+    out: list[tuple[int, int]] = []
     for m in _CARD_RUN.finditer(text, lo, hi):
         run = m.group()
         if len(run) < 13:
@@ -74,19 +76,23 @@ def _cards(text: str, lo: int, hi: int, taken: list[tuple[int, int]], out: list[
             found = False
             digits = ""
             for j in range(i, len(groups)):
-                digits += text[groups[j][0] : groups[j][1]]
+                g0, g1 = groups[j]
+                if g1 - g0 < 3:
+                    break  # printed cards group 3+ digits: '4 4 4 4 ...' is no card (and no quadratic scan)
+                digits += text[g0:g1]
                 if len(digits) > 19:
                     break
                 if len(digits) >= 13 and _card_prefix_ok(digits) and luhn.is_valid(digits):
                     start, end = groups[i][0], groups[j][1]
-                    if not overlaps(taken, start, end):
+                    if not spans.overlaps(start, end):
+                        spans.add(start, end, "credit_card")
                         out.append((start, end))
-                        taken.append((start, end))
                     i = j + 1
                     found = True
                     break
             if not found:
                 i += 1
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,15 @@ def _stdnum(module: str) -> Callable[[str], bool]:
     return is_valid
 
 
+def _checked(valid: Callable[[str], bool], candidate: str) -> bool:
+    """A library's verdict; any error it raises is a "no" (its message could quote the candidate, and a
+    detector's exception must never carry text it was checking)."""
+    try:
+        return bool(valid(candidate))
+    except Exception:
+        return False
+
+
 def _ip(candidate: str) -> bool:
     try:
         ipaddress.ip_address(candidate)
@@ -115,6 +130,7 @@ def _ip(candidate: str) -> bool:
     return True
 
 
+_DIGIT_GROUPS = re.compile(r"\d+")
 _DATE = re.compile(r"\d{4}[\-/.]\d{1,2}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{1,2}[\-/.]\d{2,4}")
 
 
@@ -123,7 +139,19 @@ def _phone_validator(regions: tuple[str, ...]) -> Callable[[str], bool]:
 
     parse = phonenumbers.parse
     is_valid = phonenumbers.is_valid_number
+    national = phonenumbers.format_number
+    national_format = phonenumbers.PhoneNumberFormat.NATIONAL
     error = phonenumbers.NumberParseException
+    # phonenumbers loads each region's metadata and compiles its patterns on first use (1-4 ms each): do
+    # it here, at config load, not in the first request with a phone-like number. A number with another
+    # +country code still pays that once per process.
+    for region in regions:
+        with contextlib.suppress(Exception):
+            example = phonenumbers.example_number(region)
+            if example is not None:
+                is_valid(parse(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL), region))
+                is_valid(parse(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164), None))
+            is_valid(parse("020 7946 0958", region))
 
     def valid(candidate: str) -> bool:
         digits = sum(map(candidate.count, "0123456789"))
@@ -132,11 +160,34 @@ def _phone_validator(regions: tuple[str, ...]) -> Callable[[str], bool]:
         try:
             if candidate.startswith("+"):
                 return bool(is_valid(parse(candidate, None)))
-            return any(is_valid(parse(candidate, region)) for region in regions)
+            groups = _DIGIT_GROUPS.findall(candidate)
+            if len(groups) == 1 and not candidate.startswith("0"):
+                return False  # unformatted digits: an id, a timestamp, an amount far more often than a phone
+            for region in regions:
+                number = parse(candidate, region)
+                if is_valid(number) and _grouped_as(groups, _DIGIT_GROUPS.findall(national(number, national_format))):
+                    return True
+            return False
         except error:
             return False
 
     return valid
+
+
+def _grouped_as(groups: list[str], formatted: list[str]) -> bool:
+    """Whether a number written without +CC is grouped as its region formats it (libphonenumber's "exact
+    grouping", counted from the end so an omitted trunk '0' does not matter), or not grouped at all:
+    '020 7946 0958', '(415) 555-2671', '01 42 68 53 00' are phone numbers; a ZIP+4 code '94105-1234',
+    which France would also accept as a number ('09 41 05 12 34'), is not."""
+
+    def cuts(parts: list[str]) -> list[int]:
+        out, total = [], 0
+        for part in reversed(parts[1:]):
+            total += len(part)
+            out.append(total)
+        return out
+
+    return len(groups) == 1 or cuts(groups) == cuts(formatted)
 
 
 # Each pattern is bounded on both sides so a candidate is never a slice of a longer number.
@@ -178,6 +229,7 @@ _PHONE = (
     r"(?<![\w+\-.])" + _NOT_DATE + r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d++(?:[ .\-]\d++){0,5}+"
     r"(?![\w]|[.\-]\w)"
 )
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])")
 _EMAIL = re.compile(
     r"(?<![\w.%+\-])[A-Za-z0-9._%+\-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])"
 )
@@ -197,6 +249,7 @@ _CLUSTER = re.compile(rb"0(?:[A-Za-z .\-/():+]{0,6}+0){3,}+")
 _DATE_SHAPE = re.compile(rb"0000([\-/.])00?\1(?:00?)|00?([\-/.])00?\2(?:00|0000)")
 _MIN_CLUSTER = 7  # "1.1.1.1", "X1234567L"'s digits... nothing shorter can hold an entity
 _LEFT = 8  # chars before a cluster an entity may start with: "GB" of an IBAN, "RSSMRA" of a codice fiscale, "+("
+_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _HEX = frozenset("0123456789abcdefABCDEF:")
 
 
@@ -239,9 +292,14 @@ class PiiDetector:
         return findings
 
     def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
-        taken: list[tuple[int, int]] = []
-        typed: list[tuple[int, int, str]] = []
+        spans = Spans()
         n = len(text)
+        # E-mails and IPv6 first: digits inside an address belong to it, and an IPv6 address with an IPv4
+        # tail is one address.
+        if self._email and "@" in text:
+            self._emails(text, spans)
+        if self._ipv6 and ":" in text:
+            self._ipv6s(text, spans)
         if self._digits:
             mapped = text.encode("ascii", "replace").translate(_DIGITS_AS_ZERO)
             for m in _CLUSTER.finditer(mapped):
@@ -252,13 +310,9 @@ class PiiDetector:
                 whi = hi
                 while whi < n and whi - hi < 4 and (text[whi].isalnum() or text[whi] == "-"):
                     whi += 1  # a trailing check letter (DNI, codice fiscale) belongs to the window
-                self._window(text, (lo, hi), (wlo, whi), m.group().count(b"0"), taken, typed)
-        if self._email and "@" in text:
-            self._emails(text, taken, typed)
-        if self._ipv6 and ":" in text:
-            self._ipv6s(text, taken, typed)
-        typed.sort()
-        findings.extend(Finding(kind, part, start, end) for start, end, kind in typed)
+                # + 2: the patterns' end checks see the real next characters, not the window's end.
+                self._window(text, (lo, hi), (wlo, min(n, whi + 2)), m.group().count(b"0"), spans)
+        findings.extend(spans.findings(part))
 
     def _window(
         self,
@@ -266,40 +320,45 @@ class PiiDetector:
         span: tuple[int, int],
         window: tuple[int, int],
         digits: int,
-        taken: list[tuple[int, int]],
-        typed: list[tuple[int, int, str]],
+        spans: Spans,
     ) -> None:
         lo, hi = window
         if self._cards and digits >= 13:
-            spans: list[tuple[int, int]] = []
-            _cards(text, lo, hi, taken, spans)
-            typed.extend((s, e, "credit_card") for s, e in spans)
-            if any(s <= span[0] and span[1] <= e for s, e in spans):
+            cards = _cards(text, lo, hi, spans)
+            if any(s <= span[0] and span[1] <= e for s, e in cards):
                 return  # the whole cluster is a card
         for entity in self._table:
             if digits < entity.min_digits:
                 continue
             for m in entity.pattern.finditer(text, lo, hi):
                 start, end = m.span()
-                if not overlaps(taken, start, end) and entity.valid(m.group()):
-                    taken.append((start, end))
-                    typed.append((start, end, entity.name))
+                if not spans.overlaps(start, end) and _checked(entity.valid, m.group()):
+                    spans.add(start, end, entity.name)
 
-    def _emails(self, text: str, taken: list[tuple[int, int]], typed: list[tuple[int, int, str]]) -> None:
+    def _emails(self, text: str, spans: Spans) -> None:
         at = text.find("@")
         floor = 0  # the end of the last e-mail: the next one cannot start before it
+        n = len(text)
         while at >= 0:
-            m = _EMAIL.search(text, max(floor, at - 64), min(len(text), at + 256))
+            if at == 0 or at + 1 >= n or not text[at + 1].isalnum() or text[at - 1] not in _LOCAL_CHARS:
+                at = text.find("@", at + 1)  # "@john", "a @ b", "@@": no address around this '@'
+                continue
+            # The domain first, anchored right after the '@' (cheap, and it fails fast on 'a@a@a@...');
+            # then the address around this '@', searched only between the last one and the domain's end.
+            domain = _DOMAIN.match(text, at + 1)
+            if domain is None:
+                at = text.find("@", at + 1)
+                continue
+            m = _EMAIL.search(text, max(floor, at - 64), domain.end())
             nxt = at + 1
             if m is not None and m.start() <= at < m.end():
                 start, end = m.span()
-                if not overlaps(taken, start, end):
-                    taken.append((start, end))
-                    typed.append((start, end, "email"))
+                if not spans.overlaps(start, end):
+                    spans.add(start, end, "email")
                 nxt = floor = end
             at = text.find("@", nxt)
 
-    def _ipv6s(self, text: str, taken: list[tuple[int, int]], typed: list[tuple[int, int, str]]) -> None:
+    def _ipv6s(self, text: str, spans: Spans) -> None:
         n = len(text)
         colon = text.find(":")
         while colon >= 0:
@@ -311,16 +370,19 @@ class PiiDetector:
                 and (colon + 1 >= n or text[colon + 1] in _HEX)
                 and (text.find(":", colon + 1, colon + 6) > 0 or text.find(":", max(0, colon - 5), colon) >= 0)
             ):
+                # An address (45 chars at most) holding a ':' in [colon, colon + 46) lies within
+                # [colon - 45, colon + 91): every such address is found here, so the next window starts at
+                # colon + 46 (linear in the text even for '1:1:1:...'). A match cut by the window's end is
+                # left for the next window.
                 lo = max(0, colon - 45)
-                hi = min(n, colon + 46)
-                while hi < n and (text[hi] in _HEX or text[hi] == "."):
-                    hi += 1
+                hi = min(n, colon + 91)
                 for m in _IPV6.finditer(text, lo, hi):
                     start, end = m.span()
-                    if ":" in m.group() and not overlaps(taken, start, end) and _ip(m.group()):
-                        taken.append((start, end))
-                        typed.append((start, end, "ip_address"))
-                        nxt = max(nxt, end)
+                    if end == hi < n:
+                        break
+                    if ":" in m.group() and not spans.overlaps(start, end) and _ip(m.group()):
+                        spans.add(start, end, "ip_address")
+                nxt = max(nxt, colon + 46)
             colon = text.find(":", nxt)
 
 
