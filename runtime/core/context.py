@@ -42,6 +42,7 @@ class RequestContext:
         "fallbacks",
         "gateway_ns",
         "guard",
+        "guardrail_state",
         "guardrails",
         "headers",
         "id",
@@ -94,6 +95,9 @@ class RequestContext:
         # What guardrails did: one dict per rule that acted ({"rule", "provider", "stage", "action",
         # "types", "count"}; never a matched value), for the log row and metrics. None: nothing fired.
         self.guardrails: list[dict[str, Any]] | None = None
+        # The guardrails plugin's per-request state (what its on_finish must scrub from the log): on the
+        # request, so a plugin swapped by a live edit mid-request still finds it. None: not checked.
+        self.guardrail_state: Any = None
         self.pre_ran = 0  # how many plugins' pre-hooks ran (runtime/core/hooks.py), for post-hooks
         # Headers a hook adds to the answer (e.g. rate-limit state). None until a hook sets some, so the
         # common case builds no dict; read when the answer's headers are built, plain or streaming.

@@ -26,9 +26,6 @@ class GuardrailsPlugin:
         self.engine = GuardrailEngine(config, on_cel_error=self._count_cel_error)
         self.metrics = metrics
         self.gateway: Any = None
-        # Per request (by its id): the matched values to scrub at its end. Popped by on_finish, which runs
-        # exactly once per request whatever happened.
-        self._states: dict[str, RequestState] = {}
 
     def _count_cel_error(self, rule: str) -> None:
         """A rule whose expression failed to evaluate: bifrost_guardrail_errors_total{rule, error="cel_error"}
@@ -42,8 +39,10 @@ class GuardrailsPlugin:
         self.gateway = gateway
 
     async def pre_hook(self, ctx: Any) -> None:
-        state = RequestState()
-        self._states[ctx.id] = state
+        # The matched values to scrub at the request's end live on the request (ctx.guardrail_state), not
+        # here: a live edit may replace this plugin while the request runs, and the new one's on_finish
+        # (exactly once per request, whatever happened) must still find them.
+        state = ctx.guardrail_state = RequestState()
         await self.engine.check_input(ctx, self.gateway, state)
         guard = self.engine.output_guard(ctx, self.gateway, state)
         if guard is not None:
@@ -51,7 +50,7 @@ class GuardrailsPlugin:
         return None
 
     def on_finish(self, ctx: Any) -> None:
-        state = self._states.pop(ctx.id, None)
+        state = ctx.guardrail_state
         if state is not None and state.values:
             scrub(ctx, state.values)
 

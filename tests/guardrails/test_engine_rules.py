@@ -344,8 +344,24 @@ async def test_plugin_counts_cel_errors_in_metrics_and_scrubs_at_finish() -> Non
     assert CARD in ctx.body["messages"][0]["content"]  # flagged: sent as is
     plugin.on_finish(ctx)
     assert CARD not in json.dumps(ctx.body) and CARD.encode() not in ctx.input_raw
-    assert plugin._states == {}
     await plugin.aclose()
+
+
+async def test_a_plugin_swapped_mid_request_still_scrubs_at_finish() -> None:
+    """A live edit replaces the plugin while a request runs: the new plugin's on_finish (the one the gateway
+    calls then) scrubs what the old one's pre-hook found, since the state travels with the request."""
+    from runtime.guardrails.plugin import GuardrailsPlugin
+
+    first = GuardrailsPlugin(config([cards(action="flag")], [rule(1, "flag", [1])]))
+    second = GuardrailsPlugin(config([words()], [rule(2, "words", [2])]))
+    ctx = chat(f"card {CARD}")
+    ctx.input_raw = json.dumps(ctx.body).encode()
+    await first.pre_hook(ctx)
+    assert CARD in ctx.body["messages"][0]["content"]
+    second.on_finish(ctx)
+    assert CARD not in json.dumps(ctx.body) and CARD.encode() not in ctx.input_raw
+    await first.aclose()
+    await second.aclose()
 
 
 async def test_sampling_draws_once_per_request_for_both_stages() -> None:
