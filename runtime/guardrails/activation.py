@@ -23,13 +23,24 @@ CALLER = frozenset({"virtual_key", "virtual_key_name", "team", "team_name", "cus
 class RequestView:
     """The fields of `request` for one request, each computed at most once."""
 
-    __slots__ = ("_ctx", "_gateway", "_values", "draws")
+    __slots__ = ("_ctx", "_gateway", "_targets", "_values", "draws")
 
     def __init__(self, ctx: Any, gateway: Any) -> None:
         self._ctx = ctx
         self._gateway = gateway
         self._values: dict[str, Any] = {}
+        self._targets: list[tuple[str, str]] = []  # (provider, model) of every target, primary first
         self.draws: dict[int, bool] = {}  # rule id -> in this request's sample (sampling_rate < 100)
+
+    def targets(self) -> list[tuple[str, str]]:
+        """(provider, model) of every target the request may go to: the primary, then its fallbacks. A rule
+        reading `request.provider` / `request.model` is evaluated for each (runtime/guardrails/engine.py):
+        a weighted choice or a fallback may send the request to any of them."""
+        self.get("provider")
+        return self._targets
+
+    def with_target(self, provider: str, model: str) -> TargetView:
+        return TargetView(self, provider, model)
 
     def get(self, name: str) -> Any:
         values = self._values
@@ -63,24 +74,34 @@ class RequestView:
         raise KeyError(name)
 
     def _route(self) -> None:
-        """The targets the router would use, resolved on copies: ctx and its body are left as they were.
-        An unknown model gives empty values; the request's own routing raises the error later."""
+        """Every target the router may use for this request, without choosing: a model group's targets
+        heaviest first (its weighted round-robin is not advanced: the request's own routing makes the one
+        choice), then the client's fallbacks. ctx and its body are left as they were. An unknown model gives
+        empty values; the request's own routing raises the error later."""
         ctx, values = self._ctx, self._values
         values.update(model="", provider="", providers=[])
         gateway = self._gateway
-        if gateway is None or not isinstance(ctx.body, dict):
+        body = ctx.body
+        if gateway is None or not isinstance(body, dict):
             return
-        saved = (ctx.model_requested, ctx.provider, ctx.model, ctx.fallbacks)
+        router = gateway.router
+        model = body.get("model")
+        fallbacks = body.get("fallbacks")
         try:
-            targets = gateway.targets(ctx, dict(ctx.body))
+            if not isinstance(model, str) or not model:
+                return
+            targets = list(router.resolve_fallback(model))  # a group: all its targets, no choice made
+            if isinstance(fallbacks, list):
+                for fallback in fallbacks:
+                    if isinstance(fallback, str) and fallback:
+                        targets.extend(router.resolve_fallback(fallback))
         except Exception:  # routing errors are the pipeline's to report
             return
-        finally:
-            ctx.model_requested, ctx.provider, ctx.model, ctx.fallbacks = saved
         if targets:
             values["model"] = targets[0][1]
             values["provider"] = targets[0][0].name
             values["providers"] = [handle.name for handle, _ in targets]
+            self._targets = list(dict.fromkeys((handle.name, model) for handle, model in targets))
 
     def _caller(self) -> None:
         values = self._values
@@ -99,6 +120,27 @@ class RequestView:
             values["team_name"] = _text(getattr(team, "name", "")) if team is not None else ""
             if not values["customer"] and team is not None:
                 values["customer"] = _text(getattr(team, "customer_id", ""))
+
+
+class TargetView:
+    """A RequestView with `provider` and `model` set to one of the request's targets."""
+
+    __slots__ = ("_model", "_provider", "_view")
+
+    def __init__(self, view: RequestView, provider: str, model: str) -> None:
+        self._view = view
+        self._provider = provider
+        self._model = model
+
+    def get(self, name: str) -> Any:
+        if name == "provider":
+            return self._provider
+        if name == "model":
+            return self._model
+        return self._view.get(name)
+
+    def fields(self, names: frozenset[str]) -> dict[str, Any]:
+        return {name: self.get(name) for name in names}
 
 
 def _text(value: Any) -> str:

@@ -50,6 +50,7 @@ from runtime.guardrails.types import (
 
 log = logging.getLogger("bifrost.guardrails")
 
+ROUTED_SCALARS = frozenset({"provider", "model"})
 MEMO_LIMIT = 4096  # distinct (rule, stage, scalar values) verdicts kept per engine
 # Request fields a remote detector may be given (the webhook forwards them): never headers or messages.
 REMOTE_FIELDS = (
@@ -188,10 +189,25 @@ class GuardrailEngine:
         return bool(draws[rule.id])
 
     def evaluate(self, rule: RuleSettings, view: Any, stage: str, findings: list[dict[str, Any]] | None) -> bool:
-        """The rule's expression for this request (False on a CEL runtime error, logged and counted)."""
+        """The rule's expression for this request (False on a CEL runtime error, logged and counted).
+
+        A rule reading `request.provider` or `request.model` is true when it is true for ANY target the
+        request may go to (its primary, a weighted alternative, a fallback): "no keys to openai" must hold
+        for the fallback to openai too."""
         program = rule.program
         if program is None:
             return True
+        if rule.request_fields & ROUTED_SCALARS and hasattr(view, "targets"):
+            targets = view.targets()
+            if len(targets) > 1:
+                return any(
+                    self._evaluate(rule, view.with_target(provider, model), stage, findings)
+                    for provider, model in targets
+                )
+        return self._evaluate(rule, view, stage, findings)
+
+    def _evaluate(self, rule: RuleSettings, view: Any, stage: str, findings: list[dict[str, Any]] | None) -> bool:
+        program = rule.program
         fields = rule.request_fields
         memo_key: tuple[Any, ...] | None = None
         if findings is None and fields <= SCALAR_FIELDS:

@@ -98,3 +98,41 @@ def test_the_issue_example_as_written(
     blocked = next(r for r in rows if r["status"] == 400)
     assert key not in json.dumps(blocked, default=str)
     assert any(f["rule"] == "no-keys-to-openai" and f["action"] == "block" for f in json.loads(blocked["guardrails"]))
+
+
+def test_a_provider_rule_covers_every_target_the_request_may_reach(
+    start_gateway: Callable[..., Gateway], fake_openai: FakeOpenAI, fake_openai_2: FakeOpenAI
+) -> None:
+    """`request.provider == 'openai'` holds for a request whose fallback, or a model group's other target,
+    is openai: the key must not reach openai by a failover or the next weighted turn. And evaluating it does
+    not advance the group's weighted round-robin: clean requests still alternate 1:1."""
+    config = make_config(
+        {
+            "openai": openai_provider(fake_openai.url),
+            "elsewhere": custom_provider(fake_openai_2.url, keys=("sk-fake-2",)),
+        }
+    )
+    config["guardrails_config"] = example()
+    config["model_groups"] = {
+        "mix": {
+            "targets": [{"model": "openai/gpt-4o-mini", "weight": 1}, {"model": "elsewhere/gpt-4o-mini", "weight": 1}]
+        }
+    }
+    gw = start_gateway(config, args=("--workers", "1"))
+    key = "AKIA" + "Q3EGRIXZ7YB5NC2W"
+    secret = [{"role": "user", "content": f"deploy with {key}"}]
+    with gw.client() as client:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(
+                model="elsewhere/gpt-4o-mini",
+                messages=secret,  # type: ignore[arg-type]
+                extra_body={"fallbacks": ["openai/gpt-4o-mini"]},
+            )
+        assert "no-keys-to-openai" in err.value.message
+        for _ in range(2):
+            with pytest.raises(openai.BadRequestError):
+                client.chat.completions.create(model="mix", messages=secret)  # type: ignore[arg-type]
+        assert fake_openai.requests == [] and fake_openai_2.requests == []
+        for _ in range(4):
+            client.chat.completions.create(model="mix", messages=[{"role": "user", "content": "hello"}])
+    assert (len(fake_openai.requests), len(fake_openai_2.requests)) == (2, 2)
