@@ -45,6 +45,7 @@ def input_slots(body: Mapping[str, Any]) -> list[Slot]:
                 for part in content:
                     if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
                         slots.append(Slot(part, "text"))
+            slots.extend(_tool_argument_slots(message))
         return slots
     for field in ("prompt", "input"):
         value = body.get(field)
@@ -65,11 +66,28 @@ def output_slots(data: Mapping[str, Any]) -> list[Slot]:
         if not isinstance(choice, dict):
             continue
         message = choice.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            slots.append(Slot(message, "content"))
+        if isinstance(message, dict):
+            if isinstance(message.get("content"), str):
+                slots.append(Slot(message, "content"))
+            slots.extend(_tool_argument_slots(message))
         elif isinstance(choice.get("text"), str):
             slots.append(Slot(choice, "text"))
     return slots
+
+
+def _tool_argument_slots(message: Mapping[str, Any]) -> list[Slot]:
+    """The arguments of a message's tool calls (a JSON text the model wrote, or the client sends back): a
+    key or a card number can travel there too. A mask never contains a quote, so redacting inside them
+    keeps the JSON valid."""
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        return []
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            out.append(Slot(function, "arguments"))
+    return out
 
 
 def message_views(body: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -200,6 +200,35 @@ async def test_output_whole_answer_redacts_and_drops_raw() -> None:
     assert result.data["choices"][0]["message"]["content"] == "card [REDACTED:regex:card]"
 
 
+async def test_tool_call_arguments_are_checked_both_ways_and_stay_json() -> None:
+    """A card can travel in a tool call's arguments: the client's echo of an earlier call (input) and the
+    model's new call (a whole answer). Masked inside the JSON text, which stays valid JSON."""
+    from runtime.providers.base import ParsedResponse
+
+    engine = GuardrailEngine(config([cards()], [rule(1, "mask", [1])]))
+    ctx = chat("hi")
+
+    def call() -> dict[str, Any]:
+        return {"id": "c1", "type": "function", "function": {"name": "pay", "arguments": json.dumps({"card": CARD})}}
+
+    ctx.body["messages"].append({"role": "assistant", "content": None, "tool_calls": [call()]})
+    await engine.check_input(ctx, None, RequestState())
+    sent = ctx.body["messages"][-1]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(sent) == {"card": "[REDACTED:regex:card]"}
+    guard = engine.output_guard(ctx, None)
+    data = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": [call()]},
+            }
+        ]
+    }
+    result = await guard.check_response(ctx, ParsedResponse(data, None, raw=b"{...}"))
+    answered = result.data["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(answered) == {"card": "[REDACTED:regex:card]"} and result.raw is None
+
+
 async def test_try_text_gives_spans_fired_and_the_masked_text() -> None:
     cfg = config(
         [cards(), words(action="flag")], [rule(1, "mask", [1]), rule(2, "w", [2], "request.model == 'gpt-4o'")]
