@@ -274,6 +274,57 @@ def test_frozen_serves_health_and_drains(frozen: Path, tmp_path: Path, started: 
     gw.wait_group_gone()
 
 
+def _post(port: int, path: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with _OPENER.open(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_frozen_guardrails_use_their_libraries(frozen: Path, tmp_path: Path, started: list[Started]) -> None:
+    """Guardrails import their libraries by name (CEL, phonenumbers' region metadata, python-stdnum's
+    validators and data files, detect-secrets' plugins): the frozen build must carry every one of them."""
+    app = tmp_path / "app"
+    app.mkdir()
+    block = {
+        "guardrail_providers": [
+            {
+                "id": 1,
+                "provider_name": "pii",
+                "config": {"entities": ["phone", "iban", "credit_card"], "action": "redact"},
+            },
+            {"id": 2, "provider_name": "secrets", "config": {"action": "block"}},
+        ],
+        "guardrail_rules": [
+            {"id": 1, "name": "mask-pii", "cel_expression": "request.stream == false", "provider_config_ids": [1]},
+            {"id": 2, "name": "no-keys", "cel_expression": "true", "apply_to": "input", "provider_config_ids": [2]},
+        ],
+    }
+    (app / "config.json").write_text(json.dumps({"guardrails_config": block}))
+    port = free_port()
+    gw = start(started, [frozen / "bifrost", "serve", "--port", port, "--app-dir", app], tmp_path / "frozen.log")
+    gw.health(port)
+    key = "AKIA" + "Q3EGRIXZ7YB5NC2W"
+    status, body = _post(
+        port, "/v1/chat/completions", {"model": "mock/demo", "messages": [{"role": "user", "content": f"use {key}"}]}
+    )
+    assert status == 400 and body["error"]["type"] == "guardrail_blocked", body  # type: ignore[index]
+    assert key not in json.dumps(body)
+    text = "call +44 20 7946 0958, pay GB82 WEST 1234 5698 7654 32 or 4111 1111 1111 1111"
+    status, body = _post(port, "/api/guardrails/test", {"text": text, "stage": "input"})
+    assert status == 200, body
+    assert body["text"] == "call [REDACTED:phone], pay [REDACTED:iban] or [REDACTED:credit_card]", body
+    gw.proc.send_signal(signal.SIGTERM)
+    assert gw.proc.wait(timeout=60) == 0
+
+
 # ---------------------------------------------------------------------------------------- npm
 
 
