@@ -10,21 +10,43 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runtime.guardrails.types import Finding
+from runtime.guardrails.types import Finding, Subject
 
 
-def check_fields(config: Mapping[str, Any], path: str, known: Iterable[str]) -> None:
+def check_fields(config: Mapping[str, Any], path: str, known: Iterable[str], kind: str = "") -> None:
     """A field the kind does not know is an error with its path (a misspelt `entites` must not pass as
-    "every entity")."""
+    "every entity"). Every kind's builder, offline and remote, checks its config with this."""
     from runtime.config.fields import suggest
     from runtime.config.load import ConfigError
 
     names = frozenset(known)
+    label = f"unknown {kind} field" if kind else "unknown field"
     for name in config:
         if name not in names:
             raise ConfigError(
-                f"{path}.{name}", f"unknown field{suggest(str(name), names)}; known: {', '.join(sorted(names))}"
+                f"{path}.{name}", f"{label}{suggest(str(name), names)}; known: {', '.join(sorted(names))}"
             )
+
+
+class OfflineDetector:
+    """What the offline detectors share: no I/O (`check` is `scan`), and `scan` = `_scan_text` over each
+    text of the subject."""
+
+    remote = False
+    streamable = True
+
+    async def check(self, subject: Subject, gateway: Any) -> list[Finding]:  # the protocol's remote half
+        return self.scan(subject)
+
+    def scan(self, subject: Subject) -> list[Finding]:
+        findings: list[Finding] = []
+        for part, text in enumerate(subject.texts):
+            if text:
+                self._scan_text(text, part, findings)
+        return findings
+
+    def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
+        raise NotImplementedError
 
 
 def string_list(config: Mapping[str, Any], key: str, path: str) -> list[str] | None:

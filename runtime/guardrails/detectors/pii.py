@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.guardrails.detectors.base import Spans, check_fields, choose, string_list
-from runtime.guardrails.types import Finding, Subject
+from runtime.guardrails.detectors.base import OfflineDetector, Spans, check_fields, choose, string_list
+from runtime.guardrails.types import Finding
 
 FIELDS = ("entities", "phone_regions")
 DEFAULT_REGIONS = ("US", "GB", "FR", "DE", "IN")
@@ -253,7 +253,7 @@ _LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _HEX = frozenset("0123456789abcdefABCDEF:")
 
 
-class PiiDetector:
+class PiiDetector(OfflineDetector):
     kind = "pii"
     remote = False
     streamable = True
@@ -280,16 +280,6 @@ class PiiDetector:
                 table.append(_Entity(name, re.compile(_PHONE), _phone_validator(regions), 7))
         self._table = tuple(table)
         self._digits = bool(table) or self._cards
-
-    async def check(self, subject: Subject, gateway: Any) -> list[Finding]:  # the protocol's remote half
-        return self.scan(subject)
-
-    def scan(self, subject: Subject) -> list[Finding]:
-        findings: list[Finding] = []
-        for part, text in enumerate(subject.texts):
-            if text:
-                self._scan_text(text, part, findings)
-        return findings
 
     def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
         spans = Spans()

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from runtime.guardrails.detectors.base import check_fields
 from runtime.guardrails.types import Finding, Subject
 
 FIELDS = frozenset({"patterns"})
@@ -76,11 +77,7 @@ def _search(pattern: re.Pattern[str], kind: str, part: int, text: str) -> list[F
 def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: float) -> RegexDetector:
     from runtime.config.load import ConfigError, _type_name
 
-    for name in config:
-        if name not in FIELDS:
-            raise ConfigError(
-                f"{path}.{name}", f"is not a field of the regex provider; known: {', '.join(sorted(FIELDS))}"
-            )
+    check_fields(config, path, FIELDS, "regex")
     patterns = config.get("patterns")
     if not isinstance(patterns, list) or not patterns:
         raise ConfigError(f"{path}.patterns", 'is required: a list of {"pattern", "description", "flags"}')

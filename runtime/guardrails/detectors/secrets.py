@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.guardrails.detectors.base import Spans, check_fields, choose, string_list
-from runtime.guardrails.types import Finding, Subject
+from runtime.guardrails.detectors.base import OfflineDetector, Spans, check_fields, choose, string_list
+from runtime.guardrails.types import Finding
 
 FIELDS = ("types", "allow", "entropy")
 GENERIC = "generic_secret"
@@ -283,7 +283,7 @@ def _checked(valid: Callable[[str], bool], candidate: str) -> bool:
         return False
 
 
-class SecretsDetector:
+class SecretsDetector(OfflineDetector):
     kind = "secrets"
     remote = False
     streamable = True
@@ -313,16 +313,6 @@ class SecretsDetector:
                 patterns.append(re.compile(entry))
         self._allow_literals = frozenset(literals)
         self._allow_patterns = tuple(patterns)
-
-    async def check(self, subject: Subject, gateway: Any) -> list[Finding]:  # the protocol's remote half
-        return self.scan(subject)
-
-    def scan(self, subject: Subject) -> list[Finding]:
-        findings: list[Finding] = []
-        for part, text in enumerate(subject.texts):
-            if text:
-                self._scan_text(text, part, findings)
-        return findings
 
     def _allowed(self, value: str) -> bool:
         if not self._allow_literals:

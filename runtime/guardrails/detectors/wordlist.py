@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from runtime.guardrails.detectors.base import check_fields
 from runtime.guardrails.types import Finding, Subject
 
 FIELDS = frozenset({"words", "case_sensitive", "whole_words"})
@@ -45,11 +46,7 @@ class WordlistDetector:
 def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: float) -> WordlistDetector:
     from runtime.config.load import ConfigError, _type_name
 
-    for name in config:
-        if name not in FIELDS:
-            raise ConfigError(
-                f"{path}.{name}", f"is not a field of the wordlist provider; known: {', '.join(sorted(FIELDS))}"
-            )
+    check_fields(config, path, FIELDS, "wordlist")
     words = config.get("words")
     if not isinstance(words, list) or not words:
         raise ConfigError(f"{path}.words", "is required: a list of words or phrases")

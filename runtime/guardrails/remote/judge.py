@@ -18,8 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from runtime.config.fields import suggest
 from runtime.config.load import ConfigError
+from runtime.guardrails.detectors.base import check_fields
 from runtime.guardrails.remote import label_of, through_gateway, token
 from runtime.guardrails.types import DetectorError, Finding, Subject
 from runtime.providers.base import CHAT
@@ -93,11 +93,7 @@ class JudgeDetector:
 def build(
     config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: float, policy: str = ""
 ) -> JudgeDetector:
-    for field in config:
-        if field not in FIELDS:
-            raise ConfigError(
-                f"{path}.{field}", f"unknown llm_judge field{suggest(field, FIELDS)}; known: {', '.join(FIELDS)}"
-            )
+    check_fields(config, path, FIELDS, "llm_judge")
     model = config.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"{path}.model", 'is required: a configured chat model, e.g. "openai/gpt-4o-mini"')

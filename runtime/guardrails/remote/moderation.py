@@ -19,8 +19,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runtime.config.fields import suggest
 from runtime.config.load import ConfigError
+from runtime.guardrails.detectors.base import check_fields
 from runtime.guardrails.remote import label_of, through_gateway, token
 from runtime.guardrails.types import DetectorError, Finding, Subject
 from runtime.providers.base import MODERATIONS
@@ -92,11 +92,7 @@ def _number(value: Any) -> float | None:
 def build(
     config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: float, policy: str = ""
 ) -> ModerationDetector:
-    for field in config:
-        if field not in FIELDS:
-            raise ConfigError(
-                f"{path}.{field}", f"unknown moderation field{suggest(field, FIELDS)}; known: {', '.join(FIELDS)}"
-            )
+    check_fields(config, path, FIELDS, "moderation")
     model = config.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"{path}.model", 'is required: the moderation model, e.g. "openai/omni-moderation-latest"')

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from runtime.config.fields import suggest
 from runtime.config.load import ConfigError, MissingEnv, is_env_ref
+from runtime.guardrails.detectors.base import check_fields
 from runtime.guardrails.remote import label_of, token
 from runtime.guardrails.types import DetectorError, Finding, Subject
 
@@ -175,11 +175,7 @@ class WebhookDetector:
 def build(
     config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: float, policy: str = ""
 ) -> WebhookDetector:
-    for field in config:
-        if field not in FIELDS:
-            raise ConfigError(
-                f"{path}.{field}", f"unknown webhook field{suggest(field, FIELDS)}; known: {', '.join(FIELDS)}"
-            )
+    check_fields(config, path, FIELDS, "webhook")
     url = config.get("url")
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{path}.url", "is required: the http(s) URL of your guardrail service")
