@@ -60,11 +60,13 @@ class RequestView:
         ctx = self._ctx
         if name == "model_requested":
             model = ctx.body.get("model") if isinstance(ctx.body, dict) else None
-            return ctx.model_requested or (model if isinstance(model, str) else "")
+            return cel_text(ctx.model_requested or (model if isinstance(model, str) else ""))
         if name == "headers":
-            return {k.lower(): v for k, v in ctx.headers.items() if k.lower() not in HIDDEN_HEADERS}
+            return {
+                cel_text(k.lower()): cel_text(v) for k, v in ctx.headers.items() if k.lower() not in HIDDEN_HEADERS
+            }
         if name == "messages":
-            return message_views(ctx.body)
+            return [{k: cel_text(v) for k, v in m.items()} for m in message_views(ctx.body)]
         if name == "endpoint":
             return ctx.endpoint or ""
         if name == "ingress":
@@ -141,6 +143,19 @@ class TargetView:
 
     def fields(self, names: frozenset[str]) -> dict[str, Any]:
         return {name: self.get(name) for name in names}
+
+
+def cel_text(text: str) -> str:
+    """`text` as CEL can take it. JSON allows a lone UTF-16 surrogate (`"\\ud800"`) that is not text: the CEL
+    binding refuses the whole activation over one, and a rule whose expression then fails does not apply, so
+    one such character would switch a rule off. It becomes U+FFFD here (for CEL only; the body is untouched)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def _text(value: Any) -> str:

@@ -175,7 +175,7 @@ def parse_guardrails(value: Any, warnings: list[str]) -> GuardrailsConfig | None
                 f"unknown guardrail provider '{name}'{config_fields.suggest(name, KINDS)}; known: {', '.join(KINDS)}",
             )
         timeout = typed(item, "timeout", (int, float), path, kind.default_timeout_s)
-        if timeout <= 0 or timeout > 600:
+        if not 0 < timeout <= 600:  # also refuses NaN (config.json may hold it): every check would time out
             raise ConfigError(f"{path}.timeout", f"must be between 0 and 600 seconds, got {timeout}")
         config = typed(item, "config", (dict,), path, {})
         shared = {k: config[k] for k in SHARED_CONFIG_FIELDS if k in config}
@@ -238,7 +238,7 @@ def parse_guardrails(value: Any, warnings: list[str]) -> GuardrailsConfig | None
         if not 0 <= rate <= 100:
             raise ConfigError(f"{path}.sampling_rate", f"must be a percentage from 0 to 100, got {rate}")
         timeout = typed(item, "timeout", (int, float), path, None)
-        if timeout is not None and (timeout <= 0 or timeout > 600):
+        if timeout is not None and not 0 < timeout <= 600:  # NaN included
             raise ConfigError(f"{path}.timeout", f"must be between 0 and 600 seconds, got {timeout}")
         ids = typed(item, "provider_config_ids", (list,), path, [])
         for j, pid in enumerate(ids):

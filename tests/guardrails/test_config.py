@@ -145,6 +145,14 @@ def test_errors_name_the_field(mutate: Any, path: str, words: str) -> None:
     assert words in err.message
 
 
+@pytest.mark.parametrize("where", ["guardrail_providers", "guardrail_rules"])
+def test_a_nan_timeout_is_refused(where: str) -> None:
+    """config.json is read by a parser that accepts NaN: a NaN bound would pass `<= 0` and `> 600` both
+    false, and then every remote check would time out at once."""
+    err = broken(lambda b: b[where][0].update(timeout=float("nan")))
+    assert err.path == f"guardrails_config.{where}[0].timeout"
+
+
 def test_a_go_only_provider_is_a_warning_and_skipped() -> None:
     block = copy.deepcopy(EXAMPLE)
     block["guardrail_providers"].append({"id": 3, "provider_name": "bedrock", "config": {"guardrail_arn": "x"}})

@@ -402,3 +402,21 @@ async def test_sampling_draws_once_per_request_for_both_stages() -> None:
         await engine.check_input(ctx, None, state)
         assert (CARD not in ctx.body["messages"][0]["content"]) is expected
         assert (engine.output_guard(ctx, None, state) is not None) is expected  # the same draw
+
+
+@pytest.mark.parametrize("field", ["messages", "headers"])
+async def test_a_lone_surrogate_cannot_switch_a_rule_off(field: str) -> None:
+    """JSON lets a client send "\\ud800" (not text). The CEL binding refuses an activation holding one, and a
+    rule whose expression fails does not apply: without the clean-up, one such character anywhere in the
+    messages or headers turned a block rule off."""
+    cel = (
+        "request.messages.exists(m, m.role == 'user')"
+        if field == "messages"
+        else "'x-tenant' in request.headers && request.headers['x-tenant'] != ''"
+    )
+    engine = GuardrailEngine(config([words()], [rule(2, "no-codenames", [2], cel, apply_to="input")]))
+    ctx = chat("system", "falcon \ud800")
+    ctx.headers = {"X-Tenant": "acme \udc00"}  # type: ignore[assignment]
+    with pytest.raises(GuardrailBlocked):
+        await engine.check_input(ctx, None, RequestState())
+    assert engine.cel_errors == 0
