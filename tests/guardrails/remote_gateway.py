@@ -4,6 +4,7 @@ request was (its on_finish sees the context the request log would)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from runtime.core.context import RequestContext
 from runtime.core.gateway import Gateway
 from runtime.core.hooks import Hooks
 from runtime.net import make_client
+from runtime.requestlog.record import INPUT_COL, to_row
 
 
 class Finished:
@@ -32,6 +34,8 @@ class Finished:
                 "status": ctx.status,
                 "error": ctx.error,
                 "input_raw": ctx.input_raw,
+                # What the request log would store as the row's input (the real row builder's column).
+                "logged": json.dumps(to_row(ctx, True)[INPUT_COL], default=str),
             }
         )
 

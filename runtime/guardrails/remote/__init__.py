@@ -46,7 +46,7 @@ def token(value: str, limit: int = 48) -> str:
 async def through_gateway(gateway: Any, endpoint: str, body: dict[str, Any], timeout_s: float, who: str) -> Any:
     """One call of `endpoint` with `body` through the gateway's own routing (its providers, keys, retries,
     fallbacks and pricing), as the semantic cache makes its embeddings (runtime/cache/embed.py): the call
-    gets its own request-log row and metrics (ingress "guardrails", no content: `input_raw` is not set),
+    gets its own request-log row and metrics (ingress "guardrails", no content: neither raw bytes nor the body),
     and pre-hooks do not run, so a guardrail never checks its own calls. Returns the answer's JSON.
     Bounded by `timeout_s`; any failure is a DetectorError "<who>: <cause>" whose cause is the error's
     class and status, never its message (a provider may echo the text it was given)."""
@@ -85,4 +85,7 @@ async def through_gateway(gateway: Any, endpoint: str, body: dict[str, Any], tim
         ctx.status = 500
         raise DetectorError(f"{who}: internal error") from None
     finally:
+        # The row keeps no content: the body holds the text being checked (the request log reads the
+        # messages / input from ctx.body when there are no raw bytes).
+        ctx.body = {"model": body.get("model")}
         gateway.finish(ctx)
