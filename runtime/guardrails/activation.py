@@ -62,9 +62,7 @@ class RequestView:
             model = ctx.body.get("model") if isinstance(ctx.body, dict) else None
             return cel_text(ctx.model_requested or (model if isinstance(model, str) else ""))
         if name == "headers":
-            return {
-                cel_text(k.lower()): cel_text(v) for k, v in ctx.headers.items() if k.lower() not in HIDDEN_HEADERS
-            }
+            return {cel_text(k.lower()): cel_text(v) for k, v in ctx.headers.items() if k.lower() not in HIDDEN_HEADERS}
         if name == "messages":
             return [{k: cel_text(v) for k, v in m.items()} for m in message_views(ctx.body)]
         if name == "endpoint":

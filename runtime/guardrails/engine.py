@@ -30,7 +30,7 @@ from typing import Any
 from runtime.errors import GuardrailBlocked, GuardrailUnavailable
 from runtime.guardrails.activation import RequestView
 from runtime.guardrails.config import REQUEST_FIELDS, SCALAR_FIELDS
-from runtime.guardrails.text import input_slots, matched_values, redact
+from runtime.guardrails.text import input_slots, matched_values, merged_spans, redact
 from runtime.guardrails.types import (
     BLOCK,
     FAIL_CLOSED,
@@ -46,6 +46,7 @@ from runtime.guardrails.types import (
     ProviderSettings,
     RuleSettings,
     Subject,
+    mask,
 )
 
 log = logging.getLogger("bifrost.guardrails")
@@ -259,23 +260,38 @@ class GuardrailEngine:
     ) -> StageResult:
         """Run the providers of `rules` over `subject` (those `only` admits), then decide the actions."""
         hits: list[Hit] = []
-        remote: list[tuple[Hit, Any]] = []
+        remote: list[Hit] = []
         for rule, providers in rules:
             for provider in providers:
                 if only is not None and not only(provider):
                     continue
                 hit = Hit(rule, provider, [])
                 if provider.detector.remote:
-                    remote.append((hit, self._remote(rule, provider, subject, gateway)))
+                    remote.append(hit)
                 else:
                     hit.findings = provider.detector.scan(subject)
                 hits.append(hit)
         if remote:
-            if not subject.request:
-                subject.request = {name: view.get(name) for name in REMOTE_FIELDS}
-            outcomes = await asyncio.gather(*(coro for _, coro in remote))
-            for (hit, _), (findings, error) in zip(remote, outcomes, strict=True):
-                hit.findings = findings
+            # The offline detectors' redactions come first: a remote party (a webhook, a judge model, a
+            # moderation provider) never receives what a redact rule masks; a block needs no remote call.
+            offline = self.decide(stage, [h for h in hits if not h.provider.detector.remote], view)
+            if offline.blocked is not None:
+                return offline
+            shown = subject
+            spans: dict[int, list[tuple[int, int, str]]] = {}
+            if offline.redactions:
+                texts = list(subject.texts)
+                for part, findings in offline.redactions.items():
+                    if 0 <= part < len(texts):
+                        spans[part] = merged_spans(len(texts[part]), findings)
+                        texts[part] = redact(texts[part], findings)
+                shown = Subject(stage, texts, subject.body, subject.request)
+            if not shown.request:
+                shown.request = subject.request = {name: view.get(name) for name in REMOTE_FIELDS}
+            outcomes = await asyncio.gather(*(self._remote(h.rule, h.provider, shown, gateway) for h in remote))
+            for hit, (findings, error) in zip(remote, outcomes, strict=True):
+                # Spans found in the masked texts, mapped back onto the texts the caller holds.
+                hit.findings = [_unmasked(f, spans.get(f.part)) for f in findings] if spans else findings
                 hit.error = error
                 if error is not None and hit.provider.failure_policy == FAIL_CLOSED:
                     raise GuardrailUnavailable(
@@ -355,6 +371,29 @@ def fired_of(stage: str, result: StageResult) -> list[Fired]:
             )
         )
     return out
+
+
+def _unmasked(finding: Finding, spans: list[tuple[int, int, str]] | None) -> Finding:
+    """A finding in a text whose `spans` were replaced by masks, as the same finding in the original text
+    (a position inside a mask widens to the masked span)."""
+    if not spans or finding.whole:
+        return finding
+
+    def original(position: int, end: bool) -> int:
+        shift = 0  # original position - masked position, before the current mask
+        for start, stop, kind in spans:
+            masked_start = start - shift
+            width = len(mask(kind))
+            if position < masked_start or (end and position == masked_start):
+                break
+            if position < masked_start + width or (end and position == masked_start + width):
+                return stop if end else start
+            shift += (stop - start) - width
+        return position + shift
+
+    return Finding(
+        finding.type, finding.part, original(finding.start, False), original(finding.end, True), finding.score
+    )
 
 
 def _counts(findings: list[Finding]) -> dict[str, int]:

@@ -267,13 +267,19 @@ async def test_scrub_masks_flagged_values_in_body_raw_bytes_and_output() -> None
 
 @pytest.fixture
 async def hook() -> AsyncIterator[dict[str, Any]]:
-    state: dict[str, Any] = {"delay": 0.0, "verdict": "allow", "calls": 0}
+    state: dict[str, Any] = {"delay": 0.0, "verdict": "allow", "calls": 0, "seen": [], "find": None}
 
     async def handle(request: web.Request) -> web.Response:
         state["calls"] += 1
-        await request.json()
+        body = await request.json()
+        state["seen"].append(body)
         await asyncio.sleep(state["delay"])
-        return web.json_response({"verdict": state["verdict"], "reason": "policy"})
+        answer: dict[str, Any] = {"verdict": state["verdict"], "reason": "policy"}
+        if state["find"] is not None:  # a word to report as a span of the text the webhook received
+            text = body["texts"][0]
+            at = text.find(state["find"])
+            answer["findings"] = [{"type": "word", "part": 0, "start": at, "end": at + len(state["find"])}]
+        return web.json_response(answer)
 
     app = web.Application()
     app.router.add_post("/v", handle)
@@ -420,3 +426,29 @@ async def test_a_lone_surrogate_cannot_switch_a_rule_off(field: str) -> None:
     with pytest.raises(GuardrailBlocked):
         await engine.check_input(ctx, None, RequestState())
     assert engine.cel_errors == 0
+
+
+async def test_remote_providers_see_the_offline_redactions_and_their_spans_map_back(hook: dict[str, Any]) -> None:
+    """A webhook (or a judge, a moderation provider) never receives what an offline redact rule masks; the
+    spans it reports in the masked text land on the right characters of the original."""
+    hook["verdict"], hook["find"] = "flag", "falcon"
+    cfg = config(
+        [cards(), webhook(2, hook["url"], "fail_closed", timeout=5, action="redact")], [rule(1, "all", [1, 2])]
+    )
+    try:
+        ctx = chat(f"pay {CARD} then falcon lands")
+        await GuardrailEngine(cfg).check_input(ctx, None, RequestState())
+        assert CARD not in json.dumps(hook["seen"]) and "[REDACTED:regex:card]" in hook["seen"][0]["texts"][0]
+        assert ctx.body["messages"][0]["content"] == "pay [REDACTED:regex:card] then [REDACTED:word] lands"
+    finally:
+        await _closed(cfg)
+
+
+async def test_an_offline_block_needs_no_remote_call(hook: dict[str, Any]) -> None:
+    cfg = config([words(), webhook(1, hook["url"], "fail_closed", timeout=5)], [rule(1, "all", [1, 2])])
+    try:
+        with pytest.raises(GuardrailBlocked):
+            await GuardrailEngine(cfg).check_input(chat("falcon"), None, RequestState())
+        assert hook["calls"] == 0
+    finally:
+        await _closed(cfg)

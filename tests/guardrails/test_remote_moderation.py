@@ -38,7 +38,14 @@ async def test_flagged_categories_are_whole_part_findings(fake_openai: FakeOpenA
     assert rec.body == {"model": "omni-moderation-latest", "input": ["hello", "I will kill it, hateful", "borderline"]}
     assert rec.headers["authorization"] == "Bearer sk-fake-1"
     assert finished.rows == [
-        {"endpoint": "moderations", "ingress": "guardrails", "status": 200, "error": None, "input_raw": None}
+        {
+            "endpoint": "moderations",
+            "ingress": "guardrails",
+            "status": 200,
+            "error": None,
+            "input_raw": None,
+            "logged": "null",
+        }
     ]
 
 
