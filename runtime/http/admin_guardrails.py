@@ -66,16 +66,24 @@ def _masked(field: str, value: Any) -> Any:
 
 
 def _url_masked(url: str) -> str:
-    """A webhook URL with the password of any user:password@ part masked (the rest is not a secret)."""
+    """A webhook URL with what may be a credential masked: the password of a user:password@ part, a lone
+    user part (a token used as the user: `https://TOKEN@host`), and every query value (Azure Functions'
+    `?code=…`, `?key=…`, signed URLs). Scheme, host, port, path and query names stay readable."""
     try:
         parts = urlsplit(url)
-        password = parts.password
+        username, password = parts.username, parts.password
     except ValueError:
         return MASK  # not a URL we can take apart: show none of it
-    if not password:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
+    netloc = parts.netloc
+    if username is not None or password is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{username}:{MASK}@{host}" if password else f"{MASK}@{host}"
+    query = parts.query
+    if query:
+        query = "&".join(
+            f"{name}={MASK}" if sep else name for name, sep, _ in (item.partition("=") for item in query.split("&"))
+        )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def masked_block(block: Mapping[str, Any]) -> dict[str, Any]:

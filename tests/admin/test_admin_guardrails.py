@@ -283,3 +283,26 @@ def test_the_example_in_config_json_is_shown_as_written(start_gateway: StartGate
     gw = start_gateway(config)
     got = Api(gw.base_url).get("/api/guardrails")
     assert got.status == 200 and got.body["guardrails_config"] == EXAMPLE
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://dlp-fn.azurewebsites.net/api/check?code=Zx9kP2qL7vSecretFunctionKey==&v=2",
+            "https://dlp-fn.azurewebsites.net/api/check?code=••••&v=••••",
+        ),
+        ("https://onlytoken@dlp.example.com/x", "https://••••@dlp.example.com/x"),
+        ("https://user:pa55@dlp.example.com:8443/x", "https://user:••••@dlp.example.com:8443/x"),
+        ("http://127.0.0.1:9000/verdict", "http://127.0.0.1:9000/verdict"),
+    ],
+)
+def test_webhook_urls_show_no_credential_and_round_trip(url: str, shown: str) -> None:
+    """A webhook URL's credentials may sit in its query (Azure Functions' `?code=`), its user part or its
+    password: all masked in the view, and the masked view sent back keeps the stored URL."""
+    from runtime.http.admin_guardrails import masked_block, restore_secrets
+
+    block = {"guardrail_providers": [{"id": 1, "provider_name": "webhook", "config": {"url": url}}]}
+    view = masked_block(block)
+    assert view["guardrail_providers"][0]["config"]["url"] == shown
+    assert restore_secrets(view, block)["guardrail_providers"][0]["config"]["url"] == url
