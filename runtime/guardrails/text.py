@@ -76,10 +76,7 @@ class JoinedSlot(Slot):
             return
         spans = getattr(text, "spans", None)
         if spans is None or getattr(text, "source_len", -1) != len(source):
-            # Not a known redaction of this text: never leave an original piece behind.
-            for i, (holder, key) in enumerate(self.pieces):
-                holder[key] = str(text) if i == 0 else ""
-            return
+            spans = (_changed(source, text),)
         bound = 0
         for (holder, key), part in zip(self.pieces, parts, strict=True):
             lo, hi = bound, bound + len(part)
@@ -95,6 +92,19 @@ class JoinedSlot(Slot):
                 at = min(hi, end)
             pieces.append(source[at:hi])
             holder[key] = "".join(pieces)
+
+
+def _changed(source: str, text: str) -> tuple[int, int, int, int]:
+    """A text that is not a known redaction of `source` (the log scrub's replacements): the one span from
+    the first to the last changed character, so no original piece of it survives in any part."""
+    limit = min(len(source), len(text))
+    head = 0
+    while head < limit and source[head] == text[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and source[-1 - tail] == text[-1 - tail]:
+        tail += 1
+    return head, len(source) - tail, head, len(text) - tail
 
 
 def _joined_or_single(pieces: list[tuple[Any, Any]]) -> list[Slot]:

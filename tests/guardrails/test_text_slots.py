@@ -138,13 +138,16 @@ def test_slot_names_and_order() -> None:
     assert [s.get() for s in output_slots(data)] == ["c", "r", "x"]
 
 
-def test_an_unknown_text_written_to_a_joined_slot_leaves_no_original_piece() -> None:
-    body: dict[str, Any] = {
-        "messages": [{"content": [{"type": "text", "text": "4111 "}, {"type": "text", "text": "1111"}]}]
-    }
+def test_a_plain_replacement_written_to_a_joined_slot_leaves_no_original_piece() -> None:
+    """The log scrub writes back plain text (values replaced): the changed stretch goes in the part where
+    it starts, the parts around keep their text."""
+    content = [{"type": "text", "text": t} for t in ("keep ", "4111 ", "1111", " tail")]
+    body: dict[str, Any] = {"messages": [{"content": content}]}
     slot = input_slots(body)[0]
+    slot.set(slot.get().replace("4111 1111", "[REDACTED]"))
+    assert [p["text"] for p in content] == ["keep ", "[REDACTED]", "", " tail"]
     slot.set("replaced")
-    assert [p["text"] for p in body["messages"][0]["content"]] == ["replaced", ""]
+    assert "".join(p["text"] for p in content) == "replaced" and "4111" not in str(content)
 
 
 def test_a_mask_spanning_three_parts_goes_in_the_first() -> None:
