@@ -343,7 +343,10 @@ async def _stream(
                 continued = None if resume is None else await resume.recover(ctx, stream, err)
                 if continued is None:
                     raise
-                # The rest of the answer comes from the next target, as chunks through the same encoder.
+                # The rest of the answer comes from the next target, as chunks through the same encoder. It
+                # goes on from what the client received: an output guard drops what it held back unsent.
+                if guard is not None:
+                    guard.restart()
                 drain.discard_stream(stream)
                 stream.close()
                 stream = continued
