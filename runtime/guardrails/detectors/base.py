@@ -28,20 +28,45 @@ def check_fields(config: Mapping[str, Any], path: str, known: Iterable[str], kin
             )
 
 
+# One scan reads at most this many characters of a text (config field `max_scan_chars`): the scans are
+# linear, but a 50 MB prompt would still hold the event loop for a long time. The rest of such a text is
+# not read; the part gets a whole-part `size:unscanned` finding (a block rule refuses it, redact masks it).
+MAX_SCAN_CHARS = 1_000_000
+SCAN_FIELD = "max_scan_chars"
+UNSCANNED = "size:unscanned"
+
+
+def max_scan_chars(config: Mapping[str, Any], path: str) -> int:
+    """The `max_scan_chars` field: a positive integer (default MAX_SCAN_CHARS), else a ConfigError."""
+    from runtime.config.load import ConfigError, _type_name
+
+    value = config.get(SCAN_FIELD, MAX_SCAN_CHARS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{path}.{SCAN_FIELD}", f"must be a positive integer, got {_type_name(value)}")
+    return value
+
+
 class OfflineDetector:
     """What the offline detectors share: no I/O (`check` is `scan`), and `scan` = `_scan_text` over each
-    text of the subject."""
+    text of the subject, each read up to `max_scan_chars` characters."""
 
     remote = False
     streamable = True
+    max_scan_chars = MAX_SCAN_CHARS
 
     async def check(self, subject: Subject, gateway: Any) -> list[Finding]:  # the protocol's remote half
         return self.scan(subject)
 
     def scan(self, subject: Subject) -> list[Finding]:
         findings: list[Finding] = []
+        cap = self.max_scan_chars
         for part, text in enumerate(subject.texts):
-            if text:
+            if not text:
+                continue
+            if len(text) > cap:
+                self._scan_text(text[:cap], part, findings)
+                findings.append(Finding(UNSCANNED, part))
+            else:
                 self._scan_text(text, part, findings)
         return findings
 

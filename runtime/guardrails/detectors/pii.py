@@ -21,10 +21,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.guardrails.detectors.base import OfflineDetector, Spans, check_fields, choose, string_list
+from runtime.guardrails.detectors.base import (
+    SCAN_FIELD,
+    OfflineDetector,
+    Spans,
+    check_fields,
+    choose,
+    max_scan_chars,
+    string_list,
+)
 from runtime.guardrails.types import Finding
 
-FIELDS = ("entities", "phone_regions")
+FIELDS = ("entities", "phone_regions", SCAN_FIELD)
 DEFAULT_REGIONS = ("US", "GB", "FR", "DE", "IN")
 
 # --- validators (libraries imported at build time, not per call) -------------------------------------
@@ -400,4 +408,6 @@ def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: 
         if not regions:
             raise ConfigError(f"{path}.phone_regions", "is empty: leave it out for the default regions")
         chosen_regions = tuple(r.upper() for r in regions)
-    return PiiDetector(entities, chosen_regions, timeout_s)
+    detector = PiiDetector(entities, chosen_regions, timeout_s)
+    detector.max_scan_chars = max_scan_chars(config, path)
+    return detector
