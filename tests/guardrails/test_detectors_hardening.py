@@ -243,3 +243,100 @@ def test_longest_word_wins_and_ten_thousand_words_compile() -> None:
     big = words_detector([f"w{i:05d}x" for i in range(10_000)])
     (g,) = big.scan(Subject("i", ["a w04242x b w4242x"]))
     assert (g.start, g.end) == (2, 9)
+
+
+# --- 2. formatting tricks: a normalised copy is scanned, spans are exact in the original ----------------
+
+CARD_DIGITS = "4111111111111111"
+
+
+def pii_detector(**config: Any) -> Any:
+    from runtime.guardrails.detectors import pii
+
+    return pii.build(config, "p.config", [], 1.0)
+
+
+def _card(sep: str) -> str:
+    return sep.join(CARD_DIGITS[i : i + 4] for i in range(0, 16, 4))
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        _card("."),
+        _card("/"),
+        _card("\t"),
+        _card("  "),
+        _card("\u00a0"),
+        _card("\u2013"),
+        _card("\u2014"),
+        _card("\u200b"),
+        _card(" \u200b"),
+        "\uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11",
+        "".join(chr(0x0660 + int(d)) for d in CARD_DIGITS),  # Arabic-Indic digits
+        "".join(chr(0x0966 + int(d)) for d in CARD_DIGITS),  # Devanagari digits
+        "4111\u200d111111111111",
+    ],
+)
+def test_card_formatting_tricks_are_found_with_exact_spans(card: str) -> None:
+    text = "pay with " + card + " today"
+    (f,) = pii_detector(entities=["credit_card"]).scan(Subject("i", [text]))
+    assert (f.type, text[f.start : f.end]) == ("credit_card", card)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("mail john\u200b.doe@example.com now", "john\u200b.doe@example.com"),
+        ("mail john.doe\uff20example.com now", "john.doe\uff20example.com"),
+        ("mail \uff4a\uff4f\uff48\uff4e@example.com now", "\uff4a\uff4f\uff48\uff4e@example.com"),
+    ],
+)
+def test_email_formatting_tricks(text: str, value: str) -> None:
+    (f,) = pii_detector(entities=["email"]).scan(Subject("i", [text]))
+    assert (f.type, text[f.start : f.end]) == ("email", value)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "AKIA\u200bIOSFODNN7EXAMPLE",
+        "AKIAIOSF\u2060ODNN7EXAMPLE",
+        "\uff21\uff2b\uff29\uff21IOSFODNN7EXAMPLE",
+        "\ufeffAKIAIOSFODNN7EXAMPLE",
+    ],
+)
+def test_aws_key_formatting_tricks(key: str) -> None:
+    text = "café key " + key + " ok"
+    (f,) = detector().scan(Subject("i", [text]))
+    assert f.type == "aws_access_key"
+    assert text[f.start : f.end] == key.lstrip("\ufeff")  # a dropped BOM before the key is not in it
+
+
+def test_ascii_and_plain_unicode_text_is_not_normalised() -> None:
+    from runtime.guardrails.detectors.base import needs_normalising
+
+    assert not needs_normalising("plain ascii 4111 1111 1111 1111")
+    assert not needs_normalising("café 東京 naïve, no wait")
+    assert needs_normalising("café — wait")  # a dash: cards and phones are printed with them
+    assert needs_normalising("4111\u20131111")
+
+
+def test_format_char_list_matches_unicodedata() -> None:
+    import re
+    import unicodedata
+
+    from runtime.guardrails.detectors.base import FORMAT_CHARS
+
+    listed = re.compile(f"[{FORMAT_CHARS}]")
+    for c in range(0x80, 0x110000):
+        is_cf = unicodedata.category(chr(c)) == "Cf"
+        assert is_cf == bool(listed.match(chr(c))), hex(c)
+
+
+def test_normalised_spans_in_a_mixed_text_map_back_exactly() -> None:
+    text = "naïve ☕ \uff4a@example.com and 4111\u200b1111\u200b1111\u200b1111, phone +44\u00a020\u00a07946\u00a00958"
+    found = {(f.type, text[f.start : f.end]) for f in pii_detector().scan(Subject("i", [text]))}
+    assert ("email", "\uff4a@example.com") in found
+    assert ("credit_card", "4111\u200b1111\u200b1111\u200b1111") in found
+    assert ("phone", "+44\u00a020\u00a07946\u00a00958") in found

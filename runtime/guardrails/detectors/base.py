@@ -6,6 +6,8 @@ resolution works on offsets.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -46,6 +48,66 @@ def max_scan_chars(config: Mapping[str, Any], path: str) -> int:
     return value
 
 
+# --- formatting tricks: scan a normalised copy, report spans in the original ------------------------------
+
+# Dashes a card or phone is printed with (hyphen, non-breaking hyphen, figure/en/em dash, bar, minus).
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+# Unicode format characters (category Cf, Unicode 14 as this Python's unicodedata has it; a test checks
+# the list against unicodedata): zero-width space / joiners, word joiner, BOM, bidi controls, soft hyphen.
+FORMAT_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+# What a normalised copy changes beyond NFKC: a format char, a dash, a non-ASCII decimal digit (`\d`
+# is Unicode-aware in `re`).
+_SPECIAL = re.compile(f"[{FORMAT_CHARS}{_DASHES}]|(?![0-9])\\d")
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
+
+
+def needs_normalising(text: str) -> bool:
+    """Whether `text` holds anything the normalised copy would change. ASCII never does (the fast path:
+    one C check); other text only when it is not NFKC-normal or holds a format char, a non-ASCII digit
+    or a dash."""
+    if text.isascii():
+        return False
+    return not unicodedata.is_normalized("NFKC", text) or _SPECIAL.search(text) is not None
+
+
+def normalise(text: str) -> tuple[str, list[int]]:
+    """A copy of `text` a detector can read through formatting tricks: each character NFKC-normalised
+    (full-width letters, digits and the full-width at sign become ASCII, NBSP a space), format characters (Cf) dropped,
+    every Unicode decimal digit as its ASCII digit, dashes as '-'. Also `origin`: for each character of
+    the copy, the index of the original character it came from, so a span [s, e) of the copy is
+    [origin[s], origin[e - 1] + 1) of the original (covering any dropped characters inside it)."""
+    out: list[str] = []
+    origin: list[int] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        m = _ASCII_RUN.match(text, i)
+        if m is not None:  # ASCII runs are copied whole
+            out.append(m.group())
+            origin.extend(range(i, m.end()))
+            i = m.end()
+            continue
+        c = text[i]
+        if unicodedata.category(c) == "Cf":
+            i += 1
+            continue
+        digit = unicodedata.decimal(c, None)
+        if digit is not None:
+            mapped = str(digit)
+        elif c in _DASHES:
+            mapped = "-"
+        else:
+            mapped = unicodedata.normalize("NFKC", c)
+        out.append(mapped)
+        origin.extend([i] * len(mapped))
+        i += 1
+    return "".join(out), origin
+
+
 class OfflineDetector:
     """What the offline detectors share: no I/O (`check` is `scan`), and `scan` = `_scan_text` over each
     text of the subject, each read up to `max_scan_chars` characters."""
@@ -53,6 +115,7 @@ class OfflineDetector:
     remote = False
     streamable = True
     max_scan_chars = MAX_SCAN_CHARS
+    normalises = False  # True: scan a normalised copy of a text holding formatting tricks (see normalise)
 
     async def check(self, subject: Subject, gateway: Any) -> list[Finding]:  # the protocol's remote half
         return self.scan(subject)
@@ -64,11 +127,25 @@ class OfflineDetector:
             if not text:
                 continue
             if len(text) > cap:
-                self._scan_text(text[:cap], part, findings)
+                self._scan_one(text[:cap], part, findings)
                 findings.append(Finding(UNSCANNED, part))
             else:
-                self._scan_text(text, part, findings)
+                self._scan_one(text, part, findings)
         return findings
+
+    def _scan_one(self, text: str, part: int, findings: list[Finding]) -> None:
+        if not (self.normalises and needs_normalising(text)):
+            self._scan_text(text, part, findings)
+            return
+        copy, origin = normalise(text)
+        found: list[Finding] = []
+        if copy:
+            self._scan_text(copy, part, found)
+        for f in found:
+            if f.whole:
+                findings.append(f)
+            else:
+                findings.append(Finding(f.type, part, origin[f.start], origin[f.end - 1] + 1, f.score))
 
     def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
         raise NotImplementedError

@@ -310,6 +310,7 @@ class SecretsDetector(OfflineDetector):
     kind = "secrets"
     remote = False
     streamable = True
+    normalises = True  # 'AKIA\u200b...', full-width letters: a normalised copy is scanned (base.py)
 
     def __init__(self, types: tuple[str, ...], generic: bool, allow: Iterable[str], timeout_s: float) -> None:
         self.timeout_s = timeout_s
