@@ -340,3 +340,14 @@ def test_normalised_spans_in_a_mixed_text_map_back_exactly() -> None:
     assert ("email", "\uff4a@example.com") in found
     assert ("credit_card", "4111\u200b1111\u200b1111\u200b1111") in found
     assert ("phone", "+44\u00a020\u00a07946\u00a00958") in found
+
+
+def test_digit_blocks_match_unicodedata() -> None:
+    import unicodedata
+
+    from runtime.guardrails.detectors.base import DIGIT_ZEROS, needs_normalising
+
+    zeros = {c for c in range(0x80, 0x110000) if unicodedata.decimal(chr(c), None) == 0}
+    assert zeros == set(DIGIT_ZEROS)
+    for z in DIGIT_ZEROS:
+        assert needs_normalising("x" + chr(z + 7)) and unicodedata.decimal(chr(z + 9)) == 9

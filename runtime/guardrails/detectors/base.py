@@ -12,6 +12,8 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import re2
+
 from runtime.guardrails.types import Finding, Subject
 
 
@@ -59,9 +61,22 @@ FORMAT_CHARS = (
     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
-# What a normalised copy changes beyond NFKC: a format char, a dash, a non-ASCII decimal digit (`\d`
-# is Unicode-aware in `re`).
-_SPECIAL = re.compile(f"[{FORMAT_CHARS}{_DASHES}]|(?![0-9])\\d")
+# The zeros of every non-ASCII decimal digit block (each is ten consecutive code points, 0-9; Unicode 14,
+# checked against unicodedata by a test): Arabic-Indic, Devanagari, ..., full-width, mathematical digits.
+DIGIT_ZEROS = (
+    0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0xDE6, 0xE50,
+    0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40,
+    0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x10D30, 0x11066,
+    0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950,
+    0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6,
+    0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
+)  # fmt: skip
+# What a normalised copy changes beyond NFKC: a format char, a dash, a non-ASCII decimal digit. One
+# character class, searched with RE2 (a DFA: ~7 us per 2 KB of non-ASCII text; `re` walks a class this
+# size range by range, ~150 us).
+_SPECIAL = re2.compile(
+    "[" + FORMAT_CHARS + _DASHES + "".join(f"{re.escape(chr(z))}-{re.escape(chr(z + 9))}" for z in DIGIT_ZEROS) + "]"
+)
 _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 
 
