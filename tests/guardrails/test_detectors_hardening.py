@@ -351,3 +351,21 @@ def test_digit_blocks_match_unicodedata() -> None:
     assert zeros == set(DIGIT_ZEROS)
     for z in DIGIT_ZEROS:
         assert needs_normalising("x" + chr(z + 7)) and unicodedata.decimal(chr(z + 9)) == 9
+
+
+async def test_key_block_on_a_stream_is_refused_by_a_block_rule_before_any_of_it_is_sent() -> None:
+    from runtime.errors import GuardrailBlocked
+
+    line = "MIIEowIBAAKCAQEAzZ9yX3kQ1p8Lm2Vb7Hc5Jd0Ee4Rf6Tg8Yh1Uj3Ik5Ol7Pq9Ws2Xt4Za6Nb8Mc0"
+    block = "-----BEGIN RSA PRIVATE KEY-----\n" + (line + "\n") * 100 + "-----END RSA PRIVATE KEY-----"
+    f, _, _ = make_filter([secrets_provider("block")], _rules())
+    sent: list[dict[str, Any]] = []
+    with pytest.raises(GuardrailBlocked):
+        text = "key:\n" + block
+        for i in range(0, len(text), 40):
+            sent += await f.feed([chunk(text[i : i + 40])])
+    assert "MIIE" not in texts(sent) and "BEGIN" not in texts(sent)
+    # A 4096-bit RSA block (~3.3 KB) with redact is masked whole: held until its END line arrives.
+    block = "-----BEGIN RSA PRIVATE KEY-----\n" + (line + "\n") * 40 + "-----END RSA PRIVATE KEY-----"
+    out = await _stream("key:\n" + block + "\nbye", [secrets_provider()], step=40)
+    assert out == "key:\n[REDACTED:private_key]\nbye"
