@@ -369,3 +369,26 @@ async def test_key_block_on_a_stream_is_refused_by_a_block_rule_before_any_of_it
     block = "-----BEGIN RSA PRIVATE KEY-----\n" + (line + "\n") * 40 + "-----END RSA PRIVATE KEY-----"
     out = await _stream("key:\n" + block + "\nbye", [secrets_provider()], step=40)
     assert out == "key:\n[REDACTED:private_key]\nbye"
+
+
+@pytest.mark.parametrize("filler", [0, 4000])  # many changed characters (translate) / a few (walk to each)
+def test_normalise_origin_maps_every_copied_character_back(filler: int) -> None:
+    import random
+    import unicodedata
+
+    from runtime.guardrails.detectors.base import _map_char, normalise
+
+    rng = random.Random(filler)
+    pool = "ab4 @.-\u200b\u2060\ufeff\u00a0\u2013\uff14\uff20\uff21\u0664\u0966\ufb01\u00bd\u00e9\u6771"
+    for _ in range(50):
+        text = "x" * rng.randint(0, filler) + "".join(rng.choices(pool, k=rng.randint(0, 40)))
+        copy, origin = normalise(text)
+        assert len(origin) == len(copy) and list(origin) == sorted(origin)
+        rebuilt: dict[int, str] = {}
+        for ch, i in zip(copy, origin, strict=True):
+            rebuilt[i] = rebuilt.get(i, "") + ch
+        for i, c in enumerate(text):
+            # ASCII is kept, format chars dropped, digits as ASCII digits, the rest NFKC (or '-').
+            assert rebuilt.get(i, "") == (c if c.isascii() else _map_char(c))
+        assert _map_char("\u200b") == "" and _map_char("\u0664") == "4" and _map_char("\uff20") == "@"
+        assert _map_char("\u2013") == "-" and _map_char("\u00a0") == " " and unicodedata.category("\u2060") == "Cf"
