@@ -392,3 +392,13 @@ def test_normalise_origin_maps_every_copied_character_back(filler: int) -> None:
             assert rebuilt.get(i, "") == (c if c.isascii() else _map_char(c))
         assert _map_char("\u200b") == "" and _map_char("\u0664") == "4" and _map_char("\uff20") == "@"
         assert _map_char("\u2013") == "-" and _map_char("\u00a0") == " " and unicodedata.category("\u2060") == "Cf"
+
+
+def test_secrets_allow_patterns_run_on_re2() -> None:
+    key = "AKIA" + "IOSFODNN7EXAMPLE"
+    # Compiled by RE2 (linear time whatever the entry), with RE2's meaning: a full match of the value.
+    d = detector(allow=["([A-Z0-9]+)+!"])
+    assert [f.type for f in d.scan(Subject("i", ["key " + key]))] == ["aws_access_key"]
+    assert detector(allow=["AKIA[A-Z0-9]*"]).scan(Subject("i", ["key " + key])) == []
+    assert detector(allow=["(?=AKIA)AKIA.*"]).scan(Subject("i", ["key " + key]))  # not RE2: a literal only
+    assert type(detector(allow=["x.*"])._allow_patterns[0]).__module__.startswith("re2")

@@ -298,6 +298,14 @@ def _high_entropy(value: str) -> bool:
     return classes >= 2 and entropy(value) >= ENTROPY_MIN
 
 
+def _re2(pattern: str) -> Any:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
 def _checked(valid: Callable[[str], bool], candidate: str) -> bool:
     """A library's verdict; any error it raises is a "no" (its message could quote the candidate)."""
     try:
@@ -331,11 +339,13 @@ class SecretsDetector(OfflineDetector):
         # Longest first, so 'sk-ant-' is not read as a shorter anchor that also starts there.
         self._anchors = re.compile("|".join(re.escape(a) for a in sorted(by_anchor, key=len, reverse=True)) or "(?!)")
         literals: set[str] = set()
-        patterns: list[re.Pattern[str]] = []
+        patterns: list[Any] = []
         for entry in allow:
             literals.add(entry)
-            with contextlib.suppress(re.error):  # not a regex: a literal only
-                patterns.append(re.compile(entry))
+            # RE2, as the `regex` kind: an allow entry is configuration, and matching it against a found
+            # value must take linear time whatever it is. Not a valid RE2 pattern: a literal only.
+            with contextlib.suppress(Exception):
+                patterns.append(_re2(entry))
         self._allow_literals = frozenset(literals)
         self._allow_patterns = tuple(patterns)
 
