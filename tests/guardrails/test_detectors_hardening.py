@@ -402,3 +402,16 @@ def test_secrets_allow_patterns_run_on_re2() -> None:
     assert detector(allow=["AKIA[A-Z0-9]*"]).scan(Subject("i", ["key " + key])) == []
     assert detector(allow=["(?=AKIA)AKIA.*"]).scan(Subject("i", ["key " + key]))  # not RE2: a literal only
     assert type(detector(allow=["x.*"])._allow_patterns[0]).__module__.startswith("re2")
+
+
+@pytest.mark.parametrize(
+    "text", ["fal\u200bcon", "\uff46\uff41\uff4c\uff43\uff4f\uff4e", "FAL\u00adCON", "fal\u2060con"]
+)
+def test_word_with_format_chars_or_full_width_letters_inside(text: str) -> None:
+    (f,) = words_detector(["falcon"]).scan(Subject("i", ["the " + text + " flies"]))
+    assert (f.start, f.end) == (4, 4 + len(text))
+
+
+def test_words_in_the_list_are_normalised_too() -> None:
+    (f,) = words_detector(["\uff46\uff41\uff4c\uff43\uff4f\uff4e"]).scan(Subject("i", ["a falcon"]))
+    assert (f.start, f.end) == (2, 8)

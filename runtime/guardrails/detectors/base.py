@@ -100,12 +100,13 @@ def _map_char(c: str) -> str:
     return unicodedata.normalize("NFKC", c)
 
 
-def normalise(text: str) -> tuple[str, Sequence[int]]:
+def normalise(text: str, format_as: str = "") -> tuple[str, Sequence[int]]:
     """A copy of `text` a detector can read through formatting tricks: each character NFKC-normalised
     (full-width letters, digits and the full-width at sign become ASCII, NBSP a space), format characters
-    (Cf) dropped, every Unicode decimal digit as its ASCII digit, dashes as '-'. Also `origin`: for each
-    character of the copy, the index of the original character it came from, so a span [s, e) of the
-    copy is [origin[s], origin[e - 1] + 1) of the original (covering any dropped characters inside it).
+    (Cf) dropped (or each one `format_as`), every Unicode decimal digit as its ASCII digit, dashes as '-'.
+    Also `origin`: for each character of the copy, the index of the original character it came from,
+    so a span [s, e) of the copy is [origin[s], origin[e - 1] + 1) of the original (covering any
+    dropped characters inside it).
 
     Each distinct character is mapped once and the copy made by `str.translate` (C speed); the origin
     is the identity when no character is dropped or expanded, else one list comprehension."""
@@ -114,6 +115,8 @@ def normalise(text: str) -> tuple[str, Sequence[int]]:
     for c in set(text):
         if c > "\x7f":
             mapped = _map_char(c)
+            if format_as and not mapped and unicodedata.category(c) == "Cf":
+                mapped = format_as  # the wordlist's second reading: a zero-width char as a word break
             if mapped != c:
                 table[ord(c)] = mapped
                 if len(mapped) != 1:

@@ -12,7 +12,10 @@ The list is compiled as one trie-shaped regex: words sharing a prefix share one 
 (`proj(?:ect(?:\ falcon)?|ector)`), so a scan tries each position against at most one path per
 character instead of against every word (10,000 words: one plain alternation cost ~36 ms per 2 KB).
 The space in a phrase matches any whitespace run, and zero-width characters (U+200B-U+200D, U+2060,
-U+FEFF) between its words: "project\u00a0 falcon" and "project\u200bfalcon" are "project falcon".
+U+FEFF) between its words: "project\u00a0 falcon" and "project\u200bfalcon" are "project falcon". A text
+with full-width letters or zero-width characters inside a word is read through the normalised copy the
+`pii` and `secrets` kinds use (full-width "falcon" and "fal\u200bcon" are "falcon"), spans exact in the
+original; a text holding a zero-width character is read twice, with it dropped and as a space.
 One scan reads at most `max_scan_chars` characters of a text (base.py).
 """
 
@@ -22,13 +25,22 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runtime.guardrails.detectors.base import SCAN_FIELD, OfflineDetector, check_fields, max_scan_chars
+from runtime.guardrails.detectors.base import (
+    FORMAT_CHARS,
+    SCAN_FIELD,
+    OfflineDetector,
+    check_fields,
+    max_scan_chars,
+    normalise,
+)
 from runtime.guardrails.types import Finding
 
 FIELDS = frozenset({"words", "case_sensitive", "whole_words", SCAN_FIELD})
 MAX_WORDS = 10_000
-# Between a phrase's words: whitespace and zero-width characters, at least one.
-_GAP = r"[\s\u200b\u200c\u200d\u2060\ufeff]+"
+# Between a phrase's words: a whitespace run. (Zero-width characters never reach the pattern: a text
+# holding one is read through normalised copies, see `_scan_one`.)
+_GAP = r"\s+"
+_FORMAT = re.compile(f"[{FORMAT_CHARS}]")
 _SEP = "\x00"  # a phrase's word break, in the trie (a word never holds NUL after the split)
 # A phrase with this many characters between gaps is still matched; held whole on a stream up to here.
 _GAP_SLACK = 8
@@ -38,6 +50,9 @@ class WordlistDetector(OfflineDetector):
     kind = "wordlist"
     remote = False
     streamable = True
+    # Full-width letters, zero-width characters inside a word ('fal\u200bcon'): a normalised copy is
+    # scanned (base.py), and the words are normalised the same way when the list is built.
+    normalises = True
 
     def __init__(self, pattern: re.Pattern[str], longest: int, timeout_s: float) -> None:
         self.pattern = pattern
@@ -46,6 +61,21 @@ class WordlistDetector(OfflineDetector):
 
     def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
         findings.extend(Finding("wordlist", part, m.start(), m.end()) for m in self.pattern.finditer(text))
+
+    def _scan_one(self, text: str, part: int, findings: list[Finding]) -> None:
+        """A zero-width character is either glue inside a word ('fal<ZWSP>con') or an invisible word break
+        ('project<ZWSP>falcon'): a text holding one is read both ways, and a span found in either is
+        reported (overlapping ones merged)."""
+        super()._scan_one(text, part, findings)
+        if text.isascii() or _FORMAT.search(text) is None:
+            return
+        copy, origin = normalise(text, format_as=" ")
+        spans = [(f.start, f.end) for f in findings if f.part == part]
+        for m in self.pattern.finditer(copy):
+            start, end = origin[m.start()], origin[m.end() - 1] + 1
+            if not any(s < end and start < e for s, e in spans):
+                findings.append(Finding("wordlist", part, start, end))
+                spans.append((start, end))
 
 
 def trie_pattern(words: Iterable[str]) -> str:
@@ -106,7 +136,7 @@ def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: 
         flags[name] = value
     # A phrase's words, joined by one _SEP (any whitespace run in the text); lower-cased when matching
     # ignores case, so "Falcon" and "falcon" share a trie branch.
-    keys = {_SEP.join(w.split()) for w in words}
+    keys = {_SEP.join(normalise(w)[0].split()) for w in words}
     if not flags["case_sensitive"]:
         keys = {k.lower() for k in keys}
     trie = trie_pattern(keys)
