@@ -21,17 +21,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.guardrails.detectors.base import OfflineDetector, Spans, check_fields, choose, string_list
+from runtime.guardrails.detectors.base import (
+    SCAN_FIELD,
+    OfflineDetector,
+    Spans,
+    check_fields,
+    choose,
+    max_scan_chars,
+    string_list,
+)
 from runtime.guardrails.types import Finding
 
-FIELDS = ("entities", "phone_regions")
+FIELDS = ("entities", "phone_regions", SCAN_FIELD)
 DEFAULT_REGIONS = ("US", "GB", "FR", "DE", "IN")
 
 # --- validators (libraries imported at build time, not per call) -------------------------------------
 
 # Possessive runs: a digit run is never re-split when the boundary after it fails (no backtracking).
-_CARD_RUN = re.compile(r"(?<![\w\-])\d++(?:[ \-]\d++)*+(?![\w])")
-_SEPARATORS = re.compile(r"[ \-]")
+# Between a card's digit groups: one or two of space, '.', '-', '/', tab, NBSP or a Unicode dash (a text
+# with NBSP or dashes is scanned as a normalised copy, where they are ' ' and '-'; kept here for callers
+# that scan raw text).
+_CARD_SEP = "[ .\\-/\t\u00a0\u2010-\u2015]{1,2}+"
+_CARD_RUN = re.compile(r"(?<![\w\-])\d++(?:" + _CARD_SEP + r"\d++)*+(?![\w])")
+_GROUP = re.compile(r"\d+")
 
 
 def _card_prefix_ok(digits: str) -> bool:
@@ -63,14 +75,10 @@ def _cards(text: str, lo: int, hi: int, spans: Spans) -> list[tuple[int, int]]:
 
     out: list[tuple[int, int]] = []
     for m in _CARD_RUN.finditer(text, lo, hi):
-        run = m.group()
-        if len(run) < 13:
+        if m.end() - m.start() < 13:
             continue
-        groups: list[tuple[int, int]] = []  # (start, end) offsets of each digit group in text
-        pos = m.start()
-        for g in _SEPARATORS.split(run):
-            groups.append((pos, pos + len(g)))
-            pos += len(g) + 1
+        # (start, end) offsets of each digit group in text
+        groups = [g.span() for g in _GROUP.finditer(text, m.start(), m.end())]
         i = 0
         while i < len(groups):
             found = False
@@ -245,7 +253,7 @@ GROUPS = {"national_id": NATIONAL_IDS}
 # numbers ("2023", "3.11") are too short to match at all.
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else i for i in range(256))
 # Possessive: a gap never holds a digit, so giving characters back could not help; it only cost time.
-_CLUSTER = re.compile(rb"0(?:[A-Za-z .\-/():+]{0,6}+0){3,}+")
+_CLUSTER = re.compile(rb"0(?:[A-Za-z .\-/():+\t]{0,6}+0){3,}+")
 _DATE_SHAPE = re.compile(rb"0000([\-/.])00?\1(?:00?)|00?([\-/.])00?\2(?:00|0000)")
 _MIN_CLUSTER = 7  # "1.1.1.1", "X1234567L"'s digits... nothing shorter can hold an entity
 _LEFT = 8  # chars before a cluster an entity may start with: "GB" of an IBAN, "RSSMRA" of a codice fiscale, "+("
@@ -257,6 +265,7 @@ class PiiDetector(OfflineDetector):
     kind = "pii"
     remote = False
     streamable = True
+    normalises = True  # full-width digits, zero-width chars: a normalised copy is scanned (base.py)
 
     def __init__(self, entities: tuple[str, ...], regions: tuple[str, ...], timeout_s: float) -> None:
         self.timeout_s = timeout_s
@@ -400,4 +409,6 @@ def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: 
         if not regions:
             raise ConfigError(f"{path}.phone_regions", "is empty: leave it out for the default regions")
         chosen_regions = tuple(r.upper() for r in regions)
-    return PiiDetector(entities, chosen_regions, timeout_s)
+    detector = PiiDetector(entities, chosen_regions, timeout_s)
+    detector.max_scan_chars = max_scan_chars(config, path)
+    return detector

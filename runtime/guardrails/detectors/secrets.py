@@ -28,10 +28,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.guardrails.detectors.base import OfflineDetector, Spans, check_fields, choose, string_list
+from runtime.guardrails.detectors.base import (
+    SCAN_FIELD,
+    OfflineDetector,
+    Spans,
+    check_fields,
+    choose,
+    max_scan_chars,
+    string_list,
+)
 from runtime.guardrails.types import Finding
 
-FIELDS = ("types", "allow", "entropy")
+FIELDS = ("types", "allow", "entropy", SCAN_FIELD)
 GENERIC = "generic_secret"
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # Long tokens: where every secret but a key block lives (the shortest, an AWS key id, has 20 characters).
@@ -39,6 +47,19 @@ _LONG_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _TOKEN_MAP = bytes(0x78 if i in _LONG_CHARS else 0x20 for i in range(256))  # token char -> 'x', else ' '
 _LONG = b"x" * 20
 _CONTEXT = 64  # chars before a long token a match may start at ('aws_secret_access_key = "...')
+# The longest secret a stream must hold back whole (runtime/guardrails/stream.py reads `longest`): JWTs
+# and Azure SAS URLs run to a few hundred characters, often more than a thousand. A key block with no END
+# line is masked over at most this many characters after its BEGIN line, so a stream's hold is bounded.
+LONGEST = 2048
+# A key block's END line is looked for this far after BEGIN (an RSA-8192 PEM block is ~6.3 KB): a block
+# that long is masked whole in a whole text; without END in reach it is masked over LONGEST characters.
+BLOCK_MAX = 8192
+# Unfinished candidates at the end of a text (`partial`): a JWT still being written (an `eyJ` token
+# run), an Azure SAS query whose `sig=` has not arrived yet (`sv=YYYY-` and no whitespace after it).
+_PARTIAL = (
+    re.compile(r"(?<![\w\-])eyJ[A-Za-z0-9_\-.]*\Z"),
+    re.compile(r"\bsv=\d{4}-[^\s\"'<>]*\Z"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +107,17 @@ def _rules() -> dict[str, list[_Rule]]:
             _Rule(
                 "private_key",
                 re.compile(
-                    r"-{4,5} ?BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK|) ?-{4,5}.*?"
-                    r"(?:-{4,5} ?END \1PRIVATE KEY\2 ?-{4,5}|\Z)",
+                    r"-{4,5} ?BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK|) ?-{4,5}"
+                    rf"(?:.{{0,{BLOCK_MAX}}}?-{{4,5}} ?END \1PRIVATE KEY\2 ?-{{4,5}}|.{{0,{LONGEST}}})",
                     re.S,
                 ),
                 pem_anchors,
             ),
             _Rule(
                 "private_key",
-                re.compile(r"PuTTY-User-Key-File-\d+:.*?(?:Private-MAC: ?[0-9a-fA-F]+|\Z)", re.S),
+                re.compile(
+                    rf"PuTTY-User-Key-File-\d+:(?:.{{0,{BLOCK_MAX}}}?Private-MAC: ?[0-9a-fA-F]+|.{{0,{LONGEST}}})", re.S
+                ),
                 tuple(h for h in private_headers if h.startswith("PuTTY")) or ("PuTTY-User-Key-File",),
             ),
         ],
@@ -275,6 +298,14 @@ def _high_entropy(value: str) -> bool:
     return classes >= 2 and entropy(value) >= ENTROPY_MIN
 
 
+def _re2(pattern: str) -> Any:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
 def _checked(valid: Callable[[str], bool], candidate: str) -> bool:
     """A library's verdict; any error it raises is a "no" (its message could quote the candidate)."""
     try:
@@ -287,11 +318,13 @@ class SecretsDetector(OfflineDetector):
     kind = "secrets"
     remote = False
     streamable = True
+    normalises = True  # 'AKIA\u200b...', full-width letters: a normalised copy is scanned (base.py)
 
     def __init__(self, types: tuple[str, ...], generic: bool, allow: Iterable[str], timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.types = types
         self.generic = generic
+        self.longest = LONGEST  # what a stream holds back (see LONGEST)
         if not _CACHE:
             _CACHE.update(_rules())
         rules = [rule for t in types for rule in _CACHE[t]]
@@ -306,13 +339,30 @@ class SecretsDetector(OfflineDetector):
         # Longest first, so 'sk-ant-' is not read as a shorter anchor that also starts there.
         self._anchors = re.compile("|".join(re.escape(a) for a in sorted(by_anchor, key=len, reverse=True)) or "(?!)")
         literals: set[str] = set()
-        patterns: list[re.Pattern[str]] = []
+        patterns: list[Any] = []
         for entry in allow:
             literals.add(entry)
-            with contextlib.suppress(re.error):  # not a regex: a literal only
-                patterns.append(re.compile(entry))
+            # RE2, as the `regex` kind: an allow entry is configuration, and matching it against a found
+            # value must take linear time whatever it is. Not a valid RE2 pattern: a literal only.
+            with contextlib.suppress(Exception):
+                patterns.append(_re2(entry))
         self._allow_literals = frozenset(literals)
         self._allow_patterns = tuple(patterns)
+
+    def partial(self, text: str) -> list[tuple[int, int]]:
+        """Spans of unfinished candidates at the END of `text`: a JWT still being written, an Azure SAS
+        query whose `sig=` has not arrived. Not findings (the text so far is no secret); a stream holds
+        them back until more text decides. At most `longest` characters each: an endless run is released.
+        Only the types this detector checks."""
+        n = len(text)
+        lo = max(0, n - self.longest)
+        out: list[tuple[int, int]] = []
+        for kind, pattern in zip(("jwt", "azure_sas_token"), _PARTIAL, strict=True):
+            if kind in self.types:
+                m = pattern.search(text, lo)
+                if m is not None and m.end() > m.start():
+                    out.append(m.span())
+        return out
 
     def _allowed(self, value: str) -> bool:
         if not self._allow_literals:
@@ -395,4 +445,6 @@ def build(config: Mapping[str, Any], path: str, warnings: list[str], timeout_s: 
     for i, entry in enumerate(allow):
         if not entry:
             raise ConfigError(f"{path}.allow[{i}]", "is empty")
-    return SecretsDetector(tuple(t for t in chosen if t != GENERIC), generic, allow, timeout_s)
+    detector = SecretsDetector(tuple(t for t in chosen if t != GENERIC), generic, allow, timeout_s)
+    detector.max_scan_chars = max_scan_chars(config, path)
+    return detector
