@@ -95,7 +95,11 @@ def test_unterminated_key_block_is_bounded_but_a_terminated_one_is_whole() -> No
     text = "-----BEGIN RSA PRIVATE KEY-----\n" + body
     (f,) = d.scan(Subject("output", [text]))
     assert f.type == "private_key" and f.start == 0
-    assert f.end <= len("-----BEGIN RSA PRIVATE KEY-----") + d.longest
+    # The header and the key body after it (base64 lines), bounded: a stream's hold stays bounded too.
+    assert len("-----BEGIN RSA PRIVATE KEY-----") + d.longest < f.end <= len("-----BEGIN RSA PRIVATE KEY-----") + 8192
+    # A header alone, then prose: the prose is not part of the finding.
+    (h,) = d.scan(Subject("output", ["-----BEGIN PRIVATE KEY----- (that is how a PEM file starts)."]))
+    assert h.end == len("-----BEGIN PRIVATE KEY----- ")
     block = "-----BEGIN RSA PRIVATE KEY-----\n" + body[:3300] + "-----END RSA PRIVATE KEY-----"
     (g,) = d.scan(Subject("output", ["x " + block + " y"]))
     assert (g.start, g.end) == (2, 2 + len(block))  # an RSA-4096-sized block is masked whole
@@ -364,6 +368,7 @@ async def test_key_block_on_a_stream_is_refused_by_a_block_rule_before_any_of_it
         text = "key:\n" + block
         for i in range(0, len(text), 40):
             sent += await f.feed([chunk(text[i : i + 40])])
+        sent += await f.finish()  # the block may be refused as soon as it is whole, or at the end: never sent
     assert "MIIE" not in texts(sent) and "BEGIN" not in texts(sent)
     # A 4096-bit RSA block (~3.3 KB) with redact is masked whole: held until its END line arrives.
     block = "-----BEGIN RSA PRIVATE KEY-----\n" + (line + "\n") * 40 + "-----END RSA PRIVATE KEY-----"
@@ -415,3 +420,22 @@ def test_word_with_format_chars_or_full_width_letters_inside(text: str) -> None:
 def test_words_in_the_list_are_normalised_too() -> None:
     (f,) = words_detector(["\uff46\uff41\uff4c\uff43\uff4f\uff4e"]).scan(Subject("i", ["a falcon"]))
     assert (f.start, f.end) == (2, 8)
+
+
+@pytest.mark.parametrize("kind", ["pii", "secrets", "regex", "wordlist"])
+def test_a_lone_surrogate_is_no_crash_and_spans_stay_exact(kind: str) -> None:
+    """JSON lets a client send "\\ud800" (not text); RE2 takes UTF-8 and raised on it: a 500 for every
+    request with one, with any RE2-backed detector configured."""
+    from runtime.guardrails.kinds import KINDS
+
+    config: dict[str, Any] = {
+        "pii": {"entities": ["email"]},
+        "secrets": {},
+        "regex": {"patterns": [{"pattern": "falcon", "description": "bird"}]},
+        "wordlist": {"words": ["falcon"]},
+    }[kind]
+    detector = KINDS[kind].builder()(config, "p.config", [], 1.0)
+    value = {"pii": "jane@example.com", "secrets": "AKIA" + "Q3EGRIXZ7YB5NC2W"}.get(kind, "falcon")
+    text = f"\ud800 x {value} \udc00 fal\u200b\ud800con"
+    found = detector.scan(Subject("input", [text]))
+    assert any(text[f.start : f.end] == value for f in found), found

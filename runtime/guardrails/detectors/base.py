@@ -149,6 +149,22 @@ def normalise(text: str, format_as: str = "") -> tuple[str, Sequence[int]]:
     return copy, [i for i, c in enumerate(text) for _ in range(lengths.get(c, 1))]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """`text` with each lone UTF-16 surrogate (legal in JSON, not text) as U+FFFD: one character for one,
+    so spans stay the same. RE2 (and `needs_normalising`) take UTF-8 and raise on one: without this, a
+    client's "\\ud800" crashed every RE2 detector (a 500)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 class OfflineDetector:
     """What the offline detectors share: no I/O (`check` is `scan`), and `scan` = `_scan_text` over each
     text of the subject, each read up to `max_scan_chars` characters."""
@@ -175,6 +191,7 @@ class OfflineDetector:
         return findings
 
     def _scan_one(self, text: str, part: int, findings: list[Finding]) -> None:
+        text = without_surrogates(text)
         if not (self.normalises and needs_normalising(text)):
             self._scan_text(text, part, findings)
             return

@@ -103,12 +103,15 @@ def _rules() -> dict[str, list[_Rule]]:
     r: dict[str, list[_Rule]] = {
         "private_key": [
             # The END line must repeat the BEGIN label (\1, \2; "( BLOCK|)" so \2 always takes part: a
-            # reference to a group that did not match never matches). No END: masked to the text's end.
+            # reference to a group that did not match never matches). No END (yet: a stream): the header and
+            # the key body that follows it, base64 lines and their Proc-Type/DEK-Info headers, up to
+            # BLOCK_MAX; prose after a header alone stops it at its first other character.
             _Rule(
                 "private_key",
                 re.compile(
                     r"-{4,5} ?BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK|) ?-{4,5}"
-                    rf"(?:.{{0,{BLOCK_MAX}}}?-{{4,5}} ?END \1PRIVATE KEY\2 ?-{{4,5}}|.{{0,{LONGEST}}})",
+                    rf"(?:.{{0,{BLOCK_MAX}}}?-{{4,5}} ?END \1PRIVATE KEY\2 ?-{{4,5}}"
+                    rf"|[A-Za-z0-9+/=\s:,-]{{0,{BLOCK_MAX}}})",
                     re.S,
                 ),
                 pem_anchors,

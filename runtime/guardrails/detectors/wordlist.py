@@ -32,6 +32,7 @@ from runtime.guardrails.detectors.base import (
     check_fields,
     max_scan_chars,
     normalise,
+    without_surrogates,
 )
 from runtime.guardrails.types import Finding
 
@@ -66,6 +67,7 @@ class WordlistDetector(OfflineDetector):
         """A zero-width character is either glue inside a word ('fal<ZWSP>con') or an invisible word break
         ('project<ZWSP>falcon'): a text holding one is read both ways, and a span found in either is
         reported (overlapping ones merged)."""
+        text = without_surrogates(text)  # RE2 takes UTF-8 (base.py)
         super()._scan_one(text, part, findings)
         if text.isascii() or _FORMAT.search(text) is None:
             return
