@@ -53,6 +53,7 @@ log = logging.getLogger("bifrost.guardrails")
 
 ROUTED_SCALARS = frozenset({"provider", "model"})
 MEMO_LIMIT = 4096  # distinct (rule, stage, scalar values) verdicts kept per engine
+OFFLOAD_CHARS = 65_536  # characters of one stage's texts above which offline scans run in a thread
 # Request fields a remote detector may be given (the webhook forwards them): never headers or messages.
 REMOTE_FIELDS = (
     "model",
@@ -261,6 +262,10 @@ class GuardrailEngine:
         """Run the providers of `rules` over `subject` (those `only` admits), then decide the actions."""
         hits: list[Hit] = []
         remote: list[Hit] = []
+        # A large text is scanned in a worker thread: the scans are linear, but a megabyte of digits costs
+        # the pii detector about a second of validation, which must not stop every other request on this
+        # loop (the GIL is handed back every few ms). Typical prompts stay on the loop: no thread hop.
+        big = sum(len(t) for t in subject.texts) > OFFLOAD_CHARS
         for rule, providers in rules:
             for provider in providers:
                 if only is not None and not only(provider):
@@ -268,6 +273,8 @@ class GuardrailEngine:
                 hit = Hit(rule, provider, [])
                 if provider.detector.remote:
                     remote.append(hit)
+                elif big:
+                    hit.findings = await asyncio.to_thread(provider.detector.scan, subject)
                 else:
                     hit.findings = provider.detector.scan(subject)
                 hits.append(hit)

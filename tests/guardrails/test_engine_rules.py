@@ -452,3 +452,28 @@ async def test_an_offline_block_needs_no_remote_call(hook: dict[str, Any]) -> No
         assert hook["calls"] == 0
     finally:
         await _closed(cfg)
+
+
+async def test_a_large_text_is_scanned_off_the_event_loop() -> None:
+    """A megabyte of digits costs the pii detector about a second of validation: above OFFLOAD_CHARS the
+    offline scans run in a worker thread, so the loop keeps serving other requests meanwhile."""
+    import threading
+
+    from runtime.guardrails import engine as engine_module
+
+    cfg = config([cards()], [rule(1, "mask", [1])])
+    seen: list[str] = []
+    detector = cfg.providers[1].detector
+    original = detector.scan
+
+    def scan(subject: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return original(subject)
+
+    object.__setattr__(detector, "scan", scan)
+    engine = GuardrailEngine(cfg)
+    await engine.check_input(chat("short " + CARD), None, RequestState())
+    big = chat("x" * engine_module.OFFLOAD_CHARS + " " + CARD)
+    await engine.check_input(big, None, RequestState())
+    assert seen[0] == threading.main_thread().name and seen[1] != threading.main_thread().name
+    assert big.body["messages"][0]["content"].endswith("[REDACTED:regex:card]")
