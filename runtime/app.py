@@ -90,6 +90,9 @@ def create_app(config: GatewayConfig, config_store: ConfigStore | None = None) -
     plugins = registry.build(config.plugins, registry.PluginEnv(config, writer, app[METRICS], shared_state))
     fault_injection(app, plugins)  # test suite only (BIFROST_TEST_FAULTS=1); nothing otherwise
     gateway = Gateway(config, Hooks(plugins))
+    spool = getattr(writer, "spool", None)  # the PostgreSQL writer's (runtime/stores/spool.py)
+    if spool is not None:
+        gateway.before_reply = spool.flush_pending
     registry.bind(plugins, gateway)  # plugins making requests of their own (the cache's embeddings)
     app[GATEWAY] = gateway
     if config_store is None:

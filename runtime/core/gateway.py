@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import ujson
@@ -51,6 +52,10 @@ class Gateway:
         self._health_notify: Notify | None = None
         self.body_limit = int(config.client.max_request_body_size_mb * 1024 * 1024)
         self.log_content_limit = config.client.max_log_content_kb * 1024  # streamed answers kept for the log
+        # Called after a request is over (its log row submitted) and before its answer is handed to the HTTP
+        # server to send: the log store's spool writes the row to disk here, so a process killed right after
+        # answering has the row on disk (runtime/stores/spool.py). None (the embedded store): nothing to do.
+        self.before_reply: Callable[[], None] | None = None
         # Request ids: unique across workers and restarts, cheap to make (no uuid per request).
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)

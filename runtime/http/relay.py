@@ -295,6 +295,8 @@ async def serve(
         response: web.StreamResponse = await flow.handle(
             gw, ctx, ingress, AiohttpExchange(request, gw, drain, ctx, ingress), body_hook
         )
+        if gw.before_reply is not None:  # the row is on disk before the answer leaves (a kill loses neither)
+            gw.before_reply()
         return response
     finally:
         drain.leave()

@@ -7,9 +7,11 @@ next process started on the same app dir (systemd restarts it) replays what a de
 
     append(row)    on submit: one list append; the rows of one event-loop turn are written to the
                    current segment by a single os.write scheduled with call_soon (no await, no thread
-                   hop). The write lands in the OS page cache: it survives the process, not a power cut
-                   (no fsync per turn: that would cost milliseconds; the kernel writes it out within
-                   seconds).
+                   hop), or sooner by flush_pending(), which the gateway calls before it hands a request's
+                   answer to the HTTP server (a write in the same loop turn could otherwise reach the
+                   client before its row reached the file). The write lands in the OS page cache: it
+                   survives the process, not a power cut (no fsync per turn: that would cost
+                   milliseconds; the kernel writes it out within seconds).
     resolved(n)    the writer reports that its n oldest outstanding rows are settled (written, or refused
                    for good); a segment whose rows are all settled is deleted. Rows are settled in the
                    order they were appended: the writer keeps its buffer in order.
@@ -111,6 +113,12 @@ class Spool:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush_pending(self) -> None:
+        """Write now what this turn appended (the gateway calls it before handing an answer to the server:
+        the row of an answered request must be on disk before the answer can reach the client)."""
+        if self._pending:
+            self.flush()
 
     def flush(self) -> None:
         """Write the rows appended since the last flush (one os.write)."""

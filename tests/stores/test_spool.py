@@ -37,6 +37,24 @@ async def test_rows_are_written_once_per_loop_turn_and_settled_segments_deleted(
     assert not list(tmp_path.glob("*.spool"))
 
 
+async def test_flush_pending_writes_within_the_turn_and_the_scheduled_flush_then_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """What the gateway calls before handing an answer to the server: the row is in the file before the
+    answer can be written, even in the same loop turn."""
+    spool = Spool(tmp_path)
+    spool.flush_pending()  # nothing appended: no file
+    assert not list(tmp_path.glob("*.spool"))
+    spool.append(_row(1))
+    spool.flush_pending()
+    (segment,) = tmp_path.glob("*.spool")
+    size = segment.stat().st_size
+    assert size > 0
+    await asyncio.sleep(0)  # the flush scheduled by append finds nothing left to write
+    assert segment.stat().st_size == size
+    spool.close()
+
+
 async def test_a_clean_close_keeps_rows_the_database_never_got(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     for i in range(5):
