@@ -13,48 +13,14 @@ from typing import Any
 import pytest
 from fakes import FakeOpenAI
 from harness import Gateway, StartGateway, make_config, openai_provider
+from harness.guardrails_example import issue_example
 
 from .conftest import Api, read_config
 
 RULES = "guardrails_config.guardrail_rules"
 
 # The issue's example, as written.
-EXAMPLE: dict[str, Any] = {
-    "guardrail_providers": [
-        {
-            "id": 1,
-            "provider_name": "pii",
-            "policy_name": "cards-and-emails",
-            "enabled": True,
-            "config": {"entities": ["credit_card", "email"], "action": "redact"},
-        },
-        {
-            "id": 2,
-            "provider_name": "secrets",
-            "policy_name": "no-credentials",
-            "enabled": True,
-            "config": {"action": "block"},
-        },
-    ],
-    "guardrail_rules": [
-        {
-            "id": 1,
-            "name": "mask-pii",
-            "enabled": True,
-            "cel_expression": "true",
-            "apply_to": "both",
-            "provider_config_ids": [1],
-        },
-        {
-            "id": 2,
-            "name": "no-keys-to-openai",
-            "enabled": True,
-            "cel_expression": "request.provider == 'openai'",
-            "apply_to": "input",
-            "provider_config_ids": [2],
-        },
-    ],
-}
+EXAMPLE: dict[str, Any] = issue_example()
 
 
 def missing(*modules: str) -> str | None:

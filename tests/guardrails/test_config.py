@@ -7,6 +7,7 @@ import pickle
 from typing import Any
 
 import pytest
+from harness.guardrails_example import issue_example
 
 from runtime.config.load import ConfigError, parse_document
 from runtime.config.model import Tuning
@@ -14,42 +15,7 @@ from runtime.guardrails.config import parse_guardrails
 from runtime.guardrails.types import BLOCK, BOTH, FAIL_CLOSED, INPUT, REDACT
 
 # The issue's example, as written.
-EXAMPLE: dict[str, Any] = {
-    "guardrail_providers": [
-        {
-            "id": 1,
-            "provider_name": "pii",
-            "policy_name": "cards-and-emails",
-            "enabled": True,
-            "config": {"entities": ["credit_card", "email"], "action": "redact"},
-        },
-        {
-            "id": 2,
-            "provider_name": "secrets",
-            "policy_name": "no-credentials",
-            "enabled": True,
-            "config": {"action": "block"},
-        },
-    ],
-    "guardrail_rules": [
-        {
-            "id": 1,
-            "name": "mask-pii",
-            "enabled": True,
-            "cel_expression": "true",
-            "apply_to": "both",
-            "provider_config_ids": [1],
-        },
-        {
-            "id": 2,
-            "name": "no-keys-to-openai",
-            "enabled": True,
-            "cel_expression": "request.provider == 'openai'",
-            "apply_to": "input",
-            "provider_config_ids": [2],
-        },
-    ],
-}
+EXAMPLE: dict[str, Any] = issue_example()
 
 
 def parse(block: dict[str, Any]) -> Any:

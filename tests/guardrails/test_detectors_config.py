@@ -3,49 +3,27 @@ example, each offline kind, and a detector's config error reported at its full p
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from harness.guardrails_example import issue_example
 
 from runtime.config.load import ConfigError
 from runtime.guardrails.config import parse_guardrails
 from runtime.guardrails.types import Subject
 
-EXAMPLE = {
-    "guardrail_providers": [
-        {
-            "id": 1,
-            "provider_name": "pii",
-            "policy_name": "cards-and-emails",
-            "enabled": True,
-            "config": {"entities": ["credit_card", "email"], "action": "redact"},
-        },
-        {
-            "id": 2,
-            "provider_name": "secrets",
-            "policy_name": "no-credentials",
-            "enabled": True,
-            "config": {"action": "block"},
-        },
-        {"id": 3, "provider_name": "size", "config": {"max_messages": 100, "action": "block"}},
-    ],
-    "guardrail_rules": [
-        {
-            "id": 1,
-            "name": "mask-pii",
-            "enabled": True,
-            "cel_expression": "true",
-            "apply_to": "both",
-            "provider_config_ids": [1],
-        },
-        {
-            "id": 2,
-            "name": "no-keys-to-openai",
-            "enabled": True,
-            "cel_expression": "request.provider == 'openai'",
-            "apply_to": "input",
-            "provider_config_ids": [2, 3],
-        },
-    ],
-}
+
+def _example() -> dict[str, Any]:
+    """The issue's example plus a size provider on the second rule."""
+    block = issue_example()
+    block["guardrail_providers"].append(
+        {"id": 3, "provider_name": "size", "config": {"max_messages": 100, "action": "block"}}
+    )
+    block["guardrail_rules"][1]["provider_config_ids"] = [2, 3]
+    return block
+
+
+EXAMPLE = _example()
 
 
 def test_issue_example_builds_working_detectors() -> None:

@@ -15,24 +15,14 @@ from fakes import FakeOpenAI
 from fakes.reply import Reply
 from harness import Gateway
 from harness.config import custom_provider, make_config, openai_provider
+from harness.guardrails_example import issue_example
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "jane.doe@example.com"
-ISSUE_EXAMPLE = """{
-  "guardrail_providers": [
-    {"id": 1, "provider_name": "pii", "policy_name": "cards-and-emails", "enabled": true,
-     "config": {"entities": ["credit_card", "email"], "action": "redact"}},
-    {"id": 2, "provider_name": "secrets", "policy_name": "no-credentials", "enabled": true,
-     "config": {"action": "block"}}],
-  "guardrail_rules": [
-    {"id": 1, "name": "mask-pii", "enabled": true, "cel_expression": "true",
-     "apply_to": "both", "provider_config_ids": [1]},
-    {"id": 2, "name": "no-keys-to-openai", "enabled": true,
-     "cel_expression": "request.provider == 'openai'", "apply_to": "input", "provider_config_ids": [2]}]}"""
 
 
 def example(*, with_secrets: bool = True) -> dict[str, Any]:
-    block: dict[str, Any] = json.loads(ISSUE_EXAMPLE)
+    block = issue_example()
     if not with_secrets:
         block["guardrail_providers"] = block["guardrail_providers"][:1]
         block["guardrail_rules"] = block["guardrail_rules"][:1]
