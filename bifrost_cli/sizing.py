@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["InstanceInfo", "detect_cpus", "detect_instance", "detect_memory"]
+__all__ = ["InstanceInfo", "RpsSizing", "detect_cpus", "detect_instance", "detect_memory"]
 
 # cgroup v1 reports "no limit" as a page-rounded LONG_MAX (9223372036854771712); anything at or above
 # 2**60 bytes (1 EiB) is that sentinel, never a real limit.
@@ -357,3 +357,89 @@ def detect_instance(root: str | os.PathLike[str] = "/", affinity: int | None = N
     cpus, cpu_source = detect_cpus(root, affinity)
     memory, memory_source = detect_memory(root)
     return InstanceInfo(cpus=cpus, memory_bytes=memory, cpu_source=cpu_source, memory_source=memory_source)
+
+
+# --------------------------------------------------------------------------------------------------
+# sizing from a target load: `bifrost tune --rps N --latency S`
+#
+# The rule is the one Go Bifrost publishes for `concurrency_and_buffer_size`:
+#     buffer_size = target_rps x avg_latency_s x 3
+# and concurrency = target_rps x avg_latency_s (Little's law: the requests in flight at that rate),
+# both rounded up. The other figures follow from them:
+#   connection_pool_limit_per_host = concurrency (a lane permit never waits for a socket; the
+#   profiles use the same rule), connection_pool_limit = concurrency x providers (each provider its
+#   own origin), initial_pool_size (the request-log buffer) = 2 s of traffic (a commit may stall
+#   ten times its 100-200 ms interval before a record is dropped), at least 1,000.
+#
+# Memory estimates (per worker process; a lane's queue and the pools allocate only when used, so
+# these are the figures when every slot is full):
+#   QUEUED_REQUEST_BYTES  16 KiB: a 4 KiB chat body held as bytes and as parsed JSON (~3x) plus the
+#                         handler task, its frames and the lane waiter (~4 KiB). Bodies being read
+#                         are capped in total by client.max_request_bodies_in_flight_mb (256 MB).
+#   CONNECTION_BYTES      80 KiB: the response-head buffer a socket may hold (runtime/net/client.py
+#                         _MAX_HEAD, 64 KiB) plus the transport and TLS objects (~16 KiB).
+#   LOG_RECORD_BYTES       2 KiB: one request-log row with short input/output (the content is cut
+#                         at client.max_log_content_kb, 256 KB per text, so long prompts cost more).
+
+BUFFER_FACTOR = 3  # Go Bifrost's published headroom: three times the requests in flight may queue
+LOG_BUFFER_SECONDS = 2.0
+MIN_LOG_BUFFER = 1000
+QUEUED_REQUEST_BYTES = 16 * 1024
+CONNECTION_BYTES = 64 * 1024 + 16 * 1024
+LOG_RECORD_BYTES = 2 * 1024
+
+
+def _ceil(value: float) -> int:
+    """Round up, ignoring float noise (0.1 x 30 x 3 is 9.000000000000002, which means 9)."""
+    return max(1, math.ceil(round(value, 6)))
+
+
+@dataclass(frozen=True, slots=True)
+class RpsSizing:
+    """Lane and pool figures for ``rps`` requests/s at ``latency_s`` average upstream latency."""
+
+    rps: int
+    latency_s: float
+    providers: int  # lanes sized (at least 1 for the estimate)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rps, bool) or not isinstance(self.rps, int) or self.rps <= 0:
+            raise ValueError(f"rps must be a whole number above 0, got {self.rps!r}")
+        if not math.isfinite(self.latency_s) or self.latency_s <= 0:
+            raise ValueError(f"latency must be a finite number of seconds above 0, got {self.latency_s!r}")
+        if self.providers < 1:
+            raise ValueError("providers must be at least 1")
+
+    @property
+    def in_flight(self) -> float:
+        return self.rps * self.latency_s
+
+    @property
+    def concurrency(self) -> int:
+        return _ceil(self.in_flight)
+
+    @property
+    def buffer_size(self) -> int:
+        return _ceil(self.in_flight * BUFFER_FACTOR)
+
+    @property
+    def connection_pool_limit_per_host(self) -> int:
+        return self.concurrency
+
+    @property
+    def connection_pool_limit(self) -> int:
+        return self.concurrency * self.providers
+
+    @property
+    def initial_pool_size(self) -> int:
+        return max(MIN_LOG_BUFFER, _ceil(self.rps * LOG_BUFFER_SECONDS))
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Full-slot memory per worker, by part (see the estimates above)."""
+        lanes = self.providers
+        return {
+            "queued requests": lanes * self.buffer_size * QUEUED_REQUEST_BYTES,
+            "in-flight requests": lanes * self.concurrency * QUEUED_REQUEST_BYTES,
+            "upstream sockets": self.connection_pool_limit * CONNECTION_BYTES,
+            "request-log buffer": self.initial_pool_size * LOG_RECORD_BYTES,
+        }

@@ -1,8 +1,10 @@
-"""`bifrost tune`: show the detected instance and the profiles; `--profile X` saves X in config.json."""
+"""`bifrost tune`: show the detected instance and the profiles; `--profile X` saves X in config.json;
+`--rps N --latency S` sizes the provider lanes for a target load (`--write` saves them)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -26,7 +28,7 @@ from bifrost_cli.profiles import (
     saved_profile,
     select_profile,
 )
-from bifrost_cli.sizing import InstanceInfo
+from bifrost_cli.sizing import BUFFER_FACTOR, InstanceInfo, RpsSizing
 from bifrost_cli.startup import app_dir_or_default, resolve_for
 from runtime.config.load import ConfigError, read_config_file
 
@@ -143,6 +145,119 @@ def _save(app_dir: Path, name: str) -> None:
         out.print(f"[yellow]note:[/] {ENV_VAR}={os.environ[ENV_VAR]} is set and beats the saved profile in this shell")
 
 
+LANES = "concurrency_and_buffer_size"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:,.1f} MiB"
+
+
+def _providers(raw: dict[str, Any] | None) -> list[str]:
+    providers = (raw or {}).get("providers")
+    if not isinstance(providers, dict):
+        return []
+    return [name for name, p in providers.items() if isinstance(p, dict)]
+
+
+def _rps(app_dir: Path, rps: int, latency: float, write: bool) -> None:
+    instance, effective, raw = resolve_for(app_dir, None)
+    names = _providers(raw)
+    sizing = RpsSizing(rps=rps, latency_s=latency, providers=max(1, len(names)))
+    profile = effective.profile
+    workers = profile.workers_for(instance)
+
+    table = Table(
+        title=f"Sized for {rps:,} requests/s at {latency:g} s average upstream latency",
+        title_justify="left",
+        caption=(
+            f"buffer_size = rps x latency x {BUFFER_FACTOR} (Go Bifrost's published rule); "
+            "concurrency = rps x latency, rounded up. Figures are per worker process."
+        ),
+        caption_justify="left",
+    )
+    table.add_column("knob", style="bold", no_wrap=True)
+    table.add_column("value", justify="right", style="green", no_wrap=True)
+    table.add_column(f"profile {profile.name}", justify="right", style="dim", no_wrap=True)
+    table.add_column("where", style="dim")
+    rows = (
+        ("concurrency", sizing.concurrency, profile.concurrency, "config.json lane"),
+        ("buffer_size", sizing.buffer_size, profile.buffer_size, "config.json lane"),
+        ("initial_pool_size", sizing.initial_pool_size, profile.initial_pool_size, "config.json client"),
+        (
+            "connection_pool_limit_per_host",
+            sizing.connection_pool_limit_per_host,
+            profile.connection_pool_limit_per_host,
+            "profile only",
+        ),
+        (
+            "connection_pool_limit",
+            sizing.connection_pool_limit,
+            profile.connection_pool_limit,
+            "profile only",
+        ),
+    )
+    for knob, value, current, where in rows:
+        table.add_row(knob, f"{value:,}", f"{current:,}", where)
+    out.print(table)
+
+    memory = Table(
+        title=f"Memory when every slot is full ({sizing.providers} lane(s), estimates in bifrost_cli/sizing.py)",
+        title_justify="left",
+    )
+    memory.add_column("part", style="bold", no_wrap=True)
+    memory.add_column("per worker", justify="right")
+    memory.add_column(f"x {workers} worker(s)", justify="right")
+    parts = sizing.memory_bytes()
+    for part, size in parts.items():
+        memory.add_row(part, _mib(size), _mib(size * workers))
+    total = sum(parts.values())
+    memory.add_row("total", f"[bold]{_mib(total)}[/]", f"[bold]{_mib(total * workers)}[/]")
+    out.print(memory)
+    if instance.memory_bytes is not None and total * workers > instance.memory_bytes // 2:
+        out.print(
+            f"[yellow]note:[/] that is more than half of this instance's {instance.memory_gib:.1f} GiB; "
+            "turn on client.drop_excess_requests or lower the target"
+        )
+    if sizing.connection_pool_limit_per_host > profile.connection_pool_limit_per_host:
+        out.print(
+            f"[yellow]note:[/] the {profile.name} profile caps sockets per host at "
+            f"{profile.connection_pool_limit_per_host:,}: lane permits above it wait for a socket"
+        )
+
+    if not write:
+        out.print("Write these to config.json with [bold]--write[/].")
+        return
+    if not names:
+        console.error(f"no providers in {app_dir / 'config.json'}: add one, then run this again (nothing written)")
+        sys.exit(2)
+    _write_rps(app_dir / "config.json", raw or {}, names, sizing)
+
+
+def _write_rps(path: Path, raw: dict[str, Any], names: list[str], sizing: RpsSizing) -> None:
+    data = dict(raw)
+    providers = dict(data["providers"])
+    for name in names:
+        providers[name] = {
+            **providers[name],
+            LANES: {"concurrency": sizing.concurrency, "buffer_size": sizing.buffer_size},
+        }
+    data["providers"] = providers
+    client = data.get("client")
+    data["client"] = {**(client if isinstance(client, dict) else {}), "initial_pool_size": sizing.initial_pool_size}
+    _write_json_atomically(path, data)
+    out.print(
+        f"wrote {LANES} {{concurrency: {sizing.concurrency:,}, buffer_size: {sizing.buffer_size:,}}} for "
+        f"{', '.join(names)} and client.initial_pool_size {sizing.initial_pool_size:,} to {path}"
+    )
+    out.print("a running gateway keeps its lanes; they take effect at the next start")
+
+
+def _latency(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter("must be a finite number of seconds above 0 (e.g. 0.5)", ctx, param)
+    return value
+
+
 @click.command("tune")
 @click.option(
     "--profile",
@@ -151,17 +266,43 @@ def _save(app_dir: Path, name: str) -> None:
     help="Save this profile in config.json (no flag: show instance and profiles).",
 )
 @click.option(
+    "--rps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Target requests/s: size each provider lane for it (with --latency; not with --profile).",
+)
+@click.option(
+    "--latency",
+    type=float,
+    callback=_latency,
+    default=None,
+    help=f"Average upstream latency in seconds (float). buffer_size = rps x latency x {BUFFER_FACTOR}, "
+    "concurrency = rps x latency.",
+)
+@click.option("--write", is_flag=True, help="With --rps: write the sized lanes into config.json.")
+@click.option(
     "--app-dir",
     envvar="BIFROST_APP_DIR",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Holds config.json [default: the user config dir].",
 )
-def tune(profile: str | None, app_dir: Path | None) -> None:
-    """Show the detected instance and tuning profiles, or save one (--profile)."""
+def tune(profile: str | None, rps: int | None, latency: float | None, write: bool, app_dir: Path | None) -> None:
+    """Show the detected instance and tuning profiles, save one (--profile), or size the lanes for a
+    target load (--rps N --latency S [--write])."""
+    if (rps is None) != (latency is None):
+        raise click.UsageError("--rps and --latency go together")
+    if rps is not None and profile is not None:
+        raise click.UsageError(
+            "--rps and --profile are separate steps: save the profile first, then size the lanes with --rps"
+        )
+    if write and rps is None:
+        raise click.UsageError("--write needs --rps and --latency")
     directory = app_dir_or_default(app_dir)
     try:
-        if profile is None:
+        if rps is not None and latency is not None:
+            _rps(directory, rps, latency, write)
+        elif profile is None:
             _show(directory)
         else:
             _save(directory, profile.lower())
