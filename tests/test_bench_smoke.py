@@ -122,6 +122,7 @@ def test_smoke_every_scenario_direct_and_bifrost(tmp_path: Path) -> None:
         "soak",
         "cache",
         "cluster",
+        "full",
     }
     targets = {c["target"] for d in docs.values() for c in d["cells"]}
     assert "bifrost" in targets, "the gateway did not run: " + json.dumps(docs["overhead"]["skipped"])

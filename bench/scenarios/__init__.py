@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.scenarios import breakdown, cache, cluster, frontier, medium, overhead, reqlog, soak, streams, xlarge
+from bench.scenarios import breakdown, cache, cluster, frontier, full, medium, overhead, reqlog, soak, streams, xlarge
 
 # Order matters for `all`/`smoke`: breakdown reads frontier's result.
 SCENARIOS: dict[str, Callable[..., str]] = {
@@ -18,6 +18,7 @@ SCENARIOS: dict[str, Callable[..., str]] = {
     "soak": soak.run,
     "cache": cache.run,  # response caching (issue 12): hits vs misses vs off, and the hit path's frontier
     "cluster": cluster.run,  # N instances behind nginx (issue 14): 1 vs 2, embedded vs PostgreSQL + Redis
+    "full": full.run,  # every per-request feature on (issue 16): frontier, c=1 added latency, each feature's cost
 }
 
 # Scenarios whose run() takes a rate override.

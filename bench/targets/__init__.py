@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.targets.base import Running, Target, TargetUnavailable
-from bench.targets.bifrost import BifrostGovernedTarget, BifrostTarget
+from bench.targets.bifrost import BifrostFullTarget, BifrostGovernedTarget, BifrostTarget
 from bench.targets.direct import DirectTarget
 from bench.targets.litellm import LiteLLMTarget
 
@@ -14,6 +14,7 @@ TARGETS: dict[str, Callable[..., Target]] = {
     "direct": DirectTarget,
     "bifrost": BifrostTarget,
     "bifrost-gov": BifrostGovernedTarget,  # governance on (issue 11): budgets + rate limit on every request
+    "bifrost-full": BifrostFullTarget,  # every per-request feature on (issue 16): the `full` scenario
     "litellm": LiteLLMTarget,
 }
 
@@ -25,6 +26,7 @@ def make(name: str, **kwargs: Any) -> Target:
         "direct": {"mock_pid"},
         "bifrost": {"profile", "logging", "workers", "label", "cache"},
         "bifrost-gov": {"profile", "logging", "workers", "label"},
+        "bifrost-full": {"profile", "logging", "workers", "label", "governance", "cache", "guardrails"},
         "litellm": {"workers", "auto_install"},
     }[name]
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})

@@ -54,6 +54,7 @@ def write_config(
     profile: str | None,
     governance: bool = False,
     cache: dict[str, object] | None = None,
+    guardrails: dict[str, object] | None = None,
 ) -> str:
     provider: dict[str, object] = {
         "keys": [{"name": "bench", "value": "sk-bench-fake", "models": [], "weight": 1.0}],
@@ -72,6 +73,8 @@ def write_config(
         doc["governance"] = blocks["governance"]
     if cache is not None:  # response caching on (issue 12): Go's plugin entry, `cache` is its config block
         doc["plugins"] = [{"name": "semantic_cache", "enabled": True, "config": cache}]
+    if guardrails is not None:  # guardrails on (issue 13): the `guardrails_config` block as given
+        doc["guardrails_config"] = guardrails
     path = os.path.join(app_dir, "config.json")
     with open(path, "w") as fh:
         json.dump(doc, fh, indent=2)
@@ -92,10 +95,12 @@ class BifrostTarget(Target):
         label: str | None = None,
         governance: bool = False,
         cache: dict[str, object] | None = None,
+        guardrails: dict[str, object] | None = None,
     ) -> None:
         super().__init__()
         self.governance = governance
         self.cache = cache
+        self.guardrails = guardrails
         self.profile = profile
         self.logging = logging
         self.workers = workers
@@ -119,6 +124,7 @@ class BifrostTarget(Target):
             profile=profile,
             governance=self.governance,
             cache=self.cache,
+            guardrails=self.guardrails,
         )
         port = port or control.free_port()
         cmd = [
@@ -186,3 +192,49 @@ class BifrostGovernedTarget(BifrostTarget):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(governance=True, **kwargs)  # type: ignore[arg-type]
+
+
+# The full stack's feature blocks (the `full` scenario, issue 16 item 3).
+# The exact cache: the semantic_cache plugin in direct mode (no embeddings) with a default cache key, so
+# every request is looked up by its exact hash (no `x-bf-cache-key` header needed).
+FULL_CACHE: dict[str, object] = {"dimension": 1, "ttl": "1h", "default_cache_key": "bench"}
+# The PII guardrail on input: cards and e-mails redacted, on every request (CEL rule "true").
+FULL_GUARDRAILS: dict[str, object] = {
+    "guardrail_providers": [
+        {
+            "id": 1,
+            "provider_name": "pii",
+            "policy_name": "cards-and-emails",
+            "enabled": True,
+            "config": {"entities": ["credit_card", "email"], "action": "redact"},
+        }
+    ],
+    "guardrail_rules": [
+        {
+            "id": 1,
+            "name": "mask-pii",
+            "enabled": True,
+            "cel_expression": "true",
+            "apply_to": "input",
+            "provider_config_ids": [1],
+        }
+    ],
+}
+
+
+class BifrostFullTarget(BifrostTarget):
+    """Bifrost with every per-request feature on: governance (a virtual key with budgets and a rate limit),
+    the exact cache, the PII guardrail on input and the request log. Each can be turned off (the `full`
+    scenario's on/off table starts from the bare gateway and turns one on at a time)."""
+
+    name = "bifrost-full"
+
+    def __init__(
+        self, *, governance: bool = True, cache: bool = True, guardrails: bool = True, **kwargs: object
+    ) -> None:
+        super().__init__(  # type: ignore[arg-type]
+            governance=governance,
+            cache=dict(FULL_CACHE) if cache else None,
+            guardrails=json.loads(json.dumps(FULL_GUARDRAILS)) if guardrails else None,
+            **kwargs,
+        )
