@@ -424,6 +424,21 @@ ROUTES = [
         "/v1/embeddings",
     ),
     Route(
+        "moderations",
+        "openai",
+        bodies(
+            st.builds(
+                lambda m, s: {"model": m, "input": ["one", "kill"], "stream": s},
+                st.sampled_from(
+                    ("openai/omni-moderation-latest", "mock/mock-chat", "anthropic/claude-3-5-haiku-latest")
+                ),
+                st.booleans(),
+            ),
+            ("input", "model"),
+        ),
+        "/v1/moderations",
+    ),
+    Route(
         "responses",
         "openai",
         bodies(_templated(_responses_template, CHAT_MODELS), ("input", "tools", "stream", "text")),
