@@ -2,6 +2,7 @@
 
 python -m bench run --target bifrost --port 8080 --rate 1000 --duration 60
 python -m bench medium | xlarge | overhead | frontier | streams | soak | breakdown | logging
+python -m bench soak --duration 3600 --faults 0.10   # the one-hour soak with 10 % injected faults
 python -m bench calibrate          # the mock and the load generator alone
 python -m bench all                # every scenario (about 40 minutes), then the report
 python -m bench smoke              # every scenario for a few seconds at tiny rates
@@ -47,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         if name in TAKES_RATE:
             p.add_argument("--rate", type=float, default=None, help="override the scenario's rate")
+        if name == "soak":
+            p.add_argument(
+                "--faults",
+                type=float,
+                default=None,
+                help="share of requests given an injected fault (e.g. 0.10); mixes streamed and plain requests",
+            )
     p = sub.add_parser("all", help="every scenario, then the report")
     _common(p)
     p.add_argument("--skip", default="", help="comma list of scenarios to leave out (e.g. soak,calibrate)")
@@ -121,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     fn = SCENARIOS[args.command]
     rate = getattr(args, "rate", None)
+    if args.command == "soak":
+        SCENARIOS["soak"](ctx, rate=rate, faults=args.faults)
+        return 0
     fn(ctx, rate=rate) if args.command in TAKES_RATE else fn(ctx)
     return 0
 

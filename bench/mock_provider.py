@@ -8,6 +8,15 @@ what it sustains alone.
 
     python -m bench.mock_provider --port 9000 --latency-ms 20
 
+Injected faults (the ``soak`` scenario): a chat request whose body holds ``bench-fault:<kind>`` (the load
+generator puts it in the prompt, so it passes through any gateway unchanged) gets that fault:
+    timeout     held for ``fault_hold_ms`` (longer than the gateway's request timeout), then answered
+    reset       the TCP connection is reset (SO_LINGER 0, then close: an RST) before any answer
+    cut         a stream sends ``fault_cut_chunks`` chunks, then the connection closes without
+                ``[DONE]`` or the terminating chunk (a JSON answer: half its bytes, then close)
+    disconnect  answered normally: the *client* goes away (the load generator's side of the fault)
+Each is counted in /stats as ``fault_<kind>``.  Requests without the marker pay one substring search.
+
 Control plane (used by the suite between runs, so one mock serves a whole scenario):
     GET  /stats          {"served": {...}, "total": n, "uptime_s": s, "settings": {...}}
     POST /stats/reset    zero the counters
@@ -24,12 +33,29 @@ import json
 import os
 import resource
 import signal
+import socket
+import struct
 import sys
 import time
 
 from bench.mock_responses import MockSettings, Rendered, render
 
 _STREAM_MARKERS = (b'"stream":true', b'"stream": true')
+FAULT_MARKER = b"bench-fault:"
+FAULTS = ("timeout", "reset", "cut", "disconnect")
+_FAULT_NAMES = {f.encode(): f for f in FAULTS}
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def fault_of(body: bytes) -> str:
+    """The fault a request asks for (``bench-fault:<kind>`` in its body), or ""."""
+    i = body.find(FAULT_MARKER)
+    if i < 0:
+        return ""
+    j = k = i + len(FAULT_MARKER)
+    while k < len(body) and 97 <= body[k] <= 122:  # a-z
+        k += 1
+    return _FAULT_NAMES.get(body[j:k], "")
 
 
 class MockState:
@@ -164,6 +190,12 @@ class MockProtocol(asyncio.Protocol):
         r = state.rendered
         route = path.split(b"?", 1)[0].rstrip(b"/")
         if route.endswith(b"/chat/completions"):
+            fault = fault_of(body)
+            if fault:
+                state.count("fault_" + fault)
+                if fault != "disconnect":
+                    self._fault(fault, any(m in body for m in _STREAM_MARKERS), b"include_usage" in body)
+                    return
             if any(m in body for m in _STREAM_MARKERS):
                 state.count("chat_stream")
                 self._start_stream(b"include_usage" in body)
@@ -193,6 +225,55 @@ class MockProtocol(asyncio.Protocol):
         else:
             state.count("not_found")
             self._reply(r.not_found, delayed=False)
+
+    # -- injected faults --------------------------------------------------------------------------
+
+    def _fault(self, fault: str, stream: bool, include_usage: bool) -> None:
+        t = self._transport
+        if t is None:
+            return
+        self._busy = True
+        if fault == "reset":
+            sock = t.get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+            self._closed = True
+            t.abort()
+        elif fault == "timeout":
+            hold = self._state.settings.fault_hold_ms / 1000.0
+            self._loop.call_later(hold, self._after_hold, stream, include_usage)
+        elif stream:  # cut
+            r = self._state.rendered
+            self._loop.call_later(
+                self._state.settings.latency_ms / 1000.0,
+                self._stream_step,
+                r,
+                max(self._state.settings.fault_cut_chunks, 1),
+                0,
+                include_usage,
+                True,
+            )
+        else:
+            chat = self._state.rendered.chat
+            self._loop.call_later(self._state.settings.latency_ms / 1000.0, self._cut_now, chat[: len(chat) // 2])
+
+    def _after_hold(self, stream: bool, include_usage: bool) -> None:
+        if self._closed:  # the gateway gave up on it, as it should
+            self._busy = False
+            return
+        if stream:
+            self._stream_step(self._state.rendered, max(self._state.settings.stream_chunks, 1), 0, include_usage)
+        else:
+            self._write_and_continue(self._state.rendered.chat)
+
+    def _cut_now(self, data: bytes) -> None:
+        t = self._transport
+        if not self._closed and t is not None:
+            if data:
+                t.write(data)
+            t.close()  # FIN after what was written: a cut, not a reset
+        self._closed = True
+        self._busy = False
 
     # -- plain responses --------------------------------------------------------------------------
 
@@ -230,7 +311,7 @@ class MockProtocol(asyncio.Protocol):
             include_usage,
         )
 
-    def _stream_step(self, r: Rendered, total: int, sent: int, include_usage: bool) -> None:
+    def _stream_step(self, r: Rendered, total: int, sent: int, include_usage: bool, cut: bool = False) -> None:
         t = self._transport
         if self._closed or t is None:
             self._busy = False
@@ -239,13 +320,16 @@ class MockProtocol(asyncio.Protocol):
             t.write(r.stream_head + r.stream_chunk)
         elif sent < total:
             t.write(r.stream_chunk)
+        elif cut:
+            self._cut_now(b"")
+            return
         else:
             t.write(r.stream_last + (r.stream_usage if include_usage else b"") + r.stream_done)
             self._state.count("_streams_completed")
             self._write_and_continue(b"")
             return
         self._loop.call_later(
-            self._state.settings.chunk_interval_ms / 1000.0, self._stream_step, r, total, sent + 1, include_usage
+            self._state.settings.chunk_interval_ms / 1000.0, self._stream_step, r, total, sent + 1, include_usage, cut
         )
 
 

@@ -23,6 +23,10 @@ class MockSettings:
     chunk_interval_ms: float = 10.0
     embedding_dim: int = 256
     prompt_tokens: int = 20
+    # Injected faults (a request whose body holds ``bench-fault:<kind>``, see mock_provider.FAULTS): how
+    # long a "timeout" request is held before it is answered, and how many chunks a "cut" stream sends.
+    fault_hold_ms: float = 4000.0
+    fault_cut_chunks: int = 3
 
 
 def _http(status: str, content_type: bytes, body: bytes) -> bytes:

@@ -128,6 +128,13 @@ def test_smoke_every_scenario_direct_and_bifrost(tmp_path: Path) -> None:
     assert "bifrost" in targets, "the gateway did not run: " + json.dumps(docs["overhead"]["skipped"])
     stages = docs["breakdown"]["cells"][0]["stages"]
     assert "error" not in stages and stages["ok_rows"] > 0
+    # The soak runs with injected faults in smoke: they happened, are counted apart, and nothing else failed;
+    # the leak samples carry the gateway's live-task gauge and the verdict states its checks.
+    soak = next(c for c in docs["soak"]["cells"] if c["target"] == "bifrost")
+    assert soak["mixed"] and soak["faulted"] > 0 and soak["unexpected_errors"] == 0, soak["errors"]
+    assert soak["faulted"] == sum(soak["faults_by_kind"].values()) == soak["scheduled"] - soak["ok"]
+    assert soak["idle_before"]["tasks"] is not None and soak["idle_after"]["fds"] > 0 and soak["minutes"]
+    assert set(soak["verdict"]) >= {"flat", "rss_ok", "fds_ok", "tasks_ok", "errors_ok"}
     assert (tmp_path / "charts" / "medium_latency_distribution.png").exists()
 
 

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.loadgen.payloads import ENDPOINTS, http_request
+from bench.loadgen.payloads import ENDPOINTS, FaultMix, http_request
 from bench.loadgen.worker import Channel, WorkerSpec
 
 
@@ -51,6 +51,11 @@ class LoadSpec:
     # Every request a new prompt (the body must be built with request_body(..., unique=True)): the
     # `cache` scenario's misses. Each run draws a random base, so a warm-up never primes its own run.
     unique: bool = False
+    # The soak's mix (endpoint "chat" only): a share of streamed requests and a share with an injected
+    # fault (payloads.FaultMix); None keeps every request the same.
+    stream_share: float | None = None
+    faults: float = 0.0
+    seed: int = 1
 
 
 @dataclass(slots=True)
@@ -85,6 +90,9 @@ def _worker_specs(spec: LoadSpec) -> list[WorkerSpec]:
     out = []
     # Workers count from bases 10**12 apart; runs from a random one (collisions: ~1e-4 odds in 10**4 runs).
     run_base = secrets.randbelow(10**4) * 10**12 if spec.unique else 0
+    mix = None
+    if spec.stream_share is not None:
+        mix = FaultMix.payloads(spec.host, spec.port, spec.path or ep.path, spec.body, spec.headers)
     for k in range(n):
         if spec.mode == "open":
             rate = spec.rate / n
@@ -113,6 +121,10 @@ def _worker_specs(spec: LoadSpec) -> list[WorkerSpec]:
                 prewarm=prewarm,
                 cpus=spec.cpus,
                 unique_base=run_base + k * 10**11 if spec.unique else None,
+                mix=mix,
+                stream_share=spec.stream_share or 0.0,
+                fault_rate=spec.faults,
+                seed=spec.seed * 1000 + k,
             )
         )
     return out

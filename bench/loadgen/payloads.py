@@ -103,3 +103,66 @@ class UniquePayloads:
         self._buf[self._at : self._at + _UNIQUE_DIGITS] = b"%016d" % (self._n % 10**_UNIQUE_DIGITS)
         self._n += 1
         return bytes(self._buf)
+
+
+def with_fault(body: bytes, fault: str) -> bytes:
+    """``body`` (a chat request) whose last message asks the mock for ``fault`` (``bench-fault:<kind>``,
+    see mock_provider.FAULTS). In the prompt rather than a header, so it passes through any gateway."""
+    obj = json.loads(body)
+    obj["messages"][-1]["content"] += f" [bench-fault:{fault}]"
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def as_stream(body: bytes) -> bytes:
+    """A chat request body asking for the same answer as SSE (with the usage chunk)."""
+    obj = json.loads(body)
+    obj["stream"] = True
+    obj["stream_options"] = {"include_usage": True}
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def as_plain(body: bytes) -> bytes:
+    """A chat request body asking for a plain JSON answer."""
+    obj = json.loads(body)
+    obj.pop("stream", None)
+    obj.pop("stream_options", None)
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+FAULT_KINDS = ("timeout", "reset", "cut", "disconnect")
+
+
+class FaultMix:
+    """The soak's request mix: each request streams with probability ``stream_share`` and gets a fault
+    with probability ``fault_rate``, the kind drawn evenly from FAULT_KINDS ("cut" always streams: a cut
+    is a stream's fault). Seeded, so a run's mix is reproducible; the request records what it drew."""
+
+    __slots__ = ("_payloads", "_rnd", "fault_rate", "stream_share")
+
+    def __init__(self, payloads: dict[tuple[bool, str], bytes], stream_share: float, fault_rate: float, seed: int):
+        import random
+
+        self._payloads = payloads
+        self._rnd = random.Random(seed)
+        self.stream_share = stream_share
+        self.fault_rate = fault_rate
+
+    @staticmethod
+    def payloads(
+        host: str, port: int, path: str, body: bytes, headers: dict[str, str]
+    ) -> dict[tuple[bool, str], bytes]:
+        """Request bytes for every (stream, fault) pair; fault "" is a normal request."""
+        out = {}
+        for stream in (False, True):
+            base = as_stream(body) if stream else as_plain(body)
+            for fault in ("", *FAULT_KINDS):
+                out[(stream, fault)] = http_request(
+                    host, port, path, with_fault(base, fault) if fault else base, headers
+                )
+        return out
+
+    def next(self) -> tuple[bool, str, bytes]:
+        rnd = self._rnd.random
+        fault = FAULT_KINDS[int(rnd() * len(FAULT_KINDS)) % len(FAULT_KINDS)] if rnd() < self.fault_rate else ""
+        stream = fault == "cut" or rnd() < self.stream_share
+        return stream, fault, self._payloads[(stream, fault)]

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from bench.loadgen.payloads import UniquePayloads
+from bench.loadgen.payloads import FaultMix, UniquePayloads
 from bench.loadgen.validate import OK, check_json, check_sse
 
 _now = time.monotonic
@@ -22,7 +22,7 @@ _now = time.monotonic
 class Req:
     """One request: its schedule, payload, and what was observed."""
 
-    __slots__ = ("deadline", "done", "event_times", "overhead_us", "sched", "t_sent", "t_submit")
+    __slots__ = ("deadline", "done", "event_times", "fault", "overhead_us", "sched", "stream", "t_sent", "t_submit")
 
     def __init__(self, sched: float, deadline: float, t_submit: float = 0.0) -> None:
         self.done = False
@@ -34,10 +34,15 @@ class Req:
         self.t_sent = 0.0
         self.overhead_us = -1
         self.event_times: list[float] | None = None
+        self.stream = False  # set when its payload is chosen (Pool._take)
+        self.fault = ""  # an injected fault (soak): "" or one of payloads.FAULT_KINDS
 
 
 # Called with (request, kind, finished_at); kind is "ok" or an error kind.
 DoneFn = Callable[[Req, str, float], None]
+
+# A "disconnect" fault on a plain request: the client closes this long after sending, unread.
+DISCONNECT_AFTER_S = 0.005
 
 
 class HttpConn(asyncio.Protocol):
@@ -98,6 +103,9 @@ class HttpConn(asyncio.Protocol):
             del buf[: end + 4]
         if self._chunked:
             self._feed_chunked()
+            req = self.req
+            if req is not None and req.fault == "disconnect" and req.event_times:
+                self.disconnect(req)  # mid-stream, after the first events
         elif self._clen >= 0 and len(buf) >= self._clen:
             self._body = buf[: self._clen]
             del buf[: self._clen]
@@ -159,7 +167,7 @@ class HttpConn(asyncio.Protocol):
     def _verdict(self, req: Req) -> str:
         if self._status != 200:
             return f"http_{self._status}"
-        if self._pool.stream:
+        if req.stream:
             kind, _events = check_sse(bytes(self._body))
             return kind
         return check_json(bytes(self._body), self._pool.expect)
@@ -170,7 +178,7 @@ class HttpConn(asyncio.Protocol):
         if req is None:
             return
         verdict = self._verdict(req)
-        if self._status == 200 and verdict == OK and self._pool.stream and req.event_times is None:
+        if self._status == 200 and verdict == OK and req.stream and req.event_times is None:
             verdict = "stream_cut"
         self._reset()
         at = _now()
@@ -197,6 +205,17 @@ class HttpConn(asyncio.Protocol):
         req.t_sent = _now()
         assert self.transport is not None
         self.transport.write(payload)
+        if req.fault == "disconnect" and not req.stream:
+            self._pool.loop.call_later(DISCONNECT_AFTER_S, self.disconnect, req)
+
+    def disconnect(self, req: Req) -> None:
+        """The client fault: close the connection without reading the answer (counted as "disconnect")."""
+        if self.req is not req:
+            return  # answered (or timed out) before we got to leave
+        self.req = None
+        self._pool.finish(req, "disconnect", _now())
+        if self.transport is not None:
+            self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -217,12 +236,14 @@ class Pool:
         max_conns: int,
         on_done: DoneFn,
         unique: UniquePayloads | None = None,
+        mix: FaultMix | None = None,
     ) -> None:
         self.host = host
         self.port = port
         # With `unique`, every request gets the next payload (a new prompt); otherwise all send the same bytes.
         self.unique = unique
         self.payload = unique.next() if unique is not None else payload
+        self.mix = mix  # the soak's mixed streams / plain requests with injected faults
         self.stream = stream
         self.expect = expect
         self.max_conns = max_conns
@@ -256,7 +277,7 @@ class Pool:
         if self.idle:
             conn = self.idle.pop()
             self.busy.add(conn)
-            conn.send(req, self._take())
+            conn.send(req, self._take(req))
         elif self.n_conns < self.max_conns:
             self.n_conns += 1
             self.loop.create_task(self._open_and_send(req))
@@ -281,9 +302,13 @@ class Pool:
             self.release(conn)
             return
         self.busy.add(conn)
-        conn.send(req, self._take())
+        conn.send(req, self._take(req))
 
-    def _take(self) -> bytes:
+    def _take(self, req: Req) -> bytes:
+        if self.mix is not None:
+            req.stream, req.fault, mixed = self.mix.next()
+            return mixed
+        req.stream = self.stream
         payload = self.payload
         if self.unique is not None:
             self.payload = self.unique.next()
@@ -298,7 +323,7 @@ class Pool:
                 self.finish(req, "timeout", now)
                 continue
             self.busy.add(conn)
-            conn.send(req, self._take())
+            conn.send(req, self._take(req))
             return
         self.idle.append(conn)
 

@@ -20,7 +20,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.loadgen.payloads import UniquePayloads
+from bench.loadgen.payloads import FaultMix, UniquePayloads
 from bench.loadgen.protocol import Pool, Req
 
 _now = time.monotonic
@@ -46,6 +46,12 @@ class WorkerSpec:
     prewarm: int = 4
     cpus: list[int] | None = None
     unique_base: int | None = None  # a new prompt per request, counting from here (payloads.UniquePayloads)
+    # The soak's mix (payloads.FaultMix): request bytes per (stream, fault), the stream share, the fault
+    # rate and this worker's seed. None: every request is `payload`.
+    mix: dict[tuple[bool, str], bytes] | None = None
+    stream_share: float = 0.5
+    fault_rate: float = 0.0
+    seed: int = 0
 
 
 @dataclass(slots=True)
@@ -67,6 +73,8 @@ class Recorder:
 
     def record(self, req: Req, kind: str, at: float) -> None:
         self.pending -= 1
+        if req.fault:  # an injected fault: "fault_<kind>:<what the client saw>", expected, apart from errors
+            kind = f"fault_{req.fault}:{kind}"
         try:
             code = self.kinds.index(kind)
         except ValueError:
@@ -190,6 +198,7 @@ async def _run(ctrl: Channel, spec: WorkerSpec) -> dict[str, Any]:
         max_conns=spec.max_conns,
         on_done=on_done,
         unique=None if spec.unique_base is None else UniquePayloads(spec.payload, spec.unique_base),
+        mix=None if spec.mix is None else FaultMix(spec.mix, spec.stream_share, spec.fault_rate, spec.seed),
     )
     warmed = await pool.prewarm(spec.prewarm)
     ctrl.send(("ready", warmed))

@@ -306,6 +306,7 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
                 f"{k}: RSS {_f(v['rss_after_warmup_mb'], 1)} MB after warm-up -> "
                 f"{_f(v['rss_end_mb'], 1)} MB at the end ({_f(v['growth_pct'], 2)}%).",
             ]
+        parts.append(_soak_section(doc))
     elif name == "cache":
         parts.append(_cache_section(doc))
     elif name == "cluster":
@@ -313,6 +314,69 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
     for p in pngs:
         parts += ["", f"![{os.path.basename(p)}]({os.path.relpath(p, out_dir)})"]
     return "\n".join(parts) + "\n"
+
+
+def _soak_section(doc: Doc) -> str:
+    """Per cell with the leak samples: faults, the per-minute table, growth per series and the verdict."""
+    p = doc.get("params", {})
+    th = p.get("thresholds") or {}
+    out: list[str] = []
+    for c in doc.get("cells", []):
+        if "minutes" not in c:
+            continue  # a soak result from before the leak check
+        out += [
+            "",
+            f"**{c['target']}**: {c.get('rate', 0):g} RPS for {c['duration_s']:g} s, "
+            f"{_f(100 * (c.get('faults') or 0), 0)}% faulted requests"
+            + (" (half streamed)" if c.get("mixed") else "")
+            + f"; provider timeout {p.get('gateway_timeout_s')} s. Injected faults by kind: "
+            + ", ".join(f"{k} {n:,}" for k, n in c["faults_by_kind"].items())
+            + f" ({c['faulted']:,} in all; outcomes: "
+            + (", ".join(f"`{k}` {n:,}" for k, n in sorted(c["fault_outcomes"].items())) or "none")
+            + f"). Unexpected errors (requests without a fault): **{c['unexpected_errors']:,}**"
+            + (f" {c['unexpected_by_kind']}" if c["unexpected_by_kind"] else "")
+            + ".",
+            "",
+        ]
+        rows = [
+            [
+                _f(r["minute"], 2),
+                _f(r["rss_mb"], 1),
+                r["fds"],
+                _f(r["tasks"], 0),
+                f"{r['ok']:,}",
+                " / ".join(str(r["faults"].get(k, 0)) for k in ("timeout", "reset", "cut", "disconnect")),
+                r["unexpected"],
+            ]
+            for r in c["minutes"]
+        ]
+        out.append(
+            _table(
+                ["minute", "RSS MB", "fds", "tasks", "ok", "faults: timeout / reset / cut / disconnect", "unexpected"],
+                rows,
+            )
+        )
+        g = c["growth"]
+        before, after = c["idle_before"], c["idle_after"]
+        out += [
+            "",
+            "After warm-up -> last 10 % of the run: "
+            + "; ".join(
+                f"{label} {_f(g[key]['after_warmup'], 1)} -> {_f(g[key]['end'], 1)} ({_f(g[key]['change_pct'], 1)}%)"
+                for key, label in (("rss_mb", "RSS MB"), ("fds", "fds"), ("tasks", "tasks"))
+            )
+            + f". Idle before the load -> {p.get('idle_s', 0):g} s after it: fds {before['fds']} -> {after['fds']}, "
+            f"tasks {_f(before.get('tasks'), 0)} -> {_f(after.get('tasks'), 0)}.",
+            "",
+            f"Verdict: **{'flat' if c['verdict']['flat'] else 'NOT flat'}** (thresholds: RSS growth after warm-up "
+            f"<= {th.get('rss_growth_max_pct')} %, fds <= idle baseline + {th.get('fds_slack')} and tasks <= "
+            f"baseline + {th.get('tasks_slack')} after the load, unexpected errors <= "
+            f"{_f(100 * (th.get('unexpected_max_share') or 0), 2)} % of unfaulted requests; RSS "
+            f"{'ok' if c['verdict']['rss_ok'] else 'FAIL'}, fds {'ok' if c['verdict']['fds_ok'] else 'FAIL'}, "
+            f"tasks {({True: 'ok', False: 'FAIL', None: 'not exposed'})[c['verdict']['tasks_ok']]}, errors "
+            f"{'ok' if c['verdict']['errors_ok'] else 'FAIL'}).",
+        ]
+    return "\n".join(out)
 
 
 def _cluster_section(doc: Doc) -> str:

@@ -16,7 +16,8 @@ governance_budget_limit_dollars{budget} (read from the ledger's shared counters 
 lane_in_flight / lane_queued / lane_concurrency{provider},
 lane_rejected_total{provider}, requestlog_written_total, requestlog_dropped_total (rows never
 written, any reason), requestlog_failed_total (of those, rows the database refused), requestlog_pending,
-workers, guardrail_actions_total{rule,action,stage} and guardrail_errors_total{rule,error} (while
+workers, event_loop_tasks{worker} (live asyncio tasks per worker pid, counted at scrape time),
+guardrail_actions_total{rule,action,stage} and guardrail_errors_total{rule,error} (while
 guardrails are configured, or once a rule acted), store_up{store} (1/0 per store present: config, logs,
 shared_state, cache; the answering worker's view), breaker_state / breaker_opens_total{provider,target,kind} and
 target_latency_ewma_seconds{provider,model} (runtime/http/metrics_health.py); and, only while
@@ -67,6 +68,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _live_tasks() -> int:
+    """Live asyncio tasks on this worker's loop; counted when a snapshot is taken (a scrape, or the
+    once-a-second publish with several workers), never per request."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a snapshot taken outside it)
+        return 0
+
+
 class WorkerMetrics:
     """This worker's numbers, and (with several workers) everyone's, merged."""
 
@@ -96,6 +106,7 @@ class WorkerMetrics:
             "cache": None if cache is None else counters_snapshot(cache.counters),
             "guardrails": self.plugin.guardrail_snapshot(),
             "health": metrics_health.snapshot(self.gateway.router.handles.values()),
+            "tasks": _live_tasks(),
         }
 
     def publish(self) -> None:
@@ -132,6 +143,7 @@ class WorkerMetrics:
         health: list[tuple[list[Any], bool]] = []
         guard_actions: dict[tuple[str, ...], int] = {}
         guard_errors: dict[tuple[str, ...], int] = {}
+        tasks: dict[str, int] = {}
         for snap, alive in self.snapshots():
             health.append((snap.get("health") or [], alive))
             guard = snap.get("guardrails") or {}  # absent: a worker of an older version
@@ -154,6 +166,8 @@ class WorkerMetrics:
             log[3] += snap["log"][3] if len(snap["log"]) > 3 else 0  # a worker of an older version
             if alive:
                 workers += 1
+                if "tasks" in snap:  # absent: a worker of an older version
+                    tasks[str(snap["pid"])] = snap["tasks"]
                 log[2] += snap["log"][2]
                 for name, values in snap["lanes"].items():
                     lane = lanes.setdefault(name, [0, 0, 0, 0])
@@ -171,6 +185,7 @@ class WorkerMetrics:
             "health": metrics_health.merge(health),
             "guardrail_actions": guard_actions,
             "guardrail_errors": guard_errors,
+            "tasks": tasks,
         }
 
     def sample_history(self) -> None:
@@ -331,6 +346,12 @@ class GatewayCollector:
         )
         yield GaugeMetricFamily("bifrost_requestlog_pending", "Request-log rows waiting to be written", value=pending)
         yield GaugeMetricFamily("bifrost_workers", "Worker processes reporting", value=merged["workers"])
+        loop_tasks = GaugeMetricFamily(
+            "bifrost_event_loop_tasks", "Live asyncio tasks on each worker's event loop", labels=["worker"]
+        )
+        for pid, n in sorted(merged["tasks"].items()):
+            loop_tasks.add_metric([pid], n)
+        yield loop_tasks
         yield from self._governance(merged)
         yield from self._guardrails(merged)
         yield from metrics_health.families(merged["health"])

@@ -56,6 +56,10 @@ def test_metrics_families(start_gateway: StartGateway, fake_openai: FakeOpenAI, 
     assert s[("bifrost_lane_in_flight", (("provider", "openai"),))] == 0
     assert ("bifrost_lane_queued", (("provider", "backup"),)) in s
     assert ("bifrost_requestlog_dropped_total", ()) in s and s[("bifrost_workers", ())] == 1
+    # Live asyncio tasks of the one worker, labelled with its pid: at least the scrape's own handler.
+    tasks = {labels: v for (name, labels), v in s.items() if name == "bifrost_event_loop_tasks"}
+    pid = api.get("/health").body["pid"]
+    assert list(tasks) == [(("worker", str(pid)),)] and 1 <= tasks[(("worker", str(pid)),)] < 1000
 
 
 def test_metrics_add_up_over_workers(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> None:
@@ -72,6 +76,8 @@ def test_metrics_add_up_over_workers(start_gateway: StartGateway, fake_openai: F
         s = _samples(api)
         assert s[key] == 20
         assert s[("bifrost_workers", ())] == 2
+        tasks = {dict(labels)["worker"]: v for (name, labels), v in s.items() if name == "bifrost_event_loop_tasks"}
+        assert set(tasks) == {str(p) for p in pids} and all(v >= 1 for v in tasks.values())
 
 
 def test_system_history_and_totals(admin_gateway: Gateway) -> None:
