@@ -201,3 +201,65 @@ def test_smoke_side_by_side_with_portkey(tmp_path: Path) -> None:
     assert all(c["success_rate"] == 1.0 for c in cells)
     report = (tmp_path / "REPORT.md").read_text()
     assert "Bifrost vs peers" in report
+
+
+def _overhead_doc(**added_p50: float) -> dict:
+    derived = {n: {"added_p50_us": v, "added_p99_us": v * 4} for n, v in added_p50.items()}
+    return {"scenario": "overhead", "params": {}, "cells": [], "derived": derived}
+
+
+def test_peer_ratios_only_where_both_cells_exist() -> None:
+    from bench.report.peers import peer_rows, peers_section
+
+    docs = {
+        "overhead": _overhead_doc(bifrost=250.0, portkey=2000.0),
+        "frontier": {
+            "scenario": "frontier",
+            "params": {},
+            "cells": [],
+            "derived": {
+                "bifrost": {"max_sustained_rps": 5000},
+                "litellm": {"max_sustained_rps": 100},
+                "portkey": {"max_sustained_rps": 1000},
+                "bifrost_over_litellm": 50.0,
+            },
+        },
+        "medium": {
+            "scenario": "medium",
+            "params": {"latencies_ms": [0.0], "rates": [500.0]},
+            "cells": [
+                {"target": "bifrost", "mock_latency_ms": 0.0, "rate": 500.0, "throughput_rps": 500.0},
+                {"target": "portkey", "mock_latency_ms": 0.0, "rate": 500.0, "throughput_rps": 250.0},
+            ],
+            "derived": {},
+        },
+        "streams": {
+            "scenario": "streams",
+            "params": {"levels": [64]},
+            "cells": [],
+            "derived": {
+                "bifrost": [{"concurrency": 64, "added_ttft_p50_ms": 0.5}],
+                "litellm": [{"concurrency": 64, "added_ttft_p50_ms": 5.0}],
+            },
+        },
+    }
+    rows = {(r["scenario"], r["metric"]): r for r in peer_rows(docs)}
+    p50 = rows[("overhead", "added p50 µs, c=1")]
+    assert (p50["over_portkey"], p50["over_litellm"]) == (0.125, None)  # no LiteLLM cell: no ratio
+    front = rows[("frontier", "max sustained RPS")]
+    assert (front["over_litellm"], front["over_portkey"]) == (50.0, 5.0)
+    med = rows[("medium", "throughput/s at 500 RPS, mock 0 ms")]
+    assert (med["over_portkey"], med["over_litellm"]) == (2.0, None)
+    ttft = rows[("streams", "added TTFT p50 ms, 64 streams")]
+    assert (ttft["over_litellm"], ttft["over_portkey"]) == (0.1, None)
+    text = "\n".join(peers_section(docs))
+    assert text.startswith("## Bifrost vs peers")
+    assert "| overhead | added p50 µs, c=1 | lower | 250 | - | 2,000 | - | 0.125 |" in text
+
+
+def test_no_peer_measured_means_no_section_and_no_ratio_over_a_non_positive_peer() -> None:
+    from bench.report.peers import peer_rows, peers_section
+
+    assert peers_section({"overhead": _overhead_doc(bifrost=250.0)}) == []
+    rows = peer_rows({"overhead": _overhead_doc(bifrost=250.0, litellm=-3.0)})
+    assert rows[0]["litellm"] == -3.0 and rows[0]["over_litellm"] is None
