@@ -23,7 +23,9 @@ from bench.scenarios.common import RESULTS_DIR, Context, log
 
 def _common(p: argparse.ArgumentParser, *, duration: bool = True) -> None:
     p.add_argument(
-        "--targets", default=None, help="comma list of direct,bifrost,litellm (default: all the scenario uses)"
+        "--targets",
+        default=None,
+        help="comma list of direct,bifrost,litellm,portkey (default: all the scenario uses)",
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin gateway / bench to separate CPUs")
     p.add_argument("--processes", type=int, default=None, help="load generator processes (default: bench CPUs)")
@@ -31,7 +33,7 @@ def _common(p: argparse.ArgumentParser, *, duration: bool = True) -> None:
     if duration:  # `run` has its own --duration (the published tool's)
         p.add_argument("--duration", type=float, default=None, help="override each cell's duration, seconds")
     p.add_argument("--out", default=RESULTS_DIR, help="results directory")
-    p.add_argument("--no-install", action="store_true", help="do not pip-install LiteLLM; skip it if absent")
+    p.add_argument("--no-install", action="store_true", help="do not install LiteLLM / Portkey; skip them if absent")
     p.add_argument("--smoke", action="store_true", help="a few seconds at tiny rates (what CI runs)")
 
 
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write REPORT.md and charts from the results JSON")
     p.add_argument("--out", default=RESULTS_DIR, help="results directory to read and write")
     sub.add_parser("install-litellm", help="pip install litellm[proxy] into bench/.venvs/litellm")
+    sub.add_parser("install-portkey", help="npm install @portkey-ai/gateway (pinned tree) into bench/.venvs/portkey")
     sub.add_parser("mock", help="run the mock provider (see python -m bench.mock_provider --help)", add_help=False)
     return parser
 
@@ -73,7 +76,7 @@ def make_context(args: argparse.Namespace, *, smoke: bool = False) -> Context:
     pinning.pin_self(layout)  # the mock and the load generator inherit the bench CPUs
     raise_fd_limit()  # children (gateways included) inherit the higher open-files limit
     explicit = args.targets is not None
-    names = [t.strip() for t in (args.targets or "direct,bifrost,litellm").split(",") if t.strip()]
+    names = [t.strip() for t in (args.targets or "direct,bifrost,litellm,portkey").split(",") if t.strip()]
     processes = args.processes or (len(layout.bench) if layout.bench else 1)
     return Context(
         layout=layout,
@@ -104,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.targets import litellm_env
 
         print(litellm_env.ensure(auto_install=True))
+        return 0
+    if args.command == "install-portkey":
+        from bench.targets import portkey_env
+
+        print(portkey_env.ensure(auto_install=True))
         return 0
     if args.command == "smoke":
         from bench.smoke import run_smoke

@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.report import charts
 from bench.report.goals import evaluate
+from bench.report.peers import PEER_TITLES, PEERS, peers_section
 
 Doc = dict[str, Any]
 ORDER = [
@@ -137,34 +138,36 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
         ]
     elif name in ("medium", "xlarge"):
         parts.append(_table(*_load_rows(cells, ["mock_latency_ms", "rate"])))
-        rows = doc["derived"].get("bifrost_vs_litellm") or []
-        if rows:
-            parts += [
-                "",
-                "Bifrost vs LiteLLM (same run):",
-                "",
-                _table(
-                    [
-                        "mock ms",
-                        "rate",
-                        "throughput x",
-                        "LiteLLM p50 / Bifrost",
-                        "LiteLLM p99 / Bifrost",
-                        "LiteLLM RSS / Bifrost",
-                    ],
-                    [
+        for peer in PEERS:
+            rows = doc["derived"].get(f"bifrost_vs_{peer}") or []
+            title = PEER_TITLES[peer]
+            if rows:
+                parts += [
+                    "",
+                    f"Bifrost vs {title} (same run):",
+                    "",
+                    _table(
                         [
-                            _f(r["mock_latency_ms"], 0),
-                            _f(r["rate"], 0),
-                            _f(r["throughput_x"]),
-                            _f(r["litellm_p50_over_bifrost"]),
-                            _f(r["litellm_p99_over_bifrost"]),
-                            _f(r["litellm_rss_over_bifrost"]),
-                        ]
-                        for r in rows
-                    ],
-                ),
-            ]
+                            "mock ms",
+                            "rate",
+                            "throughput x",
+                            f"{title} p50 / Bifrost",
+                            f"{title} p99 / Bifrost",
+                            f"{title} RSS / Bifrost",
+                        ],
+                        [
+                            [
+                                _f(r["mock_latency_ms"], 0),
+                                _f(r["rate"], 0),
+                                _f(r["throughput_x"]),
+                                _f(r[f"{peer}_p50_over_bifrost"]),
+                                _f(r[f"{peer}_p99_over_bifrost"]),
+                                _f(r[f"{peer}_rss_over_bifrost"]),
+                            ]
+                            for r in rows
+                        ],
+                    ),
+                ]
     elif name == "overhead":
         parts.append(_table(*_load_rows(cells, [])))
         rows = [
@@ -221,8 +224,10 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
                 rows,
             ),
         ]
-        if d.get("bifrost_over_litellm") is not None:
-            parts += ["", f"Bifrost / LiteLLM sustained rate: **{d['bifrost_over_litellm']}x**."]
+        for peer in PEERS:
+            if d.get(f"bifrost_over_{peer}") is not None:
+                x = d[f"bifrost_over_{peer}"]
+                parts += ["", f"Bifrost / {PEER_TITLES[peer]} sustained rate: **{x}x**."]
         if d.get("direct_at_bifrost_limit"):
             x = d["direct_at_bifrost_limit"]
             parts += [
@@ -481,6 +486,7 @@ def write_report(out_dir: str) -> str:
         ),
         "",
     ]
+    lines += peers_section(docs)
     for name in ORDER:
         if name in docs:
             lines.append(_section(name, docs[name], pngs.get(name, []), out_dir))

@@ -1,7 +1,7 @@
 """``frontier``: step the offered rate up against a 20 ms mock until p99 > 1 s or errors > 0.1 %;
 the highest step that passed is the highest sustained rate.
 
-Each target climbs its own ladder (LiteLLM's starts two orders of magnitude lower), then one
+Each target climbs its own ladder (LiteLLM's starts two orders of magnitude lower, Portkey's one), then one
 bisection step between the last pass and the first failure sharpens the answer.  Direct-to-mock is
 run at Bifrost's first failing rate to show the limit was the gateway and not the load generator.
 """
@@ -20,6 +20,7 @@ ERROR_LIMIT = 0.001
 LADDERS = {
     "bifrost": [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000, 10000],
     "litellm": [10, 25, 50, 75, 100, 150, 200, 300, 500, 1000],
+    "portkey": [100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000],
     "direct": [1000, 2500, 5000, 10000],
 }
 SMOKE_LADDER = [10, 20]
@@ -79,7 +80,7 @@ def run(ctx: Context) -> str:
     cells: list[dict[str, Any]] = []
     derived: dict[str, Any] = {}
     with mock(MockSettings(latency_ms=20.0)) as m:
-        for name in ("bifrost", "litellm"):
+        for name in ("bifrost", "litellm", "portkey"):
             if not ctx.want(name):
                 continue
             with target(ctx, name, m, profile="cost") as running:
@@ -111,10 +112,11 @@ def run(ctx: Context) -> str:
                         "passed": c["passed"],
                         "p99_ms": c["latency_ms"]["p99"],
                     }
-    if "bifrost" in derived and "litellm" in derived:
-        derived["bifrost_over_litellm"] = ratio(
-            derived["bifrost"]["max_sustained_rps"], derived["litellm"]["max_sustained_rps"], 1
-        )
+    for peer in ("litellm", "portkey"):
+        if "bifrost" in derived and peer in derived:
+            derived[f"bifrost_over_{peer}"] = ratio(
+                derived["bifrost"]["max_sustained_rps"], derived[peer]["max_sustained_rps"], 1
+            )
     return save(
         ctx,
         NAME,

@@ -1,7 +1,7 @@
 """``medium``: the published t3.medium test — 500 RPS for 60 s, ``cost`` profile, mock latency 0 ms
 and 1,500 ms; and the same at 50 RPS, where no gateway saturates, to show pure overhead.
 
-Targets run interleaved cell by cell (direct, Bifrost, LiteLLM for each latency x rate), each
+Targets run interleaved cell by cell (direct, Bifrost, LiteLLM, Portkey for each latency x rate), each
 gateway started fresh per cell so a melted-down run cannot spill into the next (smoke mode starts
 each once).
 """
@@ -28,7 +28,7 @@ def run(ctx: Context, rate: float | None = None) -> str:
     with mock(MockSettings()) as m:
         if ctx.smoke:
             # Smoke: one start per target (LiteLLM takes seconds to boot); cells share it.
-            for name in ("direct", "bifrost", "litellm"):
+            for name in ("direct", "bifrost", "litellm", "portkey"):
                 if ctx.want(name):
                     with target(ctx, name, m, profile="cost") as running:
                         for lat, r in grid:
@@ -37,7 +37,7 @@ def run(ctx: Context, rate: float | None = None) -> str:
         else:
             # Full: interleaved cell by cell, each gateway fresh per cell.
             for lat, r in grid:
-                for name in ("direct", "bifrost", "litellm"):
+                for name in ("direct", "bifrost", "litellm", "portkey"):
                     if ctx.want(name):
                         with target(ctx, name, m, profile="cost") as running:
                             if running is not None:
@@ -67,7 +67,7 @@ def _derive(cells: list[dict[str, Any]], latencies: list[float], rates: list[flo
     for lat in latencies:
         for r in rates:
             base = by(cells, target="direct", mock_latency_ms=lat, rate=r)
-            for name in ("bifrost", "litellm"):
+            for name in ("bifrost", "litellm", "portkey"):
                 c = by(cells, target=name, mock_latency_ms=lat, rate=r)
                 if c is None:
                     continue
@@ -83,22 +83,26 @@ def _derive(cells: list[dict[str, Any]], latencies: list[float], rates: list[flo
                         "peak_rss_mb": c["resources"]["peak_rss_mb"],
                     }
                 )
-    ratios = []
-    for lat in latencies:
-        for r in rates:
-            b = by(cells, target="bifrost", mock_latency_ms=lat, rate=r)
-            ll = by(cells, target="litellm", mock_latency_ms=lat, rate=r)
-            if b and ll:
-                ratios.append(
-                    {
-                        "mock_latency_ms": lat,
-                        "rate": r,
-                        "throughput_x": ratio(b["throughput_rps"], ll["throughput_rps"]),
-                        "litellm_p50_over_bifrost": ratio(ll["latency_ms"]["p50"], b["latency_ms"]["p50"]),
-                        "litellm_p99_over_bifrost": ratio(ll["latency_ms"]["p99"], b["latency_ms"]["p99"]),
-                        "litellm_rss_over_bifrost": ratio(
-                            ll["resources"]["peak_rss_mb"], b["resources"]["peak_rss_mb"]
-                        ),
-                    }
-                )
-    return {"added_vs_direct": rows, "bifrost_vs_litellm": ratios}
+    out: dict[str, Any] = {"added_vs_direct": rows}
+    for peer in ("litellm", "portkey"):
+        ratios = []
+        for lat in latencies:
+            for r in rates:
+                b = by(cells, target="bifrost", mock_latency_ms=lat, rate=r)
+                p = by(cells, target=peer, mock_latency_ms=lat, rate=r)
+                if b and p:
+                    ratios.append(
+                        {
+                            "mock_latency_ms": lat,
+                            "rate": r,
+                            "throughput_x": ratio(b["throughput_rps"], p["throughput_rps"]),
+                            f"{peer}_p50_over_bifrost": ratio(p["latency_ms"]["p50"], b["latency_ms"]["p50"]),
+                            f"{peer}_p99_over_bifrost": ratio(p["latency_ms"]["p99"], b["latency_ms"]["p99"]),
+                            f"{peer}_rss_over_bifrost": ratio(
+                                p["resources"]["peak_rss_mb"], b["resources"]["peak_rss_mb"]
+                            ),
+                        }
+                    )
+        if peer == "litellm" or ratios:
+            out[f"bifrost_vs_{peer}"] = ratios
+    return out

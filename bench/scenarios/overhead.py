@@ -19,7 +19,7 @@ def run(ctx: Context) -> str:
     cells: list[dict[str, Any]] = []
     with mock(MockSettings(latency_ms=0.0)) as m:
         # bifrost-gov (governance on: budgets + rate limit on every request) only with --targets naming it
-        for name in ("direct", "bifrost", "bifrost-gov", "litellm"):
+        for name in ("direct", "bifrost", "bifrost-gov", "litellm", "portkey"):
             if not ctx.want(name):
                 continue
             with target(ctx, name, m, profile="cost") as running:
@@ -31,7 +31,7 @@ def run(ctx: Context) -> str:
                 cells.append(out)
     base = by(cells, target="direct")
     derived: dict[str, Any] = {}
-    for name in ("bifrost", "bifrost-gov", "litellm"):
+    for name in ("bifrost", "bifrost-gov", "litellm", "portkey"):
         c = by(cells, target=name)
         if c is None or base is None:
             continue

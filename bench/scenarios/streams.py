@@ -2,8 +2,9 @@
 its last one ends), then an open loop of 1,000 new streams a second, each about 1 s long (so about
 1,000 in flight). The mock waits ``latency`` before the first chunk and ``interval`` between chunks;
 we report the time to first token and the gaps between chunks added by each gateway, and any stalled
-(a silence over 1 s) or cut (no ``[DONE]``, connection lost, error event) stream. LiteLLM is left out
-of the open loop: it tops out near 40 streams/s, so 1,000/s would only measure its backlog.
+(a silence over 1 s) or cut (no ``[DONE]``, connection lost, error event) stream. The peers (LiteLLM,
+Portkey) run the closed loop only, like-for-like: LiteLLM tops out near 40 streams/s, so 1,000/s would
+only measure its backlog.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def run(ctx: Context) -> str:
     settings = MockSettings(latency_ms=50.0, stream_chunks=20, chunk_interval_ms=20.0)
     cells: list[dict[str, Any]] = []
     with mock(settings) as m:
-        for name in ("direct", "bifrost", "litellm"):
+        for name in ("direct", "bifrost", "litellm", "portkey"):
             if not ctx.want(name):
                 continue
             with target(ctx, name, m, profile="cost") as running:
@@ -88,7 +89,7 @@ def run(ctx: Context) -> str:
                 )
                 cells.append(out)
     derived: dict[str, Any] = {}
-    for name in ("bifrost", "litellm"):
+    for name in ("bifrost", "litellm", "portkey"):
         keys: list[dict[str, Any]] = [{"concurrency": conc} for conc in levels] + [{"open_rate": rate}]
         rows = [row for key in keys if (row := _added(cells, name, key)) is not None]
         if rows:

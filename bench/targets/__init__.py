@@ -1,4 +1,4 @@
-"""Benchmark targets: direct-to-mock, Bifrost, LiteLLM's proxy (a table, not an if-chain)."""
+"""Benchmark targets: direct-to-mock, Bifrost, LiteLLM's proxy, Portkey's gateway (a table, not an if-chain)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from bench.targets.base import Running, Target, TargetUnavailable
 from bench.targets.bifrost import BifrostFullTarget, BifrostGovernedTarget, BifrostTarget
 from bench.targets.direct import DirectTarget
 from bench.targets.litellm import LiteLLMTarget
+from bench.targets.portkey import PortkeyTarget
 
 TARGETS: dict[str, Callable[..., Target]] = {
     "direct": DirectTarget,
@@ -16,6 +17,7 @@ TARGETS: dict[str, Callable[..., Target]] = {
     "bifrost-gov": BifrostGovernedTarget,  # governance on (issue 11): budgets + rate limit on every request
     "bifrost-full": BifrostFullTarget,  # every per-request feature on (issue 16): the `full` scenario
     "litellm": LiteLLMTarget,
+    "portkey": PortkeyTarget,
 }
 
 
@@ -28,6 +30,7 @@ def make(name: str, **kwargs: Any) -> Target:
         "bifrost-gov": {"profile", "logging", "workers", "label"},
         "bifrost-full": {"profile", "logging", "workers", "label", "governance", "cache", "guardrails"},
         "litellm": {"workers", "auto_install"},
+        "portkey": {"auto_install"},  # Node is single-threaded: always one process
     }[name]
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
 
@@ -37,6 +40,7 @@ __all__ = [
     "BifrostTarget",
     "DirectTarget",
     "LiteLLMTarget",
+    "PortkeyTarget",
     "Running",
     "Target",
     "TargetUnavailable",
