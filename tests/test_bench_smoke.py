@@ -136,6 +136,9 @@ def test_smoke_every_scenario_direct_and_bifrost(tmp_path: Path) -> None:
     assert soak["idle_before"]["tasks"] is not None and soak["idle_after"]["fds"] > 0 and soak["minutes"]
     assert set(soak["verdict"]) >= {"flat", "rss_ok", "fds_ok", "tasks_ok", "errors_ok"}
     assert (tmp_path / "charts" / "medium_latency_distribution.png").exists()
+    # xlarge sizes Bifrost's lanes with the published rule, through `bifrost tune --rps --write`.
+    xl = next(c for c in docs["xlarge"]["cells"] if c["target"] == "bifrost")
+    assert any("bifrost tune --rps" in n and "concurrency" in n for n in xl["notes"]), xl["notes"]
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ def make(name: str, **kwargs: Any) -> Target:
     cls = TARGETS[name]
     accepted = {
         "direct": {"mock_pid"},
-        "bifrost": {"profile", "logging", "workers", "label", "cache"},
+        "bifrost": {"profile", "logging", "workers", "label", "cache", "sizing"},
         "bifrost-gov": {"profile", "logging", "workers", "label"},
         "bifrost-full": {"profile", "logging", "workers", "label", "governance", "cache", "guardrails"},
         "litellm": {"workers", "auto_install"},

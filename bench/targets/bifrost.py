@@ -81,6 +81,25 @@ def write_config(
     return path
 
 
+def tune_rps(app_dir: str, rps: int, latency_s: float) -> str:
+    """Size the lanes as a user would: ``bifrost tune --rps N --latency S --write`` on the target's config.json
+    (Go Bifrost's published rule). Returns the note for the cell; raises TargetUnavailable if tune fails."""
+    cmd = [sys.executable, "-m", "bifrost_cli", "tune", "--rps", str(rps), "--latency", str(latency_s)]
+    cmd += ["--write", "--app-dir", app_dir]
+    try:
+        out = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetUnavailable(f"bifrost: `bifrost tune --rps` failed: {exc}") from None
+    if out.returncode != 0:
+        raise TargetUnavailable("bifrost: `bifrost tune --rps` failed: " + (out.stderr or out.stdout).strip()[-500:])
+    with open(os.path.join(app_dir, "config.json")) as fh:
+        lanes = json.load(fh)["providers"]["openai"]["concurrency_and_buffer_size"]
+    return (
+        f"lanes sized by `bifrost tune --rps {rps} --latency {latency_s:g} --write`: "
+        f"concurrency {lanes['concurrency']}, buffer_size {lanes['buffer_size']}"
+    )
+
+
 class BifrostTarget(Target):
     """One gateway process (``--workers 1`` unless told otherwise), pinned to the gateway CPU."""
 
@@ -96,8 +115,10 @@ class BifrostTarget(Target):
         governance: bool = False,
         cache: dict[str, object] | None = None,
         guardrails: dict[str, object] | None = None,
+        sizing: tuple[int, float] | None = None,
     ) -> None:
         super().__init__()
+        self.sizing = sizing
         self.governance = governance
         self.cache = cache
         self.guardrails = guardrails
@@ -126,6 +147,8 @@ class BifrostTarget(Target):
             cache=self.cache,
             guardrails=self.guardrails,
         )
+        if self.sizing is not None:
+            notes.append(tune_rps(self.app_dir, *self.sizing))
         port = port or control.free_port()
         cmd = [
             *layout.gateway_prefix(),
