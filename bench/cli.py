@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         if name in TAKES_RATE:
             p.add_argument("--rate", type=float, default=None, help="override the scenario's rate")
+        if name == "overhead":
+            p.add_argument(
+                "--runs",
+                type=int,
+                default=1,
+                help="consecutive rounds of direct and Bifrost (peers in the first only); reports each and the spread",
+            )
         if name == "soak":
             p.add_argument(
                 "--faults",
@@ -139,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     rate = getattr(args, "rate", None)
     if args.command == "soak":
         SCENARIOS["soak"](ctx, rate=rate, faults=args.faults)
+        return 0
+    if args.command == "overhead":
+        SCENARIOS["overhead"](ctx, runs=max(1, args.runs))
         return 0
     fn(ctx, rate=rate) if args.command in TAKES_RATE else fn(ctx)
     return 0

@@ -180,6 +180,7 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
                 _f(v["x_bf_overhead_us"]["p99"], 0),
             ]
             for k, v in doc["derived"].items()
+            if k != "rounds"
         ]
         parts += [
             "",
@@ -195,6 +196,21 @@ def _section(name: str, doc: Doc, pngs: list[str], out_dir: str) -> str:
                 rows,
             ),
         ]
+        rounds = doc["derived"].get("rounds")
+        if rounds:
+            each = [
+                [str(i), _f(r["added_p50_us"], 0), _f(r["added_p90_us"], 0), _f(r["added_p99_us"], 0)]
+                for i, r in enumerate(rounds["each"], 1)
+            ]
+            verdict = "every round within" if rounds["all_within_targets"] else "NOT every round within"
+            limits = rounds["targets_us"]
+            parts += [
+                "",
+                f"Bifrost, {len(each)} rounds in a row (direct re-measured each round); {verdict} the c=1 "
+                f"targets (added p50 <= {limits['p50']:.0f} µs, p99 <= {limits['p99']:.0f} µs):",
+                "",
+                _table(["round", "added p50 µs", "added p90 µs", "added p99 µs"], each),
+            ]
     elif name == "frontier":
         parts.append(_table(*_load_rows(cells, ["rate"])))
         d = doc["derived"]
