@@ -29,6 +29,10 @@ What the knobs mean in *this* runtime (Python, one event loop per worker process
 - ``log_batch_size`` / ``log_flush_interval_ms`` - the request-log writer commits when it has this
   many records or when this much time has passed, whichever comes first.
 - ``drop_excess_requests`` - shed load (429) instead of queueing beyond ``buffer_size``.
+- ``idle_spin_us`` - the longest time the event loop keeps polling after traffic instead of sleeping
+  (runtime/http/idlespin.py): an idle core that halts between the events of one request costs a
+  wake-up and cold caches each time. Adaptive (sparse traffic spins not at all); off under a cgroup
+  CPU quota, where spinning would spend the quota; ``BIFROST_IDLE_SPIN_US`` overrides it.
 
 ``cost`` trades latency under bursts for memory: one worker, smaller queues, fewer idle sockets,
 load shedding. ``speed`` spends memory for latency: a worker per CPU, deeper queues, warm sockets.
@@ -77,6 +81,7 @@ class Profile:
     log_batch_size: int
     log_flush_interval_ms: int
     drop_excess_requests: bool
+    idle_spin_us: int
 
     def workers_for(self, instance: InstanceInfo) -> int:
         return self.workers if self.workers > 0 else instance.usable_cpus
@@ -94,6 +99,7 @@ class Profile:
             listen_backlog=self.listen_backlog,
             log_batch_size=self.log_batch_size,
             log_flush_interval_ms=self.log_flush_interval_ms,
+            idle_spin_us=self.idle_spin_us,
         )
 
     def client_defaults(self) -> ClientConfig:
@@ -122,6 +128,7 @@ PROFILES: dict[str, Profile] = {
         log_batch_size=500,
         log_flush_interval_ms=200,
         drop_excess_requests=True,
+        idle_spin_us=200,
     ),
     "speed": Profile(
         name="speed",
@@ -138,6 +145,7 @@ PROFILES: dict[str, Profile] = {
         log_batch_size=1000,
         log_flush_interval_ms=100,
         drop_excess_requests=False,
+        idle_spin_us=200,
     ),
 }
 
@@ -156,6 +164,7 @@ KNOB_HELP: dict[str, str] = {
     "log_batch_size": "log records per SQLite commit",
     "log_flush_interval_ms": "longest wait for a log commit",
     "drop_excess_requests": "429 when the queue is full",
+    "idle_spin_us": "busy-poll after traffic (µs, adaptive)",
 }
 
 # `auto` picks `speed` when the instance can run the speed profile's workers and their memory.

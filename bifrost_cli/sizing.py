@@ -39,6 +39,7 @@ class InstanceInfo:
     memory_bytes: int | None  # None only when no source at all could be read
     cpu_source: str
     memory_source: str
+    cpu_quota: float | None = None  # a cgroup CPU quota (in CPUs), whether or not it is below the CPU count
 
     @property
     def usable_cpus(self) -> int:
@@ -220,6 +221,22 @@ def _v1_cpu_quota(d: Path) -> float | None:
     return quota / period
 
 
+def detect_cpu_quota(root: str | os.PathLike[str] = "/") -> tuple[float, str] | None:
+    """The tightest cgroup CPU quota over this process's cgroups (in CPUs) and where it is set, or None."""
+    base = Path(root)
+    mounts, membership = _mounts(base), _membership(base)
+    quotas: list[tuple[float, str]] = []
+    for d in _v2_dirs(base, mounts, membership):
+        q = _v2_cpu_quota(d)
+        if q is not None:
+            quotas.append((q, "cgroup v2 cpu.max"))
+    for d in _v1_dirs(base, mounts, membership, "cpu"):
+        q = _v1_cpu_quota(d)
+        if q is not None:
+            quotas.append((q, "cgroup v1 cfs quota"))
+    return min(quotas) if quotas else None
+
+
 def detect_cpus(root: str | os.PathLike[str] = "/", affinity: int | None = None) -> tuple[float, str]:
     """Usable CPUs and a note saying where the number came from.
 
@@ -234,20 +251,9 @@ def detect_cpus(root: str | os.PathLike[str] = "/", affinity: int | None = None)
     cpus: float = float(max(1, count))
     note = f"{source} ({count})"
 
-    mounts, membership = _mounts(base), _membership(base)
-    quotas: list[tuple[float, str]] = []
-    for d in _v2_dirs(base, mounts, membership):
-        q = _v2_cpu_quota(d)
-        if q is not None:
-            quotas.append((q, "cgroup v2 cpu.max"))
-    for d in _v1_dirs(base, mounts, membership, "cpu"):
-        q = _v1_cpu_quota(d)
-        if q is not None:
-            quotas.append((q, "cgroup v1 cfs quota"))
-    if quotas:
-        quota, qsource = min(quotas)
-        if quota < cpus:
-            cpus, note = quota, f"{qsource} ({quota:g} of {count} CPUs)"
+    quota = detect_cpu_quota(base)
+    if quota is not None and quota[0] < cpus:
+        cpus, note = quota[0], f"{quota[1]} ({quota[0]:g} of {count} CPUs)"
     return cpus, note
 
 
@@ -356,7 +362,14 @@ def detect_memory(root: str | os.PathLike[str] = "/") -> tuple[int | None, str]:
 def detect_instance(root: str | os.PathLike[str] = "/", affinity: int | None = None) -> InstanceInfo:
     cpus, cpu_source = detect_cpus(root, affinity)
     memory, memory_source = detect_memory(root)
-    return InstanceInfo(cpus=cpus, memory_bytes=memory, cpu_source=cpu_source, memory_source=memory_source)
+    quota = detect_cpu_quota(root)
+    return InstanceInfo(
+        cpus=cpus,
+        memory_bytes=memory,
+        cpu_source=cpu_source,
+        memory_source=memory_source,
+        cpu_quota=None if quota is None else quota[0],
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the profile part), so all of them agree on what a start would use.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,23 @@ class Startup:
             ("instance", f"{i.describe()}  ({i.cpu_source}; {i.memory_source})"),
             ("profile", self.profile.describe()),
         ]
+
+
+IDLE_SPIN_ENV = "BIFROST_IDLE_SPIN_US"
+
+
+def idle_spin_us(profile_value: int, instance: InstanceInfo, environ: Mapping[str, str]) -> int:
+    """The idle spin in effect: BIFROST_IDLE_SPIN_US (a whole number of µs, 0 = off) beats the profile; without
+    it, a cgroup CPU quota turns the spin off (spinning spends the quota; running out of it stalls every
+    request until the next period).
+
+    Raises ConfigError for a value that is not a whole number from 0 to 10,000."""
+    raw = environ.get(IDLE_SPIN_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) > 10_000:
+            raise ConfigError(IDLE_SPIN_ENV, f"must be a whole number of microseconds from 0 to 10000, got {raw!r}")
+        return int(raw)
+    return 0 if instance.cpu_quota is not None else profile_value
 
 
 def app_dir_or_default(app_dir: Path | None) -> Path:
@@ -80,7 +98,7 @@ def build_startup(
         port=port,
         log_level=log_level,
         workers=workers or profile.workers_for(instance),
-        tuning=profile.tuning(),
+        tuning=dataclasses.replace(profile.tuning(), idle_spin_us=idle_spin_us(profile.idle_spin_us, instance, env)),
         client_defaults=profile.client_defaults(),
         environ=env,
     )

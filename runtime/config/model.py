@@ -201,6 +201,7 @@ class Tuning:
     log_batch_size: int = 1000
     log_flush_interval_ms: int = 100
     shutdown_grace_s: float = 30.0
+    idle_spin_us: int = 0  # longest busy-poll of the loop after traffic (runtime/http/idlespin.py); 0 = off
 
 
 @dataclass(frozen=True, slots=True)

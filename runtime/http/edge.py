@@ -7,6 +7,7 @@ request, and at a few thousand requests a second each layer is measurable.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from aiohttp.typedefs import Middleware
 
 from runtime.config.model import GatewayConfig
 from runtime.http import origin
+from runtime.http.idlespin import IdleSpin
 from runtime.http.internal import last_resort_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,6 +35,26 @@ def middleware(config: GatewayConfig) -> Middleware:
             raise
         except Exception:  # a bug of ours outside the inference handlers (which catch their own)
             return last_resort_response(request)
+
+    spin_us = config.tuning.idle_spin_us
+    return _spinning(edge, spin_us) if spin_us > 0 else edge
+
+
+def _spinning(plain: Middleware, spin_us: int) -> Middleware:
+    # `plain` with the idle spin armed around each request (runtime/http/idlespin.py); a wrapper so
+    # that with the spin off (idle_spin_us 0) a request pays nothing for it.
+    spins: list[IdleSpin] = []  # the loop's spin, made on the first request (the loop runs by then)
+
+    @web.middleware
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not spins:
+            spins.append(IdleSpin(asyncio.get_running_loop(), spin_us))
+        spin = spins[0]
+        spin.arrived()
+        try:
+            return await plain(request, handler)
+        finally:
+            spin.answered()
 
     return edge
 

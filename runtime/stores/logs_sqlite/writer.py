@@ -33,6 +33,7 @@ import logging
 import os
 import sqlite3
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,21 @@ class Outcome:
     refused: list[tuple[str, BaseException]] = field(default_factory=list)
     error: sqlite3.OperationalError | None = None
     back: list[Row] = field(default_factory=list)
+
+
+# The writer's thread shares the worker's core with the event loop. At the loop's own priority, a flush of a
+# few hundred rows (each ~15 µs of encoding and index updates) holds the core for milliseconds while requests
+# wait for it: the tail at one request at a time (docs/performance.md, "the c=1 tail"). A lower priority lets
+# the loop take the core back as soon as a request needs it. Nice 5 keeps a quarter of a contended core for the
+# writer, several times what it needs when the loop is saturated, so rows are not dropped for it.
+WRITER_NICE = 5
+
+
+def yield_cpu_to_the_loop() -> None:
+    """Lower the calling thread's scheduling priority by WRITER_NICE (Linux, where nice is per thread)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.nice(WRITER_NICE)
 
 
 def chunk_rows_for(conn: sqlite3.Connection) -> int:
@@ -271,6 +287,7 @@ class LogWriter:
             await self._sweep()
             db = self._db
             self._chunk_rows = await db._execute(lambda: chunk_rows_for(db._conn))
+            await db._execute(yield_cpu_to_the_loop)
         except BaseException:
             await self._close_db()
             raise
