@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["InstanceInfo", "RpsSizing", "detect_cpus", "detect_instance", "detect_memory"]
 
@@ -223,18 +225,31 @@ def _v1_cpu_quota(d: Path) -> float | None:
 
 def detect_cpu_quota(root: str | os.PathLike[str] = "/") -> tuple[float, str] | None:
     """The tightest cgroup CPU quota over this process's cgroups (in CPUs) and where it is set, or None."""
-    base = Path(root)
+    return _tightest(Path(root), "cpu", (_v2_cpu_quota, "cgroup v2 cpu.max"), (_v1_cpu_quota, "cgroup v1 cfs quota"))
+
+
+_Num = TypeVar("_Num", int, float)
+
+
+def _tightest(
+    base: Path,
+    v1_controller: str,
+    v2: tuple[Callable[[Path], _Num | None], str],
+    v1: tuple[Callable[[Path], _Num | None], str],
+) -> tuple[_Num, str] | None:
+    """The lowest limit any of this process's cgroups (v2, then the v1 `v1_controller` hierarchy) sets, with
+    the label of the file it came from, or None when none sets one."""
     mounts, membership = _mounts(base), _membership(base)
-    quotas: list[tuple[float, str]] = []
+    found: list[tuple[_Num, str]] = []
     for d in _v2_dirs(base, mounts, membership):
-        q = _v2_cpu_quota(d)
-        if q is not None:
-            quotas.append((q, "cgroup v2 cpu.max"))
-    for d in _v1_dirs(base, mounts, membership, "cpu"):
-        q = _v1_cpu_quota(d)
-        if q is not None:
-            quotas.append((q, "cgroup v1 cfs quota"))
-    return min(quotas) if quotas else None
+        value = v2[0](d)
+        if value is not None:
+            found.append((value, v2[1]))
+    for d in _v1_dirs(base, mounts, membership, v1_controller):
+        value = v1[0](d)
+        if value is not None:
+            found.append((value, v1[1]))
+    return min(found) if found else None
 
 
 def detect_cpus(root: str | os.PathLike[str] = "/", affinity: int | None = None) -> tuple[float, str]:
@@ -341,18 +356,14 @@ def detect_memory(root: str | os.PathLike[str] = "/") -> tuple[int | None, str]:
     else:  # a fake tree without meminfo: do not leak the real host's numbers into a test
         source = "unknown"
 
-    mounts, membership = _mounts(base), _membership(base)
-    limits: list[tuple[int, str]] = []
-    for d in _v2_dirs(base, mounts, membership):
-        v = _v2_memory_limit(d)
-        if v is not None:
-            limits.append((v, "cgroup v2 memory.max"))
-    for d in _v1_dirs(base, mounts, membership, "memory"):
-        v = _v1_memory_limit(d)
-        if v is not None:
-            limits.append((v, "cgroup v1 memory.limit_in_bytes"))
+    limits = _tightest(
+        base,
+        "memory",
+        (_v2_memory_limit, "cgroup v2 memory.max"),
+        (_v1_memory_limit, "cgroup v1 memory.limit_in_bytes"),
+    )
     if limits:
-        limit, lsource = min(limits)
+        limit, lsource = limits
         # A limit above physical memory (common: a cgroup sized for a bigger host) is no limit at all.
         if total is None or limit < total:
             return limit, lsource

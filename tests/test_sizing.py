@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bifrost_cli.sizing import InstanceInfo, detect_cpus, detect_instance, detect_memory
+from bifrost_cli.sizing import InstanceInfo, detect_cpu_quota, detect_cpus, detect_instance, detect_memory
 
 GIB = 1024**3
 HOST_MEMINFO = "MemTotal:       16326428 kB\nMemFree:         1000000 kB\n"
@@ -99,6 +99,16 @@ def test_affinity_below_quota_wins(tmp_path: Path) -> None:
 
     assert cpus == 2
     assert source == "affinity (2)"
+    # The quota is still known (the idle spin is off under any quota, even one above the CPU count).
+    assert detect_cpu_quota(root) == (8.0, "cgroup v2 cpu.max")
+    assert detect_instance(root, affinity=2).cpu_quota == 8.0
+
+
+def test_no_quota_is_none(tmp_path: Path) -> None:
+    root = proc(tmp_path, V2_MOUNTINFO, "0::/\n")
+    write(root, "/sys/fs/cgroup/cpu.max", "max 100000\n")
+    assert detect_cpu_quota(root) is None
+    assert detect_instance(root, affinity=2).cpu_quota is None
 
 
 # ---------------------------------------------------------------------------------------- cgroup v1
