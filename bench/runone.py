@@ -27,6 +27,7 @@ from bench.targets import Running, TargetUnavailable
 _MODELS = {
     "bifrost": "openai/gpt-4o-mini",
     "bifrost-gov": "openai/gpt-4o-mini",
+    "bifrost-nospin": "openai/gpt-4o-mini",
     "litellm": "gpt-4o-mini",
     "direct": "gpt-4o-mini",
 }

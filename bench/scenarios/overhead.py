@@ -17,7 +17,8 @@ from bench.scenarios.common import Context, by, diff, load_spec, measure, mock, 
 NAME = "overhead"
 
 
-PEERS = ("bifrost-gov", "litellm", "portkey")  # bifrost-gov only with --targets naming it
+# bifrost-gov and bifrost-nospin (the idle spin off) only with --targets naming them
+PEERS = ("bifrost-gov", "bifrost-nospin", "litellm", "portkey")
 TARGET_P50_US, TARGET_P99_US = 250.0, 1000.0  # issue 16: added latency at c=1, in every round
 
 

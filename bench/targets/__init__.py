@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.targets.base import Running, Target, TargetUnavailable
-from bench.targets.bifrost import BifrostFullTarget, BifrostGovernedTarget, BifrostTarget
+from bench.targets.bifrost import BifrostFullTarget, BifrostGovernedTarget, BifrostNoSpinTarget, BifrostTarget
 from bench.targets.direct import DirectTarget
 from bench.targets.litellm import LiteLLMTarget
 from bench.targets.portkey import PortkeyTarget
@@ -16,6 +16,7 @@ TARGETS: dict[str, Callable[..., Target]] = {
     "bifrost": BifrostTarget,
     "bifrost-gov": BifrostGovernedTarget,  # governance on (issue 11): budgets + rate limit on every request
     "bifrost-full": BifrostFullTarget,  # every per-request feature on (issue 16): the `full` scenario
+    "bifrost-nospin": BifrostNoSpinTarget,  # the idle spin off (issue 16 item 2): overhead's on/off cell
     "litellm": LiteLLMTarget,
     "portkey": PortkeyTarget,
 }
@@ -28,6 +29,7 @@ def make(name: str, **kwargs: Any) -> Target:
         "direct": {"mock_pid"},
         "bifrost": {"profile", "logging", "workers", "label", "cache", "sizing"},
         "bifrost-gov": {"profile", "logging", "workers", "label"},
+        "bifrost-nospin": {"profile", "logging", "workers", "label"},
         "bifrost-full": {"profile", "logging", "workers", "label", "governance", "cache", "guardrails"},
         "litellm": {"workers", "auto_install"},
         "portkey": {"auto_install"},  # Node is single-threaded: always one process

@@ -116,8 +116,10 @@ class BifrostTarget(Target):
         cache: dict[str, object] | None = None,
         guardrails: dict[str, object] | None = None,
         sizing: tuple[int, float] | None = None,
+        idle_spin_us: int | None = None,
     ) -> None:
         super().__init__()
+        self.idle_spin_us = idle_spin_us  # None: the profile's
         self.sizing = sizing
         self.governance = governance
         self.cache = cache
@@ -172,6 +174,9 @@ class BifrostTarget(Target):
         env = child_env()
         for key in [k for k in env if k.startswith("BIFROST_")]:
             del env[key]  # the suite's flags and config.json are the whole truth
+        if self.idle_spin_us is not None:
+            env["BIFROST_IDLE_SPIN_US"] = str(self.idle_spin_us)
+            notes.append(f"BIFROST_IDLE_SPIN_US={self.idle_spin_us}")
         proc = self._spawn(
             cmd, env, os.path.join(self.app_dir, "gateway.log"), cwd=REPO_ROOT, preexec=gateway_preexec(layout)
         )
@@ -215,6 +220,15 @@ class BifrostGovernedTarget(BifrostTarget):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(governance=True, **kwargs)  # type: ignore[arg-type]
+
+
+class BifrostNoSpinTarget(BifrostTarget):
+    """Bifrost with the idle spin off (BIFROST_IDLE_SPIN_US=0): the spin's effect, on vs off, in one run."""
+
+    name = "bifrost-nospin"
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(idle_spin_us=0, **kwargs)  # type: ignore[arg-type]
 
 
 # The full stack's feature blocks (the `full` scenario, issue 16 item 3).
