@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 
 from bench.stats import CURVE_LEVELS
 
-COLORS = {"direct": "#7f7f7f", "bifrost": "#1f77b4", "litellm": "#d62728"}
+COLORS = {"direct": "#7f7f7f", "bifrost": "#1f77b4", "litellm": "#d62728", "portkey": "#2ca02c"}
+GATEWAYS = ("bifrost", "litellm", "portkey")  # ours and the peers, in legend order
 Doc = dict[str, Any]
 
 
@@ -51,11 +52,11 @@ def latency_distribution(doc: Doc, out_dir: str) -> list[str]:
 
 def frontier(doc: Doc, out_dir: str) -> list[str]:
     """p99 latency and success rate against offered rate, per target."""
-    cells = [c for c in doc.get("cells", []) if c.get("target") in ("bifrost", "litellm")]
+    cells = [c for c in doc.get("cells", []) if c.get("target") in GATEWAYS]
     if not cells:
         return []
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name in ("bifrost", "litellm"):
+    for name in GATEWAYS:
         pts = sorted(
             (c["rate"], c["latency_ms"]["p99"], c["success_rate"] or 0.0) for c in cells if c["target"] == name
         )
@@ -136,7 +137,7 @@ def streams(doc: Doc, out_dir: str) -> list[str]:
     if not cells:
         return []
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    for name in ("direct", "bifrost", "litellm"):
+    for name in ("direct", *GATEWAYS):
         pts = sorted(
             (c["concurrency"], c["ttft_ms"]["p99"])
             for c in cells
