@@ -40,9 +40,9 @@ SCAN_FIELD = "max_scan_chars"
 # The clean-text memo (OfflineDetector.clean_texts): most prompts repeat a few texts on every request (the
 # system prompt, a template's fixed instructions, a cached question), and a text the detector found nothing
 # in will find nothing again. Only texts with no findings are kept (the memo never holds a match), each at
-# most CLEAN_MEMO_CHARS long, at most CLEAN_MEMO_ENTRIES of them (oldest out first): <= 8 M characters.
+# most CLEAN_MEMO_CHARS long, at most CLEAN_MEMO_ENTRIES of them (oldest out first): <= 4 M characters.
 CLEAN_MEMO_CHARS = 4096
-CLEAN_MEMO_ENTRIES = 2048
+CLEAN_MEMO_ENTRIES = 1024
 UNSCANNED = "size:unscanned"
 
 
