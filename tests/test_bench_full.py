@@ -118,3 +118,26 @@ def test_feature_table_subtracts_the_bare_gateway() -> None:
     assert rows[0]["x_bf_overhead_added_us"] == 20.0
     assert rows[0]["p50_added_us"] == 50.0
     assert rows[0]["cpu_added_us_per_request"] == 30.0
+
+
+def test_a_starved_failed_frontier_step_is_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import pinning
+    from bench.scenarios.common import Context
+    from bench.targets import Running
+
+    ctx = Context(layout=pinning.detect(pin=False), processes=1)
+    running = Running(name="bifrost-full", port=9, model="openai/gpt-4o-mini", pid=0)
+
+    def cell(p99: float, lag: float) -> dict[str, object]:
+        return {"latency_ms": {"p99": p99}, "scheduled": 100, "error_total": 0, "send_lag_ms": {"p99": lag}}
+
+    # A failure with the generator 400 ms behind is measured again; a passing step (or a failure the
+    # generator kept up with) counts as measured.
+    seen = iter([cell(5000.0, 400.0), cell(80.0, 2.0)])
+    monkeypatch.setattr(full, "_measured", lambda *a, **k: next(seen))
+    out = full._mixed_step(ctx, None, running, 3000, 1.0)  # type: ignore[arg-type]
+    assert out["passed"] and out["attempt"] == 1
+
+    seen = iter([cell(5000.0, 3.0), cell(80.0, 2.0)])
+    out = full._mixed_step(ctx, None, running, 3000, 1.0)  # type: ignore[arg-type]
+    assert not out["passed"] and out["attempt"] == 0 and not out["harness_starved"]

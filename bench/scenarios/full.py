@@ -40,7 +40,9 @@ NAME = "full"
 HIT_RATIO = 0.5  # share of the frontier's requests that repeat one prompt (cache hits)
 FRONTIER_GOAL_RPS = 5000
 ADDED_P50_GOAL_US = 400.0
-LADDER = [2000, 3000, 4000, 5000, 6000, 7000, 8000]
+# From 1,000: on a busy machine the full stack has failed 2,000, and a ladder that fails its first step
+# measures nothing (the bisection needs a passed step below the failed one).
+LADDER = [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]
 ALL_OFF = {"governance": False, "cache": False, "guardrails": False, "logging": False}
 # (row label, the one feature turned on, c=1 cells measured on that gateway: (cell label, unique prompts))
 FEATURES: list[tuple[str, dict[str, bool], list[tuple[str, bool]]]] = [
@@ -150,8 +152,21 @@ def _mixed_step(
     if not record:
         run_workers(whole, groups)
         return {}
-    out = _measured(ctx, m, running, whole, groups)
-    out.update(rate=rate, passed=frontier.passed(out), harness_starved=frontier.harness_starved(out))
+    # As frontier's steps: a failed step whose load generator fell behind its schedule (its CPU taken by
+    # a neighbour) is measured again, up to frontier.RETRIES times, before it counts against the gateway.
+    for attempt in range(frontier.RETRIES + 1):
+        if attempt:
+            groups = [
+                _no_card(_worker_specs(miss)),
+                [dataclasses.replace(w, phase=w.phase + 1.0 / rate) for w in _worker_specs(hit)],
+            ]
+        out = _measured(ctx, m, running, whole, groups)
+        out.update(
+            rate=rate, passed=frontier.passed(out), attempt=attempt, harness_starved=frontier.harness_starved(out)
+        )
+        if out["passed"] or not out["harness_starved"]:
+            break
+        log(f"full: load generator fell {out['send_lag_ms']['p99']} ms behind at {rate} RPS; measuring the step again")
     return out
 
 

@@ -120,17 +120,15 @@ def semantic_text(endpoint: str, body: Mapping[str, Any], exclude_system: bool) 
     return "\n".join(lines)
 
 
-def request_key(
+def _head_params(
     endpoint: str,
     body: Mapping[str, Any],
-    *,
     namespace: tuple[str | None, str],
     providers: Collection[str],
     by_model: bool,
     by_provider: bool,
     exclude_system: bool,
-) -> RequestKey:
-    """The request's hashes. `namespace` is (virtual key id or None, cache key)."""
+) -> tuple[dict[str, Any], dict[str, Any], str, str]:
     model = body.get("model")
     provider, name = split_model(model, providers) if isinstance(model, str) else ("", "")
     params = {k: v for k, v in body.items() if k not in IGNORED}
@@ -143,7 +141,43 @@ def request_key(
         "provider": provider if by_provider else None,
         "model": name if by_model else None,
     }
-    request_hash = _digest({**head, "body": params})
+    return head, params, provider, name
+
+
+def exact_hash(
+    endpoint: str,
+    body: Mapping[str, Any],
+    *,
+    namespace: tuple[str | None, str],
+    providers: Collection[str],
+    by_model: bool,
+    by_provider: bool,
+    exclude_system: bool,
+) -> str:
+    """The request hash alone (RequestKey.request_hash): all a direct lookup needs. A hit stops there; the
+    rest of the key (params hash, semantic and prompt text) is for a miss's semantic lookup and entry."""
+    head, params, _, _ = _head_params(endpoint, body, namespace, providers, by_model, by_provider, exclude_system)
+    return _digest({**head, "body": params})
+
+
+def request_key(
+    endpoint: str,
+    body: Mapping[str, Any],
+    *,
+    namespace: tuple[str | None, str],
+    providers: Collection[str],
+    by_model: bool,
+    by_provider: bool,
+    exclude_system: bool,
+    request_hash: str | None = None,
+) -> RequestKey:
+    """The request's hashes. `namespace` is (virtual key id or None, cache key). `request_hash`: the
+    exact_hash of the same request, already computed (it is not computed again)."""
+    head, params, provider, name = _head_params(
+        endpoint, body, namespace, providers, by_model, by_provider, exclude_system
+    )
+    if request_hash is None:
+        request_hash = _digest({**head, "body": params})
     for name_ in PROMPT_FIELDS:
         params.pop(name_, None)
     params_hash = _digest({**head, "params": params})

@@ -27,7 +27,7 @@ import ujson
 
 from runtime.cache.coalesce import Coalescer, Flight
 from runtime.cache.embed import Embedder
-from runtime.cache.key import RequestKey, message_count, request_key
+from runtime.cache.key import RequestKey, exact_hash, message_count, request_key
 from runtime.cache.replay import StreamCapture, as_response, clone, replay_stream, storable
 from runtime.cache.settings import CacheSettings, RequestOptions, request_options
 from runtime.cache.stats import CacheCounters
@@ -116,22 +116,27 @@ class SemanticCachePlugin:
                 self._store_failed("opening the store")
                 return None
         vk = getattr(ctx.caller, "virtual_key_id", None) if settings.scope == "virtual_key" else None
-        key = request_key(
-            endpoint,
-            body,
-            namespace=(vk, options.cache_key),
-            providers=self._providers,
-            by_model=settings.cache_by_model,
-            by_provider=settings.cache_by_provider,
-            exclude_system=settings.exclude_system_prompt,
-        )
+        namespace = (vk, options.cache_key)
+        # A direct lookup needs the exact hash only: the rest of the key is built after a miss (a hit, half
+        # the requests or more where the cache pays, skips the params hash and the prompt text).
+        exact = None
+        if options.direct:
+            exact = exact_hash(
+                endpoint,
+                body,
+                namespace=namespace,
+                providers=self._providers,
+                by_model=settings.cache_by_model,
+                by_provider=settings.cache_by_provider,
+                exclude_system=settings.exclude_system_prompt,
+            )
         self.counters.requests += 1
         now = self.clock()
         counters = self.counters
-        if options.direct:
+        if exact is not None:
             started = perf_counter()
             try:
-                entry = await self.store.get(key.request_hash, now)
+                entry = await self.store.get(exact, now)
             except Exception:  # a failing store is not the request's failure: served uncached
                 self._store_failed("a lookup")
                 return None
@@ -139,6 +144,16 @@ class SemanticCachePlugin:
             counters.lookup_count["direct"] += 1
             if entry is not None:
                 return self._hit(ctx, entry, "direct", None, now)
+        key = request_key(
+            endpoint,
+            body,
+            namespace=namespace,
+            providers=self._providers,
+            by_model=settings.cache_by_model,
+            by_provider=settings.cache_by_provider,
+            exclude_system=settings.exclude_system_prompt,
+            request_hash=exact,
+        )
         semantic = options.semantic and endpoint != EMBEDDINGS and key.semantic_text is not None
         miss = _Miss(key, options, "semantic" if semantic else "direct")
         if settings.coalesce and options.direct:

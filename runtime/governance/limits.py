@@ -378,15 +378,27 @@ def _period(text: str, calendar_aligned: bool) -> Period:
         ) from None
 
 
+# The rate-limit headers' names per kind, built once (not three f-strings per kind per request).
+_HEADER_NAMES = {
+    kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+    for kind in ("requests", "tokens")
+}
+
+
 def _headers(ctx: RequestContext, shown: dict[str, tuple[float, Pool]], now: float) -> None:
     headers = ctx.response_headers
     if headers is None:
         headers = ctx.response_headers = {}
     for kind, (remaining, pool) in shown.items():
-        headers[f"x-ratelimit-limit-{kind}"] = str(int(pool.limit.max))
-        headers[f"x-ratelimit-remaining-{kind}"] = str(int(remaining))
+        names = _HEADER_NAMES.get(kind) or (
+            f"x-ratelimit-limit-{kind}",
+            f"x-ratelimit-remaining-{kind}",
+            f"x-ratelimit-reset-{kind}",
+        )
+        headers[names[0]] = str(int(pool.limit.max))
+        headers[names[1]] = str(int(remaining))
         left = pool.end - now
         whole = int(left)
         if whole != pool.reset_text[0] or left < 1:
             pool.reset_text = (whole, format_reset(left))
-        headers[f"x-ratelimit-reset-{kind}"] = pool.reset_text[1]
+        headers[names[2]] = pool.reset_text[1]

@@ -197,11 +197,14 @@ def _tool_argument_slots(message: Mapping[str, Any]) -> list[Slot]:
     """The arguments of a message's tool calls (a JSON text the model wrote, or the client sends back),
     and of the legacy `function_call`: a key or a card number can travel there too. A mask never
     contains a quote, so redacting inside them keeps the JSON valid."""
-    functions: list[Any] = []
     calls = message.get("tool_calls")
+    legacy = message.get("function_call")
+    if calls is None and legacy is None:
+        return []  # the usual message: no calls (every request's every message comes through here)
+    functions: list[Any] = []
     if isinstance(calls, list):
         functions.extend(call.get("function") if isinstance(call, dict) else None for call in calls)
-    functions.append(message.get("function_call"))
+    functions.append(legacy)
     return [
         Slot(function, "arguments")
         for function in functions

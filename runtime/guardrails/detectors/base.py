@@ -37,6 +37,12 @@ def check_fields(config: Mapping[str, Any], path: str, known: Iterable[str], kin
 # not read; the part gets a whole-part `size:unscanned` finding (a block rule refuses it, redact masks it).
 MAX_SCAN_CHARS = 1_000_000
 SCAN_FIELD = "max_scan_chars"
+# The clean-text memo (OfflineDetector.clean_texts): most prompts repeat a few texts on every request (the
+# system prompt, a template's fixed instructions, a cached question), and a text the detector found nothing
+# in will find nothing again. Only texts with no findings are kept (the memo never holds a match), each at
+# most CLEAN_MEMO_CHARS long, at most CLEAN_MEMO_ENTRIES of them (oldest out first): <= 4 M characters.
+CLEAN_MEMO_CHARS = 4096
+CLEAN_MEMO_ENTRIES = 1024
 UNSCANNED = "size:unscanned"
 
 
@@ -173,6 +179,10 @@ class OfflineDetector:
     streamable = True
     max_scan_chars = MAX_SCAN_CHARS
     normalises = False  # True: scan a normalised copy of a text holding formatting tricks (see normalise)
+    # The clean-text memo (CLEAN_MEMO_CHARS): short texts in which the scan found nothing, skipped next time.
+    # A detector opts in by setting it to {} in its __init__: only one whose findings depend on its config
+    # and the text alone (no clock, no counter, no I/O).
+    clean_texts: dict[str, None] | None = None
 
     async def check(self, subject: Subject, gateway: Any) -> list[Finding]:  # the protocol's remote half
         return self.scan(subject)
@@ -180,15 +190,34 @@ class OfflineDetector:
     def scan(self, subject: Subject) -> list[Finding]:
         findings: list[Finding] = []
         cap = self.max_scan_chars
+        clean = self.clean_texts
         for part, text in enumerate(subject.texts):
             if not text:
                 continue
             if len(text) > cap:
                 self._scan_one(text[:cap], part, findings)
                 findings.append(Finding(UNSCANNED, part))
+            elif clean is not None and len(text) <= CLEAN_MEMO_CHARS:
+                if text in clean:
+                    continue  # scanned before and nothing found: the same text finds nothing again
+                found = len(findings)
+                self._scan_one(text, part, findings)
+                if len(findings) == found:
+                    self._remember_clean(clean, text)
             else:
                 self._scan_one(text, part, findings)
         return findings
+
+    @staticmethod
+    def _remember_clean(clean: dict[str, None], text: str) -> None:
+        if len(clean) >= CLEAN_MEMO_ENTRIES:
+            # The oldest goes (insertion order). A scan in a worker thread (a large subject, engine.run)
+            # may change the dict between the two steps: then the memo starts over.
+            try:
+                del clean[next(iter(clean))]
+            except (RuntimeError, StopIteration, KeyError):
+                clean.clear()
+        clean[text] = None
 
     def _scan_one(self, text: str, part: int, findings: list[Finding]) -> None:
         text = without_surrogates(text)

@@ -67,18 +67,34 @@ def _card_prefix_ok(digits: str) -> bool:
     return False
 
 
+_CARD_FIRST = frozenset("23456")  # the first digits _card_prefix_ok admits
+_LUHN: Any = None
+
+
+def _luhn() -> Any:
+    """python-stdnum's luhn module, imported on first use (not per call: an import statement is a lookup)."""
+    global _LUHN
+    if _LUHN is None:
+        from stdnum import luhn
+
+        _LUHN = luhn
+    return _LUHN
+
+
 def _cards(text: str, lo: int, hi: int, spans: Spans) -> list[tuple[int, int]]:
     """Cards: a run of digit groups (single space or dash between them) holds a card when a group-aligned
     stretch of it has 13-19 digits, a card network's prefix and a valid Luhn checksum. Trying the stretches
     matters: '... order 1234 4111 1111 1111 1111' must still find the card after the order number."""
-    from stdnum import luhn
-
+    luhn = _luhn()
     out: list[tuple[int, int]] = []
     for m in _CARD_RUN.finditer(text, lo, hi):
-        if m.end() - m.start() < 13:
+        r0, r1 = m.span()
+        if r1 - r0 < 13:
             continue
-        # (start, end) offsets of each digit group in text
-        groups = [g.span() for g in _GROUP.finditer(text, m.start(), m.end())]
+        # (start, end) offsets of each digit group in text (one group when the run has no separator)
+        groups = [(r0, r1)] if text[r0:r1].isdecimal() else [g.span() for g in _GROUP.finditer(text, r0, r1)]
+        if not any(text[g0] in _CARD_FIRST for g0, _ in groups):
+            continue  # a card starts a group with a network's first digit (_card_prefix_ok): none here
         i = 0
         while i < len(groups):
             found = False
@@ -289,6 +305,8 @@ class PiiDetector(OfflineDetector):
                 table.append(_Entity(name, re.compile(_PHONE), _phone_validator(regions), 7))
         self._table = tuple(table)
         self._digits = bool(table) or self._cards
+        # Findings depend on the entities, the regions and the text only: texts found clean are remembered.
+        self.clean_texts = {}
 
     def _scan_text(self, text: str, part: int, findings: list[Finding]) -> None:
         spans = Spans()
