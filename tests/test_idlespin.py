@@ -12,7 +12,7 @@ import pytest
 from bifrost_cli.sizing import InstanceInfo
 from bifrost_cli.startup import IDLE_SPIN_ENV, idle_spin_us
 from runtime.config.load import ConfigError
-from runtime.http.idlespin import GROW_START_NS, IdleSpin
+from runtime.http.idlespin import COOL_OFF, GROW_START_NS, IdleSpin
 
 US = 1000
 
@@ -41,9 +41,11 @@ class Loop:
         return len(ready)
 
 
-def make(longest_us: int = 200) -> tuple[IdleSpin, Loop, Clock]:
+def make(longest_us: int = 200, cpu: Clock | None = None) -> tuple[IdleSpin, Loop, Clock]:
+    """A spin on a fake loop and clock; its thread's CPU clock is the wall clock (the core is ours) unless
+    `cpu` is given."""
     loop, clock = Loop(), Clock()
-    return IdleSpin(loop, longest_us, clock), loop, clock  # type: ignore[arg-type]
+    return IdleSpin(loop, longest_us, clock, cpu or clock), loop, clock  # type: ignore[arg-type]
 
 
 def test_spins_only_until_the_window_ends() -> None:
@@ -94,6 +96,39 @@ def test_close_traffic_grows_the_window_back() -> None:
     assert windows[0] == GROW_START_NS
     assert windows == sorted(windows)
     assert windows[-1] == 200 * US
+
+
+def test_a_contended_core_stops_the_spin_for_a_while() -> None:
+    cpu = Clock()  # the thread's CPU clock: it advances only when we say the thread ran
+    spin, loop, clock = make(200, cpu)
+    spin.answered()
+    clock.now += 100 * US
+    cpu.now += 30 * US  # 30 µs of CPU in 100 µs of wall: another process had the core
+    loop.run()
+    clock.now += 150 * US
+    cpu.now += 20 * US
+    loop.run()  # the window is over: the spin ends and finds it was starved
+    assert loop.ready == []
+    for _ in range(COOL_OFF - 1):
+        clock.now += 40 * US
+        spin.arrived()
+        spin.answered()
+        assert loop.ready == []  # no spinning while cooling off
+    clock.now += 40 * US
+    spin.arrived()  # the last request of the cool-off: it does not spin on arrival...
+    assert loop.ready == []
+    spin.answered()
+    assert len(loop.ready) == 1  # ...and then the spin tries again
+
+
+def test_an_uncontended_spin_keeps_spinning() -> None:
+    spin, loop, clock = make(200)
+    spin.answered()
+    clock.now += 250 * US
+    loop.run()  # ended; CPU kept pace with the wall clock
+    clock.now += 40 * US
+    spin.arrived()
+    assert len(loop.ready) == 1
 
 
 def test_env_beats_the_profile_and_a_quota_turns_it_off() -> None:
