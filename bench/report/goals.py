@@ -170,6 +170,31 @@ def soak_rss(doc: Doc) -> Verdict:
     )
 
 
+def soak_flat(doc: Doc) -> Verdict:
+    """Resources flat over the soak: RSS, and descriptors and live tasks back to the idle baseline."""
+    cell = next((c for c in doc.get("cells", []) if c.get("target") == "bifrost" and c.get("verdict")), None)
+    if cell is None:
+        return _na("no bifrost result with a verdict")
+    v = cell["verdict"]
+    status = "PASS" if v["flat"] else "FAIL"
+    b, a = cell["idle_before"], cell["idle_after"]
+    measured = f"fds {b['fds']} -> {a['fds']}, tasks {b.get('tasks')} -> {a.get('tasks')}"
+    seconds = doc["params"]["duration_s"]
+    detail = f"{cell['faulted']} injected faults over {seconds:.0f} s; unexpected errors {cell['unexpected_errors']}"
+    return status, measured, detail
+
+
+def _full_goal(key: str) -> Callable[[Doc], Verdict]:
+    def check(doc: Doc) -> Verdict:
+        g = doc.get("derived", {}).get("goals", {}).get(key)
+        if not g or g.get("measured") is None:
+            return _na("no full-stack result")
+        unit = " RPS" if key == "frontier_rps" else " µs"
+        return ("PASS" if g["met"] else "FAIL"), f"{g['measured']:,.0f}{unit}", "full stack (issue 16)"
+
+    return check
+
+
 def logging_cost(doc: Doc) -> Verdict:
     d = doc.get("derived", {})
     if "cost_pct" not in d:
@@ -218,6 +243,9 @@ GOALS: list[Goal] = [
     Goal("streams", "streams: added TTFT p99 at 512 concurrent", "<= 50 ms", streams_ttft_512),
     Goal("streams", "streams: added TTFT p99 at 1,000 new streams/s", "<= 50 ms", streams_ttft_open),
     Goal("soak", "soak: RSS growth after warm-up", "< 5%", soak_rss),
+    Goal("soak", "soak: fds and tasks back to idle, no unexpected errors", "flat", soak_flat),
+    Goal("full", "full stack: frontier, 50 % cache hits", ">= 5,000 RPS", _full_goal("frontier_rps")),
+    Goal("full", "full stack: c=1 added p50 (cache misses)", "<= 400 µs", _full_goal("c1_added_p50_us")),
     Goal("logging", "logging: throughput cost", "< 10%", logging_cost),
     Goal("cache", "cache: direct hit p50 vs miss p50 (c=1)", "hit <= miss", _cache_verdict(0)),
     Goal("cache", "cache: hit-path frontier vs no-cache frontier", "hit >= off", _cache_verdict(1)),
