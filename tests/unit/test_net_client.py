@@ -336,3 +336,33 @@ async def test_a_connection_paused_by_back_pressure_is_resumed_when_it_goes_back
         await client.close()
         await server.stop()
     assert server.connections == 1
+
+
+@pytest.mark.parametrize("length", [b"+2", b"0_2", b"2 2", b"\xb2", b"-2"])
+async def test_a_content_length_that_is_not_plain_digits_is_a_protocol_error(
+    raw_server: Callable[[Script], Awaitable[RawServer]], length: bytes
+) -> None:
+    """Python's int() reads "+2", "0_2" and a superscript two as numbers; a body length must be digits only."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + length + b"\r\n\r\nok"
+    server = await raw_server(lambda _c, _r: (answer, False))
+    client = HTTPClient()
+    try:
+        with pytest.raises(ProtocolError, match="Content-Length"):
+            await post(client, server.url)
+    finally:
+        await client.close()
+
+
+async def test_repeated_headers_are_joined_and_names_are_case_insensitive(
+    raw_server: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nX-Thing: a\r\nx-thing: b\r\nContent-Length: 2\r\n\r\nok"
+    server = await raw_server(lambda _c, _r: (answer, True))
+    client = HTTPClient()
+    try:
+        response = await client.request("POST", server.url, {}, b"{}", connect_timeout=10.0, read_timeout=30.0)
+        assert response.headers["X-THING"] == "a, b" and response.headers.get("x-thing") == "a, b"
+        assert "X-Thing" in response.headers and response.reason == "OK"
+        assert await response.read() == b"ok"
+    finally:
+        await client.close()
