@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import ujson
 
@@ -118,6 +118,16 @@ def semantic_text(endpoint: str, body: Mapping[str, Any], exclude_system: bool) 
             return None  # tool results and calls: exact matching only (their ids differ per conversation)
         lines.append(f"{role}: {text}")
     return "\n".join(lines)
+
+
+class KeyShape(TypedDict):
+    """What a request's cache key depends on besides its body: the caller's namespace and the settings."""
+
+    namespace: tuple[str | None, str]
+    providers: Collection[str]
+    by_model: bool
+    by_provider: bool
+    exclude_system: bool
 
 
 def _head_params(

@@ -27,7 +27,7 @@ import ujson
 
 from runtime.cache.coalesce import Coalescer, Flight
 from runtime.cache.embed import Embedder
-from runtime.cache.key import RequestKey, exact_hash, message_count, request_key
+from runtime.cache.key import KeyShape, RequestKey, exact_hash, message_count, request_key
 from runtime.cache.replay import StreamCapture, as_response, clone, replay_stream, storable
 from runtime.cache.settings import CacheSettings, RequestOptions, request_options
 from runtime.cache.stats import CacheCounters
@@ -119,17 +119,14 @@ class SemanticCachePlugin:
         namespace = (vk, options.cache_key)
         # A direct lookup needs the exact hash only: the rest of the key is built after a miss (a hit, half
         # the requests or more where the cache pays, skips the params hash and the prompt text).
-        exact = None
-        if options.direct:
-            exact = exact_hash(
-                endpoint,
-                body,
-                namespace=namespace,
-                providers=self._providers,
-                by_model=settings.cache_by_model,
-                by_provider=settings.cache_by_provider,
-                exclude_system=settings.exclude_system_prompt,
-            )
+        shape = KeyShape(
+            namespace=namespace,
+            providers=self._providers,
+            by_model=settings.cache_by_model,
+            by_provider=settings.cache_by_provider,
+            exclude_system=settings.exclude_system_prompt,
+        )
+        exact = exact_hash(endpoint, body, **shape) if options.direct else None
         self.counters.requests += 1
         now = self.clock()
         counters = self.counters
@@ -144,16 +141,7 @@ class SemanticCachePlugin:
             counters.lookup_count["direct"] += 1
             if entry is not None:
                 return self._hit(ctx, entry, "direct", None, now)
-        key = request_key(
-            endpoint,
-            body,
-            namespace=namespace,
-            providers=self._providers,
-            by_model=settings.cache_by_model,
-            by_provider=settings.cache_by_provider,
-            exclude_system=settings.exclude_system_prompt,
-            request_hash=exact,
-        )
+        key = request_key(endpoint, body, **shape, request_hash=exact)
         semantic = options.semantic and endpoint != EMBEDDINGS and key.semantic_text is not None
         miss = _Miss(key, options, "semantic" if semantic else "direct")
         if settings.coalesce and options.direct:
