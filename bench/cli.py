@@ -25,7 +25,10 @@ def _common(p: argparse.ArgumentParser, *, duration: bool = True) -> None:
     p.add_argument(
         "--targets",
         default=None,
-        help="comma list of direct,bifrost,litellm,portkey (default: all the scenario uses)",
+        help=(
+            "comma list of direct,bifrost,litellm,portkey (default: all the scenario uses); scenarios that have"
+            " them also take bifrost-gov, bifrost-nospin, floor-aiohttp, floor-raw"
+        ),
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin gateway / bench to separate CPUs")
     p.add_argument("--processes", type=int, default=None, help="load generator processes (default: bench CPUs)")

@@ -22,6 +22,10 @@ LADDERS = {
     "litellm": [10, 25, 50, 75, 100, 150, 200, 300, 500, 1000],
     "portkey": [100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000],
     "direct": [1000, 2500, 5000, 10000],
+    # The framework floors (bench/floor_relay.py; only when --targets names them): the ceiling any gateway
+    # built on aiohttp (or on a bare protocol) reaches on this core, to read Bifrost's frontier against.
+    "floor-aiohttp": [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000],
+    "floor-raw": [1000, 2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000],
 }
 SMOKE_LADDER = [10, 20]
 # A step only counts against the gateway if the load generator kept its schedule: on a shared
@@ -80,7 +84,7 @@ def run(ctx: Context) -> str:
     cells: list[dict[str, Any]] = []
     derived: dict[str, Any] = {}
     with mock(MockSettings(latency_ms=20.0)) as m:
-        for name in ("bifrost", "litellm", "portkey"):
+        for name in ("bifrost", "litellm", "portkey", "floor-aiohttp", "floor-raw"):
             if not ctx.want(name):
                 continue
             with target(ctx, name, m, profile="cost") as running:

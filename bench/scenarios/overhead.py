@@ -17,8 +17,10 @@ from bench.scenarios.common import Context, by, diff, load_spec, measure, mock, 
 NAME = "overhead"
 
 
-# bifrost-gov and bifrost-nospin (the idle spin off) only with --targets naming them
+# bifrost-gov, bifrost-nospin (the idle spin off) and the framework floors (bench/floor_relay.py) only
+# with --targets naming them
 PEERS = ("bifrost-gov", "bifrost-nospin", "litellm", "portkey")
+FLOORS = ("floor-aiohttp", "floor-raw")
 TARGET_P50_US, TARGET_P99_US = 250.0, 1000.0  # issue 16: added latency at c=1, in every round
 
 
@@ -27,7 +29,7 @@ def run(ctx: Context, runs: int = 1) -> str:
     cells: list[dict[str, Any]] = []
     with mock(MockSettings(latency_ms=0.0)) as m:
         for round_no in range(1, runs + 1):
-            names = ("direct", "bifrost", *(PEERS if round_no == 1 else ()))
+            names = ("direct", "bifrost", *FLOORS, *(PEERS if round_no == 1 else ()))
             for name in names:
                 if not ctx.want(name):
                     continue
@@ -40,7 +42,7 @@ def run(ctx: Context, runs: int = 1) -> str:
                     out["round"] = round_no
                     cells.append(out)
     derived: dict[str, Any] = {}
-    for name in ("bifrost", *PEERS):
+    for name in ("bifrost", *FLOORS, *PEERS):
         added = _added(cells, name, 1)
         if added is not None:
             derived[name] = added

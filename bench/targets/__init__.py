@@ -8,6 +8,7 @@ from typing import Any
 from bench.targets.base import Running, Target, TargetUnavailable
 from bench.targets.bifrost import BifrostFullTarget, BifrostGovernedTarget, BifrostNoSpinTarget, BifrostTarget
 from bench.targets.direct import DirectTarget
+from bench.targets.floor import FloorAiohttpTarget, FloorRawTarget
 from bench.targets.litellm import LiteLLMTarget
 from bench.targets.portkey import PortkeyTarget
 
@@ -19,6 +20,8 @@ TARGETS: dict[str, Callable[..., Target]] = {
     "bifrost-nospin": BifrostNoSpinTarget,  # the idle spin off (issue 16 item 2): overhead's on/off cell
     "litellm": LiteLLMTarget,
     "portkey": PortkeyTarget,
+    "floor-aiohttp": FloorAiohttpTarget,  # a bare aiohttp relay: the framework's floor (issue 16 item 2)
+    "floor-raw": FloorRawTarget,  # the same relay with no HTTP framework: the floor below that
 }
 
 
@@ -33,6 +36,8 @@ def make(name: str, **kwargs: Any) -> Target:
         "bifrost-full": {"profile", "logging", "workers", "label", "governance", "cache", "guardrails"},
         "litellm": {"workers", "auto_install"},
         "portkey": {"auto_install"},  # Node is single-threaded: always one process
+        "floor-aiohttp": set(),
+        "floor-raw": set(),
     }[name]
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
 
