@@ -5,6 +5,7 @@ in the `bifrost.plugins` group, on the gateway's PYTHONPATH, and named in config
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,35 @@ def test_hook_that_raises_is_a_json_500_and_on_finish_runs_once(plugged: Callabl
     assert [hook for _tag, hook in p.calls(rid)] == ["pre", "post", "finish"]
     finish = [r for r in p.rows() if r["id"] == rid and r["hook"] == "finish"]
     assert finish[0]["status"] == 500
+
+
+# -- the answer leaves before on_finish --------------------------------------------------------------------------
+def finish_note(p: Plugged, request_id: str) -> dict[str, Any]:
+    """The plugin's on_finish note for `request_id`, once on_finish has returned (it may still be waiting)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        notes = [r for r in p.rows() if r["id"] == request_id and r["hook"] == "finish"]
+        if notes:
+            return notes[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no on_finish note for {request_id}")
+
+
+def test_the_answer_is_sent_before_on_finish_runs(plugged: Callable[..., Plugged], tmp_path: Path) -> None:
+    # on_finish (the log row, metrics) costs the client nothing: it runs once the answer has left. The
+    # plugin's on_finish blocks until the client has read its answer (the marker file); had it run first,
+    # the client could not read it and the note says answer_was_read False.
+    marker = tmp_path / "answer-read"
+    p = plugged({"finish_waits_for": str(marker)})
+    with p.gateway.client(default_headers={"x-finish-waits": "1"}) as client:
+        raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+        assert raw.parse().choices[0].message.content
+        marker.write_text("the client has its answer")
+        note = finish_note(p, raw.headers["x-request-id"])
+        assert note["answer_was_read"] is True and note["status"] == 200
+        marker.unlink()
+        with pytest.raises(openai.BadRequestError) as err:  # an error answer leaves first too
+            client.chat.completions.create(model="nosuch/model", messages=MESSAGES)
+        marker.write_text("the client has its answer")
+        note = finish_note(p, err.value.response.headers["x-request-id"])
+        assert note["answer_was_read"] is True and note["status"] == 400

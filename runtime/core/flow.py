@@ -2,7 +2,10 @@
 
     body -> ingress.to_internal -> pre-hooks -> targets -> ingress.routed
          -> complete | open_stream (or a pre-hook's answer)  -> the client's answer or stream
-         -> price -> post-hooks -> on_finish (exactly once)
+         -> price -> post-hooks -> the answer sent -> on_finish (exactly once)
+
+With no post-hooks, pricing waits until the answer is sent too: only post-hooks (budgets) and on_finish
+read the cost, and work done before the send is latency the client waits for.
 
 What is HTTP stays in runtime/http/: reading the body, writing an answer, relaying a stream, rendering an
 error in the client's format. The relay hands those over as an `Exchange` (runtime/http/relay.py), and
@@ -62,6 +65,12 @@ class Exchange(Protocol):
 
     def error(self, err: GatewayError) -> Any:
         """The client format's error answer for `err`."""
+        ...
+
+    async def deliver(self, response: Any) -> None:
+        """Send a whole answer (an `answer` or `error` response) to the client now, so that on_finish (the
+        log row, metrics) runs after the client has its bytes rather than before. May do nothing (then the
+        framework sends it after `handle` returns); never raises for a client that has gone."""
         ...
 
     def sent(self, response: Any) -> bool:
@@ -171,9 +180,8 @@ async def handle(
             bug = internal_error(ctx)
             fail(ctx, bug)
             response = exchange.error(bug)
-        if ctx.usage is not None:  # the cost of every answer with usage, before budget hooks and the log
-            price(ctx, gw.config.providers)
         if hooks.post:
+            _price(ctx, gw)  # budget hooks charge the cost
             try:
                 await hooks.run_post(ctx, result if ctx.status == 200 else None)
             except Exception as exc:  # an answer not yet sent becomes the error; a sent stream is only recorded
@@ -181,6 +189,18 @@ async def handle(
                 fail(ctx, refusal)
                 if not exchange.sent(response):
                     response = exchange.error(refusal)
+        try:
+            if not exchange.sent(response):
+                await exchange.deliver(response)
+        finally:
+            if not hooks.post:
+                _price(ctx, gw)  # for the log and metrics only: after the client has its answer
         return response
     finally:
         gw.finish(ctx)
+
+
+def _price(ctx: RequestContext, gw: Gateway) -> None:
+    """The cost of every answer with usage (a refused answer was still generated, and is billed)."""
+    if ctx.usage is not None:
+        price(ctx, gw.config.providers)

@@ -267,6 +267,17 @@ class AiohttpExchange:
     async def stream(self, stream: Any) -> web.StreamResponse:
         return await _stream(self._request, self._gw, self._drain, self.ctx, stream, self._ingress)
 
+    async def deliver(self, response: web.StreamResponse) -> None:
+        if self._gw.before_reply is not None:
+            return  # the durable log: serve() puts the row on disk first, then aiohttp sends the answer
+        try:
+            # What aiohttp does with a returned response, done here so that it happens before on_finish;
+            # aiohttp's own prepare and write_eof then find the response sent and do nothing.
+            await response.prepare(self._request)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left: aiohttp's write_eof meets the same error and closes the connection
+
     def error(self, err: GatewayError) -> web.Response:
         return self._ingress.error_response(err, self.ctx, gateway_headers(self.ctx))
 

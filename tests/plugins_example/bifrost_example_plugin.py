@@ -9,6 +9,8 @@ order and that on_finish runs once. Every behaviour is keyed on the requested mo
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +24,14 @@ ANSWER = "answered by the example plugin"
 class ExamplePlugin:
     name = "example"
     # Checked by the config loader: unknown fields or wrong types are errors at plugins[i].config.<field>.
-    config_fields = {"tag": str, "record": str, "reroute_to": str, "stop_on": str, "caller_header": str}
+    config_fields = {
+        "tag": str,
+        "record": str,
+        "reroute_to": str,
+        "stop_on": str,
+        "caller_header": str,
+        "finish_waits_for": str,
+    }
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.tag = config.get("tag", "example")
@@ -30,6 +39,7 @@ class ExamplePlugin:
         self.reroute_to = config.get("reroute_to")
         self.stop_on = config.get("stop_on")
         self.caller_header = config.get("caller_header")
+        self.finish_waits_for = config.get("finish_waits_for")
 
     def _note(self, hook: str, ctx: RequestContext, **extra: Any) -> None:
         if self.record:
@@ -73,6 +83,15 @@ class ExamplePlugin:
                 raise GatewayError("stopped by the example plugin's output check", status=400, code="output_check")
 
     def on_finish(self, ctx: RequestContext) -> None:
+        if self.finish_waits_for and ctx.headers.get("x-finish-waits"):
+            # A handshake for the test that the answer leaves before on_finish: the client creates this file
+            # only once it has read its answer. Blocking the loop (at most 10 s) is the point: if on_finish
+            # ran before the answer was sent, the file could not appear and the note says so.
+            deadline = time.monotonic() + 10
+            while not os.path.exists(self.finish_waits_for) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self._note("finish", ctx, status=ctx.status, answer_was_read=os.path.exists(self.finish_waits_for))
+            return
         self._note("finish", ctx, status=ctx.status)
 
 
