@@ -9,9 +9,10 @@ pre_hook:  bypass (no key, another endpoint, a conversation longer than conversa
            -> semantic lookup (semantic mode: the prompt embedded through the gateway's providers)
            -> a hit answers at once (whole, or replayed as a stream in any client format), costs 0;
               a miss goes upstream with `x-bf-cache: miss`, its stream observed to be stored.
-post_hook: store the miss's answer: only a complete success (status 200, every choice finished, no
-           content-filter refusal, not a cut stream), unless x-bf-cache-no-store.
-on_finish: end the request's flight (followers get the answer, or go upstream themselves).
+post_hook: take the miss's answer (nothing more: post-hooks run before the client has its answer).
+on_finish: once the answer has left, store it: only a complete success (status 200, every choice
+           finished, no content-filter refusal, not a cut stream), unless x-bf-cache-no-store; then end
+           the request's flight (followers get the answer, or go upstream themselves).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ H_ID = "x-bf-cache-id"
 class _Miss:
     """What a miss carries from its pre-hook to its post-hook and on_finish."""
 
-    __slots__ = ("answer", "capture", "flight", "key", "mode", "options", "vector")
+    __slots__ = ("answer", "capture", "flight", "key", "mode", "options", "posted", "response", "vector")
 
     def __init__(self, key: RequestKey, options: RequestOptions, mode: str) -> None:
         self.key = key
@@ -56,6 +57,8 @@ class _Miss:
         self.capture: StreamCapture | None = None
         self.vector: list[float] | None = None
         self.answer: dict[str, Any] | None = None
+        self.posted = False  # the post-hook saw the answer (None when it was streamed: the capture has it)
+        self.response: ParsedResponse | None = None
 
 
 class SemanticCachePlugin:
@@ -243,15 +246,21 @@ class SemanticCachePlugin:
             return replay_stream(entry.response)
         return as_response(entry.response)
 
-    # -- post-hook: store a miss's answer -------------------------------------------------------------
+    # -- post-hook: take a miss's answer; on_finish stores it ------------------------------------------
     async def post_hook(self, ctx: RequestContext, response: ParsedResponse | None) -> None:
         if ctx.cache != "miss":
             return  # not consulted, or a hit (its answer came from the store)
         miss = self._pending.get(ctx.id)
-        if miss is None or ctx.status != 200 or ctx.error is not None:
-            return
-        if response is not None:
-            data: dict[str, Any] | None = clone(response.data)
+        if miss is not None:
+            # Copying, checking and storing the answer is left to on_finish, after the client has it: here
+            # it would be latency the client waits for (the answer is encoded for the client already).
+            miss.posted = True
+            miss.response = response
+
+    def _keep(self, ctx: RequestContext, miss: _Miss) -> None:
+        """A miss's complete answer: for the flight's followers and, unless no-store, for the store."""
+        if miss.response is not None:
+            data: dict[str, Any] | None = clone(miss.response.data)
         elif miss.capture is not None:
             data = miss.capture.answer()
         else:
@@ -302,7 +311,15 @@ class SemanticCachePlugin:
 
     def on_finish(self, ctx: RequestContext) -> None:
         miss = self._pending.pop(ctx.id, None)
-        if miss is not None and miss.flight is not None:
+        if miss is None:
+            return
+        if miss.posted and ctx.cache == "miss" and ctx.status == 200 and ctx.error is None:
+            try:
+                self._keep(ctx, miss)
+            except Exception:  # the answer has left; the hooks after this one (the request log) still run
+                log.exception("semantic cache: keeping the answer of %s failed", ctx.id)
+                self.counters.not_stored += 1
+        if miss.flight is not None:
             answer = miss.answer if ctx.status == 200 and ctx.error is None else None
             if ctx.provider:
                 miss.flight.provider, miss.flight.model = ctx.provider, ctx.model
