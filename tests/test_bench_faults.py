@@ -129,3 +129,28 @@ def test_load_generator_mixes_streams_and_faults_and_counts_them_apart() -> None
         assert served[f"fault_{kind}"] == by_kind[f"fault_{kind}"], (kind, served)
     assert 0.25 < sum(by_kind.values()) / out["scheduled"] < 0.55
     assert served["chat"] > 0 and served["chat_stream"] > 0
+
+
+def test_soak_names_each_rss_step_and_whether_it_came_with_a_concurrency_peak() -> None:
+    from bench.report import goals
+    from bench.scenarios import soak
+
+    def point(t: float, rss: float, tasks: float, fds: int) -> dict:
+        return {"t": t, "rss_mb": rss, "tasks": tasks, "fds": fds}
+
+    # The 2026-11-29 soak's shape: flat, a step with ~4x the usual in-flight work, flat again; then a step
+    # at steady load (what a leak looks like).
+    points = [point(10.0 * i, 66.2, 75.0, 85) for i in range(10)]
+    points += [point(100.0, 68.96, 307.0, 421), point(110.0, 68.98, 80.0, 90), point(120.0, 69.0, 76.0, 86)]
+    points += [point(130.0, 70.5, 77.0, 88)]
+    steps = soak.rss_steps(points)
+    assert [(s["t"], s["at_peak"]) for s in steps] == [(100.0, True), (130.0, False)]
+    assert steps[0]["from_mb"] == 66.2 and steps[0]["to_mb"] == 68.96 and steps[0]["median_tasks"] == 75.0
+    doc = {
+        "params": {"duration_s": 140.0},
+        "derived": {"bifrost": {"growth_pct": 6.5, "rss_after_warmup_mb": 66.2, "rss_end_mb": 70.5}},
+        "cells": [{"target": "bifrost", "rss_steps": steps}],
+    }
+    status, measured, detail = goals.soak_rss(doc)
+    assert status == "FAIL" and measured == "+6.50%"  # the rule itself is unchanged: the steps only explain
+    assert "at a concurrency peak (307 tasks, 421 fds" in detail and "at steady load" in detail

@@ -163,11 +163,17 @@ def soak_rss(doc: Doc) -> Verdict:
     if not d or d.get("growth_pct") is None:
         return _na("no bifrost result")
     v = d["growth_pct"]
-    return (
-        ("PASS" if v < 5.0 else "FAIL"),
-        f"{v:+.2f}%",
-        f"{d['rss_after_warmup_mb']} -> {d['rss_end_mb']} MB over {doc['params']['duration_s']:.0f} s",
-    )
+    detail = f"{d['rss_after_warmup_mb']} -> {d['rss_end_mb']} MB over {doc['params']['duration_s']:.0f} s"
+    cell = next((c for c in doc.get("cells", []) if c.get("target") == "bifrost"), None)
+    for step in (cell or {}).get("rss_steps", []):
+        where = (
+            f"at a concurrency peak ({step['tasks']:g} tasks, {step['fds']} fds; medians {step['median_tasks']:g},"
+            f" {step['median_fds']:g})"
+            if step["at_peak"]
+            else "at steady load"
+        )
+        detail += f"; step {step['from_mb']} -> {step['to_mb']} MB at {step['t']:.0f} s {where}"
+    return ("PASS" if v < 5.0 else "FAIL"), f"{v:+.2f}%", detail
 
 
 def soak_flat(doc: Doc) -> Verdict:

@@ -17,6 +17,7 @@ run, at least 10 s) to the last 10 % of the run.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -97,6 +98,7 @@ def run(ctx: Context, rate: float | None = None, faults: float | None = None) ->
                 )
                 out["minutes"] = per_minute(res, sampler.points, 60.0 if duration >= 300 else max(duration / 6, 1.0))
                 out["growth"] = series_growth(sampler.points, duration)
+                out["rss_steps"] = rss_steps(sampler.points)
                 out["verdict"] = verdict(out)
                 log(f"soak {name}: {out['verdict']['summary']}")
                 cells.append(out)
@@ -225,6 +227,41 @@ def series_growth(points: list[dict[str, Any]], duration: float) -> dict[str, di
             "change_pct": round((b - a) / a * 100.0, 2) if a else None,
         }
     return out
+
+
+RSS_STEP_MB = 1.0  # a rise between two samples worth naming in the report
+PEAK_FACTOR = 2.0  # in-flight work at a sample this many times the run's median is a concurrency peak
+
+
+def rss_steps(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each rise of RSS by RSS_STEP_MB or more between two samples, with the live tasks and descriptors
+    at that sample against the run's medians. A worker's RSS keeps its in-flight high-water (CPython's
+    allocator keeps the arenas a burst took; docs/architecture.md "Memory after a burst"), so a step
+    taken at a concurrency peak (`at_peak`) is that, where a step at steady load would point to a leak.
+    The verdict does not use this: it only tells the report's reader which of the two a step was."""
+    tasks = [p["tasks"] for p in points if p.get("tasks") is not None]
+    fds = [p["fds"] for p in points if p.get("fds") is not None]
+    median_tasks = float(np.median(tasks)) if tasks else None
+    median_fds = float(np.median(fds)) if fds else None
+    steps = []
+    for prev, cur in itertools.pairwise(points):
+        if prev.get("rss_mb") is None or cur.get("rss_mb") is None or cur["rss_mb"] - prev["rss_mb"] < RSS_STEP_MB:
+            continue
+        peak_tasks = median_tasks is not None and (cur.get("tasks") or 0) >= PEAK_FACTOR * max(median_tasks, 1.0)
+        peak_fds = median_fds is not None and (cur.get("fds") or 0) >= PEAK_FACTOR * max(median_fds, 1.0)
+        steps.append(
+            {
+                "t": cur["t"],
+                "from_mb": prev["rss_mb"],
+                "to_mb": cur["rss_mb"],
+                "tasks": cur.get("tasks"),
+                "fds": cur.get("fds"),
+                "median_tasks": median_tasks,
+                "median_fds": median_fds,
+                "at_peak": bool(peak_tasks or peak_fds),
+            }
+        )
+    return steps
 
 
 def verdict(cell: dict[str, Any]) -> dict[str, Any]:
