@@ -69,3 +69,16 @@ def test_overhead_and_frontier_smoke_with_the_floors(tmp_path: Path) -> None:
     frontier = json.loads((tmp_path / "frontier.json").read_text())
     assert {"floor-aiohttp", "floor-raw"} <= set(frontier["derived"])
     assert {c["target"] for c in frontier["cells"]} >= {"bifrost", "floor-aiohttp", "floor-raw"}
+
+
+def test_a_target_that_exits_at_start_is_unavailable_with_its_own_output() -> None:
+    from bench.targets import TargetUnavailable
+    from bench.targets.floor import FloorTarget
+
+    target = FloorTarget("nosuch")  # the relay refuses the server kind and exits at once
+    with pytest.raises(TargetUnavailable) as err:
+        target.start("http://127.0.0.1:9", Layout(None, None))
+    message = str(err.value)
+    assert message.startswith("floor-nosuch did not start: process exited with code 2")
+    assert "invalid choice: 'nosuch'" in message  # the tail of its own log, read by the base Target
+    assert target.proc is None  # stopped and reaped

@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from bench import control
 from bench.pinning import Layout
 
 
@@ -37,6 +38,7 @@ class Target:
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
         self._log: IO[Any] | None = None
+        self.log_path = ""  # the target's own output (stdout and stderr), once spawned
         self.exit_code: int | None = None
 
     def start(self, mock_origin: str, layout: Layout, port: int | None = None) -> Running:
@@ -66,6 +68,7 @@ class Target:
         self, cmd: list[str], env: dict[str, str], log_path: str, cwd: str | None = None, preexec: Any = None
     ) -> subprocess.Popen:
         # Own process group: SIGTERM reaches every worker the gateway forks, and nothing of ours.
+        self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
 
         def setup() -> None:
@@ -84,6 +87,34 @@ class Target:
         )
         return self.proc
 
+    def _spawn_ready(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        log_path: str,
+        *,
+        ready_path: str,
+        port: int,
+        timeout: float,
+        cwd: str | None = None,
+        preexec: Any = None,
+    ) -> subprocess.Popen:
+        """`_spawn`, then wait until ``GET ready_path`` answers 200 on ``port``; a target that exits or
+        does not answer in ``timeout`` seconds is stopped and raises TargetUnavailable with its log's tail."""
+        proc = self._spawn(cmd, env, log_path, cwd=cwd, preexec=preexec)
+        try:
+            control.wait_ready(port, ready_path, timeout, proc)
+        except RuntimeError as exc:
+            self.stop(5)
+            raise TargetUnavailable(f"{self.name} did not start: {exc}\n{self.log_tail()}") from None
+        return proc
+
     def log_tail(self, n: int = 2000) -> str:
         """The last ``n`` characters of the target's own output (for error messages)."""
-        return ""
+        if not self.log_path:
+            return ""
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return fh.read()[-n:]
+        except OSError:
+            return ""

@@ -177,14 +177,16 @@ class BifrostTarget(Target):
         if self.idle_spin_us is not None:
             env["BIFROST_IDLE_SPIN_US"] = str(self.idle_spin_us)
             notes.append(f"BIFROST_IDLE_SPIN_US={self.idle_spin_us}")
-        proc = self._spawn(
-            cmd, env, os.path.join(self.app_dir, "gateway.log"), cwd=REPO_ROOT, preexec=gateway_preexec(layout)
+        proc = self._spawn_ready(
+            cmd,
+            env,
+            os.path.join(self.app_dir, "gateway.log"),
+            ready_path="/health",
+            port=port,
+            timeout=60,
+            cwd=REPO_ROOT,
+            preexec=gateway_preexec(layout),
         )
-        try:
-            control.wait_ready(port, "/health", 60, proc)
-        except RuntimeError as exc:
-            self.stop(5)
-            raise TargetUnavailable(f"bifrost did not start: {exc}\n{self.log_tail()}") from None
         headers: dict[str, str] = {}
         if self.governance:  # every request presents the virtual key, as an SDK with it as api_key does
             from bench.governance_plugin import VIRTUAL_KEY
@@ -203,13 +205,6 @@ class BifrostTarget(Target):
     @property
     def log_db(self) -> str:
         return os.path.join(self.app_dir, "logs.db")
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(os.path.join(self.app_dir, "gateway.log"), errors="replace") as fh:
-                return fh.read()[-n:]
-        except OSError:
-            return ""
 
 
 class BifrostGovernedTarget(BifrostTarget):

@@ -15,7 +15,7 @@ import tempfile
 from bench import control
 from bench.mockproc import REPO_ROOT, child_env
 from bench.pinning import Layout, gateway_preexec
-from bench.targets.base import Running, Target, TargetUnavailable
+from bench.targets.base import Running, Target
 
 
 class FloorTarget(Target):
@@ -33,12 +33,16 @@ class FloorTarget(Target):
         cmd = [*layout.gateway_prefix(), sys.executable, "-m", "bench.floor_relay", "--server", self.server]
         cmd += ["--port", str(port), "--upstream", mock_origin]
         log_path = os.path.join(self.work_dir, "floor.log")
-        proc = self._spawn(cmd, child_env(), log_path, cwd=REPO_ROOT, preexec=gateway_preexec(layout))
-        try:
-            control.wait_ready(port, "/", 30, proc)
-        except RuntimeError as exc:
-            self.stop(5)
-            raise TargetUnavailable(f"{self.name} did not start: {exc}\n{self.log_tail()}") from None
+        proc = self._spawn_ready(
+            cmd,
+            child_env(),
+            log_path,
+            ready_path="/",
+            port=port,
+            timeout=30,
+            cwd=REPO_ROOT,
+            preexec=gateway_preexec(layout),
+        )
         return Running(
             name=self.name,
             port=port,
@@ -46,13 +50,6 @@ class FloorTarget(Target):
             pid=proc.pid,
             notes=[f"framework floor: {self.server} server, Bifrost's upstream client, no pipeline (chat only)"],
         )
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(os.path.join(self.work_dir, "floor.log"), errors="replace") as fh:
-                return fh.read()[-n:]
-        except OSError:
-            return ""
 
 
 class FloorAiohttpTarget(FloorTarget):

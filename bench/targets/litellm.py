@@ -12,7 +12,7 @@ import tempfile
 from bench import control
 from bench.pinning import Layout, gateway_preexec
 from bench.targets import litellm_env
-from bench.targets.base import Running, Target, TargetUnavailable
+from bench.targets.base import Running, Target
 
 _CONFIG = """\
 model_list:
@@ -81,14 +81,16 @@ class LiteLLMTarget(Target):
             "--num_workers",
             str(self.workers),
         ]
-        proc = self._spawn(
-            cmd, env, os.path.join(self.work_dir, "litellm.log"), cwd=self.work_dir, preexec=gateway_preexec(layout)
+        proc = self._spawn_ready(
+            cmd,
+            env,
+            os.path.join(self.work_dir, "litellm.log"),
+            ready_path="/health/liveliness",
+            port=port,
+            timeout=180,
+            cwd=self.work_dir,
+            preexec=gateway_preexec(layout),
         )
-        try:
-            control.wait_ready(port, "/health/liveliness", 180, proc)
-        except RuntimeError as exc:
-            self.stop(5)
-            raise TargetUnavailable(f"litellm did not start: {exc}\n{self.log_tail()}") from None
         return Running(
             name=self.name,
             port=port,
@@ -96,13 +98,6 @@ class LiteLLMTarget(Target):
             pid=proc.pid,
             notes=[f"litellm {litellm_env.version() or '?'}, {self.workers} worker(s)"],
         )
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(os.path.join(self.work_dir, "litellm.log"), errors="replace") as fh:
-                return fh.read()[-n:]
-        except OSError:
-            return ""
 
 
 __all__ = ["LiteLLMTarget"]

@@ -21,7 +21,7 @@ import tempfile
 from bench import control
 from bench.pinning import Layout, gateway_preexec
 from bench.targets import portkey_env
-from bench.targets.base import Running, Target, TargetUnavailable
+from bench.targets.base import Running, Target
 
 LOOPBACK_PRELOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "portkey_loopback.mjs")
 FAKE_KEY = "sk-bench-fake"
@@ -93,18 +93,16 @@ class PortkeyTarget(Target):
         node = portkey_env.node_binary()
         self.work_dir = tempfile.mkdtemp(prefix="bench-portkey-")
         port = port or control.free_port()
-        proc = self._spawn(
+        proc = self._spawn_ready(
             command(node, script, port, layout),
             child_env(),
             os.path.join(self.work_dir, "portkey.log"),
+            ready_path="/",
+            port=port,
+            timeout=60,
             cwd=self.work_dir,
             preexec=gateway_preexec(layout),
         )
-        try:
-            control.wait_ready(port, "/", 60, proc)
-        except RuntimeError as exc:
-            self.stop(5)
-            raise TargetUnavailable(f"portkey did not start: {exc}\n{self.log_tail()}") from None
         got = portkey_env.installed_versions()
         return Running(
             name=self.name,
@@ -117,13 +115,6 @@ class PortkeyTarget(Target):
                 f"@hono/node-server {got.get('@hono/node-server', '?')}), node {node_version(node)}, 1 process"
             ],
         )
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            with open(os.path.join(self.work_dir, "portkey.log"), errors="replace") as fh:
-                return fh.read()[-n:]
-        except OSError:
-            return ""
 
 
 __all__ = ["PortkeyTarget", "child_env", "command", "request_headers"]
