@@ -518,7 +518,7 @@ class ClusterCacheStore:
         return found
 
     # -- writes ----------------------------------------------------------------------------------------
-    def put(self, entry: CacheEntry) -> None:
+    def put(self, entry: CacheEntry, response_json: str | None = None) -> None:
         vec = None
         if self._semantic is not None and entry.embedding is not None:
             vec = self._semantic.unit(entry.embedding)
@@ -526,7 +526,9 @@ class ClusterCacheStore:
                 log.warning("cache: entry %s has an unusable embedding; stored for exact lookups only", entry.id)
         entry.embedding = None
         try:
-            response_json = _clean(ujson.dumps(entry.response, ensure_ascii=False, escape_forward_slashes=False))
+            if response_json is None:
+                response_json = ujson.dumps(entry.response, ensure_ascii=False, escape_forward_slashes=False)
+            response_json = _clean(response_json)
         except (TypeError, ValueError, OverflowError) as exc:
             log.warning("cache: entry %s not stored (its response is not JSON: %s)", entry.id, exc)
             return

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 import ujson
 
@@ -130,15 +130,26 @@ class KeyShape(TypedDict):
     exclude_system: bool
 
 
-def _head_params(
+class KeyParts(NamedTuple):
+    """What both hashes are made of, built once per request: the head (endpoint, namespace, provider,
+    model) and the body's params (the ignored fields left out)."""
+
+    head: dict[str, Any]
+    params: dict[str, Any]
+    provider: str
+    model: str
+
+
+def key_parts(
     endpoint: str,
     body: Mapping[str, Any],
+    *,
     namespace: tuple[str | None, str],
     providers: Collection[str],
     by_model: bool,
     by_provider: bool,
     exclude_system: bool,
-) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+) -> KeyParts:
     model = body.get("model")
     provider, name = split_model(model, providers) if isinstance(model, str) else ("", "")
     params = {k: v for k, v in body.items() if k not in IGNORED}
@@ -151,47 +162,38 @@ def _head_params(
         "provider": provider if by_provider else None,
         "model": name if by_model else None,
     }
-    return head, params, provider, name
+    return KeyParts(head, params, provider, name)
 
 
-def exact_hash(
-    endpoint: str,
-    body: Mapping[str, Any],
-    *,
-    namespace: tuple[str | None, str],
-    providers: Collection[str],
-    by_model: bool,
-    by_provider: bool,
-    exclude_system: bool,
-) -> str:
+def hash_of(parts: KeyParts) -> str:
+    """The request hash (RequestKey.request_hash) of `parts`: all a direct lookup needs."""
+    return _digest({**parts.head, "body": parts.params})
+
+
+def exact_hash(endpoint: str, body: Mapping[str, Any], **shape: Unpack[KeyShape]) -> str:
     """The request hash alone (RequestKey.request_hash): all a direct lookup needs. A hit stops there; the
     rest of the key (params hash, semantic and prompt text) is for a miss's semantic lookup and entry."""
-    head, params, _, _ = _head_params(endpoint, body, namespace, providers, by_model, by_provider, exclude_system)
-    return _digest({**head, "body": params})
+    return hash_of(key_parts(endpoint, body, **shape))
 
 
 def request_key(
     endpoint: str,
     body: Mapping[str, Any],
     *,
-    namespace: tuple[str | None, str],
-    providers: Collection[str],
-    by_model: bool,
-    by_provider: bool,
-    exclude_system: bool,
     request_hash: str | None = None,
+    parts: KeyParts | None = None,
+    **shape: Unpack[KeyShape],
 ) -> RequestKey:
-    """The request's hashes. `namespace` is (virtual key id or None, cache key). `request_hash`: the
-    exact_hash of the same request, already computed (it is not computed again)."""
-    head, params, provider, name = _head_params(
-        endpoint, body, namespace, providers, by_model, by_provider, exclude_system
-    )
+    """The request's hashes. `shape["namespace"]` is (virtual key id or None, cache key). `request_hash`
+    and `parts`: the exact hash and the key parts of the same request, already computed (not again)."""
+    if parts is None:
+        parts = key_parts(endpoint, body, **shape)
+    head, params, provider, name = parts
     if request_hash is None:
-        request_hash = _digest({**head, "body": params})
-    for name_ in PROMPT_FIELDS:
-        params.pop(name_, None)
-    params_hash = _digest({**head, "params": params})
-    text = semantic_text(endpoint, body, exclude_system)
+        request_hash = hash_of(parts)
+    without_prompt = {k: v for k, v in params.items() if k not in PROMPT_FIELDS}
+    params_hash = _digest({**head, "params": without_prompt})
+    text = semantic_text(endpoint, body, shape["exclude_system"])
     if text is not None and len(text) > MAX_SEMANTIC_CHARS:
         text = None  # too long to embed meaningfully: exact matching only
     prompt = text if text is not None else _fallback_prompt(body)

@@ -17,10 +17,12 @@ import ujson
 from runtime.cache.store import CacheEntry, StoreStats
 
 
-def entry_size(entry: CacheEntry) -> int:
+def entry_size(entry: CacheEntry, response_json: str | None = None) -> int:
     """Bytes an entry counts against the byte cap: its answer and prompt, roughly as stored."""
     vector = len(entry.embedding) * 4 if entry.embedding is not None else 0
-    return len(ujson.dumps(entry.response, ensure_ascii=False)) + len(entry.prompt_text.encode()) + vector + 256
+    if response_json is None:
+        response_json = ujson.dumps(entry.response, ensure_ascii=False, escape_forward_slashes=False)
+    return len(response_json) + len(entry.prompt_text.encode()) + vector + 256
 
 
 class MemoryCacheStore:
@@ -62,11 +64,11 @@ class MemoryCacheStore:
                 best = (entry, score)
         return best
 
-    def put(self, entry: CacheEntry) -> None:
+    def put(self, entry: CacheEntry, response_json: str | None = None) -> None:
         old = self._by_hash.get(entry.request_hash)
         if old is not None:
             self._drop(old)
-        entry.size = entry_size(entry)
+        entry.size = entry_size(entry, response_json)
         self._by_hash[entry.request_hash] = entry
         self._bytes += entry.size
         while self._by_hash and (len(self._by_hash) > self.max_entries or self._bytes > self.max_bytes):

@@ -28,7 +28,7 @@ import ujson
 
 from runtime.cache.coalesce import Coalescer, Flight
 from runtime.cache.embed import Embedder
-from runtime.cache.key import KeyShape, RequestKey, exact_hash, message_count, request_key
+from runtime.cache.key import KeyShape, RequestKey, hash_of, key_parts, message_count, request_key
 from runtime.cache.replay import StreamCapture, as_response, clone, replay_stream, storable
 from runtime.cache.settings import CacheSettings, RequestOptions, request_options
 from runtime.cache.stats import CacheCounters
@@ -129,7 +129,8 @@ class SemanticCachePlugin:
             by_provider=settings.cache_by_provider,
             exclude_system=settings.exclude_system_prompt,
         )
-        exact = exact_hash(endpoint, body, **shape) if options.direct else None
+        parts = key_parts(endpoint, body, **shape)  # once: the exact hash and, on a miss, the rest of the key
+        exact = hash_of(parts) if options.direct else None
         self.counters.requests += 1
         now = self.clock()
         counters = self.counters
@@ -144,7 +145,7 @@ class SemanticCachePlugin:
             counters.lookup_count["direct"] += 1
             if entry is not None:
                 return self._hit(ctx, entry, "direct", None, now)
-        key = request_key(endpoint, body, **shape, request_hash=exact)
+        key = request_key(endpoint, body, request_hash=exact, parts=parts, **shape)
         semantic = options.semantic and endpoint != EMBEDDINGS and key.semantic_text is not None
         miss = _Miss(key, options, "semantic" if semantic else "direct")
         if settings.coalesce and options.direct:
@@ -259,8 +260,12 @@ class SemanticCachePlugin:
 
     def _keep(self, ctx: RequestContext, miss: _Miss) -> None:
         """A miss's complete answer: for the flight's followers and, unless no-store, for the store."""
-        if miss.response is not None:
-            data: dict[str, Any] | None = clone(miss.response.data)
+        response = miss.response
+        if response is not None:
+            # The provider's bytes, when they went to the client as they were (`raw`), decode to a fresh copy
+            # of the answer in one step; otherwise copy the (possibly re-encoded) answer itself.
+            raw = response.raw
+            data: dict[str, Any] | None = ujson.loads(raw) if raw is not None else clone(response.data)
         elif miss.capture is not None:
             data = miss.capture.answer()
         else:
@@ -275,8 +280,8 @@ class SemanticCachePlugin:
         self._store(ctx, miss, data)
 
     def _store(self, ctx: RequestContext, miss: _Miss, data: dict[str, Any]) -> None:
-        size = len(ujson.dumps(data, ensure_ascii=False))
-        if size > self.settings.max_entry_bytes:
+        response_json = ujson.dumps(data, ensure_ascii=False, escape_forward_slashes=False)  # once: size and store
+        if len(response_json) > self.settings.max_entry_bytes:
             self.counters.not_stored += 1
             return
         usage = Usage.from_openai(data.get("usage")) or ctx.usage
@@ -302,7 +307,7 @@ class SemanticCachePlugin:
             embedding=miss.vector,
         )
         try:
-            self.store.put(entry)
+            self.store.put(entry, response_json)
         except Exception:  # the answer was already sent: a store failure is logged, never the request's
             log.exception("semantic cache: storing entry %s failed", ctx.id)
             self.counters.not_stored += 1

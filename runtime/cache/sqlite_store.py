@@ -404,7 +404,7 @@ class SqliteCacheStore:
         )
 
     # -- writes ----------------------------------------------------------------------------------------
-    def put(self, entry: CacheEntry) -> None:
+    def put(self, entry: CacheEntry, response_json: str | None = None) -> None:
         """Store `entry` (replacing the one under its request hash). In semantic mode its embedding moves
         into the index (`entry.embedding` becomes None: the memory holds each vector once). An entry
         larger than `max_bytes` on its own is not stored."""
@@ -415,7 +415,9 @@ class SqliteCacheStore:
                 log.warning("cache: entry %s has an unusable embedding; stored for exact lookups only", entry.id)
         entry.embedding = None
         try:
-            response_json = repair(ujson.dumps(entry.response, ensure_ascii=False, escape_forward_slashes=False))
+            if response_json is None:
+                response_json = ujson.dumps(entry.response, ensure_ascii=False, escape_forward_slashes=False)
+            response_json = repair(response_json)
         except (TypeError, ValueError, OverflowError) as exc:
             log.warning("cache: entry %s not stored (its response is not JSON: %s)", entry.id, exc)
             return

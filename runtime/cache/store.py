@@ -124,9 +124,11 @@ class CacheStore(Protocol):
         `vector`, with its similarity, if that is at least `threshold`; else None."""
         ...
 
-    def put(self, entry: CacheEntry) -> None:
+    def put(self, entry: CacheEntry, response_json: str | None = None) -> None:
         """Store (or replace, by request_hash) an entry: visible to lookups at once, persisted in the
-        background. Enforces the caps by evicting the least recently used entries."""
+        background. Enforces the caps by evicting the least recently used entries. `response_json`:
+        `entry.response` already encoded by the caller (ujson, ensure_ascii and escape_forward_slashes
+        off), so it is not encoded again."""
         ...
 
     def touch(self, entry: CacheEntry, now: float) -> None:
