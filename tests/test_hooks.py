@@ -47,8 +47,15 @@ class Plugged:
             return []
         return [json.loads(line) for line in self.record.read_text().splitlines()]
 
-    def calls(self, request_id: str) -> list[tuple[str, str]]:
-        return [(r["tag"], r["hook"]) for r in self.rows() if r["id"] == request_id]
+    def calls(self, request_id: str, plugins: int = 1) -> list[tuple[str, str]]:
+        """The hook calls for `request_id`, once each of the `plugins` has noted its on_finish (the last hook).
+        The answer leaves before on_finish runs, so a client can hold it before the notes are written."""
+        deadline = time.monotonic() + 30
+        while True:
+            rows = [r for r in self.rows() if r["id"] == request_id]
+            if sum(r["hook"] == "finish" for r in rows) >= plugins or time.monotonic() > deadline:
+                return [(r["tag"], r["hook"]) for r in rows]
+            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -92,8 +99,8 @@ def test_order_and_on_finish_once_plain_and_streaming(plugged: Callable[..., Plu
             text = "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
     assert text == FAKE_TEXT
     expected = [("a", "pre"), ("b", "pre"), ("b", "post"), ("a", "post"), ("a", "finish"), ("b", "finish")]
-    assert p.calls(plain_id) == expected
-    assert p.calls(stream_id) == expected  # hooks apply to streams too, post-hooks after the last byte
+    assert p.calls(plain_id, plugins=2) == expected
+    assert p.calls(stream_id, plugins=2) == expected  # hooks apply to streams too, post-hooks after the last byte
     pre = [r for r in p.rows() if r["id"] == stream_id and r["hook"] == "pre"]
     assert pre[0]["stream"] is True and pre[0]["endpoint"] == "chat" and pre[0]["ingress"] == "openai"
     assert pre[0]["caller"] == "search" and pre[1]["caller"] == "search"  # set by a, seen by b
