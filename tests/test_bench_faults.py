@@ -145,6 +145,7 @@ def test_soak_names_each_rss_step_and_whether_it_came_with_a_concurrency_peak() 
     points += [point(130.0, 70.5, 77.0, 88)]
     steps = soak.rss_steps(points)
     assert [(s["t"], s["at_peak"]) for s in steps] == [(100.0, True), (130.0, False)]
+    assert [s["t"] for s in soak.rss_steps(points, after_s=120.0)] == [130.0]  # warm-up growth is not listed
     assert steps[0]["from_mb"] == 66.2 and steps[0]["to_mb"] == 68.96 and steps[0]["median_tasks"] == 75.0
     doc = {
         "params": {"duration_s": 140.0},

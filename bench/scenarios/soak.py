@@ -98,7 +98,7 @@ def run(ctx: Context, rate: float | None = None, faults: float | None = None) ->
                 )
                 out["minutes"] = per_minute(res, sampler.points, 60.0 if duration >= 300 else max(duration / 6, 1.0))
                 out["growth"] = series_growth(sampler.points, duration)
-                out["rss_steps"] = rss_steps(sampler.points)
+                out["rss_steps"] = rss_steps(sampler.points, warm_up_s(duration))
                 out["verdict"] = verdict(out)
                 log(f"soak {name}: {out['verdict']['summary']}")
                 cells.append(out)
@@ -210,7 +210,7 @@ def per_minute(res: LoadResult, points: list[dict[str, Any]], bucket_s: float) -
 def series_growth(points: list[dict[str, Any]], duration: float) -> dict[str, dict[str, float | None]]:
     """For each sampled series: its mean just after warm-up, its mean over the last 10 % of the run,
     and the change (absolute and percent)."""
-    warm = max(duration * 0.1, min(10.0, duration / 4))
+    warm = warm_up_s(duration)
     out: dict[str, dict[str, float | None]] = {}
     for key in ("rss_mb", "fds", "tasks"):
         pts = [(p["t"], p[key]) for p in points if p.get(key) is not None]
@@ -233,8 +233,14 @@ RSS_STEP_MB = 1.0  # a rise between two samples worth naming in the report
 PEAK_FACTOR = 2.0  # in-flight work at a sample this many times the run's median is a concurrency peak
 
 
-def rss_steps(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each rise of RSS by RSS_STEP_MB or more between two samples, with the live tasks and descriptors
+def warm_up_s(duration: float) -> float:
+    """The warm-up the growth figures start after: the first 10 % of the run, at least 10 s."""
+    return max(duration * 0.1, min(10.0, duration / 4))
+
+
+def rss_steps(points: list[dict[str, Any]], after_s: float = 0.0) -> list[dict[str, Any]]:
+    """Each rise of RSS by RSS_STEP_MB or more between two samples after `after_s` (the warm-up, when the
+    worker is still filling its caches and pools), with the live tasks and descriptors
     at that sample against the run's medians. A worker's RSS keeps its in-flight high-water (CPython's
     allocator keeps the arenas a burst took; docs/architecture.md "Memory after a burst"), so a step
     taken at a concurrency peak (`at_peak`) is that, where a step at steady load would point to a leak.
@@ -245,7 +251,9 @@ def rss_steps(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     median_fds = float(np.median(fds)) if fds else None
     steps = []
     for prev, cur in itertools.pairwise(points):
-        if prev.get("rss_mb") is None or cur.get("rss_mb") is None or cur["rss_mb"] - prev["rss_mb"] < RSS_STEP_MB:
+        if cur["t"] < after_s or prev.get("rss_mb") is None or cur.get("rss_mb") is None:
+            continue
+        if cur["rss_mb"] - prev["rss_mb"] < RSS_STEP_MB:
             continue
         peak_tasks = median_tasks is not None and (cur.get("tasks") or 0) >= PEAK_FACTOR * max(median_tasks, 1.0)
         peak_fds = median_fds is not None and (cur.get("fds") or 0) >= PEAK_FACTOR * max(median_fds, 1.0)
@@ -299,7 +307,7 @@ def rss_growth(series: dict[str, list[float]], duration: float) -> dict[str, flo
     t, rss = series["t"], series["rss_mb"]
     if not t:
         return {"rss_after_warmup_mb": None, "rss_end_mb": None, "growth_pct": None}
-    warm = max(duration * 0.1, min(10.0, duration / 4))
+    warm = warm_up_s(duration)
     tail = duration * 0.9
     early = [r for x, r in zip(t, rss, strict=True) if warm <= x <= warm + max(duration * 0.05, 1.0)]
     late = [r for x, r in zip(t, rss, strict=True) if x >= tail]
