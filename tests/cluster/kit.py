@@ -182,7 +182,9 @@ class Cluster:
 
         With `retry_disconnects`, a request whose connection was closed before any answer came back is sent
         once more, as the official SDKs do (openai and anthropic retry connection errors twice): it is what
-        a client sees when nginx reloads and its old workers close their idle keep-alive connections."""
+        a client sees when nginx reloads and its old workers close their idle keep-alive connections. The
+        close shows as one of CLOSED_UNANSWERED, depending on whether it lands while the request
+        is being written or while its answer is awaited; a timeout is never retried."""
         payload = dict(body or {"model": "mock/mock-chat", "messages": [{"role": "user", "content": "hi"}]})
         headers = {"Content-Type": "application/json"}
         if api_key:
@@ -196,7 +198,11 @@ class Cluster:
             async def worker() -> None:
                 for _ in queue:
                     outcome = await post(session, url, payload, headers)
-                    if retry_disconnects and outcome.status == 0 and "ServerDisconnectedError" in (outcome.error or ""):
+                    if (
+                        retry_disconnects
+                        and outcome.status == 0
+                        and (outcome.error or "").startswith(CLOSED_UNANSWERED)
+                    ):
                         outcome = await post(session, url, payload, headers)
                     outcomes.append(outcome)
                     if pause_s:
@@ -204,6 +210,12 @@ class Cluster:
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         return outcomes
+
+
+# How aiohttp reports a keep-alive connection the server closed under a request it had not answered: while
+# the request was being written (ClientOSError: "Can not write request body", or its subclass
+# ClientConnectionResetError), or while its answer was awaited (ServerDisconnectedError).
+CLOSED_UNANSWERED = ("ServerDisconnectedError", "ClientOSError", "ClientConnectionResetError")
 
 
 async def post(
