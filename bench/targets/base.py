@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from bench import control
-from bench.pinning import Layout
+from bench.pinning import Layout, gateway_preexec
 
 
 class TargetUnavailable(RuntimeError):
@@ -34,6 +34,8 @@ class Target:
     """Base class; subclasses set ``name`` and implement ``start``."""
 
     name = "target"
+    ready_path = "/"  # answers GET with 200 once the target serves
+    start_timeout = 60.0  # seconds the target may take to get there
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
@@ -93,17 +95,16 @@ class Target:
         env: dict[str, str],
         log_path: str,
         *,
-        ready_path: str,
         port: int,
-        timeout: float,
+        layout: Layout,
         cwd: str | None = None,
-        preexec: Any = None,
     ) -> subprocess.Popen:
-        """`_spawn`, then wait until ``GET ready_path`` answers 200 on ``port``; a target that exits or
-        does not answer in ``timeout`` seconds is stopped and raises TargetUnavailable with its log's tail."""
-        proc = self._spawn(cmd, env, log_path, cwd=cwd, preexec=preexec)
+        """`_spawn` on the layout's gateway cores, then wait until ``GET ready_path`` answers 200 on ``port``;
+        a target that exits or does not answer in ``start_timeout`` seconds is stopped and raises
+        TargetUnavailable with its log's tail."""
+        proc = self._spawn(cmd, env, log_path, cwd=cwd, preexec=gateway_preexec(layout))
         try:
-            control.wait_ready(port, ready_path, timeout, proc)
+            control.wait_ready(port, self.ready_path, self.start_timeout, proc)
         except RuntimeError as exc:
             self.stop(5)
             raise TargetUnavailable(f"{self.name} did not start: {exc}\n{self.log_tail()}") from None

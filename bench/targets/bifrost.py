@@ -17,7 +17,7 @@ import tempfile
 
 from bench import control
 from bench.mockproc import REPO_ROOT, child_env
-from bench.pinning import Layout, gateway_preexec
+from bench.pinning import Layout
 from bench.targets.base import Running, Target, TargetUnavailable
 
 
@@ -104,6 +104,7 @@ class BifrostTarget(Target):
     """One gateway process (``--workers 1`` unless told otherwise), pinned to the gateway CPU."""
 
     name = "bifrost"
+    ready_path = "/health"
 
     def __init__(
         self,
@@ -181,11 +182,9 @@ class BifrostTarget(Target):
             cmd,
             env,
             os.path.join(self.app_dir, "gateway.log"),
-            ready_path="/health",
             port=port,
-            timeout=60,
+            layout=layout,
             cwd=REPO_ROOT,
-            preexec=gateway_preexec(layout),
         )
         headers: dict[str, str] = {}
         if self.governance:  # every request presents the virtual key, as an SDK with it as api_key does

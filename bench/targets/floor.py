@@ -14,12 +14,14 @@ import tempfile
 
 from bench import control
 from bench.mockproc import REPO_ROOT, child_env
-from bench.pinning import Layout, gateway_preexec
+from bench.pinning import Layout
 from bench.targets.base import Running, Target
 
 
 class FloorTarget(Target):
     """``python -m bench.floor_relay --server <server>``; ``server`` is ``aiohttp`` or ``raw``."""
+
+    start_timeout = 30.0  # one small module to import
 
     def __init__(self, server: str) -> None:
         super().__init__()
@@ -37,11 +39,9 @@ class FloorTarget(Target):
             cmd,
             child_env(),
             log_path,
-            ready_path="/",
             port=port,
-            timeout=30,
+            layout=layout,
             cwd=REPO_ROOT,
-            preexec=gateway_preexec(layout),
         )
         return Running(
             name=self.name,

@@ -10,7 +10,7 @@ import os
 import tempfile
 
 from bench import control
-from bench.pinning import Layout, gateway_preexec
+from bench.pinning import Layout
 from bench.targets import litellm_env
 from bench.targets.base import Running, Target
 
@@ -41,6 +41,8 @@ class LiteLLMTarget(Target):
     """``litellm --config ... --num_workers N`` from bench/.venvs/litellm."""
 
     name = "litellm"
+    ready_path = "/health/liveliness"
+    start_timeout = 180.0  # its proxy takes long to import and start, the more so on a cold disk cache
 
     def __init__(self, *, workers: int = 1, auto_install: bool = True) -> None:
         super().__init__()
@@ -85,11 +87,9 @@ class LiteLLMTarget(Target):
             cmd,
             env,
             os.path.join(self.work_dir, "litellm.log"),
-            ready_path="/health/liveliness",
             port=port,
-            timeout=180,
+            layout=layout,
             cwd=self.work_dir,
-            preexec=gateway_preexec(layout),
         )
         return Running(
             name=self.name,

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 
 from bench import control
-from bench.pinning import Layout, gateway_preexec
+from bench.pinning import Layout
 from bench.targets import portkey_env
 from bench.targets.base import Running, Target
 
@@ -97,11 +97,9 @@ class PortkeyTarget(Target):
             command(node, script, port, layout),
             child_env(),
             os.path.join(self.work_dir, "portkey.log"),
-            ready_path="/",
             port=port,
-            timeout=60,
+            layout=layout,
             cwd=self.work_dir,
-            preexec=gateway_preexec(layout),
         )
         got = portkey_env.installed_versions()
         return Running(
