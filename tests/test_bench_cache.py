@@ -5,12 +5,11 @@ real plugin. Nothing here asserts a speed: the scenario reports PASS/FAIL lines,
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from harness.bench_run import smoke
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -86,12 +85,7 @@ def test_in_process_no_key_cost_runs_the_real_plugin() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_cache_scenario_smoke_serves_hits_from_the_cache(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "bench", "smoke", "--only", "cache", "--targets", "bifrost", "--duration", "1"]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(
-        [*cmd, "--out", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=280
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    smoke(tmp_path, "--only", "cache", "--targets", "bifrost", "--duration", "1", timeout=280)
     doc = json.loads((tmp_path / "cache.json").read_text())
     assert not doc["skipped"], doc["skipped"]
     c1 = doc["derived"]["c1"]

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from harness.bench_run import run_bench
 
 
 def test_every_measured_request_misses_and_is_stored() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.cache_miss", "--n", "200", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_bench("bench.cache_miss", "--n", "200", "--json", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert result["n"] == 200 and result["misses"] == 200 and result["stored"] == 200

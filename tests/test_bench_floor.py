@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from harness.bench_run import smoke
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -58,11 +57,7 @@ def test_each_floor_relays_the_mocks_answer_over_keep_alive(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_overhead_and_frontier_smoke_with_the_floors(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "bench", "smoke", "--out", str(tmp_path), "--only", "overhead,frontier"]
-    cmd += ["--targets", "direct,bifrost,floor-aiohttp,floor-raw"]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    smoke(tmp_path, "--only", "overhead,frontier", "--targets", "direct,bifrost,floor-aiohttp,floor-raw", timeout=280)
     overhead = json.loads((tmp_path / "overhead.json").read_text())
     for name in ("bifrost", "floor-aiohttp", "floor-raw"):
         assert overhead["derived"][name]["requests"] > 0, name

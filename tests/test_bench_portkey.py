@@ -11,11 +11,11 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from harness.bench_run import smoke
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -190,11 +190,7 @@ def test_real_portkey_chat_stream_and_errors_through_to_the_mock() -> None:
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not WITH_PORTKEY, reason="needs bench/.venvs/portkey or BENCH_PORTKEY=1")
 def test_smoke_side_by_side_with_portkey(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "bench", "smoke", "--out", str(tmp_path), "--targets", "direct,bifrost,portkey"]
-    cmd += ["--only", "overhead,frontier"]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    smoke(tmp_path, "--targets", "direct,bifrost,portkey", "--only", "overhead,frontier")
     frontier = json.loads((tmp_path / "frontier.json").read_text())
     cells = frontier["cells"]
     assert {c["target"] for c in cells} >= {"bifrost", "portkey"}, frontier["skipped"]

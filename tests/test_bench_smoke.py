@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from harness.bench_run import smoke
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -98,10 +98,7 @@ def test_goals_are_not_judged_on_smoke_runs() -> None:
 
 
 def _smoke(tmp_path: Path, *extra: str) -> dict[str, dict]:
-    cmd = [sys.executable, "-m", "bench", "smoke", "--out", str(tmp_path), *extra]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    smoke(tmp_path, *extra)
     assert (tmp_path / "REPORT.md").exists()
     return {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
 

@@ -5,29 +5,18 @@ measures the hooks in-process. No speed is asserted (bench/README.md states the 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from harness.bench_run import run_bench, smoke
 
-REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("psutil")
-
-
-def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.mark.timeout(300)
 def test_overhead_smoke_with_governance_on(tmp_path: Path) -> None:
     targets = "direct,bifrost,bifrost-gov"
-    proc = _run("bench", "smoke", "--out", str(tmp_path), "--targets", targets, "--only", "overhead")
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    smoke(tmp_path, "--targets", targets, "--only", "overhead", timeout=300)
     doc = json.loads((tmp_path / "overhead.json").read_text())
     cells = {c["target"]: c for c in doc["cells"]}
     assert "bifrost-gov" in cells, doc.get("skipped")
@@ -37,6 +26,6 @@ def test_overhead_smoke_with_governance_on(tmp_path: Path) -> None:
 
 
 def test_in_process_governance_bench() -> None:
-    proc = _run("bench.governance", "--requests", "500", "--runs", "2", timeout=60)
+    proc = run_bench("bench.governance", "--requests", "500", "--runs", "2", timeout=60)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "governed_us: best" in proc.stdout
